@@ -1,0 +1,104 @@
+/* config.h: the YAML configuration, loaded once into an immutable object.
+ *
+ * The file is a twemproxy nutcracker.yml superset: a map of pool name ->
+ * pool settings. The top-level key `memrelay` is reserved for process-wide
+ * settings. After mr_config_load() succeeds nothing in the object changes;
+ * worker threads share it read-only.
+ */
+#ifndef MEMRELAY_CONFIG_H
+#define MEMRELAY_CONFIG_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <sys/types.h>
+
+#include "memrelay/dist.h"
+#include "memrelay/hash.h"
+
+/* Where a server or listener lives. */
+typedef struct {
+    bool is_unix;   /* unix socket path instead of TCP */
+    char *host;     /* TCP: host text as written (brackets removed for IPv6); unix: the path */
+    uint16_t port;  /* TCP port; 0 for unix */
+    mode_t mode;    /* unix listeners: file mode (0 = leave the umask's) */
+} mr_addr_conf;
+
+typedef struct {
+    char *spec;         /* the server line as written, for messages */
+    mr_addr_conf addr;  /* where it is */
+    uint32_t weight;    /* >= 1 */
+    char *name;         /* explicit name after the space, or NULL */
+    char *ident;        /* ketama identity: name, else host (port 11211), else host:port, else path */
+    int line, column;   /* position of the server line in the file (1-based) */
+} mr_server_conf;
+
+typedef enum { MR_MULTIGET_ERRORS_MISS, MR_MULTIGET_ERRORS_FAIL } mr_multiget_errors;
+
+/* A key-prefix route: keys starting with `prefix` go to pool `pool_index`. */
+typedef struct {
+    char *prefix;
+    size_t prefix_len;
+    char *pool_name;
+    size_t pool_index;  /* resolved index into mr_config.pools */
+} mr_route_conf;
+
+typedef struct {
+    char *name;
+    int line, column;  /* position of the pool's key */
+
+    /* twemproxy keys */
+    bool has_listen;             /* a pool without `listen` only serves as a route target */
+    mr_addr_conf listen;
+    mr_hash_kind hash;           /* default fnv1a_64 */
+    bool has_hash_tag;
+    char hash_tag[2];            /* open and close characters */
+    mr_dist_kind distribution;   /* default ketama */
+    uint32_t timeout_ms;         /* per request; default 1000 (twemproxy: none) */
+    int backlog;                 /* default 512 */
+    bool preconnect;             /* default false */
+    uint32_t server_connections; /* per worker per server; default 1 */
+    bool auto_eject_hosts;       /* default false */
+    uint32_t server_retry_timeout_ms; /* default 30000 */
+    uint32_t server_failure_limit;    /* default 2 */
+    bool tcpkeepalive;           /* default false */
+    uint32_t client_connections; /* 0 = unlimited (default) */
+    mr_server_conf *servers;
+    size_t nservers;
+
+    /* memrelay additions */
+    mr_route_conf *routes;       /* prefix routes, sorted longest prefix first */
+    size_t nroutes;
+    mr_multiget_errors multiget_errors; /* default miss */
+    uint32_t item_size_max;      /* largest value accepted; default 1048576 */
+} mr_pool_conf;
+
+typedef struct {
+    char *path;        /* file it came from */
+    int threads;       /* memrelay.threads; default 1 (the -t flag overrides) */
+    mr_pool_conf *pools;
+    size_t npools;
+} mr_config;
+
+/* A load error: where and what. */
+typedef struct {
+    int line, column;  /* 1-based; 0 when not tied to a position */
+    char message[512];
+} mr_config_error;
+
+/* Load and validate `path`. On failure returns NULL and fills `err`. */
+mr_config *mr_config_load(const char *path, mr_config_error *err);
+
+/* The same from a string (tests, fuzzing); `name` is used in messages. */
+mr_config *mr_config_load_string(const char *yaml, size_t len, const char *name, mr_config_error *err);
+
+/* Human-readable resolved pools and routes (for --check-config). */
+void mr_config_print(FILE *out, const mr_config *cfg);
+
+/* Pool index by name, or -1. */
+long mr_config_pool_index(const mr_config *cfg, const char *name);
+
+void mr_config_free(mr_config *cfg);
+
+#endif
