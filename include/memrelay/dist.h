@@ -53,4 +53,13 @@ const char *mr_dist_name(mr_dist_kind kind);
 /* Ketama internals exposed for tests: number of points the ring holds. */
 size_t mr_ketama_point_count(const mr_dist *d);
 
+/* Ring points a server of `weight` gets in a pool of `n` servers whose
+ * weights sum to `total_weight`: a multiple of 4, computed in float32 as
+ * libmemcached and twemproxy do (0 when total_weight is 0). */
+uint32_t mr_ketama_points_per_server(uint32_t weight, uint64_t total_weight, size_t n);
+
+/* The four ring points of `ident`'s digest number `i`: the little-endian
+ * quarters of MD5(ident "-" decimal(i)). */
+void mr_ketama_digest_points(const char *ident, uint32_t i, uint32_t out[4]);
+
 #endif
