@@ -1,0 +1,79 @@
+/* backend.h: a worker's connections to one memcached server.
+ *
+ * Each worker has its own mr_backend per server (no sharing, no locks), with
+ * `server_connections` pipelined connections. Messages wait on a connection's
+ * `pending` queue until written, then on `sent` until their reply arrives;
+ * replies pair with `sent` strictly FIFO, as memcached answers in order.
+ */
+#ifndef MEMRELAY_BACKEND_H
+#define MEMRELAY_BACKEND_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/socket.h>
+
+#include <ev.h>
+
+#include "memrelay/inbuf.h"
+#include "memrelay/request.h"
+#include "memrelay/router.h"
+
+struct mr_worker;
+struct mr_backend;
+
+typedef enum { MR_BCONN_IDLE, MR_BCONN_CONNECTING, MR_BCONN_CONNECTED } mr_bconn_state;
+
+typedef struct mr_bconn {
+    struct mr_backend *be;
+    mr_bconn_state state;
+    int fd;
+    ev_io rio;               /* readable */
+    ev_io wio;               /* writable (connect completion, or a full socket) */
+    ev_timer timer;          /* earliest deadline of the queued messages */
+    mr_msg *pending_head, *pending_tail; /* not yet fully written */
+    mr_msg *sent_head, *sent_tail;       /* written, awaiting replies, in order */
+    uint32_t nqueued;        /* messages on both queues */
+    mr_inbuf in;             /* reply bytes */
+    uint32_t need;           /* bytes the reply element being read needs in all (0 unknown) */
+    bool dirty;              /* on the worker's flush list */
+    struct mr_bconn *next_dirty;
+} mr_bconn;
+
+typedef struct mr_backend {
+    struct mr_worker *worker;
+    const mr_server *server;
+    const mr_pool *pool;
+    ev_tstamp timeout;       /* pool timeout, seconds */
+    mr_bconn *conns;
+    uint32_t nconns;
+    /* Reconnect backoff: after a failed connect, requests fail fast with
+     * `down_error` until retry_at, then the next request tries again. */
+    mr_err down_error;
+    ev_tstamp retry_at;
+    uint32_t failures;       /* consecutive connect failures */
+} mr_backend;
+
+/* Resolved address of a server (done once, before workers start). */
+typedef struct {
+    struct sockaddr_storage addr;
+    socklen_t len;
+} mr_backend_addr;
+
+/* Resolve every server of the router. Returns NULL and logs on failure. */
+mr_backend_addr *mr_backend_resolve_all(const mr_router *router);
+
+int mr_backend_init(mr_backend *be, struct mr_worker *w, const mr_server *server, const mr_pool *pool);
+void mr_backend_close(mr_backend *be);
+
+/* Queue a message on connection `conn_hint % nconns`. Fails the message at
+ * once (mr_msg_finish with an error) when the server is known down or the
+ * queue is full. */
+void mr_backend_send(mr_backend *be, uint32_t conn_hint, mr_msg *msg);
+
+/* Write what the connection has pending (called from the worker's flush). */
+void mr_bconn_flush(mr_bconn *bc);
+
+/* Bound on messages queued per connection. */
+#define MR_BCONN_MAX_QUEUED 65536u
+
+#endif

@@ -1,0 +1,64 @@
+/* client.h: one client connection: read, parse, dispatch, reply in order. */
+#ifndef MEMRELAY_CLIENT_H
+#define MEMRELAY_CLIENT_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/uio.h>
+
+#include <ev.h>
+
+#include "memrelay/inbuf.h"
+#include "memrelay/request.h"
+
+struct mr_worker;
+
+/* One queued run of reply bytes. */
+typedef struct {
+    mr_mbuf *mb;    /* reference held, NULL for static bytes */
+    const char *p;
+    uint32_t len;
+} mr_outv;
+
+typedef struct mr_client {
+    struct mr_worker *worker;
+    int fd;
+    uint32_t id;             /* picks the backend connection, so one client's requests to a server stay ordered */
+    uint32_t listen_pool;    /* pool whose listener accepted it */
+    ev_io rio, wio;
+    mr_inbuf in;             /* request bytes */
+    uint32_t need;           /* bytes the request being read needs in all (0 unknown) */
+    uint32_t swallow;        /* bytes still to discard (memcached's swallow after an error) */
+    mr_req *q_head, *q_tail; /* requests awaiting their turn to reply, in arrival order */
+    uint32_t nqueued;
+    mr_outv *out;            /* ring of reply runs */
+    uint32_t out_cap, out_head, out_count;
+    uint64_t out_bytes;      /* bytes queued in out */
+    uint32_t out_skip;       /* bytes of out[out_head] already written */
+    bool paused;             /* not reading: too much queued (backpressure) */
+    bool closing;            /* close once the queued replies are written */
+    bool eof;                /* peer closed its side */
+    bool dirty;              /* on the worker's flush list */
+    struct mr_client *next_dirty;
+    struct mr_client *prev, *next; /* worker's client list */
+} mr_client;
+
+/* Bounds: a client may have this many requests or reply bytes waiting
+ * before memrelay stops reading from it until it catches up. */
+#define MR_CLIENT_MAX_QUEUED 4096u
+#define MR_CLIENT_MAX_OUT_BYTES (8u * 1024u * 1024u)
+
+void mr_client_accept(struct mr_worker *w, int fd, uint32_t listen_pool);
+/* A request of this client completed: emit what is ready. */
+void mr_client_req_done(mr_client *c, mr_req *req);
+/* Write queued replies (called from the worker's flush). */
+void mr_client_flush(mr_client *c);
+void mr_client_close(mr_client *c);
+
+/* dispatch.c: turn a parsed request into messages or a local reply. */
+void mr_dispatch(mr_client *c, mr_req *req);
+/* emit.c: append a finished request's reply to the client's output. */
+int mr_emit(mr_client *c, mr_req *req);
+int mr_client_push(mr_client *c, mr_mbuf *mb, const char *p, uint32_t len);
+
+#endif

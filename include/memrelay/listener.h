@@ -1,0 +1,16 @@
+/* listener.h: listening sockets (TCP v4/v6 and unix), opened once at start-up.
+ * Every worker watches every listening socket; the kernel hands each new
+ * connection to one of them. */
+#ifndef MEMRELAY_LISTENER_H
+#define MEMRELAY_LISTENER_H
+
+#include "memrelay/config.h"
+
+/* Open a non-blocking listening socket for `pool`. Returns the fd, or -1
+ * after logging why. */
+int mr_listener_open(const mr_pool_conf *pool);
+
+/* Close it, removing a unix socket's file. */
+void mr_listener_close(const mr_pool_conf *pool, int fd);
+
+#endif

@@ -1,0 +1,60 @@
+/* mbuf.h: reference-counted byte blocks, the unit of zero-copy forwarding.
+ *
+ * Bytes are read from a socket into an mbuf once. Requests and replies then
+ * hold slices (mbuf + offset + length) of it, each slice owning one reference,
+ * and go out through writev straight from there. A block is freed (or returned
+ * to its worker's bounded free list) when its last reference goes.
+ *
+ * Blocks are per worker thread: counts are plain integers, never shared.
+ */
+#ifndef MEMRELAY_MBUF_H
+#define MEMRELAY_MBUF_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+/* Standard block size: big enough for many small requests per read. */
+#define MR_MBUF_SIZE (16u * 1024u)
+
+typedef struct mr_mbuf_pool mr_mbuf_pool;
+
+typedef struct mr_mbuf {
+    uint32_t refs;          /* slices and owners holding it */
+    uint32_t cap;           /* bytes in data[] */
+    uint32_t len;           /* bytes filled so far */
+    mr_mbuf_pool *pool;     /* where a standard-size block returns to */
+    struct mr_mbuf *next;   /* free-list link */
+    char data[];
+} mr_mbuf;
+
+/* A per-worker free list of standard blocks, bounded so memory returns to
+ * the system after a spike. */
+struct mr_mbuf_pool {
+    mr_mbuf *free;          /* free standard blocks */
+    uint32_t nfree;         /* how many */
+    uint32_t max_free;      /* bound on nfree */
+    uint64_t allocated;     /* blocks alive (stats) */
+};
+
+void mr_mbuf_pool_init(mr_mbuf_pool *pool, uint32_t max_free);
+void mr_mbuf_pool_drain(mr_mbuf_pool *pool);
+
+/* A block with room for at least `min_cap` bytes, refs = 1, len = 0.
+ * Returns NULL when memory is exhausted. */
+mr_mbuf *mr_mbuf_get(mr_mbuf_pool *pool, uint32_t min_cap);
+
+static inline mr_mbuf *mr_mbuf_ref(mr_mbuf *mb)
+{
+    mb->refs++;
+    return mb;
+}
+
+/* Drop one reference; the last one frees the block. NULL is ignored. */
+void mr_mbuf_unref(mr_mbuf *mb);
+
+static inline uint32_t mr_mbuf_room(const mr_mbuf *mb)
+{
+    return mb->cap - mb->len;
+}
+
+#endif

@@ -1,0 +1,148 @@
+/* request.h: client requests and the backend messages they become.
+ *
+ * Ownership, in one place:
+ * - An mr_req is created by its client's parser and sits on the client's
+ *   in-order queue until its reply has been copied (as references) into the
+ *   client's output. A request whose client needs no reply (noreply) or has
+ *   gone is an orphan: client == NULL.
+ * - Each mr_msg (one request to one server) lives inside its mr_req and sits
+ *   on one backend connection's queue from enqueue until its reply arrives
+ *   or the connection fails. The backend never frees a message: it hands it
+ *   back with mr_msg_finish(), and the request is freed once the client is
+ *   done with it and no message of it is on any queue (in_flight == 0).
+ * - Every mr_slice holds one reference on its mbuf.
+ */
+#ifndef MEMRELAY_REQUEST_H
+#define MEMRELAY_REQUEST_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include <ev.h>
+
+#include "memrelay/ascii.h"
+#include "memrelay/mbuf.h"
+
+struct mr_client;
+struct mr_worker;
+struct mr_req;
+
+/* A run of bytes to send; `mb` NULL means static storage. */
+typedef struct {
+    mr_mbuf *mb;
+    const char *p;
+    uint32_t len;
+} mr_slice;
+
+/* Why a message got no reply. The one place these become protocol text is
+ * mr_error_reply(). */
+#define MR_ERRORS(X)                                                   \
+    X(NONE, "")                                                        \
+    X(TIMEOUT, "SERVER_ERROR timeout\r\n")                             \
+    X(REFUSED, "SERVER_ERROR connection refused\r\n")                  \
+    X(UNAVAILABLE, "SERVER_ERROR backend unavailable\r\n")             \
+    X(BAD_REPLY, "SERVER_ERROR backend sent an invalid reply\r\n")     \
+    X(QUEUE_FULL, "SERVER_ERROR backend queue full\r\n")               \
+    X(NOMEM, "SERVER_ERROR out of memory\r\n")
+
+typedef enum {
+#define MR_ERR_ENUM(e, text) MR_ERR_##e,
+    MR_ERRORS(MR_ERR_ENUM)
+#undef MR_ERR_ENUM
+} mr_err;
+
+const char *mr_error_reply(mr_err err);
+
+typedef struct mr_msg {
+    struct mr_req *req;     /* owner */
+    struct mr_msg *next;    /* link in a backend connection queue */
+    uint32_t server;        /* global server id */
+    bool retrieval;         /* reply is VALUE items ended by END */
+    bool queued;            /* on a backend queue */
+    bool replied;           /* reply complete or failed */
+    mr_err error;           /* MR_ERR_NONE unless it failed without a reply */
+    mr_slice out[2];        /* command line, data block */
+    uint32_t nout;
+    uint32_t written;       /* bytes of out[] already written */
+    ev_tstamp deadline;     /* when it times out: enqueue time + pool timeout */
+    /* The reply. Retrievals: the VALUE items, and `line` only if the backend
+     * answered with an error line instead. Others: `line` is the reply. */
+    mr_slice line;
+    mr_slice *items;
+    uint32_t nitems, items_cap;
+    uint32_t cursor;        /* merge position in items */
+    mr_slice inline_items[4];
+} mr_msg;
+
+/* Small multi-gets keep their per-key table inline. */
+#define MR_REQ_INLINE_KEYS 16
+#define MR_REQ_INLINE_MSGS 4
+
+typedef struct mr_req {
+    struct mr_client *client;  /* NULL: orphan, nobody wants the reply */
+    struct mr_worker *worker;
+    struct mr_req *next;       /* client's queue, or the worker's free list */
+    mr_cmd cmd;
+    mr_cmd_class cls;
+    bool quiet;                /* meta q: some replies are suppressed */
+    bool done;                 /* every message answered (or a local reply set) */
+    bool close_after;          /* close the client once this reply is out */
+    bool fail_multiget;        /* pool's multiget_errors: fail */
+    uint32_t pending;          /* messages not yet replied */
+    uint32_t in_flight;        /* messages still on a backend queue */
+    mr_slice line;             /* the client's command line (keys for merging) */
+    mr_request_head head;      /* parse result (offsets relative to line.p) */
+    mr_slice local;            /* a reply made by memrelay itself */
+    mr_msg *msgs;              /* one per server involved */
+    uint32_t nmsgs;
+    uint32_t *key_msg;         /* retrievals over several servers: message of each key */
+    uint32_t nkeys;
+    mr_msg inline_msgs[MR_REQ_INLINE_MSGS];
+    uint32_t inline_key_msg[MR_REQ_INLINE_KEYS];
+} mr_req;
+
+/* Request pool (per worker). */
+mr_req *mr_req_new(struct mr_worker *w);
+/* The client is done with it (reply emitted, or client gone). */
+void mr_req_client_done(mr_req *req);
+/* Size the message table; returns -1 when out of memory. The request then
+ * holds one extra `pending` count (a guard) so that messages failing at once
+ * during dispatch cannot complete or free it under the dispatcher's feet. */
+int mr_req_alloc_msgs(mr_req *req, uint32_t nmsgs);
+/* Size the per-key message table of a multi-server retrieval. */
+int mr_req_alloc_keys(mr_req *req, uint32_t nkeys);
+/* Dispatch is over: drop the guard. The request may be freed on return. */
+void mr_req_dispatched(mr_req *req);
+
+/* Give a message its answer (err MR_ERR_NONE: the reply stored in it)
+ * without taking it off its backend queue: a timed-out message stays queued
+ * so the late reply still pairs with it, and is then discarded. */
+void mr_msg_answer(mr_msg *msg, mr_err err);
+/* A backend is done with a message: replied, failed, or dropped. Answers it
+ * if not yet answered, takes it off the queue count, and frees the request
+ * when nothing else holds it. The message may be freed on return. */
+void mr_msg_finish(mr_msg *msg, mr_err err);
+/* Append a VALUE item reference to a message's reply. */
+int mr_msg_add_item(mr_msg *msg, mr_mbuf *mb, const char *p, uint32_t len);
+
+static inline mr_slice mr_slice_static(const char *s, uint32_t len)
+{
+    mr_slice sl = {NULL, s, len};
+    return sl;
+}
+
+static inline mr_slice mr_slice_ref(mr_mbuf *mb, const char *p, uint32_t len)
+{
+    mr_slice sl = {mb ? mr_mbuf_ref(mb) : NULL, p, len};
+    return sl;
+}
+
+static inline void mr_slice_release(mr_slice *sl)
+{
+    mr_mbuf_unref(sl->mb);
+    sl->mb = NULL;
+    sl->p = NULL;
+    sl->len = 0;
+}
+
+#endif

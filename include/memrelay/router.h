@@ -1,0 +1,56 @@
+/* router.h: from a key to the server that owns it.
+ *
+ * Built once from an mr_config and immutable afterwards, so all worker
+ * threads share one router without locks. Servers get global ids
+ * (0..nservers-1) that index each worker's backend connection table.
+ */
+#ifndef MEMRELAY_ROUTER_H
+#define MEMRELAY_ROUTER_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "memrelay/config.h"
+#include "memrelay/dist.h"
+
+typedef struct {
+    const mr_server_conf *conf;
+    uint32_t id;       /* global server id */
+    uint32_t pool;     /* index of its pool */
+} mr_server;
+
+typedef struct {
+    const mr_pool_conf *conf;
+    uint32_t index;          /* in mr_router.pools (same as in the config) */
+    const mr_dist_ops *ops;  /* its distribution */
+    mr_dist *dist;           /* NULL when the pool has no servers */
+    uint32_t *server_ids;    /* global id of each pool server, config order */
+    uint32_t nservers;
+} mr_pool;
+
+typedef struct {
+    const mr_config *cfg; /* borrowed: outlives the router */
+    mr_pool *pools;
+    uint32_t npools;
+    mr_server *servers;
+    uint32_t nservers;
+} mr_router;
+
+/* Build rings for every pool. Returns NULL on allocation failure. */
+mr_router *mr_router_build(const mr_config *cfg);
+void mr_router_free(mr_router *router);
+
+/* The pool a key goes to when it arrives on listening pool `listen_pool`:
+ * the longest matching prefix route, else the listening pool itself. */
+const mr_pool *mr_router_pool_for_key(const mr_router *router, uint32_t listen_pool, const char *key,
+                                      size_t len);
+
+/* Global server id owning `key` in `pool` (hash tag applied). `rnd` is a
+ * random number, used only by the random distribution. */
+uint32_t mr_router_server_for_key(const mr_pool *pool, const char *key, size_t len, uint32_t rnd);
+
+/* The pool that answers pool-wide commands (version) for a listening pool:
+ * itself if it has servers, else its catch-all route's pool. */
+const mr_pool *mr_router_default_pool(const mr_router *router, uint32_t listen_pool);
+
+#endif

@@ -1,0 +1,51 @@
+/* stats.h: counters, one set per worker thread.
+ *
+ * A worker is the only writer of its counters (plain load + store, no lock,
+ * no atomic read-modify-write on the hot path); `stats` readers on any
+ * thread sum relaxed atomic loads, so a total may lag by a request or two.
+ * One X-macro list gives the fields and their names in `stats` output.
+ */
+#ifndef MEMRELAY_STATS_H
+#define MEMRELAY_STATS_H
+
+#include <stdint.h>
+
+#define MR_STATS(X)          \
+    X(curr_connections)      \
+    X(total_connections)     \
+    X(rejected_connections)  \
+    X(cmd_get)               \
+    X(cmd_set)               \
+    X(cmd_flush)             \
+    X(cmd_touch)             \
+    X(cmd_meta)              \
+    X(get_hits)              \
+    X(get_misses)            \
+    X(bytes_read)            \
+    X(bytes_written)         \
+    X(backend_requests)      \
+    X(backend_timeouts)      \
+    X(backend_errors)        \
+    X(backend_connects)      \
+    X(backend_connect_failures) \
+    X(multiget_server_failures) \
+    X(client_errors)
+
+typedef struct {
+#define MR_STAT_FIELD(name) uint64_t name;
+    MR_STATS(MR_STAT_FIELD)
+#undef MR_STAT_FIELD
+} mr_stats;
+
+#define MR_STAT_ADD(stats, field, n) \
+    __atomic_store_n(&(stats)->field, __atomic_load_n(&(stats)->field, __ATOMIC_RELAXED) + (n), __ATOMIC_RELAXED)
+#define MR_STAT_INC(stats, field) MR_STAT_ADD(stats, field, 1)
+#define MR_STAT_DEC(stats, field) MR_STAT_ADD(stats, field, (uint64_t)-1)
+
+/* Sum of every worker's counters. */
+void mr_stats_sum(mr_stats *out);
+
+/* Register a worker's counters for summing (before threads start). */
+void mr_stats_register(mr_stats *stats);
+
+#endif

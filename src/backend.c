@@ -1,0 +1,529 @@
+/* backend.c: pipelined connections to one memcached server.
+ *
+ * Timeouts: a message's clock starts when it is queued (so time spent
+ * waiting for a connect counts) and it is answered `SERVER_ERROR timeout`
+ * alone when the pool timeout passes. It stays on the queue so the late
+ * reply, if any, still pairs with it and is dropped. Only when the oldest
+ * timed-out message has waited a second full timeout with no reply is the
+ * connection declared stalled and closed. Messages never written survive a
+ * reconnect; messages written to a connection that died are failed, since
+ * memrelay cannot know whether the server executed them.
+ */
+#include "memrelay/backend.h"
+
+#include <errno.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <sys/uio.h>
+#include <unistd.h>
+
+#include "memrelay/log.h"
+#include "memrelay/reply.h"
+#include "memrelay/worker.h"
+
+/* Reconnect backoff after failed connects: doubling from the first, capped. */
+#define BACKOFF_FIRST 0.1
+#define BACKOFF_MAX 1.0
+/* Largest value a reply may carry, and longest reply line. */
+#define REPLY_MAX_VALUE (256u * 1024u * 1024u)
+#define REPLY_MAX_LINE 8192u
+#define WRITE_IOV_MAX 256
+
+static void bconn_read_cb(struct ev_loop *loop, ev_io *io, int revents);
+static void bconn_write_cb(struct ev_loop *loop, ev_io *io, int revents);
+static void bconn_timer_cb(struct ev_loop *loop, ev_timer *t, int revents);
+static void bconn_connect(mr_bconn *bc);
+
+mr_backend_addr *mr_backend_resolve_all(const mr_router *router)
+{
+    mr_backend_addr *addrs = calloc(router->nservers ? router->nservers : 1, sizeof(*addrs));
+    if (!addrs)
+        return NULL;
+    for (uint32_t i = 0; i < router->nservers; i++) {
+        const mr_server_conf *sc = router->servers[i].conf;
+        if (sc->addr.is_unix) {
+            struct sockaddr_un *un = (struct sockaddr_un *)&addrs[i].addr;
+            un->sun_family = AF_UNIX;
+            if (strlen(sc->addr.host) >= sizeof(un->sun_path)) {
+                mr_log_error("server %s: unix path too long", sc->spec);
+                free(addrs);
+                return NULL;
+            }
+            strcpy(un->sun_path, sc->addr.host);
+            addrs[i].len = sizeof(*un);
+            continue;
+        }
+        char port[16];
+        snprintf(port, sizeof(port), "%u", sc->addr.port);
+        struct addrinfo hints = {.ai_socktype = SOCK_STREAM}, *res = NULL;
+        int rc = getaddrinfo(sc->addr.host, port, &hints, &res);
+        if (rc != 0 || !res) {
+            mr_log_error("server %s: cannot resolve '%s': %s", sc->spec, sc->addr.host, gai_strerror(rc));
+            free(addrs);
+            return NULL;
+        }
+        memcpy(&addrs[i].addr, res->ai_addr, res->ai_addrlen);
+        addrs[i].len = res->ai_addrlen;
+        freeaddrinfo(res);
+    }
+    return addrs;
+}
+
+int mr_backend_init(mr_backend *be, mr_worker *w, const mr_server *server, const mr_pool *pool)
+{
+    memset(be, 0, sizeof(*be));
+    be->worker = w;
+    be->server = server;
+    be->pool = pool;
+    be->timeout = pool->conf->timeout_ms / 1000.0;
+    be->nconns = pool->conf->server_connections ? pool->conf->server_connections : 1;
+    be->conns = calloc(be->nconns, sizeof(mr_bconn));
+    if (!be->conns)
+        return -1;
+    for (uint32_t i = 0; i < be->nconns; i++) {
+        mr_bconn *bc = &be->conns[i];
+        bc->be = be;
+        bc->fd = -1;
+        ev_init(&bc->rio, bconn_read_cb);
+        ev_init(&bc->wio, bconn_write_cb);
+        ev_init(&bc->timer, bconn_timer_cb);
+        bc->rio.data = bc->wio.data = bc->timer.data = bc;
+        if (pool->conf->preconnect)
+            bconn_connect(bc);
+    }
+    return 0;
+}
+
+/* ---- queues ---- */
+
+static void pending_push(mr_bconn *bc, mr_msg *msg)
+{
+    msg->next = NULL;
+    if (bc->pending_tail)
+        bc->pending_tail->next = msg;
+    else
+        bc->pending_head = msg;
+    bc->pending_tail = msg;
+}
+
+static mr_msg *sent_pop(mr_bconn *bc)
+{
+    mr_msg *msg = bc->sent_head;
+    bc->sent_head = msg->next;
+    if (!bc->sent_head)
+        bc->sent_tail = NULL;
+    bc->nqueued--;
+    return msg;
+}
+
+/* The first message still waiting for its answer: the earliest deadline,
+ * since every message of a connection has the same timeout and the queues
+ * are in enqueue order. */
+static mr_msg *first_unanswered(const mr_bconn *bc)
+{
+    for (mr_msg *m = bc->sent_head; m; m = m->next)
+        if (!m->replied)
+            return m;
+    for (mr_msg *m = bc->pending_head; m; m = m->next)
+        if (!m->replied)
+            return m;
+    return NULL;
+}
+
+static void arm_timer(mr_bconn *bc)
+{
+    struct ev_loop *loop = bc->be->worker->loop;
+    ev_tstamp at = 0;
+    mr_msg *m = first_unanswered(bc);
+    if (m)
+        at = m->deadline;
+    /* A timed-out message at the head is waited on for one more timeout
+     * before the connection counts as stalled. */
+    if (bc->sent_head && bc->sent_head->replied) {
+        ev_tstamp stall = bc->sent_head->deadline + bc->be->timeout;
+        if (!at || stall < at)
+            at = stall;
+    }
+    ev_timer_stop(loop, &bc->timer);
+    if (!at)
+        return;
+    ev_tstamp after = at - ev_now(loop);
+    ev_timer_set(&bc->timer, after > 0 ? after : 0, 0);
+    ev_timer_start(loop, &bc->timer);
+}
+
+/* ---- connection lifecycle ---- */
+
+static void bconn_close_fd(mr_bconn *bc)
+{
+    struct ev_loop *loop = bc->be->worker->loop;
+    ev_io_stop(loop, &bc->rio);
+    ev_io_stop(loop, &bc->wio);
+    if (bc->fd >= 0)
+        close(bc->fd);
+    bc->fd = -1;
+    bc->state = MR_BCONN_IDLE;
+    mr_inbuf_release(&bc->in);
+}
+
+/* Fail every message on `list` with err (those already answered just leave). */
+static void fail_list(mr_bconn *bc, mr_msg *list, mr_err err)
+{
+    while (list) {
+        mr_msg *next = list->next;
+        bc->nqueued--;
+        mr_msg_finish(list, err);
+        list = next;
+    }
+}
+
+/* The connection broke (err says how). Written messages fail; unwritten ones
+ * are kept and a reconnect is started for them. */
+static void bconn_reset(mr_bconn *bc, mr_err err)
+{
+    mr_backend *be = bc->be;
+    mr_log_warn("backend %s: connection lost (%.*s)", be->server->conf->spec,
+                (int)strlen(mr_error_reply(err)) - 2, mr_error_reply(err));
+    MR_STAT_INC(&be->worker->stats, backend_errors);
+    bconn_close_fd(bc);
+    mr_msg *sent = bc->sent_head;
+    bc->sent_head = bc->sent_tail = NULL;
+    fail_list(bc, sent, err);
+    for (mr_msg *m = bc->pending_head; m; m = m->next)
+        m->written = 0;
+    if (bc->pending_head)
+        bconn_connect(bc);
+    else
+        arm_timer(bc);
+}
+
+static void connect_failed(mr_bconn *bc, mr_err err, int sys_errno)
+{
+    mr_backend *be = bc->be;
+    struct ev_loop *loop = be->worker->loop;
+    be->failures++;
+    double backoff = BACKOFF_FIRST;
+    for (uint32_t i = 1; i < be->failures && backoff < BACKOFF_MAX; i++)
+        backoff *= 2;
+    if (backoff > BACKOFF_MAX)
+        backoff = BACKOFF_MAX;
+    be->down_error = err;
+    be->retry_at = ev_now(loop) + backoff;
+    if (be->failures == 1)
+        mr_log_warn("backend %s: connect failed: %s", be->server->conf->spec,
+                    sys_errno ? strerror(sys_errno) : "timed out");
+    MR_STAT_INC(&be->worker->stats, backend_connect_failures);
+    bconn_close_fd(bc);
+    mr_msg *pending = bc->pending_head;
+    bc->pending_head = bc->pending_tail = NULL;
+    fail_list(bc, pending, err);
+    arm_timer(bc);
+}
+
+static void connected(mr_bconn *bc)
+{
+    mr_backend *be = bc->be;
+    struct ev_loop *loop = be->worker->loop;
+    if (be->failures)
+        mr_log_warn("backend %s: connected again", be->server->conf->spec);
+    be->failures = 0;
+    be->down_error = MR_ERR_NONE;
+    bc->state = MR_BCONN_CONNECTED;
+    MR_STAT_INC(&be->worker->stats, backend_connects);
+    ev_io_stop(loop, &bc->wio);
+    ev_io_set(&bc->rio, bc->fd, EV_READ);
+    ev_io_start(loop, &bc->rio);
+    ev_io_set(&bc->wio, bc->fd, EV_WRITE);
+    mr_worker_mark_bconn(be->worker, bc);
+    arm_timer(bc);
+}
+
+static void bconn_connect(mr_bconn *bc)
+{
+    mr_backend *be = bc->be;
+    struct ev_loop *loop = be->worker->loop;
+    const mr_backend_addr *addr = &be->worker->shared->addrs[be->server->id];
+    int fd = socket(addr->addr.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (fd < 0) {
+        connect_failed(bc, MR_ERR_UNAVAILABLE, errno);
+        return;
+    }
+    if (addr->addr.ss_family != AF_UNIX) {
+        int one = 1;
+        setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+        if (be->pool->conf->tcpkeepalive)
+            setsockopt(fd, SOL_SOCKET, SO_KEEPALIVE, &one, sizeof(one));
+    }
+    bc->fd = fd;
+    bc->state = MR_BCONN_CONNECTING;
+    if (connect(fd, (const struct sockaddr *)&addr->addr, addr->len) == 0) {
+        connected(bc);
+        return;
+    }
+    if (errno != EINPROGRESS) {
+        int e = errno;
+        connect_failed(bc, e == ECONNREFUSED || e == ENOENT ? MR_ERR_REFUSED : MR_ERR_UNAVAILABLE, e);
+        return;
+    }
+    /* Wait for writability; the timer bounds the wait by the first message's deadline. */
+    ev_io_set(&bc->wio, fd, EV_WRITE);
+    ev_io_start(loop, &bc->wio);
+    arm_timer(bc);
+}
+
+void mr_backend_close(mr_backend *be)
+{
+    for (uint32_t i = 0; i < be->nconns; i++) {
+        mr_bconn *bc = &be->conns[i];
+        ev_timer_stop(be->worker->loop, &bc->timer);
+        bconn_close_fd(bc);
+        mr_msg *sent = bc->sent_head, *pending = bc->pending_head;
+        bc->sent_head = bc->sent_tail = bc->pending_head = bc->pending_tail = NULL;
+        fail_list(bc, sent, MR_ERR_UNAVAILABLE);
+        fail_list(bc, pending, MR_ERR_UNAVAILABLE);
+    }
+    free(be->conns);
+    be->conns = NULL;
+}
+
+/* ---- sending ---- */
+
+void mr_backend_send(mr_backend *be, uint32_t conn_hint, mr_msg *msg)
+{
+    struct ev_loop *loop = be->worker->loop;
+    mr_bconn *bc = &be->conns[conn_hint % be->nconns];
+    ev_tstamp now = ev_now(loop);
+    if (bc->state == MR_BCONN_IDLE && be->down_error != MR_ERR_NONE && now < be->retry_at) {
+        /* Known down and inside the backoff: answer now rather than wait. */
+        mr_msg_finish(msg, be->down_error);
+        return;
+    }
+    if (bc->nqueued >= MR_BCONN_MAX_QUEUED) {
+        mr_msg_finish(msg, MR_ERR_QUEUE_FULL);
+        return;
+    }
+    msg->deadline = now + be->timeout;
+    msg->queued = true;
+    msg->written = 0;
+    msg->req->in_flight++;
+    pending_push(bc, msg);
+    bc->nqueued++;
+    MR_STAT_INC(&be->worker->stats, backend_requests);
+    if (bc->state == MR_BCONN_IDLE) {
+        bconn_connect(bc);
+        return;
+    }
+    if (bc->state == MR_BCONN_CONNECTED)
+        mr_worker_mark_bconn(be->worker, bc);
+    if (!ev_is_active(&bc->timer))
+        arm_timer(bc);
+}
+
+void mr_bconn_flush(mr_bconn *bc)
+{
+    if (bc->state != MR_BCONN_CONNECTED)
+        return;
+    while (bc->pending_head) {
+        struct iovec iov[WRITE_IOV_MAX];
+        int n = 0;
+        uint32_t skip = bc->pending_head->written;
+        for (mr_msg *m = bc->pending_head; m && n < WRITE_IOV_MAX - 2; m = m->next) {
+            for (uint32_t i = 0; i < m->nout; i++) {
+                const mr_slice *s = &m->out[i];
+                if (skip >= s->len) {
+                    skip -= s->len;
+                    continue;
+                }
+                iov[n].iov_base = (void *)(s->p + skip);
+                iov[n].iov_len = s->len - skip;
+                skip = 0;
+                n++;
+            }
+        }
+        ssize_t w = writev(bc->fd, iov, n);
+        if (w < 0) {
+            if (errno == EAGAIN || errno == EWOULDBLOCK) {
+                ev_io_start(bc->be->worker->loop, &bc->wio);
+                return;
+            }
+            if (errno == EINTR)
+                continue;
+            bconn_reset(bc, MR_ERR_UNAVAILABLE);
+            return;
+        }
+        /* Move fully written messages to the sent queue. */
+        size_t left = (size_t)w;
+        while (bc->pending_head && left > 0) {
+            mr_msg *m = bc->pending_head;
+            uint32_t total = 0;
+            for (uint32_t i = 0; i < m->nout; i++)
+                total += m->out[i].len;
+            uint32_t remaining = total - m->written;
+            if (left < remaining) {
+                m->written += (uint32_t)left;
+                left = 0;
+                break;
+            }
+            left -= remaining;
+            m->written = total;
+            bc->pending_head = m->next;
+            if (!bc->pending_head)
+                bc->pending_tail = NULL;
+            m->next = NULL;
+            if (bc->sent_tail)
+                bc->sent_tail->next = m;
+            else
+                bc->sent_head = m;
+            bc->sent_tail = m;
+        }
+    }
+    ev_io_stop(bc->be->worker->loop, &bc->wio);
+}
+
+static void bconn_write_cb(struct ev_loop *loop, ev_io *io, int revents)
+{
+    mr_bconn *bc = io->data;
+    if (bc->state == MR_BCONN_CONNECTING) {
+        int err = 0;
+        socklen_t len = sizeof(err);
+        getsockopt(bc->fd, SOL_SOCKET, SO_ERROR, &err, &len);
+        if (err) {
+            connect_failed(bc, err == ECONNREFUSED ? MR_ERR_REFUSED : MR_ERR_UNAVAILABLE, err);
+            return;
+        }
+        connected(bc);
+        return;
+    }
+    mr_bconn_flush(bc);
+}
+
+/* ---- replies ---- */
+
+/* Parse every complete reply element and hand it to the head message. */
+static void bconn_parse(mr_bconn *bc, uint32_t *need)
+{
+    *need = 0;
+    while (mr_inbuf_len(&bc->in) > 0) {
+        mr_msg *msg = bc->sent_head;
+        if (!msg) {
+            mr_log_warn("backend %s: unexpected bytes with no request outstanding", bc->be->server->conf->spec);
+            bconn_reset(bc, MR_ERR_BAD_REPLY);
+            return;
+        }
+        mr_reply_elem e;
+        const char *p = mr_inbuf_data(&bc->in);
+        mr_reply_kind kind = mr_reply_next(p, mr_inbuf_len(&bc->in), REPLY_MAX_VALUE, REPLY_MAX_LINE, &e);
+        if (kind == MR_REPLY_NEED_MORE) {
+            *need = e.need;
+            return;
+        }
+        bool complete;
+        if (kind == MR_REPLY_BAD || (msg->retrieval && kind == MR_REPLY_VA) ||
+            (!msg->retrieval && (kind == MR_REPLY_VALUE || kind == MR_REPLY_END))) {
+            mr_log_warn("backend %s: invalid reply", bc->be->server->conf->spec);
+            bconn_reset(bc, MR_ERR_BAD_REPLY);
+            return;
+        }
+        bool wanted = !msg->replied; /* timed-out messages drop their late reply */
+        if (kind == MR_REPLY_VALUE) {
+            complete = false;
+            if (wanted && mr_msg_add_item(msg, bc->in.mb, p, e.len) < 0) {
+                bconn_reset(bc, MR_ERR_NOMEM);
+                return;
+            }
+        } else {
+            complete = true;
+            if (wanted && kind != MR_REPLY_END)
+                msg->line = mr_slice_ref(bc->in.mb, p, e.len);
+        }
+        mr_inbuf_consume(&bc->in, e.len);
+        if (complete) {
+            sent_pop(bc);
+            mr_msg_finish(msg, MR_ERR_NONE);
+        }
+    }
+}
+
+static void bconn_read_cb(struct ev_loop *loop, ev_io *io, int revents)
+{
+    mr_bconn *bc = io->data;
+    if (mr_inbuf_reserve(&bc->in, &bc->be->worker->mbufs, bc->need) < 0) {
+        bconn_reset(bc, MR_ERR_NOMEM);
+        return;
+    }
+    mr_mbuf *mb = bc->in.mb;
+    ssize_t n = read(bc->fd, mb->data + mb->len, mr_mbuf_room(mb));
+    if (n == 0) {
+        bconn_reset(bc, MR_ERR_UNAVAILABLE);
+        return;
+    }
+    if (n < 0) {
+        if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)
+            return;
+        bconn_reset(bc, MR_ERR_UNAVAILABLE);
+        return;
+    }
+    mb->len += (uint32_t)n;
+    bconn_parse(bc, &bc->need);
+    if (bc->state == MR_BCONN_CONNECTED)
+        arm_timer(bc);
+}
+
+static void bconn_timer_cb(struct ev_loop *loop, ev_timer *t, int revents)
+{
+    mr_bconn *bc = t->data;
+    mr_backend *be = bc->be;
+    ev_tstamp now = ev_now(loop);
+    if (bc->state == MR_BCONN_CONNECTING) {
+        mr_msg *m = first_unanswered(bc);
+        if (!m || m->deadline <= now) {
+            connect_failed(bc, MR_ERR_TIMEOUT, 0);
+            return;
+        }
+    }
+    /* A timed-out message still unanswered a full timeout later: stalled. */
+    if (bc->sent_head && bc->sent_head->replied && bc->sent_head->deadline + be->timeout <= now) {
+        bconn_reset(bc, MR_ERR_TIMEOUT);
+        return;
+    }
+    for (mr_msg *m = bc->sent_head; m; m = m->next) {
+        if (m->replied)
+            continue;
+        if (m->deadline > now)
+            goto rearm;
+        MR_STAT_INC(&be->worker->stats, backend_timeouts);
+        mr_msg_answer(m, MR_ERR_TIMEOUT);
+    }
+    /* Unwritten messages past their deadline leave the queue at once, except
+     * one partly written, which must stay to keep the stream in sync. */
+    mr_msg *prev = NULL, *m = bc->pending_head;
+    while (m && m->deadline <= now) {
+        mr_msg *next = m->next;
+        if (m->replied) {
+            prev = m;
+        } else if (m->written > 0) {
+            MR_STAT_INC(&be->worker->stats, backend_timeouts);
+            mr_msg_answer(m, MR_ERR_TIMEOUT);
+            prev = m;
+        } else {
+            MR_STAT_INC(&be->worker->stats, backend_timeouts);
+            if (prev)
+                prev->next = next;
+            else
+                bc->pending_head = next;
+            if (bc->pending_tail == m)
+                bc->pending_tail = prev;
+            bc->nqueued--;
+            mr_msg_finish(m, MR_ERR_TIMEOUT);
+        }
+        m = next;
+    }
+rearm:
+    arm_timer(bc);
+}

@@ -1,0 +1,330 @@
+/* client.c: a client connection's life: read, parse, queue, write in order.
+ *
+ * Requests are answered strictly in arrival order: each parsed request goes
+ * on the client's queue, and replies leave only from the head of it. Reading
+ * stops (backpressure) while the client has too many requests or reply
+ * bytes waiting, so a client that does not read its replies costs a bounded
+ * amount of memory and slows nobody else.
+ */
+#include "memrelay/client.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "memrelay/log.h"
+#include "memrelay/worker.h"
+
+#define WRITE_IOV_MAX 512
+/* A line with no newline may grow to this before it is refused: multi-gets
+ * with thousands of keys are legal and long. */
+#define CLIENT_MAX_LINE (2u * 1024u * 1024u)
+
+static void client_read_cb(struct ev_loop *loop, ev_io *io, int revents);
+static void client_write_cb(struct ev_loop *loop, ev_io *io, int revents);
+
+void mr_client_accept(mr_worker *w, int fd, uint32_t listen_pool)
+{
+    mr_client *c = calloc(1, sizeof(*c));
+    if (!c) {
+        close(fd);
+        return;
+    }
+    c->worker = w;
+    c->fd = fd;
+    c->id = w->next_client_id++;
+    c->listen_pool = listen_pool;
+    ev_io_init(&c->rio, client_read_cb, fd, EV_READ);
+    ev_io_init(&c->wio, client_write_cb, fd, EV_WRITE);
+    c->rio.data = c->wio.data = c;
+    ev_io_start(w->loop, &c->rio);
+    c->next = w->clients;
+    if (w->clients)
+        w->clients->prev = c;
+    w->clients = c;
+    MR_STAT_INC(&w->stats, curr_connections);
+    MR_STAT_INC(&w->stats, total_connections);
+}
+
+void mr_client_close(mr_client *c)
+{
+    mr_worker *w = c->worker;
+    ev_io_stop(w->loop, &c->rio);
+    ev_io_stop(w->loop, &c->wio);
+    close(c->fd);
+    /* Requests still waiting on backends become orphans; their replies are dropped. */
+    for (mr_req *r = c->q_head; r;) {
+        mr_req *next = r->next;
+        mr_req_client_done(r);
+        r = next;
+    }
+    for (uint32_t i = 0; i < c->out_count; i++)
+        mr_mbuf_unref(c->out[(c->out_head + i) % c->out_cap].mb);
+    free(c->out);
+    mr_inbuf_release(&c->in);
+    if (c->prev)
+        c->prev->next = c->next;
+    else
+        w->clients = c->next;
+    if (c->next)
+        c->next->prev = c->prev;
+    if (c->dirty) {
+        /* Unlink from the flush list. */
+        mr_client **pp = &w->dirty_clients;
+        while (*pp && *pp != c)
+            pp = &(*pp)->next_dirty;
+        if (*pp)
+            *pp = c->next_dirty;
+    }
+    MR_STAT_DEC(&w->stats, curr_connections);
+    free(c);
+}
+
+int mr_client_push(mr_client *c, mr_mbuf *mb, const char *p, uint32_t len)
+{
+    if (len == 0)
+        return 0;
+    if (c->out_count == c->out_cap) {
+        uint32_t cap = c->out_cap ? c->out_cap * 2 : 16;
+        mr_outv *out = malloc(cap * sizeof(*out));
+        if (!out)
+            return -1;
+        for (uint32_t i = 0; i < c->out_count; i++)
+            out[i] = c->out[(c->out_head + i) % c->out_cap];
+        free(c->out);
+        c->out = out;
+        c->out_cap = cap;
+        c->out_head = 0;
+    }
+    mr_outv *v = &c->out[(c->out_head + c->out_count) % c->out_cap];
+    v->mb = mb ? mr_mbuf_ref(mb) : NULL;
+    v->p = p;
+    v->len = len;
+    c->out_count++;
+    c->out_bytes += len;
+    return 0;
+}
+
+static void queue_push(mr_client *c, mr_req *req)
+{
+    req->next = NULL;
+    if (c->q_tail)
+        c->q_tail->next = req;
+    else
+        c->q_head = req;
+    c->q_tail = req;
+    c->nqueued++;
+}
+
+/* A reply made by memrelay itself, from static text. */
+static void local_reply(mr_client *c, const char *text)
+{
+    mr_req *req = mr_req_new(c->worker);
+    if (!req) {
+        c->closing = true;
+        return;
+    }
+    req->client = c;
+    req->local = mr_slice_static(text, (uint32_t)strlen(text));
+    req->done = true;
+    queue_push(c, req);
+    mr_worker_mark_client(c->worker, c);
+}
+
+static bool over_bounds(const mr_client *c)
+{
+    return c->nqueued >= MR_CLIENT_MAX_QUEUED || c->out_bytes >= MR_CLIENT_MAX_OUT_BYTES;
+}
+
+/* Parse and dispatch every complete request in the input. */
+static void client_process(mr_client *c)
+{
+    mr_worker *w = c->worker;
+    const mr_pool_conf *pc = &w->shared->cfg->pools[c->listen_pool];
+    c->need = 0;
+    while (!c->closing && mr_inbuf_len(&c->in) > 0) {
+        uint32_t avail = mr_inbuf_len(&c->in);
+        const char *p = mr_inbuf_data(&c->in);
+        if (c->swallow) {
+            uint32_t n = c->swallow < avail ? c->swallow : avail;
+            c->swallow -= n;
+            mr_inbuf_consume(&c->in, n);
+            continue;
+        }
+        if (over_bounds(c)) {
+            c->paused = true;
+            ev_io_stop(w->loop, &c->rio);
+            return;
+        }
+        mr_request_head h;
+        mr_parse_status st = mr_parse_request(p, avail, pc->item_size_max, CLIENT_MAX_LINE, &h);
+        if (st == MR_PARSE_NEED_MORE)
+            return;
+        if (st == MR_PARSE_ERROR) {
+            MR_STAT_INC(&w->stats, client_errors);
+            if (h.error_reply)
+                local_reply(c, h.error_reply);
+            mr_inbuf_consume(&c->in, h.line_len);
+            if (h.after == MR_AFTER_SWALLOW)
+                c->swallow = h.swallow_len;
+            else if (h.after == MR_AFTER_CLOSE)
+                c->closing = true;
+            continue;
+        }
+        uint32_t total = h.line_len + h.data_len;
+        if (avail < total) {
+            c->need = total;
+            return;
+        }
+        const char *bad = h.data_len ? mr_check_data_block(p + h.line_len, h.data_len) : NULL;
+        if (bad) {
+            MR_STAT_INC(&w->stats, client_errors);
+            local_reply(c, bad);
+            mr_inbuf_consume(&c->in, total);
+            continue;
+        }
+        mr_req *req = mr_req_new(w);
+        if (!req) {
+            local_reply(c, mr_error_reply(MR_ERR_NOMEM));
+            mr_inbuf_consume(&c->in, total);
+            continue;
+        }
+        req->cmd = h.cmd;
+        req->cls = mr_cmd_class_of(h.cmd);
+        req->head = h;
+        req->line = mr_slice_ref(c->in.mb, p, total);
+        MR_STAT_ADD(&w->stats, bytes_read, total);
+        mr_inbuf_consume(&c->in, total);
+        /* A noreply request needs nothing from the client's queue: it runs
+         * as an orphan, and replies behind it do not wait for it. */
+        bool silent = h.noreply && req->cls != MR_CLASS_META_KEYED;
+        if (silent) {
+            req->client = NULL;
+        } else {
+            req->client = c;
+            queue_push(c, req);
+        }
+        mr_dispatch(c, req);
+    }
+}
+
+static void client_read_cb(struct ev_loop *loop, ev_io *io, int revents)
+{
+    mr_client *c = io->data;
+    mr_worker *w = c->worker;
+    if (mr_inbuf_reserve(&c->in, &w->mbufs, c->need) < 0) {
+        mr_log_error("client: out of memory reading a request");
+        mr_client_close(c);
+        return;
+    }
+    mr_mbuf *mb = c->in.mb;
+    ssize_t n = read(c->fd, mb->data + mb->len, mr_mbuf_room(mb));
+    if (n == 0 || (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)) {
+        /* The peer is gone (or half-closed): replies could not be read. */
+        mr_client_close(c);
+        return;
+    }
+    if (n < 0)
+        return;
+    mb->len += (uint32_t)n;
+    client_process(c);
+    if (c->closing) {
+        ev_io_stop(loop, &c->rio);
+        mr_worker_mark_client(w, c);
+    }
+}
+
+void mr_client_req_done(mr_client *c, mr_req *req)
+{
+    (void)req;
+    mr_worker_mark_client(c->worker, c);
+}
+
+/* Move the replies of finished requests at the head of the queue to output. */
+static int emit_ready(mr_client *c)
+{
+    while (c->q_head && c->q_head->done) {
+        mr_req *req = c->q_head;
+        c->q_head = req->next;
+        if (!c->q_head)
+            c->q_tail = NULL;
+        c->nqueued--;
+        int rc = mr_emit(c, req);
+        bool close_after = req->close_after;
+        mr_req_client_done(req);
+        if (rc < 0)
+            return -1;
+        if (close_after) {
+            c->closing = true;
+            break;
+        }
+    }
+    return 0;
+}
+
+void mr_client_flush(mr_client *c)
+{
+    mr_worker *w = c->worker;
+    if (emit_ready(c) < 0) {
+        mr_client_close(c);
+        return;
+    }
+    while (c->out_count > 0) {
+        struct iovec iov[WRITE_IOV_MAX];
+        int n = 0;
+        for (uint32_t i = 0; i < c->out_count && n < WRITE_IOV_MAX; i++) {
+            const mr_outv *v = &c->out[(c->out_head + i) % c->out_cap];
+            uint32_t skip = i == 0 ? c->out_skip : 0;
+            iov[n].iov_base = (void *)(v->p + skip);
+            iov[n].iov_len = v->len - skip;
+            n++;
+        }
+        ssize_t wr = writev(c->fd, iov, n);
+        if (wr < 0) {
+            if (errno == EAGAIN || errno == EWOULDBLOCK) {
+                ev_io_start(w->loop, &c->wio);
+                return;
+            }
+            if (errno == EINTR)
+                continue;
+            mr_client_close(c);
+            return;
+        }
+        MR_STAT_ADD(&w->stats, bytes_written, (uint64_t)wr);
+        size_t left = (size_t)wr;
+        while (left > 0) {
+            mr_outv *v = &c->out[c->out_head];
+            uint32_t rest = v->len - c->out_skip;
+            if (left < rest) {
+                c->out_skip += (uint32_t)left;
+                break;
+            }
+            left -= rest;
+            c->out_bytes -= v->len;
+            mr_mbuf_unref(v->mb);
+            c->out_skip = 0;
+            c->out_head = (c->out_head + 1) % c->out_cap;
+            c->out_count--;
+        }
+    }
+    ev_io_stop(w->loop, &c->wio);
+    if (c->closing && !c->q_head) {
+        mr_client_close(c);
+        return;
+    }
+    if (c->paused && !over_bounds(c)) {
+        /* Caught up: resume reading, and parse what is already buffered. */
+        c->paused = false;
+        ev_io_start(w->loop, &c->rio);
+        client_process(c);
+        if (c->out_count || (c->q_head && c->q_head->done))
+            mr_worker_mark_client(w, c);
+    }
+}
+
+static void client_write_cb(struct ev_loop *loop, ev_io *io, int revents)
+{
+    mr_client_flush(io->data);
+}

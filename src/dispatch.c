@@ -1,0 +1,370 @@
+/* dispatch.c: a parsed request becomes a local reply or backend messages.
+ *
+ * One handler per command class (a table, not a switch scattered around):
+ * keyed commands go to the key's server; retrievals are split into one
+ * batched message per server; flush_all goes to every server; version to one.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "memrelay/client.h"
+#include "memrelay/log.h"
+#include "memrelay/worker.h"
+
+/* Longest decoded meta key we route on (memcached's limit is 250). */
+#define MAX_KEY 250
+
+static void send_msg(mr_client *c, mr_req *req, mr_msg *msg)
+{
+    mr_worker *w = c->worker;
+    mr_backend_send(&w->backends[msg->server], c->id, msg);
+}
+
+/* Local and failed-at-once requests: the reply is already set. */
+static void finish_local(mr_req *req)
+{
+    req->done = true;
+    if (req->client)
+        mr_client_req_done(req->client, req);
+    else
+        mr_req_client_done(req);
+}
+
+static void fail_nomem(mr_req *req)
+{
+    mr_slice_release(&req->local);
+    req->local = mr_slice_static(mr_error_reply(MR_ERR_NOMEM), (uint32_t)strlen(mr_error_reply(MR_ERR_NOMEM)));
+    finish_local(req);
+}
+
+static const char *line_of(const mr_req *req)
+{
+    return req->line.p;
+}
+
+/* The command line as the backend should see it: the client's bytes when
+ * they need no change (no copy), else a rewritten copy. */
+static int forward_line(mr_worker *w, const mr_req *req, mr_slice *out)
+{
+    const mr_request_head *h = &req->head;
+    const char *line = line_of(req);
+    if (h->strip_len == 0 && h->line_len >= 2 && line[h->line_len - 2] == '\r') {
+        *out = mr_slice_ref(req->line.mb, line, h->line_len);
+        return 0;
+    }
+    mr_mbuf *mb = mr_mbuf_get(&w->mbufs, h->line_len + 2);
+    if (!mb)
+        return -1;
+    size_t n = mr_forward_line(line, h, mb->data, mb->cap);
+    if (n == 0) {
+        mr_mbuf_unref(mb);
+        return -1;
+    }
+    mb->len = (uint32_t)n;
+    *out = mr_slice_ref(mb, mb->data, (uint32_t)n);
+    mr_mbuf_unref(mb);
+    return 0;
+}
+
+static void count_command(mr_worker *w, const mr_req *req)
+{
+    switch (req->cls) {
+    case MR_CLASS_STORAGE:
+        MR_STAT_INC(&w->stats, cmd_set);
+        break;
+    case MR_CLASS_META_KEYED:
+        MR_STAT_INC(&w->stats, cmd_meta);
+        break;
+    default:
+        if (req->cmd == MR_CMD_TOUCH)
+            MR_STAT_INC(&w->stats, cmd_touch);
+        break;
+    }
+}
+
+/* delete incr decr touch, storage commands, and meta commands. */
+static void dispatch_keyed(mr_client *c, mr_req *req)
+{
+    mr_worker *w = c->worker;
+    const mr_request_head *h = &req->head;
+    const char *key = line_of(req) + h->key_off;
+    size_t key_len = h->key_len;
+    char decoded[MAX_KEY * 2];
+    if (h->meta_base64) {
+        long n = mr_base64_decode(key, key_len, decoded, sizeof(decoded));
+        if (n >= 0) {
+            key = decoded;
+            key_len = (size_t)n;
+        }
+    }
+    req->quiet = req->cls == MR_CLASS_META_KEYED && h->noreply;
+    count_command(w, req);
+    if (mr_req_alloc_msgs(req, 1) < 0) {
+        fail_nomem(req);
+        return;
+    }
+    mr_msg *msg = &req->msgs[0];
+    const mr_pool *pool = mr_router_pool_for_key(w->shared->router, c->listen_pool, key, key_len);
+    msg->server = mr_router_server_for_key(pool, key, key_len, mr_worker_random(w));
+    if (forward_line(w, req, &msg->out[0]) < 0) {
+        mr_msg_finish(msg, MR_ERR_NOMEM);
+        mr_req_dispatched(req);
+        return;
+    }
+    msg->nout = 1;
+    if (h->data_len)
+        msg->out[msg->nout++] = mr_slice_ref(req->line.mb, line_of(req) + h->line_len, h->data_len);
+    send_msg(c, req, msg);
+    mr_req_dispatched(req);
+}
+
+/* Write each server's command line ("get k1 k4\r\n", "gat 10 k2\r\n")
+ * into one block shared by the messages. */
+static int build_split_lines(mr_worker *w, mr_req *req, uint32_t nservers)
+{
+    const mr_request_head *h = &req->head;
+    const char *line = line_of(req);
+    const char *name = mr_cmd_name(req->cmd);
+    uint32_t name_len = (uint32_t)strlen(name);
+    uint32_t prefix_len = name_len + (h->arg_len ? 1 + h->arg_len : 0);
+    uint32_t *start = calloc(2 * (size_t)nservers, sizeof(uint32_t));
+    if (!start)
+        return -1;
+    uint32_t *cursor = start + nservers;
+    uint32_t pos = h->keys_off, koff, klen;
+    for (uint32_t i = 0; mr_next_key(line, h, &pos, &koff, &klen) && i < req->nkeys; i++)
+        cursor[req->key_msg[i]] += 1 + klen; /* bytes of this server's keys */
+    uint32_t total = 0;
+    for (uint32_t s = 0; s < nservers; s++) {
+        start[s] = total;
+        total += prefix_len + cursor[s] + 2;
+    }
+    mr_mbuf *mb = mr_mbuf_get(&w->mbufs, total);
+    if (!mb) {
+        free(start);
+        return -1;
+    }
+    for (uint32_t s = 0; s < nservers; s++) {
+        char *p = mb->data + start[s];
+        memcpy(p, name, name_len);
+        if (h->arg_len) {
+            p[name_len] = ' ';
+            memcpy(p + name_len + 1, line + h->arg_off, h->arg_len);
+        }
+        cursor[s] = start[s] + prefix_len;
+    }
+    pos = h->keys_off;
+    for (uint32_t i = 0; mr_next_key(line, h, &pos, &koff, &klen) && i < req->nkeys; i++) {
+        uint32_t s = req->key_msg[i];
+        mb->data[cursor[s]] = ' ';
+        memcpy(mb->data + cursor[s] + 1, line + koff, klen);
+        cursor[s] += 1 + klen;
+    }
+    for (uint32_t s = 0; s < nservers; s++) {
+        mb->data[cursor[s]] = '\r';
+        mb->data[cursor[s] + 1] = '\n';
+        mr_msg *msg = &req->msgs[s];
+        msg->out[0] = mr_slice_ref(mb, mb->data + start[s], cursor[s] + 2 - start[s]);
+        msg->nout = 1;
+    }
+    mb->len = total;
+    mr_mbuf_unref(mb);
+    free(start);
+    return 0;
+}
+
+/* get gets gat gats: one message per server holding that server's keys in
+ * the client's order; emit.c merges the replies back into key order. */
+static void dispatch_retrieval(mr_client *c, mr_req *req)
+{
+    mr_worker *w = c->worker;
+    const mr_request_head *h = &req->head;
+    const char *line = line_of(req);
+    const mr_router *router = w->shared->router;
+    MR_STAT_ADD(&w->stats, cmd_get, h->nkeys);
+    if (req->cmd == MR_CMD_GAT || req->cmd == MR_CMD_GATS)
+        MR_STAT_INC(&w->stats, cmd_touch);
+    req->fail_multiget = router->cfg->pools[c->listen_pool].multiget_errors == MR_MULTIGET_ERRORS_FAIL;
+    if (mr_req_alloc_keys(req, h->nkeys) < 0) {
+        fail_nomem(req);
+        return;
+    }
+    /* Pass 1: the server of every key, and how many distinct servers. */
+    uint32_t pos = h->keys_off, koff, klen, k = 0, nservers = 0;
+    uint32_t first_server = UINT32_MAX;
+    bool one_server = true;
+    while (mr_next_key(line, h, &pos, &koff, &klen) && k < req->nkeys) {
+        const mr_pool *pool = mr_router_pool_for_key(router, c->listen_pool, line + koff, klen);
+        uint32_t s = mr_router_server_for_key(pool, line + koff, klen, mr_worker_random(w));
+        req->key_msg[k++] = s;
+        if (first_server == UINT32_MAX)
+            first_server = s;
+        else if (s != first_server)
+            one_server = false;
+        if (w->server_slot[s] == UINT32_MAX)
+            w->server_slot[s] = nservers++;
+    }
+    req->nkeys = k;
+    if (mr_req_alloc_msgs(req, nservers) < 0) {
+        for (uint32_t i = 0; i < k; i++)
+            w->server_slot[req->key_msg[i]] = UINT32_MAX;
+        fail_nomem(req);
+        return;
+    }
+    /* Pass 2: map keys to message slots. */
+    for (uint32_t i = 0; i < k; i++) {
+        uint32_t s = req->key_msg[i];
+        uint32_t slot = w->server_slot[s];
+        req->msgs[slot].server = s;
+        req->msgs[slot].retrieval = true;
+        req->key_msg[i] = slot;
+    }
+    for (uint32_t i = 0; i < nservers; i++)
+        w->server_slot[req->msgs[i].server] = UINT32_MAX;
+
+    if (one_server) {
+        /* The common case: forward the client's line untouched. */
+        mr_msg *msg = &req->msgs[0];
+        if (forward_line(w, req, &msg->out[0]) < 0) {
+            mr_msg_finish(msg, MR_ERR_NOMEM);
+        } else {
+            msg->nout = 1;
+            send_msg(c, req, msg);
+        }
+        mr_req_dispatched(req);
+        return;
+    }
+    if (build_split_lines(w, req, nservers) < 0) {
+        for (uint32_t i = 0; i < nservers; i++)
+            mr_msg_finish(&req->msgs[i], MR_ERR_NOMEM);
+        mr_req_dispatched(req);
+        return;
+    }
+    for (uint32_t i = 0; i < nservers; i++)
+        send_msg(c, req, &req->msgs[i]);
+    mr_req_dispatched(req);
+}
+
+/* flush_all: every server of every pool this listener reaches. */
+static void dispatch_broadcast(mr_client *c, mr_req *req)
+{
+    mr_worker *w = c->worker;
+    const mr_router *router = w->shared->router;
+    const mr_pool_conf *lp = &router->cfg->pools[c->listen_pool];
+    MR_STAT_INC(&w->stats, cmd_flush);
+    /* Reachable pools: the listener's own and its route targets, once each. */
+    uint32_t npools = 0;
+    uint32_t pools[64];
+    pools[npools++] = c->listen_pool;
+    for (size_t r = 0; r < lp->nroutes && npools < 64; r++) {
+        uint32_t p = (uint32_t)lp->routes[r].pool_index;
+        bool seen = false;
+        for (uint32_t i = 0; i < npools; i++)
+            seen |= pools[i] == p;
+        if (!seen)
+            pools[npools++] = p;
+    }
+    uint32_t nmsgs = 0;
+    for (uint32_t i = 0; i < npools; i++)
+        nmsgs += router->pools[pools[i]].nservers;
+    if (mr_req_alloc_msgs(req, nmsgs) < 0) {
+        fail_nomem(req);
+        return;
+    }
+    mr_slice line;
+    if (forward_line(w, req, &line) < 0) {
+        for (uint32_t i = 0; i < nmsgs; i++)
+            mr_msg_finish(&req->msgs[i], MR_ERR_NOMEM);
+        mr_req_dispatched(req);
+        return;
+    }
+    uint32_t m = 0;
+    for (uint32_t i = 0; i < npools; i++) {
+        const mr_pool *pool = &router->pools[pools[i]];
+        for (uint32_t s = 0; s < pool->nservers; s++) {
+            mr_msg *msg = &req->msgs[m++];
+            msg->server = pool->server_ids[s];
+            msg->out[0] = mr_slice_ref(line.mb, line.p, line.len);
+            msg->nout = 1;
+        }
+    }
+    mr_slice_release(&line);
+    for (uint32_t i = 0; i < nmsgs; i++)
+        send_msg(c, req, &req->msgs[i]);
+    mr_req_dispatched(req);
+}
+
+/* version: answered by the first server of the listener's default pool, so
+ * clients that look at the version see the real memcached's. */
+static void dispatch_any_server(mr_client *c, mr_req *req)
+{
+    mr_worker *w = c->worker;
+    const mr_pool *pool = mr_router_default_pool(w->shared->router, c->listen_pool);
+    if (mr_req_alloc_msgs(req, 1) < 0) {
+        fail_nomem(req);
+        return;
+    }
+    mr_msg *msg = &req->msgs[0];
+    msg->server = pool->server_ids[0];
+    if (forward_line(w, req, &msg->out[0]) < 0) {
+        mr_msg_finish(msg, MR_ERR_NOMEM);
+    } else {
+        msg->nout = 1;
+        send_msg(c, req, msg);
+    }
+    mr_req_dispatched(req);
+}
+
+int mr_stats_reply(mr_worker *w, mr_slice *out, const char *arg, uint32_t arg_len);
+
+static void dispatch_local(mr_client *c, mr_req *req)
+{
+    static const char mn_reply[] = "MN\r\n", ok_reply[] = "OK\r\n";
+    const mr_request_head *h = &req->head;
+    switch (req->cmd) {
+    case MR_CMD_MN:
+        req->local = mr_slice_static(mn_reply, sizeof(mn_reply) - 1);
+        break;
+    case MR_CMD_VERBOSITY:
+        req->local = mr_slice_static(ok_reply, sizeof(ok_reply) - 1);
+        break;
+    case MR_CMD_QUIT:
+        req->close_after = true;
+        break;
+    case MR_CMD_STATS:
+        if (mr_stats_reply(c->worker, &req->local, line_of(req) + h->arg_off, h->arg_len) < 0) {
+            fail_nomem(req);
+            return;
+        }
+        break;
+    default:
+        break;
+    }
+    finish_local(req);
+}
+
+typedef void (*dispatch_fn)(mr_client *c, mr_req *req);
+
+static const dispatch_fn handlers[] = {
+    [MR_CLASS_RETRIEVAL] = dispatch_retrieval,
+    [MR_CLASS_STORAGE] = dispatch_keyed,
+    [MR_CLASS_KEYED] = dispatch_keyed,
+    [MR_CLASS_META_KEYED] = dispatch_keyed,
+    [MR_CLASS_LOCAL] = dispatch_local,
+    [MR_CLASS_BROADCAST] = dispatch_broadcast,
+    [MR_CLASS_ANY_SERVER] = dispatch_any_server,
+};
+
+void mr_dispatch(mr_client *c, mr_req *req)
+{
+    size_t cls = (size_t)req->cls;
+    if (cls < sizeof(handlers) / sizeof(handlers[0]) && handlers[cls]) {
+        handlers[cls](c, req);
+        return;
+    }
+    /* A class without a handler is a bug, but never a crash for the client. */
+    mr_log_error("no handler for command class %zu", cls);
+    req->local = mr_slice_static("SERVER_ERROR unsupported command\r\n", 34);
+    finish_local(req);
+}

@@ -1,0 +1,125 @@
+/* emit.c: a finished request's reply, appended to its client's output.
+ *
+ * Nothing is copied: runs of the backends' reply blocks are queued by
+ * reference. Multi-server retrievals are merged here back into the
+ * client's key order, misses and duplicate keys included.
+ */
+#include <string.h>
+
+#include "memrelay/client.h"
+#include "memrelay/worker.h"
+
+static const char end_line[] = "END\r\n";
+static const char ok_line[] = "OK\r\n";
+
+static int push_slice(mr_client *c, const mr_slice *s)
+{
+    return mr_client_push(c, s->mb, s->p, s->len);
+}
+
+static int push_text(mr_client *c, const char *text)
+{
+    return mr_client_push(c, NULL, text, (uint32_t)strlen(text));
+}
+
+/* A message that failed (transport error, or an error line from memcached). */
+static int push_failure(mr_client *c, const mr_msg *msg)
+{
+    if (msg->error != MR_ERR_NONE)
+        return push_text(c, mr_error_reply(msg->error));
+    return push_slice(c, &msg->line);
+}
+
+static bool msg_failed(const mr_msg *msg)
+{
+    return msg->error != MR_ERR_NONE || msg->line.len > 0;
+}
+
+/* Does a VALUE item carry this key? */
+static bool item_has_key(const mr_slice *item, const char *key, uint32_t klen)
+{
+    return item->len > 6 + klen && memcmp(item->p + 6, key, klen) == 0 && item->p[6 + klen] == ' ';
+}
+
+static int emit_retrieval(mr_client *c, mr_req *req)
+{
+    mr_worker *w = c->worker;
+    if (req->nmsgs == 1) {
+        /* One server: its reply is the reply, error lines included. */
+        const mr_msg *msg = &req->msgs[0];
+        if (msg_failed(msg))
+            return push_failure(c, msg);
+        for (uint32_t i = 0; i < msg->nitems; i++)
+            if (push_slice(c, &msg->items[i]) < 0)
+                return -1;
+        MR_STAT_ADD(&w->stats, get_hits, msg->nitems);
+        MR_STAT_ADD(&w->stats, get_misses, req->head.nkeys - msg->nitems);
+        return push_text(c, end_line);
+    }
+    uint32_t failed = 0;
+    for (uint32_t i = 0; i < req->nmsgs; i++) {
+        if (!msg_failed(&req->msgs[i]))
+            continue;
+        failed++;
+        if (req->fail_multiget)
+            return push_failure(c, &req->msgs[i]);
+    }
+    if (failed)
+        MR_STAT_ADD(&w->stats, multiget_server_failures, failed);
+    const mr_request_head *h = &req->head;
+    uint32_t pos = h->keys_off, koff, klen, hits = 0;
+    for (uint32_t k = 0; k < req->nkeys && mr_next_key(req->line.p, h, &pos, &koff, &klen); k++) {
+        mr_msg *msg = &req->msgs[req->key_msg[k]];
+        if (msg_failed(msg) || msg->cursor >= msg->nitems)
+            continue; /* a miss */
+        const mr_slice *item = &msg->items[msg->cursor];
+        if (!item_has_key(item, req->line.p + koff, klen))
+            continue; /* a miss: the server returned the next key's value */
+        msg->cursor++;
+        hits++;
+        if (push_slice(c, item) < 0)
+            return -1;
+    }
+    MR_STAT_ADD(&w->stats, get_hits, hits);
+    MR_STAT_ADD(&w->stats, get_misses, req->nkeys - hits);
+    return push_text(c, end_line);
+}
+
+/* flush_all: OK only when every server said OK; else the first failure. */
+static int emit_broadcast(mr_client *c, mr_req *req)
+{
+    for (uint32_t i = 0; i < req->nmsgs; i++) {
+        const mr_msg *msg = &req->msgs[i];
+        if (msg->error != MR_ERR_NONE)
+            return push_failure(c, msg);
+        if (msg->line.len != sizeof(ok_line) - 1 || memcmp(msg->line.p, ok_line, msg->line.len) != 0)
+            return push_slice(c, &msg->line);
+    }
+    return push_text(c, ok_line);
+}
+
+static int emit_single(mr_client *c, mr_req *req)
+{
+    const mr_msg *msg = &req->msgs[0];
+    if (msg->error != MR_ERR_NONE)
+        return push_text(c, mr_error_reply(msg->error));
+    if (req->quiet && mr_meta_quiet_suppresses(req->cmd, msg->line.p, msg->line.len))
+        return 0;
+    return push_slice(c, &msg->line);
+}
+
+int mr_emit(mr_client *c, mr_req *req)
+{
+    if (req->local.len)
+        return push_slice(c, &req->local);
+    if (req->nmsgs == 0)
+        return 0;
+    switch (req->cls) {
+    case MR_CLASS_RETRIEVAL:
+        return emit_retrieval(c, req);
+    case MR_CLASS_BROADCAST:
+        return emit_broadcast(c, req);
+    default:
+        return emit_single(c, req);
+    }
+}

@@ -1,0 +1,61 @@
+/* mbuf.c: reference-counted blocks with a bounded per-worker free list. */
+#include "memrelay/mbuf.h"
+
+#include <stdlib.h>
+
+void mr_mbuf_pool_init(mr_mbuf_pool *pool, uint32_t max_free)
+{
+    pool->free = NULL;
+    pool->nfree = 0;
+    pool->max_free = max_free;
+    pool->allocated = 0;
+}
+
+void mr_mbuf_pool_drain(mr_mbuf_pool *pool)
+{
+    while (pool->free) {
+        mr_mbuf *mb = pool->free;
+        pool->free = mb->next;
+        free(mb);
+    }
+    pool->nfree = 0;
+}
+
+mr_mbuf *mr_mbuf_get(mr_mbuf_pool *pool, uint32_t min_cap)
+{
+    mr_mbuf *mb;
+    if (min_cap <= MR_MBUF_SIZE && pool->free) {
+        mb = pool->free;
+        pool->free = mb->next;
+        pool->nfree--;
+    } else {
+        uint32_t cap = min_cap <= MR_MBUF_SIZE ? MR_MBUF_SIZE : min_cap;
+        mb = malloc(sizeof(*mb) + cap);
+        if (!mb)
+            return NULL;
+        mb->cap = cap;
+        mb->pool = pool;
+    }
+    pool->allocated++;
+    mb->refs = 1;
+    mb->len = 0;
+    mb->next = NULL;
+    return mb;
+}
+
+void mr_mbuf_unref(mr_mbuf *mb)
+{
+    if (!mb || --mb->refs > 0)
+        return;
+    mr_mbuf_pool *pool = mb->pool;
+    pool->allocated--;
+    /* Only standard blocks are kept; big ones (large values) go back to the
+     * system at once so one large request does not pin memory. */
+    if (mb->cap == MR_MBUF_SIZE && pool->nfree < pool->max_free) {
+        mb->next = pool->free;
+        pool->free = mb;
+        pool->nfree++;
+        return;
+    }
+    free(mb);
+}

@@ -1,0 +1,156 @@
+/* request.c: request lifetime: pooled allocation, message completion. */
+#include "memrelay/request.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "memrelay/client.h"
+#include "memrelay/worker.h"
+
+static const char *const error_replies[] = {
+#define MR_ERR_TEXT(e, text) text,
+    MR_ERRORS(MR_ERR_TEXT)
+#undef MR_ERR_TEXT
+};
+
+const char *mr_error_reply(mr_err err)
+{
+    return error_replies[err];
+}
+
+mr_req *mr_req_new(mr_worker *w)
+{
+    mr_req *req = w->free_reqs;
+    if (req) {
+        w->free_reqs = req->next;
+        w->nfree_reqs--;
+    } else {
+        req = malloc(sizeof(*req));
+        if (!req)
+            return NULL;
+    }
+    /* Only the header needs clearing; the inline tables are set on use. */
+    memset(req, 0, offsetof(mr_req, inline_msgs));
+    req->worker = w;
+    return req;
+}
+
+static void msg_release(mr_msg *msg)
+{
+    for (uint32_t i = 0; i < msg->nout; i++)
+        mr_slice_release(&msg->out[i]);
+    mr_slice_release(&msg->line);
+    for (uint32_t i = 0; i < msg->nitems; i++)
+        mr_slice_release(&msg->items[i]);
+    if (msg->items != msg->inline_items)
+        free(msg->items);
+}
+
+static void req_free(mr_req *req)
+{
+    for (uint32_t i = 0; i < req->nmsgs; i++)
+        msg_release(&req->msgs[i]);
+    if (req->msgs != req->inline_msgs)
+        free(req->msgs);
+    if (req->key_msg != req->inline_key_msg)
+        free(req->key_msg);
+    mr_slice_release(&req->line);
+    mr_slice_release(&req->local);
+    mr_worker *w = req->worker;
+    if (w->nfree_reqs < MR_WORKER_MAX_FREE_REQS) {
+        req->next = w->free_reqs;
+        w->free_reqs = req;
+        w->nfree_reqs++;
+    } else {
+        free(req);
+    }
+}
+
+void mr_req_client_done(mr_req *req)
+{
+    req->client = NULL;
+    if (req->in_flight == 0)
+        req_free(req);
+}
+
+int mr_req_alloc_msgs(mr_req *req, uint32_t nmsgs)
+{
+    if (nmsgs <= MR_REQ_INLINE_MSGS) {
+        req->msgs = req->inline_msgs;
+    } else if (!(req->msgs = malloc(nmsgs * sizeof(mr_msg)))) {
+        return -1;
+    }
+    memset(req->msgs, 0, nmsgs * sizeof(mr_msg));
+    req->nmsgs = nmsgs;
+    for (uint32_t i = 0; i < nmsgs; i++) {
+        req->msgs[i].req = req;
+        req->msgs[i].items = req->msgs[i].inline_items;
+        req->msgs[i].items_cap = sizeof(req->msgs[i].inline_items) / sizeof(mr_slice);
+    }
+    req->pending = nmsgs + 1; /* the dispatch guard */
+    return 0;
+}
+
+int mr_req_alloc_keys(mr_req *req, uint32_t nkeys)
+{
+    if (nkeys <= MR_REQ_INLINE_KEYS)
+        req->key_msg = req->inline_key_msg;
+    else if (!(req->key_msg = malloc(nkeys * sizeof(uint32_t))))
+        return -1;
+    req->nkeys = nkeys;
+    return 0;
+}
+
+int mr_msg_add_item(mr_msg *msg, mr_mbuf *mb, const char *p, uint32_t len)
+{
+    if (msg->nitems == msg->items_cap) {
+        uint32_t cap = msg->items_cap * 2;
+        mr_slice *items = malloc(cap * sizeof(mr_slice));
+        if (!items)
+            return -1;
+        memcpy(items, msg->items, msg->nitems * sizeof(mr_slice));
+        if (msg->items != msg->inline_items)
+            free(msg->items);
+        msg->items = items;
+        msg->items_cap = cap;
+    }
+    msg->items[msg->nitems++] = mr_slice_ref(mb, p, len);
+    return 0;
+}
+
+static void req_pending_dec(mr_req *req)
+{
+    if (--req->pending == 0) {
+        req->done = true;
+        if (req->client)
+            mr_client_req_done(req->client, req);
+    }
+}
+
+void mr_msg_answer(mr_msg *msg, mr_err err)
+{
+    if (msg->replied)
+        return;
+    msg->replied = true;
+    msg->error = err;
+    req_pending_dec(msg->req);
+}
+
+void mr_req_dispatched(mr_req *req)
+{
+    req_pending_dec(req);
+    if (!req->client && req->in_flight == 0 && req->pending == 0)
+        req_free(req);
+}
+
+void mr_msg_finish(mr_msg *msg, mr_err err)
+{
+    mr_req *req = msg->req;
+    if (msg->queued) {
+        msg->queued = false;
+        req->in_flight--;
+    }
+    mr_msg_answer(msg, err);
+    if (!req->client && req->in_flight == 0 && req->pending == 0)
+        req_free(req);
+}

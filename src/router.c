@@ -1,0 +1,110 @@
+/* router.c: prefix routes, key hashing and the distributions, glued. */
+#include "memrelay/router.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "memrelay/hash.h"
+
+mr_router *mr_router_build(const mr_config *cfg)
+{
+    mr_router *r = calloc(1, sizeof(*r));
+    if (!r)
+        return NULL;
+    r->cfg = cfg;
+    r->npools = (uint32_t)cfg->npools;
+    r->pools = calloc(cfg->npools ? cfg->npools : 1, sizeof(*r->pools));
+    size_t total = 0;
+    for (size_t i = 0; i < cfg->npools; i++)
+        total += cfg->pools[i].nservers;
+    r->servers = calloc(total ? total : 1, sizeof(*r->servers));
+    if (!r->pools || !r->servers)
+        goto fail;
+
+    uint32_t next_id = 0;
+    for (uint32_t p = 0; p < r->npools; p++) {
+        const mr_pool_conf *pc = &cfg->pools[p];
+        mr_pool *pool = &r->pools[p];
+        pool->conf = pc;
+        pool->index = p;
+        pool->ops = mr_dist_ops_for(pc->distribution);
+        pool->nservers = (uint32_t)pc->nservers;
+        if (pc->nservers == 0)
+            continue;
+        pool->server_ids = calloc(pc->nservers, sizeof(uint32_t));
+        mr_dist_server *ds = calloc(pc->nservers, sizeof(*ds));
+        if (!pool->server_ids || !ds) {
+            free(ds);
+            goto fail;
+        }
+        for (size_t s = 0; s < pc->nservers; s++) {
+            mr_server *srv = &r->servers[next_id];
+            srv->conf = &pc->servers[s];
+            srv->id = next_id;
+            srv->pool = p;
+            pool->server_ids[s] = next_id++;
+            ds[s].ident = pc->servers[s].ident;
+            ds[s].weight = pc->servers[s].weight;
+        }
+        pool->dist = pool->ops->build(ds, pc->nservers);
+        free(ds);
+        if (!pool->dist)
+            goto fail;
+    }
+    r->nservers = next_id;
+    return r;
+fail:
+    mr_router_free(r);
+    return NULL;
+}
+
+void mr_router_free(mr_router *r)
+{
+    if (!r)
+        return;
+    for (uint32_t p = 0; p < r->npools && r->pools; p++) {
+        if (r->pools[p].dist)
+            r->pools[p].ops->destroy(r->pools[p].dist);
+        free(r->pools[p].server_ids);
+    }
+    free(r->pools);
+    free(r->servers);
+    free(r);
+}
+
+const mr_pool *mr_router_pool_for_key(const mr_router *r, uint32_t listen_pool, const char *key, size_t len)
+{
+    const mr_pool_conf *pc = &r->cfg->pools[listen_pool];
+    /* Routes are sorted longest prefix first, so the first match wins. */
+    for (size_t i = 0; i < pc->nroutes; i++) {
+        const mr_route_conf *route = &pc->routes[i];
+        if (route->prefix_len <= len && memcmp(route->prefix, key, route->prefix_len) == 0)
+            return &r->pools[route->pool_index];
+    }
+    return &r->pools[listen_pool];
+}
+
+uint32_t mr_router_server_for_key(const mr_pool *pool, const char *key, size_t len, uint32_t rnd)
+{
+    if (pool->nservers == 1)
+        return pool->server_ids[0];
+    uint32_t h;
+    if (pool->conf->distribution == MR_DIST_RANDOM) {
+        h = rnd;
+    } else {
+        const char *span = key;
+        size_t span_len = len;
+        if (pool->conf->has_hash_tag)
+            mr_hash_tag_span(key, len, pool->conf->hash_tag, &span, &span_len);
+        h = mr_hash(pool->conf->hash, span, span_len);
+    }
+    return pool->server_ids[pool->ops->pick(pool->dist, h)];
+}
+
+const mr_pool *mr_router_default_pool(const mr_router *r, uint32_t listen_pool)
+{
+    const mr_pool *own = &r->pools[listen_pool];
+    if (own->nservers > 0)
+        return own;
+    return mr_router_pool_for_key(r, listen_pool, "", 0);
+}

@@ -1,0 +1,105 @@
+/* stats_reply.c: the `stats` command, in memcached's format.
+ *
+ * Field names follow memcached's where the meaning is the same, so existing
+ * stats tools keep working; memrelay's own counters follow them.
+ */
+#include <pthread.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "memrelay/request.h"
+#include "memrelay/stats.h"
+#include "memrelay/worker.h"
+
+/* `stats reset` keeps a baseline that later totals are reported against.
+ * Only the admin path touches it, under this lock. */
+static pthread_mutex_t baseline_lock = PTHREAD_MUTEX_INITIALIZER;
+static mr_stats baseline;
+
+/* Gauges are never reset. */
+static bool is_gauge(const char *name)
+{
+    return strcmp(name, "curr_connections") == 0;
+}
+
+static int append(mr_mbuf *mb, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+#include <stdarg.h>
+static int append(mr_mbuf *mb, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vsnprintf(mb->data + mb->len, mb->cap - mb->len, fmt, ap);
+    va_end(ap);
+    if (n < 0 || (uint32_t)n >= mb->cap - mb->len)
+        return -1;
+    mb->len += (uint32_t)n;
+    return 0;
+}
+
+static int full_stats(mr_worker *w, mr_mbuf *mb)
+{
+    mr_stats total;
+    mr_stats_sum(&total);
+    pthread_mutex_lock(&baseline_lock);
+    mr_stats base = baseline;
+    pthread_mutex_unlock(&baseline_lock);
+    struct timespec now;
+    clock_gettime(CLOCK_REALTIME, &now);
+    struct rusage ru;
+    getrusage(RUSAGE_SELF, &ru);
+    int rc = 0;
+    rc |= append(mb, "STAT pid %ld\r\n", (long)getpid());
+    rc |= append(mb, "STAT uptime %ld\r\n", (long)(now.tv_sec - (time_t)w->shared->started));
+    rc |= append(mb, "STAT time %ld\r\n", (long)now.tv_sec);
+    rc |= append(mb, "STAT version memrelay-%s\r\n", MEMRELAY_VERSION);
+    rc |= append(mb, "STAT pointer_size %d\r\n", (int)(8 * sizeof(void *)));
+    rc |= append(mb, "STAT rusage_user %ld.%06ld\r\n", (long)ru.ru_utime.tv_sec, (long)ru.ru_utime.tv_usec);
+    rc |= append(mb, "STAT rusage_system %ld.%06ld\r\n", (long)ru.ru_stime.tv_sec, (long)ru.ru_stime.tv_usec);
+    rc |= append(mb, "STAT threads %d\r\n", w->shared->nworkers);
+#define MR_STAT_LINE(name) \
+    rc |= append(mb, "STAT " #name " %llu\r\n", \
+                 (unsigned long long)(is_gauge(#name) ? total.name : total.name - base.name));
+    MR_STATS(MR_STAT_LINE)
+#undef MR_STAT_LINE
+    rc |= append(mb, "END\r\n");
+    return rc;
+}
+
+/* Build the reply for `stats [arg]` into *out. */
+int mr_stats_reply(mr_worker *w, mr_slice *out, const char *arg, uint32_t arg_len)
+{
+    static const char reset_reply[] = "RESET\r\n", end_reply[] = "END\r\n", error_reply[] = "ERROR\r\n";
+    if (arg_len == 5 && memcmp(arg, "reset", 5) == 0) {
+        pthread_mutex_lock(&baseline_lock);
+        mr_stats_sum(&baseline);
+        pthread_mutex_unlock(&baseline_lock);
+        *out = mr_slice_static(reset_reply, sizeof(reset_reply) - 1);
+        return 0;
+    }
+    if (arg_len > 0) {
+        /* memcached's per-slab and per-item views have no meaning for a proxy. */
+        static const char *const empty_views[] = {"items", "slabs", "sizes", "conns", "settings"};
+        for (size_t i = 0; i < sizeof(empty_views) / sizeof(empty_views[0]); i++) {
+            if (strlen(empty_views[i]) == arg_len && memcmp(arg, empty_views[i], arg_len) == 0) {
+                *out = mr_slice_static(end_reply, sizeof(end_reply) - 1);
+                return 0;
+            }
+        }
+        *out = mr_slice_static(error_reply, sizeof(error_reply) - 1);
+        return 0;
+    }
+    mr_mbuf *mb = mr_mbuf_get(&w->mbufs, MR_MBUF_SIZE);
+    if (!mb)
+        return -1;
+    if (full_stats(w, mb) < 0) {
+        mr_mbuf_unref(mb);
+        return -1;
+    }
+    *out = mr_slice_ref(mb, mb->data, mb->len);
+    mr_mbuf_unref(mb);
+    return 0;
+}
