@@ -1,0 +1,87 @@
+/* config_print.c: the resolved configuration as `memrelay --check-config`
+ * shows it: every setting with its effective value, defaults included. */
+#include "config_internal.h"
+
+#include <string.h>
+
+static const char *yes_no(bool b)
+{
+    return b ? "true" : "false";
+}
+
+/* A prefix as a double-quoted string (prefixes have no quotes' escapes to
+ * worry about except '"' and '\\', which we escape). */
+static void print_quoted(FILE *out, const char *s, size_t len)
+{
+    fputc('"', out);
+    for (size_t i = 0; i < len; i++) {
+        if (s[i] == '"' || s[i] == '\\')
+            fputc('\\', out);
+        fputc(s[i], out);
+    }
+    fputc('"', out);
+}
+
+static void row(FILE *out, const char *key, const char *value)
+{
+    fprintf(out, "  %-22s %s\n", key, value);
+}
+
+static void row_u(FILE *out, const char *key, unsigned value, const char *unit)
+{
+    fprintf(out, "  %-22s %u%s\n", key, value, unit);
+}
+
+static void print_pool(FILE *out, const mr_config *cfg, const mr_pool_conf *p)
+{
+    char buf[160];
+
+    fprintf(out, "pool %s (line %d)\n", p->name, p->line);
+    row(out, "listen", p->has_listen ? mr_conf_addr_format(&p->listen, buf, sizeof(buf)) : "(none: route target only)");
+    row(out, "hash", mr_hash_name(p->hash));
+    if (p->has_hash_tag)
+        fprintf(out, "  %-22s \"%c%c\"\n", "hash_tag", p->hash_tag[0], p->hash_tag[1]);
+    else
+        row(out, "hash_tag", "(none)");
+    row(out, "distribution", mr_dist_name(p->distribution));
+    row_u(out, "timeout", (unsigned)p->timeout_ms, " ms");
+    row_u(out, "backlog", (unsigned)p->backlog, "");
+    row(out, "preconnect", yes_no(p->preconnect));
+    row_u(out, "server_connections", (unsigned)p->server_connections, "");
+    row(out, "auto_eject_hosts", yes_no(p->auto_eject_hosts));
+    row_u(out, "server_retry_timeout", (unsigned)p->server_retry_timeout_ms, " ms");
+    row_u(out, "server_failure_limit", (unsigned)p->server_failure_limit, "");
+    row(out, "tcpkeepalive", yes_no(p->tcpkeepalive));
+    row_u(out, "client_connections", (unsigned)p->client_connections, p->client_connections == 0 ? " (unlimited)" : "");
+    row(out, "multiget_errors", p->multiget_errors == MR_MULTIGET_ERRORS_FAIL ? "fail" : "miss");
+    row_u(out, "item_size_max", (unsigned)p->item_size_max, " bytes");
+
+    if (p->nservers == 0)
+        fputs("  servers: none (the catch-all route takes every key no other route takes)\n", out);
+    else
+        fprintf(out, "  servers (%zu):\n", p->nservers);
+    for (size_t i = 0; i < p->nservers; i++) {
+        const mr_server_conf *s = &p->servers[i];
+        fprintf(out, "    %-32s weight %-5u ident %s\n", mr_conf_addr_format(&s->addr, buf, sizeof(buf)),
+                (unsigned)s->weight, s->ident);
+    }
+    if (p->nroutes > 0) {
+        fprintf(out, "  routes (%zu, longest prefix first):\n", p->nroutes);
+        for (size_t i = 0; i < p->nroutes; i++) {
+            const mr_route_conf *r = &p->routes[i];
+            fputs("    ", out);
+            print_quoted(out, r->prefix, r->prefix_len);
+            fprintf(out, "%s -> pool %s\n", r->prefix_len == 0 ? " (catch-all)" : "", cfg->pools[r->pool_index].name);
+        }
+    }
+}
+
+void mr_config_print(FILE *out, const mr_config *cfg)
+{
+    fprintf(out, "configuration %s: %zu pool%s, %d thread%s\n", cfg->path ? cfg->path : "(unnamed)", cfg->npools,
+            cfg->npools == 1 ? "" : "s", cfg->threads, cfg->threads == 1 ? "" : "s");
+    for (size_t i = 0; i < cfg->npools; i++) {
+        fputc('\n', out);
+        print_pool(out, cfg, &cfg->pools[i]);
+    }
+}

@@ -1,0 +1,149 @@
+/* config_validate.c: the checks that need the whole file.
+ *
+ * Run after parsing, in file order, so the first problem in the file is
+ * the one reported:
+ *  1. routes: only on a listening pool, no repeated prefix, target exists;
+ *  2. every pool is reachable (it listens, or a route targets it) and has
+ *     servers, unless it listens and has a catch-all route;
+ *  3. no two pools listen on the same address, and no server is one of
+ *     our own listeners;
+ * then each pool's routes are sorted longest prefix first, so the router
+ * can take the first match.
+ */
+#include "config_internal.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+static int check_routes(mr_conf_ctx *ctx, size_t pi)
+{
+    mr_config *cfg = ctx->cfg;
+    mr_pool_conf *p = &cfg->pools[pi];
+    const mr_conf_marks *m = &ctx->marks[pi];
+
+    if (p->nroutes > 0 && !p->has_listen)
+        return mr_conf_fail(ctx, m->routes,
+                            "pool '%s' has routes but no listen: routes apply to the keys a listening pool receives",
+                            p->name);
+    for (size_t i = 0; i < p->nroutes; i++) {
+        mr_route_conf *r = &p->routes[i];
+        for (size_t j = 0; j < i; j++)
+            if (r->prefix_len == p->routes[j].prefix_len && memcmp(r->prefix, p->routes[j].prefix, r->prefix_len) == 0)
+                return mr_conf_fail(ctx, m->route_prefix[i],
+                                    "duplicate route prefix '%s' in pool '%s' (also at line %d)", r->prefix, p->name,
+                                    m->route_prefix[j].line);
+        long target = mr_config_pool_index(cfg, r->pool_name);
+        if (target < 0)
+            return mr_conf_fail(ctx, m->route_pool[i],
+                                "route '%s' in pool '%s' targets pool '%s', which does not exist", r->prefix, p->name,
+                                r->pool_name);
+        r->pool_index = (size_t)target;
+    }
+    return 0;
+}
+
+static bool has_catch_all(const mr_pool_conf *p)
+{
+    for (size_t i = 0; i < p->nroutes; i++)
+        if (p->routes[i].prefix_len == 0)
+            return true;
+    return false;
+}
+
+static bool is_route_target(const mr_config *cfg, size_t pi)
+{
+    for (size_t i = 0; i < cfg->npools; i++)
+        for (size_t j = 0; j < cfg->pools[i].nroutes; j++)
+            if (cfg->pools[i].routes[j].pool_index == pi)
+                return true;
+    return false;
+}
+
+static int check_servers(mr_conf_ctx *ctx, size_t pi)
+{
+    const mr_pool_conf *p = &ctx->cfg->pools[pi];
+    mr_conf_pos at = {p->line, p->column};
+    bool targeted = is_route_target(ctx->cfg, pi);
+
+    if (!p->has_listen && !targeted)
+        return mr_conf_fail(ctx, at, "pool '%s' has no listen and no route reaches it", p->name);
+    if (p->nservers > 0)
+        return 0;
+    if (!p->has_listen)
+        return mr_conf_fail(ctx, at, "pool '%s' has no servers, but routes send keys to it", p->name);
+    if (!has_catch_all(p))
+        return mr_conf_fail(ctx, at,
+                            "pool '%s' has no servers (a listening pool needs servers unless it has a catch-all "
+                            "route with prefix \"\")",
+                            p->name);
+    if (targeted)
+        return mr_conf_fail(ctx, at, "pool '%s' has no servers, but routes send keys to it", p->name);
+    return 0;
+}
+
+static int check_listeners(mr_conf_ctx *ctx)
+{
+    const mr_config *cfg = ctx->cfg;
+    size_t listening = 0;
+    char buf[160];
+
+    for (size_t i = 0; i < cfg->npools; i++) {
+        const mr_pool_conf *p = &cfg->pools[i];
+        if (!p->has_listen)
+            continue;
+        listening++;
+        for (size_t j = 0; j < i; j++) {
+            const mr_pool_conf *o = &cfg->pools[j];
+            if (o->has_listen && mr_conf_addr_equal(&o->listen, &p->listen))
+                return mr_conf_fail(
+                    ctx, ctx->marks[i].listen, "pool '%s' listens on %s, as pool '%s' already does (line %d)", p->name,
+                    mr_conf_addr_format(&p->listen, buf, sizeof(buf)), o->name, ctx->marks[j].listen.line);
+        }
+    }
+    /* A server that is one of our own listeners would loop requests back. */
+    for (size_t i = 0; i < cfg->npools; i++) {
+        const mr_pool_conf *p = &cfg->pools[i];
+        for (size_t j = 0; j < p->nservers; j++) {
+            const mr_server_conf *s = &p->servers[j];
+            for (size_t l = 0; l < cfg->npools; l++)
+                if (cfg->pools[l].has_listen && mr_conf_addr_equal(&cfg->pools[l].listen, &s->addr))
+                    return mr_conf_fail(ctx, (mr_conf_pos){s->line, s->column},
+                                        "server '%s' in pool '%s' is the listen address of pool '%s': requests "
+                                        "would loop back into memrelay",
+                                        s->spec, p->name, cfg->pools[l].name);
+        }
+    }
+    if (listening == 0)
+        return mr_conf_fail(ctx, ctx->root, "no pool has a listen address: nothing would accept clients");
+    return 0;
+}
+
+/* Longest prefix first; equal lengths in byte order, so the result does
+ * not depend on the order in the file. */
+static int route_order(const void *a, const void *b)
+{
+    const mr_route_conf *ra = a, *rb = b;
+    if (ra->prefix_len != rb->prefix_len)
+        return ra->prefix_len > rb->prefix_len ? -1 : 1;
+    return memcmp(ra->prefix, rb->prefix, ra->prefix_len);
+}
+
+int mr_conf_validate(mr_conf_ctx *ctx)
+{
+    mr_config *cfg = ctx->cfg;
+
+    if (cfg->npools == 0)
+        return mr_conf_fail(ctx, ctx->root, "no pools are defined");
+    for (size_t i = 0; i < cfg->npools; i++)
+        if (check_routes(ctx, i) != 0)
+            return -1;
+    for (size_t i = 0; i < cfg->npools; i++)
+        if (check_servers(ctx, i) != 0)
+            return -1;
+    if (check_listeners(ctx) != 0)
+        return -1;
+    for (size_t i = 0; i < cfg->npools; i++)
+        if (cfg->pools[i].nroutes > 1)
+            qsort(cfg->pools[i].routes, cfg->pools[i].nroutes, sizeof(mr_route_conf), route_order);
+    return 0;
+}
