@@ -229,3 +229,55 @@ def short_tmp():
     d = harness.tempdir()
     yield d
     shutil.rmtree(d, ignore_errors=True)
+
+
+class Cluster:
+    """memrelay over several memcacheds, with the ketama ring it must follow."""
+
+    def __init__(self, relay, servers, hash_name="fnv1a_64"):
+        self.relay = relay
+        self.servers = servers  # [(Memcached, weight, name)]
+        self.backends = [mc for mc, _, _ in servers]
+        hash_fn = {"fnv1a_64": harness.fnv1a_64, "md5": harness.md5_hash}[hash_name]
+        self.ring = harness.Ketama([(mc.ident(name), w) for mc, w, name in servers], hash_fn)
+
+    @property
+    def addr(self):
+        return self.relay.addr()
+
+    def conn(self, timeout=5.0):
+        return self.relay.conn(timeout=timeout)
+
+    def owner_index(self, key):
+        return self.ring.server_for(key)
+
+    def owner(self, key):
+        return self.backends[self.ring.server_for(key)]
+
+    def keys_on(self, index, count, prefix="key"):
+        """`count` keys that ketama places on backend `index`."""
+        out, i = [], 0
+        while len(out) < count:
+            k = b"%s:%d" % (prefix.encode(), i)
+            if self.owner_index(k) == index:
+                out.append(k)
+            i += 1
+        return out
+
+    def flush(self):
+        for mc in self.backends:
+            if mc.running:
+                mc.flush()
+
+
+@pytest.fixture
+def cluster(factory):
+    """cluster(weights=(1, 1, 1), names=None, **pool settings) -> Cluster."""
+    def make(weights=(1, 1, 1), names=None, threads=1, **settings):
+        servers = []
+        for i, w in enumerate(weights):
+            servers.append((factory.memcached(), w, names[i] if names else None))
+        relay = factory.relay({"alpha": Pool(servers, **settings)}, threads=threads)
+        return Cluster(relay, servers, settings.get("hash", "fnv1a_64"))
+    return make
+

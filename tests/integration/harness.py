@@ -217,7 +217,9 @@ class Memcached:
                 time.sleep(0.1)
 
     def stop(self):
-        _stop_process(self.proc)
+        """Teardown: SIGKILL (memcached takes a second to exit on SIGTERM; nothing to save)."""
+        if self.proc is not None and self.proc.poll() is None:
+            self.kill()
 
     # direct access to the backend, bypassing the proxy
 
@@ -812,6 +814,16 @@ class LibmemcachedOracle:
             self.st = None
 
 
+def store_many(conn, items, flags=0, batch=200):
+    """Pipelined sets of {key: value} through conn; asserts every STORED."""
+    items = list(items.items()) if isinstance(items, dict) else list(items)
+    for i in range(0, len(items), batch):
+        chunk = items[i:i + batch]
+        conn.send(b"".join(b"set %s %d 0 %d\r\n%s\r\n" % (k, flags, len(v), v) for k, v in chunk))
+        reply = conn.recv_replies(len(chunk), timeout=10)
+        assert reply == b"STORED\r\n" * len(chunk), reply[:300]
+
+
 def tempdir(prefix="memrelay-it-"):
     return tempfile.mkdtemp(prefix=prefix)
 
@@ -828,3 +840,46 @@ def wait_for(pred, timeout, interval=0.05):
 
 def is_conn_refused(e):
     return isinstance(e, ConnectionRefusedError) or getattr(e, "errno", None) == errno.ECONNREFUSED
+
+
+def split_units(buf):
+    """[(reply index, unit)]: each line is a unit, a VALUE/VA line together with its data block."""
+    units, pos, reply = [], 0, 0
+    ends = set(_reply_ends(buf))
+    n = len(buf)
+    while pos < n:
+        eol = buf.find(b"\n", pos)
+        if eol < 0:
+            units.append((reply, buf[pos:]))
+            break
+        nxt = eol + 1
+        m = _LINE_WITH_DATA.match(buf[pos:eol].rstrip(b"\r"))
+        if m:
+            nxt = min(n, nxt + int(m.group(2) or m.group(3)) + 2)
+        units.append((reply, buf[pos:nxt]))
+        pos = nxt
+        if pos in ends:
+            reply += 1
+    return units
+
+
+def describe_difference(got, want, context=150):
+    """None if equal, else a short description of where two reply streams part."""
+    if got == want:
+        return None
+    g, w = split_units(got), split_units(want)
+    for i, (a, b) in enumerate(zip(g, w)):
+        if a[1] != b[1]:
+            return "line/value #%d (in reply #%d) differs:\n  got  %r\n  want %r" % (
+                i, b[0], a[1][:context], b[1][:context])
+    if len(g) > len(w):
+        return "%d surplus lines after the expected %d bytes, first: %r" % (len(g) - len(w), len(want), g[len(w)][1][:context])
+    return "%d lines missing (got %d of %d bytes), first missing: %r" % (
+        len(w) - len(g), len(got), len(want), w[len(g)][1][:context])
+
+
+def assert_same(got, want, what="reply"):
+    """assert got == want, reporting the first differing reply instead of a huge diff."""
+    d = describe_difference(got, want)
+    if d is not None:
+        raise AssertionError("%s differs: %s" % (what, d))
