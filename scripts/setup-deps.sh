@@ -1,0 +1,117 @@
+#!/usr/bin/env bash
+# setup-deps.sh: install the Debian packages memrelay needs, and nothing else.
+#
+#   scripts/setup-deps.sh [GROUP...]     GROUP: build run test bench all (default: build test)
+#
+#   build  compiler, cmake, libev and libyaml headers
+#   run    a local memcached for scripts/run-local.sh
+#   test   criterion, libmemcached, memcached tools, pytest, pymemcache
+#   bench  nutcracker (twemproxy), to compare against
+#
+# Idempotent: packages already installed are left alone, and `apt-get update`
+# runs only when something is missing. Needs root (or sudo) only then.
+# MEMRELAY_SKIP_DEPS=1 skips everything (for machines set up by other means).
+#
+# Installing Debian's memcached or nutcracker also starts their system
+# services (ports 11211 and 22121). Nothing in memrelay's scripts or tests
+# uses those services or those ports; they are harmless and left alone.
+set -euo pipefail
+
+declare -A GROUP_PACKAGES=(
+    [build]="cmake gcc libc6-dev make pkg-config libev-dev libyaml-dev"
+    [run]="memcached"
+    [test]="libcriterion-dev memcached libmemcached-dev libmemcached-tools python3 python3-pytest python3-pymemcache"
+    [bench]="nutcracker"
+)
+
+usage() {
+    sed -n '2,18s/^# \{0,1\}//p' "$0"
+}
+
+groups=("$@")
+if [[ ${#groups[@]} -eq 0 ]]; then
+    groups=(build test)
+fi
+
+wanted=()
+for group in "${groups[@]}"; do
+    case "$group" in
+    -h | --help)
+        usage
+        exit 0
+        ;;
+    all)
+        for g in build run test bench; do
+            read -r -a pkgs <<<"${GROUP_PACKAGES[$g]}"
+            wanted+=("${pkgs[@]}")
+        done
+        ;;
+    build | run | test | bench)
+        read -r -a pkgs <<<"${GROUP_PACKAGES[$group]}"
+        wanted+=("${pkgs[@]}")
+        ;;
+    *)
+        echo "setup-deps: unknown group '$group' (expected build, run, test, bench or all)" >&2
+        exit 2
+        ;;
+    esac
+done
+
+if [[ "${MEMRELAY_SKIP_DEPS:-0}" == 1 ]]; then
+    echo "setup-deps: MEMRELAY_SKIP_DEPS=1, not checking: ${wanted[*]}"
+    exit 0
+fi
+
+if ! command -v dpkg-query >/dev/null 2>&1 || ! command -v apt-get >/dev/null 2>&1; then
+    echo "setup-deps: not a Debian-like system; make sure these (or their equivalents) are installed:" >&2
+    echo "  ${wanted[*]}" >&2
+    exit 0
+fi
+
+# `dpkg -s` also succeeds for removed packages whose config files remain,
+# so ask for the exact installed state.
+is_installed() {
+    [[ "$(dpkg-query -W -f='${db:Status-Status}' "$1" 2>/dev/null)" == installed ]]
+}
+
+missing=()
+declare -A seen=()
+for pkg in "${wanted[@]}"; do
+    [[ -n "${seen[$pkg]:-}" ]] && continue
+    seen[$pkg]=1
+    is_installed "$pkg" || missing+=("$pkg")
+done
+
+if [[ ${#missing[@]} -eq 0 ]]; then
+    echo "setup-deps: all present (${groups[*]})"
+    exit 0
+fi
+
+echo "setup-deps: installing ${missing[*]}"
+sudo=()
+if [[ $(id -u) -ne 0 ]]; then
+    if command -v sudo >/dev/null 2>&1; then
+        sudo=(sudo)
+    else
+        echo "setup-deps: need root to install: ${missing[*]}" >&2
+        echo "  run as root: apt-get update && apt-get install -y ${missing[*]}" >&2
+        exit 1
+    fi
+fi
+
+export DEBIAN_FRONTEND=noninteractive
+apt_opts=(-y -q -o DPkg::Lock::Timeout=300)
+# No stdin: CI runs us without a terminal, and nothing here should prompt.
+"${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get "${apt_opts[@]}" update </dev/null
+"${sudo[@]}" env DEBIAN_FRONTEND=noninteractive \
+    apt-get "${apt_opts[@]}" install --no-install-recommends "${missing[@]}" </dev/null
+
+still_missing=()
+for pkg in "${missing[@]}"; do
+    is_installed "$pkg" || still_missing+=("$pkg")
+done
+if [[ ${#still_missing[@]} -gt 0 ]]; then
+    echo "setup-deps: still missing after install: ${still_missing[*]}" >&2
+    exit 1
+fi
+echo "setup-deps: done"
