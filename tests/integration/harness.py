@@ -655,13 +655,16 @@ _VOLATILE_META_FLAG = re.compile(rb"^(c|l|t)(\d+)$")
 _VOLATILE_ME = re.compile(rb"\b(cas|la|exp)=(\d+)")
 
 
-def mask_volatile(data):
+def mask_volatile(data, numeric_padding=False):
     """Replace numbers that legitimately differ between two runs of the same bytes.
 
     CAS ids (VALUE's 5th token, meta `c` flags, `me` cas=), seconds of clocks
     (meta `l`/`t` flags, `me` la=/exp=) become placeholders; everything else,
     including the structure, stays byte for byte. Data blocks are skipped by
-    their declared length, so values are never rewritten.
+    their declared length, so values are never rewritten, except with
+    numeric_padding: a value of digits and trailing spaces loses the spaces
+    (memcached pads a shrinking decr result in place only when no one else
+    holds the item, which under pipelining depends on timing).
     """
     out, pos, n = [], 0, len(data)
     while pos < n:
@@ -684,10 +687,17 @@ def mask_volatile(data):
             toks = [toks[0]] + [_VOLATILE_META_FLAG.sub(rb"\1<n>", t) for t in toks[1:]]
         elif toks[0] == b"ME":
             toks = [_VOLATILE_ME.sub(rb"\1=<n>", t) for t in toks]
+        block = data[eol + 1:eol + 1 + size + 2] if size is not None else b""
+        if size is not None and numeric_padding:
+            value = block[:size]
+            stripped = value.rstrip(b" ")
+            if stripped != value and stripped.isdigit():
+                toks[3 if toks[0] == b"VALUE" else 1] = b"%d" % len(stripped)
+                block = stripped + block[size:]
         out.append(b" ".join(toks) + ending)
         pos = eol + 1
         if size is not None:
-            out.append(data[pos:pos + size + 2])
+            out.append(block)
             pos += size + 2
     return b"".join(out)
 

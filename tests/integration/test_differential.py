@@ -6,8 +6,9 @@ the backend before each run. The replies must be identical byte for byte
 (after masking CAS ids and clock seconds, which differ between any two runs)
 and so must the connection's fate (kept open or closed).
 
-On the direct run most cases are followed by the sentinel `mn\\r\\n`, whose
-reply `MN\\r\\n` marks the end of memcached's replies (and is cut off again);
+On the direct run most cases are followed by a sentinel (a meta-get miss
+with an opaque) whose reply marks the end of memcached's replies (and is cut
+off again);
 cases that leave the connection waiting for data, or closed, are read until a
 quiet period or the close. The proxied run sends the case bytes alone, reads
 as many bytes as memcached gave, and then watches briefly for surplus bytes or
@@ -21,8 +22,9 @@ import pytest
 
 from harness import Conn, mask_volatile, parse_values
 
-SENTINEL = b"mn\r\n"
-SENTINEL_REPLY = b"MN\r\n"
+# A miss on a key no case uses, with an opaque: its reply cannot come from the case itself.
+SENTINEL = b"mg __end_of_case__ O5150 k\r\n"
+SENTINEL_REPLY = b"EN O5150 k__end_of_case__\r\n"
 
 
 class Case:
