@@ -194,6 +194,7 @@ CASES = [
     C("mg_recache_flag", b"ms k 1 T10\r\nx\r\nmg k R30 v\r\nmg k R30 v\r\n"),
     C("mg_invalid_flag", b"mg k zzz\r\n"),
     C("mg_no_key", b"mg\r\n"),
+    C("mg_key_250_bytes", b"ms " + K250 + b" 1\r\nx\r\nmg " + K250 + b" v k\r\n"),
     C("mg_key_251_bytes", b"mg " + K251 + b" v\r\n"),
     C("ms_basic", b"ms k 3\r\nabc\r\nget k\r\n"),
     C("ms_flags_ttl_and_returns", b"ms k 3 F7 T100 c k O5\r\nabc\r\nmg k f v\r\n"),
@@ -264,7 +265,7 @@ def run_proxied(addr, case, expect):
     """
     with Conn(addr, timeout=5.0) as c:
         c.send(case.data, timeout=20)
-        reply = c.recv_exact(len(expect[0]), timeout=5.0)
+        reply = c.recv_exact(len(expect[0]), timeout=3.0)
         if expect[1]:
             c.wait_closed(timeout=3.0)
         reply += c.recv_idle(idle=0.15, timeout=0.15)
