@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "memrelay/client.h"
+#include "memrelay/log.h"
 #include "memrelay/worker.h"
 
 static const char end_line[] = "END\r\n";
@@ -41,31 +42,38 @@ static bool item_has_key(const mr_slice *item, const char *key, uint32_t klen)
     return item->len > 6 + klen && memcmp(item->p + 6, key, klen) == 0 && item->p[6 + klen] == ' ';
 }
 
+/* Retrievals. A single-key get reports a failure as the error it is. A
+ * multi-key get treats a failed server's keys as misses (counted), unless
+ * the pool says `multiget_errors: fail`; an error line memcached itself sent
+ * for a one-server batch is passed through, as memcached would answer. */
 static int emit_retrieval(mr_client *c, mr_req *req)
 {
     mr_worker *w = c->worker;
-    if (req->nmsgs == 1) {
-        /* One server: its reply is the reply, error lines included. */
-        const mr_msg *msg = &req->msgs[0];
-        if (msg_failed(msg))
-            return push_failure(c, msg);
-        for (uint32_t i = 0; i < msg->nitems; i++)
-            if (push_slice(c, &msg->items[i]) < 0)
-                return -1;
-        MR_STAT_ADD(&w->stats, get_hits, msg->nitems);
-        MR_STAT_ADD(&w->stats, get_misses, req->head.nkeys - msg->nitems);
-        return push_text(c, end_line);
-    }
+    bool errors_fail = req->fail_multiget || req->head.nkeys <= 1;
     uint32_t failed = 0;
     for (uint32_t i = 0; i < req->nmsgs; i++) {
-        if (!msg_failed(&req->msgs[i]))
+        const mr_msg *msg = &req->msgs[i];
+        if (!msg_failed(msg))
             continue;
         failed++;
-        if (req->fail_multiget)
-            return push_failure(c, &req->msgs[i]);
+        if (errors_fail || (req->nmsgs == 1 && msg->error == MR_ERR_NONE))
+            return push_failure(c, msg);
     }
-    if (failed)
+    if (failed) {
         MR_STAT_ADD(&w->stats, multiget_server_failures, failed);
+        mr_log_debug("multi-get: %u of %u servers failed; their keys answered as misses", failed, req->nmsgs);
+    }
+    if (req->nmsgs == 1) {
+        /* One server: its items are already in the client's order. */
+        const mr_msg *msg = &req->msgs[0];
+        uint32_t hits = failed ? 0 : msg->nitems;
+        for (uint32_t i = 0; i < hits; i++)
+            if (push_slice(c, &msg->items[i]) < 0)
+                return -1;
+        MR_STAT_ADD(&w->stats, get_hits, hits);
+        MR_STAT_ADD(&w->stats, get_misses, req->head.nkeys - hits);
+        return push_text(c, end_line);
+    }
     const mr_request_head *h = &req->head;
     uint32_t pos = h->keys_off, koff, klen, hits = 0;
     for (uint32_t k = 0; k < req->nkeys && mr_next_key(req->line.p, h, &pos, &koff, &klen); k++) {
@@ -74,7 +82,7 @@ static int emit_retrieval(mr_client *c, mr_req *req)
             continue; /* a miss */
         const mr_slice *item = &msg->items[msg->cursor];
         if (!item_has_key(item, req->line.p + koff, klen))
-            continue; /* a miss: the server returned the next key's value */
+            continue; /* a miss: the server's next item is a later key's */
         msg->cursor++;
         hits++;
         if (push_slice(c, item) < 0)
