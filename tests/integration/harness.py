@@ -286,7 +286,9 @@ def render_config(pools, listen_addrs, threads=1, memrelay_only=True):
                 mode = pool.listen[2] if isinstance(pool.listen, tuple) and len(pool.listen) > 2 else None
                 lines.append("  listen: %s" % (a + (" " + mode if mode else "")))
             else:
-                lines.append("  listen: %s" % addr_text(a))
+                # "[::1]:port" must be quoted: unquoted, YAML reads a flow sequence.
+                text = addr_text(a)
+                lines.append("  listen: %s" % (_yaml_scalar(text) if text.startswith("[") else text))
         settings = {"hash": "fnv1a_64", "distribution": "ketama", "timeout": 1000,
                     "server_connections": 1}
         if memrelay_only:
