@@ -119,18 +119,19 @@ static void queue_push(mr_client *c, mr_req *req)
 }
 
 /* A reply made by memrelay itself, from static text. */
-static void local_reply(mr_client *c, const char *text)
+static mr_req *local_reply(mr_client *c, const char *text)
 {
     mr_req *req = mr_req_new(c->worker);
     if (!req) {
         c->closing = true;
-        return;
+        return NULL;
     }
     req->client = c;
     req->local = mr_slice_static(text, (uint32_t)strlen(text));
     req->done = true;
     queue_push(c, req);
     mr_worker_mark_client(c->worker, c);
+    return req;
 }
 
 static bool over_bounds(const mr_client *c)
@@ -151,6 +152,11 @@ static void client_process(mr_client *c)
             uint32_t n = c->swallow < avail ? c->swallow : avail;
             c->swallow -= n;
             mr_inbuf_consume(&c->in, n);
+            if (c->swallow == 0 && c->swallow_req) {
+                c->swallow_req->done = true;
+                c->swallow_req = NULL;
+                mr_worker_mark_client(w, c);
+            }
             continue;
         }
         if (over_bounds(c)) {
@@ -164,13 +170,18 @@ static void client_process(mr_client *c)
             return;
         if (st == MR_PARSE_ERROR) {
             MR_STAT_INC(&w->stats, client_errors);
-            if (h.error_reply)
-                local_reply(c, h.error_reply);
+            mr_req *err = h.error_reply ? local_reply(c, h.error_reply) : NULL;
             mr_inbuf_consume(&c->in, h.line_len);
-            if (h.after == MR_AFTER_SWALLOW)
+            if (h.after == MR_AFTER_SWALLOW && h.swallow_len > 0) {
+                /* memcached sends this reply only once the data is swallowed. */
                 c->swallow = h.swallow_len;
-            else if (h.after == MR_AFTER_CLOSE)
+                if (err) {
+                    err->done = false;
+                    c->swallow_req = err;
+                }
+            } else if (h.after == MR_AFTER_CLOSE) {
                 c->closing = true;
+            }
             continue;
         }
         uint32_t total = h.line_len + h.data_len;
@@ -181,7 +192,8 @@ static void client_process(mr_client *c)
         const char *bad = h.data_len ? mr_check_data_block(p + h.line_len, h.data_len) : NULL;
         if (bad) {
             MR_STAT_INC(&w->stats, client_errors);
-            local_reply(c, bad);
+            if (!h.noreply) /* memcached keeps quiet about it under noreply too */
+                local_reply(c, bad);
             mr_inbuf_consume(&c->in, total);
             continue;
         }
@@ -195,7 +207,6 @@ static void client_process(mr_client *c)
         req->cls = mr_cmd_class_of(h.cmd);
         req->head = h;
         req->line = mr_slice_ref(c->in.mb, p, total);
-        MR_STAT_ADD(&w->stats, bytes_read, total);
         mr_inbuf_consume(&c->in, total);
         /* A noreply request needs nothing from the client's queue: it runs
          * as an orphan, and replies behind it do not wait for it. */
@@ -207,6 +218,8 @@ static void client_process(mr_client *c)
             queue_push(c, req);
         }
         mr_dispatch(c, req);
+        if (h.cmd == MR_CMD_QUIT)
+            c->closing = true; /* nothing after quit is read */
     }
 }
 
@@ -229,6 +242,7 @@ static void client_read_cb(struct ev_loop *loop, ev_io *io, int revents)
     if (n < 0)
         return;
     mb->len += (uint32_t)n;
+    MR_STAT_ADD(&w->stats, bytes_read, (uint64_t)n);
     client_process(c);
     if (c->closing) {
         ev_io_stop(loop, &c->rio);

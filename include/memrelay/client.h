@@ -29,6 +29,7 @@ typedef struct mr_client {
     mr_inbuf in;             /* request bytes */
     uint32_t need;           /* bytes the request being read needs in all (0 unknown) */
     uint32_t swallow;        /* bytes still to discard (memcached's swallow after an error) */
+    mr_req *swallow_req;     /* its error reply, held back until the swallow ends (as memcached) */
     mr_req *q_head, *q_tail; /* requests awaiting their turn to reply, in arrival order */
     uint32_t nqueued;
     mr_outv *out;            /* ring of reply runs */
