@@ -196,8 +196,23 @@ class Memcached:
             self.proc.kill()
             self.proc.wait(timeout=5)
 
+    def _all_threads_stopped(self):
+        task_dir = "/proc/%d/task" % self.proc.pid
+        try:
+            for tid in os.listdir(task_dir):
+                with open("%s/%s/stat" % (task_dir, tid)) as f:
+                    state = f.read().rsplit(")", 1)[1].split()[0]
+                if state not in ("T", "t"):
+                    return False
+        except OSError:
+            return False
+        return True
+
     def pause(self):
+        """SIGSTOP, returning only once every thread has stopped (kill() returns before that)."""
         os.kill(self.proc.pid, signal.SIGSTOP)
+        if not wait_for(self._all_threads_stopped, 5.0, 0.005):
+            raise HarnessError("memcached %d did not stop" % self.proc.pid)
 
     def resume(self):
         if self.running:
