@@ -60,9 +60,14 @@ def _mixed_requests(rnd, n, prefix=b"p"):
     return reqs
 
 
-@pytest.fixture(params=[(1,), (1, 2, 3)], ids=["1_server", "3_servers"])
+@pytest.fixture(params=[
+    ((1,), {}),
+    ((1, 2, 3), {}),
+    ((1, 2, 3), {"server_connections": 4, "threads": 2}),
+], ids=["1_server", "3_servers", "3_servers_4_conns_2_threads"])
 def cl(cluster, request):
-    return cluster(weights=request.param)
+    weights, settings = request.param
+    return cluster(weights=weights, **settings)
 
 
 def _run(cl, ref, reqs, **send_kw):
@@ -164,3 +169,16 @@ def test_noreply_requests_between_answered_ones(cl):
         got = c.recv_exact(len(want), timeout=10)
         assert_same(got, want)
         assert c.recv_idle(idle=0.2, timeout=0.2) == b""
+
+
+def test_client_closing_with_replies_pending_leaves_proxy_healthy(cl):
+    for round_ in range(5):
+        c = cl.conn()
+        c.send(b"".join(b"set gone:%d 0 0 5000\r\n%s\r\nget gone:%d gone:x\r\n" % (i, b"g" * 5000, i)
+                        for i in range(300)))
+        c.send(b"get gone:1 gone:2 gone:3\r\nset half 0 0 100\r\nonly-part")
+        c.close()
+    with cl.conn() as c:
+        assert c.request(b"set after 0 0 2\r\nok\r\n") == b"STORED\r\n"
+        assert c.request(b"get after half\r\n") == b"VALUE after 0 2\r\nok\r\nEND\r\n"
+    cl.relay.assert_running()
