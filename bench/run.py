@@ -1,0 +1,726 @@
+#!/usr/bin/python3
+"""bench/run.py: memrelay against memcached direct and nutcracker, interleaved round by round.
+
+    bench/run.py                 quick: 3 rounds x 3 s per workload and target (about 4 minutes)
+    bench/run.py --full          5 rounds x 5 s (about 10 minutes)
+    bench/run.py --callgrind     user-space instructions per request (valgrind), memrelay and nutcracker
+    bench/run.py --only small,pipelined --rounds 2 --seconds 2
+
+Starts 4 memcached on free 127.0.0.1 ports, nutcracker (-v 4, stats on 127.0.0.1) and memrelay with
+the same ketama/fnv1a_64 pool, then runs every workload against each target in turn, round by round,
+with bench/loadgen pinned to one CPU and every server and proxy to another. Prints a markdown table
+(median throughput of the rounds and its spread, p50/p99 latency, CPU per request of the proxy and of
+the memcached servers, the load generator's CPU, median paired ratios) and writes it, with the raw
+per-round results as JSON, to build-bench/bench-results/. docs/benchmarks.md explains every column.
+
+Everything started here is stopped by process id on exit, Ctrl-C included. Each load run is bounded in
+time. Needs: memcached, nutcracker, taskset (util-linux), valgrind for --callgrind, and a built
+build/memrelay (--memrelay PATH for another binary); without a memrelay that answers, the other
+targets still run and memrelay's cells say why they are empty.
+"""
+
+import argparse
+import datetime
+import json
+import os
+import platform
+import resource
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+BACKENDS = 4
+
+# The workloads. Every field not given takes its value from SMALL.
+SMALL = dict(conns=50, pipeline=1, keys=10000, value=100, ratio="9:1", mget=1)
+WORKLOADS = [
+    dict(name="small", title="small get/set 9:1 (100 B values, 50 connections)"),
+    dict(name="pipelined", title="small get/set 9:1, 16 requests deep per connection", pipeline=16,
+         extra_targets=["memrelay-t2"]),
+    dict(name="multiget", title="10-key multi-gets over 4 backends (gets only)", ratio="1:0", mget=10),
+    dict(name="large", title="16 KiB values, get/set 1:1", value=16384, ratio="1:1", keys=2000),
+    dict(name="conns1000", title="small get/set 9:1, 1,000 connections", conns=1000),
+    dict(name="replicated", title="small get/set 9:1, pool of 2 replicas (ack one)", replicated=True),
+]
+
+# What each target is called in the table.
+TARGET_TITLES = {
+    "direct": "memcached direct",
+    "nutcracker": "nutcracker",
+    "memrelay": "memrelay",
+    "memrelay-t2": "memrelay -t 2",
+    "memrelay-repl": "memrelay (replicas: 2)",
+}
+
+
+class BenchError(Exception):
+    pass
+
+
+def log(msg):
+    print(msg, file=sys.stderr, flush=True)
+
+
+# ---- processes ---------------------------------------------------------------------------------------
+
+class Proc:
+    """A server or proxy we started; stopped by its own PID, never by name."""
+
+    def __init__(self, name, argv, log_path, cpu, nofile=None):
+        self.name = name
+        self.log_path = log_path
+        if cpu is not None:
+            argv = ["taskset", "-c", str(cpu)] + argv  # taskset execs argv: the PID stays the server's
+        self.argv = argv
+        self.log = open(log_path, "ab")
+        def limit():
+            if nofile:
+                resource.setrlimit(resource.RLIMIT_NOFILE, (nofile, resource.getrlimit(resource.RLIMIT_NOFILE)[1]))
+        self.p = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=self.log, stderr=subprocess.STDOUT,
+                                  start_new_session=True, preexec_fn=limit)
+        self.pid = self.p.pid
+
+    def alive(self):
+        return self.p.poll() is None
+
+    def log_tail(self, n=10):
+        try:
+            with open(self.log_path, "rb") as f:
+                lines = f.read().decode(errors="replace").splitlines()
+            return "\n".join(lines[-n:])
+        except OSError:
+            return ""
+
+    def stop(self, timeout=10):
+        if self.alive():
+            self.p.send_signal(signal.SIGTERM)
+            try:
+                self.p.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.p.kill()
+                self.p.wait(5)
+        self.log.close()
+
+
+def free_ports(n):
+    """n distinct free TCP ports on 127.0.0.1 (held together while choosing, so they differ)."""
+    socks = []
+    try:
+        for _ in range(n):
+            s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            s.bind(("127.0.0.1", 0))
+            socks.append(s)
+        return [s.getsockname()[1] for s in socks]
+    finally:
+        for s in socks:
+            s.close()
+
+
+def wait_port(port, proc, timeout):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if not proc.alive():
+            raise BenchError(f"{proc.name} exited at start-up:\n{proc.log_tail()}")
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=1):
+                return
+        except OSError:
+            time.sleep(0.05)
+    raise BenchError(f"{proc.name} is not listening on 127.0.0.1:{port} after {timeout} s")
+
+
+def probe(port):
+    """None if a set and a get through 127.0.0.1:port work, else what went wrong."""
+    want = b"STORED\r\nVALUE bench:probe 0 2\r\nok\r\nEND\r\n"
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=3) as s:
+            s.sendall(b"set bench:probe 0 0 2\r\nok\r\nget bench:probe\r\n")
+            got = b""
+            while len(got) < len(want) and not got.endswith(b"END\r\n"):
+                chunk = s.recv(4096)
+                if not chunk:
+                    break
+                got += chunk
+    except OSError as e:
+        return f"probe failed: {e}"
+    return None if got == want else f"probe answered {got[:80]!r}"
+
+
+def raise_nofile(need):
+    """Raises the open-file limit (inherited by everything started here) to at least need."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard != resource.RLIM_INFINITY and hard < need:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (need, need))  # raising the hard limit needs root
+        except (ValueError, OSError):
+            pass
+        soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft != resource.RLIM_INFINITY and soft < need:
+        new = need if hard == resource.RLIM_INFINITY else min(need, hard)
+        resource.setrlimit(resource.RLIMIT_NOFILE, (new, hard))
+        soft = new
+    if soft != resource.RLIM_INFINITY and soft < need:
+        raise BenchError(f"ulimit -n is {soft} and cannot be raised to the {need} the workloads need")
+    return soft
+
+
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+
+
+def cpu_list(text):
+    """The CPUs of a taskset -c list such as 0-3,6."""
+    cpus = set()
+    for part in text.split(","):
+        lo, _, hi = part.partition("-")
+        cpus.update(range(int(lo), int(hi or lo) + 1))
+    return cpus
+
+
+def cpus_busy(cpus):
+    """Seconds the given CPUs have spent on anything but idle and iowait since boot."""
+    busy = 0
+    with open("/proc/stat") as f:
+        for line in f:
+            name, *fields = line.split()
+            if name.startswith("cpu") and name != "cpu" and int(name[3:]) in cpus:
+                v = [int(x) for x in fields]
+                busy += v[0] + v[1] + v[2] + v[5] + v[6]  # user nice system (idle iowait) irq softirq
+    return busy / CLK_TCK
+
+
+def proc_cpu(pid):
+    """utime + stime of a process (all its threads), seconds; 0 if it is gone."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / CLK_TCK
+    except (OSError, IndexError, ValueError):
+        return 0.0
+
+
+# ---- configuration files -----------------------------------------------------------------------------
+
+def pool_yaml(name, listen_port, mc_ports, replicas=None):
+    """One pool, written the same for nutcracker and memrelay (memrelay reads twemproxy's format)."""
+    lines = [
+        f"{name}:",
+        f"  listen: 127.0.0.1:{listen_port}",
+        "  hash: fnv1a_64",
+        "  distribution: ketama",
+        "  timeout: 2000",
+        "  backlog: 1024",
+        "  server_connections: 1",
+        "  auto_eject_hosts: false",
+        "  preconnect: true",
+    ]
+    if replicas:
+        lines.append(f"  replicas: {replicas}")
+    lines.append("  servers:")
+    lines += [f"    - 127.0.0.1:{p}:1" for p in mc_ports]
+    return "\n".join(lines) + "\n"
+
+
+# ---- the bench environment ---------------------------------------------------------------------------
+
+class Bench:
+    def __init__(self, args):
+        self.args = args
+        self.procs = []
+        self.dir = tempfile.mkdtemp(prefix="memrelay-bench-")
+        ncpu = os.cpu_count() or 1
+        if args.no_pin or ncpu < 2:
+            self.gen_cpu = self.server_cpu = None
+        else:
+            self.gen_cpu, self.server_cpu = args.gen_cpu, args.server_cpu
+        self.loadgen = args.loadgen
+        self.mc_ports = []
+        self.mc = []
+        self.targets = {}      # name -> dict(port=, proc=) of every target that serves
+        self.unavailable = {}  # name -> why it has no results
+
+    # -- processes
+    def start(self, name, argv, cpu, nofile=None):
+        p = Proc(name, argv, os.path.join(self.dir, name + ".log"), cpu, nofile)
+        self.procs.append(p)
+        return p
+
+    def stop_all(self):
+        for p in reversed(self.procs):
+            try:
+                p.stop()
+            except Exception as e:  # keep stopping the others
+                log(f"bench: stopping {p.name} (pid {p.pid}): {e}")
+        self.procs = []
+
+    def start_memcached(self, n, wrap=None):
+        """n memcached on free ports. memcached sets its fd limit (soft and hard) to -c; valgrind allows
+        only the soft limit it started with as the hard limit, so under valgrind both are 1024."""
+        ports = free_ports(n)
+        user = ["-u", "root"] if os.geteuid() == 0 else []
+        procs = []
+        for i, port in enumerate(ports):
+            argv = ["memcached", "-l", "127.0.0.1", "-p", str(port), "-U", "0", "-m", "512", "-c", "1024" if wrap else "8192",
+                    "-t", "1", "-b", "1024"] + user
+            name = f"memcached-{port}"
+            procs.append(self.start(name, (wrap(name) if wrap else []) + argv, self.server_cpu,
+                                    nofile=1024 if wrap else None))
+        for port, p in zip(ports, procs):
+            wait_port(port, p, 60 if wrap else 10)
+        return ports, procs
+
+    def start_nutcracker(self, name, wrap=None):
+        port, stats = free_ports(2)
+        conf = os.path.join(self.dir, name + ".yml")
+        with open(conf, "w") as f:
+            f.write(pool_yaml("bench", port, self.mc_ports))
+        argv = ["nutcracker", "-c", conf, "-v", "4", "-s", str(stats), "-a", "127.0.0.1",
+                "-o", os.path.join(self.dir, name + ".nutcracker.log")]
+        p = self.start(name, (wrap(name) if wrap else []) + argv, self.server_cpu)
+        wait_port(port, p, 60 if wrap else 10)
+        return port, p
+
+    def memrelay_conf(self, name, port, replicas=None):
+        conf = os.path.join(self.dir, name + ".yaml")
+        with open(conf, "w") as f:
+            f.write("memrelay:\n  threads: 1\n\n" + pool_yaml("bench", port, self.mc_ports, replicas))
+        return conf
+
+    def start_memrelay(self, name, threads=1, replicas=None, wrap=None):
+        """(port, proc), or raises BenchError saying why memrelay cannot be measured."""
+        binary = self.args.memrelay
+        if not (os.path.isfile(binary) and os.access(binary, os.X_OK)):
+            raise BenchError(f"no memrelay binary at {binary} (build it, or pass --memrelay)")
+        port = free_ports(1)[0]
+        conf = self.memrelay_conf(name, port, replicas)
+        check = subprocess.run([binary, "-c", conf, "--check-config"], capture_output=True, text=True,
+                               timeout=30)
+        if check.returncode != 0:
+            msg = (check.stderr or check.stdout).strip().splitlines()
+            # "memrelay: FILE:LINE:COL: what" -> "what"
+            what = msg[-1].split(": ")[-1] if msg else f"exit status {check.returncode}"
+            raise BenchError(f"memrelay refuses the config: {what}")
+        argv = [binary, "-c", conf, "-q", "-t", str(threads)]
+        p = self.start(name, (wrap(name) if wrap else []) + argv, self.server_cpu)
+        try:
+            wait_port(port, p, 60 if wrap else 10)
+        except BenchError as e:
+            p.stop()
+            raise BenchError(str(e).splitlines()[0])
+        why = probe(port)
+        if why:
+            p.stop()
+            raise BenchError(f"memrelay does not serve requests yet ({why})")
+        return port, p
+
+    # -- load
+    def run_loadgen(self, servers, w, extra, seconds, watch, label):
+        argv = [self.loadgen, "-s", ",".join(f"127.0.0.1:{p}" for p in servers),
+                "-c", str(w["conns"]), "-p", str(w["pipeline"]), "-d", str(seconds), "-k", str(w["keys"]),
+                "-v", str(w["value"]), "-r", w["ratio"], "-m", str(w["mget"]), "--label", label]
+        argv += extra + ["-T", str(self.args.loadgen_threads)]
+        for pid in watch:
+            argv += ["--watch-pid", str(pid)]
+        if self.gen_cpu is not None:
+            argv = ["taskset", "-c", str(self.gen_cpu)] + argv
+        # Interference: what the server CPUs did for processes other than ours during the run.
+        mine = [p.pid for p in self.procs if p.alive()]
+        cpus = cpu_list(self.server_cpu) if self.server_cpu is not None else None
+        t0, busy0, mine0 = time.monotonic(), cpus_busy(cpus) if cpus else 0, sum(map(proc_cpu, mine))
+        try:
+            r = subprocess.run(argv, capture_output=True, text=True, timeout=seconds + 300)
+        except subprocess.TimeoutExpired:
+            raise BenchError("loadgen did not finish in time")
+        if r.returncode != 0:
+            raise BenchError((r.stderr.strip().splitlines() or [f"loadgen exited {r.returncode}"])[-1])
+        out = json.loads(r.stdout.strip().splitlines()[-1])
+        if cpus:
+            wall = time.monotonic() - t0
+            other = (cpus_busy(cpus) - busy0) - (sum(map(proc_cpu, mine)) - mine0)
+            out["others_cpu_pct"] = max(0.0, other) / (wall * len(cpus)) * 100
+        return out
+
+
+# ---- the throughput benchmark ------------------------------------------------------------------------
+
+def workload(wdef):
+    w = dict(SMALL)
+    w.update(wdef)
+    return w
+
+
+def targets_of(w, bench):
+    if w.get("replicated"):
+        names = ["direct", "memrelay-repl"]
+    else:
+        names = ["direct", "nutcracker", "memrelay"] + w.get("extra_targets", [])
+    return names
+
+
+def start_targets(bench, workloads):
+    """Starts the backends and every target any selected workload needs."""
+    bench.mc_ports, bench.mc = bench.start_memcached(BACKENDS)
+    log(f"bench: memcached on 127.0.0.1:{','.join(map(str, bench.mc_ports))} (pids "
+        f"{' '.join(str(p.pid) for p in bench.mc)})")
+    bench.targets["direct"] = dict(ports=bench.mc_ports, proc=None)
+    needed = set()
+    for w in workloads:
+        needed.update(targets_of(w, bench))
+    if "nutcracker" in needed:
+        if not shutil.which("nutcracker"):
+            bench.unavailable["nutcracker"] = "nutcracker is not installed (apt-get install nutcracker)"
+        else:
+            port, p = bench.start_nutcracker("nutcracker")
+            bench.targets["nutcracker"] = dict(ports=[port], proc=p)
+    for name, kw in (("memrelay", {}), ("memrelay-t2", dict(threads=bench.args.memrelay_threads)),
+                     ("memrelay-repl", dict(replicas=2))):
+        if name not in needed:
+            continue
+        try:
+            port, p = bench.start_memrelay(name, **kw)
+            bench.targets[name] = dict(ports=[port], proc=p)
+        except BenchError as e:
+            why = str(e)
+            if name == "memrelay-repl" and "refuses the config" in why:
+                why = f"not available yet ({why})"
+            bench.unavailable[name] = why
+    for name, t in bench.targets.items():
+        if t["proc"]:
+            log(f"bench: {TARGET_TITLES[name]} on 127.0.0.1:{t['ports'][0]} (pid {t['proc'].pid})")
+    for name, why in bench.unavailable.items():
+        log(f"bench: {TARGET_TITLES[name]}: {why}")
+
+
+def run_rounds(bench, workloads, rounds, seconds):
+    """results[workload][target] = list of per-round dicts (or {"error": text})."""
+    results = {}
+    mc_pids = [p.pid for p in bench.mc]
+    for wi, w in enumerate(workloads):
+        names = [n for n in targets_of(w, bench) if n in bench.targets]
+        if names == ["direct"]:
+            continue  # no proxy to compare with
+        res = results.setdefault(w["name"], {n: [] for n in names})
+        for r in range(rounds):
+            order = names[r % len(names):] + names[:r % len(names)]  # rotate: no target always goes first
+            for name in order:
+                t = bench.targets[name]
+                proc = t["proc"]
+                if proc and not proc.alive():
+                    res[name].append(dict(error=f"{TARGET_TITLES[name]} is not running any more"))
+                    continue
+                watch = ([proc.pid] if proc else []) + mc_pids
+                # Own keys per workload and target, all prefixes the same length.
+                prefix = f"b{wi:02d}t{list(TARGET_TITLES).index(name)}:"
+                try:
+                    out = bench.run_loadgen(t["ports"], w, ["--prefix", prefix], seconds, watch,
+                                            f"{w['name']}/{name}/{r + 1}")
+                except BenchError as e:
+                    res[name].append(dict(error=str(e)))
+                    log(f"  {w['name']:<10} round {r + 1}/{rounds} {name:<14} FAILED: {e}")
+                    continue
+                cpu = {x["pid"]: x["cpu_s"] for x in out["watch"]}
+                out["proxy_cpu_s"] = cpu.get(proc.pid) if proc else None
+                out["mc_cpu_s"] = sum(cpu.get(p, 0) for p in mc_pids)
+                res[name].append(out)
+                log(f"  {w['name']:<10} round {r + 1}/{rounds} {name:<14} {out['rps']:>10,.0f} req/s  "
+                    f"p50 {out['p50_us']:>8.1f} µs  p99 {out['p99_us']:>8.1f} µs  "
+                    f"proxy cpu {fmt_cpu(out['proxy_cpu_s'], out['requests'])}  "
+                    f"errors {out['errors']} misses {out['misses']}"
+                    + (f"  others {out['others_cpu_pct']:.0f}%" if "others_cpu_pct" in out else ""))
+    return results
+
+
+def fmt_cpu(cpu_s, requests):
+    if cpu_s is None or requests == 0:
+        return "-"
+    return f"{cpu_s / requests * 1e6:.2f} s/M"
+
+
+def ok_runs(runs):
+    return [x for x in runs if "error" not in x]
+
+
+def paired_ratio(a_runs, b_runs):
+    """Median over rounds of a's throughput / b's in the same round (None without common rounds)."""
+    ratios = [a["rps"] / b["rps"] for a, b in zip(a_runs, b_runs)
+              if "error" not in a and "error" not in b and b["rps"] > 0]
+    return statistics.median(ratios) if ratios else None
+
+
+def summarize(results, workloads, bench):
+    rows = []
+    for w in workloads:
+        res = results.get(w["name"], {})
+        names = targets_of(w, bench)
+        for name in names:
+            title = TARGET_TITLES[name]
+            if name in bench.unavailable or name not in res:
+                if name in bench.unavailable or not res:
+                    why = bench.unavailable.get(name, "not run: no proxy to compare with")
+                else:
+                    why = "not run"
+                rows.append(dict(workload=w["title"], target=title, note=why))
+                continue
+            runs = ok_runs(res[name])
+            if not runs:
+                rows.append(dict(workload=w["title"], target=title, note=res[name][0]["error"] if res[name] else "no runs"))
+                continue
+            rps = [x["rps"] for x in runs]
+            med = statistics.median(rps)
+            row = dict(workload=w["title"], target=title, rps=med,
+                       spread=(max(rps) - min(rps)) / med if med else 0,
+                       p50=statistics.median(x["p50_us"] for x in runs),
+                       p99=statistics.median(x["p99_us"] for x in runs),
+                       mc_cpu=statistics.median(x["mc_cpu_s"] / x["requests"] * 1e6 for x in runs if x["requests"]),
+                       gen_cpu=statistics.median(x["gen_cpu_s"] / x["elapsed_s"] * 100 for x in runs),
+                       others=statistics.median(x.get("others_cpu_pct", 0) for x in runs)
+                       if any("others_cpu_pct" in x for x in runs) else None,
+                       errors=sum(x["errors"] for x in runs), misses=sum(x["misses"] for x in runs),
+                       failed=len(res[name]) - len(runs), rounds=len(res[name]))
+            if name != "direct":
+                row["proxy_cpu"] = statistics.median(x["proxy_cpu_s"] / x["requests"] * 1e6
+                                                     for x in runs if x["requests"])
+                row["vs_direct"] = paired_ratio(res[name], res.get("direct", []))
+                if name != "nutcracker" and "nutcracker" in res:
+                    row["vs_nutcracker"] = paired_ratio(res[name], res["nutcracker"])
+            if row["failed"]:
+                row["note"] = f"{row['failed']} of {row['rounds']} rounds failed: " + \
+                              next(x["error"] for x in res[name] if "error" in x)
+            rows.append(row)
+    return rows
+
+
+def markdown_table(rows):
+    head = ("| workload | target | req/s (median) | spread | p50 µs | p99 µs | proxy CPU s/M req "
+            "| memcached CPU s/M req | loadgen CPU | others' CPU | vs direct | vs nutcracker | misses / errors |")
+    out = [head, "|" + "---|" * 13]
+    last = None
+    for r in rows:
+        wl = r["workload"] if r["workload"] != last else ""
+        last = r["workload"]
+        if "rps" not in r:
+            out.append(f"| {wl} | {r['target']} | {r['note']} |" + "  |" * 10)
+            continue
+
+        def f(key, fmt):
+            v = r.get(key)
+            return "—" if v is None else fmt.format(v)
+        cells = [wl, r["target"], f"{r['rps']:,.0f}", f"{r['spread'] * 100:.1f}%", f"{r['p50']:.0f}",
+                 f"{r['p99']:.0f}", f("proxy_cpu", "{:.2f}"), f"{r['mc_cpu']:.2f}", f"{r['gen_cpu']:.0f}%",
+                 f("others", "{:.0f}%"), f("vs_direct", "{:.2f}×"), f("vs_nutcracker", "{:.2f}×"), f"{r['misses']} / {r['errors']}"]
+        if r.get("note"):
+            cells[-1] += f" ({r['note']})"
+        out.append("| " + " | ".join(cells) + " |")
+    return "\n".join(out)
+
+
+# ---- instructions per request (callgrind) ------------------------------------------------------------
+
+def callgrind_total(path):
+    with open(path) as f:
+        for line in f:
+            if line.startswith("summary:") or line.startswith("totals:"):
+                return int(line.split()[1])
+    raise BenchError(f"no totals in {path}")
+
+
+def run_callgrind(bench, requests):
+    """Ir per request for the proxies, and memcached itself for reference."""
+    if not shutil.which("valgrind") or not shutil.which("callgrind_control"):
+        raise BenchError("valgrind is not installed (apt-get install valgrind)")
+    outdir = bench.dir
+
+    def wrap(name):
+        return ["valgrind", "--tool=callgrind", "--quiet", f"--callgrind-out-file={outdir}/{name}.cg"]
+
+    bench.mc_ports, bench.mc = bench.start_memcached(BACKENDS)
+    w = dict(SMALL, keys=1000, ratio="1:0")
+    rows = []
+    cases = [("memcached (1 server, direct)", None), ("nutcracker", "nutcracker"), ("memrelay", "memrelay")]
+    for title, kind in cases:
+        name = "cg-" + (kind or "memcached")
+        try:
+            if kind is None:
+                ports, procs = bench.start_memcached(1, wrap=lambda n: wrap(name))
+                port, proc = ports[0], procs[0]
+            elif kind == "nutcracker":
+                port, proc = bench.start_nutcracker(name, wrap=wrap)
+            else:
+                port, proc = bench.start_memrelay(name, wrap=wrap)
+        except BenchError as e:
+            rows.append((title, None, None, str(e)))
+            log(f"bench: callgrind {title}: {e}")
+            continue
+        try:
+            bench.run_loadgen([port], w, ["--warmup-only", "--prefix", "cg:"], 60, [], f"callgrind/{kind}/warmup")
+            subprocess.run(["callgrind_control", "-z", str(proc.pid)], check=True, capture_output=True, timeout=60)
+            out = bench.run_loadgen([port], w, ["--no-warmup", "--prefix", "cg:", "-n", str(requests)], 600, [],
+                                    f"callgrind/{kind}")
+            before = set(os.listdir(outdir))
+            subprocess.run(["callgrind_control", "-d", str(proc.pid)], check=True, capture_output=True, timeout=60)
+            dumps = sorted(f for f in set(os.listdir(outdir)) - before if f.startswith(name + ".cg"))
+            if not dumps:
+                raise BenchError("callgrind wrote no dump")
+            ir = callgrind_total(os.path.join(outdir, dumps[-1]))
+            rows.append((title, ir, out["requests"], None))
+            log(f"bench: callgrind {title}: {ir:,} Ir / {out['requests']:,} requests = {ir / out['requests']:,.0f}")
+        except (BenchError, subprocess.SubprocessError) as e:
+            rows.append((title, None, None, str(e)))
+            log(f"bench: callgrind {title}: {e}")
+        finally:
+            proc.stop(30)
+    return rows
+
+
+def callgrind_table(rows, requests):
+    out = ["| process | Ir per request | total Ir | requests |", "|---|---|---|---|"]
+    for title, ir, n, err in rows:
+        if ir is None:
+            out.append(f"| {title} | {err} |  |  |")
+        else:
+            out.append(f"| {title} | {ir / n:,.0f} | {ir:,} | {n:,} |")
+    return "\n".join(out)
+
+
+# ---- main --------------------------------------------------------------------------------------------
+
+def machine():
+    model = "unknown"
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    model = line.split(":", 1)[1].strip()
+                    break
+    except OSError:
+        pass
+    return f"{os.cpu_count()} CPUs ({model}), Linux {platform.release()}"
+
+
+def versions(bench):
+    v = {}
+    for name, argv in (("memcached", ["memcached", "-V"]), ("nutcracker", ["nutcracker", "-V"]),
+                       ("memrelay", [bench.args.memrelay, "--version"])):
+        try:
+            r = subprocess.run(argv, capture_output=True, text=True, timeout=10)
+            v[name] = (r.stdout or r.stderr).strip().splitlines()[0]
+        except (OSError, IndexError, subprocess.SubprocessError):
+            v[name] = "not available"
+    return v
+
+
+def build_loadgen(args):
+    if args.loadgen:
+        return args.loadgen
+    build = os.path.join(ROOT, "build-bench")
+    if not os.path.exists(os.path.join(build, "CMakeCache.txt")):
+        subprocess.run(["cmake", "-S", ROOT, "-B", build], check=True, stdout=subprocess.DEVNULL)
+    r = subprocess.run(["cmake", "--build", build, "--target", "loadgen", "-j2"], capture_output=True, text=True)
+    if r.returncode != 0:
+        raise BenchError("building loadgen failed:\n" + r.stdout[-3000:] + r.stderr[-3000:])
+    return os.path.join(build, "bench", "loadgen")
+
+
+def on_sigterm(signum, frame):
+    raise KeyboardInterrupt
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--full", action="store_true", help="5 rounds x 5 s (default: 3 rounds x 3 s)")
+    ap.add_argument("--rounds", type=int, help="rounds per workload")
+    ap.add_argument("--seconds", type=float, help="measured seconds per run")
+    ap.add_argument("--only", help="comma-separated workloads: " + ",".join(w["name"] for w in WORKLOADS))
+    ap.add_argument("--callgrind", action="store_true", help="instructions per request instead of throughput")
+    ap.add_argument("--requests", type=int, default=20000, help="gets per proxy in --callgrind mode (20000)")
+    ap.add_argument("--memrelay", default=os.path.join(ROOT, "build", "memrelay"), help="memrelay binary")
+    ap.add_argument("--loadgen", help="loadgen binary (default: build it in build-bench/)")
+    ap.add_argument("--out", help="results file (markdown; raw JSON next to it)")
+    ap.add_argument("--gen-cpu", default="0", help="CPU list (taskset -c) for the load generator (0)")
+    ap.add_argument("--server-cpu", default="1", help="CPU list (taskset -c) for memcached and the proxies (1)")
+    ap.add_argument("--loadgen-threads", type=int, default=1, help="loadgen -T (1)")
+    ap.add_argument("--memrelay-threads", type=int, default=2,
+                    help="worker threads of the extra memrelay target on the pipelined workload (2)")
+    ap.add_argument("--no-pin", action="store_true", help="do not pin processes to CPUs")
+    ap.add_argument("--keep-logs", action="store_true", help="keep the servers' configs and logs")
+    args = ap.parse_args()
+    TARGET_TITLES["memrelay-t2"] = f"memrelay -t {args.memrelay_threads}"
+
+    rounds = args.rounds or (5 if args.full else 3)
+    seconds = args.seconds or (5.0 if args.full else 3.0)
+    workloads = [workload(w) for w in WORKLOADS]
+    if args.only:
+        wanted = args.only.split(",")
+        unknown = set(wanted) - {w["name"] for w in workloads}
+        if unknown:
+            ap.error(f"unknown workloads: {', '.join(sorted(unknown))}")
+        workloads = [w for w in workloads if w["name"] in wanted]
+    for tool in ("memcached",) + (("taskset",) if not args.no_pin else ()):
+        if not shutil.which(tool):
+            sys.exit(f"bench: {tool} is not installed")
+
+    bench = Bench(args)
+    signal.signal(signal.SIGTERM, on_sigterm)
+    started = datetime.datetime.now().astimezone()
+    command = " ".join(["bench/run.py"] + sys.argv[1:])
+    try:
+        bench.loadgen = build_loadgen(args)
+        raise_nofile(max(w["conns"] for w in workloads) * (BACKENDS + 2) + 4096)
+        if args.callgrind:
+            cg = run_callgrind(bench, args.requests)
+            body = callgrind_table(cg, args.requests)
+            raw = dict(callgrind=[dict(process=t, ir=ir, requests=n, error=e) for t, ir, n, e in cg])
+        else:
+            start_targets(bench, workloads)
+            log(f"bench: {len(workloads)} workloads x {rounds} rounds x {seconds:g} s, loadgen on CPU "
+                f"{bench.gen_cpu}, servers on CPU {bench.server_cpu}")
+            results = run_rounds(bench, workloads, rounds, seconds)
+            rows = summarize(results, workloads, bench)
+            body = markdown_table(rows)
+            raw = dict(results=results, summary=rows, unavailable=bench.unavailable)
+    except KeyboardInterrupt:
+        log(f"bench: interrupted; stopping everything started (logs in {bench.dir})")
+        return 130
+    except BenchError as e:
+        log(f"bench: {e} (logs in {bench.dir})")
+        return 1
+    finally:
+        bench.stop_all()
+
+    info = dict(date=started.strftime("%Y-%m-%d %H:%M %Z"), machine=machine(), command=command,
+                rounds=rounds, seconds=seconds, versions=versions(bench),
+                pinning="none" if bench.gen_cpu is None else f"loadgen on CPU {bench.gen_cpu}, "
+                f"memcached and proxies on CPU {bench.server_cpu}")
+    header = [f"- date: {info['date']}", f"- machine: {info['machine']}", f"- command: `{command}`",
+              f"- pinning: {info['pinning']}",
+              "- versions: " + "; ".join(f"{k}: {v}" for k, v in info["versions"].items())]
+    if not args.callgrind:
+        header.insert(3, f"- rounds: {rounds} x {seconds:g} s per workload and target, interleaved")
+    text = "\n".join(header) + "\n\n" + body + "\n"
+    print(text)
+
+    out = args.out
+    if not out:
+        d = os.path.join(ROOT, "build-bench", "bench-results")
+        os.makedirs(d, exist_ok=True)
+        kind = "callgrind" if args.callgrind else "results"
+        out = os.path.join(d, f"{kind}-{started.strftime('%Y%m%d-%H%M%S')}.md")
+    with open(out, "w") as f:
+        f.write(text)
+    with open(os.path.splitext(out)[0] + ".json", "w") as f:
+        json.dump(dict(info=info, **raw), f, indent=1)
+    log(f"bench: written to {out} (raw results: {os.path.splitext(out)[0]}.json)")
+    if args.keep_logs:
+        log(f"bench: configs and logs in {bench.dir}")
+    else:
+        shutil.rmtree(bench.dir, ignore_errors=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
