@@ -240,8 +240,32 @@ static void connected(mr_bconn *bc)
     ev_io_set(&bc->rio, bc->fd, EV_READ);
     ev_io_start(loop, &bc->rio);
     ev_io_set(&bc->wio, bc->fd, EV_WRITE);
+    mr_replay_on_connect(be);
     mr_worker_mark_bconn(be->worker, bc);
     arm_timer(bc);
+}
+
+void mr_bconn_push_front(mr_bconn *bc, mr_msg *msg)
+{
+    mr_backend *be = bc->be;
+    msg->deadline = ev_now(be->worker->loop) + be->timeout;
+    msg->queued = true;
+    msg->written = 0;
+    msg->req->in_flight++;
+    /* A partly written message must stay first to keep the stream whole. */
+    if (bc->pending_head && bc->pending_head->written > 0) {
+        msg->next = bc->pending_head->next;
+        bc->pending_head->next = msg;
+        if (bc->pending_tail == bc->pending_head)
+            bc->pending_tail = msg;
+    } else {
+        msg->next = bc->pending_head;
+        bc->pending_head = msg;
+        if (!bc->pending_tail)
+            bc->pending_tail = msg;
+    }
+    bc->nqueued++;
+    mr_worker_mark_bconn(be->worker, bc);
 }
 
 static void bconn_connect(mr_bconn *bc)
@@ -290,6 +314,7 @@ void mr_backend_close(mr_backend *be)
     }
     free(be->conns);
     be->conns = NULL;
+    mr_replay_clear(&be->replay);
 }
 
 /* ---- sending ---- */

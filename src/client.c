@@ -205,6 +205,8 @@ static void client_process(mr_client *c)
         }
         req->cmd = h.cmd;
         req->cls = mr_cmd_class_of(h.cmd);
+        req->listen_pool = c->listen_pool;
+        req->conn_hint = c->id;
         req->head = h;
         req->line = mr_slice_ref(c->in.mb, p, total);
         mr_inbuf_consume(&c->in, total);

@@ -403,6 +403,34 @@ static int key_multiget_errors(parser *ps, mr_pool_conf *p, mr_conf_marks *m, co
     return 0;
 }
 
+static int key_write_ack(parser *ps, mr_pool_conf *p, mr_conf_marks *m, const yaml_node_t *key,
+                         const yaml_node_t *v, const struct pool_key *k, const char *what)
+{
+    static const char *const names[] = {"one", "quorum", "all"};
+    const char *s = scalar(ps, v, what);
+    if (s == NULL)
+        return -1;
+    for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
+        if (strcmp(s, names[i]) == 0) {
+            p->write_ack = (mr_write_ack)i;
+            return 0;
+        }
+    }
+    return mr_conf_fail(ps->ctx, pos_of(v), "%s must be one, quorum or all, got '%s'", what, s);
+}
+
+static int key_replicas(parser *ps, mr_pool_conf *p, mr_conf_marks *m, const yaml_node_t *key,
+                        const yaml_node_t *v, const struct pool_key *k, const char *what)
+{
+    uint64_t n = 0;
+    if (get_uint(ps, v, what, 1, 16, &n) != 0)
+        return -1;
+    p->replicas = (uint32_t)n;
+    p->replicas_line = pos_of(v).line;
+    p->replicas_column = pos_of(v).column;
+    return 0;
+}
+
 /* Bytes, with memcached -I's suffixes: 2m, 512k. */
 static int key_item_size_max(parser *ps, mr_pool_conf *p, mr_conf_marks *m, const yaml_node_t *key,
                              const yaml_node_t *v, const struct pool_key *k, const char *what)
@@ -676,6 +704,10 @@ static const struct pool_key pool_keys[] = {
     {"routes", key_routes, 0, 0, 0},
     {"multiget_errors", key_multiget_errors, 0, 0, 0},
     {"item_size_max", key_item_size_max, 0, 0, 0},
+    {"replicas", key_replicas, 0, 0, 0},
+    {"write_ack", key_write_ack, 0, 0, 0},
+    {"read_miss_failover", key_bool, FIELD(read_miss_failover), 0, 0},
+    {"replay_queue", key_u32, FIELD(replay_queue), 0, 1000000},
 };
 #undef FIELD
 #define NPOOL_KEYS (sizeof(pool_keys) / sizeof(pool_keys[0]))
@@ -692,6 +724,9 @@ static void pool_defaults(mr_pool_conf *p)
     p->client_connections = 0;
     p->multiget_errors = MR_MULTIGET_ERRORS_MISS;
     p->item_size_max = 1048576;
+    p->replicas = 1;
+    p->write_ack = MR_WRITE_ACK_ONE;
+    p->replay_queue = 1024;
 }
 
 static int parse_pool(parser *ps, mr_pool_conf *p, mr_conf_marks *m, const yaml_node_t *map)

@@ -55,6 +55,10 @@ static void print_pool(FILE *out, const mr_config *cfg, const mr_pool_conf *p)
     row_u(out, "client_connections", (unsigned)p->client_connections, p->client_connections == 0 ? " (unlimited)" : "");
     row(out, "multiget_errors", p->multiget_errors == MR_MULTIGET_ERRORS_FAIL ? "fail" : "miss");
     row_u(out, "item_size_max", (unsigned)p->item_size_max, " bytes");
+    row_u(out, "replicas", (unsigned)p->replicas, "");
+    row(out, "write_ack", p->write_ack == MR_WRITE_ACK_ALL ? "all" : p->write_ack == MR_WRITE_ACK_QUORUM ? "quorum" : "one");
+    row(out, "read_miss_failover", p->read_miss_failover ? "true" : "false");
+    row_u(out, "replay_queue", (unsigned)p->replay_queue, " writes per server");
 
     if (p->nservers == 0)
         fputs("  servers: none (the catch-all route takes every key no other route takes)\n", out);

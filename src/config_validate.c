@@ -67,6 +67,10 @@ static int check_servers(mr_conf_ctx *ctx, size_t pi)
 
     if (!p->has_listen && !targeted)
         return mr_conf_fail(ctx, at, "pool '%s' has no listen and no route reaches it", p->name);
+    if (p->nservers > 0 && p->replicas > p->nservers)
+        return mr_conf_fail(ctx, (mr_conf_pos){p->replicas_line, p->replicas_column},
+                            "pool '%s' wants %u replicas but has only %zu servers", p->name, p->replicas,
+                            p->nservers);
     if (p->nservers > 0)
         return 0;
     if (!p->has_listen)

@@ -10,6 +10,7 @@
 
 #include "memrelay/client.h"
 #include "memrelay/log.h"
+#include "memrelay/replicate.h"
 #include "memrelay/worker.h"
 
 /* Longest decoded meta key we route on (memcached's limit is 250). */
@@ -100,12 +101,16 @@ static void dispatch_keyed(mr_client *c, mr_req *req)
     }
     req->quiet = req->cls == MR_CLASS_META_KEYED && h->noreply;
     count_command(w, req);
+    const mr_pool *pool = mr_router_pool_for_key(w->shared->router, c->listen_pool, key, key_len);
+    if (pool->conf->replicas > 1) {
+        mr_replicate_keyed(c, req, pool, key, key_len);
+        return;
+    }
     if (mr_req_alloc_msgs(req, 1) < 0) {
         fail_nomem(req);
         return;
     }
     mr_msg *msg = &req->msgs[0];
-    const mr_pool *pool = mr_router_pool_for_key(w->shared->router, c->listen_pool, key, key_len);
     msg->server = mr_router_server_for_key(pool, key, key_len, mr_worker_random(w));
     if (forward_line(w, req, &msg->out[0]) < 0) {
         mr_msg_finish(msg, MR_ERR_NOMEM);
@@ -121,22 +126,25 @@ static void dispatch_keyed(mr_client *c, mr_req *req)
 
 /* Write each server's command line ("get k1 k4\r\n", "gat 10 k2\r\n")
  * into one block shared by the messages. */
-static int build_split_lines(mr_worker *w, mr_req *req, uint32_t nservers)
+int mr_build_split_lines(mr_worker *w, mr_req *req, uint32_t first, uint32_t nslots)
 {
     const mr_request_head *h = &req->head;
     const char *line = line_of(req);
     const char *name = mr_cmd_name(req->cmd);
     uint32_t name_len = (uint32_t)strlen(name);
-    uint32_t prefix_len = name_len + (h->arg_len ? 1 + h->arg_len : 0);
-    uint32_t *start = calloc(2 * (size_t)nservers, sizeof(uint32_t));
+    /* gat and gats carry their exptime before the keys. */
+    uint32_t arg_len = (req->cmd == MR_CMD_GAT || req->cmd == MR_CMD_GATS) ? h->arg_len : 0;
+    uint32_t prefix_len = name_len + (arg_len ? 1 + arg_len : 0);
+    uint32_t *start = calloc(2 * (size_t)nslots, sizeof(uint32_t));
     if (!start)
         return -1;
-    uint32_t *cursor = start + nservers;
+    uint32_t *cursor = start + nslots;
     uint32_t pos = h->keys_off, koff, klen;
     for (uint32_t i = 0; mr_next_key(line, h, &pos, &koff, &klen) && i < req->nkeys; i++)
-        cursor[req->key_msg[i]] += 1 + klen; /* bytes of this server's keys */
+        if (req->key_msg[i] - first < nslots)
+            cursor[req->key_msg[i] - first] += 1 + klen; /* bytes of this server's keys */
     uint32_t total = 0;
-    for (uint32_t s = 0; s < nservers; s++) {
+    for (uint32_t s = 0; s < nslots; s++) {
         start[s] = total;
         total += prefix_len + cursor[s] + 2;
     }
@@ -145,26 +153,28 @@ static int build_split_lines(mr_worker *w, mr_req *req, uint32_t nservers)
         free(start);
         return -1;
     }
-    for (uint32_t s = 0; s < nservers; s++) {
+    for (uint32_t s = 0; s < nslots; s++) {
         char *p = mb->data + start[s];
         memcpy(p, name, name_len);
-        if (h->arg_len) {
+        if (arg_len) {
             p[name_len] = ' ';
-            memcpy(p + name_len + 1, line + h->arg_off, h->arg_len);
+            memcpy(p + name_len + 1, line + h->arg_off, arg_len);
         }
         cursor[s] = start[s] + prefix_len;
     }
     pos = h->keys_off;
     for (uint32_t i = 0; mr_next_key(line, h, &pos, &koff, &klen) && i < req->nkeys; i++) {
-        uint32_t s = req->key_msg[i];
+        uint32_t s = req->key_msg[i] - first;
+        if (s >= nslots)
+            continue;
         mb->data[cursor[s]] = ' ';
         memcpy(mb->data + cursor[s] + 1, line + koff, klen);
         cursor[s] += 1 + klen;
     }
-    for (uint32_t s = 0; s < nservers; s++) {
+    for (uint32_t s = 0; s < nslots; s++) {
         mb->data[cursor[s]] = '\r';
         mb->data[cursor[s] + 1] = '\n';
-        mr_msg *msg = &req->msgs[s];
+        mr_msg *msg = &req->msgs[first + s];
         msg->out[0] = mr_slice_ref(mb, mb->data + start[s], cursor[s] + 2 - start[s]);
         msg->nout = 1;
     }
@@ -186,6 +196,14 @@ static void dispatch_retrieval(mr_client *c, mr_req *req)
     if (req->cmd == MR_CMD_GAT || req->cmd == MR_CMD_GATS)
         MR_STAT_INC(&w->stats, cmd_touch);
     req->fail_multiget = router->cfg->pools[c->listen_pool].multiget_errors == MR_MULTIGET_ERRORS_FAIL;
+    if (h->nkeys == 1 && req->cmd == MR_CMD_GET) {
+        /* One key in a replicated pool: a read that fails over. */
+        const mr_pool *pool = mr_router_pool_for_key(router, c->listen_pool, line + h->key_off, h->key_len);
+        if (pool->conf->replicas > 1) {
+            mr_replicate_keyed(c, req, pool, line + h->key_off, h->key_len);
+            return;
+        }
+    }
     if (mr_req_alloc_keys(req, h->nkeys) < 0) {
         fail_nomem(req);
         return;
@@ -194,9 +212,12 @@ static void dispatch_retrieval(mr_client *c, mr_req *req)
     uint32_t pos = h->keys_off, koff, klen, k = 0, nservers = 0;
     uint32_t first_server = UINT32_MAX;
     bool one_server = true;
+    uint32_t max_replicas = 1;
     while (mr_next_key(line, h, &pos, &koff, &klen) && k < req->nkeys) {
         const mr_pool *pool = mr_router_pool_for_key(router, c->listen_pool, line + koff, klen);
         uint32_t s = mr_router_server_for_key(pool, line + koff, klen, mr_worker_random(w));
+        if (pool->conf->replicas > max_replicas)
+            max_replicas = pool->conf->replicas;
         req->key_msg[k++] = s;
         if (first_server == UINT32_MAX)
             first_server = s;
@@ -206,7 +227,9 @@ static void dispatch_retrieval(mr_client *c, mr_req *req)
             w->server_slot[s] = nservers++;
     }
     req->nkeys = k;
-    if (mr_req_alloc_msgs(req, nservers) < 0) {
+    bool replicated = max_replicas > 1;
+    uint32_t extra = replicated ? mr_replicate_retrieval_slots(req, router->nservers, max_replicas) : 0;
+    if (mr_req_alloc_msgs_cap(req, nservers, nservers + extra) < 0) {
         for (uint32_t i = 0; i < k; i++)
             w->server_slot[req->key_msg[i]] = UINT32_MAX;
         fail_nomem(req);
@@ -222,6 +245,8 @@ static void dispatch_retrieval(mr_client *c, mr_req *req)
     }
     for (uint32_t i = 0; i < nservers; i++)
         w->server_slot[req->msgs[i].server] = UINT32_MAX;
+    if (replicated && req->cmd == MR_CMD_GET)
+        mr_replicate_retrieval_arm(req); /* gets/gat/gats stay on the owner */
 
     if (one_server) {
         /* The common case: forward the client's line untouched. */
@@ -235,7 +260,7 @@ static void dispatch_retrieval(mr_client *c, mr_req *req)
         mr_req_dispatched(req);
         return;
     }
-    if (build_split_lines(w, req, nservers) < 0) {
+    if (mr_build_split_lines(w, req, 0, nservers) < 0) {
         for (uint32_t i = 0; i < nservers; i++)
             mr_msg_finish(&req->msgs[i], MR_ERR_NOMEM);
         mr_req_dispatched(req);

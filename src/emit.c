@@ -42,6 +42,15 @@ static bool item_has_key(const mr_slice *item, const char *key, uint32_t klen)
     return item->len > 6 + klen && memcmp(item->p + 6, key, klen) == 0 && item->p[6 + klen] == ' ';
 }
 
+/* Does any key still take its reply from message i (after failover)? */
+static bool msg_has_keys(const mr_req *req, uint32_t i)
+{
+    for (uint32_t k = 0; k < req->nkeys; k++)
+        if (req->key_msg[k] == i)
+            return true;
+    return false;
+}
+
 /* Retrievals. A single-key get reports a failure as the error it is. A
  * multi-key get treats a failed server's keys as misses (counted), unless
  * the pool says `multiget_errors: fail`; an error line memcached itself sent
@@ -49,12 +58,24 @@ static bool item_has_key(const mr_slice *item, const char *key, uint32_t klen)
 static int emit_retrieval(mr_client *c, mr_req *req)
 {
     mr_worker *w = c->worker;
+    if (req->ops && !req->key_msg) {
+        /* A replicated single-key read: the last replica tried answers. */
+        const mr_msg *msg = &req->msgs[req->reply_msg];
+        if (msg_failed(msg))
+            return push_failure(c, msg);
+        for (uint32_t i = 0; i < msg->nitems; i++)
+            if (push_slice(c, &msg->items[i]) < 0)
+                return -1;
+        MR_STAT_ADD(&w->stats, get_hits, msg->nitems);
+        MR_STAT_ADD(&w->stats, get_misses, msg->nitems ? 0 : 1);
+        return push_text(c, end_line);
+    }
     bool errors_fail = req->fail_multiget || req->head.nkeys <= 1;
     uint32_t failed = 0;
     for (uint32_t i = 0; i < req->nmsgs; i++) {
         const mr_msg *msg = &req->msgs[i];
-        if (!msg_failed(msg))
-            continue;
+        if (!msg_failed(msg) || (req->ops && !msg_has_keys(req, i)))
+            continue; /* fine, or failed over to other replicas */
         failed++;
         if (errors_fail || (req->nmsgs == 1 && msg->error == MR_ERR_NONE))
             return push_failure(c, msg);
@@ -108,7 +129,7 @@ static int emit_broadcast(mr_client *c, mr_req *req)
 
 static int emit_single(mr_client *c, mr_req *req)
 {
-    const mr_msg *msg = &req->msgs[0];
+    const mr_msg *msg = &req->msgs[req->reply_msg];
     if (msg->error != MR_ERR_NONE)
         return push_text(c, mr_error_reply(msg->error));
     if (req->quiet && mr_meta_quiet_suppresses(req->cmd, msg->line.p, msg->line.len))

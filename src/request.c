@@ -73,22 +73,44 @@ void mr_req_client_done(mr_req *req)
         req_free(req);
 }
 
-int mr_req_alloc_msgs(mr_req *req, uint32_t nmsgs)
+static void msg_init(mr_req *req, mr_msg *msg)
 {
-    if (nmsgs <= MR_REQ_INLINE_MSGS) {
+    memset(msg, 0, sizeof(*msg));
+    msg->req = req;
+    msg->items = msg->inline_items;
+    msg->items_cap = sizeof(msg->inline_items) / sizeof(mr_slice);
+}
+
+int mr_req_alloc_msgs_cap(mr_req *req, uint32_t nmsgs, uint32_t cap)
+{
+    if (cap < nmsgs)
+        cap = nmsgs;
+    if (cap <= MR_REQ_INLINE_MSGS) {
         req->msgs = req->inline_msgs;
-    } else if (!(req->msgs = malloc(nmsgs * sizeof(mr_msg)))) {
+    } else if (!(req->msgs = malloc(cap * sizeof(mr_msg)))) {
         return -1;
     }
-    memset(req->msgs, 0, nmsgs * sizeof(mr_msg));
+    req->msgs_cap = cap;
     req->nmsgs = nmsgs;
-    for (uint32_t i = 0; i < nmsgs; i++) {
-        req->msgs[i].req = req;
-        req->msgs[i].items = req->msgs[i].inline_items;
-        req->msgs[i].items_cap = sizeof(req->msgs[i].inline_items) / sizeof(mr_slice);
-    }
+    for (uint32_t i = 0; i < nmsgs; i++)
+        msg_init(req, &req->msgs[i]);
     req->pending = nmsgs + 1; /* the dispatch guard */
     return 0;
+}
+
+int mr_req_alloc_msgs(mr_req *req, uint32_t nmsgs)
+{
+    return mr_req_alloc_msgs_cap(req, nmsgs, nmsgs);
+}
+
+mr_msg *mr_req_add_msg(mr_req *req)
+{
+    if (req->nmsgs >= req->msgs_cap)
+        return NULL;
+    mr_msg *msg = &req->msgs[req->nmsgs++];
+    msg_init(req, msg);
+    req->pending++;
+    return msg;
 }
 
 int mr_req_alloc_keys(mr_req *req, uint32_t nkeys)
@@ -120,7 +142,10 @@ int mr_msg_add_item(mr_msg *msg, mr_mbuf *mb, const char *p, uint32_t len)
 
 static void req_pending_dec(mr_req *req)
 {
-    if (--req->pending == 0) {
+    --req->pending;
+    if (req->done)
+        return;
+    if (req->pending == 0 || (req->ops && req->ops->ready && req->ops->ready(req))) {
         req->done = true;
         if (req->client)
             mr_client_req_done(req->client, req);
@@ -133,7 +158,10 @@ void mr_msg_answer(mr_msg *msg, mr_err err)
         return;
     msg->replied = true;
     msg->error = err;
-    req_pending_dec(msg->req);
+    mr_req *req = msg->req;
+    if (req->ops && req->ops->answered)
+        req->ops->answered(req, msg);
+    req_pending_dec(req);
 }
 
 void mr_req_dispatched(mr_req *req)
@@ -150,6 +178,8 @@ void mr_msg_finish(mr_msg *msg, mr_err err)
         msg->queued = false;
         req->in_flight--;
     }
+    if (req->ops && req->ops->finished)
+        req->ops->finished(req, msg, (int)err);
     mr_msg_answer(msg, err);
     if (!req->client && req->in_flight == 0 && req->pending == 0)
         req_free(req);

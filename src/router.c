@@ -6,6 +6,8 @@
 
 #include "memrelay/hash.h"
 
+#define MR_MAX_REPLICAS_ROUTER 16
+
 mr_router *mr_router_build(const mr_config *cfg)
 {
     mr_router *r = calloc(1, sizeof(*r));
@@ -99,6 +101,33 @@ uint32_t mr_router_server_for_key(const mr_pool *pool, const char *key, size_t l
         h = mr_hash(pool->conf->hash, span, span_len);
     }
     return pool->server_ids[pool->ops->pick(pool->dist, h)];
+}
+
+uint32_t mr_router_replicas_for_key(const mr_pool *pool, const char *key, size_t len, uint32_t rnd, uint32_t *out,
+                                    uint32_t max)
+{
+    uint32_t want = pool->conf->replicas < max ? pool->conf->replicas : max;
+    if (want == 0)
+        return 0;
+    if (pool->nservers == 1 || want == 1) {
+        out[0] = mr_router_server_for_key(pool, key, len, rnd);
+        return 1;
+    }
+    uint32_t h;
+    if (pool->conf->distribution == MR_DIST_RANDOM) {
+        h = rnd;
+    } else {
+        const char *span = key;
+        size_t span_len = len;
+        if (pool->conf->has_hash_tag)
+            mr_hash_tag_span(key, len, pool->conf->hash_tag, &span, &span_len);
+        h = mr_hash(pool->conf->hash, span, span_len);
+    }
+    uint32_t idx[MR_MAX_REPLICAS_ROUTER];
+    size_t n = pool->ops->successors(pool->dist, h, idx, want < MR_MAX_REPLICAS_ROUTER ? want : MR_MAX_REPLICAS_ROUTER);
+    for (size_t i = 0; i < n; i++)
+        out[i] = pool->server_ids[idx[i]];
+    return (uint32_t)n;
 }
 
 const mr_pool *mr_router_default_pool(const mr_router *r, uint32_t listen_pool)

@@ -15,6 +15,7 @@
 #include <ev.h>
 
 #include "memrelay/inbuf.h"
+#include "memrelay/replicate.h"
 #include "memrelay/request.h"
 #include "memrelay/router.h"
 
@@ -51,6 +52,7 @@ typedef struct mr_backend {
     mr_err down_error;
     ev_tstamp retry_at;
     uint32_t failures;       /* consecutive connect failures */
+    mr_replay_queue replay;  /* replicated writes this server missed */
 } mr_backend;
 
 /* Resolved address of a server (done once, before workers start). */
@@ -69,6 +71,10 @@ void mr_backend_close(mr_backend *be);
  * once (mr_msg_finish with an error) when the server is known down or the
  * queue is full. */
 void mr_backend_send(mr_backend *be, uint32_t conn_hint, mr_msg *msg);
+
+/* Queue a message in front of everything pending on a connection (replay
+ * of missed writes on reconnect). The connection must be connected. */
+void mr_bconn_push_front(mr_bconn *bc, mr_msg *msg);
 
 /* Write what the connection has pending (called from the worker's flush). */
 void mr_bconn_flush(mr_bconn *bc);

@@ -58,6 +58,9 @@ void mr_client_close(mr_client *c);
 
 /* dispatch.c: turn a parsed request into messages or a local reply. */
 void mr_dispatch(mr_client *c, mr_req *req);
+/* Build the command line of every message in slots [first, first+n) of a
+ * retrieval from the keys key_msg maps to them (dispatch.c). */
+int mr_build_split_lines(struct mr_worker *w, mr_req *req, uint32_t first, uint32_t nslots);
 /* emit.c: append a finished request's reply to the client's output. */
 int mr_emit(mr_client *c, mr_req *req);
 int mr_client_push(mr_client *c, mr_mbuf *mb, const char *p, uint32_t len);

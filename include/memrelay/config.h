@@ -36,6 +36,10 @@ typedef struct {
 
 typedef enum { MR_MULTIGET_ERRORS_MISS, MR_MULTIGET_ERRORS_FAIL } mr_multiget_errors;
 
+/* How many replicas must acknowledge a replicated write before the client
+ * gets its reply. */
+typedef enum { MR_WRITE_ACK_ONE, MR_WRITE_ACK_QUORUM, MR_WRITE_ACK_ALL } mr_write_ack;
+
 /* A key-prefix route: keys starting with `prefix` go to pool `pool_index`. */
 typedef struct {
     char *prefix;
@@ -72,6 +76,11 @@ typedef struct {
     size_t nroutes;
     mr_multiget_errors multiget_errors; /* default miss */
     uint32_t item_size_max;      /* largest value accepted; default 1048576 */
+    uint32_t replicas;           /* copies of each key (1 = no replication); default 1 */
+    mr_write_ack write_ack;      /* replicated writes: acks before replying; default one */
+    bool read_miss_failover;     /* a miss on one replica tries the next; default false */
+    uint32_t replay_queue;       /* failed writes remembered per server for replay; default 1024 */
+    int replicas_line, replicas_column; /* where `replicas` was set, for validation messages */
 } mr_pool_conf;
 
 typedef struct {

@@ -26,6 +26,22 @@
 struct mr_client;
 struct mr_worker;
 struct mr_req;
+struct mr_msg;
+
+/* Most copies of a key a pool may keep. */
+#define MR_MAX_REPLICAS 16
+
+/* Hooks a request may carry (replication uses them). All optional. */
+typedef struct mr_req_ops {
+    /* A message got its answer; called before it stops counting as pending,
+     * so the hook may send more messages (read failover). */
+    void (*answered)(struct mr_req *req, struct mr_msg *msg);
+    /* May the client have its reply before every message is answered? */
+    bool (*ready)(const struct mr_req *req);
+    /* A message left its backend for good; err says how (NONE: it was
+     * replied to, even if it had timed out before). */
+    void (*finished)(struct mr_req *req, struct mr_msg *msg, int err);
+} mr_req_ops;
 
 /* A run of bytes to send; `mb` NULL means static storage. */
 typedef struct {
@@ -97,6 +113,16 @@ typedef struct mr_req {
     uint32_t nmsgs;
     uint32_t *key_msg;         /* retrievals over several servers: message of each key */
     uint32_t nkeys;
+    /* Replication (replicate.c); ops NULL for plain requests. */
+    const mr_req_ops *ops;
+    uint32_t reply_msg;        /* the message whose reply the client gets (single-key commands) */
+    uint32_t msgs_cap;         /* message slots allocated (failover adds messages) */
+    uint32_t conn_hint;        /* picks the backend connection */
+    uint32_t listen_pool;      /* pool whose listener the request came in on */
+    uint8_t nreplicas;         /* replicas[] in preference order, primary first */
+    uint8_t acks, fails;       /* replicated writes: replies counted so far */
+    uint8_t acks_needed;
+    uint32_t replicas[MR_MAX_REPLICAS];
     mr_msg inline_msgs[MR_REQ_INLINE_MSGS];
     uint32_t inline_key_msg[MR_REQ_INLINE_KEYS];
 } mr_req;
@@ -109,6 +135,11 @@ void mr_req_client_done(mr_req *req);
  * holds one extra `pending` count (a guard) so that messages failing at once
  * during dispatch cannot complete or free it under the dispatcher's feet. */
 int mr_req_alloc_msgs(mr_req *req, uint32_t nmsgs);
+/* The same with room for `cap` messages, of which `nmsgs` are in use now. */
+int mr_req_alloc_msgs_cap(mr_req *req, uint32_t nmsgs, uint32_t cap);
+/* Take the next free message slot (failover); NULL when none is left. The
+ * new message counts as pending. */
+mr_msg *mr_req_add_msg(mr_req *req);
 /* Size the per-key message table of a multi-server retrieval. */
 int mr_req_alloc_keys(mr_req *req, uint32_t nkeys);
 /* Dispatch is over: drop the guard. The request may be freed on return. */

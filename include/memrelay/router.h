@@ -49,6 +49,12 @@ const mr_pool *mr_router_pool_for_key(const mr_router *router, uint32_t listen_p
  * random number, used only by the random distribution. */
 uint32_t mr_router_server_for_key(const mr_pool *pool, const char *key, size_t len, uint32_t rnd);
 
+/* The servers holding `key` in `pool`, in preference order: its owner
+ * first, then the next distinct servers clockwise (pool `replicas` of
+ * them). Returns how many were written to out (global ids). */
+uint32_t mr_router_replicas_for_key(const mr_pool *pool, const char *key, size_t len, uint32_t rnd, uint32_t *out,
+                                    uint32_t max);
+
 /* The pool that answers pool-wide commands (version) for a listening pool:
  * itself if it has servers, else its catch-all route's pool. */
 const mr_pool *mr_router_default_pool(const mr_router *router, uint32_t listen_pool);

@@ -29,7 +29,15 @@
     X(backend_connects)      \
     X(backend_connect_failures) \
     X(multiget_server_failures) \
-    X(client_errors)
+    X(client_errors)         \
+    X(repl_writes)           \
+    X(repl_write_failures)   \
+    X(repl_acks_unmet)       \
+    X(repl_repairs)          \
+    X(repl_read_failovers)   \
+    X(repl_queued)           \
+    X(repl_replayed)         \
+    X(repl_queue_overflows)
 
 typedef struct {
 #define MR_STAT_FIELD(name) uint64_t name;

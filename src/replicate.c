@@ -1,0 +1,709 @@
+/* replicate.c: writes to every replica, repairs after primary-only writes,
+ * read failover, and replay of writes a server missed.
+ *
+ * Which path a command takes (a table, see classify()):
+ * - fan-out: set replace append prepend delete touch, ms/md without C/E/mode
+ *   flags: sent to all replicas at once; the client's reply follows
+ *   `write_ack`.
+ * - primary, then copy: add cas: sent to the owner; on STORED the others get
+ *   a `set` of the same data, flags and exptime.
+ * - primary, then read back: incr decr ma, ms with C/E or an add/append
+ *   mode: sent to the owner; on success the value is read back with
+ *   `mg k v f t` and written to the others with `ms`, keeping flags and TTL.
+ * - primary, then delete: md with C/E: on success the others get `md`.
+ * - read: get mg: first replica, failing over to the next at once on an
+ *   error (and on a miss with read_miss_failover).
+ * - primary read: gets gat gats me, mg with N/T/E: the owner alone, so
+ *   CAS values and TTL updates stay meaningful.
+ */
+#include "memrelay/replicate.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "memrelay/backend.h"
+#include "memrelay/client.h"
+#include "memrelay/log.h"
+#include "memrelay/reply.h"
+#include "memrelay/worker.h"
+
+typedef enum { OP_FANOUT, OP_COPY_SET, OP_READ_BACK, OP_DELETE_OTHERS, OP_READ, OP_READ_PRIMARY } repl_op;
+
+/* ---- small helpers ---- */
+
+static bool line_is(const mr_slice *line, const char *prefix)
+{
+    size_t n = strlen(prefix);
+    return line->len >= n && memcmp(line->p, prefix, n) == 0;
+}
+
+/* A definitive answer from memcached (not an error of any kind). */
+static bool msg_acked(const mr_msg *msg)
+{
+    return msg->error == MR_ERR_NONE && msg->line.len > 0 && !mr_reply_is_error(msg->line.p, msg->line.len);
+}
+
+static bool msg_failed(const mr_msg *msg)
+{
+    return msg->error != MR_ERR_NONE || (msg->line.len > 0 && mr_reply_is_error(msg->line.p, msg->line.len));
+}
+
+/* Does the meta command carry flag `f` (a token starting with it)? */
+static bool meta_has_flag(const mr_req *req, char f)
+{
+    const mr_request_head *h = &req->head;
+    const char *p = req->line.p + h->key_off + h->key_len;
+    const char *end = req->line.p + h->line_len;
+    bool first = true;
+    while (p < end) {
+        while (p < end && (*p == ' ' || *p == '\r' || *p == '\n'))
+            p++;
+        if (p >= end)
+            break;
+        const char *tok = p;
+        while (p < end && *p != ' ' && *p != '\r' && *p != '\n')
+            p++;
+        /* ms: the first token after the key is the data length */
+        if (first && req->cmd == MR_CMD_MS) {
+            first = false;
+            continue;
+        }
+        first = false;
+        if (*tok == f)
+            return true;
+        if (f == 'M' && *tok == 'M' && p - tok >= 2)
+            return true;
+    }
+    return false;
+}
+
+/* ms mode flag: add (A/a), append (E/e), prepend (P/p) are not idempotent. */
+static bool ms_mode_not_idempotent(const mr_req *req)
+{
+    const mr_request_head *h = &req->head;
+    const char *p = req->line.p + h->key_off + h->key_len;
+    const char *end = req->line.p + h->line_len;
+    for (; p + 2 < end; p++)
+        if (p[0] == ' ' && p[1] == 'M')
+            return strchr("AaEePp", p[2]) != NULL;
+    return false;
+}
+
+static repl_op classify(const mr_req *req)
+{
+    switch (req->cmd) {
+    case MR_CMD_SET:
+    case MR_CMD_REPLACE:
+    case MR_CMD_APPEND:
+    case MR_CMD_PREPEND:
+    case MR_CMD_DELETE:
+    case MR_CMD_TOUCH:
+        return OP_FANOUT;
+    case MR_CMD_ADD:
+    case MR_CMD_CAS:
+        return OP_COPY_SET;
+    case MR_CMD_INCR:
+    case MR_CMD_DECR:
+    case MR_CMD_MA:
+        return OP_READ_BACK;
+    case MR_CMD_MS:
+        if (meta_has_flag(req, 'C') || meta_has_flag(req, 'E') || meta_has_flag(req, 'I') ||
+            ms_mode_not_idempotent(req))
+            return OP_READ_BACK;
+        return OP_FANOUT;
+    case MR_CMD_MD:
+        if (meta_has_flag(req, 'C') || meta_has_flag(req, 'E'))
+            return OP_DELETE_OTHERS;
+        return OP_FANOUT;
+    case MR_CMD_GET:
+        return OP_READ;
+    case MR_CMD_MG:
+        if (meta_has_flag(req, 'N') || meta_has_flag(req, 'T') || meta_has_flag(req, 'E'))
+            return OP_READ_PRIMARY;
+        return OP_READ;
+    default:
+        return OP_READ_PRIMARY;
+    }
+}
+
+static void send_to(mr_worker *w, mr_req *req, mr_msg *msg)
+{
+    mr_backend_send(&w->backends[msg->server], req->conn_hint, msg);
+}
+
+static void copy_out(mr_msg *to, const mr_msg *from)
+{
+    for (uint32_t i = 0; i < from->nout; i++)
+        to->out[i] = mr_slice_ref(from->out[i].mb, from->out[i].p, from->out[i].len);
+    to->nout = from->nout;
+}
+
+/* ---- replay queue ---- */
+
+static void replay_record(mr_worker *w, uint32_t server, const mr_msg *msg)
+{
+    mr_backend *be = &w->backends[server];
+    mr_replay_queue *q = &be->replay;
+    if (q->count >= be->pool->conf->replay_queue) {
+        if (!q->overflowed)
+            mr_log_warn("backend %s: replay queue full (%u writes); it will be flushed when it returns",
+                        be->server->conf->spec, q->count);
+        q->overflowed = true;
+        MR_STAT_INC(&w->stats, repl_queue_overflows);
+        return;
+    }
+    mr_replay_entry *e = calloc(1, sizeof(*e));
+    if (!e) {
+        q->overflowed = true;
+        return;
+    }
+    for (uint32_t i = 0; i < msg->nout; i++)
+        e->out[i] = mr_slice_ref(msg->out[i].mb, msg->out[i].p, msg->out[i].len);
+    e->nout = msg->nout;
+    if (q->tail)
+        q->tail->next = e;
+    else
+        q->head = e;
+    q->tail = e;
+    q->count++;
+    MR_STAT_INC(&w->stats, repl_queued);
+}
+
+void mr_replay_clear(mr_replay_queue *q)
+{
+    while (q->head) {
+        mr_replay_entry *e = q->head;
+        q->head = e->next;
+        for (uint32_t i = 0; i < e->nout; i++)
+            mr_slice_release(&e->out[i]);
+        free(e);
+    }
+    q->tail = NULL;
+    q->count = 0;
+    q->overflowed = false;
+}
+
+/* An orphan request carrying one message to `server`. */
+static mr_req *background_req(mr_worker *w, const mr_req_ops *ops)
+{
+    mr_req *req = mr_req_new(w);
+    if (!req)
+        return NULL;
+    req->client = NULL;
+    req->cls = MR_CLASS_KEYED;
+    req->ops = ops;
+    return req;
+}
+
+static void replayed_finished(mr_req *req, mr_msg *msg, int err)
+{
+    /* A replay that fails again goes back on the queue. */
+    if (err != MR_ERR_NONE || msg_failed(msg))
+        replay_record(req->worker, msg->server, msg);
+}
+
+static const mr_req_ops replay_ops = {.finished = replayed_finished};
+
+void mr_replay_on_connect(mr_backend *be)
+{
+    mr_replay_queue *q = &be->replay;
+    if (!q->head && !q->overflowed)
+        return;
+    mr_worker *w = be->worker;
+    mr_bconn *bc = NULL;
+    for (uint32_t i = 0; i < be->nconns && !bc; i++)
+        if (be->conns[i].state == MR_BCONN_CONNECTED)
+            bc = &be->conns[i];
+    if (!bc)
+        return;
+    /* Detach first: a replay failing again re-queues itself. */
+    mr_replay_entry *list = q->head;
+    bool flush = q->overflowed;
+    uint32_t count = q->count;
+    q->head = q->tail = NULL;
+    q->count = 0;
+    q->overflowed = false;
+    mr_log_warn("backend %s: back; replaying %u missed writes%s", be->server->conf->spec, count,
+                flush ? " after flush_all (its replay queue overflowed)" : "");
+    /* Pushed to the front in reverse, so they go out in their original order. */
+    mr_replay_entry *rev = NULL;
+    while (list) {
+        mr_replay_entry *next = list->next;
+        list->next = rev;
+        rev = list;
+        list = next;
+    }
+    while (rev) {
+        mr_replay_entry *e = rev;
+        rev = e->next;
+        mr_req *req = background_req(w, &replay_ops);
+        if (req && mr_req_alloc_msgs(req, 1) == 0) {
+            mr_msg *msg = &req->msgs[0];
+            msg->server = be->server->id;
+            for (uint32_t i = 0; i < e->nout; i++)
+                msg->out[i] = e->out[i]; /* the entry's references move to the message */
+            msg->nout = e->nout;
+            e->nout = 0;
+            mr_bconn_push_front(bc, msg);
+            MR_STAT_INC(&w->stats, repl_replayed);
+            mr_req_dispatched(req);
+        } else if (req) {
+            mr_req_client_done(req);
+        }
+        for (uint32_t i = 0; i < e->nout; i++)
+            mr_slice_release(&e->out[i]);
+        free(e);
+    }
+    if (flush) {
+        static const char flush_line[] = "flush_all\r\n";
+        mr_req *req = background_req(w, NULL);
+        if (req && mr_req_alloc_msgs(req, 1) == 0) {
+            mr_msg *msg = &req->msgs[0];
+            msg->server = be->server->id;
+            msg->out[0] = mr_slice_static(flush_line, sizeof(flush_line) - 1);
+            msg->nout = 1;
+            mr_bconn_push_front(bc, msg);
+            mr_req_dispatched(req);
+        }
+    }
+}
+
+/* ---- fan-out writes ---- */
+
+static void pick_reply(mr_req *req)
+{
+    /* Acknowledged: the reply of the first replica (in replica order) that
+     * acknowledged; not acknowledged: the first failure. */
+    bool acked = req->acks >= req->acks_needed;
+    for (uint32_t i = 0; i < req->nmsgs; i++) {
+        const mr_msg *m = &req->msgs[i];
+        if (!m->replied)
+            continue;
+        if (acked ? msg_acked(m) : msg_failed(m)) {
+            req->reply_msg = i;
+            return;
+        }
+    }
+}
+
+static void fanout_answered(mr_req *req, mr_msg *msg)
+{
+    if (msg_acked(msg))
+        req->acks++;
+    else
+        req->fails++;
+    if (req->done)
+        return;
+    if (req->acks >= req->acks_needed) {
+        pick_reply(req);
+    } else if (req->fails > req->nmsgs - req->acks_needed) {
+        pick_reply(req);
+        MR_STAT_INC(&req->worker->stats, repl_acks_unmet);
+    }
+}
+
+static bool fanout_ready(const mr_req *req)
+{
+    return req->acks >= req->acks_needed || req->fails > req->nmsgs - req->acks_needed;
+}
+
+static void write_finished(mr_req *req, mr_msg *msg, int err)
+{
+    if (err == MR_ERR_NONE && !(msg->line.len && line_is(&msg->line, "SERVER_ERROR")))
+        return;
+    MR_STAT_INC(&req->worker->stats, repl_write_failures);
+    replay_record(req->worker, msg->server, msg);
+}
+
+static const mr_req_ops fanout_ops = {
+    .answered = fanout_answered, .ready = fanout_ready, .finished = write_finished};
+
+/* Background writes (repairs): only failures matter, for replay. */
+static const mr_req_ops repair_ops = {.finished = write_finished};
+
+static uint8_t acks_needed(const mr_pool_conf *pc, uint32_t n)
+{
+    switch (pc->write_ack) {
+    case MR_WRITE_ACK_ALL:
+        return (uint8_t)n;
+    case MR_WRITE_ACK_QUORUM:
+        return (uint8_t)(n / 2 + 1);
+    default:
+        return 1;
+    }
+}
+
+/* Send `line` (+ data) to servers[0..n) as one background request. */
+static void background_write(mr_worker *w, const uint32_t *servers, uint32_t n, const mr_slice *line,
+                             const mr_slice *data)
+{
+    if (n == 0)
+        return;
+    mr_req *req = background_req(w, &repair_ops);
+    if (!req)
+        return;
+    if (mr_req_alloc_msgs(req, n) < 0) {
+        mr_req_dispatched(req);
+        return;
+    }
+    MR_STAT_INC(&w->stats, repl_repairs);
+    for (uint32_t i = 0; i < n; i++) {
+        mr_msg *msg = &req->msgs[i];
+        msg->server = servers[i];
+        msg->out[0] = mr_slice_ref(line->mb, line->p, line->len);
+        msg->nout = 1;
+        if (data && data->len)
+            msg->out[msg->nout++] = mr_slice_ref(data->mb, data->p, data->len);
+    }
+    for (uint32_t i = 0; i < n; i++)
+        send_to(w, req, &req->msgs[i]);
+    mr_req_dispatched(req);
+}
+
+/* A line built into a fresh block. */
+static int make_line(mr_worker *w, mr_slice *out, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+#include <stdarg.h>
+static int make_line(mr_worker *w, mr_slice *out, const char *fmt, ...)
+{
+    mr_mbuf *mb = mr_mbuf_get(&w->mbufs, 1024);
+    if (!mb)
+        return -1;
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vsnprintf(mb->data, mb->cap, fmt, ap);
+    va_end(ap);
+    if (n < 0 || (uint32_t)n >= mb->cap) {
+        mr_mbuf_unref(mb);
+        return -1;
+    }
+    mb->len = (uint32_t)n;
+    *out = mr_slice_ref(mb, mb->data, (uint32_t)n);
+    mr_mbuf_unref(mb);
+    return 0;
+}
+
+/* ---- primary-only writes and their repairs ---- */
+
+/* add/cas succeeded on the owner: give the others a set of the same item.
+ * The classic line is "add|cas <key> <flags> <exptime> <bytes> [...]". */
+static void repair_copy_set(mr_req *req)
+{
+    const mr_request_head *h = &req->head;
+    const char *p = req->line.p + h->key_off + h->key_len;
+    unsigned long flags = 0, bytes = 0;
+    long exptime = 0;
+    if (sscanf(p, " %lu %ld %lu", &flags, &exptime, &bytes) != 3)
+        return;
+    mr_slice line, data;
+    if (make_line(req->worker, &line, "set %.*s %lu %ld %lu\r\n", (int)h->key_len, req->line.p + h->key_off, flags,
+                  exptime, bytes) < 0)
+        return;
+    data = mr_slice_ref(req->line.mb, req->line.p + h->line_len, h->data_len);
+    background_write(req->worker, req->replicas + 1, req->nreplicas - 1u, &line, &data);
+    mr_slice_release(&line);
+    mr_slice_release(&data);
+}
+
+/* The read-back of a primary-only write arrived: copy it to the others. */
+static void readback_answered(mr_req *rb, mr_msg *msg)
+{
+    mr_worker *w = rb->worker;
+    const mr_slice *reply = &msg->line;
+    /* The key (as written, base64 or not) sits after "mg " in our own line. */
+    const mr_slice *asked = &msg->out[0];
+    const char *key = asked->p + 3;
+    const char *key_end = memchr(key, ' ', asked->len - 3);
+    if (!key_end)
+        return;
+    int klen = (int)(key_end - key);
+    bool b64 = rb->head.meta_base64;
+    mr_slice line = {0}, data = {0};
+    if (msg->error == MR_ERR_NONE && line_is(reply, "VA ")) {
+        unsigned long len = 0, flags = 0;
+        long ttl = -1;
+        const char *p = reply->p + 3;
+        len = strtoul(p, NULL, 10);
+        const char *f = strstr(p, " f"), *t = strstr(p, " t");
+        const char *eol = memchr(reply->p, '\r', reply->len);
+        if (f && f < eol)
+            flags = strtoul(f + 2, NULL, 10);
+        if (t && t < eol)
+            ttl = strtol(t + 2, NULL, 10);
+        if (!eol || make_line(w, &line, "ms %.*s %lu F%lu T%ld%s\r\n", klen, key, len, flags, ttl < 0 ? 0 : ttl,
+                              b64 ? " b" : "") < 0)
+            return;
+        uint32_t head_len = (uint32_t)(eol - reply->p) + 2;
+        data = mr_slice_ref(reply->mb, reply->p + head_len, reply->len - head_len);
+    } else if (msg->error == MR_ERR_NONE && line_is(reply, "EN")) {
+        /* Gone from the owner since: the others must not keep it either. */
+        if (make_line(w, &line, "md %.*s%s\r\n", klen, key, b64 ? " b" : "") < 0)
+            return;
+    } else {
+        /* The owner did not answer: nothing trustworthy to copy. */
+        MR_STAT_INC(&w->stats, repl_write_failures);
+        return;
+    }
+    background_write(w, rb->replicas + 1, rb->nreplicas - 1u, &line, data.len ? &data : NULL);
+    mr_slice_release(&line);
+    mr_slice_release(&data);
+}
+
+static const mr_req_ops readback_ops = {.answered = readback_answered};
+
+static void repair_read_back(mr_req *req)
+{
+    mr_worker *w = req->worker;
+    const mr_request_head *h = &req->head;
+    mr_req *rb = background_req(w, &readback_ops);
+    if (!rb)
+        return;
+    rb->head.meta_base64 = h->meta_base64 && mr_cmd_class_of(req->cmd) == MR_CLASS_META_KEYED;
+    rb->nreplicas = req->nreplicas;
+    memcpy(rb->replicas, req->replicas, sizeof(rb->replicas));
+    rb->conn_hint = req->conn_hint;
+    if (mr_req_alloc_msgs(rb, 1) < 0) {
+        mr_req_dispatched(rb);
+        return;
+    }
+    mr_msg *msg = &rb->msgs[0];
+    msg->server = req->replicas[0];
+    if (make_line(w, &msg->out[0], "mg %.*s v f t%s\r\n", (int)h->key_len, req->line.p + h->key_off,
+                  rb->head.meta_base64 ? " b" : "") < 0) {
+        mr_msg_finish(msg, MR_ERR_NOMEM);
+    } else {
+        msg->nout = 1;
+        send_to(w, rb, msg);
+    }
+    mr_req_dispatched(rb);
+}
+
+static void repair_delete_others(mr_req *req)
+{
+    const mr_request_head *h = &req->head;
+    mr_slice line;
+    if (make_line(req->worker, &line, "md %.*s%s\r\n", (int)h->key_len, req->line.p + h->key_off,
+                  h->meta_base64 ? " b" : "") < 0)
+        return;
+    background_write(req->worker, req->replicas + 1, req->nreplicas - 1u, &line, NULL);
+    mr_slice_release(&line);
+}
+
+static bool primary_succeeded(const mr_req *req, const mr_msg *msg)
+{
+    if (!msg_acked(msg))
+        return false;
+    const mr_slice *l = &msg->line;
+    switch (req->cmd) {
+    case MR_CMD_ADD:
+    case MR_CMD_CAS:
+        return line_is(l, "STORED");
+    case MR_CMD_INCR:
+    case MR_CMD_DECR:
+        return l->len > 0 && l->p[0] >= '0' && l->p[0] <= '9';
+    default: /* meta: HD, or VA for ma with v */
+        return line_is(l, "HD") || line_is(l, "VA") || line_is(l, "OK");
+    }
+}
+
+static void primary_answered(mr_req *req, mr_msg *msg)
+{
+    if (req->nreplicas < 2 || !primary_succeeded(req, msg))
+        return;
+    switch (classify(req)) {
+    case OP_COPY_SET:
+        if (req->cmd == MR_CMD_ADD || req->cmd == MR_CMD_CAS) {
+            repair_copy_set(req);
+            break;
+        }
+        repair_read_back(req);
+        break;
+    case OP_READ_BACK:
+        repair_read_back(req);
+        break;
+    case OP_DELETE_OTHERS:
+        repair_delete_others(req);
+        break;
+    default:
+        break;
+    }
+}
+
+static const mr_req_ops primary_ops = {.answered = primary_answered};
+
+/* ---- reads with failover ---- */
+
+static bool read_missed(const mr_req *req, const mr_msg *msg)
+{
+    if (req->cmd == MR_CMD_MG)
+        return line_is(&msg->line, "EN");
+    return msg->nitems == 0 && msg->line.len == 0;
+}
+
+static void read_answered(mr_req *req, mr_msg *msg)
+{
+    uint32_t idx = (uint32_t)(msg - req->msgs);
+    if (idx + 1 >= req->nreplicas)
+        return;
+    const mr_pool_conf *pc = &req->worker->shared->cfg->pools[req->worker->shared->router->servers[msg->server].pool];
+    bool retry = msg_failed(msg) || (pc->read_miss_failover && read_missed(req, msg));
+    if (!retry)
+        return;
+    mr_msg *next = mr_req_add_msg(req);
+    if (!next)
+        return;
+    next->server = req->replicas[idx + 1];
+    next->retrieval = msg->retrieval;
+    copy_out(next, msg);
+    req->reply_msg = idx + 1;
+    MR_STAT_INC(&req->worker->stats, repl_read_failovers);
+    send_to(req->worker, req, next);
+}
+
+static const mr_req_ops read_ops = {.answered = read_answered};
+
+/* ---- multi-get failover, per server batch ---- */
+
+uint32_t mr_replicate_retrieval_slots(const mr_req *req, uint32_t npool_servers, uint32_t max_replicas)
+{
+    /* Each failover round regroups a batch's keys onto at most this many
+     * servers, and a key can fail over max_replicas - 1 times. */
+    uint32_t per_round = req->nkeys < npool_servers ? req->nkeys : npool_servers;
+    return per_round * (max_replicas - 1);
+}
+
+static bool item_has_key(const mr_slice *item, const char *key, uint32_t klen)
+{
+    return item->len > 6 + klen && memcmp(item->p + 6, key, klen) == 0 && item->p[6 + klen] == ' ';
+}
+
+static void mget_answered(mr_req *req, mr_msg *msg)
+{
+    mr_worker *w = req->worker;
+    const mr_router *router = w->shared->router;
+    uint32_t idx = (uint32_t)(msg - req->msgs);
+    bool failed = msg_failed(msg);
+    const mr_pool_conf *pc = &router->cfg->pools[router->servers[msg->server].pool];
+    if (!failed && !pc->read_miss_failover)
+        return;
+    const mr_request_head *h = &req->head;
+    const char *line = req->line.p;
+    uint32_t first_new = req->nmsgs, cursor = 0;
+    uint32_t pos = h->keys_off, koff, klen;
+    for (uint32_t i = 0; i < req->nkeys && mr_next_key(line, h, &pos, &koff, &klen); i++) {
+        if (req->key_msg[i] != idx)
+            continue;
+        if (!failed) {
+            /* Walk the items as emit.c will: a hit stays with this batch. */
+            if (cursor < msg->nitems && item_has_key(&msg->items[cursor], line + koff, klen)) {
+                cursor++;
+                continue;
+            }
+        }
+        const mr_pool *pool = mr_router_pool_for_key(router, req->listen_pool, line + koff, klen);
+        uint32_t reps[MR_MAX_REPLICAS];
+        uint32_t n = mr_router_replicas_for_key(pool, line + koff, klen, mr_worker_random(w), reps, MR_MAX_REPLICAS);
+        uint32_t at = 0;
+        while (at < n && reps[at] != msg->server)
+            at++;
+        if (at + 1 >= n)
+            continue; /* no replica left: a miss */
+        uint32_t next = reps[at + 1], slot = first_new;
+        while (slot < req->nmsgs && req->msgs[slot].server != next)
+            slot++;
+        if (slot == req->nmsgs) {
+            mr_msg *m = mr_req_add_msg(req);
+            if (!m)
+                continue;
+            m->server = next;
+            m->retrieval = true;
+        }
+        req->key_msg[i] = slot;
+    }
+    uint32_t added = req->nmsgs - first_new;
+    if (added == 0)
+        return;
+    MR_STAT_ADD(&w->stats, repl_read_failovers, added);
+    if (mr_build_split_lines(w, req, first_new, added) < 0) {
+        for (uint32_t s = first_new; s < first_new + added; s++)
+            mr_msg_finish(&req->msgs[s], MR_ERR_NOMEM);
+        return;
+    }
+    for (uint32_t s = first_new; s < first_new + added; s++)
+        send_to(w, req, &req->msgs[s]);
+}
+
+static const mr_req_ops mget_ops = {.answered = mget_answered};
+
+void mr_replicate_retrieval_arm(mr_req *req)
+{
+    req->ops = &mget_ops;
+}
+
+/* ---- entry point ---- */
+
+void mr_replicate_keyed(mr_client *c, mr_req *req, const mr_pool *pool, const char *key, size_t key_len)
+{
+    mr_worker *w = c->worker;
+    const mr_request_head *h = &req->head;
+    req->nreplicas = (uint8_t)mr_router_replicas_for_key(pool, key, key_len, mr_worker_random(w), req->replicas,
+                                                          MR_MAX_REPLICAS);
+    /* One key always uses one connection per server, so writes to a key
+     * from any client reach every replica in the same order. */
+    req->conn_hint = mr_hash(MR_HASH_FNV1A_32, key, key_len);
+    repl_op op = classify(req);
+    uint32_t nmsgs = 1, cap = 1;
+    if (op == OP_FANOUT) {
+        nmsgs = cap = req->nreplicas;
+        req->ops = &fanout_ops;
+        req->acks_needed = acks_needed(pool->conf, nmsgs);
+        MR_STAT_INC(&w->stats, repl_writes);
+    } else if (op == OP_READ) {
+        cap = req->nreplicas;
+        req->ops = &read_ops;
+    } else if (op != OP_READ_PRIMARY) {
+        req->ops = &primary_ops;
+        MR_STAT_INC(&w->stats, repl_writes);
+    }
+    if (mr_req_alloc_msgs_cap(req, nmsgs, cap) < 0) {
+        req->ops = NULL;
+        req->local = mr_slice_static(mr_error_reply(MR_ERR_NOMEM), (uint32_t)strlen(mr_error_reply(MR_ERR_NOMEM)));
+        req->done = true;
+        if (req->client)
+            mr_client_req_done(req->client, req);
+        else
+            mr_req_client_done(req);
+        return;
+    }
+    /* The forwarded line: the client's bytes, or a rewritten copy. */
+    mr_slice line;
+    if (h->strip_len == 0 && h->line_len >= 2 && req->line.p[h->line_len - 2] == '\r') {
+        line = mr_slice_ref(req->line.mb, req->line.p, h->line_len);
+    } else {
+        mr_mbuf *mb = mr_mbuf_get(&w->mbufs, h->line_len + 2);
+        size_t n = mb ? mr_forward_line(req->line.p, h, mb->data, mb->cap) : 0;
+        if (n == 0) {
+            mr_mbuf_unref(mb);
+            for (uint32_t i = 0; i < nmsgs; i++)
+                mr_msg_finish(&req->msgs[i], MR_ERR_NOMEM);
+            mr_req_dispatched(req);
+            return;
+        }
+        mb->len = (uint32_t)n;
+        line = mr_slice_ref(mb, mb->data, (uint32_t)n);
+        mr_mbuf_unref(mb);
+    }
+    for (uint32_t i = 0; i < nmsgs; i++) {
+        mr_msg *msg = &req->msgs[i];
+        msg->server = req->replicas[i];
+        msg->retrieval = req->cls == MR_CLASS_RETRIEVAL;
+        msg->out[0] = mr_slice_ref(line.mb, line.p, line.len);
+        msg->nout = 1;
+        if (h->data_len)
+            msg->out[msg->nout++] = mr_slice_ref(req->line.mb, req->line.p + h->line_len, h->data_len);
+    }
+    mr_slice_release(&line);
+    for (uint32_t i = 0; i < nmsgs; i++)
+        send_to(w, req, &req->msgs[i]);
+    mr_req_dispatched(req);
+}
