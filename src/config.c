@@ -164,6 +164,10 @@ static void free_pool(mr_pool_conf *p)
         free(p->routes[i].pool_name);
     }
     free(p->routes);
+    for (size_t i = 0; i < p->nreplicate_to; i++)
+        free(p->replicate_to_names[i]);
+    free(p->replicate_to_names);
+    free(p->replicate_to);
 }
 
 void mr_config_free(mr_config *cfg)

@@ -431,6 +431,32 @@ static int key_replicas(parser *ps, mr_pool_conf *p, mr_conf_marks *m, const yam
     return 0;
 }
 
+/* A list of pool names; resolved by validation. */
+static int key_replicate_to(parser *ps, mr_pool_conf *p, mr_conf_marks *m, const yaml_node_t *key,
+                            const yaml_node_t *v, const struct pool_key *k, const char *what)
+{
+    p->replicate_to_line = pos_of(key).line;
+    p->replicate_to_column = pos_of(key).column;
+    if (v->type != YAML_SEQUENCE_NODE)
+        return mr_conf_fail(ps->ctx, pos_of(v), "%s must be a list of pool names, not %s", what,
+                            is_null(v) ? "empty" : kind_of(v));
+    size_t n = (size_t)(v->data.sequence.items.top - v->data.sequence.items.start);
+    if (n == 0 || n >= 16)
+        return mr_conf_fail(ps->ctx, pos_of(v), "%s must name 1 to 15 pools", what);
+    if ((p->replicate_to_names = alloc_n(ps, n, sizeof(char *))) == NULL ||
+        (p->replicate_to = alloc_n(ps, n, sizeof(size_t))) == NULL)
+        return -1;
+    for (size_t i = 0; i < n; i++) {
+        const yaml_node_t *item = yaml_document_get_node(ps->doc, v->data.sequence.items.start[i]);
+        if (item->type != YAML_SCALAR_NODE || is_null(item))
+            return mr_conf_fail(ps->ctx, pos_of(item), "%s: each entry must be a pool name", what);
+        if ((p->replicate_to_names[i] = dup_n(ps, text_of(item), item->data.scalar.length)) == NULL)
+            return -1;
+        p->nreplicate_to++;
+    }
+    return 0;
+}
+
 /* Bytes, with memcached -I's suffixes: 2m, 512k. */
 static int key_item_size_max(parser *ps, mr_pool_conf *p, mr_conf_marks *m, const yaml_node_t *key,
                              const yaml_node_t *v, const struct pool_key *k, const char *what)
@@ -708,6 +734,7 @@ static const struct pool_key pool_keys[] = {
     {"write_ack", key_write_ack, 0, 0, 0},
     {"read_miss_failover", key_bool, FIELD(read_miss_failover), 0, 0},
     {"replay_queue", key_u32, FIELD(replay_queue), 0, 1000000},
+    {"replicate_to", key_replicate_to, 0, 0, 0},
 };
 #undef FIELD
 #define NPOOL_KEYS (sizeof(pool_keys) / sizeof(pool_keys[0]))

@@ -59,6 +59,8 @@ static void print_pool(FILE *out, const mr_config *cfg, const mr_pool_conf *p)
     row(out, "write_ack", p->write_ack == MR_WRITE_ACK_ALL ? "all" : p->write_ack == MR_WRITE_ACK_QUORUM ? "quorum" : "one");
     row(out, "read_miss_failover", p->read_miss_failover ? "true" : "false");
     row_u(out, "replay_queue", (unsigned)p->replay_queue, " writes per server");
+    for (size_t i = 0; i < p->nreplicate_to; i++)
+        row(out, "replicate_to", p->replicate_to_names[i]);
 
     if (p->nservers == 0)
         fputs("  servers: none (the catch-all route takes every key no other route takes)\n", out);

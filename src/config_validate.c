@@ -52,11 +52,44 @@ static bool has_catch_all(const mr_pool_conf *p)
 
 static bool is_route_target(const mr_config *cfg, size_t pi)
 {
-    for (size_t i = 0; i < cfg->npools; i++)
+    for (size_t i = 0; i < cfg->npools; i++) {
         for (size_t j = 0; j < cfg->pools[i].nroutes; j++)
             if (cfg->pools[i].routes[j].pool_index == pi)
                 return true;
+        for (size_t j = 0; j < cfg->pools[i].nreplicate_to; j++)
+            if (cfg->pools[i].replicate_to[j] == pi)
+                return true;
+    }
     return false;
+}
+
+/* replicate_to: existing pools with servers, not itself, not twice. */
+static int check_replicate_to(mr_conf_ctx *ctx, size_t pi)
+{
+    mr_config *cfg = ctx->cfg;
+    mr_pool_conf *p = &cfg->pools[pi];
+    mr_conf_pos at = {p->replicate_to_line, p->replicate_to_column};
+    for (size_t i = 0; i < p->nreplicate_to; i++) {
+        long t = mr_config_pool_index(cfg, p->replicate_to_names[i]);
+        if (t < 0)
+            return mr_conf_fail(ctx, at, "pool '%s' replicates to pool '%s', which does not exist", p->name,
+                                p->replicate_to_names[i]);
+        if ((size_t)t == pi)
+            return mr_conf_fail(ctx, at, "pool '%s' cannot replicate to itself", p->name);
+        if (cfg->pools[t].nservers == 0)
+            return mr_conf_fail(ctx, at, "pool '%s' replicates to pool '%s', which has no servers", p->name,
+                                p->replicate_to_names[i]);
+        for (size_t j = 0; j < i; j++)
+            if (p->replicate_to[j] == (size_t)t)
+                return mr_conf_fail(ctx, at, "pool '%s' names pool '%s' twice in replicate_to", p->name,
+                                    p->replicate_to_names[i]);
+        p->replicate_to[i] = (size_t)t;
+    }
+    if (p->nreplicate_to > 0 && p->nservers == 0)
+        return mr_conf_fail(ctx, at, "pool '%s' has replicate_to but no servers of its own", p->name);
+    if (p->replicas + p->nreplicate_to > 16)
+        return mr_conf_fail(ctx, at, "pool '%s' keeps more than 16 copies of a key", p->name);
+    return 0;
 }
 
 static int check_servers(mr_conf_ctx *ctx, size_t pi)
@@ -140,6 +173,9 @@ int mr_conf_validate(mr_conf_ctx *ctx)
         return mr_conf_fail(ctx, ctx->root, "no pools are defined");
     for (size_t i = 0; i < cfg->npools; i++)
         if (check_routes(ctx, i) != 0)
+            return -1;
+    for (size_t i = 0; i < cfg->npools; i++)
+        if (check_replicate_to(ctx, i) != 0)
             return -1;
     for (size_t i = 0; i < cfg->npools; i++)
         if (check_servers(ctx, i) != 0)

@@ -102,7 +102,7 @@ static void dispatch_keyed(mr_client *c, mr_req *req)
     req->quiet = req->cls == MR_CLASS_META_KEYED && h->noreply;
     count_command(w, req);
     const mr_pool *pool = mr_router_pool_for_key(w->shared->router, c->listen_pool, key, key_len);
-    if (pool->conf->replicas > 1) {
+    if (mr_pool_replicated(pool)) {
         mr_replicate_keyed(c, req, pool, key, key_len);
         return;
     }
@@ -199,7 +199,7 @@ static void dispatch_retrieval(mr_client *c, mr_req *req)
     if (h->nkeys == 1 && req->cmd == MR_CMD_GET) {
         /* One key in a replicated pool: a read that fails over. */
         const mr_pool *pool = mr_router_pool_for_key(router, c->listen_pool, line + h->key_off, h->key_len);
-        if (pool->conf->replicas > 1) {
+        if (mr_pool_replicated(pool)) {
             mr_replicate_keyed(c, req, pool, line + h->key_off, h->key_len);
             return;
         }
@@ -216,8 +216,9 @@ static void dispatch_retrieval(mr_client *c, mr_req *req)
     while (mr_next_key(line, h, &pos, &koff, &klen) && k < req->nkeys) {
         const mr_pool *pool = mr_router_pool_for_key(router, c->listen_pool, line + koff, klen);
         uint32_t s = mr_router_server_for_key(pool, line + koff, klen, mr_worker_random(w));
-        if (pool->conf->replicas > max_replicas)
-            max_replicas = pool->conf->replicas;
+        uint32_t copies = pool->conf->replicas + (uint32_t)pool->conf->nreplicate_to;
+        if (copies > max_replicas)
+            max_replicas = copies;
         req->key_msg[k++] = s;
         if (first_server == UINT32_MAX)
             first_server = s;

@@ -545,7 +545,8 @@ static void read_answered(mr_req *req, mr_msg *msg)
     uint32_t idx = (uint32_t)(msg - req->msgs);
     if (idx + 1 >= req->nreplicas)
         return;
-    const mr_pool_conf *pc = &req->worker->shared->cfg->pools[req->worker->shared->router->servers[msg->server].pool];
+    /* The key's own pool (its primary's) decides, also for cross-pool copies. */
+    const mr_pool_conf *pc = &req->worker->shared->cfg->pools[req->worker->shared->router->servers[req->replicas[0]].pool];
     bool retry = msg_failed(msg) || (pc->read_miss_failover && read_missed(req, msg));
     if (!retry)
         return;

@@ -27,6 +27,7 @@ mr_router *mr_router_build(const mr_config *cfg)
     for (uint32_t p = 0; p < r->npools; p++) {
         const mr_pool_conf *pc = &cfg->pools[p];
         mr_pool *pool = &r->pools[p];
+        pool->router = r;
         pool->conf = pc;
         pool->index = p;
         pool->ops = mr_dist_ops_for(pc->distribution);
@@ -103,16 +104,32 @@ uint32_t mr_router_server_for_key(const mr_pool *pool, const char *key, size_t l
     return pool->server_ids[pool->ops->pick(pool->dist, h)];
 }
 
+static uint32_t own_replicas(const mr_pool *pool, const char *key, size_t len, uint32_t rnd, uint32_t *out,
+                             uint32_t want);
+
 uint32_t mr_router_replicas_for_key(const mr_pool *pool, const char *key, size_t len, uint32_t rnd, uint32_t *out,
                                     uint32_t max)
 {
     uint32_t want = pool->conf->replicas < max ? pool->conf->replicas : max;
     if (want == 0)
         return 0;
+    uint32_t n = 0;
     if (pool->nservers == 1 || want == 1) {
-        out[0] = mr_router_server_for_key(pool, key, len, rnd);
-        return 1;
+        out[n++] = mr_router_server_for_key(pool, key, len, rnd);
+    } else {
+        n = own_replicas(pool, key, len, rnd, out, want);
     }
+    /* Cross-pool copies: the key's owner in each replicate_to pool. */
+    for (size_t i = 0; i < pool->conf->nreplicate_to && n < max; i++) {
+        const mr_pool *other = &pool->router->pools[pool->conf->replicate_to[i]];
+        out[n++] = mr_router_server_for_key(other, key, len, rnd);
+    }
+    return n;
+}
+
+static uint32_t own_replicas(const mr_pool *pool, const char *key, size_t len, uint32_t rnd, uint32_t *out,
+                             uint32_t want)
+{
     uint32_t h;
     if (pool->conf->distribution == MR_DIST_RANDOM) {
         h = rnd;

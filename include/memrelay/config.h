@@ -81,6 +81,10 @@ typedef struct {
     bool read_miss_failover;     /* a miss on one replica tries the next; default false */
     uint32_t replay_queue;       /* failed writes remembered per server for replay; default 1024 */
     int replicas_line, replicas_column; /* where `replicas` was set, for validation messages */
+    char **replicate_to_names;   /* pools that also keep a copy of every key (cross-pool replication) */
+    size_t *replicate_to;        /* resolved pool indices */
+    size_t nreplicate_to;
+    int replicate_to_line, replicate_to_column;
 } mr_pool_conf;
 
 typedef struct {

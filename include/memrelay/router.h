@@ -7,6 +7,7 @@
 #ifndef MEMRELAY_ROUTER_H
 #define MEMRELAY_ROUTER_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -19,7 +20,10 @@ typedef struct {
     uint32_t pool;     /* index of its pool */
 } mr_server;
 
-typedef struct {
+struct mr_router;
+
+typedef struct mr_pool {
+    const struct mr_router *router; /* the router it belongs to */
     const mr_pool_conf *conf;
     uint32_t index;          /* in mr_router.pools (same as in the config) */
     const mr_dist_ops *ops;  /* its distribution */
@@ -28,7 +32,7 @@ typedef struct {
     uint32_t nservers;
 } mr_pool;
 
-typedef struct {
+typedef struct mr_router {
     const mr_config *cfg; /* borrowed: outlives the router */
     mr_pool *pools;
     uint32_t npools;
@@ -49,9 +53,16 @@ const mr_pool *mr_router_pool_for_key(const mr_router *router, uint32_t listen_p
  * random number, used only by the random distribution. */
 uint32_t mr_router_server_for_key(const mr_pool *pool, const char *key, size_t len, uint32_t rnd);
 
+/* Does the pool keep more than one copy of a key? */
+static inline bool mr_pool_replicated(const mr_pool *pool)
+{
+    return pool->conf->replicas > 1 || pool->conf->nreplicate_to > 0;
+}
+
 /* The servers holding `key` in `pool`, in preference order: its owner
  * first, then the next distinct servers clockwise (pool `replicas` of
- * them). Returns how many were written to out (global ids). */
+ * them), then the owner in each pool of `replicate_to`. Returns how many
+ * were written to out (global ids). */
 uint32_t mr_router_replicas_for_key(const mr_pool *pool, const char *key, size_t len, uint32_t rnd, uint32_t *out,
                                     uint32_t max);
 
