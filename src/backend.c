@@ -39,6 +39,7 @@ static void bconn_read_cb(struct ev_loop *loop, ev_io *io, int revents);
 static void bconn_write_cb(struct ev_loop *loop, ev_io *io, int revents);
 static void bconn_timer_cb(struct ev_loop *loop, ev_timer *t, int revents);
 static void bconn_connect(mr_bconn *bc);
+static void retry_cb(struct ev_loop *loop, ev_timer *t, int revents);
 
 mr_backend_addr *mr_backend_resolve_all(const mr_router *router)
 {
@@ -86,6 +87,8 @@ int mr_backend_init(mr_backend *be, mr_worker *w, const mr_server *server, const
     be->conns = calloc(be->nconns, sizeof(mr_bconn));
     if (!be->conns)
         return -1;
+    ev_init(&be->retry_timer, retry_cb);
+    be->retry_timer.data = be;
     for (uint32_t i = 0; i < be->nconns; i++) {
         mr_bconn *bc = &be->conns[i];
         bc->be = be;
@@ -143,6 +146,8 @@ static void arm_timer(mr_bconn *bc)
     mr_msg *m = first_unanswered(bc);
     if (m)
         at = m->deadline;
+    if (bc->state == MR_BCONN_CONNECTING && (!at || bc->connect_deadline < at))
+        at = bc->connect_deadline;
     /* A timed-out message at the head is waited on for one more timeout
      * before the connection counts as stalled. */
     if (bc->sent_head && bc->sent_head->replied) {
@@ -224,6 +229,27 @@ static void connect_failed(mr_bconn *bc, mr_err err, int sys_errno)
     bc->pending_head = bc->pending_tail = NULL;
     fail_list(bc, pending, err);
     arm_timer(bc);
+    if (be->replay.count || be->replay.overflowed)
+        mr_backend_schedule_retry(be);
+}
+
+void mr_backend_schedule_retry(mr_backend *be)
+{
+    struct ev_loop *loop = be->worker->loop;
+    if (ev_is_active(&be->retry_timer))
+        return;
+    ev_tstamp after = be->retry_at - ev_now(loop);
+    ev_timer_set(&be->retry_timer, after > 0 ? after : 0, 0);
+    ev_timer_start(loop, &be->retry_timer);
+}
+
+static void retry_cb(struct ev_loop *loop, ev_timer *t, int revents)
+{
+    mr_backend *be = t->data;
+    for (uint32_t i = 0; i < be->nconns; i++)
+        if (be->conns[i].state != MR_BCONN_IDLE)
+            return; /* already connected or connecting: replay happens there */
+    bconn_connect(&be->conns[0]);
 }
 
 static void connected(mr_bconn *bc)
@@ -286,6 +312,7 @@ static void bconn_connect(mr_bconn *bc)
     }
     bc->fd = fd;
     bc->state = MR_BCONN_CONNECTING;
+    bc->connect_deadline = ev_now(loop) + be->timeout;
     if (connect(fd, (const struct sockaddr *)&addr->addr, addr->len) == 0) {
         connected(bc);
         return;
@@ -303,6 +330,7 @@ static void bconn_connect(mr_bconn *bc)
 
 void mr_backend_close(mr_backend *be)
 {
+    ev_timer_stop(be->worker->loop, &be->retry_timer);
     for (uint32_t i = 0; i < be->nconns; i++) {
         mr_bconn *bc = &be->conns[i];
         ev_timer_stop(be->worker->loop, &bc->timer);
@@ -507,7 +535,7 @@ static void bconn_timer_cb(struct ev_loop *loop, ev_timer *t, int revents)
     ev_tstamp now = ev_now(loop);
     if (bc->state == MR_BCONN_CONNECTING) {
         mr_msg *m = first_unanswered(bc);
-        if (!m || m->deadline <= now) {
+        if (bc->connect_deadline <= now || (m && m->deadline <= now)) {
             connect_failed(bc, MR_ERR_TIMEOUT, 0);
             return;
         }

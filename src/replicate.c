@@ -28,6 +28,20 @@
 #include "memrelay/reply.h"
 #include "memrelay/worker.h"
 
+/* Per-pool replication counters of the worker (see stats.h). */
+#define POOL_STAT_ADD(w, pool, field, n) MR_STAT_ADD(&(w)->pool_stats[pool], field, n)
+#define POOL_STAT_INC(w, pool, field) POOL_STAT_ADD(w, pool, field, 1)
+
+static uint32_t pool_of_server(const mr_worker *w, uint32_t server)
+{
+    return w->shared->router->servers[server].pool;
+}
+
+static uint32_t key_pool(const mr_req *req)
+{
+    return pool_of_server(req->worker, req->replicas[0]);
+}
+
 typedef enum { OP_FANOUT, OP_COPY_SET, OP_READ_BACK, OP_DELETE_OTHERS, OP_READ, OP_READ_PRIMARY } repl_op;
 
 /* ---- small helpers ---- */
@@ -150,7 +164,7 @@ static void replay_record(mr_worker *w, uint32_t server, const mr_msg *msg)
             mr_log_warn("backend %s: replay queue full (%u writes); it will be flushed when it returns",
                         be->server->conf->spec, q->count);
         q->overflowed = true;
-        MR_STAT_INC(&w->stats, repl_queue_overflows);
+        POOL_STAT_INC(w, be->server->pool, repl_queue_overflows);
         return;
     }
     mr_replay_entry *e = calloc(1, sizeof(*e));
@@ -167,7 +181,10 @@ static void replay_record(mr_worker *w, uint32_t server, const mr_msg *msg)
         q->head = e;
     q->tail = e;
     q->count++;
-    MR_STAT_INC(&w->stats, repl_queued);
+    if (be->down_error != MR_ERR_NONE)
+        mr_backend_schedule_retry(be);
+    POOL_STAT_INC(w, be->server->pool, repl_queued);
+    POOL_STAT_INC(w, be->server->pool, repl_queue_depth);
 }
 
 void mr_replay_clear(mr_replay_queue *q)
@@ -224,6 +241,7 @@ void mr_replay_on_connect(mr_backend *be)
     q->head = q->tail = NULL;
     q->count = 0;
     q->overflowed = false;
+    POOL_STAT_ADD(w, be->server->pool, repl_queue_depth, (uint64_t)-(int64_t)count);
     mr_log_warn("backend %s: back; replaying %u missed writes%s", be->server->conf->spec, count,
                 flush ? " after flush_all (its replay queue overflowed)" : "");
     /* Pushed to the front in reverse, so they go out in their original order. */
@@ -246,7 +264,7 @@ void mr_replay_on_connect(mr_backend *be)
             msg->nout = e->nout;
             e->nout = 0;
             mr_bconn_push_front(bc, msg);
-            MR_STAT_INC(&w->stats, repl_replayed);
+            POOL_STAT_INC(w, be->server->pool, repl_replayed);
             mr_req_dispatched(req);
         } else if (req) {
             mr_req_client_done(req);
@@ -299,7 +317,7 @@ static void fanout_answered(mr_req *req, mr_msg *msg)
         pick_reply(req);
     } else if (req->fails > req->nmsgs - req->acks_needed) {
         pick_reply(req);
-        MR_STAT_INC(&req->worker->stats, repl_acks_unmet);
+        POOL_STAT_INC(req->worker, key_pool(req), repl_acks_unmet);
     }
 }
 
@@ -312,15 +330,23 @@ static void write_finished(mr_req *req, mr_msg *msg, int err)
 {
     if (err == MR_ERR_NONE && !(msg->line.len && line_is(&msg->line, "SERVER_ERROR")))
         return;
-    MR_STAT_INC(&req->worker->stats, repl_write_failures);
+    POOL_STAT_INC(req->worker, pool_of_server(req->worker, msg->server), repl_write_failures);
     replay_record(req->worker, msg->server, msg);
+}
+
+/* Background writes: counted while pending, and failures kept for replay. */
+static void repair_finished(mr_req *req, mr_msg *msg, int err)
+{
+    POOL_STAT_ADD(req->worker, pool_of_server(req->worker, req->replicas[0]), repl_background_pending,
+                  (uint64_t)-1);
+    write_finished(req, msg, err);
 }
 
 static const mr_req_ops fanout_ops = {
     .answered = fanout_answered, .ready = fanout_ready, .finished = write_finished};
 
 /* Background writes (repairs): only failures matter, for replay. */
-static const mr_req_ops repair_ops = {.finished = write_finished};
+static const mr_req_ops repair_ops = {.finished = repair_finished};
 
 static uint8_t acks_needed(const mr_pool_conf *pc, uint32_t n)
 {
@@ -335,19 +361,22 @@ static uint8_t acks_needed(const mr_pool_conf *pc, uint32_t n)
 }
 
 /* Send `line` (+ data) to servers[0..n) as one background request. */
-static void background_write(mr_worker *w, const uint32_t *servers, uint32_t n, const mr_slice *line,
-                             const mr_slice *data)
+static void background_write(mr_worker *w, uint32_t pool, const uint32_t *servers, uint32_t n,
+                             const mr_slice *line, const mr_slice *data)
 {
     if (n == 0)
         return;
     mr_req *req = background_req(w, &repair_ops);
     if (!req)
         return;
+    req->replicas[0] = servers[0];
+    req->nreplicas = 1;
     if (mr_req_alloc_msgs(req, n) < 0) {
         mr_req_dispatched(req);
         return;
     }
-    MR_STAT_INC(&w->stats, repl_repairs);
+    POOL_STAT_INC(w, pool, repl_repairs);
+    POOL_STAT_ADD(w, pool_of_server(w, servers[0]), repl_background_pending, n);
     for (uint32_t i = 0; i < n; i++) {
         mr_msg *msg = &req->msgs[i];
         msg->server = servers[i];
@@ -400,7 +429,7 @@ static void repair_copy_set(mr_req *req)
                   exptime, bytes) < 0)
         return;
     data = mr_slice_ref(req->line.mb, req->line.p + h->line_len, h->data_len);
-    background_write(req->worker, req->replicas + 1, req->nreplicas - 1u, &line, &data);
+    background_write(req->worker, key_pool(req), req->replicas + 1, req->nreplicas - 1u, &line, &data);
     mr_slice_release(&line);
     mr_slice_release(&data);
 }
@@ -441,10 +470,10 @@ static void readback_answered(mr_req *rb, mr_msg *msg)
             return;
     } else {
         /* The owner did not answer: nothing trustworthy to copy. */
-        MR_STAT_INC(&w->stats, repl_write_failures);
+        POOL_STAT_INC(w, key_pool(rb), repl_write_failures);
         return;
     }
-    background_write(w, rb->replicas + 1, rb->nreplicas - 1u, &line, data.len ? &data : NULL);
+    background_write(w, key_pool(rb), rb->replicas + 1, rb->nreplicas - 1u, &line, data.len ? &data : NULL);
     mr_slice_release(&line);
     mr_slice_release(&data);
 }
@@ -485,7 +514,7 @@ static void repair_delete_others(mr_req *req)
     if (make_line(req->worker, &line, "md %.*s%s\r\n", (int)h->key_len, req->line.p + h->key_off,
                   h->meta_base64 ? " b" : "") < 0)
         return;
-    background_write(req->worker, req->replicas + 1, req->nreplicas - 1u, &line, NULL);
+    background_write(req->worker, key_pool(req), req->replicas + 1, req->nreplicas - 1u, &line, NULL);
     mr_slice_release(&line);
 }
 
@@ -557,7 +586,7 @@ static void read_answered(mr_req *req, mr_msg *msg)
     next->retrieval = msg->retrieval;
     copy_out(next, msg);
     req->reply_msg = idx + 1;
-    MR_STAT_INC(&req->worker->stats, repl_read_failovers);
+    POOL_STAT_INC(req->worker, key_pool(req), repl_read_failovers);
     send_to(req->worker, req, next);
 }
 
@@ -624,7 +653,7 @@ static void mget_answered(mr_req *req, mr_msg *msg)
     uint32_t added = req->nmsgs - first_new;
     if (added == 0)
         return;
-    MR_STAT_ADD(&w->stats, repl_read_failovers, added);
+    POOL_STAT_ADD(w, pool_of_server(w, msg->server), repl_read_failovers, added);
     if (mr_build_split_lines(w, req, first_new, added) < 0) {
         for (uint32_t s = first_new; s < first_new + added; s++)
             mr_msg_finish(&req->msgs[s], MR_ERR_NOMEM);
@@ -658,13 +687,13 @@ void mr_replicate_keyed(mr_client *c, mr_req *req, const mr_pool *pool, const ch
         nmsgs = cap = req->nreplicas;
         req->ops = &fanout_ops;
         req->acks_needed = acks_needed(pool->conf, nmsgs);
-        MR_STAT_INC(&w->stats, repl_writes);
+        POOL_STAT_INC(w, pool->index, repl_writes);
     } else if (op == OP_READ) {
         cap = req->nreplicas;
         req->ops = &read_ops;
     } else if (op != OP_READ_PRIMARY) {
         req->ops = &primary_ops;
-        MR_STAT_INC(&w->stats, repl_writes);
+        POOL_STAT_INC(w, pool->index, repl_writes);
     }
     if (mr_req_alloc_msgs_cap(req, nmsgs, cap) < 0) {
         req->ops = NULL;

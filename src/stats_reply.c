@@ -69,6 +69,29 @@ static int full_stats(mr_worker *w, mr_mbuf *mb)
     return rc;
 }
 
+/* `stats pools`: each pool's settings that matter at a glance and its
+ * replication counters, as "STAT <pool>:<name> <value>". */
+static int pool_stats(mr_worker *w, mr_mbuf *mb)
+{
+    static const char *const ack_names[] = {"one", "quorum", "all"};
+    const mr_config *cfg = w->shared->cfg;
+    int rc = 0;
+    for (size_t i = 0; i < cfg->npools; i++) {
+        const mr_pool_conf *p = &cfg->pools[i];
+        mr_pool_stats ps;
+        mr_pool_stats_sum((uint32_t)i, &ps);
+        rc |= append(mb, "STAT %s:servers %zu\r\n", p->name, p->nservers);
+        rc |= append(mb, "STAT %s:replicas %u\r\n", p->name, p->replicas);
+        rc |= append(mb, "STAT %s:replicate_to %zu\r\n", p->name, p->nreplicate_to);
+        rc |= append(mb, "STAT %s:write_ack %s\r\n", p->name, ack_names[p->write_ack]);
+#define MR_POOL_STAT_LINE(field) rc |= append(mb, "STAT %s:" #field " %llu\r\n", p->name, (unsigned long long)ps.field);
+        MR_POOL_STATS(MR_POOL_STAT_LINE)
+#undef MR_POOL_STAT_LINE
+    }
+    rc |= append(mb, "END\r\n");
+    return rc;
+}
+
 /* Build the reply for `stats [arg]` into *out. */
 int mr_stats_reply(mr_worker *w, mr_slice *out, const char *arg, uint32_t arg_len)
 {
@@ -78,6 +101,18 @@ int mr_stats_reply(mr_worker *w, mr_slice *out, const char *arg, uint32_t arg_le
         mr_stats_sum(&baseline);
         pthread_mutex_unlock(&baseline_lock);
         *out = mr_slice_static(reset_reply, sizeof(reset_reply) - 1);
+        return 0;
+    }
+    if (arg_len == 5 && memcmp(arg, "pools", 5) == 0) {
+        mr_mbuf *mb = mr_mbuf_get(&w->mbufs, 64 * 1024);
+        if (!mb)
+            return -1;
+        if (pool_stats(w, mb) < 0) {
+            mr_mbuf_unref(mb);
+            return -1;
+        }
+        *out = mr_slice_ref(mb, mb->data, mb->len);
+        mr_mbuf_unref(mb);
         return 0;
     }
     if (arg_len > 0) {

@@ -123,7 +123,8 @@ int mr_worker_init(mr_worker *w, uint32_t index, const mr_shared *shared)
     w->backends = calloc(router->nservers ? router->nservers : 1, sizeof(mr_backend));
     w->server_slot = malloc((router->nservers ? router->nservers : 1) * sizeof(uint32_t));
     w->accept_io = calloc(router->npools, sizeof(ev_io));
-    if (!w->backends || !w->server_slot || !w->accept_io)
+    w->pool_stats = calloc(router->npools, sizeof(mr_pool_stats));
+    if (!w->backends || !w->server_slot || !w->accept_io || !w->pool_stats)
         return -1;
     for (uint32_t s = 0; s < router->nservers; s++) {
         w->server_slot[s] = UINT32_MAX;
@@ -144,6 +145,7 @@ int mr_worker_init(mr_worker *w, uint32_t index, const mr_shared *shared)
     w->flush.data = w;
     ev_prepare_start(w->loop, &w->flush);
     mr_stats_register(&w->stats);
+    mr_stats_register_pools(w->pool_stats);
     return 0;
 }
 
@@ -187,6 +189,7 @@ void mr_worker_destroy(mr_worker *w)
     free(w->backends);
     free(w->server_slot);
     free(w->accept_io);
+    /* pool_stats stays: `stats` readers may still sum it until exit. */
     mr_mbuf_pool_drain(&w->mbufs);
     ev_loop_destroy(w->loop);
     w->loop = NULL;

@@ -36,6 +36,7 @@ typedef struct mr_bconn {
     uint32_t nqueued;        /* messages on both queues */
     mr_inbuf in;             /* reply bytes */
     uint32_t need;           /* bytes the reply element being read needs in all (0 unknown) */
+    ev_tstamp connect_deadline; /* CONNECTING: give up at this time */
     bool dirty;              /* on the worker's flush list */
     struct mr_bconn *next_dirty;
 } mr_bconn;
@@ -53,7 +54,12 @@ typedef struct mr_backend {
     ev_tstamp retry_at;
     uint32_t failures;       /* consecutive connect failures */
     mr_replay_queue replay;  /* replicated writes this server missed */
+    ev_timer retry_timer;    /* reconnects on its own while writes wait to be replayed */
 } mr_backend;
+
+/* Try to reconnect after the backoff even with no request waiting, so a
+ * server that missed writes gets them back as soon as it returns. */
+void mr_backend_schedule_retry(mr_backend *be);
 
 /* Resolved address of a server (done once, before workers start). */
 typedef struct {

@@ -29,15 +29,7 @@
     X(backend_connects)      \
     X(backend_connect_failures) \
     X(multiget_server_failures) \
-    X(client_errors)         \
-    X(repl_writes)           \
-    X(repl_write_failures)   \
-    X(repl_acks_unmet)       \
-    X(repl_repairs)          \
-    X(repl_read_failovers)   \
-    X(repl_queued)           \
-    X(repl_replayed)         \
-    X(repl_queue_overflows)
+    X(client_errors)
 
 typedef struct {
 #define MR_STAT_FIELD(name) uint64_t name;
@@ -49,6 +41,30 @@ typedef struct {
     __atomic_store_n(&(stats)->field, __atomic_load_n(&(stats)->field, __ATOMIC_RELAXED) + (n), __ATOMIC_RELAXED)
 #define MR_STAT_INC(stats, field) MR_STAT_ADD(stats, field, 1)
 #define MR_STAT_DEC(stats, field) MR_STAT_ADD(stats, field, (uint64_t)-1)
+
+/* Per pool (replication), one array per worker indexed by pool. */
+#define MR_POOL_STATS(X)     \
+    X(repl_writes)           \
+    X(repl_write_failures)   \
+    X(repl_acks_unmet)       \
+    X(repl_repairs)          \
+    X(repl_read_failovers)   \
+    X(repl_background_pending) \
+    X(repl_queued)           \
+    X(repl_replayed)         \
+    X(repl_queue_depth)      \
+    X(repl_queue_overflows)
+
+typedef struct {
+#define MR_POOL_STAT_FIELD(name) uint64_t name;
+    MR_POOL_STATS(MR_POOL_STAT_FIELD)
+#undef MR_POOL_STAT_FIELD
+} mr_pool_stats;
+
+/* Register a worker's per-pool counters (npools entries). */
+void mr_stats_register_pools(mr_pool_stats *pools);
+/* Sum one pool's counters over every worker. */
+void mr_pool_stats_sum(uint32_t pool, mr_pool_stats *out);
 
 /* Sum of every worker's counters. */
 void mr_stats_sum(mr_stats *out);

@@ -43,6 +43,7 @@ typedef struct mr_worker {
     uint32_t rng;                   /* xorshift state for the random distribution */
     uint32_t *server_slot;          /* dispatch scratch, by server id: message index or UINT32_MAX */
     mr_stats stats;
+    mr_pool_stats *pool_stats;      /* by pool index */
 } mr_worker;
 
 #define MR_WORKER_MAX_FREE_REQS 1024u
