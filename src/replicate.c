@@ -361,7 +361,7 @@ static uint8_t acks_needed(const mr_pool_conf *pc, uint32_t n)
 }
 
 /* Send `line` (+ data) to servers[0..n) as one background request. */
-static void background_write(mr_worker *w, uint32_t pool, const uint32_t *servers, uint32_t n,
+static void background_write(mr_worker *w, uint32_t pool, uint32_t conn_hint, const uint32_t *servers, uint32_t n,
                              const mr_slice *line, const mr_slice *data)
 {
     if (n == 0)
@@ -371,6 +371,7 @@ static void background_write(mr_worker *w, uint32_t pool, const uint32_t *server
         return;
     req->replicas[0] = servers[0];
     req->nreplicas = 1;
+    req->conn_hint = conn_hint; /* the key's connection, keeping its writes in order */
     if (mr_req_alloc_msgs(req, n) < 0) {
         mr_req_dispatched(req);
         return;
@@ -429,7 +430,7 @@ static void repair_copy_set(mr_req *req)
                   exptime, bytes) < 0)
         return;
     data = mr_slice_ref(req->line.mb, req->line.p + h->line_len, h->data_len);
-    background_write(req->worker, key_pool(req), req->replicas + 1, req->nreplicas - 1u, &line, &data);
+    background_write(req->worker, key_pool(req), req->conn_hint, req->replicas + 1, req->nreplicas - 1u, &line, &data);
     mr_slice_release(&line);
     mr_slice_release(&data);
 }
@@ -473,7 +474,7 @@ static void readback_answered(mr_req *rb, mr_msg *msg)
         POOL_STAT_INC(w, key_pool(rb), repl_write_failures);
         return;
     }
-    background_write(w, key_pool(rb), rb->replicas + 1, rb->nreplicas - 1u, &line, data.len ? &data : NULL);
+    background_write(w, key_pool(rb), rb->conn_hint, rb->replicas + 1, rb->nreplicas - 1u, &line, data.len ? &data : NULL);
     mr_slice_release(&line);
     mr_slice_release(&data);
 }
@@ -514,7 +515,7 @@ static void repair_delete_others(mr_req *req)
     if (make_line(req->worker, &line, "md %.*s%s\r\n", (int)h->key_len, req->line.p + h->key_off,
                   h->meta_base64 ? " b" : "") < 0)
         return;
-    background_write(req->worker, key_pool(req), req->replicas + 1, req->nreplicas - 1u, &line, NULL);
+    background_write(req->worker, key_pool(req), req->conn_hint, req->replicas + 1, req->nreplicas - 1u, &line, NULL);
     mr_slice_release(&line);
 }
 
