@@ -158,7 +158,8 @@ static bool is_get_prefix(const char *buf, size_t len)
         i++;
     if (i > MC_GET_MAX_LEADING_SPACES)
         return false;
-    return (len - i >= 4 && memcmp(buf + i, "get ", 4) == 0) || (len - i >= 5 && memcmp(buf + i, "gets ", 5) == 0);
+    return (len - i >= 4 && memcmp(buf + i, "get ", 4) == 0) ||
+           (len - i >= 5 && memcmp(buf + i, "gets ", 5) == 0);
 }
 
 /* Split buf[from .. l->end) on spaces into l->tok[l->ntok ...]. */
@@ -373,12 +374,19 @@ static mr_parse_status parse_verbosity(const mr_line *l, mr_request_head *h)
 
 /* ---- entry points ---- */
 
+static uint32_t min_u32(uint32_t a, uint32_t b)
+{
+    return a < b ? a : b;
+}
+
 /* Where the first line ends, or a status when there is no usable line. */
 static mr_parse_status find_line(const char *buf, size_t len, uint32_t max_line, uint32_t *line_len,
                                  mr_request_head *h)
 {
-    uint32_t peek = max_line < MR_ASCII_MC_LINE_PEEK ? max_line : MR_ASCII_MC_LINE_PEEK;
-    uint32_t rbuf = max_line < MR_ASCII_MC_READ_BUF ? max_line : MR_ASCII_MC_READ_BUF;
+    if (max_line == 0)
+        max_line = MR_ASCII_DEFAULT_MAX_LINE;
+    uint32_t peek = min_u32(max_line, MR_ASCII_MC_LINE_PEEK);
+    uint32_t rbuf = min_u32(max_line, MR_ASCII_MC_READ_BUF);
     size_t scan = len < max_line ? len : max_line;
     const char *nl = memchr(buf, '\n', scan);
     if (nl) {
@@ -406,8 +414,6 @@ mr_parse_status mr_parse_request(const char *buf, size_t len, uint32_t item_size
 {
     memset(out, 0, sizeof(*out));
     out->cmd = MR_CMD_COUNT;
-    if (max_line == 0)
-        max_line = MR_ASCII_DEFAULT_MAX_LINE;
     if (item_size_max == 0)
         item_size_max = MR_ASCII_DEFAULT_ITEM_SIZE_MAX;
 

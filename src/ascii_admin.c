@@ -20,7 +20,8 @@
 #define R_SLEEP "CLIENT_ERROR sleep must be one second or less\r\n"
 
 static const char *const unsupported_reply[MR_CMD_COUNT] = {
-#define MR_UNSUPPORTED_REPLY(e, name, cls) [MR_CMD_##e] = "SERVER_ERROR " name " not supported by memrelay\r\n",
+#define MR_UNSUPPORTED_REPLY(e, name, cls) \
+    [MR_CMD_##e] = "SERVER_ERROR " name " not supported by memrelay\r\n",
     MR_COMMANDS(MR_UNSUPPORTED_REPLY)
 #undef MR_UNSUPPORTED_REPLY
 };
@@ -116,7 +117,8 @@ static bool lru_ok(const mr_line *l)
     if (mr_tok_is(l, 1, "mode"))
         return tok_in(l, 2, modes);
     if (mr_tok_is(l, 1, "tune"))
-        return l->ntok >= 6 && tok_u64(l, 2, &v) && tok_u64(l, 3, &v) && tok_decimal(l, 4) && tok_u64(l, 5, &v);
+        return l->ntok >= 6 && tok_u64(l, 2, &v) && tok_u64(l, 3, &v) && tok_decimal(l, 4) &&
+               tok_u64(l, 5, &v);
     if (mr_tok_is(l, 1, "temp_ttl"))
         return tok_i64(l, 2);
     return false;
@@ -124,8 +126,9 @@ static bool lru_ok(const mr_line *l)
 
 static bool extstore_ok(const mr_line *l)
 {
-    static const char *const settings[] = {"item_size",  "item_age",   "low_ttl",   "recache_rate", "compact_under",
-                                           "drop_under", "max_sleep", "drop_unread", NULL};
+    static const char *const settings[] = {"item_size",    "item_age",      "low_ttl",
+                                           "recache_rate", "compact_under", "drop_under",
+                                           "max_sleep",    "drop_unread",   NULL};
     uint64_t v;
     if (l->ntok < 3)
         return false;
@@ -136,7 +139,7 @@ static bool extstore_ok(const mr_line *l)
 
 static bool watch_ok(const mr_line *l)
 {
-    static const char *const streams[] = {"rawcmds",   "evictions",  "fetchers",  "mutations", "sysevents",
+    static const char *const streams[] = {"rawcmds",    "evictions", "fetchers",    "mutations", "sysevents",
                                           "connevents", "proxyreqs", "proxyevents", "proxyuser", NULL};
     uint32_t n = noreply_last(l) ? l->ntok - 1 : l->ntok;
     for (uint32_t t = 1; t < n; t++)

@@ -25,7 +25,7 @@ typedef struct {
     const char *buf; /* the parser's buffer; offsets are relative to it */
     uint32_t end;    /* end of the line's text (mr_request_head.end_off) */
     mr_tok tok[MR_TOK_MAX];
-    uint32_t ntok;   /* tokens on the line, command included (all of them, not only those stored) */
+    uint32_t ntok; /* tokens on the line, command included (all of them, not only those stored) */
 } mr_line;
 
 /* Replies shared by several files. */

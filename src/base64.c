@@ -59,8 +59,8 @@ long mr_base64_decode(const char *in, size_t len, char *out, size_t cap)
                 return -1;
             keep -= pad;
         }
-        uint8_t bytes[3] = {(uint8_t)(group[0] << 2 | group[1] >> 4), (uint8_t)(group[1] << 4 | group[2] >> 2),
-                            (uint8_t)(group[2] << 6 | group[3])};
+        uint8_t bytes[3] = {(uint8_t)(group[0] << 2 | group[1] >> 4),
+                            (uint8_t)(group[1] << 4 | group[2] >> 2), (uint8_t)(group[2] << 6 | group[3])};
         if (cap - w < keep)
             return -1;
         for (unsigned k = 0; k < keep; k++)

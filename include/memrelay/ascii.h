@@ -24,51 +24,51 @@
 
 /* How memrelay handles a command. */
 typedef enum {
-    MR_CLASS_RETRIEVAL,  /* get gets gat gats: any number of keys, split per server */
-    MR_CLASS_STORAGE,    /* set add replace append prepend cas: line + data block */
-    MR_CLASS_KEYED,      /* delete incr decr touch: one key, one-line reply */
-    MR_CLASS_META_KEYED, /* mg ms md ma me: one key (first token), one reply */
-    MR_CLASS_LOCAL,      /* answered by memrelay itself: mn stats verbosity quit */
-    MR_CLASS_BROADCAST,  /* sent to every server of the pool: flush_all */
-    MR_CLASS_ANY_SERVER, /* sent to one server of the pool: version */
+    MR_CLASS_RETRIEVAL,   /* get gets gat gats: any number of keys, split per server */
+    MR_CLASS_STORAGE,     /* set add replace append prepend cas: line + data block */
+    MR_CLASS_KEYED,       /* delete incr decr touch: one key, one-line reply */
+    MR_CLASS_META_KEYED,  /* mg ms md ma me: one key (first token), one reply */
+    MR_CLASS_LOCAL,       /* answered by memrelay itself: mn stats verbosity quit */
+    MR_CLASS_BROADCAST,   /* sent to every server of the pool: flush_all */
+    MR_CLASS_ANY_SERVER,  /* sent to one server of the pool: version */
     MR_CLASS_UNSUPPORTED, /* memcached admin commands that only make sense on one memcached:
                              never MR_PARSE_OK; answered by error_reply (see the .md) */
 } mr_cmd_class;
 
 /* X(enum suffix, wire name, class) */
-#define MR_COMMANDS(X)                        \
-    X(GET, "get", MR_CLASS_RETRIEVAL)         \
-    X(GETS, "gets", MR_CLASS_RETRIEVAL)       \
-    X(GAT, "gat", MR_CLASS_RETRIEVAL)         \
-    X(GATS, "gats", MR_CLASS_RETRIEVAL)       \
-    X(SET, "set", MR_CLASS_STORAGE)           \
-    X(ADD, "add", MR_CLASS_STORAGE)           \
-    X(REPLACE, "replace", MR_CLASS_STORAGE)   \
-    X(APPEND, "append", MR_CLASS_STORAGE)     \
-    X(PREPEND, "prepend", MR_CLASS_STORAGE)   \
-    X(CAS, "cas", MR_CLASS_STORAGE)           \
-    X(DELETE, "delete", MR_CLASS_KEYED)       \
-    X(INCR, "incr", MR_CLASS_KEYED)           \
-    X(DECR, "decr", MR_CLASS_KEYED)           \
-    X(TOUCH, "touch", MR_CLASS_KEYED)         \
-    X(MG, "mg", MR_CLASS_META_KEYED)          \
-    X(MS, "ms", MR_CLASS_META_KEYED)          \
-    X(MD, "md", MR_CLASS_META_KEYED)          \
-    X(MA, "ma", MR_CLASS_META_KEYED)          \
-    X(ME, "me", MR_CLASS_META_KEYED)          \
-    X(MN, "mn", MR_CLASS_LOCAL)               \
-    X(STATS, "stats", MR_CLASS_LOCAL)         \
-    X(VERBOSITY, "verbosity", MR_CLASS_LOCAL) \
-    X(QUIT, "quit", MR_CLASS_LOCAL)           \
-    X(FLUSH_ALL, "flush_all", MR_CLASS_BROADCAST) \
-    X(VERSION, "version", MR_CLASS_ANY_SERVER) \
-    X(SHUTDOWN, "shutdown", MR_CLASS_UNSUPPORTED) \
+#define MR_COMMANDS(X)                                        \
+    X(GET, "get", MR_CLASS_RETRIEVAL)                         \
+    X(GETS, "gets", MR_CLASS_RETRIEVAL)                       \
+    X(GAT, "gat", MR_CLASS_RETRIEVAL)                         \
+    X(GATS, "gats", MR_CLASS_RETRIEVAL)                       \
+    X(SET, "set", MR_CLASS_STORAGE)                           \
+    X(ADD, "add", MR_CLASS_STORAGE)                           \
+    X(REPLACE, "replace", MR_CLASS_STORAGE)                   \
+    X(APPEND, "append", MR_CLASS_STORAGE)                     \
+    X(PREPEND, "prepend", MR_CLASS_STORAGE)                   \
+    X(CAS, "cas", MR_CLASS_STORAGE)                           \
+    X(DELETE, "delete", MR_CLASS_KEYED)                       \
+    X(INCR, "incr", MR_CLASS_KEYED)                           \
+    X(DECR, "decr", MR_CLASS_KEYED)                           \
+    X(TOUCH, "touch", MR_CLASS_KEYED)                         \
+    X(MG, "mg", MR_CLASS_META_KEYED)                          \
+    X(MS, "ms", MR_CLASS_META_KEYED)                          \
+    X(MD, "md", MR_CLASS_META_KEYED)                          \
+    X(MA, "ma", MR_CLASS_META_KEYED)                          \
+    X(ME, "me", MR_CLASS_META_KEYED)                          \
+    X(MN, "mn", MR_CLASS_LOCAL)                               \
+    X(STATS, "stats", MR_CLASS_LOCAL)                         \
+    X(VERBOSITY, "verbosity", MR_CLASS_LOCAL)                 \
+    X(QUIT, "quit", MR_CLASS_LOCAL)                           \
+    X(FLUSH_ALL, "flush_all", MR_CLASS_BROADCAST)             \
+    X(VERSION, "version", MR_CLASS_ANY_SERVER)                \
+    X(SHUTDOWN, "shutdown", MR_CLASS_UNSUPPORTED)             \
     X(CACHE_MEMLIMIT, "cache_memlimit", MR_CLASS_UNSUPPORTED) \
-    X(SLABS, "slabs", MR_CLASS_UNSUPPORTED) \
-    X(LRU_CRAWLER, "lru_crawler", MR_CLASS_UNSUPPORTED) \
-    X(LRU, "lru", MR_CLASS_UNSUPPORTED) \
-    X(WATCH, "watch", MR_CLASS_UNSUPPORTED) \
-    X(EXTSTORE, "extstore", MR_CLASS_UNSUPPORTED) \
+    X(SLABS, "slabs", MR_CLASS_UNSUPPORTED)                   \
+    X(LRU_CRAWLER, "lru_crawler", MR_CLASS_UNSUPPORTED)       \
+    X(LRU, "lru", MR_CLASS_UNSUPPORTED)                       \
+    X(WATCH, "watch", MR_CLASS_UNSUPPORTED)                   \
+    X(EXTSTORE, "extstore", MR_CLASS_UNSUPPORTED)             \
     X(REFRESH_CERTS, "refresh_certs", MR_CLASS_UNSUPPORTED)
 
 typedef enum {
@@ -83,11 +83,15 @@ const char *mr_cmd_name(mr_cmd cmd);
 mr_cmd_class mr_cmd_class_of(mr_cmd cmd);
 
 /* memcached's limits, as measured on 1.6.18. */
-#define MR_ASCII_KEY_MAX 250u           /* longest key (meta: the key as written, base64 or not) */
-#define MR_ASCII_MC_LINE_PEEK 2048u     /* memcached closes a connection whose unread input has no
-                                           "\n" in more than this many bytes, unless it is a get/gets */
-#define MR_ASCII_MC_READ_BUF 16384u     /* ... so a non-get line longer than its read buffer always closes */
-#define MR_ASCII_DEFAULT_ITEM_SIZE_MAX 1048576u /* memcached -I default */
+/* The longest key (meta: the key as written, base64 or not). */
+#define MR_ASCII_KEY_MAX 250u
+/* memcached closes a connection whose unread input has no "\n" in more
+ * than this many bytes, unless the line is a get/gets... */
+#define MR_ASCII_MC_LINE_PEEK 2048u
+/* ... so a non-get line longer than its read buffer always closes. */
+#define MR_ASCII_MC_READ_BUF 16384u
+/* memcached -I default. */
+#define MR_ASCII_DEFAULT_ITEM_SIZE_MAX 1048576u
 /* memrelay's bound on a get/gets line (memcached has none; it slows to a
  * crawl and grows without limit on a 16 MiB multi-get). 2 MiB holds about
  * 8,000 keys of 250 bytes or 50,000 keys of 40. */
@@ -108,9 +112,9 @@ typedef enum {
 
 typedef struct {
     mr_cmd cmd;
-    uint32_t line_len;   /* bytes of the command line including its terminating "\n" */
-    uint32_t data_len;   /* bytes of the data block that follow the line, including its "\r\n"
-                            (storage commands and ms); 0 otherwise */
+    uint32_t line_len; /* bytes of the command line including its terminating "\n" */
+    uint32_t data_len; /* bytes of the data block that follow the line, including its "\r\n"
+                          (storage commands and ms); 0 otherwise */
     /* Keys. Keyed and meta commands: key_off/key_len is the key as written
      * (still base64 when meta_base64). Retrieval: the first key, with nkeys
      * keys in all; walk them with mr_next_key() from keys_off. */
@@ -118,16 +122,17 @@ typedef struct {
     uint32_t keys_off;
     uint32_t nkeys;
     /* gat/gats exptime, flush_all delay, verbosity level, stats argument:
-     * the first argument token, len 0 when absent. */
+     * the first argument token, len 0 when absent. Also the number after
+     * the key of incr/decr (delta) and touch (exptime). */
     uint32_t arg_off, arg_len;
-    bool noreply;        /* ascii `noreply`, or meta `q` */
+    bool noreply; /* ascii `noreply`, or meta `q` */
     /* The span of the line that memrelay drops when forwarding: " noreply"
      * or a meta " q" flag (the proxy applies quiet mode itself so that every
      * forwarded request has exactly one reply). strip_len 0: nothing. */
     uint32_t strip_off, strip_len;
-    bool meta_base64;    /* meta 'b' flag: the key is base64 */
-    uint32_t end_off;    /* end of the line's text: before its "\r\n" or "\n", or at its first
-                            NUL byte (memcached ignores the rest of a line after a NUL) */
+    bool meta_base64; /* meta 'b' flag: the key is base64 */
+    uint32_t end_off; /* end of the line's text: before its "\r\n" or "\n", or at its first
+                         NUL byte (memcached ignores the rest of a line after a NUL) */
 
     /* MR_PARSE_ERROR only. cmd is the command when it was recognised, else
      * MR_CMD_COUNT. error_reply is NULL when memcached sends nothing (an
