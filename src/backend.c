@@ -23,6 +23,7 @@
 #include <sys/uio.h>
 #include <unistd.h>
 
+#include "memrelay/health.h"
 #include "memrelay/log.h"
 #include "memrelay/reply.h"
 #include "memrelay/worker.h"
@@ -101,6 +102,50 @@ int mr_backend_init(mr_backend *be, mr_worker *w, const mr_server *server, const
             bconn_connect(bc);
     }
     return 0;
+}
+
+/* ---- health ---- */
+
+static mr_health *health_of(const mr_backend *be)
+{
+    return be->worker->shared->health;
+}
+
+/* Tell the health checker. Refused and reset connections count at once;
+ * timeouts and bad replies count towards server_failure_limit. */
+static void report_failure(mr_backend *be, mr_err err)
+{
+    mr_health *h = health_of(be);
+    if (!h || err == MR_ERR_NOMEM)
+        return;
+    bool immediate = err == MR_ERR_REFUSED || err == MR_ERR_UNAVAILABLE;
+    mr_health_failure(h, be->server->id, err, immediate);
+}
+
+/* May this worker send client requests to the server? */
+static bool usable(const mr_backend *be)
+{
+    mr_health *h = health_of(be);
+    if (!h)
+        return true;
+    uint32_t st = mr_health_state_of(h, be->server->id);
+    if (st == MR_HEALTH_UP)
+        return true;
+    return st == MR_HEALTH_REJOINING &&
+           be->rejoin_acked == __atomic_load_n(&h->servers[be->server->id].rejoin_gen, __ATOMIC_ACQUIRE);
+}
+
+static void rejoin_ack_if_due(mr_backend *be)
+{
+    mr_health *h = health_of(be);
+    if (!h)
+        return;
+    mr_server_health *sh = &h->servers[be->server->id];
+    uint32_t gen = __atomic_load_n(&sh->rejoin_gen, __ATOMIC_ACQUIRE);
+    if (mr_health_state_of(h, be->server->id) != MR_HEALTH_REJOINING || be->rejoin_acked == gen)
+        return;
+    be->rejoin_acked = gen;
+    mr_health_rejoin_ack(h, be->server->id);
 }
 
 /* ---- queues ---- */
@@ -196,6 +241,7 @@ static void bconn_reset(mr_bconn *bc, mr_err err)
     mr_log_warn("backend %s: connection lost (%.*s)", be->server->conf->spec,
                 (int)strlen(mr_error_reply(err)) - 2, mr_error_reply(err));
     MR_STAT_INC(&be->worker->stats, backend_errors);
+    report_failure(be, err);
     bconn_close_fd(bc);
     mr_msg *sent = bc->sent_head;
     bc->sent_head = bc->sent_tail = NULL;
@@ -224,12 +270,13 @@ static void connect_failed(mr_bconn *bc, mr_err err, int sys_errno)
         mr_log_warn("backend %s: connect failed: %s", be->server->conf->spec,
                     sys_errno ? strerror(sys_errno) : "timed out");
     MR_STAT_INC(&be->worker->stats, backend_connect_failures);
+    report_failure(be, err);
     bconn_close_fd(bc);
     mr_msg *pending = bc->pending_head;
     bc->pending_head = bc->pending_tail = NULL;
     fail_list(bc, pending, err);
     arm_timer(bc);
-    if (be->replay.count || be->replay.overflowed)
+    if ((be->replay.count || be->replay.overflowed) && !health_of(be))
         mr_backend_schedule_retry(be);
 }
 
@@ -246,6 +293,8 @@ void mr_backend_schedule_retry(mr_backend *be)
 static void retry_cb(struct ev_loop *loop, ev_timer *t, int revents)
 {
     mr_backend *be = t->data;
+    if (!usable(be))
+        return; /* the health checker brings it back */
     for (uint32_t i = 0; i < be->nconns; i++)
         if (be->conns[i].state != MR_BCONN_IDLE)
             return; /* already connected or connecting: replay happens there */
@@ -267,8 +316,30 @@ static void connected(mr_bconn *bc)
     ev_io_start(loop, &bc->rio);
     ev_io_set(&bc->wio, bc->fd, EV_WRITE);
     mr_replay_on_connect(be);
+    rejoin_ack_if_due(be);
     mr_worker_mark_bconn(be->worker, bc);
     arm_timer(bc);
+}
+
+void mr_backend_rejoin(mr_backend *be)
+{
+    be->down_error = MR_ERR_NONE;
+    be->retry_at = 0;
+    be->failures = 0;
+    if (!be->replay.head && !be->replay.overflowed) {
+        rejoin_ack_if_due(be);
+        return;
+    }
+    for (uint32_t i = 0; i < be->nconns; i++) {
+        if (be->conns[i].state == MR_BCONN_CONNECTED) {
+            mr_replay_on_connect(be);
+            rejoin_ack_if_due(be);
+            return;
+        }
+        if (be->conns[i].state == MR_BCONN_CONNECTING)
+            return; /* connected() replays and acknowledges */
+    }
+    bconn_connect(&be->conns[0]);
 }
 
 void mr_bconn_push_front(mr_bconn *bc, mr_msg *msg)
@@ -352,6 +423,11 @@ void mr_backend_send(mr_backend *be, uint32_t conn_hint, mr_msg *msg)
     struct ev_loop *loop = be->worker->loop;
     mr_bconn *bc = &be->conns[conn_hint % be->nconns];
     ev_tstamp now = ev_now(loop);
+    if (!usable(be)) {
+        /* Down: answered at once; the health checker's probes decide when it returns. */
+        mr_msg_finish(msg, MR_ERR_DOWN);
+        return;
+    }
     if (bc->state == MR_BCONN_IDLE && be->down_error != MR_ERR_NONE && now < be->retry_at) {
         /* Known down and inside the backoff: answer now rather than wait. */
         mr_msg_finish(msg, be->down_error);
@@ -498,6 +574,8 @@ static void bconn_parse(mr_bconn *bc, uint32_t *need)
         mr_inbuf_consume(&bc->in, e.len);
         if (complete) {
             sent_pop(bc);
+            if (health_of(bc->be))
+                mr_health_success(health_of(bc->be), bc->be->server->id);
             mr_msg_finish(msg, MR_ERR_NONE);
         }
     }
@@ -551,6 +629,7 @@ static void bconn_timer_cb(struct ev_loop *loop, ev_timer *t, int revents)
         if (m->deadline > now)
             goto rearm;
         MR_STAT_INC(&be->worker->stats, backend_timeouts);
+        report_failure(be, MR_ERR_TIMEOUT);
         mr_msg_answer(m, MR_ERR_TIMEOUT);
     }
     /* Unwritten messages past their deadline leave the queue at once, except

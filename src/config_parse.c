@@ -431,6 +431,21 @@ static int key_replicas(parser *ps, mr_pool_conf *p, mr_conf_marks *m, const yam
     return 0;
 }
 
+/* A fraction from 0 to 1 (e.g. 0.5), kept as a whole percentage. */
+static int key_fraction(parser *ps, mr_pool_conf *p, mr_conf_marks *m, const yaml_node_t *key,
+                        const yaml_node_t *v, const struct pool_key *k, const char *what)
+{
+    const char *s = scalar(ps, v, what);
+    if (s == NULL)
+        return -1;
+    char *end = NULL;
+    double f = strtod(s, &end);
+    if (end == s || *end != '\0' || !(f >= 0.0 && f <= 1.0))
+        return mr_conf_fail(ps->ctx, pos_of(v), "%s must be a number from 0 to 1, got '%s'", what, s);
+    *(uint32_t *)(void *)((char *)p + k->offset) = (uint32_t)(f * 100.0 + 0.5);
+    return 0;
+}
+
 /* A list of pool names; resolved by validation. */
 static int key_replicate_to(parser *ps, mr_pool_conf *p, mr_conf_marks *m, const yaml_node_t *key,
                             const yaml_node_t *v, const struct pool_key *k, const char *what)
@@ -735,6 +750,10 @@ static const struct pool_key pool_keys[] = {
     {"read_miss_failover", key_bool, FIELD(read_miss_failover), 0, 0},
     {"replay_queue", key_u32, FIELD(replay_queue), 0, 1000000},
     {"replicate_to", key_replicate_to, 0, 0, 0},
+    {"probe_success", key_u32, FIELD(probe_success), 1, 100},
+    {"probe_interval", key_u32, FIELD(probe_interval_ms), 0, INT32_MAX},
+    {"probe_backoff_max", key_u32, FIELD(probe_backoff_max_ms), 1, INT32_MAX},
+    {"max_ejected_fraction", key_fraction, FIELD(max_ejected_pct), 0, 100},
 };
 #undef FIELD
 #define NPOOL_KEYS (sizeof(pool_keys) / sizeof(pool_keys[0]))
@@ -754,6 +773,10 @@ static void pool_defaults(mr_pool_conf *p)
     p->replicas = 1;
     p->write_ack = MR_WRITE_ACK_ONE;
     p->replay_queue = 1024;
+    p->probe_success = 2;
+    p->probe_interval_ms = 5000;
+    p->probe_backoff_max_ms = 30000;
+    p->max_ejected_pct = 50;
 }
 
 static int parse_pool(parser *ps, mr_pool_conf *p, mr_conf_marks *m, const yaml_node_t *map)

@@ -59,6 +59,10 @@ static void print_pool(FILE *out, const mr_config *cfg, const mr_pool_conf *p)
     row(out, "write_ack", p->write_ack == MR_WRITE_ACK_ALL ? "all" : p->write_ack == MR_WRITE_ACK_QUORUM ? "quorum" : "one");
     row(out, "read_miss_failover", p->read_miss_failover ? "true" : "false");
     row_u(out, "replay_queue", (unsigned)p->replay_queue, " writes per server");
+    row_u(out, "probe_success", (unsigned)p->probe_success, " probes");
+    row_u(out, "probe_interval", (unsigned)p->probe_interval_ms, " ms");
+    row_u(out, "probe_backoff_max", (unsigned)p->probe_backoff_max_ms, " ms");
+    row_u(out, "max_ejected_fraction", (unsigned)p->max_ejected_pct, " %");
     for (size_t i = 0; i < p->nreplicate_to; i++)
         row(out, "replicate_to", p->replicate_to_names[i]);
 

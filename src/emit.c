@@ -26,6 +26,11 @@ static int push_text(mr_client *c, const char *text)
 /* A message that failed (transport error, or an error line from memcached). */
 static int push_failure(mr_client *c, const mr_msg *msg)
 {
+    /* A get for a server the health checker holds down is a miss, answered
+     * at once: the cache is simply smaller for a while (REFERENCE §4).
+     * With multiget_errors: fail it is the error instead. */
+    if (msg->error == MR_ERR_DOWN && msg->retrieval && !msg->req->fail_multiget)
+        return push_text(c, end_line);
     if (msg->error != MR_ERR_NONE)
         return push_text(c, mr_error_reply(msg->error));
     return push_slice(c, &msg->line);

@@ -8,6 +8,7 @@
 #include <ev.h>
 
 #include "memrelay/config.h"
+#include "memrelay/health.h"
 #include "memrelay/listener.h"
 #include "memrelay/log.h"
 #include "memrelay/router.h"
@@ -143,9 +144,10 @@ int main(int argc, char **argv)
     int rc = 1;
     mr_router *router = mr_router_build(cfg);
     mr_backend_addr *addrs = router ? mr_backend_resolve_all(router) : NULL;
+    mr_health *health = addrs ? mr_health_create(router, addrs) : NULL;
     int *listen_fds = calloc(cfg->npools, sizeof(int));
     mr_worker *workers = calloc((size_t)nworkers, sizeof(mr_worker));
-    if (!router || !addrs || !listen_fds || !workers) {
+    if (!router || !addrs || !health || !listen_fds || !workers) {
         mr_log_error("start-up failed");
         goto out;
     }
@@ -169,8 +171,11 @@ int main(int argc, char **argv)
     struct ev_loop *main_loop = ev_default_loop(EVFLAG_AUTO);
     mr_shared shared = {
         .cfg = cfg, .router = router, .addrs = addrs, .listen_fds = listen_fds,
-        .started = ev_time(), .nworkers = nworkers,
+        .started = ev_time(), .nworkers = nworkers, .health = health,
     };
+    /* The health checker's async watcher must exist before a worker can
+     * report a failure. */
+    mr_health_start(health, main_loop, workers, nworkers);
     int started = 0;
     for (int i = 0; i < nworkers; i++) {
         if (mr_worker_init(&workers[i], (uint32_t)i, &shared) < 0 || mr_worker_start(&workers[i]) < 0) {
@@ -198,6 +203,7 @@ int main(int argc, char **argv)
         mr_worker_join(&workers[i]);
     for (int i = 0; i < nworkers; i++)
         mr_worker_destroy(&workers[i]);
+    mr_health_stop(health);
     ev_loop_destroy(main_loop);
 out:
     for (size_t i = 0; listen_fds && i < cfg->npools; i++)
@@ -205,6 +211,7 @@ out:
             mr_listener_close(&cfg->pools[i], listen_fds[i]);
     free(workers);
     free(listen_fds);
+    mr_health_free(health);
     free(addrs);
     mr_router_free(router);
     mr_config_free(cfg);

@@ -181,7 +181,7 @@ static void replay_record(mr_worker *w, uint32_t server, const mr_msg *msg)
         q->head = e;
     q->tail = e;
     q->count++;
-    if (be->down_error != MR_ERR_NONE)
+    if (be->down_error != MR_ERR_NONE && !w->shared->health)
         mr_backend_schedule_retry(be);
     POOL_STAT_INC(w, be->server->pool, repl_queued);
     POOL_STAT_INC(w, be->server->pool, repl_queue_depth);

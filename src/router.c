@@ -20,7 +20,8 @@ mr_router *mr_router_build(const mr_config *cfg)
     for (size_t i = 0; i < cfg->npools; i++)
         total += cfg->pools[i].nservers;
     r->servers = calloc(total ? total : 1, sizeof(*r->servers));
-    if (!r->pools || !r->servers)
+    r->live = calloc(cfg->npools ? cfg->npools : 1, sizeof(*r->live));
+    if (!r->pools || !r->servers || !r->live)
         goto fail;
 
     uint32_t next_id = 0;
@@ -72,6 +73,7 @@ void mr_router_free(mr_router *r)
     }
     free(r->pools);
     free(r->servers);
+    free(r->live);
     free(r);
 }
 
@@ -87,10 +89,19 @@ const mr_pool *mr_router_pool_for_key(const mr_router *r, uint32_t listen_pool, 
     return &r->pools[listen_pool];
 }
 
+static const mr_live_ring *live_ring(const mr_pool *pool)
+{
+    if (!pool->conf->auto_eject_hosts)
+        return NULL;
+    const mr_live_ring *ring = __atomic_load_n(&pool->router->live[pool->index], __ATOMIC_ACQUIRE);
+    return ring && ring->n > 0 ? ring : NULL;
+}
+
 uint32_t mr_router_server_for_key(const mr_pool *pool, const char *key, size_t len, uint32_t rnd)
 {
     if (pool->nservers == 1)
         return pool->server_ids[0];
+    const mr_live_ring *ring = live_ring(pool);
     uint32_t h;
     if (pool->conf->distribution == MR_DIST_RANDOM) {
         h = rnd;
@@ -101,6 +112,8 @@ uint32_t mr_router_server_for_key(const mr_pool *pool, const char *key, size_t l
             mr_hash_tag_span(key, len, pool->conf->hash_tag, &span, &span_len);
         h = mr_hash(pool->conf->hash, span, span_len);
     }
+    if (ring)
+        return ring->server_ids[ring->n == 1 ? 0 : pool->ops->pick(ring->dist, h)];
     return pool->server_ids[pool->ops->pick(pool->dist, h)];
 }
 
@@ -141,9 +154,16 @@ static uint32_t own_replicas(const mr_pool *pool, const char *key, size_t len, u
         h = mr_hash(pool->conf->hash, span, span_len);
     }
     uint32_t idx[MR_MAX_REPLICAS_ROUTER];
-    size_t n = pool->ops->successors(pool->dist, h, idx, want < MR_MAX_REPLICAS_ROUTER ? want : MR_MAX_REPLICAS_ROUTER);
+    const mr_live_ring *ring = live_ring(pool);
+    const mr_dist *dist = ring ? ring->dist : pool->dist;
+    const uint32_t *ids = ring ? ring->server_ids : pool->server_ids;
+    if (ring && ring->n == 1) {
+        out[0] = ids[0];
+        return 1;
+    }
+    size_t n = pool->ops->successors(dist, h, idx, want < MR_MAX_REPLICAS_ROUTER ? want : MR_MAX_REPLICAS_ROUTER);
     for (size_t i = 0; i < n; i++)
-        out[i] = pool->server_ids[idx[i]];
+        out[i] = ids[idx[i]];
     return (uint32_t)n;
 }
 

@@ -10,6 +10,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "memrelay/health.h"
 #include "memrelay/request.h"
 #include "memrelay/stats.h"
 #include "memrelay/worker.h"
@@ -101,6 +102,21 @@ int mr_stats_reply(mr_worker *w, mr_slice *out, const char *arg, uint32_t arg_le
         mr_stats_sum(&baseline);
         pthread_mutex_unlock(&baseline_lock);
         *out = mr_slice_static(reset_reply, sizeof(reset_reply) - 1);
+        return 0;
+    }
+    if (arg_len == 7 && memcmp(arg, "servers", 7) == 0 && w->shared->health) {
+        uint32_t cap = 1024 + w->shared->router->nservers * 1024;
+        mr_mbuf *mb = mr_mbuf_get(&w->mbufs, cap);
+        if (!mb)
+            return -1;
+        int n = mr_health_stats(w->shared->health, mb->data, mb->cap);
+        if (n < 0) {
+            mr_mbuf_unref(mb);
+            return -1;
+        }
+        mb->len = (uint32_t)n;
+        *out = mr_slice_ref(mb, mb->data, mb->len);
+        mr_mbuf_unref(mb);
         return 0;
     }
     if (arg_len == 5 && memcmp(arg, "pools", 5) == 0) {

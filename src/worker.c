@@ -16,6 +16,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "memrelay/health.h"
 #include "memrelay/log.h"
 
 /* Connections accepted per readiness event, so one listener cannot starve the loop. */
@@ -102,6 +103,21 @@ static void accept_cb(struct ev_loop *loop, ev_io *io, int revents)
     }
 }
 
+/* Servers the health checker lets back: replay what they missed here. */
+static void health_cb(struct ev_loop *loop, ev_async *a, int revents)
+{
+    mr_worker *w = a->data;
+    mr_health *h = w->shared->health;
+    for (uint32_t s = 0; s < w->shared->router->nservers; s++)
+        if (mr_health_state_of(h, s) == MR_HEALTH_REJOINING)
+            mr_backend_rejoin(&w->backends[s]);
+}
+
+void mr_worker_health_changed(mr_worker *w)
+{
+    ev_async_send(w->loop, &w->health_changed);
+}
+
 static void stop_cb(struct ev_loop *loop, ev_async *a, int revents)
 {
     ev_break(loop, EVBREAK_ALL);
@@ -141,6 +157,9 @@ int mr_worker_init(mr_worker *w, uint32_t index, const mr_shared *shared)
     }
     ev_async_init(&w->stop, stop_cb);
     ev_async_start(w->loop, &w->stop);
+    ev_async_init(&w->health_changed, health_cb);
+    w->health_changed.data = w;
+    ev_async_start(w->loop, &w->health_changed);
     ev_prepare_init(&w->flush, flush_cb);
     w->flush.data = w;
     ev_prepare_start(w->loop, &w->flush);

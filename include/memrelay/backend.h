@@ -55,11 +55,16 @@ typedef struct mr_backend {
     uint32_t failures;       /* consecutive connect failures */
     mr_replay_queue replay;  /* replicated writes this server missed */
     ev_timer retry_timer;    /* reconnects on its own while writes wait to be replayed */
+    uint32_t rejoin_acked;   /* the rejoin generation this worker has replayed for */
 } mr_backend;
 
 /* Try to reconnect after the backoff even with no request waiting, so a
  * server that missed writes gets them back as soon as it returns. */
 void mr_backend_schedule_retry(mr_backend *be);
+
+/* The health checker lets the server back: replay what it missed, then
+ * tell the health checker (at once if nothing was missed). */
+void mr_backend_rejoin(mr_backend *be);
 
 /* Resolved address of a server (done once, before workers start). */
 typedef struct {

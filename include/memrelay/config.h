@@ -81,6 +81,11 @@ typedef struct {
     bool read_miss_failover;     /* a miss on one replica tries the next; default false */
     uint32_t replay_queue;       /* failed writes remembered per server for replay; default 1024 */
     int replicas_line, replicas_column; /* where `replicas` was set, for validation messages */
+    /* Health checking (health.c) */
+    uint32_t probe_success;      /* consecutive good probes before a server returns; default 2 */
+    uint32_t probe_interval_ms;  /* idle probe of live servers; default 5000 (0: off) */
+    uint32_t probe_backoff_max_ms; /* cap of the probe backoff for down servers; default 30000 */
+    uint32_t max_ejected_pct;    /* max_ejected_fraction as a percentage; default 50 */
     char **replicate_to_names;   /* pools that also keep a copy of every key (cross-pool replication) */
     size_t *replicate_to;        /* resolved pool indices */
     size_t nreplicate_to;

@@ -22,6 +22,17 @@ typedef struct {
 
 struct mr_router;
 
+/* A pool's ring over its live servers, when auto_eject_hosts takes failed
+ * servers out (built and swapped in by the health checker). */
+typedef struct mr_live_ring {
+    mr_dist *dist;
+    uint32_t *server_ids;   /* global id of each live server, in config order */
+    uint32_t n;
+    const mr_dist_ops *ops; /* how to free dist */
+    struct mr_live_ring *next_dead; /* graveyard link until it is safe to free */
+    double dead_since;
+} mr_live_ring;
+
 typedef struct mr_pool {
     const struct mr_router *router; /* the router it belongs to */
     const mr_pool_conf *conf;
@@ -38,6 +49,10 @@ typedef struct mr_router {
     uint32_t npools;
     mr_server *servers;
     uint32_t nservers;
+    /* The one mutable part, by pool: the live ring when servers are ejected
+     * (NULL: the full ring). Swapped atomically by the health checker;
+     * workers load it once per lookup. */
+    mr_live_ring **live;
 } mr_router;
 
 /* Build rings for every pool. Returns NULL on allocation failure. */

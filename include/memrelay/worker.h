@@ -22,6 +22,7 @@ typedef struct {
     int *listen_fds;                /* by pool index; -1 for pools without listen */
     ev_tstamp started;              /* process start (wall clock) */
     int nworkers;
+    struct mr_health *health;       /* server states (atomics), shared */
 } mr_shared;
 
 typedef struct mr_worker {
@@ -31,6 +32,7 @@ typedef struct mr_worker {
     const mr_shared *shared;
     ev_async stop;                  /* another thread asks this loop to end */
     ev_prepare flush;               /* writes everything made dirty this iteration */
+    ev_async health_changed;        /* the health checker started a rejoin */
     ev_io *accept_io;               /* one per listening pool */
     mr_backend *backends;           /* by server id */
     mr_mbuf_pool mbufs;
@@ -57,5 +59,7 @@ void mr_worker_destroy(mr_worker *w);
 void mr_worker_mark_client(mr_worker *w, mr_client *c);
 void mr_worker_mark_bconn(mr_worker *w, mr_bconn *bc);
 uint32_t mr_worker_random(mr_worker *w);
+/* From the main thread: a server is rejoining; replay what it missed. */
+void mr_worker_health_changed(mr_worker *w);
 
 #endif

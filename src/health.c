@@ -1,0 +1,478 @@
+/* health.c: server states, passive failure counting, active probes,
+ * ejection from the ring, and the rejoin barrier.
+ *
+ * States: UP --(refused/reset at once, or server_failure_limit timeouts or
+ * bad replies in a row)--> DOWN --(probe_success good probes in a row)-->
+ * REJOINING --(every worker has queued its replay of missed writes)--> UP.
+ * Workers flip UP/REJOINING to DOWN with a compare-and-swap, so each
+ * transition is logged once; everything else happens on the main thread.
+ */
+#include "memrelay/health.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/time.h>
+#include <unistd.h>
+
+#include "memrelay/log.h"
+#include "memrelay/worker.h"
+
+/* Wait between two good probes of a server that is coming back. */
+#define PROBE_CONFIRM_GAP 0.25
+/* Replaced rings are freed this long after the swap: a worker holds a ring
+ * pointer only for one lookup, far shorter. */
+#define RING_GRACE 5.0
+
+static const char *const state_names[] = {"up", "down", "rejoining"};
+
+const char *mr_health_state_name(uint32_t state)
+{
+    return state < 3 ? state_names[state] : "?";
+}
+
+static int64_t wall_ms(void)
+{
+    struct timeval tv;
+    gettimeofday(&tv, NULL);
+    return (int64_t)tv.tv_sec * 1000 + tv.tv_usec / 1000;
+}
+
+static const mr_pool_conf *pool_conf(const mr_health *h, uint32_t server)
+{
+    return h->router->servers[server].conf ? &h->router->cfg->pools[h->router->servers[server].pool] : NULL;
+}
+
+/* ---- worker side ---- */
+
+void mr_health_failure(mr_health *h, uint32_t server, int err, bool immediate)
+{
+    mr_server_health *sh = &h->servers[server];
+    uint32_t n = __atomic_add_fetch(&sh->failures, 1, __ATOMIC_RELAXED);
+    const mr_pool_conf *pc = pool_conf(h, server);
+    if (!immediate && n < pc->server_failure_limit)
+        return;
+    uint32_t state = __atomic_load_n(&sh->state, __ATOMIC_ACQUIRE);
+    if (state == MR_HEALTH_DOWN)
+        return;
+    if (!__atomic_compare_exchange_n(&sh->state, &state, MR_HEALTH_DOWN, false, __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE))
+        return; /* another worker got there first and logs it */
+    __atomic_store_n(&sh->last_error, (uint32_t)err, __ATOMIC_RELAXED);
+    __atomic_store_n(&sh->down_at_ms, wall_ms(), __ATOMIC_RELAXED);
+    __atomic_add_fetch(&sh->downs, 1, __ATOMIC_RELAXED);
+    const char *why = mr_error_reply((mr_err)err);
+    mr_log_warn("server %s (pool %s) is down: %.*s%s", h->router->servers[server].conf->spec, pc->name,
+                (int)strlen(why) - 2, why, immediate ? "" : " (failure limit reached)");
+    ev_async_send(h->loop, &h->wake);
+}
+
+void mr_health_rejoin_ack(mr_health *h, uint32_t server)
+{
+    mr_server_health *sh = &h->servers[server];
+    if (__atomic_sub_fetch(&sh->rejoin_pending, 1, __ATOMIC_ACQ_REL) != 0)
+        return;
+    uint32_t expect = MR_HEALTH_REJOINING;
+    if (__atomic_compare_exchange_n(&sh->state, &expect, MR_HEALTH_UP, false, __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE)) {
+        __atomic_store_n(&sh->failures, 0, __ATOMIC_RELAXED);
+        __atomic_add_fetch(&sh->rejoins, 1, __ATOMIC_RELAXED);
+        mr_log_warn("server %s is back in service (missed writes replayed)", h->router->servers[server].conf->spec);
+        ev_async_send(h->loop, &h->wake);
+    }
+}
+
+/* ---- rings without ejected servers (auto_eject_hosts) ---- */
+
+static void free_ring(mr_live_ring *ring)
+{
+    if (ring->dist)
+        ring->ops->destroy(ring->dist);
+    free(ring->server_ids);
+    free(ring);
+}
+
+/* Rebuild a pool's live ring from the current states, keeping at least
+ * (1 - max_ejected_fraction) of its servers in. */
+static void update_ring(mr_health *h, uint32_t pool_index)
+{
+    const mr_router *r = h->router;
+    const mr_pool *pool = &r->pools[pool_index];
+    const mr_pool_conf *pc = pool->conf;
+    if (!pc->auto_eject_hosts || pool->nservers < 2)
+        return;
+    uint32_t max_out = (uint32_t)((uint64_t)pool->nservers * pc->max_ejected_pct / 100);
+    uint32_t out = 0;
+    mr_dist_server *ds = calloc(pool->nservers, sizeof(*ds));
+    uint32_t *ids = calloc(pool->nservers, sizeof(uint32_t));
+    if (!ds || !ids) {
+        free(ds);
+        free(ids);
+        return;
+    }
+    uint32_t n = 0;
+    for (uint32_t i = 0; i < pool->nservers; i++) {
+        uint32_t id = pool->server_ids[i];
+        mr_server_health *sh = &h->servers[id];
+        bool down = __atomic_load_n(&sh->state, __ATOMIC_ACQUIRE) != MR_HEALTH_UP;
+        bool eject = down && out < max_out;
+        if (down && !eject && !__atomic_load_n(&sh->ejected, __ATOMIC_RELAXED))
+            mr_log_warn("pool %s: server %s stays in the ring (max_ejected_fraction %u%% reached); its requests "
+                        "fail fast instead",
+                        pc->name, r->servers[id].conf->spec, pc->max_ejected_pct);
+        bool was = __atomic_exchange_n(&sh->ejected, eject ? 1u : 0u, __ATOMIC_RELAXED);
+        if (eject != was)
+            mr_log_warn("pool %s: server %s %s the ring", pc->name, r->servers[id].conf->spec,
+                        eject ? "ejected from" : "back in");
+        if (eject) {
+            out++;
+            continue;
+        }
+        ds[n].ident = r->servers[id].conf->ident;
+        ds[n].weight = r->servers[id].conf->weight;
+        ids[n++] = id;
+    }
+    mr_live_ring *ring = NULL;
+    if (out > 0) {
+        ring = calloc(1, sizeof(*ring));
+        if (ring) {
+            ring->n = n;
+            ring->ops = pool->ops;
+            ring->server_ids = ids;
+            ids = NULL;
+            ring->dist = n > 1 ? pool->ops->build(ds, n) : NULL;
+            if (n > 1 && !ring->dist) {
+                free(ring->server_ids);
+                free(ring);
+                ring = NULL;
+            }
+        }
+    }
+    free(ds);
+    free(ids);
+    mr_live_ring *old = __atomic_exchange_n(&r->live[pool_index], ring, __ATOMIC_ACQ_REL);
+    if (old) {
+        old->dead_since = ev_now(h->loop);
+        old->next_dead = h->graveyard;
+        h->graveyard = old;
+        if (!ev_is_active(&h->reaper)) {
+            ev_timer_set(&h->reaper, RING_GRACE, 0);
+            ev_timer_start(h->loop, &h->reaper);
+        }
+    }
+}
+
+static void reaper_cb(struct ev_loop *loop, ev_timer *t, int revents)
+{
+    mr_health *h = t->data;
+    mr_live_ring **pp = &h->graveyard;
+    ev_tstamp now = ev_now(loop);
+    while (*pp) {
+        mr_live_ring *ring = *pp;
+        if (now - ring->dead_since >= RING_GRACE) {
+            *pp = ring->next_dead;
+            free_ring(ring);
+        } else {
+            pp = &ring->next_dead;
+        }
+    }
+    if (h->graveyard) {
+        ev_timer_set(t, RING_GRACE, 0);
+        ev_timer_start(loop, t);
+    }
+}
+
+/* ---- probes (main thread) ---- */
+
+static void probe_io_cb(struct ev_loop *loop, ev_io *io, int revents);
+static void probe_timer_cb(struct ev_loop *loop, ev_timer *t, int revents);
+
+static void schedule_probe(mr_server_health *sh, ev_tstamp after)
+{
+    mr_health *h = sh->health;
+    ev_timer_stop(h->loop, &sh->timer);
+    ev_timer_set(&sh->timer, after, 0);
+    ev_timer_start(h->loop, &sh->timer);
+    __atomic_store_n(&sh->next_probe_ms, wall_ms() + (int64_t)(after * 1000), __ATOMIC_RELAXED);
+}
+
+static void probe_close(mr_server_health *sh)
+{
+    ev_io_stop(sh->health->loop, &sh->io);
+    if (sh->fd >= 0)
+        close(sh->fd);
+    sh->fd = -1;
+    sh->probing = false;
+    sh->buflen = 0;
+}
+
+/* Jitter of +-10% keeps many servers from being probed in lockstep. */
+static ev_tstamp jitter(ev_tstamp t)
+{
+    return t * (0.9 + 0.2 * ((double)rand() / RAND_MAX));
+}
+
+static void start_rejoin(mr_server_health *sh)
+{
+    mr_health *h = sh->health;
+    __atomic_store_n(&sh->rejoin_pending, (uint32_t)h->nworkers, __ATOMIC_RELAXED);
+    __atomic_add_fetch(&sh->rejoin_gen, 1, __ATOMIC_RELAXED);
+    __atomic_store_n(&sh->state, MR_HEALTH_REJOINING, __ATOMIC_RELEASE);
+    __atomic_store_n(&sh->next_probe_ms, 0, __ATOMIC_RELAXED);
+    mr_log_warn("server %s answered %u probes: rejoining (replaying missed writes)",
+                h->router->servers[sh->id].conf->spec, sh->successes);
+    for (int i = 0; i < h->nworkers; i++)
+        mr_worker_health_changed(&h->workers[i]);
+}
+
+static void probe_done(mr_server_health *sh, bool ok)
+{
+    mr_health *h = sh->health;
+    const mr_pool_conf *pc = pool_conf(h, sh->id);
+    bool idle = sh->idle_probe;
+    probe_close(sh);
+    __atomic_add_fetch(&sh->probes, 1, __ATOMIC_RELAXED);
+    if (!ok)
+        __atomic_add_fetch(&sh->probe_failures, 1, __ATOMIC_RELAXED);
+    if (idle) {
+        /* A live server that fails its idle probe is down now, before a
+         * client request finds out the hard way. */
+        if (!ok)
+            mr_health_failure(h, sh->id, MR_ERR_UNAVAILABLE, true);
+        return;
+    }
+    if (__atomic_load_n(&sh->state, __ATOMIC_ACQUIRE) != MR_HEALTH_DOWN)
+        return;
+    if (ok) {
+        if (++sh->successes >= pc->probe_success) {
+            start_rejoin(sh);
+            return;
+        }
+        schedule_probe(sh, PROBE_CONFIRM_GAP);
+        return;
+    }
+    sh->successes = 0;
+    sh->backoff *= 1.5;
+    if (sh->backoff > pc->probe_backoff_max_ms / 1000.0)
+        sh->backoff = pc->probe_backoff_max_ms / 1000.0;
+    schedule_probe(sh, jitter(sh->backoff));
+}
+
+static void probe_start(mr_server_health *sh, bool idle)
+{
+    mr_health *h = sh->health;
+    const mr_backend_addr *addr = &h->addrs[sh->id];
+    const mr_pool_conf *pc = pool_conf(h, sh->id);
+    sh->idle_probe = idle;
+    sh->probing = true;
+    sh->buflen = 0;
+    sh->fd = socket(addr->addr.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (sh->fd < 0) {
+        probe_done(sh, false);
+        return;
+    }
+    if (connect(sh->fd, (const struct sockaddr *)&addr->addr, addr->len) < 0 && errno != EINPROGRESS) {
+        probe_done(sh, false);
+        return;
+    }
+    ev_io_set(&sh->io, sh->fd, EV_WRITE);
+    ev_io_start(h->loop, &sh->io);
+    /* The probe gets the pool's request timeout to answer. */
+    ev_timer_stop(h->loop, &sh->timer);
+    ev_timer_set(&sh->timer, pc->timeout_ms / 1000.0, 0);
+    ev_timer_start(h->loop, &sh->timer);
+}
+
+static void probe_io_cb(struct ev_loop *loop, ev_io *io, int revents)
+{
+    mr_server_health *sh = io->data;
+    if (revents & EV_WRITE) {
+        int err = 0;
+        socklen_t len = sizeof(err);
+        getsockopt(sh->fd, SOL_SOCKET, SO_ERROR, &err, &len);
+        static const char version[] = "version\r\n";
+        if (err || write(sh->fd, version, sizeof(version) - 1) != (ssize_t)sizeof(version) - 1) {
+            ev_timer_stop(loop, &sh->timer);
+            probe_done(sh, false);
+            return;
+        }
+        ev_io_stop(loop, io);
+        ev_io_set(io, sh->fd, EV_READ);
+        ev_io_start(loop, io);
+        return;
+    }
+    ssize_t n = read(sh->fd, sh->buf + sh->buflen, sizeof(sh->buf) - 1 - sh->buflen);
+    if (n <= 0) {
+        if (n < 0 && (errno == EAGAIN || errno == EINTR))
+            return;
+        ev_timer_stop(loop, &sh->timer);
+        probe_done(sh, false);
+        return;
+    }
+    sh->buflen += (uint32_t)n;
+    sh->buf[sh->buflen] = '\0';
+    if (!strstr(sh->buf, "\r\n") && sh->buflen < sizeof(sh->buf) - 1)
+        return;
+    ev_timer_stop(loop, &sh->timer);
+    probe_done(sh, strncmp(sh->buf, "VERSION ", 8) == 0);
+}
+
+static void probe_timer_cb(struct ev_loop *loop, ev_timer *t, int revents)
+{
+    mr_server_health *sh = t->data;
+    if (sh->probing) { /* the probe in flight took too long */
+        probe_done(sh, false);
+        return;
+    }
+    if (__atomic_load_n(&sh->state, __ATOMIC_ACQUIRE) == MR_HEALTH_DOWN)
+        probe_start(sh, false);
+}
+
+/* Workers changed a state: start probing newly down servers, fix rings. */
+static void wake_cb(struct ev_loop *loop, ev_async *a, int revents)
+{
+    mr_health *h = a->data;
+    for (uint32_t i = 0; i < h->router->nservers; i++) {
+        mr_server_health *sh = &h->servers[i];
+        uint32_t state = __atomic_load_n(&sh->state, __ATOMIC_ACQUIRE);
+        if (state == MR_HEALTH_DOWN && !sh->probing && !ev_is_active(&sh->timer)) {
+            const mr_pool_conf *pc = pool_conf(h, i);
+            sh->successes = 0;
+            sh->backoff = pc->server_retry_timeout_ms / 1000.0;
+            schedule_probe(sh, sh->backoff);
+        }
+    }
+    for (uint32_t p = 0; p < h->router->npools; p++)
+        update_ring(h, p);
+}
+
+static void idle_cb(struct ev_loop *loop, ev_timer *t, int revents)
+{
+    mr_health *h = t->data;
+    for (uint32_t i = 0; i < h->router->nservers; i++) {
+        mr_server_health *sh = &h->servers[i];
+        const mr_pool_conf *pc = pool_conf(h, i);
+        if (pc->probe_interval_ms && !sh->probing &&
+            __atomic_load_n(&sh->state, __ATOMIC_ACQUIRE) == MR_HEALTH_UP)
+            probe_start(sh, true);
+    }
+}
+
+mr_health *mr_health_create(const mr_router *router, const mr_backend_addr *addrs)
+{
+    mr_health *h = calloc(1, sizeof(*h));
+    if (!h)
+        return NULL;
+    h->router = router;
+    h->addrs = addrs;
+    h->servers = calloc(router->nservers ? router->nservers : 1, sizeof(mr_server_health));
+    if (!h->servers) {
+        free(h);
+        return NULL;
+    }
+    for (uint32_t i = 0; i < router->nservers; i++) {
+        mr_server_health *sh = &h->servers[i];
+        sh->health = h;
+        sh->id = i;
+        sh->fd = -1;
+        ev_init(&sh->io, probe_io_cb);
+        ev_init(&sh->timer, probe_timer_cb);
+        sh->io.data = sh->timer.data = sh;
+    }
+    return h;
+}
+
+void mr_health_start(mr_health *h, struct ev_loop *loop, mr_worker *workers, int nworkers)
+{
+    h->loop = loop;
+    h->workers = workers;
+    h->nworkers = nworkers;
+    ev_async_init(&h->wake, wake_cb);
+    h->wake.data = h;
+    ev_async_start(loop, &h->wake);
+    ev_init(&h->reaper, reaper_cb);
+    h->reaper.data = h;
+    /* Idle probes run at the shortest probe_interval of any pool. */
+    uint32_t interval = 0;
+    for (size_t p = 0; p < h->router->cfg->npools; p++) {
+        uint32_t v = h->router->cfg->pools[p].probe_interval_ms;
+        if (v && (!interval || v < interval))
+            interval = v;
+    }
+    ev_init(&h->idle_timer, idle_cb);
+    h->idle_timer.data = h;
+    if (interval) {
+        ev_timer_set(&h->idle_timer, interval / 1000.0, interval / 1000.0);
+        ev_timer_start(loop, &h->idle_timer);
+    }
+}
+
+void mr_health_stop(mr_health *h)
+{
+    if (!h || !h->loop)
+        return;
+    for (uint32_t i = 0; i < h->router->nservers; i++) {
+        ev_timer_stop(h->loop, &h->servers[i].timer);
+        probe_close(&h->servers[i]);
+    }
+    ev_async_stop(h->loop, &h->wake);
+    ev_timer_stop(h->loop, &h->idle_timer);
+    ev_timer_stop(h->loop, &h->reaper);
+}
+
+void mr_health_free(mr_health *h)
+{
+    if (!h)
+        return;
+    for (uint32_t p = 0; p < h->router->npools; p++) {
+        mr_live_ring *ring = h->router->live[p];
+        if (ring)
+            free_ring(ring);
+        ((mr_router *)h->router)->live[p] = NULL;
+    }
+    while (h->graveyard) {
+        mr_live_ring *ring = h->graveyard;
+        h->graveyard = ring->next_dead;
+        free_ring(ring);
+    }
+    free(h->servers);
+    free(h);
+}
+
+int mr_health_stats(const mr_health *h, char *buf, size_t cap)
+{
+    size_t off = 0;
+    int64_t now = wall_ms();
+#define APPEND(...)                                                        \
+    do {                                                                   \
+        int n_ = snprintf(buf + off, cap - off, __VA_ARGS__);              \
+        if (n_ < 0 || (size_t)n_ >= cap - off)                             \
+            return -1;                                                     \
+        off += (size_t)n_;                                                 \
+    } while (0)
+    for (uint32_t i = 0; i < h->router->nservers; i++) {
+        const mr_server_health *sh = &h->servers[i];
+        const char *name = h->router->servers[i].conf->spec;
+        const char *pool = h->router->cfg->pools[h->router->servers[i].pool].name;
+        uint32_t state = __atomic_load_n(&sh->state, __ATOMIC_ACQUIRE);
+        int64_t down_at = __atomic_load_n(&sh->down_at_ms, __ATOMIC_RELAXED);
+        int64_t next = __atomic_load_n(&sh->next_probe_ms, __ATOMIC_RELAXED);
+        const char *err = mr_error_reply((mr_err)__atomic_load_n(&sh->last_error, __ATOMIC_RELAXED));
+        APPEND("STAT %s:%s:pool %s\r\n", pool, name, pool);
+        APPEND("STAT %s:%s:state %s\r\n", pool, name, mr_health_state_name(state));
+        APPEND("STAT %s:%s:ejected %u\r\n", pool, name, __atomic_load_n(&sh->ejected, __ATOMIC_RELAXED));
+        APPEND("STAT %s:%s:failures %u\r\n", pool, name, __atomic_load_n(&sh->failures, __ATOMIC_RELAXED));
+        APPEND("STAT %s:%s:last_error %.*s\r\n", pool, name, *err ? (int)strlen(err) - 2 : 4, *err ? err : "none");
+        APPEND("STAT %s:%s:down_since_ms %lld\r\n", pool, name, state == MR_HEALTH_UP ? 0LL : (long long)down_at);
+        APPEND("STAT %s:%s:next_probe_in_ms %lld\r\n", pool, name,
+               state == MR_HEALTH_DOWN && next > now ? (long long)(next - now) : 0LL);
+        APPEND("STAT %s:%s:downs %llu\r\n", pool, name, (unsigned long long)__atomic_load_n(&sh->downs, __ATOMIC_RELAXED));
+        APPEND("STAT %s:%s:probes %llu\r\n", pool, name, (unsigned long long)__atomic_load_n(&sh->probes, __ATOMIC_RELAXED));
+        APPEND("STAT %s:%s:probe_failures %llu\r\n", pool, name,
+               (unsigned long long)__atomic_load_n(&sh->probe_failures, __ATOMIC_RELAXED));
+        APPEND("STAT %s:%s:rejoins %llu\r\n", pool, name, (unsigned long long)__atomic_load_n(&sh->rejoins, __ATOMIC_RELAXED));
+    }
+    APPEND("END\r\n");
+#undef APPEND
+    return (int)off;
+}
