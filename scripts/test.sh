@@ -9,9 +9,18 @@
 # integration suite. Extra arguments go to ctest, e.g. `-R unit` or `-V`.
 # Exits non-zero if the build or any test fails.
 #
+# Then the reliability stages (docs/reliability.md), each reported with its time:
+#   asan          build-asan/ (ASan+UBSan), the whole ctest suite again, leaks on
+#   fuzz          scripts/fuzz.sh: every libFuzzer target for FUZZ_SECONDS (60)
+#   soak          tests/soak/soak.py on build/memrelay (SOAK_SECONDS, 120) and on
+#                 build-asan/memrelay (SOAK_ASAN_SECONDS, 60)
+#   bad_backends  tests/soak/bad_backends.py on both binaries
+# MEMRELAY_QUICK=1 skips them (so do CTEST_ARGS), except when CI=true.
+#
 # Environment: MEMRELAY_SANITIZE=1, MEMRELAY_BUILD_DIR (override the build
 # directory), MEMRELAY_JOBS (compile jobs; default: all cores),
-# CTEST_PARALLEL_LEVEL (tests run one at a time unless set), MEMRELAY_SKIP_DEPS=1.
+# CTEST_PARALLEL_LEVEL (tests run one at a time unless set), MEMRELAY_SKIP_DEPS=1,
+# MEMRELAY_QUICK=1, FUZZ_SECONDS, SOAK_SECONDS, SOAK_ASAN_SECONDS.
 set -euo pipefail
 
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -23,7 +32,7 @@ for arg in "$@"; do
     case "$arg" in
     --sanitize) sanitize=1 ;;
     -h | --help)
-        sed -n '2,15s/^# \{0,1\}//p' "$0"
+        sed -n '2,25s/^# \{0,1\}//p' "$0"
         exit 0
         ;;
     *) ctest_args+=("$arg") ;;
@@ -65,3 +74,75 @@ echo "== test"
 # hung test fails instead of stalling CI; --no-tests=error catches an empty run.
 (cd "$build_dir" && ctest --output-on-failure --timeout 600 --no-tests=error "${ctest_args[@]}")
 echo "test.sh: all tests passed ($build_dir)"
+
+# ---- reliability stages ----
+if [[ "${CI:-}" != true ]]; then
+    if [[ "${MEMRELAY_QUICK:-0}" == 1 ]]; then
+        echo "test.sh: MEMRELAY_QUICK=1: skipping the asan, fuzz, soak and bad_backends stages"
+        exit 0
+    fi
+    if [[ ${#ctest_args[@]} -gt 0 ]]; then
+        echo "test.sh: ctest arguments given: skipping the asan, fuzz, soak and bad_backends stages"
+        exit 0
+    fi
+fi
+
+started=$SECONDS
+stage_names=()
+stage_results=()
+# stage NAME COMMAND...: run it, record pass/fail and its time, go on either way.
+stage() {
+    local name="$1" t0=$SECONDS rc=0
+    shift
+    echo "== $name"
+    "$@" || rc=$?
+    stage_names+=("$name")
+    if [[ $rc -eq 0 ]]; then
+        stage_results+=("ok      $(printf '%4d' $((SECONDS - t0))) s  $name")
+    else
+        stage_results+=("FAILED  $(printf '%4d' $((SECONDS - t0))) s  $name (exit $rc)")
+    fi
+    return 0
+}
+
+asan_dir=build-asan
+asan_build() {
+    if [[ "$sanitize" == 1 && "$build_dir" == "$asan_dir" ]]; then
+        echo "(the main run above was already the sanitizer build)"
+        return 0
+    fi
+    local cache="$asan_dir/CMakeCache.txt" home
+    if [[ -f "$cache" ]]; then
+        home="$(sed -n 's/^CMAKE_HOME_DIRECTORY:INTERNAL=//p' "$cache")"
+        [[ -z "$home" || "$home" == "$root" ]] || rm -rf "$asan_dir"
+    fi
+    cmake -S . -B "$asan_dir" -DMEMRELAY_WERROR=ON -DMEMRELAY_TESTS=ON -DMEMRELAY_SANITIZE=ON &&
+        cmake --build "$asan_dir" --parallel "$jobs" &&
+        (cd "$asan_dir" && ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 \
+            UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
+            ctest --output-on-failure --timeout 600 --no-tests=error)
+}
+plain_bin="$build_dir/memrelay"
+[[ "$sanitize" == 1 ]] && plain_bin=""
+asan_bin="$asan_dir/memrelay"
+
+stage "asan: build and ctest in $asan_dir with ASan+UBSan" asan_build
+stage "fuzz: scripts/fuzz.sh, ${FUZZ_SECONDS:-60} s per target" scripts/fuzz.sh
+if [[ -n "$plain_bin" ]]; then
+    stage "soak: $plain_bin, ${SOAK_SECONDS:-120} s" /usr/bin/python3 tests/soak/soak.py --memrelay "$plain_bin"
+    stage "bad_backends: $plain_bin" /usr/bin/python3 tests/soak/bad_backends.py --memrelay "$plain_bin"
+fi
+if [[ -x "$asan_bin" ]]; then
+    stage "soak: $asan_bin, ${SOAK_ASAN_SECONDS:-60} s" /usr/bin/python3 tests/soak/soak.py --memrelay "$asan_bin" \
+        --seconds "${SOAK_ASAN_SECONDS:-60}"
+    stage "bad_backends: $asan_bin" /usr/bin/python3 tests/soak/bad_backends.py --memrelay "$asan_bin"
+fi
+
+echo "== reliability stages ($((SECONDS - started)) s in all)"
+failed=0
+for r in "${stage_results[@]}"; do
+    echo "  $r"
+    [[ "$r" == FAILED* ]] && failed=$((failed + 1))
+done
+echo "stages: $((${#stage_results[@]} - failed)) passed, $failed failed"
+[[ $failed -eq 0 ]]
