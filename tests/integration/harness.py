@@ -129,6 +129,18 @@ def _stop_process(proc, grace=3.0):
         pass
 
 
+SANITIZER_MARKERS = ("ERROR: AddressSanitizer", "ERROR: LeakSanitizer", "runtime error:")
+
+
+def sanitizer_report(text, limit=6000):
+    """The first AddressSanitizer, LeakSanitizer or UBSan report in a process's stderr, or None."""
+    hits = [i for i in (text.find(m) for m in SANITIZER_MARKERS) if i >= 0]
+    if not hits:
+        return None
+    start = text.rfind("\n", 0, max(0, min(hits) - 300)) + 1
+    return text[start:start + limit]
+
+
 # --------------------------------------------------------------------------
 # memcached
 
@@ -437,10 +449,18 @@ class Relay:
         assert self.running, "memrelay exited with status %s" % self.proc.returncode
 
     def stop(self):
-        """SIGTERM; returns the exit status (None in DIRECT mode)."""
+        """SIGTERM; returns the exit status (None in DIRECT mode).
+
+        Raises HarnessError, once, if memrelay's stderr holds a sanitizer report
+        (an ASan/UBSan build reports leaks at exit), so the test fails with it."""
         if self.proc is None:
             return None
         _stop_process(self.proc)
+        report = sanitizer_report(self.stderr())
+        if report is not None and not getattr(self, "_sanitizer_reported", False):
+            self._sanitizer_reported = True
+            raise HarnessError("%s's stderr has a sanitizer report (%s):\n%s"
+                               % (self.kind, self.stderr_path, report))
         return self.proc.returncode
 
 
