@@ -428,6 +428,11 @@ void mr_backend_send(mr_backend *be, uint32_t conn_hint, mr_msg *msg)
         mr_msg_finish(msg, MR_ERR_DOWN);
         return;
     }
+    if (msg->retrieval && health_of(be) && mr_health_quarantined(health_of(be), be->server->id)) {
+        /* Quarantined: no reads from it (a miss, or the next replica). */
+        mr_msg_finish(msg, MR_ERR_DOWN);
+        return;
+    }
     if (bc->state == MR_BCONN_IDLE && be->down_error != MR_ERR_NONE && now < be->retry_at) {
         /* Known down and inside the backoff: answer now rather than wait. */
         mr_msg_finish(msg, be->down_error);

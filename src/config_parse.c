@@ -431,6 +431,21 @@ static int key_replicas(parser *ps, mr_pool_conf *p, mr_conf_marks *m, const yam
     return 0;
 }
 
+static int key_on_rejoin(parser *ps, mr_pool_conf *p, mr_conf_marks *m, const yaml_node_t *key,
+                         const yaml_node_t *v, const struct pool_key *k, const char *what)
+{
+    const char *s = scalar(ps, v, what);
+    if (s == NULL)
+        return -1;
+    if (strcmp(s, "flush") == 0)
+        p->on_rejoin_quarantine = false;
+    else if (strcmp(s, "quarantine") == 0)
+        p->on_rejoin_quarantine = true;
+    else
+        return mr_conf_fail(ps->ctx, pos_of(v), "%s must be flush or quarantine, got '%s'", what, s);
+    return 0;
+}
+
 /* A fraction from 0 to 1 (e.g. 0.5), kept as a whole percentage. */
 static int key_fraction(parser *ps, mr_pool_conf *p, mr_conf_marks *m, const yaml_node_t *key,
                         const yaml_node_t *v, const struct pool_key *k, const char *what)
@@ -754,6 +769,8 @@ static const struct pool_key pool_keys[] = {
     {"probe_interval", key_u32, FIELD(probe_interval_ms), 0, INT32_MAX},
     {"probe_backoff_max", key_u32, FIELD(probe_backoff_max_ms), 1, INT32_MAX},
     {"max_ejected_fraction", key_fraction, FIELD(max_ejected_pct), 0, 100},
+    {"on_rejoin", key_on_rejoin, 0, 0, 0},
+    {"quarantine_period", key_u32, FIELD(quarantine_ms), 1, INT32_MAX},
 };
 #undef FIELD
 #define NPOOL_KEYS (sizeof(pool_keys) / sizeof(pool_keys[0]))
@@ -777,6 +794,7 @@ static void pool_defaults(mr_pool_conf *p)
     p->probe_interval_ms = 5000;
     p->probe_backoff_max_ms = 30000;
     p->max_ejected_pct = 50;
+    p->quarantine_ms = 60000;
 }
 
 static int parse_pool(parser *ps, mr_pool_conf *p, mr_conf_marks *m, const yaml_node_t *map)

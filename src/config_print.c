@@ -63,6 +63,8 @@ static void print_pool(FILE *out, const mr_config *cfg, const mr_pool_conf *p)
     row_u(out, "probe_interval", (unsigned)p->probe_interval_ms, " ms");
     row_u(out, "probe_backoff_max", (unsigned)p->probe_backoff_max_ms, " ms");
     row_u(out, "max_ejected_fraction", (unsigned)p->max_ejected_pct, " %");
+    row(out, "on_rejoin", p->on_rejoin_quarantine ? "quarantine" : "flush");
+    row_u(out, "quarantine_period", (unsigned)p->quarantine_ms, " ms");
     for (size_t i = 0; i < p->nreplicate_to; i++)
         row(out, "replicate_to", p->replicate_to_names[i]);
 

@@ -82,6 +82,20 @@ void mr_health_rejoin_ack(mr_health *h, uint32_t server)
     }
 }
 
+void mr_health_quarantine(mr_health *h, uint32_t server, uint32_t ms)
+{
+    int64_t until = wall_ms() + ms;
+    __atomic_store_n(&h->servers[server].quarantine_until_ms, until, __ATOMIC_RELAXED);
+    mr_log_warn("server %s: quarantined for %u ms (its replay queue overflowed): writes only, reads elsewhere",
+                h->router->servers[server].conf->spec, ms);
+}
+
+bool mr_health_quarantined(const mr_health *h, uint32_t server)
+{
+    int64_t until = __atomic_load_n(&h->servers[server].quarantine_until_ms, __ATOMIC_RELAXED);
+    return until != 0 && wall_ms() < until;
+}
+
 /* ---- rings without ejected servers (auto_eject_hosts) ---- */
 
 static void free_ring(mr_live_ring *ring)
@@ -466,6 +480,7 @@ int mr_health_stats(const mr_health *h, char *buf, size_t cap)
         APPEND("STAT %s:%s:down_since_ms %lld\r\n", pool, name, state == MR_HEALTH_UP ? 0LL : (long long)down_at);
         APPEND("STAT %s:%s:next_probe_in_ms %lld\r\n", pool, name,
                state == MR_HEALTH_DOWN && next > now ? (long long)(next - now) : 0LL);
+        APPEND("STAT %s:%s:quarantined %d\r\n", pool, name, mr_health_quarantined(h, i) ? 1 : 0);
         APPEND("STAT %s:%s:downs %llu\r\n", pool, name, (unsigned long long)__atomic_load_n(&sh->downs, __ATOMIC_RELAXED));
         APPEND("STAT %s:%s:probes %llu\r\n", pool, name, (unsigned long long)__atomic_load_n(&sh->probes, __ATOMIC_RELAXED));
         APPEND("STAT %s:%s:probe_failures %llu\r\n", pool, name,

@@ -24,6 +24,7 @@
 
 #include "memrelay/backend.h"
 #include "memrelay/client.h"
+#include "memrelay/health.h"
 #include "memrelay/log.h"
 #include "memrelay/reply.h"
 #include "memrelay/worker.h"
@@ -236,7 +237,9 @@ void mr_replay_on_connect(mr_backend *be)
         return;
     /* Detach first: a replay failing again re-queues itself. */
     mr_replay_entry *list = q->head;
-    bool flush = q->overflowed;
+    bool flush = q->overflowed && !be->pool->conf->on_rejoin_quarantine;
+    if (q->overflowed && be->pool->conf->on_rejoin_quarantine && w->shared->health)
+        mr_health_quarantine(w->shared->health, be->server->id, be->pool->conf->quarantine_ms);
     uint32_t count = q->count;
     q->head = q->tail = NULL;
     q->count = 0;
@@ -673,6 +676,21 @@ void mr_replicate_retrieval_arm(mr_req *req)
 
 /* ---- entry point ---- */
 
+/* A quarantined replica is read last: it may hold values overwritten while
+ * it was away. Writes still go to it. */
+static void reads_avoid_quarantine(mr_worker *w, mr_req *req)
+{
+    mr_health *h = w->shared->health;
+    if (!h)
+        return;
+    uint32_t order[MR_MAX_REPLICAS], n = 0;
+    for (uint32_t pass = 0; pass < 2; pass++)
+        for (uint32_t i = 0; i < req->nreplicas; i++)
+            if (mr_health_quarantined(h, req->replicas[i]) == (pass == 1))
+                order[n++] = req->replicas[i];
+    memcpy(req->replicas, order, n * sizeof(uint32_t));
+}
+
 void mr_replicate_keyed(mr_client *c, mr_req *req, const mr_pool *pool, const char *key, size_t key_len)
 {
     mr_worker *w = c->worker;
@@ -692,6 +710,7 @@ void mr_replicate_keyed(mr_client *c, mr_req *req, const mr_pool *pool, const ch
     } else if (op == OP_READ) {
         cap = req->nreplicas;
         req->ops = &read_ops;
+        reads_avoid_quarantine(w, req);
     } else if (op != OP_READ_PRIMARY) {
         req->ops = &primary_ops;
         POOL_STAT_INC(w, pool->index, repl_writes);

@@ -86,6 +86,8 @@ typedef struct {
     uint32_t probe_interval_ms;  /* idle probe of live servers; default 5000 (0: off) */
     uint32_t probe_backoff_max_ms; /* cap of the probe backoff for down servers; default 30000 */
     uint32_t max_ejected_pct;    /* max_ejected_fraction as a percentage; default 50 */
+    bool on_rejoin_quarantine;   /* on_rejoin: quarantine (else flush, the default) */
+    uint32_t quarantine_ms;      /* quarantine_period; default 60000 */
     char **replicate_to_names;   /* pools that also keep a copy of every key (cross-pool replication) */
     size_t *replicate_to;        /* resolved pool indices */
     size_t nreplicate_to;

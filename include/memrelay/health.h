@@ -37,6 +37,7 @@ typedef struct mr_server_health {
     uint32_t ejected;        /* out of its pool's ring now */
     int64_t down_at_ms;      /* wall clock when it went down (0 if never) */
     int64_t next_probe_ms;   /* wall clock of the next probe (0: none) */
+    int64_t quarantine_until_ms; /* on_rejoin quarantine: no reads before this (wall clock) */
     uint64_t downs, probes, probe_failures, rejoins;
     /* Main thread only: the prober. */
     struct mr_health *health;
@@ -86,6 +87,12 @@ static inline uint32_t mr_health_state_of(const mr_health *h, uint32_t server)
 void mr_health_rejoin_ack(mr_health *h, uint32_t server);
 
 const char *mr_health_state_name(uint32_t state);
+
+/* Quarantine (on_rejoin: quarantine): the server takes writes but serves no
+ * reads until `ms` from now. */
+void mr_health_quarantine(mr_health *h, uint32_t server, uint32_t ms);
+/* Is the server out of reads now? One relaxed load unless it is. */
+bool mr_health_quarantined(const mr_health *h, uint32_t server);
 
 /* `stats servers` text into buf; returns bytes written or -1. */
 int mr_health_stats(const mr_health *h, char *buf, size_t cap);
