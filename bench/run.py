@@ -213,7 +213,7 @@ def pool_yaml(name, listen_port, mc_ports, replicas=None):
         f"  listen: 127.0.0.1:{listen_port}",
         "  hash: fnv1a_64",
         "  distribution: ketama",
-        "  timeout: 2000",
+        "  timeout: 10000",  # a contended machine can stall a request for seconds: measure speed, not ejection
         "  backlog: 1024",
         "  server_connections: 1",
         "  auto_eject_hosts: false",
@@ -238,6 +238,7 @@ class Bench:
             self.gen_cpu = self.server_cpu = None
         else:
             self.gen_cpu, self.server_cpu = args.gen_cpu, args.server_cpu
+        self.mc_cpu = None if self.server_cpu is None else (args.memcached_cpu or self.server_cpu)
         self.loadgen = args.loadgen
         self.mc_ports = []
         self.mc = []
@@ -268,7 +269,7 @@ class Bench:
             argv = ["memcached", "-l", "127.0.0.1", "-p", str(port), "-U", "0", "-m", "512", "-c", "1024" if wrap else "8192",
                     "-t", "1", "-b", "1024"] + user
             name = f"memcached-{port}"
-            procs.append(self.start(name, (wrap(name) if wrap else []) + argv, self.server_cpu,
+            procs.append(self.start(name, (wrap(name) if wrap else []) + argv, self.mc_cpu,
                                     nofile=1024 if wrap else None))
         for port, p in zip(ports, procs):
             wait_port(port, p, 60 if wrap else 10)
@@ -328,10 +329,14 @@ class Bench:
             argv += ["--watch-pid", str(pid)]
         if self.gen_cpu is not None:
             argv = ["taskset", "-c", str(self.gen_cpu)] + argv
-        # Interference: what the server CPUs did for processes other than ours during the run.
+        # Interference: what the CPUs did for processes other than ours during the run. On the
+        # servers' CPUs ours are memcached and the proxies; on the generator's, loadgen alone.
         mine = [p.pid for p in self.procs if p.alive()]
-        cpus = cpu_list(self.server_cpu) if self.server_cpu is not None else None
-        t0, busy0, mine0 = time.monotonic(), cpus_busy(cpus) if cpus else 0, sum(map(proc_cpu, mine))
+        cpus = cpu_list(self.server_cpu) | cpu_list(self.mc_cpu) if self.server_cpu is not None else None
+        gcpus = cpu_list(self.gen_cpu) if self.gen_cpu is not None else None
+        t0, mine0 = time.monotonic(), sum(map(proc_cpu, mine))
+        busy0, gbusy0 = (cpus_busy(cpus), cpus_busy(gcpus - cpus)) if cpus else (0, 0)
+        child0 = resource.getrusage(resource.RUSAGE_CHILDREN)
         try:
             r = subprocess.run(argv, capture_output=True, text=True, timeout=seconds + 300)
         except subprocess.TimeoutExpired:
@@ -343,6 +348,15 @@ class Bench:
             wall = time.monotonic() - t0
             other = (cpus_busy(cpus) - busy0) - (sum(map(proc_cpu, mine)) - mine0)
             out["others_cpu_pct"] = max(0.0, other) / (wall * len(cpus)) * 100
+            child1 = resource.getrusage(resource.RUSAGE_CHILDREN)
+            gen = (child1.ru_utime - child0.ru_utime) + (child1.ru_stime - child0.ru_stime)
+            if gcpus & cpus:  # shared CPUs: one figure for all of them, in both places
+                other += (cpus_busy(gcpus - cpus) - gbusy0) - gen
+                pct = max(0.0, other) / (wall * len(gcpus | cpus)) * 100
+                out["others_cpu_pct"] = out["others_gen_cpu_pct"] = pct
+            else:
+                gother = (cpus_busy(gcpus) - gbusy0) - gen
+                out["others_gen_cpu_pct"] = max(0.0, gother) / (wall * len(gcpus)) * 100
         return out
 
 
@@ -431,7 +445,8 @@ def run_rounds(bench, workloads, rounds, seconds):
                     f"p50 {out['p50_us']:>8.1f} µs  p99 {out['p99_us']:>8.1f} µs  "
                     f"proxy cpu {fmt_cpu(out['proxy_cpu_s'], out['requests'])}  "
                     f"errors {out['errors']} misses {out['misses']}"
-                    + (f"  others {out['others_cpu_pct']:.0f}%" if "others_cpu_pct" in out else ""))
+                    + (f"  others {out['others_gen_cpu_pct']:.0f}% / {out['others_cpu_pct']:.0f}%"
+                       if "others_cpu_pct" in out else ""))
     return results
 
 
@@ -480,6 +495,8 @@ def summarize(results, workloads, bench):
                        gen_cpu=statistics.median(x["gen_cpu_s"] / x["elapsed_s"] * 100 for x in runs),
                        others=statistics.median(x.get("others_cpu_pct", 0) for x in runs)
                        if any("others_cpu_pct" in x for x in runs) else None,
+                       others_gen=statistics.median(x.get("others_gen_cpu_pct", 0) for x in runs)
+                       if any("others_gen_cpu_pct" in x for x in runs) else None,
                        errors=sum(x["errors"] for x in runs), misses=sum(x["misses"] for x in runs),
                        failed=len(res[name]) - len(runs), rounds=len(res[name]))
             if name != "direct":
@@ -497,7 +514,7 @@ def summarize(results, workloads, bench):
 
 def markdown_table(rows):
     head = ("| workload | target | req/s (median) | spread | p50 µs | p99 µs | proxy CPU s/M req "
-            "| memcached CPU s/M req | loadgen CPU | others' CPU | vs direct | vs nutcracker | misses / errors |")
+            "| memcached CPU s/M req | loadgen CPU | others' CPU gen / srv | vs direct | vs nutcracker | misses / errors |")
     out = [head, "|" + "---|" * 13]
     last = None
     for r in rows:
@@ -512,7 +529,8 @@ def markdown_table(rows):
             return "—" if v is None else fmt.format(v)
         cells = [wl, r["target"], f"{r['rps']:,.0f}", f"{r['spread'] * 100:.1f}%", f"{r['p50']:.0f}",
                  f"{r['p99']:.0f}", f("proxy_cpu", "{:.2f}"), f"{r['mc_cpu']:.2f}", f"{r['gen_cpu']:.0f}%",
-                 f("others", "{:.0f}%"), f("vs_direct", "{:.2f}×"), f("vs_nutcracker", "{:.2f}×"), f"{r['misses']} / {r['errors']}"]
+                 "—" if r.get("others") is None else f"{r['others_gen']:.0f}% / {r['others']:.0f}%",
+                 f("vs_direct", "{:.2f}×"), f("vs_nutcracker", "{:.2f}×"), f"{r['misses']} / {r['errors']}"]
         if r.get("note"):
             cells[-1] += f" ({r['note']})"
         out.append("| " + " | ".join(cells) + " |")
@@ -643,6 +661,7 @@ def main():
     ap.add_argument("--out", help="results file (markdown; raw JSON next to it)")
     ap.add_argument("--gen-cpu", default="0", help="CPU list (taskset -c) for the load generator (0)")
     ap.add_argument("--server-cpu", default="1", help="CPU list (taskset -c) for memcached and the proxies (1)")
+    ap.add_argument("--memcached-cpu", help="CPU list for memcached alone (default: --server-cpu)")
     ap.add_argument("--loadgen-threads", type=int, default=1, help="loadgen -T (1)")
     ap.add_argument("--memrelay-threads", type=int, default=2,
                     help="worker threads of the extra memrelay target on the pipelined workload (2)")
@@ -677,8 +696,9 @@ def main():
             raw = dict(callgrind=[dict(process=t, ir=ir, requests=n, error=e) for t, ir, n, e in cg])
         else:
             start_targets(bench, workloads)
-            log(f"bench: {len(workloads)} workloads x {rounds} rounds x {seconds:g} s, loadgen on CPU "
-                f"{bench.gen_cpu}, servers on CPU {bench.server_cpu}")
+            pins = "no pinning" if bench.gen_cpu is None else (
+                f"loadgen on CPU {bench.gen_cpu}, proxies on CPU {bench.server_cpu}, memcached on CPU {bench.mc_cpu}")
+            log(f"bench: {len(workloads)} workloads x {rounds} rounds x {seconds:g} s, {pins}")
             results = run_rounds(bench, workloads, rounds, seconds)
             rows = summarize(results, workloads, bench)
             body = markdown_table(rows)
@@ -695,7 +715,7 @@ def main():
     info = dict(date=started.strftime("%Y-%m-%d %H:%M %Z"), machine=machine(), command=command,
                 rounds=rounds, seconds=seconds, versions=versions(bench),
                 pinning="none" if bench.gen_cpu is None else f"loadgen on CPU {bench.gen_cpu}, "
-                f"memcached and proxies on CPU {bench.server_cpu}")
+                f"proxies on CPU {bench.server_cpu}, memcached on CPU {bench.mc_cpu}")
     header = [f"- date: {info['date']}", f"- machine: {info['machine']}", f"- command: `{command}`",
               f"- pinning: {info['pinning']}",
               "- versions: " + "; ".join(f"{k}: {v}" for k, v in info["versions"].items())]
