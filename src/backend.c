@@ -606,6 +606,7 @@ static void bconn_read_cb(struct ev_loop *loop, ev_io *io, int revents)
         return;
     }
     mb->len += (uint32_t)n;
+    bc->last_read = ev_now(loop);
     bconn_parse(bc, &bc->need);
     if (bc->state == MR_BCONN_CONNECTED)
         arm_timer(bc);
@@ -634,7 +635,10 @@ static void bconn_timer_cb(struct ev_loop *loop, ev_timer *t, int revents)
         if (m->deadline > now)
             goto rearm;
         MR_STAT_INC(&be->worker->stats, backend_timeouts);
-        report_failure(be, MR_ERR_TIMEOUT);
+        /* A server that answered within the last timeout is slow, not dead:
+         * only silence counts towards server_failure_limit. */
+        if (now - bc->last_read >= be->timeout)
+            report_failure(be, MR_ERR_TIMEOUT);
         mr_msg_answer(m, MR_ERR_TIMEOUT);
     }
     /* Unwritten messages past their deadline leave the queue at once, except

@@ -37,6 +37,7 @@ typedef struct mr_bconn {
     mr_inbuf in;             /* reply bytes */
     uint32_t need;           /* bytes the reply element being read needs in all (0 unknown) */
     ev_tstamp connect_deadline; /* CONNECTING: give up at this time */
+    ev_tstamp last_read;     /* when the server last sent bytes (it is alive, if slow) */
     bool dirty;              /* on the worker's flush list */
     struct mr_bconn *next_dirty;
 } mr_bconn;
