@@ -547,6 +547,66 @@ def test_silent_listener_times_out_then_is_down_and_probes_back_off(factory, fak
     assert_logged_once(relay, silent)
 
 
+@pytest.mark.time_limit(30)
+def test_probe_backoff_is_capped_by_probe_backoff_max(factory):
+    mc = factory.memcached()
+    refused = RefusedPort()
+    servers = [mc, refused]
+    ring = ring_of(servers)
+    relay = factory.relay({"alpha": Pool(servers, **base_settings(server_retry_timeout=100, probe_backoff_max=250))})
+    with relay.conn() as c:
+        c.request(b"get %s\r\n" % keys_on(ring, 1, 1, "k3cap")[0])
+    watch = Watch(relay, refused)
+    watch.until(lambda r: r["probe_failures"] >= 8, 5.0, interval=0.01)
+    waits = [row["next_probe_in_ms"] for _, row in watch.samples]
+    # 100 ms, then 150, 225, capped at 250 (+10% jitter).
+    assert max(waits) <= 250 * JITTER + 5, sorted(waits)[-5:]
+    assert max(waits) >= 250 * 0.9 - 40, sorted(waits)[-5:]
+    assert watch.samples[-1][1]["state"] == "down"
+
+
+@pytest.mark.time_limit(30)
+def test_probe_success_good_probes_in_a_row_are_needed_before_return(factory):
+    relay, mcs, ring = three_servers(factory, probe_success=4)
+    victim = mcs[0]
+    key = keys_on(ring, 0, 1, "k3ps")[0]
+    watch = Watch(relay, victim)
+    with relay.conn() as c:
+        assert c.request(set_cmd(key, b"v")) == b"STORED\r\n"
+        victim.kill()
+        watch.until(state_is("down"), 1.0)
+        victim.restart()
+        took, row = watch.until(state_is("up"), 10.0)
+        # 4 good probes 250 ms apart: no sooner than 0.75 s after the restart.
+        assert took >= 3 * PROBE_GAP - 0.05, took
+        assert took <= BACKOFF_MAX_MS / 1000.0 * JITTER + 3 * PROBE_GAP + 1.0, took
+        assert row["probes"] - row["probe_failures"] >= 4, row
+        for t, r in watch.samples:
+            if r["state"] != "down":
+                assert r["probes"] - r["probe_failures"] >= 4, (t, r)
+        assert c.request(b"get %s\r\n" % key) == b"END\r\n"
+
+
+@pytest.mark.time_limit(30)
+def test_down_server_with_multiget_errors_fail_answers_gets_with_server_error_at_once(factory):
+    relay, mcs, ring = three_servers(factory, multiget_errors="fail")
+    victim = mcs[1]
+    keys = keys_on(ring, 1, 3, "k3mf")
+    live = keys_on(ring, 0, 2, "k3mf")
+    with relay.conn() as c:
+        harness.store_many(c, {k: b"v" for k in keys + live})
+        victim.kill()
+        Watch(relay, victim).until(state_is("down"), 1.0)
+        for k in keys:
+            reply, took = timed_request(c, b"get %s\r\n" % k)
+            assert reply == UNAVAILABLE, reply
+            assert took < FAST, took
+        reply, took = timed_request(c, b"get %s %s\r\n" % (live[0], keys[0]))
+        assert ANY_SERVER_ERROR.match(reply), reply
+        assert took < FAST, took
+        assert c.request(b"get %s\r\n" % live[1]) == get_reply(live[1], b"v")
+
+
 # --------------------------------------------------------------------------
 # 4. a listener that answers garbage
 
@@ -811,39 +871,44 @@ def test_max_ejected_fraction_after_restart_the_ejected_server_returns_to_the_ri
 # 7. replicated pool: missed writes replayed before the server serves
 
 
-def repl_pool(factory, n=3, **settings):
+def repl_pool(factory, n=3, threads=1, **settings):
     mcs = [factory.memcached() for _ in range(n)]
     s = base_settings(replicas=2, write_ack="one", server_failure_limit=1)
     s.update(settings)
-    relay = factory.relay({"alpha": Pool(mcs, **s)})
+    relay = factory.relay({"alpha": Pool(mcs, **s)}, threads=threads)
     return relay, mcs, ring_of(mcs)
 
 
 def _missed_writes_scenario(relay, mcs, ring, victim_index, take_down, bring_back, prefix):
     """Write, overwrite and delete keys of the victim's replica sets while it
-    is away; return (acked values, deleted keys, keys touched before only)."""
+    is away, through several client connections (with threads > 1 they
+    land on different workers, each with its own replay queue); return
+    (acked values, deleted keys)."""
     victim = mcs[victim_index]
     keys = [k for k in hashed_keys(prefix, 600) if victim_index in replica_set(ring, k, 2)]
     assert len(keys) >= 60
     pre, rewrite, delete, fresh = keys[:40], keys[:20], keys[20:40], keys[40:60]
     watch = Watch(relay, victim)
     acked = {}
+    writers = [relay.conn() for _ in range(4)]
     with relay.conn() as c:
         harness.store_many(c, {k: b"old-" + k for k in pre})
         # write_ack one: the second copy is written in the background.
         assert wait_for(lambda: set(victim.keys_held(pre)) == set(pre), 3.0, 0.05)
         take_down(victim)
         watch.until(state_is("down"), 3.0)
-        for k in rewrite + fresh:
+        for i, k in enumerate(rewrite + fresh):
             v = b"new-" + k
-            reply, took = timed_request(c, set_cmd(k, v, flags=5))
+            reply, took = timed_request(writers[i % len(writers)], set_cmd(k, v, flags=5))
             assert reply == b"STORED\r\n", (k, reply)
             assert took < FAST, (k, took)
             acked[k] = v
-        for k in delete:
-            reply, took = timed_request(c, b"delete %s\r\n" % k)
+        for i, k in enumerate(delete):
+            reply, took = timed_request(writers[i % len(writers)], b"delete %s\r\n" % k)
             assert reply == b"DELETED\r\n", (k, reply)
             assert took < FAST, (k, took)
+        for w in writers:
+            w.close()
         # While it is away, reads come from the other replica, at once.
         for k in rewrite + fresh:
             reply, took = timed_request(c, b"get %s\r\n" % k)
@@ -879,8 +944,9 @@ def _missed_writes_scenario(relay, mcs, ring, victim_index, take_down, bring_bac
 
 
 @pytest.mark.time_limit(40)
-def test_replicated_pool_killed_replica_gets_missed_writes_and_deletes_before_it_serves(factory):
-    relay, mcs, ring = repl_pool(factory)
+@pytest.mark.parametrize("threads", [1, 2])
+def test_replicated_pool_killed_replica_gets_missed_writes_and_deletes_before_it_serves(factory, threads):
+    relay, mcs, ring = repl_pool(factory, threads=threads)
     _missed_writes_scenario(relay, mcs, ring, 1, lambda mc: mc.kill(), lambda mc: mc.restart(), "k7")
     assert_logged_return(relay, mcs[1])
 
