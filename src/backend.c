@@ -559,7 +559,8 @@ static void bconn_parse(mr_bconn *bc, uint32_t *need)
         }
         bool complete;
         if (kind == MR_REPLY_BAD || (msg->retrieval && kind == MR_REPLY_VA) ||
-            (!msg->retrieval && (kind == MR_REPLY_VALUE || kind == MR_REPLY_END))) {
+            (!msg->retrieval && (kind == MR_REPLY_VALUE || kind == MR_REPLY_END)) ||
+            (kind == MR_REPLY_LINE && !mr_reply_line_known(p, e.line_len))) {
             mr_log_warn("backend %s: invalid reply", bc->be->server->conf->spec);
             bconn_reset(bc, MR_ERR_BAD_REPLY);
             return;

@@ -22,6 +22,17 @@ static void send_msg(mr_client *c, mr_req *req, mr_msg *msg)
     mr_backend_send(&w->backends[msg->server], c->id, msg);
 }
 
+/* Send the client's (possibly rewritten) line alone as message `msg`. */
+static void send_line_only(mr_client *c, mr_req *req, mr_msg *msg)
+{
+    if (mr_forward_slice(c->worker, req, &msg->out[0]) < 0) {
+        mr_msg_finish(msg, MR_ERR_NOMEM);
+        return;
+    }
+    msg->nout = 1;
+    send_msg(c, req, msg);
+}
+
 /* Local and failed-at-once requests: the reply is already set. */
 static void finish_local(mr_req *req)
 {
@@ -44,9 +55,7 @@ static const char *line_of(const mr_req *req)
     return req->line.p;
 }
 
-/* The command line as the backend should see it: the client's bytes when
- * they need no change (no copy), else a rewritten copy. */
-static int forward_line(mr_worker *w, const mr_req *req, mr_slice *out)
+int mr_forward_slice(mr_worker *w, const mr_req *req, mr_slice *out)
 {
     const mr_request_head *h = &req->head;
     const char *line = line_of(req);
@@ -112,7 +121,7 @@ static void dispatch_keyed(mr_client *c, mr_req *req)
     }
     mr_msg *msg = &req->msgs[0];
     msg->server = mr_router_server_for_key(pool, key, key_len, mr_worker_random(w));
-    if (forward_line(w, req, &msg->out[0]) < 0) {
+    if (mr_forward_slice(w, req, &msg->out[0]) < 0) {
         mr_msg_finish(msg, MR_ERR_NOMEM);
         mr_req_dispatched(req);
         return;
@@ -251,13 +260,7 @@ static void dispatch_retrieval(mr_client *c, mr_req *req)
 
     if (one_server) {
         /* The common case: forward the client's line untouched. */
-        mr_msg *msg = &req->msgs[0];
-        if (forward_line(w, req, &msg->out[0]) < 0) {
-            mr_msg_finish(msg, MR_ERR_NOMEM);
-        } else {
-            msg->nout = 1;
-            send_msg(c, req, msg);
-        }
+        send_line_only(c, req, &req->msgs[0]);
         mr_req_dispatched(req);
         return;
     }
@@ -299,7 +302,7 @@ static void dispatch_broadcast(mr_client *c, mr_req *req)
         return;
     }
     mr_slice line;
-    if (forward_line(w, req, &line) < 0) {
+    if (mr_forward_slice(w, req, &line) < 0) {
         for (uint32_t i = 0; i < nmsgs; i++)
             mr_msg_finish(&req->msgs[i], MR_ERR_NOMEM);
         mr_req_dispatched(req);
@@ -331,14 +334,8 @@ static void dispatch_any_server(mr_client *c, mr_req *req)
         fail_nomem(req);
         return;
     }
-    mr_msg *msg = &req->msgs[0];
-    msg->server = pool->server_ids[0];
-    if (forward_line(w, req, &msg->out[0]) < 0) {
-        mr_msg_finish(msg, MR_ERR_NOMEM);
-    } else {
-        msg->nout = 1;
-        send_msg(c, req, msg);
-    }
+    req->msgs[0].server = pool->server_ids[0];
+    send_line_only(c, req, &req->msgs[0]);
     mr_req_dispatched(req);
 }
 

@@ -124,12 +124,42 @@ static void update_ring(mr_health *h, uint32_t pool_index)
         free(ids);
         return;
     }
+    /* Which down servers leave the ring: those already out stay out, then
+     * the ones down longest, up to max_out. */
+    bool *chosen = calloc(pool->nservers, sizeof(bool));
+    if (!chosen) {
+        free(ds);
+        free(ids);
+        return;
+    }
+    for (uint32_t round = 0; round < 2; round++) {
+        while (out < max_out) {
+            int64_t best_at = INT64_MAX;
+            uint32_t best = UINT32_MAX;
+            for (uint32_t i = 0; i < pool->nservers; i++) {
+                const mr_server_health *sh = &h->servers[pool->server_ids[i]];
+                bool down = __atomic_load_n(&sh->state, __ATOMIC_ACQUIRE) != MR_HEALTH_UP;
+                bool was = __atomic_load_n(&sh->ejected, __ATOMIC_RELAXED) != 0;
+                int64_t at = __atomic_load_n(&sh->down_at_ms, __ATOMIC_RELAXED);
+                if (!down || chosen[i] || (round == 0 && !was))
+                    continue;
+                if (at < best_at) {
+                    best_at = at;
+                    best = i;
+                }
+            }
+            if (best == UINT32_MAX)
+                break;
+            chosen[best] = true;
+            out++;
+        }
+    }
     uint32_t n = 0;
     for (uint32_t i = 0; i < pool->nservers; i++) {
         uint32_t id = pool->server_ids[i];
         mr_server_health *sh = &h->servers[id];
         bool down = __atomic_load_n(&sh->state, __ATOMIC_ACQUIRE) != MR_HEALTH_UP;
-        bool eject = down && out < max_out;
+        bool eject = chosen[i];
         if (down && !eject && !__atomic_load_n(&sh->ejected, __ATOMIC_RELAXED))
             mr_log_warn("pool %s: server %s stays in the ring (max_ejected_fraction %u%% reached); its requests "
                         "fail fast instead",
@@ -138,10 +168,8 @@ static void update_ring(mr_health *h, uint32_t pool_index)
         if (eject != was)
             mr_log_warn("pool %s: server %s %s the ring", pc->name, r->servers[id].conf->spec,
                         eject ? "ejected from" : "back in");
-        if (eject) {
-            out++;
+        if (eject)
             continue;
-        }
         ds[n].ident = r->servers[id].conf->ident;
         ds[n].weight = r->servers[id].conf->weight;
         ids[n++] = id;
@@ -164,6 +192,7 @@ static void update_ring(mr_health *h, uint32_t pool_index)
     }
     free(ds);
     free(ids);
+    free(chosen);
     mr_live_ring *old = __atomic_exchange_n(&r->live[pool_index], ring, __ATOMIC_ACQ_REL);
     if (old) {
         old->dead_since = ev_now(h->loop);
@@ -253,6 +282,13 @@ static void probe_done(mr_server_health *sh, bool ok)
          * client request finds out the hard way. */
         if (!ok)
             mr_health_failure(h, sh->id, MR_ERR_UNAVAILABLE, true);
+        /* Marked down meanwhile (by this probe or a worker, whose wake-up
+         * skipped us because a probe was in flight): start its probes. */
+        if (__atomic_load_n(&sh->state, __ATOMIC_ACQUIRE) == MR_HEALTH_DOWN && !ev_is_active(&sh->timer)) {
+            sh->successes = 0;
+            sh->backoff = pc->server_retry_timeout_ms / 1000.0;
+            schedule_probe(sh, sh->backoff);
+        }
         return;
     }
     if (__atomic_load_n(&sh->state, __ATOMIC_ACQUIRE) != MR_HEALTH_DOWN)

@@ -727,21 +727,11 @@ void mr_replicate_keyed(mr_client *c, mr_req *req, const mr_pool *pool, const ch
     }
     /* The forwarded line: the client's bytes, or a rewritten copy. */
     mr_slice line;
-    if (h->strip_len == 0 && h->line_len >= 2 && req->line.p[h->line_len - 2] == '\r') {
-        line = mr_slice_ref(req->line.mb, req->line.p, h->line_len);
-    } else {
-        mr_mbuf *mb = mr_mbuf_get(&w->mbufs, h->line_len + 2);
-        size_t n = mb ? mr_forward_line(req->line.p, h, mb->data, mb->cap) : 0;
-        if (n == 0) {
-            mr_mbuf_unref(mb);
-            for (uint32_t i = 0; i < nmsgs; i++)
-                mr_msg_finish(&req->msgs[i], MR_ERR_NOMEM);
-            mr_req_dispatched(req);
-            return;
-        }
-        mb->len = (uint32_t)n;
-        line = mr_slice_ref(mb, mb->data, (uint32_t)n);
-        mr_mbuf_unref(mb);
+    if (mr_forward_slice(w, req, &line) < 0) {
+        for (uint32_t i = 0; i < nmsgs; i++)
+            mr_msg_finish(&req->msgs[i], MR_ERR_NOMEM);
+        mr_req_dispatched(req);
+        return;
     }
     for (uint32_t i = 0; i < nmsgs; i++) {
         mr_msg *msg = &req->msgs[i];

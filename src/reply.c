@@ -1,6 +1,7 @@
 /* reply.c: one backend reply element at a time. */
 #include "memrelay/reply.h"
 
+#include <stdbool.h>
 #include <string.h>
 
 /* Parse a decimal uint32 token at *p, advancing past it. */
@@ -90,6 +91,30 @@ mr_reply_kind mr_reply_next(const char *buf, size_t len, uint32_t max_value, uin
     if (line_len == 5 && memcmp(buf, "END\r\n", 5) == 0)
         return out->kind = MR_REPLY_END;
     return out->kind = MR_REPLY_LINE;
+}
+
+int mr_reply_line_known(const char *line, size_t len)
+{
+    /* First tokens of every reply line of the classic and meta protocols. */
+    static const char *const words[] = {
+        "STORED", "NOT_STORED", "EXISTS", "NOT_FOUND", "DELETED", "TOUCHED", "OK", "END", "VERSION",
+        "ERROR", "CLIENT_ERROR", "SERVER_ERROR", "RESET", "STAT", "HD", "EN", "NF", "NS", "EX", "MN", "ME",
+        "BUSY", NULL,
+    };
+    size_t n = 0;
+    while (n < len && line[n] != ' ' && line[n] != '\r')
+        n++;
+    if (n == 0)
+        return 0;
+    bool digits = true;
+    for (size_t i = 0; i < n; i++)
+        digits &= line[i] >= '0' && line[i] <= '9';
+    if (digits)
+        return 1;
+    for (const char *const *w = words; *w; w++)
+        if (strlen(*w) == n && memcmp(*w, line, n) == 0)
+            return 1;
+    return 0;
 }
 
 int mr_reply_is_error(const char *line, size_t len)

@@ -89,6 +89,19 @@ const mr_pool *mr_router_pool_for_key(const mr_router *r, uint32_t listen_pool, 
     return &r->pools[listen_pool];
 }
 
+/* The 32-bit point a key hashes to in a pool (hash tag applied); the random
+ * distribution uses the caller's random number instead. */
+static uint32_t key_hash(const mr_pool *pool, const char *key, size_t len, uint32_t rnd)
+{
+    if (pool->conf->distribution == MR_DIST_RANDOM)
+        return rnd;
+    const char *span = key;
+    size_t span_len = len;
+    if (pool->conf->has_hash_tag)
+        mr_hash_tag_span(key, len, pool->conf->hash_tag, &span, &span_len);
+    return mr_hash(pool->conf->hash, span, span_len);
+}
+
 static const mr_live_ring *live_ring(const mr_pool *pool)
 {
     if (!pool->conf->auto_eject_hosts)
@@ -102,16 +115,7 @@ uint32_t mr_router_server_for_key(const mr_pool *pool, const char *key, size_t l
     if (pool->nservers == 1)
         return pool->server_ids[0];
     const mr_live_ring *ring = live_ring(pool);
-    uint32_t h;
-    if (pool->conf->distribution == MR_DIST_RANDOM) {
-        h = rnd;
-    } else {
-        const char *span = key;
-        size_t span_len = len;
-        if (pool->conf->has_hash_tag)
-            mr_hash_tag_span(key, len, pool->conf->hash_tag, &span, &span_len);
-        h = mr_hash(pool->conf->hash, span, span_len);
-    }
+    uint32_t h = key_hash(pool, key, len, rnd);
     if (ring)
         return ring->server_ids[ring->n == 1 ? 0 : pool->ops->pick(ring->dist, h)];
     return pool->server_ids[pool->ops->pick(pool->dist, h)];
@@ -143,16 +147,7 @@ uint32_t mr_router_replicas_for_key(const mr_pool *pool, const char *key, size_t
 static uint32_t own_replicas(const mr_pool *pool, const char *key, size_t len, uint32_t rnd, uint32_t *out,
                              uint32_t want)
 {
-    uint32_t h;
-    if (pool->conf->distribution == MR_DIST_RANDOM) {
-        h = rnd;
-    } else {
-        const char *span = key;
-        size_t span_len = len;
-        if (pool->conf->has_hash_tag)
-            mr_hash_tag_span(key, len, pool->conf->hash_tag, &span, &span_len);
-        h = mr_hash(pool->conf->hash, span, span_len);
-    }
+    uint32_t h = key_hash(pool, key, len, rnd);
     uint32_t idx[MR_MAX_REPLICAS_ROUTER];
     const mr_live_ring *ring = live_ring(pool);
     const mr_dist *dist = ring ? ring->dist : pool->dist;

@@ -61,6 +61,9 @@ void mr_dispatch(mr_client *c, mr_req *req);
 /* Build the command line of every message in slots [first, first+n) of a
  * retrieval from the keys key_msg maps to them (dispatch.c). */
 int mr_build_split_lines(struct mr_worker *w, mr_req *req, uint32_t first, uint32_t nslots);
+/* The command line as the backend should see it: the client's bytes when
+ * they need no change (no copy), else a rewritten copy (dispatch.c). */
+int mr_forward_slice(struct mr_worker *w, const mr_req *req, mr_slice *out);
 /* emit.c: append a finished request's reply to the client's output. */
 int mr_emit(mr_client *c, mr_req *req);
 int mr_client_push(mr_client *c, mr_mbuf *mb, const char *p, uint32_t len);

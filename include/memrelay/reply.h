@@ -35,6 +35,11 @@ typedef struct {
 mr_reply_kind mr_reply_next(const char *buf, size_t len, uint32_t max_value, uint32_t max_line,
                             mr_reply_elem *out);
 
+/* Is this complete line one memcached could send as a reply (a known
+ * keyword, or a number for incr/decr)? Anything else means the stream is
+ * not memcached's. */
+int mr_reply_line_known(const char *line, size_t len);
+
 /* Is this complete line a memcached error (ERROR, CLIENT_ERROR, SERVER_ERROR)? */
 int mr_reply_is_error(const char *line, size_t len);
 

@@ -640,9 +640,6 @@ def test_garbage_replies_count_as_failures_then_server_is_down_and_clients_never
     assert_logged_once(relay, junk)
 
 
-@pytest.mark.xfail(strict=True, reason="memrelay bug: a reply line that is not a memcached reply (e.g. an HTTP "
-                   "status line) is forwarded to the client and counts as a good reply, so the server is never "
-                   "marked down (see the report of this test)")
 @pytest.mark.time_limit(30)
 def test_wellformed_but_wrong_reply_lines_are_malformed_and_mark_the_server_down(factory, fake_factory):
     """A backend that is not memcached but speaks lines (here: an HTTP server
@@ -819,9 +816,6 @@ def test_max_ejected_fraction_keeps_a_second_dead_server_in_the_ring_failing_fas
     relay.assert_running()
 
 
-@pytest.mark.xfail(strict=True, reason="memrelay bug: update_ring() picks the servers to eject in config order, "
-                   "so a later-dying server with a lower index is ejected and the earlier one is put back in the "
-                   "ring while still dead (keys move twice, no 'stays in the ring' log)")
 @pytest.mark.time_limit(40)
 def test_max_ejected_fraction_keeps_the_already_ejected_server_out_when_another_dies(factory):
     """docs/health.md: beyond max_ejected_fraction, *further* DOWN servers stay
@@ -997,9 +991,6 @@ def test_idle_probe_marks_a_killed_server_down_without_client_traffic(factory):
         assert_round_trips(c, keys_on(ring, 1, 3, "k8"), b"back")
 
 
-@pytest.mark.xfail(strict=False, reason="memrelay bug: a server a worker marks down while an idle probe of it is "
-                   "in flight is never probed again (wake_cb skips it, probe_done() of an idle probe does not "
-                   "schedule a return probe): it stays down for good")
 @pytest.mark.time_limit(30)
 def test_server_marked_down_while_an_idle_probe_is_in_flight_is_still_probed_back(factory):
     """A worker marks the server down (a timeout) while the main thread's idle

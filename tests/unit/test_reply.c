@@ -94,3 +94,14 @@ Test(reply, error_lines_are_recognised)
     cr_assert(mr_reply_is_error("SERVER_ERROR x\r\n", 16));
     cr_assert_not(mr_reply_is_error("STORED\r\n", 8));
 }
+
+Test(reply, only_memcached_reply_lines_are_known)
+{
+    const char *good[] = {"STORED\r\n", "NOT_FOUND\r\n", "42\r\n", "HD c1\r\n", "EN\r\n", "VERSION 1.6\r\n",
+                          "SERVER_ERROR x\r\n", "OK\r\n"};
+    for (size_t i = 0; i < sizeof(good) / sizeof(good[0]); i++)
+        cr_assert(mr_reply_line_known(good[i], strlen(good[i])), "%s", good[i]);
+    const char *bad[] = {"HTTP/1.1 400 Bad Request\r\n", "Content-Length: 0\r\n", "\r\n", "12ab\r\n", "stored\r\n"};
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
+        cr_assert_not(mr_reply_line_known(bad[i], strlen(bad[i])), "%s", bad[i]);
+}
