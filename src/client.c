@@ -164,6 +164,17 @@ static void client_process(mr_client *c)
             ev_io_stop(w->loop, &c->rio);
             return;
         }
+        if (!c->started) {
+            /* memcached switches to its binary protocol on a first byte of
+             * 0x80; memrelay has none, so it closes as memcached would on
+             * a protocol it cannot serve. */
+            c->started = true;
+            if (mr_is_binary_protocol(p, avail)) {
+                c->closing = true;
+                mr_worker_mark_client(w, c);
+                return;
+            }
+        }
         mr_request_head h;
         mr_parse_status st = mr_parse_request(p, avail, pc->item_size_max, CLIENT_MAX_LINE, &h);
         if (st == MR_PARSE_NEED_MORE)
@@ -171,6 +182,8 @@ static void client_process(mr_client *c)
         if (st == MR_PARSE_ERROR) {
             MR_STAT_INC(&w->stats, client_errors);
             mr_req *err = h.error_reply ? local_reply(c, h.error_reply) : NULL;
+            if (h.error_unlinks_key) /* memcached drops the old item too */
+                mr_dispatch_unlink(c, p + h.key_off, h.key_len, h.meta_base64);
             mr_inbuf_consume(&c->in, h.line_len);
             if (h.after == MR_AFTER_SWALLOW && h.swallow_len > 0) {
                 /* memcached sends this reply only once the data is swallowed. */
@@ -192,7 +205,8 @@ static void client_process(mr_client *c)
         const char *bad = h.data_len ? mr_check_data_block(p + h.line_len, h.data_len) : NULL;
         if (bad) {
             MR_STAT_INC(&w->stats, client_errors);
-            if (!h.noreply) /* memcached keeps quiet about it under noreply too */
+            bad = mr_bad_data_reply(&h); /* NULL where memcached keeps quiet (noreply) */
+            if (bad)
                 local_reply(c, bad);
             mr_inbuf_consume(&c->in, total);
             continue;

@@ -367,6 +367,49 @@ static void dispatch_local(mr_client *c, mr_req *req)
     finish_local(req);
 }
 
+void mr_dispatch_unlink(mr_client *c, const char *key, uint32_t key_len, bool base64)
+{
+    mr_worker *w = c->worker;
+    char decoded[MAX_KEY * 2];
+    const char *rkey = key;
+    size_t rlen = key_len;
+    if (base64) {
+        long n = mr_base64_decode(key, key_len, decoded, sizeof(decoded));
+        if (n < 0)
+            return;
+        rkey = decoded;
+        rlen = (size_t)n;
+    }
+    const mr_pool *pool = mr_router_pool_for_key(w->shared->router, c->listen_pool, rkey, rlen);
+    uint32_t servers[MR_MAX_REPLICAS];
+    uint32_t n = mr_router_replicas_for_key(pool, rkey, rlen, mr_worker_random(w), servers, MR_MAX_REPLICAS);
+    mr_req *req = mr_req_new(w);
+    if (!req)
+        return;
+    req->cls = MR_CLASS_KEYED;
+    req->cmd = MR_CMD_DELETE;
+    req->conn_hint = pool->conf->replicas > 1 || pool->conf->nreplicate_to ? mr_hash(MR_HASH_FNV1A_32, rkey, rlen)
+                                                                           : c->id;
+    mr_mbuf *mb = mr_mbuf_get(&w->mbufs, key_len + 16);
+    if (!mb || mr_req_alloc_msgs(req, n) < 0) {
+        mr_mbuf_unref(mb);
+        mr_req_client_done(req);
+        return;
+    }
+    /* An orphan: nobody waits for the reply, which is dropped. */
+    int len = snprintf(mb->data, mb->cap, base64 ? "md %.*s b\r\n" : "delete %.*s\r\n", (int)key_len, key);
+    mb->len = (uint32_t)len;
+    for (uint32_t i = 0; i < n; i++) {
+        req->msgs[i].server = servers[i];
+        req->msgs[i].out[0] = mr_slice_ref(mb, mb->data, mb->len);
+        req->msgs[i].nout = 1;
+    }
+    mr_mbuf_unref(mb);
+    for (uint32_t i = 0; i < n; i++)
+        mr_backend_send(&w->backends[servers[i]], req->conn_hint, &req->msgs[i]);
+    mr_req_dispatched(req);
+}
+
 typedef void (*dispatch_fn)(mr_client *c, mr_req *req);
 
 static const dispatch_fn handlers[] = {

@@ -280,8 +280,10 @@ static void probe_done(mr_server_health *sh, bool ok)
     if (idle) {
         /* A live server that fails its idle probe is down now, before a
          * client request finds out the hard way. */
+        /* A refused connection is as conclusive as it is for a request; a
+         * probe that got no answer counts like a request timeout. */
         if (!ok)
-            mr_health_failure(h, sh->id, MR_ERR_UNAVAILABLE, true);
+            mr_health_failure(h, sh->id, sh->probe_error, sh->probe_error != MR_ERR_TIMEOUT);
         /* Marked down meanwhile (by this probe or a worker, whose wake-up
          * skipped us because a probe was in flight): start its probes. */
         if (__atomic_load_n(&sh->state, __ATOMIC_ACQUIRE) == MR_HEALTH_DOWN && !ev_is_active(&sh->timer)) {
@@ -315,6 +317,7 @@ static void probe_start(mr_server_health *sh, bool idle)
     const mr_pool_conf *pc = pool_conf(h, sh->id);
     sh->idle_probe = idle;
     sh->probing = true;
+    sh->probe_error = MR_ERR_UNAVAILABLE;
     sh->buflen = 0;
     sh->fd = socket(addr->addr.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
     if (sh->fd < 0) {
@@ -322,6 +325,7 @@ static void probe_start(mr_server_health *sh, bool idle)
         return;
     }
     if (connect(sh->fd, (const struct sockaddr *)&addr->addr, addr->len) < 0 && errno != EINPROGRESS) {
+        sh->probe_error = errno == ECONNREFUSED || errno == ENOENT ? MR_ERR_REFUSED : MR_ERR_UNAVAILABLE;
         probe_done(sh, false);
         return;
     }
@@ -341,6 +345,8 @@ static void probe_io_cb(struct ev_loop *loop, ev_io *io, int revents)
         socklen_t len = sizeof(err);
         getsockopt(sh->fd, SOL_SOCKET, SO_ERROR, &err, &len);
         static const char version[] = "version\r\n";
+        if (err == ECONNREFUSED)
+            sh->probe_error = MR_ERR_REFUSED;
         if (err || write(sh->fd, version, sizeof(version) - 1) != (ssize_t)sizeof(version) - 1) {
             ev_timer_stop(loop, &sh->timer);
             probe_done(sh, false);
@@ -371,6 +377,7 @@ static void probe_timer_cb(struct ev_loop *loop, ev_timer *t, int revents)
 {
     mr_server_health *sh = t->data;
     if (sh->probing) { /* the probe in flight took too long */
+        sh->probe_error = MR_ERR_TIMEOUT;
         probe_done(sh, false);
         return;
     }

@@ -39,6 +39,7 @@ typedef struct mr_client {
     bool paused;             /* not reading: too much queued (backpressure) */
     bool closing;            /* close once the queued replies are written */
     bool eof;                /* peer closed its side */
+    bool started;            /* its first bytes have been looked at (binary protocol check) */
     bool dirty;              /* on the worker's flush list */
     struct mr_client *next_dirty;
     struct mr_client *prev, *next; /* worker's client list */
@@ -58,6 +59,9 @@ void mr_client_close(mr_client *c);
 
 /* dispatch.c: turn a parsed request into messages or a local reply. */
 void mr_dispatch(mr_client *c, mr_req *req);
+/* Delete `key` on every server holding it, in the background (memcached
+ * unlinks the item when a set's value is too large). */
+void mr_dispatch_unlink(mr_client *c, const char *key, uint32_t key_len, bool base64);
 /* Build the command line of every message in slots [first, first+n) of a
  * retrieval from the keys key_msg maps to them (dispatch.c). */
 int mr_build_split_lines(struct mr_worker *w, mr_req *req, uint32_t first, uint32_t nslots);

@@ -49,6 +49,7 @@ typedef struct mr_server_health {
     uint32_t successes;      /* good probes in a row */
     bool probing;            /* a probe is in flight */
     bool idle_probe;         /* the probe in flight checks a live server */
+    int probe_error;         /* why the last probe failed (mr_err) */
     char buf[64];
     uint32_t buflen;
 } mr_server_health;
