@@ -248,6 +248,13 @@ static void bconn_reset(mr_bconn *bc, mr_err err)
     fail_list(bc, sent, err);
     for (mr_msg *m = bc->pending_head; m; m = m->next)
         m->written = 0;
+    if (bc->pending_head && !usable(be)) {
+        /* Held down by the health checker: the unwritten ones fail now
+         * (replicated writes go to the replay queue, in order). */
+        mr_msg *pending = bc->pending_head;
+        bc->pending_head = bc->pending_tail = NULL;
+        fail_list(bc, pending, MR_ERR_DOWN);
+    }
     if (bc->pending_head)
         bconn_connect(bc);
     else
@@ -625,8 +632,14 @@ static void bconn_timer_cb(struct ev_loop *loop, ev_timer *t, int revents)
             return;
         }
     }
-    /* A timed-out message still unanswered a full timeout later: stalled. */
+    /* A timed-out message still unanswered a full timeout later: stalled.
+     * The server is down whatever the failure limit says: requests written
+     * to it may still run when it wakes up, so nothing newer may reach it
+     * over a fresh connection before it has been probed back and given its
+     * replay, in order. */
     if (bc->sent_head && bc->sent_head->replied && bc->sent_head->deadline + be->timeout <= now) {
+        if (health_of(be))
+            mr_health_failure(health_of(be), be->server->id, MR_ERR_TIMEOUT, true);
         bconn_reset(bc, MR_ERR_TIMEOUT);
         return;
     }

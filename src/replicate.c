@@ -438,10 +438,31 @@ static void repair_copy_set(mr_req *req)
     mr_slice_release(&data);
 }
 
+static uint32_t *gen_slot(mr_worker *w, const mr_req *req)
+{
+    return &w->write_gen[req->conn_hint % MR_WRITE_GEN_SLOTS];
+}
+
+static void start_read_back(const mr_req *from, const char *key, int klen, bool b64);
+
 /* The read-back of a primary-only write arrived: copy it to the others. */
 static void readback_answered(mr_req *rb, mr_msg *msg)
 {
     mr_worker *w = rb->worker;
+    const mr_slice *asked0 = &msg->out[0];
+    if (*gen_slot(w, rb) != rb->write_gen && rb->readback_tries < 8 && asked0->len > 3) {
+        /* A newer write to the key went out after this read-back: the
+         * replicas may already hold it, so copying this older value could
+         * undo it there. Read again: the new read-back follows that write
+         * on the primary's connection and sees its effect. */
+        const char *k = asked0->p + 3;
+        const char *k_end = memchr(k, ' ', asked0->len - 3);
+        if (k_end) {
+            rb->readback_tries++;
+            start_read_back(rb, k, (int)(k_end - k), rb->head.meta_base64);
+        }
+        return;
+    }
     const mr_slice *reply = &msg->line;
     /* The key (as written, base64 or not) sits after "mg " in our own line. */
     const mr_slice *asked = &msg->out[0];
@@ -484,31 +505,41 @@ static void readback_answered(mr_req *rb, mr_msg *msg)
 
 static const mr_req_ops readback_ops = {.answered = readback_answered};
 
-static void repair_read_back(mr_req *req)
+/* Read `key` back from the primary (`mg k v f t`) and, when it answers,
+ * write it to the other replicas (readback_answered). `from` carries the
+ * replica set, connection and retry count. */
+static void start_read_back(const mr_req *from, const char *key, int klen, bool b64)
 {
-    mr_worker *w = req->worker;
-    const mr_request_head *h = &req->head;
+    mr_worker *w = from->worker;
     mr_req *rb = background_req(w, &readback_ops);
     if (!rb)
         return;
-    rb->head.meta_base64 = h->meta_base64 && mr_cmd_class_of(req->cmd) == MR_CLASS_META_KEYED;
-    rb->nreplicas = req->nreplicas;
-    memcpy(rb->replicas, req->replicas, sizeof(rb->replicas));
-    rb->conn_hint = req->conn_hint;
+    rb->head.meta_base64 = b64;
+    rb->nreplicas = from->nreplicas;
+    memcpy(rb->replicas, from->replicas, sizeof(rb->replicas));
+    rb->conn_hint = from->conn_hint;
+    rb->write_gen = *gen_slot(w, from);
+    rb->readback_tries = from->readback_tries;
     if (mr_req_alloc_msgs(rb, 1) < 0) {
         mr_req_dispatched(rb);
         return;
     }
     mr_msg *msg = &rb->msgs[0];
-    msg->server = req->replicas[0];
-    if (make_line(w, &msg->out[0], "mg %.*s v f t%s\r\n", (int)h->key_len, req->line.p + h->key_off,
-                  rb->head.meta_base64 ? " b" : "") < 0) {
+    msg->server = from->replicas[0];
+    if (make_line(w, &msg->out[0], "mg %.*s v f t%s\r\n", klen, key, b64 ? " b" : "") < 0) {
         mr_msg_finish(msg, MR_ERR_NOMEM);
     } else {
         msg->nout = 1;
         send_to(w, rb, msg);
     }
     mr_req_dispatched(rb);
+}
+
+static void repair_read_back(mr_req *req)
+{
+    const mr_request_head *h = &req->head;
+    bool b64 = h->meta_base64 && mr_cmd_class_of(req->cmd) == MR_CLASS_META_KEYED;
+    start_read_back(req, req->line.p + h->key_off, (int)h->key_len, b64);
 }
 
 static void repair_delete_others(mr_req *req)
@@ -543,6 +574,12 @@ static void primary_answered(mr_req *req, mr_msg *msg)
 {
     if (req->nreplicas < 2 || !primary_succeeded(req, msg))
         return;
+    if (*gen_slot(req->worker, req) != req->write_gen) {
+        /* Another write to the key went out since: what this one did is
+         * not the key's last state; copy whatever the primary holds now. */
+        repair_read_back(req);
+        return;
+    }
     switch (classify(req)) {
     case OP_COPY_SET:
         if (req->cmd == MR_CMD_ADD || req->cmd == MR_CMD_CAS) {
@@ -702,6 +739,8 @@ void mr_replicate_keyed(mr_client *c, mr_req *req, const mr_pool *pool, const ch
     req->conn_hint = mr_hash(MR_HASH_FNV1A_32, key, key_len);
     repl_op op = classify(req);
     uint32_t nmsgs = 1, cap = 1;
+    if (op != OP_READ && op != OP_READ_PRIMARY)
+        req->write_gen = ++*gen_slot(w, req);
     if (op == OP_FANOUT) {
         nmsgs = cap = req->nreplicas;
         req->ops = &fanout_ops;

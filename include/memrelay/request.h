@@ -124,6 +124,8 @@ typedef struct mr_req {
     uint8_t acks, fails;       /* replicated writes: replies counted so far */
     uint8_t acks_needed;
     uint32_t replicas[MR_MAX_REPLICAS];
+    uint32_t write_gen;        /* the key's write generation when this write or read-back started */
+    uint8_t readback_tries;    /* read-backs redone because a newer write raced them */
     mr_msg inline_msgs[MR_REQ_INLINE_MSGS];
     uint32_t inline_key_msg[MR_REQ_INLINE_KEYS];
 } mr_req;

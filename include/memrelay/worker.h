@@ -14,6 +14,10 @@
 #include "memrelay/router.h"
 #include "memrelay/stats.h"
 
+/* Write generations of replicated keys, by key hash (collisions only cost
+ * an extra read-back). */
+#define MR_WRITE_GEN_SLOTS 4096u
+
 /* Everything the workers share, immutable while they run. */
 typedef struct {
     const mr_config *cfg;
@@ -46,6 +50,7 @@ typedef struct mr_worker {
     uint32_t *server_slot;          /* dispatch scratch, by server id: message index or UINT32_MAX */
     mr_stats stats;
     mr_pool_stats *pool_stats;      /* by pool index */
+    uint32_t write_gen[MR_WRITE_GEN_SLOTS]; /* bumped by every replicated write a key gets on this worker */
 } mr_worker;
 
 #define MR_WORKER_MAX_FREE_REQS 1024u
