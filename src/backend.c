@@ -546,6 +546,41 @@ static void bconn_write_cb(struct ev_loop *loop, ev_io *io, int revents)
 
 /* ---- replies ---- */
 
+/* Did we ask this message for a VALUE of `key`? Memcached answers the keys
+ * of a get in the order asked, so the search resumes after the last match:
+ * anything else is a reply for a key nobody asked for (a confused or
+ * hostile server), which must never reach a client. */
+static bool value_was_asked(mr_msg *msg, const char *key, uint32_t klen)
+{
+    const mr_slice *line = &msg->out[0];
+    const char *p = line->p, *end = line->p + line->len;
+    uint32_t pos = msg->key_scan;
+    if (pos == 0) {
+        /* Skip the command, and gat/gats's exptime. */
+        uint32_t skip = (msg->req->cmd == MR_CMD_GAT || msg->req->cmd == MR_CMD_GATS) ? 2 : 1;
+        while (skip-- > 0) {
+            while (p + pos < end && p[pos] == ' ')
+                pos++;
+            while (p + pos < end && p[pos] != ' ' && p[pos] != '\r' && p[pos] != '\n')
+                pos++;
+        }
+    }
+    while (p + pos < end) {
+        while (p + pos < end && p[pos] == ' ')
+            pos++;
+        uint32_t start = pos;
+        while (p + pos < end && p[pos] != ' ' && p[pos] != '\r' && p[pos] != '\n')
+            pos++;
+        if (pos == start)
+            break;
+        if (pos - start == klen && memcmp(p + start, key, klen) == 0) {
+            msg->key_scan = pos;
+            return true;
+        }
+    }
+    return false;
+}
+
 /* Parse every complete reply element and hand it to the head message. */
 static void bconn_parse(mr_bconn *bc, uint32_t *need)
 {
@@ -573,6 +608,11 @@ static void bconn_parse(mr_bconn *bc, uint32_t *need)
             return;
         }
         bool wanted = !msg->replied; /* timed-out messages drop their late reply */
+        if (kind == MR_REPLY_VALUE && !value_was_asked(msg, p + e.key_off, e.key_len)) {
+            mr_log_warn("backend %s: VALUE for a key that was not asked for", bc->be->server->conf->spec);
+            bconn_reset(bc, MR_ERR_BAD_REPLY);
+            return;
+        }
         if (kind == MR_REPLY_VALUE) {
             complete = false;
             if (wanted && mr_msg_add_item(msg, bc->in.mb, p, e.len) < 0) {

@@ -88,6 +88,7 @@ typedef struct mr_msg {
     mr_slice *items;
     uint32_t nitems, items_cap;
     uint32_t cursor;        /* merge position in items */
+    uint32_t key_scan;      /* retrievals: where the next expected key is looked for in out[0] */
     mr_slice inline_items[4];
 } mr_msg;
 
