@@ -737,6 +737,62 @@ def test_md_with_cas_deletes_on_every_replica(cl3):
         assert all(mg_direct(mc, b"mdc") is None for mc in cl3.backends)
 
 
+def test_noreply_and_quiet_writes_reach_every_replica_and_repair_silently(cl3):
+    with cl3.conn() as c:
+        c.send(b"set nr 3 0 2 noreply\r\nv1\r\n"
+               b"ms mq 2 q F4\r\nm1\r\n"
+               b"set ctrq 0 0 1\r\n5\r\n"
+               b"incr ctrq 10 noreply\r\n"
+               b"ma ctrq q\r\n"
+               b"mn\r\n")
+        assert c.recv_replies(2, timeout=5) == b"STORED\r\nMN\r\n"
+        assert c.recv_idle(idle=0.2, timeout=0.5) == b""
+        assert wait_replicas_agree(cl3.backends, b"nr")[0] == (b"v1", 3, -1)
+        assert wait_replicas_agree(cl3.backends, b"mq")[0] == (b"m1", 4, -1)
+        assert wait_replicas_agree(cl3.backends, b"ctrq")[0][0] == b"16"
+
+
+def test_base64_meta_keys_are_replicated_and_repaired(cl3):
+    import base64
+    key = b"b64 key\xff"
+    enc = base64.b64encode(key)
+    with cl3.conn() as c:
+        assert _req(c, b"ms %s 1 b F7\r\n4\r\n" % enc) == b"HD\r\n"
+        assert _req(c, b"ma %s b D3 v\r\n" % enc) == b"VA 1\r\n7\r\n"
+        for mc in cl3.backends:
+            with mc.conn() as d:
+                def held():
+                    r = d.request(b"mg %s b v f\r\n" % enc)
+                    return r == b"VA 1 f7\r\n7\r\n"
+                assert wait_for(held, 3.0, 0.05), (mc.port, d.request(b"mg %s b v f\r\n" % enc))
+        assert _req(c, b"md %s b\r\n" % enc) == b"HD\r\n"
+        for mc in cl3.backends:
+            with mc.conn() as d:
+                assert wait_for(lambda: d.request(b"mg %s b v\r\n" % enc) == b"EN\r\n", 3.0, 0.05)
+
+
+def test_write_ack_all_answers_the_primarys_reply_when_replicas_disagree(cluster):
+    cl = repl_cluster(cluster, n=3, replicas=3, write_ack="all", timeout=1000)
+    k = keys_with_primary(cl, 1, 1, "disagree", 3)[0]
+    reps = replica_indices(cl, k, 3)
+    # only the secondaries hold the key
+    for i in reps[1:]:
+        with cl.backends[i].conn() as d:
+            assert d.request(set_cmd(k, b"x")) == b"STORED\r\n"
+    with cl.conn() as c:
+        assert _req(c, b"replace %s 0 0 1\r\ny\r\n" % k) == b"NOT_STORED\r\n"
+        assert [mg_direct(cl.backends[i], k) for i in reps] == [None, (b"y", 0, -1), (b"y", 0, -1)]
+        assert _req(c, b"touch %s 100\r\n" % k) == b"NOT_FOUND\r\n"
+        # and the other way round: the primary's DELETED wins over NOT_FOUND elsewhere
+        with cl.backends[reps[0]].conn() as d:
+            assert d.request(set_cmd(k, b"z")) == b"STORED\r\n"
+        for i in reps[1:]:
+            with cl.backends[i].conn() as d:
+                assert d.request(b"delete %s\r\n" % k) == b"DELETED\r\n"
+        assert _req(c, b"delete %s\r\n" % k) == b"DELETED\r\n"
+        assert [mg_direct(cl.backends[i], k) for i in reps] == [None] * 3
+
+
 # --------------------------------------------------------------------------
 # 4. reads with failover
 
@@ -950,8 +1006,8 @@ def two_pools(factory):
     a = [factory.memcached() for _ in range(2)]
     b = [factory.memcached() for _ in range(2)]
     pools = {
-        "alpha": Pool(a, timeout=1000),
-        "beta": Pool(b, listen=None, timeout=1000),
+        "alpha": Pool(a, timeout=1000, server_retry_timeout=200, probe_backoff_max=1000),
+        "beta": Pool(b, listen=None, timeout=1000, server_retry_timeout=200, probe_backoff_max=1000),
     }
     relay = ListRelay(MEMRELAY_BIN, str(factory.tmp_path_factory.mktemp("relay")), pools,
                       {"alpha": {"replicate_to": ["beta"]}})
@@ -1004,6 +1060,23 @@ def test_replicate_to_serves_gets_from_the_second_pool_when_the_first_is_dead(tw
         # writes still land in beta (ack one)
         assert _req(c, set_cmd(b"late", b"L")) == b"STORED\r\n"
         assert mg_direct(b[ring_b.server_for(b"late")], b"late") == (b"L", 0, -1)
+
+
+def test_replicate_to_replays_missed_writes_to_a_restarted_server_of_the_second_pool(two_pools):
+    relay, a, b, ring_a, ring_b = two_pools
+    victim = b[0]
+    keys = [k for k in keys_for(None, "xr", 60) if ring_b.server_for(k) == 0][:15]
+    assert len(keys) >= 5
+    with relay.conn() as c:
+        harness.store_many(c, {k: b"before" for k in keys})
+        victim.kill()
+        for k in keys[:5]:
+            assert _req(c, b"delete %s\r\n" % k) == b"DELETED\r\n"
+        for k in keys[5:]:
+            assert _req(c, set_cmd(k, b"during-" + k, flags=8)) == b"STORED\r\n"
+        victim.restart()
+    want = {k: (b"during-" + k, 8, -1) for k in keys[5:]}
+    assert wait_for(lambda: holdings(victim, keys) == want, 5.0, 0.1), holdings(victim, keys)
 
 
 # --------------------------------------------------------------------------
