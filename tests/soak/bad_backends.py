@@ -45,10 +45,7 @@ TIMEOUT_MS = 500
 # Checks that fail because of known, reported memrelay bugs: they are printed
 # as "known bug" and do not fail the run unless --strict is given. Remove an
 # entry once its bug is fixed (the run says so when one starts passing).
-KNOWN_BUGS = {
-    # A single-server get forwards the backend's VALUE items without checking their keys.
-    "wrong_key: get of a key on the bad server gets SERVER_ERROR",
-}
+KNOWN_BUGS = set()  # garbage_line fixed in ee73ecf, wrong_key in db4eab1
 SCENARIOS = ["garbage", "garbage_line", "wrong_key", "half_hang", "endless", "endless_line", "huge"]
 
 
