@@ -31,8 +31,11 @@
 /* Reconnect backoff after failed connects: doubling from the first, capped. */
 #define BACKOFF_FIRST 0.1
 #define BACKOFF_MAX 1.0
-/* Largest value a reply may carry, and longest reply line. */
-#define REPLY_MAX_VALUE (256u * 1024u * 1024u)
+/* Largest value a reply may carry: twice the pool's item_size_max, at
+ * least 2 MiB (memcached's item limit may be set higher than the pool's,
+ * but a server announcing more is not to be believed: it would cost that
+ * much memory). Longest reply line. */
+#define REPLY_MIN_MAX_VALUE (2u * 1024u * 1024u)
 #define REPLY_MAX_LINE 8192u
 #define WRITE_IOV_MAX 256
 
@@ -594,7 +597,12 @@ static void bconn_parse(mr_bconn *bc, uint32_t *need)
         }
         mr_reply_elem e;
         const char *p = mr_inbuf_data(&bc->in);
-        mr_reply_kind kind = mr_reply_next(p, mr_inbuf_len(&bc->in), REPLY_MAX_VALUE, REPLY_MAX_LINE, &e);
+        uint64_t max_value = 2ull * bc->be->pool->conf->item_size_max;
+        if (max_value < REPLY_MIN_MAX_VALUE)
+            max_value = REPLY_MIN_MAX_VALUE;
+        if (max_value > UINT32_MAX)
+            max_value = UINT32_MAX;
+        mr_reply_kind kind = mr_reply_next(p, mr_inbuf_len(&bc->in), (uint32_t)max_value, REPLY_MAX_LINE, &e);
         if (kind == MR_REPLY_NEED_MORE) {
             *need = e.need;
             return;

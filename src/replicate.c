@@ -216,8 +216,9 @@ static mr_req *background_req(mr_worker *w, const mr_req_ops *ops)
 
 static void replayed_finished(mr_req *req, mr_msg *msg, int err)
 {
-    /* A replay that fails again goes back on the queue. */
-    if (err != MR_ERR_NONE || msg_failed(msg))
+    /* A replay that fails again (no reply at all) goes back on the queue.
+     * One that timed out but was answered later did run: not again. */
+    if (err != MR_ERR_NONE)
         replay_record(req->worker, msg->server, msg);
 }
 
@@ -329,12 +330,42 @@ static bool fanout_ready(const mr_req *req)
     return req->acks >= req->acks_needed || req->fails > req->nmsgs - req->acks_needed;
 }
 
+static void background_write(mr_worker *w, uint32_t pool, uint32_t conn_hint, const uint32_t *servers, uint32_t n,
+                             const mr_slice *line, const mr_slice *data);
+static int make_line(mr_worker *w, mr_slice *out, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+
+/* A live replica refused a write (SERVER_ERROR, e.g. out of memory): it
+ * may still hold an older value, so it is told to drop the key rather than
+ * serve that. Replaying the write later could land it over newer ones. */
+static void drop_stale_copy(mr_worker *w, const mr_msg *msg, uint32_t conn_hint)
+{
+    const mr_slice *line = &msg->out[0];
+    const char *p = memchr(line->p, ' ', line->len), *end = line->p + line->len;
+    if (!p)
+        return;
+    const char *key = p + 1, *k_end = key;
+    while (k_end < end && *k_end != ' ' && *k_end != '\r' && *k_end != '\n')
+        k_end++;
+    bool meta = line->len > 2 && line->p[0] == 'm' && line->p[2] == ' ';
+    bool b64 = meta && memmem(k_end, (size_t)(end - k_end), " b", 2) != NULL;
+    mr_slice del;
+    if (make_line(w, &del, meta ? "md %.*s%s\r\n" : "delete %.*s\r\n", (int)(k_end - key), key, b64 ? " b" : "") < 0)
+        return;
+    uint32_t server = msg->server;
+    background_write(w, pool_of_server(w, server), conn_hint, &server, 1, &del, NULL);
+    mr_slice_release(&del);
+}
+
 static void write_finished(mr_req *req, mr_msg *msg, int err)
 {
-    if (err == MR_ERR_NONE && !(msg->line.len && line_is(&msg->line, "SERVER_ERROR")))
+    bool refused = err == MR_ERR_NONE && msg->line.len && line_is(&msg->line, "SERVER_ERROR");
+    if (err == MR_ERR_NONE && !refused)
         return;
     POOL_STAT_INC(req->worker, pool_of_server(req->worker, msg->server), repl_write_failures);
-    replay_record(req->worker, msg->server, msg);
+    if (refused)
+        drop_stale_copy(req->worker, msg, req->conn_hint);
+    else
+        replay_record(req->worker, msg->server, msg);
 }
 
 /* Background writes: counted while pending, and failures kept for replay. */
