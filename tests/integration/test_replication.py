@@ -479,8 +479,6 @@ def test_restarted_replica_gets_missed_sets_and_deletes_replayed_without_client_
         assert mg_direct(victim, k) is None, k
 
 
-@pytest.mark.xfail(reason="memrelay bug: a replay answered after the pool timeout is queued again "
-                          "and replayed, stale, when the server next returns", strict=False)
 @pytest.mark.time_limit(60)
 def test_replay_answered_after_the_timeout_is_not_replayed_again_later(cluster):
     # server_failure_limit 10: the stopped replica is not marked down, so
@@ -552,9 +550,6 @@ def test_stalled_replica_with_the_default_failure_limit_gets_its_replay_without_
     assert wait_for(lambda: mg_direct(victim, b"k") == (b"v", 1, -1), 5.0, 0.1), "the queued write was not replayed"
 
 
-@pytest.mark.xfail(reason="memrelay bug: a write a live replica refused with SERVER_ERROR stays queued while "
-                          "newer writes to the key go through, and is replayed over them when the replica "
-                          "next returns", strict=False)
 @pytest.mark.time_limit(60)
 def test_write_refused_with_server_error_is_not_replayed_over_newer_writes(factory):
     # The middle server runs with -M and 2 MB: once full it answers
