@@ -448,7 +448,8 @@ void mr_backend_send(mr_backend *be, uint32_t conn_hint, mr_msg *msg)
         mr_msg_finish(msg, be->down_error);
         return;
     }
-    if (bc->nqueued >= MR_BCONN_MAX_QUEUED) {
+    if (bc->nqueued >= be->pool->conf->server_queue_limit) {
+        MR_STAT_INC(&be->worker->stats, backend_queue_full);
         mr_msg_finish(msg, MR_ERR_QUEUE_FULL);
         return;
     }

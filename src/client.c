@@ -24,6 +24,7 @@
 
 static void client_read_cb(struct ev_loop *loop, ev_io *io, int revents);
 static void client_write_cb(struct ev_loop *loop, ev_io *io, int revents);
+static void idle_cb(struct ev_loop *loop, ev_timer *t, int revents);
 
 void mr_client_accept(mr_worker *w, int fd, uint32_t listen_pool)
 {
@@ -40,6 +41,14 @@ void mr_client_accept(mr_worker *w, int fd, uint32_t listen_pool)
     ev_io_init(&c->wio, client_write_cb, fd, EV_WRITE);
     c->rio.data = c->wio.data = c;
     ev_io_start(w->loop, &c->rio);
+    c->last_active = ev_now(w->loop);
+    ev_init(&c->idle, idle_cb);
+    c->idle.data = c;
+    uint32_t idle_ms = w->shared->cfg->pools[listen_pool].client_idle_timeout_ms;
+    if (idle_ms) {
+        ev_timer_set(&c->idle, idle_ms / 1000.0, 0);
+        ev_timer_start(w->loop, &c->idle);
+    }
     c->next = w->clients;
     if (w->clients)
         w->clients->prev = c;
@@ -53,6 +62,7 @@ void mr_client_close(mr_client *c)
     mr_worker *w = c->worker;
     ev_io_stop(w->loop, &c->rio);
     ev_io_stop(w->loop, &c->wio);
+    ev_timer_stop(w->loop, &c->idle);
     close(c->fd);
     /* Requests still waiting on backends become orphans; their replies are dropped. */
     for (mr_req *r = c->q_head; r;) {
@@ -136,7 +146,26 @@ static mr_req *local_reply(mr_client *c, const char *text)
 
 static bool over_bounds(const mr_client *c)
 {
-    return c->nqueued >= MR_CLIENT_MAX_QUEUED || c->out_bytes >= MR_CLIENT_MAX_OUT_BYTES;
+    const mr_pool_conf *pc = &c->worker->shared->cfg->pools[c->listen_pool];
+    return c->nqueued >= pc->client_queue_limit || c->out_bytes >= pc->client_output_limit;
+}
+
+/* client_idle_timeout: one timer per client, re-armed only when it fires
+ * (libev's "be smart about timeouts"): activity just moves last_active. */
+static void idle_cb(struct ev_loop *loop, ev_timer *t, int revents)
+{
+    mr_client *c = t->data;
+    const mr_pool_conf *pc = &c->worker->shared->cfg->pools[c->listen_pool];
+    ev_tstamp timeout = pc->client_idle_timeout_ms / 1000.0;
+    ev_tstamp left = c->last_active + timeout - ev_now(loop);
+    if (left > 0 || c->q_head) {
+        /* Active since, or still waiting for its replies: not idle. */
+        ev_timer_set(t, left > 0 ? left : timeout, 0);
+        ev_timer_start(loop, t);
+        return;
+    }
+    MR_STAT_INC(&c->worker->stats, client_idle_closed);
+    mr_client_close(c);
 }
 
 /* Parse and dispatch every complete request in the input. */
@@ -160,6 +189,7 @@ static void client_process(mr_client *c)
             continue;
         }
         if (over_bounds(c)) {
+            MR_STAT_INC(&w->stats, client_backpressure);
             c->paused = true;
             ev_io_stop(w->loop, &c->rio);
             return;
@@ -258,6 +288,7 @@ static void client_read_cb(struct ev_loop *loop, ev_io *io, int revents)
     if (n < 0)
         return;
     mb->len += (uint32_t)n;
+    c->last_active = ev_now(loop);
     MR_STAT_ADD(&w->stats, bytes_read, (uint64_t)n);
     client_process(c);
     if (c->closing) {
@@ -323,6 +354,7 @@ void mr_client_flush(mr_client *c)
             return;
         }
         MR_STAT_ADD(&w->stats, bytes_written, (uint64_t)wr);
+        c->last_active = ev_now(w->loop);
         size_t left = (size_t)wr;
         while (left > 0) {
             mr_outv *v = &c->out[c->out_head];

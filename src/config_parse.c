@@ -770,6 +770,10 @@ static const struct pool_key pool_keys[] = {
     {"probe_backoff_max", key_u32, FIELD(probe_backoff_max_ms), 1, INT32_MAX},
     {"max_ejected_fraction", key_fraction, FIELD(max_ejected_pct), 0, 100},
     {"on_rejoin", key_on_rejoin, 0, 0, 0},
+    {"client_queue_limit", key_u32, FIELD(client_queue_limit), 1, 1000000},
+    {"client_output_limit", key_u32, FIELD(client_output_limit), 4096, INT32_MAX},
+    {"server_queue_limit", key_u32, FIELD(server_queue_limit), 1, 10000000},
+    {"client_idle_timeout", key_u32, FIELD(client_idle_timeout_ms), 0, INT32_MAX},
     {"quarantine_period", key_u32, FIELD(quarantine_ms), 1, INT32_MAX},
 };
 #undef FIELD
@@ -795,6 +799,10 @@ static void pool_defaults(mr_pool_conf *p)
     p->probe_backoff_max_ms = 30000;
     p->max_ejected_pct = 50;
     p->quarantine_ms = 60000;
+    p->client_queue_limit = 4096;
+    p->client_output_limit = 8u * 1024u * 1024u;
+    p->server_queue_limit = 65536;
+    p->client_idle_timeout_ms = 0;
 }
 
 static int parse_pool(parser *ps, mr_pool_conf *p, mr_conf_marks *m, const yaml_node_t *map)

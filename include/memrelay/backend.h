@@ -91,7 +91,5 @@ void mr_bconn_push_front(mr_bconn *bc, mr_msg *msg);
 /* Write what the connection has pending (called from the worker's flush). */
 void mr_bconn_flush(mr_bconn *bc);
 
-/* Bound on messages queued per connection. */
-#define MR_BCONN_MAX_QUEUED 65536u
 
 #endif

@@ -26,6 +26,8 @@ typedef struct mr_client {
     uint32_t id;             /* picks the backend connection, so one client's requests to a server stay ordered */
     uint32_t listen_pool;    /* pool whose listener accepted it */
     ev_io rio, wio;
+    ev_timer idle;           /* client_idle_timeout: re-armed lazily from last_active */
+    ev_tstamp last_active;   /* last read from or write to it */
     mr_inbuf in;             /* request bytes */
     uint32_t need;           /* bytes the request being read needs in all (0 unknown) */
     uint32_t swallow;        /* bytes still to discard (memcached's swallow after an error) */
@@ -45,10 +47,6 @@ typedef struct mr_client {
     struct mr_client *prev, *next; /* worker's client list */
 } mr_client;
 
-/* Bounds: a client may have this many requests or reply bytes waiting
- * before memrelay stops reading from it until it catches up. */
-#define MR_CLIENT_MAX_QUEUED 4096u
-#define MR_CLIENT_MAX_OUT_BYTES (8u * 1024u * 1024u)
 
 void mr_client_accept(struct mr_worker *w, int fd, uint32_t listen_pool);
 /* A request of this client completed: emit what is ready. */

@@ -86,6 +86,11 @@ typedef struct {
     uint32_t probe_interval_ms;  /* idle probe of live servers; default 5000 (0: off) */
     uint32_t probe_backoff_max_ms; /* cap of the probe backoff for down servers; default 30000 */
     uint32_t max_ejected_pct;    /* max_ejected_fraction as a percentage; default 50 */
+    /* Limits (hardening) */
+    uint32_t client_queue_limit;  /* requests a client may have waiting before reading pauses; default 4096 */
+    uint32_t client_output_limit; /* reply bytes queued for a client before reading pauses; default 8 MiB */
+    uint32_t server_queue_limit;  /* requests queued per backend connection; default 65536 */
+    uint32_t client_idle_timeout_ms; /* close a client idle this long; 0 (default): never */
     bool on_rejoin_quarantine;   /* on_rejoin: quarantine (else flush, the default) */
     uint32_t quarantine_ms;      /* quarantine_period; default 60000 */
     char **replicate_to_names;   /* pools that also keep a copy of every key (cross-pool replication) */

@@ -29,7 +29,10 @@
     X(backend_connects)      \
     X(backend_connect_failures) \
     X(multiget_server_failures) \
-    X(client_errors)
+    X(client_errors)         \
+    X(client_backpressure)   \
+    X(client_idle_closed)    \
+    X(backend_queue_full)
 
 typedef struct {
 #define MR_STAT_FIELD(name) uint64_t name;
