@@ -89,6 +89,7 @@ void mr_client_close(mr_client *c)
             *pp = c->next_dirty;
     }
     MR_STAT_DEC(&w->stats, curr_connections);
+    __atomic_sub_fetch(&w->shared->pool_clients[c->listen_pool], 1, __ATOMIC_RELAXED);
     free(c);
 }
 
@@ -295,6 +296,11 @@ static void client_read_cb(struct ev_loop *loop, ev_io *io, int revents)
         ev_io_stop(loop, &c->rio);
         mr_worker_mark_client(w, c);
     }
+    /* Everything read was consumed: give the block back, so an idle client
+     * holds no input buffer (requests still in flight keep their own
+     * references to it). */
+    if (mr_inbuf_len(&c->in) == 0)
+        mr_inbuf_release(&c->in);
 }
 
 void mr_client_req_done(mr_client *c, mr_req *req)

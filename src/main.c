@@ -146,8 +146,9 @@ int main(int argc, char **argv)
     mr_backend_addr *addrs = router ? mr_backend_resolve_all(router) : NULL;
     mr_health *health = addrs ? mr_health_create(router, addrs) : NULL;
     int *listen_fds = calloc(cfg->npools, sizeof(int));
+    uint32_t *pool_clients = calloc(cfg->npools, sizeof(uint32_t));
     mr_worker *workers = calloc((size_t)nworkers, sizeof(mr_worker));
-    if (!router || !addrs || !health || !listen_fds || !workers) {
+    if (!router || !addrs || !health || !listen_fds || !pool_clients || !workers) {
         mr_log_error("start-up failed");
         goto out;
     }
@@ -171,7 +172,7 @@ int main(int argc, char **argv)
     struct ev_loop *main_loop = ev_default_loop(EVFLAG_AUTO);
     mr_shared shared = {
         .cfg = cfg, .router = router, .addrs = addrs, .listen_fds = listen_fds,
-        .started = ev_time(), .nworkers = nworkers, .health = health,
+        .started = ev_time(), .nworkers = nworkers, .health = health, .pool_clients = pool_clients,
     };
     /* The health checker's async watcher must exist before a worker can
      * report a failure. */
@@ -211,6 +212,7 @@ out:
             mr_listener_close(&cfg->pools[i], listen_fds[i]);
     free(workers);
     free(listen_fds);
+    free(pool_clients);
     mr_health_free(health);
     free(addrs);
     mr_router_free(router);

@@ -82,9 +82,9 @@ static void accept_cb(struct ev_loop *loop, ev_io *io, int revents)
                 mr_log_warn("accept on pool %s: %s", pc->name, strerror(errno));
             return; /* EAGAIN: another worker took it, or none left */
         }
-        if (pc->client_connections && __atomic_load_n(&w->stats.curr_connections, __ATOMIC_RELAXED) *
-                                              (uint64_t)w->shared->nworkers >=
-                                          pc->client_connections) {
+        uint32_t open = __atomic_add_fetch(&w->shared->pool_clients[pool], 1, __ATOMIC_RELAXED);
+        if (pc->client_connections && open > pc->client_connections) {
+            __atomic_sub_fetch(&w->shared->pool_clients[pool], 1, __ATOMIC_RELAXED);
             /* Over the limit: memcached answers this way and closes too. */
             static const char busy[] = "SERVER_ERROR Too many open connections\r\n";
             ssize_t wr = write(fd, busy, sizeof(busy) - 1);

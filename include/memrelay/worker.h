@@ -27,6 +27,7 @@ typedef struct {
     ev_tstamp started;              /* process start (wall clock) */
     int nworkers;
     struct mr_health *health;       /* server states (atomics), shared */
+    uint32_t *pool_clients;         /* open client connections by pool (atomics): client_connections */
 } mr_shared;
 
 typedef struct mr_worker {
