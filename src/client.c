@@ -383,9 +383,11 @@ void mr_client_flush(mr_client *c)
         return;
     }
     if (c->paused && !over_bounds(c)) {
-        /* Caught up: resume reading, and parse what is already buffered. */
+        /* Caught up: resume reading (unless draining), and parse what is
+         * already buffered. */
         c->paused = false;
-        ev_io_start(w->loop, &c->rio);
+        if (!w->draining)
+            ev_io_start(w->loop, &c->rio);
         client_process(c);
         if (c->out_count || (c->q_head && c->q_head->done))
             mr_worker_mark_client(w, c);

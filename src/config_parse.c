@@ -850,9 +850,15 @@ static int parse_memrelay(parser *ps, const yaml_node_t *map)
             return -1;
         const yaml_node_t *v = yaml_document_get_node(ps->doc, pr->value);
         uint64_t n = 0;
+        if (strcmp(k, "shutdown_timeout") == 0) {
+            if (get_uint(ps, v, "'shutdown_timeout' in the memrelay section", 0, INT32_MAX, &n) != 0)
+                return -1;
+            ps->ctx->cfg->shutdown_timeout_ms = (uint32_t)n;
+            continue;
+        }
         if (strcmp(k, "threads") != 0)
             return mr_conf_fail(ps->ctx, pos_of(yaml_document_get_node(ps->doc, pr->key)),
-                                "unknown key '%s' %s (known: threads)", k, where);
+                                "unknown key '%s' %s (known: threads, shutdown_timeout)", k, where);
         if (get_uint(ps, v, "'threads' in the memrelay section", 1, 1024, &n) != 0)
             return -1;
         ps->ctx->cfg->threads = (int)n;
@@ -960,6 +966,7 @@ int mr_conf_parse(mr_conf_ctx *ctx, const char *yaml, size_t len)
     if ((ctx->cfg = calloc(1, sizeof(*ctx->cfg))) == NULL)
         return mr_conf_fail(ctx, (mr_conf_pos){0, 0}, "out of memory");
     ctx->cfg->threads = 1;
+    ctx->cfg->shutdown_timeout_ms = 10000;
     if (!yaml_parser_initialize(&yp))
         return mr_conf_fail(ctx, (mr_conf_pos){0, 0}, "out of memory");
     yaml_parser_set_input_string(&yp, (const unsigned char *)yaml, len);

@@ -92,10 +92,51 @@ static int parse_options(int argc, char **argv, options *opt)
     return 0;
 }
 
+/* Graceful shutdown: the first SIGTERM/SIGINT stops accepting and reading,
+ * and lets every request already read be answered, for up to
+ * memrelay.shutdown_timeout; a second signal, or the timeout, ends it. */
+typedef struct {
+    mr_worker *workers;
+    int nworkers;
+    bool draining;
+    ev_timer deadline;
+    ev_timer poll;
+} shutdown_state;
+
+static shutdown_state shutdown_ctl;
+
+static void drain_poll_cb(struct ev_loop *loop, ev_timer *t, int revents)
+{
+    for (int i = 0; i < shutdown_ctl.nworkers; i++)
+        if (!mr_worker_drained(&shutdown_ctl.workers[i]))
+            return;
+    mr_log_info("drained: every request answered");
+    ev_break(loop, EVBREAK_ALL);
+}
+
+static void drain_deadline_cb(struct ev_loop *loop, ev_timer *t, int revents)
+{
+    mr_log_warn("shutdown_timeout reached with requests still in flight: exiting");
+    ev_break(loop, EVBREAK_ALL);
+}
+
 static void on_signal(struct ev_loop *loop, ev_signal *w, int revents)
 {
-    mr_log_info("signal %d: shutting down", w->signum);
-    ev_break(loop, EVBREAK_ALL);
+    const mr_config *cfg = w->data;
+    if (shutdown_ctl.draining || cfg->shutdown_timeout_ms == 0) {
+        mr_log_info("signal %d: shutting down now", w->signum);
+        ev_break(loop, EVBREAK_ALL);
+        return;
+    }
+    mr_log_info("signal %d: draining (no new connections or requests; up to %u ms)", w->signum,
+                cfg->shutdown_timeout_ms);
+    shutdown_ctl.draining = true;
+    for (int i = 0; i < shutdown_ctl.nworkers; i++)
+        mr_worker_drain(&shutdown_ctl.workers[i]);
+    ev_timer_init(&shutdown_ctl.deadline, drain_deadline_cb, cfg->shutdown_timeout_ms / 1000.0, 0);
+    ev_timer_start(loop, &shutdown_ctl.deadline);
+    ev_timer_init(&shutdown_ctl.poll, drain_poll_cb, 0.01, 0.01);
+    ev_timer_start(loop, &shutdown_ctl.poll);
 }
 
 static void log_listeners(const mr_config *cfg)
@@ -191,8 +232,11 @@ int main(int argc, char **argv)
                     nworkers == 1 ? "" : "s", opt.config_path);
         log_listeners(cfg);
         ev_signal sigint, sigterm;
+        shutdown_ctl.workers = workers;
+        shutdown_ctl.nworkers = nworkers;
         ev_signal_init(&sigint, on_signal, SIGINT);
         ev_signal_init(&sigterm, on_signal, SIGTERM);
+        sigint.data = sigterm.data = cfg;
         ev_signal_start(main_loop, &sigint);
         ev_signal_start(main_loop, &sigterm);
         ev_run(main_loop, 0);

@@ -22,6 +22,39 @@
 /* Connections accepted per readiness event, so one listener cannot starve the loop. */
 #define ACCEPTS_PER_EVENT 64
 
+/* Draining: a client whose requests are all answered and written leaves. */
+static void drain_step(mr_worker *w)
+{
+    for (mr_client *c = w->clients, *next; c; c = next) {
+        next = c->next;
+        if (!c->q_head && c->out_count == 0)
+            mr_client_close(c);
+    }
+    if (!w->clients)
+        __atomic_store_n(&w->drained, 1, __ATOMIC_RELEASE);
+}
+
+static void drain_cb(struct ev_loop *loop, ev_async *a, int revents)
+{
+    mr_worker *w = a->data;
+    w->draining = true;
+    for (uint32_t p = 0; p < w->shared->router->npools; p++)
+        ev_io_stop(loop, &w->accept_io[p]);
+    for (mr_client *c = w->clients; c; c = c->next)
+        ev_io_stop(loop, &c->rio);
+    drain_step(w);
+}
+
+void mr_worker_drain(mr_worker *w)
+{
+    ev_async_send(w->loop, &w->drain);
+}
+
+bool mr_worker_drained(mr_worker *w)
+{
+    return __atomic_load_n(&w->drained, __ATOMIC_ACQUIRE) != 0;
+}
+
 static void flush_cb(struct ev_loop *loop, ev_prepare *p, int revents)
 {
     mr_worker *w = p->data;
@@ -41,6 +74,8 @@ static void flush_cb(struct ev_loop *loop, ev_prepare *p, int revents)
             mr_client_flush(c);
         }
     }
+    if (w->draining)
+        drain_step(w);
 }
 
 void mr_worker_mark_client(mr_worker *w, mr_client *c)
@@ -157,6 +192,9 @@ int mr_worker_init(mr_worker *w, uint32_t index, const mr_shared *shared)
     }
     ev_async_init(&w->stop, stop_cb);
     ev_async_start(w->loop, &w->stop);
+    ev_async_init(&w->drain, drain_cb);
+    w->drain.data = w;
+    ev_async_start(w->loop, &w->drain);
     ev_async_init(&w->health_changed, health_cb);
     w->health_changed.data = w;
     ev_async_start(w->loop, &w->health_changed);

@@ -102,6 +102,7 @@ typedef struct {
 typedef struct {
     char *path;        /* file it came from */
     int threads;       /* memrelay.threads; default 1 (the -t flag overrides) */
+    uint32_t shutdown_timeout_ms; /* memrelay.shutdown_timeout: drain time on SIGTERM; default 10000 */
     mr_pool_conf *pools;
     size_t npools;
 } mr_config;

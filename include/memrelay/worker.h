@@ -38,6 +38,9 @@ typedef struct mr_worker {
     ev_async stop;                  /* another thread asks this loop to end */
     ev_prepare flush;               /* writes everything made dirty this iteration */
     ev_async health_changed;        /* the health checker started a rejoin */
+    ev_async drain;                 /* stop accepting and reading; finish what was read */
+    bool draining;
+    uint32_t drained;               /* atomic: set once draining and no client is left */
     ev_io *accept_io;               /* one per listening pool */
     mr_backend *backends;           /* by server id */
     mr_mbuf_pool mbufs;
@@ -67,5 +70,8 @@ void mr_worker_mark_bconn(mr_worker *w, mr_bconn *bc);
 uint32_t mr_worker_random(mr_worker *w);
 /* From the main thread: a server is rejoining; replay what it missed. */
 void mr_worker_health_changed(mr_worker *w);
+/* From the main thread: begin a graceful shutdown (see main.c). */
+void mr_worker_drain(mr_worker *w);
+bool mr_worker_drained(mr_worker *w);
 
 #endif
