@@ -339,7 +339,8 @@ static void dispatch_any_server(mr_client *c, mr_req *req)
     mr_req_dispatched(req);
 }
 
-int mr_stats_reply(mr_worker *w, mr_slice *out, const char *arg, uint32_t arg_len);
+int mr_stats_reply(mr_worker *w, uint32_t listen_pool, mr_slice *out, const char *arg, uint32_t arg_len,
+                   const char *rest, uint32_t rest_len);
 
 static void dispatch_local(mr_client *c, mr_req *req)
 {
@@ -356,7 +357,15 @@ static void dispatch_local(mr_client *c, mr_req *req)
         req->close_after = true;
         break;
     case MR_CMD_STATS:
-        if (mr_stats_reply(c->worker, &req->local, line_of(req) + h->arg_off, h->arg_len) < 0) {
+        /* rest: what follows the first argument on the line (stats route <key>) */
+        const char *rest = line_of(req) + h->arg_off + h->arg_len;
+        const char *eol = line_of(req) + h->line_len;
+        while (eol > rest && (eol[-1] == '\n' || eol[-1] == '\r'))
+            eol--;
+        if (h->arg_len == 0)
+            rest = eol;
+        if (mr_stats_reply(c->worker, c->listen_pool, &req->local, line_of(req) + h->arg_off, h->arg_len, rest,
+                           (uint32_t)(eol - rest)) < 0) {
             fail_nomem(req);
             return;
         }

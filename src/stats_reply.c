@@ -93,9 +93,77 @@ static int pool_stats(mr_worker *w, mr_mbuf *mb)
     return rc;
 }
 
-/* Build the reply for `stats [arg]` into *out. */
-int mr_stats_reply(mr_worker *w, mr_slice *out, const char *arg, uint32_t arg_len)
+/* `stats route <key>`: where a key goes from this listener and why, like
+ * mcrouter's __mcrouter__.route: the route that matched, the pool, the hash
+ * and its value, the servers holding the key in order and their states. */
+static int route_explain(mr_worker *w, uint32_t listen_pool, mr_mbuf *mb, const char *key, uint32_t klen)
 {
+    const mr_router *r = w->shared->router;
+    const mr_pool_conf *lp = &r->cfg->pools[listen_pool];
+    const mr_pool *pool = mr_router_pool_for_key(r, listen_pool, key, klen);
+    const char *via = "own servers";
+    for (size_t i = 0; i < lp->nroutes; i++) {
+        if (lp->routes[i].prefix_len <= klen && memcmp(lp->routes[i].prefix, key, lp->routes[i].prefix_len) == 0) {
+            via = lp->routes[i].prefix;
+            break;
+        }
+    }
+    const char *span = key;
+    size_t span_len = klen;
+    if (pool->conf->has_hash_tag)
+        mr_hash_tag_span(key, klen, pool->conf->hash_tag, &span, &span_len);
+    uint32_t servers[MR_MAX_REPLICAS];
+    uint32_t n = pool->nservers ? mr_router_replicas_for_key(pool, key, klen, 0, servers, MR_MAX_REPLICAS) : 0;
+    int rc = 0;
+    rc |= append(mb, "STAT key %.*s\r\n", (int)klen, key);
+    rc |= append(mb, "STAT listener_pool %s\r\n", lp->name);
+    if (via == NULL || strcmp(via, "own servers") == 0)
+        rc |= append(mb, "STAT route own servers\r\n");
+    else
+        rc |= append(mb, "STAT route prefix \"%s\"\r\n", via);
+    rc |= append(mb, "STAT pool %s\r\n", pool->conf->name);
+    rc |= append(mb, "STAT distribution %s\r\n", mr_dist_name(pool->conf->distribution));
+    rc |= append(mb, "STAT hash %s\r\n", mr_hash_name(pool->conf->hash));
+    rc |= append(mb, "STAT hashed_part %.*s\r\n", (int)span_len, span);
+    rc |= append(mb, "STAT hash_value %u\r\n", mr_hash(pool->conf->hash, span, span_len));
+    for (uint32_t i = 0; i < n; i++) {
+        const mr_server *s = &r->servers[servers[i]];
+        const char *state = w->shared->health ? mr_health_state_name(mr_health_state_of(w->shared->health, s->id)) : "up";
+        rc |= append(mb, "STAT %s %s ident=%s pool=%s state=%s\r\n", i == 0 ? "primary" : "replica", s->conf->spec,
+                     s->conf->ident, r->cfg->pools[s->pool].name, state);
+    }
+    rc |= append(mb, "END\r\n");
+    return rc;
+}
+
+/* Build the reply for `stats [arg]` into *out. */
+int mr_stats_reply(mr_worker *w, uint32_t listen_pool, mr_slice *out, const char *arg, uint32_t arg_len,
+                   const char *rest, uint32_t rest_len)
+{
+    if (arg_len == 5 && memcmp(arg, "route", 5) == 0) {
+        while (rest_len > 0 && *rest == ' ') {
+            rest++;
+            rest_len--;
+        }
+        uint32_t klen = 0;
+        while (klen < rest_len && rest[klen] != ' ')
+            klen++;
+        if (klen == 0 || klen > 250) {
+            static const char usage[] = "CLIENT_ERROR usage: stats route <key>\r\n";
+            *out = mr_slice_static(usage, sizeof(usage) - 1);
+            return 0;
+        }
+        mr_mbuf *mb = mr_mbuf_get(&w->mbufs, 4096);
+        if (!mb)
+            return -1;
+        if (route_explain(w, listen_pool, mb, rest, klen) < 0) {
+            mr_mbuf_unref(mb);
+            return -1;
+        }
+        *out = mr_slice_ref(mb, mb->data, mb->len);
+        mr_mbuf_unref(mb);
+        return 0;
+    }
     static const char reset_reply[] = "RESET\r\n", end_reply[] = "END\r\n", error_reply[] = "ERROR\r\n";
     if (arg_len == 5 && memcmp(arg, "reset", 5) == 0) {
         pthread_mutex_lock(&baseline_lock);

@@ -66,3 +66,29 @@ def test_route_pool_backend_failure_does_not_touch_default_pool(routed):
         assert c.request(b"get sess:1\r\n", timeout=5).startswith(b"SERVER_ERROR ")
         assert c.request(b"set user:1 0 0 1\r\nx\r\n") == b"STORED\r\n"
         assert c.request(b"get user:1 sess:1\r\n", timeout=5) == b"VALUE user:1 0 1\r\nx\r\nEND\r\n"
+
+
+def test_stats_route_explains_where_a_key_goes(memcached_factory, relay_factory):
+    """`stats route <key>` names the route, pool, hash and the server that holds the key."""
+    from harness import Pool
+    main = [memcached_factory() for _ in range(2)]
+    sess = memcached_factory()
+    relay = relay_factory({
+        "front": Pool(main, routes=[("sess:", "sessions")]),
+        "sessions": Pool([sess], listen=None),
+    })
+    with relay.conn() as c:
+        out = c.request(b"stats route sess:42\r\n")
+        lines = dict(l.split(b" ", 2)[1:] for l in out.split(b"\r\n") if l.startswith(b"STAT "))
+        assert lines[b"pool"] == b"sessions"
+        assert lines[b"route"] == b'prefix "sess:"'
+        assert lines[b"primary"].split(b" ")[0] == sess.spec().encode()
+        # A key of the front pool: the primary is the server the key is then stored on.
+        out = c.request(b"stats route user:7\r\n")
+        lines = dict(l.split(b" ", 2)[1:] for l in out.split(b"\r\n") if l.startswith(b"STAT "))
+        assert lines[b"pool"] == b"front" and lines[b"route"] == b"own servers"
+        assert c.request(b"set user:7 0 0 1\r\nx\r\n") == b"STORED\r\n"
+        holder = [m for m in main if m.keys_held([b"user:7"])]
+        assert len(holder) == 1
+        assert lines[b"primary"].split(b" ")[0] == holder[0].spec().encode()
+        assert c.request(b"stats route\r\n") == b"CLIENT_ERROR usage: stats route <key>\r\n"
