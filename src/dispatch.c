@@ -45,9 +45,7 @@ static void finish_local(mr_req *req)
 
 static void fail_nomem(mr_req *req)
 {
-    mr_slice_release(&req->local);
-    req->local = mr_slice_static(mr_error_reply(MR_ERR_NOMEM), (uint32_t)strlen(mr_error_reply(MR_ERR_NOMEM)));
-    finish_local(req);
+    mr_req_fail_local(req, MR_ERR_NOMEM);
 }
 
 static const char *line_of(const mr_req *req)
@@ -265,9 +263,7 @@ static void dispatch_retrieval(mr_client *c, mr_req *req)
         return;
     }
     if (mr_build_split_lines(w, req, 0, nservers) < 0) {
-        for (uint32_t i = 0; i < nservers; i++)
-            mr_msg_finish(&req->msgs[i], MR_ERR_NOMEM);
-        mr_req_dispatched(req);
+        mr_req_fail_unsent(req, MR_ERR_NOMEM);
         return;
     }
     for (uint32_t i = 0; i < nservers; i++)
@@ -303,9 +299,7 @@ static void dispatch_broadcast(mr_client *c, mr_req *req)
     }
     mr_slice line;
     if (mr_forward_slice(w, req, &line) < 0) {
-        for (uint32_t i = 0; i < nmsgs; i++)
-            mr_msg_finish(&req->msgs[i], MR_ERR_NOMEM);
-        mr_req_dispatched(req);
+        mr_req_fail_unsent(req, MR_ERR_NOMEM);
         return;
     }
     uint32_t m = 0;
@@ -356,7 +350,7 @@ static void dispatch_local(mr_client *c, mr_req *req)
     case MR_CMD_QUIT:
         req->close_after = true;
         break;
-    case MR_CMD_STATS:
+    case MR_CMD_STATS: {
         /* rest: what follows the first argument on the line (stats route <key>) */
         const char *rest = line_of(req) + h->arg_off + h->arg_len;
         const char *eol = line_of(req) + h->line_len;
@@ -370,6 +364,7 @@ static void dispatch_local(mr_client *c, mr_req *req)
             return;
         }
         break;
+    }
     default:
         break;
     }

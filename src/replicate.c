@@ -786,21 +786,13 @@ void mr_replicate_keyed(mr_client *c, mr_req *req, const mr_pool *pool, const ch
         POOL_STAT_INC(w, pool->index, repl_writes);
     }
     if (mr_req_alloc_msgs_cap(req, nmsgs, cap) < 0) {
-        req->ops = NULL;
-        req->local = mr_slice_static(mr_error_reply(MR_ERR_NOMEM), (uint32_t)strlen(mr_error_reply(MR_ERR_NOMEM)));
-        req->done = true;
-        if (req->client)
-            mr_client_req_done(req->client, req);
-        else
-            mr_req_client_done(req);
+        mr_req_fail_local(req, MR_ERR_NOMEM);
         return;
     }
     /* The forwarded line: the client's bytes, or a rewritten copy. */
     mr_slice line;
     if (mr_forward_slice(w, req, &line) < 0) {
-        for (uint32_t i = 0; i < nmsgs; i++)
-            mr_msg_finish(&req->msgs[i], MR_ERR_NOMEM);
-        mr_req_dispatched(req);
+        mr_req_fail_unsent(req, MR_ERR_NOMEM);
         return;
     }
     for (uint32_t i = 0; i < nmsgs; i++) {

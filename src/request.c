@@ -164,6 +164,25 @@ void mr_msg_answer(mr_msg *msg, mr_err err)
     req_pending_dec(req);
 }
 
+void mr_req_fail_unsent(mr_req *req, mr_err err)
+{
+    for (uint32_t i = 0; i < req->nmsgs; i++)
+        mr_msg_finish(&req->msgs[i], err);
+    mr_req_dispatched(req);
+}
+
+void mr_req_fail_local(mr_req *req, mr_err err)
+{
+    mr_slice_release(&req->local);
+    req->ops = NULL;
+    req->local = mr_slice_static(mr_error_reply(err), (uint32_t)strlen(mr_error_reply(err)));
+    req->done = true;
+    if (req->client)
+        mr_client_req_done(req->client, req);
+    else
+        mr_req_client_done(req);
+}
+
 void mr_req_dispatched(mr_req *req)
 {
     req_pending_dec(req);

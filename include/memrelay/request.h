@@ -148,6 +148,12 @@ mr_msg *mr_req_add_msg(mr_req *req);
 int mr_req_alloc_keys(mr_req *req, uint32_t nkeys);
 /* Dispatch is over: drop the guard. The request may be freed on return. */
 void mr_req_dispatched(mr_req *req);
+/* Dispatch failed before any message was sent: answer them all with err,
+ * then drop the guard. The request may be freed on return. */
+void mr_req_fail_unsent(mr_req *req, mr_err err);
+/* No message could even be made: the client gets `err`'s reply (or the
+ * orphan is freed). The request may be freed on return. */
+void mr_req_fail_local(mr_req *req, mr_err err);
 
 /* Give a message its answer (err MR_ERR_NONE: the reply stored in it)
  * without taking it off its backend queue: a timed-out message stays queued
