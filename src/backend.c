@@ -45,39 +45,32 @@ static void bconn_timer_cb(struct ev_loop *loop, ev_timer *t, int revents);
 static void bconn_connect(mr_bconn *bc);
 static void retry_cb(struct ev_loop *loop, ev_timer *t, int revents);
 
-mr_backend_addr *mr_backend_resolve_all(const mr_router *router)
+int mr_backend_resolve(const mr_server_conf *sc, mr_backend_addr *out)
 {
-    mr_backend_addr *addrs = calloc(router->nservers ? router->nservers : 1, sizeof(*addrs));
-    if (!addrs)
-        return NULL;
-    for (uint32_t i = 0; i < router->nservers; i++) {
-        const mr_server_conf *sc = router->servers[i].conf;
-        if (sc->addr.is_unix) {
-            struct sockaddr_un *un = (struct sockaddr_un *)&addrs[i].addr;
-            un->sun_family = AF_UNIX;
-            if (strlen(sc->addr.host) >= sizeof(un->sun_path)) {
-                mr_log_error("server %s: unix path too long", sc->spec);
-                free(addrs);
-                return NULL;
-            }
-            strcpy(un->sun_path, sc->addr.host);
-            addrs[i].len = sizeof(*un);
-            continue;
+    memset(out, 0, sizeof(*out));
+    if (sc->addr.is_unix) {
+        struct sockaddr_un *un = (struct sockaddr_un *)&out->addr;
+        un->sun_family = AF_UNIX;
+        if (strlen(sc->addr.host) >= sizeof(un->sun_path)) {
+            mr_log_error("server %s: unix path too long", sc->spec);
+            return -1;
         }
-        char port[16];
-        snprintf(port, sizeof(port), "%u", sc->addr.port);
-        struct addrinfo hints = {.ai_socktype = SOCK_STREAM}, *res = NULL;
-        int rc = getaddrinfo(sc->addr.host, port, &hints, &res);
-        if (rc != 0 || !res) {
-            mr_log_error("server %s: cannot resolve '%s': %s", sc->spec, sc->addr.host, gai_strerror(rc));
-            free(addrs);
-            return NULL;
-        }
-        memcpy(&addrs[i].addr, res->ai_addr, res->ai_addrlen);
-        addrs[i].len = res->ai_addrlen;
-        freeaddrinfo(res);
+        strcpy(un->sun_path, sc->addr.host);
+        out->len = sizeof(*un);
+        return 0;
     }
-    return addrs;
+    char port[16];
+    snprintf(port, sizeof(port), "%u", sc->addr.port);
+    struct addrinfo hints = {.ai_socktype = SOCK_STREAM}, *res = NULL;
+    int rc = getaddrinfo(sc->addr.host, port, &hints, &res);
+    if (rc != 0 || !res) {
+        mr_log_error("server %s: cannot resolve '%s': %s", sc->spec, sc->addr.host, gai_strerror(rc));
+        return -1;
+    }
+    memcpy(&out->addr, res->ai_addr, res->ai_addrlen);
+    out->len = res->ai_addrlen;
+    freeaddrinfo(res);
+    return 0;
 }
 
 int mr_backend_init(mr_backend *be, mr_worker *w, const mr_server *server, const mr_pool *pool)
@@ -101,13 +94,35 @@ int mr_backend_init(mr_backend *be, mr_worker *w, const mr_server *server, const
         ev_init(&bc->wio, bconn_write_cb);
         ev_init(&bc->timer, bconn_timer_cb);
         bc->rio.data = bc->wio.data = bc->timer.data = bc;
-        if (pool->conf->preconnect)
-            bconn_connect(bc);
     }
     return 0;
 }
 
-/* ---- health ---- */
+void mr_backend_start(mr_backend *be)
+{
+    if (!be->pool->conf->preconnect)
+        return;
+    for (uint32_t i = 0; i < be->nconns; i++)
+        if (be->conns[i].state == MR_BCONN_IDLE)
+            bconn_connect(&be->conns[i]);
+}
+
+void mr_backend_adopt(mr_backend *be, const mr_server *server, const mr_pool *pool)
+{
+    be->server = server;
+    be->pool = pool;
+    be->timeout = pool->conf->timeout_ms / 1000.0;
+}
+
+bool mr_backend_idle(const mr_backend *be)
+{
+    for (uint32_t i = 0; i < be->nconns; i++)
+        if (be->conns[i].nqueued)
+            return false;
+    return true;
+}
+
+
 
 static mr_health *health_of(const mr_backend *be)
 {
@@ -135,7 +150,7 @@ static bool usable(const mr_backend *be)
     if (st == MR_HEALTH_UP)
         return true;
     return st == MR_HEALTH_REJOINING &&
-           be->rejoin_acked == __atomic_load_n(&h->servers[be->server->id].rejoin_gen, __ATOMIC_ACQUIRE);
+           be->rejoin_acked == __atomic_load_n(&mr_health_server(h, be->server->id)->rejoin_gen, __ATOMIC_ACQUIRE);
 }
 
 static void rejoin_ack_if_due(mr_backend *be)
@@ -143,7 +158,7 @@ static void rejoin_ack_if_due(mr_backend *be)
     mr_health *h = health_of(be);
     if (!h)
         return;
-    mr_server_health *sh = &h->servers[be->server->id];
+    mr_server_health *sh = mr_health_server(h, be->server->id);
     uint32_t gen = __atomic_load_n(&sh->rejoin_gen, __ATOMIC_ACQUIRE);
     if (mr_health_state_of(h, be->server->id) != MR_HEALTH_REJOINING || be->rejoin_acked == gen)
         return;
@@ -379,7 +394,7 @@ static void bconn_connect(mr_bconn *bc)
 {
     mr_backend *be = bc->be;
     struct ev_loop *loop = be->worker->loop;
-    const mr_backend_addr *addr = &be->worker->shared->addrs[be->server->id];
+    const mr_backend_addr *addr = &mr_health_server(health_of(be), be->server->id)->addr;
     int fd = socket(addr->addr.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
     if (fd < 0) {
         connect_failed(bc, MR_ERR_UNAVAILABLE, errno);

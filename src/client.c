@@ -26,7 +26,7 @@ static void client_read_cb(struct ev_loop *loop, ev_io *io, int revents);
 static void client_write_cb(struct ev_loop *loop, ev_io *io, int revents);
 static void idle_cb(struct ev_loop *loop, ev_timer *t, int revents);
 
-void mr_client_accept(mr_worker *w, int fd, uint32_t listen_pool)
+void mr_client_accept(mr_worker *w, int fd, uint32_t listen_pool, uint32_t pool_slot)
 {
     mr_client *c = calloc(1, sizeof(*c));
     if (!c) {
@@ -37,6 +37,7 @@ void mr_client_accept(mr_worker *w, int fd, uint32_t listen_pool)
     c->fd = fd;
     c->id = w->next_client_id++;
     c->listen_pool = listen_pool;
+    c->pool_slot = pool_slot;
     ev_io_init(&c->rio, client_read_cb, fd, EV_READ);
     ev_io_init(&c->wio, client_write_cb, fd, EV_WRITE);
     c->rio.data = c->wio.data = c;
@@ -44,7 +45,7 @@ void mr_client_accept(mr_worker *w, int fd, uint32_t listen_pool)
     c->last_active = ev_now(w->loop);
     ev_init(&c->idle, idle_cb);
     c->idle.data = c;
-    uint32_t idle_ms = w->shared->cfg->pools[listen_pool].client_idle_timeout_ms;
+    uint32_t idle_ms = w->gen->cfg->pools[listen_pool].client_idle_timeout_ms;
     if (idle_ms) {
         ev_timer_set(&c->idle, idle_ms / 1000.0, 0);
         ev_timer_start(w->loop, &c->idle);
@@ -89,7 +90,7 @@ void mr_client_close(mr_client *c)
             *pp = c->next_dirty;
     }
     MR_STAT_DEC(&w->stats, curr_connections);
-    __atomic_sub_fetch(&w->shared->pool_clients[c->listen_pool], 1, __ATOMIC_RELAXED);
+    __atomic_sub_fetch(&w->shared->pool_clients[c->pool_slot], 1, __ATOMIC_RELAXED);
     free(c);
 }
 
@@ -147,7 +148,7 @@ static mr_req *local_reply(mr_client *c, const char *text)
 
 static bool over_bounds(const mr_client *c)
 {
-    const mr_pool_conf *pc = &c->worker->shared->cfg->pools[c->listen_pool];
+    const mr_pool_conf *pc = &c->worker->gen->cfg->pools[c->listen_pool];
     return c->nqueued >= pc->client_queue_limit || c->out_bytes >= pc->client_output_limit;
 }
 
@@ -156,7 +157,7 @@ static bool over_bounds(const mr_client *c)
 static void idle_cb(struct ev_loop *loop, ev_timer *t, int revents)
 {
     mr_client *c = t->data;
-    const mr_pool_conf *pc = &c->worker->shared->cfg->pools[c->listen_pool];
+    const mr_pool_conf *pc = &c->worker->gen->cfg->pools[c->listen_pool];
     ev_tstamp timeout = pc->client_idle_timeout_ms / 1000.0;
     ev_tstamp left = c->last_active + timeout - ev_now(loop);
     if (left > 0 || c->q_head) {
@@ -173,7 +174,7 @@ static void idle_cb(struct ev_loop *loop, ev_timer *t, int revents)
 static void client_process(mr_client *c)
 {
     mr_worker *w = c->worker;
-    const mr_pool_conf *pc = &w->shared->cfg->pools[c->listen_pool];
+    const mr_pool_conf *pc = &w->gen->cfg->pools[c->listen_pool];
     c->need = 0;
     while (!c->closing && mr_inbuf_len(&c->in) > 0) {
         uint32_t avail = mr_inbuf_len(&c->in);

@@ -7,9 +7,12 @@
  */
 #include "config_internal.h"
 
+#include "memrelay/md5.h"
+
 #include <arpa/inet.h>
 #include <errno.h>
 #include <stdarg.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
@@ -65,6 +68,10 @@ static mr_config *load(const char *yaml, size_t len, const char *name, mr_config
         mr_config_free(cfg);
         return NULL;
     }
+    uint8_t digest[16];
+    mr_md5(yaml, len, digest);
+    for (int i = 0; i < 16; i++)
+        snprintf(cfg->hash + 2 * i, 3, "%02x", digest[i]);
     return cfg;
 }
 

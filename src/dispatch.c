@@ -19,7 +19,7 @@
 static void send_msg(mr_client *c, mr_req *req, mr_msg *msg)
 {
     mr_worker *w = c->worker;
-    mr_backend_send(&w->backends[msg->server], c->id, msg);
+    mr_backend_send(w->backends[msg->server], c->id, msg);
 }
 
 /* Send the client's (possibly rewritten) line alone as message `msg`. */
@@ -108,7 +108,7 @@ static void dispatch_keyed(mr_client *c, mr_req *req)
     }
     req->quiet = req->cls == MR_CLASS_META_KEYED && h->noreply;
     count_command(w, req);
-    const mr_pool *pool = mr_router_pool_for_key(w->shared->router, c->listen_pool, key, key_len);
+    const mr_pool *pool = mr_router_pool_for_key(w->gen->router, c->listen_pool, key, key_len);
     if (mr_pool_replicated(pool)) {
         mr_replicate_keyed(c, req, pool, key, key_len);
         return;
@@ -198,7 +198,7 @@ static void dispatch_retrieval(mr_client *c, mr_req *req)
     mr_worker *w = c->worker;
     const mr_request_head *h = &req->head;
     const char *line = line_of(req);
-    const mr_router *router = w->shared->router;
+    const mr_router *router = w->gen->router;
     MR_STAT_ADD(&w->stats, cmd_get, h->nkeys);
     if (req->cmd == MR_CMD_GAT || req->cmd == MR_CMD_GATS)
         MR_STAT_INC(&w->stats, cmd_touch);
@@ -275,7 +275,7 @@ static void dispatch_retrieval(mr_client *c, mr_req *req)
 static void dispatch_broadcast(mr_client *c, mr_req *req)
 {
     mr_worker *w = c->worker;
-    const mr_router *router = w->shared->router;
+    const mr_router *router = w->gen->router;
     const mr_pool_conf *lp = &router->cfg->pools[c->listen_pool];
     MR_STAT_INC(&w->stats, cmd_flush);
     /* Reachable pools: the listener's own and its route targets, once each. */
@@ -323,7 +323,7 @@ static void dispatch_broadcast(mr_client *c, mr_req *req)
 static void dispatch_any_server(mr_client *c, mr_req *req)
 {
     mr_worker *w = c->worker;
-    const mr_pool *pool = mr_router_default_pool(w->shared->router, c->listen_pool);
+    const mr_pool *pool = mr_router_default_pool(w->gen->router, c->listen_pool);
     if (mr_req_alloc_msgs(req, 1) < 0) {
         fail_nomem(req);
         return;
@@ -384,7 +384,7 @@ void mr_dispatch_unlink(mr_client *c, const char *key, uint32_t key_len, bool ba
         rkey = decoded;
         rlen = (size_t)n;
     }
-    const mr_pool *pool = mr_router_pool_for_key(w->shared->router, c->listen_pool, rkey, rlen);
+    const mr_pool *pool = mr_router_pool_for_key(w->gen->router, c->listen_pool, rkey, rlen);
     uint32_t servers[MR_MAX_REPLICAS];
     uint32_t n = mr_router_replicas_for_key(pool, rkey, rlen, mr_worker_random(w), servers, MR_MAX_REPLICAS);
     mr_req *req = mr_req_new(w);
@@ -410,7 +410,7 @@ void mr_dispatch_unlink(mr_client *c, const char *key, uint32_t key_len, bool ba
     }
     mr_mbuf_unref(mb);
     for (uint32_t i = 0; i < n; i++)
-        mr_backend_send(&w->backends[servers[i]], req->conn_hint, &req->msgs[i]);
+        mr_backend_send(w->backends[servers[i]], req->conn_hint, &req->msgs[i]);
     mr_req_dispatched(req);
 }
 

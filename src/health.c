@@ -40,19 +40,25 @@ static int64_t wall_ms(void)
     return (int64_t)tv.tv_sec * 1000 + tv.tv_usec / 1000;
 }
 
+/* Main thread: is the server in the current config? */
+static bool in_config(const mr_router *r, uint32_t server)
+{
+    return server < r->nservers && r->servers[server].conf;
+}
+
+/* Main thread: its pool's settings in the current config. */
 static const mr_pool_conf *pool_conf(const mr_health *h, uint32_t server)
 {
-    return h->router->servers[server].conf ? &h->router->cfg->pools[h->router->servers[server].pool] : NULL;
+    return in_config(h->router, server) ? &h->router->cfg->pools[h->router->servers[server].pool] : NULL;
 }
 
 /* ---- worker side ---- */
 
 void mr_health_failure(mr_health *h, uint32_t server, int err, bool immediate)
 {
-    mr_server_health *sh = &h->servers[server];
+    mr_server_health *sh = mr_health_server(h, server);
     uint32_t n = __atomic_add_fetch(&sh->failures, 1, __ATOMIC_RELAXED);
-    const mr_pool_conf *pc = pool_conf(h, server);
-    if (!immediate && n < pc->server_failure_limit)
+    if (!immediate && n < __atomic_load_n(&sh->failure_limit, __ATOMIC_RELAXED))
         return;
     uint32_t state = __atomic_load_n(&sh->state, __ATOMIC_ACQUIRE);
     if (state == MR_HEALTH_DOWN)
@@ -63,21 +69,20 @@ void mr_health_failure(mr_health *h, uint32_t server, int err, bool immediate)
     __atomic_store_n(&sh->down_at_ms, wall_ms(), __ATOMIC_RELAXED);
     __atomic_add_fetch(&sh->downs, 1, __ATOMIC_RELAXED);
     const char *why = mr_error_reply((mr_err)err);
-    mr_log_warn("server %s (pool %s) is down: %.*s%s", h->router->servers[server].conf->spec, pc->name,
-                (int)strlen(why) - 2, why, immediate ? "" : " (failure limit reached)");
+    mr_log_warn("server %s (pool %s) is down: %.*s%s", sh->name, sh->pool, (int)strlen(why) - 2, why, immediate ? "" : " (failure limit reached)");
     ev_async_send(h->loop, &h->wake);
 }
 
 void mr_health_rejoin_ack(mr_health *h, uint32_t server)
 {
-    mr_server_health *sh = &h->servers[server];
+    mr_server_health *sh = mr_health_server(h, server);
     if (__atomic_sub_fetch(&sh->rejoin_pending, 1, __ATOMIC_ACQ_REL) != 0)
         return;
     uint32_t expect = MR_HEALTH_REJOINING;
     if (__atomic_compare_exchange_n(&sh->state, &expect, MR_HEALTH_UP, false, __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE)) {
         __atomic_store_n(&sh->failures, 0, __ATOMIC_RELAXED);
         __atomic_add_fetch(&sh->rejoins, 1, __ATOMIC_RELAXED);
-        mr_log_warn("server %s is back in service (missed writes replayed)", h->router->servers[server].conf->spec);
+        mr_log_warn("server %s is back in service (missed writes replayed)", sh->name);
         ev_async_send(h->loop, &h->wake);
     }
 }
@@ -85,32 +90,24 @@ void mr_health_rejoin_ack(mr_health *h, uint32_t server)
 void mr_health_quarantine(mr_health *h, uint32_t server, uint32_t ms)
 {
     int64_t until = wall_ms() + ms;
-    __atomic_store_n(&h->servers[server].quarantine_until_ms, until, __ATOMIC_RELAXED);
+    mr_server_health *sh = mr_health_server(h, server);
+    __atomic_store_n(&sh->quarantine_until_ms, until, __ATOMIC_RELAXED);
     mr_log_warn("server %s: quarantined for %u ms (its replay queue overflowed): writes only, reads elsewhere",
-                h->router->servers[server].conf->spec, ms);
+                sh->name, ms);
 }
 
 bool mr_health_quarantined(const mr_health *h, uint32_t server)
 {
-    int64_t until = __atomic_load_n(&h->servers[server].quarantine_until_ms, __ATOMIC_RELAXED);
+    int64_t until = __atomic_load_n(&mr_health_server(h, server)->quarantine_until_ms, __ATOMIC_RELAXED);
     return until != 0 && wall_ms() < until;
 }
 
 /* ---- rings without ejected servers (auto_eject_hosts) ---- */
 
-static void free_ring(mr_live_ring *ring)
-{
-    if (ring->dist)
-        ring->ops->destroy(ring->dist);
-    free(ring->server_ids);
-    free(ring);
-}
-
 /* Rebuild a pool's live ring from the current states, keeping at least
  * (1 - max_ejected_fraction) of its servers in. */
-static void update_ring(mr_health *h, uint32_t pool_index)
+static void update_ring(mr_health *h, const mr_router *r, uint32_t pool_index)
 {
-    const mr_router *r = h->router;
     const mr_pool *pool = &r->pools[pool_index];
     const mr_pool_conf *pc = pool->conf;
     if (!pc->auto_eject_hosts || pool->nservers < 2)
@@ -137,7 +134,7 @@ static void update_ring(mr_health *h, uint32_t pool_index)
             int64_t best_at = INT64_MAX;
             uint32_t best = UINT32_MAX;
             for (uint32_t i = 0; i < pool->nservers; i++) {
-                const mr_server_health *sh = &h->servers[pool->server_ids[i]];
+                const mr_server_health *sh = mr_health_server(h, pool->server_ids[i]);
                 bool down = __atomic_load_n(&sh->state, __ATOMIC_ACQUIRE) != MR_HEALTH_UP;
                 bool was = __atomic_load_n(&sh->ejected, __ATOMIC_RELAXED) != 0;
                 int64_t at = __atomic_load_n(&sh->down_at_ms, __ATOMIC_RELAXED);
@@ -157,7 +154,7 @@ static void update_ring(mr_health *h, uint32_t pool_index)
     uint32_t n = 0;
     for (uint32_t i = 0; i < pool->nservers; i++) {
         uint32_t id = pool->server_ids[i];
-        mr_server_health *sh = &h->servers[id];
+        mr_server_health *sh = mr_health_server(h, id);
         bool down = __atomic_load_n(&sh->state, __ATOMIC_ACQUIRE) != MR_HEALTH_UP;
         bool eject = chosen[i];
         if (down && !eject && !__atomic_load_n(&sh->ejected, __ATOMIC_RELAXED))
@@ -214,7 +211,7 @@ static void reaper_cb(struct ev_loop *loop, ev_timer *t, int revents)
         mr_live_ring *ring = *pp;
         if (now - ring->dead_since >= RING_GRACE) {
             *pp = ring->next_dead;
-            free_ring(ring);
+            mr_live_ring_free(ring);
         } else {
             pp = &ring->next_dead;
         }
@@ -262,8 +259,7 @@ static void start_rejoin(mr_server_health *sh)
     __atomic_add_fetch(&sh->rejoin_gen, 1, __ATOMIC_RELAXED);
     __atomic_store_n(&sh->state, MR_HEALTH_REJOINING, __ATOMIC_RELEASE);
     __atomic_store_n(&sh->next_probe_ms, 0, __ATOMIC_RELAXED);
-    mr_log_warn("server %s answered %u probes: rejoining (replaying missed writes)",
-                h->router->servers[sh->id].conf->spec, sh->successes);
+    mr_log_warn("server %s answered %u probes: rejoining (replaying missed writes)", sh->name, sh->successes);
     for (int i = 0; i < h->nworkers; i++)
         mr_worker_health_changed(&h->workers[i]);
 }
@@ -274,6 +270,8 @@ static void probe_done(mr_server_health *sh, bool ok)
     const mr_pool_conf *pc = pool_conf(h, sh->id);
     bool idle = sh->idle_probe;
     probe_close(sh);
+    if (!pc)
+        return; /* a reload removed the server while its probe was out */
     __atomic_add_fetch(&sh->probes, 1, __ATOMIC_RELAXED);
     if (!ok)
         __atomic_add_fetch(&sh->probe_failures, 1, __ATOMIC_RELAXED);
@@ -313,7 +311,7 @@ static void probe_done(mr_server_health *sh, bool ok)
 static void probe_start(mr_server_health *sh, bool idle)
 {
     mr_health *h = sh->health;
-    const mr_backend_addr *addr = &h->addrs[sh->id];
+    const mr_backend_addr *addr = &sh->addr;
     const mr_pool_conf *pc = pool_conf(h, sh->id);
     sh->idle_probe = idle;
     sh->probing = true;
@@ -385,12 +383,13 @@ static void probe_timer_cb(struct ev_loop *loop, ev_timer *t, int revents)
         probe_start(sh, false);
 }
 
-/* Workers changed a state: start probing newly down servers, fix rings. */
-static void wake_cb(struct ev_loop *loop, ev_async *a, int revents)
+/* Start probing newly down servers, fix rings. */
+static void check_states(mr_health *h)
 {
-    mr_health *h = a->data;
     for (uint32_t i = 0; i < h->router->nservers; i++) {
-        mr_server_health *sh = &h->servers[i];
+        if (!in_config(h->router, i))
+            continue;
+        mr_server_health *sh = mr_health_server(h, i);
         uint32_t state = __atomic_load_n(&sh->state, __ATOMIC_ACQUIRE);
         if (state == MR_HEALTH_DOWN && !sh->probing && !ev_is_active(&sh->timer)) {
             const mr_pool_conf *pc = pool_conf(h, i);
@@ -400,43 +399,151 @@ static void wake_cb(struct ev_loop *loop, ev_async *a, int revents)
         }
     }
     for (uint32_t p = 0; p < h->router->npools; p++)
-        update_ring(h, p);
+        update_ring(h, h->router, p);
+}
+
+/* Workers changed a state. */
+static void wake_cb(struct ev_loop *loop, ev_async *a, int revents)
+{
+    check_states(a->data);
 }
 
 static void idle_cb(struct ev_loop *loop, ev_timer *t, int revents)
 {
     mr_health *h = t->data;
     for (uint32_t i = 0; i < h->router->nservers; i++) {
-        mr_server_health *sh = &h->servers[i];
+        mr_server_health *sh = mr_health_server(h, i);
         const mr_pool_conf *pc = pool_conf(h, i);
-        if (pc->probe_interval_ms && !sh->probing &&
+        if (pc && pc->probe_interval_ms && !sh->probing &&
             __atomic_load_n(&sh->state, __ATOMIC_ACQUIRE) == MR_HEALTH_UP)
             probe_start(sh, true);
     }
 }
 
-mr_health *mr_health_create(const mr_router *router, const mr_backend_addr *addrs)
+mr_health *mr_health_create(void)
 {
-    mr_health *h = calloc(1, sizeof(*h));
-    if (!h)
-        return NULL;
+    return calloc(1, sizeof(mr_health));
+}
+
+/* What makes two config entries the same server: its pool, its address and
+ * its connection count (a change of either means new connections). */
+static char *identity_of(const mr_pool_conf *pc, const mr_server_conf *sc)
+{
+    char buf[1024];
+    int n;
+    if (sc->addr.is_unix)
+        n = snprintf(buf, sizeof(buf), "%s\n%s\n%u", pc->name, sc->addr.host, pc->server_connections);
+    else
+        n = snprintf(buf, sizeof(buf), "%s\n%s:%u\n%u", pc->name, sc->addr.host, sc->addr.port,
+                     pc->server_connections);
+    return n > 0 && (size_t)n < sizeof(buf) ? strdup(buf) : NULL;
+}
+
+uint32_t mr_health_server_id(void *ctx, const mr_pool_conf *pc, const mr_server_conf *sc)
+{
+    mr_health *h = ctx;
+    char *ident = identity_of(pc, sc);
+    if (!ident)
+        return UINT32_MAX;
+    for (uint32_t id = 0; id < h->nids; id++) {
+        if (strcmp(mr_health_server(h, id)->identity, ident) == 0) {
+            free(ident);
+            return id;
+        }
+    }
+    uint32_t id = h->nids;
+    if (id >= MR_MAX_SERVER_IDS) {
+        mr_log_error("server %s: more than %u distinct servers since start; restart to reuse ids", sc->spec,
+                     MR_MAX_SERVER_IDS);
+        free(ident);
+        return UINT32_MAX;
+    }
+    mr_backend_addr addr;
+    if (mr_backend_resolve(sc, &addr) < 0) {
+        free(ident);
+        return UINT32_MAX;
+    }
+    uint32_t chunk = id / MR_HEALTH_CHUNK;
+    if (!h->chunks[chunk] && !(h->chunks[chunk] = calloc(MR_HEALTH_CHUNK, sizeof(mr_server_health)))) {
+        free(ident);
+        return UINT32_MAX;
+    }
+    mr_server_health *sh = mr_health_server(h, id);
+    sh->name = strdup(sc->spec);
+    sh->pool = strdup(pc->name);
+    if (!sh->name || !sh->pool) {
+        free(sh->name);
+        free(sh->pool);
+        sh->name = sh->pool = NULL;
+        free(ident);
+        return UINT32_MAX;
+    }
+    sh->identity = ident;
+    sh->addr = addr;
+    sh->failure_limit = pc->server_failure_limit;
+    sh->health = h;
+    sh->id = id;
+    sh->fd = -1;
+    ev_init(&sh->io, probe_io_cb);
+    ev_init(&sh->timer, probe_timer_cb);
+    sh->io.data = sh->timer.data = sh;
+    /* Published last: readers iterate ids below nids. */
+    __atomic_store_n(&h->nids, id + 1, __ATOMIC_RELEASE);
+    return id;
+}
+
+uint32_t mr_health_pool_slot(mr_health *h, const char *pool)
+{
+    for (uint32_t i = 0; i < h->npool_slots; i++)
+        if (strcmp(h->pool_slots[i], pool) == 0)
+            return i;
+    if (h->npool_slots >= MR_MAX_POOL_SLOTS - 1 || !(h->pool_slots[h->npool_slots] = strdup(pool)))
+        return MR_MAX_POOL_SLOTS - 1;
+    return h->npool_slots++;
+}
+
+void mr_health_prepare(mr_health *h, const mr_router *router)
+{
+    if (!h->loop)
+        return; /* the first config: nothing is down yet */
+    for (uint32_t p = 0; p < router->npools; p++)
+        update_ring(h, router, p);
+}
+
+/* Idle probes run at the shortest probe_interval of any pool. */
+static void set_idle_timer(mr_health *h)
+{
+    uint32_t interval = 0;
+    for (size_t p = 0; p < h->router->cfg->npools; p++) {
+        uint32_t v = h->router->cfg->pools[p].probe_interval_ms;
+        if (v && (!interval || v < interval))
+            interval = v;
+    }
+    ev_timer_stop(h->loop, &h->idle_timer);
+    if (interval) {
+        ev_timer_set(&h->idle_timer, interval / 1000.0, interval / 1000.0);
+        ev_timer_start(h->loop, &h->idle_timer);
+    }
+}
+
+void mr_health_use(mr_health *h, const mr_router *router)
+{
     h->router = router;
-    h->addrs = addrs;
-    h->servers = calloc(router->nservers ? router->nservers : 1, sizeof(mr_server_health));
-    if (!h->servers) {
-        free(h);
-        return NULL;
+    if (!h->loop)
+        return;
+    for (uint32_t id = 0; id < h->nids; id++) {
+        mr_server_health *sh = mr_health_server(h, id);
+        if (in_config(router, id)) {
+            const mr_pool_conf *pc = &router->cfg->pools[router->servers[id].pool];
+            __atomic_store_n(&sh->failure_limit, pc->server_failure_limit, __ATOMIC_RELAXED);
+            continue;
+        }
+        ev_timer_stop(h->loop, &sh->timer);
+        probe_close(sh);
+        __atomic_store_n(&sh->next_probe_ms, 0, __ATOMIC_RELAXED);
     }
-    for (uint32_t i = 0; i < router->nservers; i++) {
-        mr_server_health *sh = &h->servers[i];
-        sh->health = h;
-        sh->id = i;
-        sh->fd = -1;
-        ev_init(&sh->io, probe_io_cb);
-        ev_init(&sh->timer, probe_timer_cb);
-        sh->io.data = sh->timer.data = sh;
-    }
-    return h;
+    check_states(h);
+    set_idle_timer(h);
 }
 
 void mr_health_start(mr_health *h, struct ev_loop *loop, mr_worker *workers, int nworkers)
@@ -449,28 +556,18 @@ void mr_health_start(mr_health *h, struct ev_loop *loop, mr_worker *workers, int
     ev_async_start(loop, &h->wake);
     ev_init(&h->reaper, reaper_cb);
     h->reaper.data = h;
-    /* Idle probes run at the shortest probe_interval of any pool. */
-    uint32_t interval = 0;
-    for (size_t p = 0; p < h->router->cfg->npools; p++) {
-        uint32_t v = h->router->cfg->pools[p].probe_interval_ms;
-        if (v && (!interval || v < interval))
-            interval = v;
-    }
     ev_init(&h->idle_timer, idle_cb);
     h->idle_timer.data = h;
-    if (interval) {
-        ev_timer_set(&h->idle_timer, interval / 1000.0, interval / 1000.0);
-        ev_timer_start(loop, &h->idle_timer);
-    }
+    set_idle_timer(h);
 }
 
 void mr_health_stop(mr_health *h)
 {
     if (!h || !h->loop)
         return;
-    for (uint32_t i = 0; i < h->router->nservers; i++) {
-        ev_timer_stop(h->loop, &h->servers[i].timer);
-        probe_close(&h->servers[i]);
+    for (uint32_t i = 0; i < h->nids; i++) {
+        ev_timer_stop(h->loop, &mr_health_server(h, i)->timer);
+        probe_close(mr_health_server(h, i));
     }
     ev_async_stop(h->loop, &h->wake);
     ev_timer_stop(h->loop, &h->idle_timer);
@@ -481,22 +578,24 @@ void mr_health_free(mr_health *h)
 {
     if (!h)
         return;
-    for (uint32_t p = 0; p < h->router->npools; p++) {
-        mr_live_ring *ring = h->router->live[p];
-        if (ring)
-            free_ring(ring);
-        ((mr_router *)h->router)->live[p] = NULL;
-    }
     while (h->graveyard) {
         mr_live_ring *ring = h->graveyard;
         h->graveyard = ring->next_dead;
-        free_ring(ring);
+        mr_live_ring_free(ring);
     }
-    free(h->servers);
+    for (uint32_t i = 0; i < h->nids; i++) {
+        free(mr_health_server(h, i)->identity);
+        free(mr_health_server(h, i)->name);
+        free(mr_health_server(h, i)->pool);
+    }
+    for (uint32_t c = 0; c < MR_HEALTH_MAX_CHUNKS; c++)
+        free(h->chunks[c]);
+    for (uint32_t i = 0; i < h->npool_slots; i++)
+        free(h->pool_slots[i]);
     free(h);
 }
 
-int mr_health_stats(const mr_health *h, char *buf, size_t cap)
+int mr_health_stats(const mr_health *h, const mr_router *router, char *buf, size_t cap)
 {
     size_t off = 0;
     int64_t now = wall_ms();
@@ -507,10 +606,12 @@ int mr_health_stats(const mr_health *h, char *buf, size_t cap)
             return -1;                                                     \
         off += (size_t)n_;                                                 \
     } while (0)
-    for (uint32_t i = 0; i < h->router->nservers; i++) {
-        const mr_server_health *sh = &h->servers[i];
-        const char *name = h->router->servers[i].conf->spec;
-        const char *pool = h->router->cfg->pools[h->router->servers[i].pool].name;
+    for (uint32_t i = 0; i < router->nservers; i++) {
+        if (!router->servers[i].conf)
+            continue;
+        const mr_server_health *sh = mr_health_server(h, i);
+        const char *name = router->servers[i].conf->spec;
+        const char *pool = router->cfg->pools[router->servers[i].pool].name;
         uint32_t state = __atomic_load_n(&sh->state, __ATOMIC_ACQUIRE);
         int64_t down_at = __atomic_load_n(&sh->down_at_ms, __ATOMIC_RELAXED);
         int64_t next = __atomic_load_n(&sh->next_probe_ms, __ATOMIC_RELAXED);

@@ -11,6 +11,7 @@
 #include "memrelay/health.h"
 #include "memrelay/listener.h"
 #include "memrelay/log.h"
+#include "memrelay/reload.h"
 #include "memrelay/router.h"
 #include "memrelay/worker.h"
 
@@ -101,6 +102,7 @@ typedef struct {
     bool draining;
     ev_timer deadline;
     ev_timer poll;
+    mr_reloader *reloader;
 } shutdown_state;
 
 static shutdown_state shutdown_ctl;
@@ -122,7 +124,7 @@ static void drain_deadline_cb(struct ev_loop *loop, ev_timer *t, int revents)
 
 static void on_signal(struct ev_loop *loop, ev_signal *w, int revents)
 {
-    const mr_config *cfg = w->data;
+    const mr_config *cfg = shutdown_ctl.reloader->current->cfg;
     if (shutdown_ctl.draining || cfg->shutdown_timeout_ms == 0) {
         mr_log_info("signal %d: shutting down now", w->signum);
         ev_break(loop, EVBREAK_ALL);
@@ -156,6 +158,11 @@ static void log_listeners(const mr_config *cfg)
     }
 }
 
+static void on_sighup(struct ev_loop *loop, ev_signal *w, int revents)
+{
+    mr_reload_now(w->data, "SIGHUP", true);
+}
+
 int main(int argc, char **argv)
 {
     options opt = {.config_path = DEFAULT_CONFIG};
@@ -168,41 +175,38 @@ int main(int argc, char **argv)
         level = MR_LOG_TRACE;
     mr_log_set_level((mr_log_level)level);
 
-    mr_config_error err;
-    mr_config *cfg = mr_config_load(opt.config_path, &err);
-    if (!cfg) {
-        fprintf(stderr, "memrelay: %s\n", err.message);
-        return 1;
-    }
     if (opt.check_only) {
+        mr_config_error err;
+        mr_config *cfg = mr_config_load(opt.config_path, &err);
+        if (!cfg) {
+            fprintf(stderr, "memrelay: %s\n", err.message);
+            return 1;
+        }
         mr_config_print(stdout, cfg);
         printf("configuration %s is valid\n", opt.config_path);
         mr_config_free(cfg);
         return 0;
     }
-    int nworkers = opt.threads ? opt.threads : (cfg->threads > 0 ? cfg->threads : 1);
 
-    int rc = 1;
-    mr_router *router = mr_router_build(cfg);
-    mr_backend_addr *addrs = router ? mr_backend_resolve_all(router) : NULL;
-    mr_health *health = addrs ? mr_health_create(router, addrs) : NULL;
-    int *listen_fds = calloc(cfg->npools, sizeof(int));
-    uint32_t *pool_clients = calloc(cfg->npools, sizeof(uint32_t));
-    mr_worker *workers = calloc((size_t)nworkers, sizeof(mr_worker));
-    if (!router || !addrs || !health || !listen_fds || !pool_clients || !workers) {
-        mr_log_error("start-up failed");
-        goto out;
+    static mr_reloader reloader;
+    static mr_shared shared;
+    mr_health *health = mr_health_create();
+    if (!health || mr_reload_init(&reloader, opt.config_path, health) < 0) {
+        mr_health_free(health);
+        return 1;
     }
-    for (size_t i = 0; i < cfg->npools; i++)
-        listen_fds[i] = -1;
-    for (size_t i = 0; i < cfg->npools; i++) {
-        if (!cfg->pools[i].has_listen)
-            continue;
-        if ((listen_fds[i] = mr_listener_open(&cfg->pools[i])) < 0)
-            goto out;
+    const mr_config *cfg = reloader.current->cfg;
+    int nworkers = opt.threads ? opt.threads : (cfg->threads > 0 ? cfg->threads : 1);
+    int rc = 1;
+    mr_worker *workers = calloc((size_t)nworkers, sizeof(mr_worker));
+    if (!workers) {
+        mr_log_error("start-up failed");
+        mr_reload_free(&reloader);
+        mr_health_free(health);
+        return 1;
     }
     signal(SIGPIPE, SIG_IGN);
-    /* Block the stop signals in workers: only the main loop handles them. */
+    /* Block the control signals in workers: only the main loop handles them. */
     sigset_t stop_set, old_set;
     sigemptyset(&stop_set);
     sigaddset(&stop_set, SIGINT);
@@ -211,16 +215,22 @@ int main(int argc, char **argv)
     pthread_sigmask(SIG_BLOCK, &stop_set, &old_set);
 
     struct ev_loop *main_loop = ev_default_loop(EVFLAG_AUTO);
-    mr_shared shared = {
-        .cfg = cfg, .router = router, .addrs = addrs, .listen_fds = listen_fds,
-        .started = ev_time(), .nworkers = nworkers, .health = health, .pool_clients = pool_clients,
-    };
-    /* The health checker's async watcher must exist before a worker can
-     * report a failure. */
+    shared.started = ev_time();
+    shared.nworkers = nworkers;
+    shared.health = health;
+    /* The health checker's async watcher, and the reloader's, must exist
+     * before a worker can report to them. */
     mr_health_start(health, main_loop, workers, nworkers);
-    int started = 0;
+    mr_reload_start(&reloader, main_loop, &shared, workers, nworkers);
+    int started = 0, inited = 0;
     for (int i = 0; i < nworkers; i++) {
-        if (mr_worker_init(&workers[i], (uint32_t)i, &shared) < 0 || mr_worker_start(&workers[i]) < 0) {
+        if (mr_worker_init(&workers[i], (uint32_t)i, &shared, reloader.current) < 0) {
+            mr_log_error("cannot start worker %d", i);
+            inited++;
+            break;
+        }
+        inited++;
+        if (mr_worker_start(&workers[i]) < 0) {
             mr_log_error("cannot start worker %d", i);
             break;
         }
@@ -228,17 +238,20 @@ int main(int argc, char **argv)
     }
     pthread_sigmask(SIG_SETMASK, &old_set, NULL);
     if (started == nworkers) {
-        mr_log_info("memrelay %s started: %d worker thread%s, config %s", MEMRELAY_VERSION, nworkers,
-                    nworkers == 1 ? "" : "s", opt.config_path);
+        mr_log_info("memrelay %s started: %d worker thread%s, config %s (md5 %s)", MEMRELAY_VERSION, nworkers,
+                    nworkers == 1 ? "" : "s", opt.config_path, cfg->hash);
         log_listeners(cfg);
-        ev_signal sigint, sigterm;
+        ev_signal sigint, sigterm, sighup;
         shutdown_ctl.workers = workers;
         shutdown_ctl.nworkers = nworkers;
+        shutdown_ctl.reloader = &reloader;
         ev_signal_init(&sigint, on_signal, SIGINT);
         ev_signal_init(&sigterm, on_signal, SIGTERM);
-        sigint.data = sigterm.data = cfg;
+        ev_signal_init(&sighup, on_sighup, SIGHUP);
+        sighup.data = &reloader;
         ev_signal_start(main_loop, &sigint);
         ev_signal_start(main_loop, &sigterm);
+        ev_signal_start(main_loop, &sighup);
         ev_run(main_loop, 0);
         rc = 0;
     }
@@ -246,20 +259,13 @@ int main(int argc, char **argv)
         mr_worker_stop(&workers[i]);
     for (int i = 0; i < started; i++)
         mr_worker_join(&workers[i]);
-    for (int i = 0; i < nworkers; i++)
+    for (int i = 0; i < inited; i++)
         mr_worker_destroy(&workers[i]);
+    mr_reload_stop(&reloader);
     mr_health_stop(health);
+    mr_reload_free(&reloader);
     ev_loop_destroy(main_loop);
-out:
-    for (size_t i = 0; listen_fds && i < cfg->npools; i++)
-        if (listen_fds[i] >= 0)
-            mr_listener_close(&cfg->pools[i], listen_fds[i]);
     free(workers);
-    free(listen_fds);
-    free(pool_clients);
     mr_health_free(health);
-    free(addrs);
-    mr_router_free(router);
-    mr_config_free(cfg);
     return rc;
 }

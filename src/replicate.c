@@ -30,12 +30,15 @@
 #include "memrelay/worker.h"
 
 /* Per-pool replication counters of the worker (see stats.h). */
-#define POOL_STAT_ADD(w, pool, field, n) MR_STAT_ADD(&(w)->pool_stats[pool], field, n)
+/* `slot` is the pool's stable counter slot (mr_pool.slot). */
+#define POOL_STAT_ADD(w, slot, field, n) MR_STAT_ADD(&(w)->pool_stats[slot], field, n)
 #define POOL_STAT_INC(w, pool, field) POOL_STAT_ADD(w, pool, field, 1)
 
+/* The counter slot of a server's pool. Its backend knows (server ids and
+ * slots outlive reloads, so this holds for requests of any config). */
 static uint32_t pool_of_server(const mr_worker *w, uint32_t server)
 {
-    return w->shared->router->servers[server].pool;
+    return w->backends[server]->pool->slot;
 }
 
 static uint32_t key_pool(const mr_req *req)
@@ -144,7 +147,7 @@ static repl_op classify(const mr_req *req)
 
 static void send_to(mr_worker *w, mr_req *req, mr_msg *msg)
 {
-    mr_backend_send(&w->backends[msg->server], req->conn_hint, msg);
+    mr_backend_send(w->backends[msg->server], req->conn_hint, msg);
 }
 
 static void copy_out(mr_msg *to, const mr_msg *from)
@@ -158,14 +161,14 @@ static void copy_out(mr_msg *to, const mr_msg *from)
 
 static void replay_record(mr_worker *w, uint32_t server, const mr_msg *msg)
 {
-    mr_backend *be = &w->backends[server];
+    mr_backend *be = w->backends[server];
     mr_replay_queue *q = &be->replay;
     if (q->count >= be->pool->conf->replay_queue) {
         if (!q->overflowed)
             mr_log_warn("backend %s: replay queue full (%u writes); it will be flushed when it returns",
                         be->server->conf->spec, q->count);
         q->overflowed = true;
-        POOL_STAT_INC(w, be->server->pool, repl_queue_overflows);
+        POOL_STAT_INC(w, be->pool->slot, repl_queue_overflows);
         return;
     }
     mr_replay_entry *e = calloc(1, sizeof(*e));
@@ -184,8 +187,8 @@ static void replay_record(mr_worker *w, uint32_t server, const mr_msg *msg)
     q->count++;
     if (be->down_error != MR_ERR_NONE && !w->shared->health)
         mr_backend_schedule_retry(be);
-    POOL_STAT_INC(w, be->server->pool, repl_queued);
-    POOL_STAT_INC(w, be->server->pool, repl_queue_depth);
+    POOL_STAT_INC(w, be->pool->slot, repl_queued);
+    POOL_STAT_INC(w, be->pool->slot, repl_queue_depth);
 }
 
 void mr_replay_clear(mr_replay_queue *q)
@@ -245,7 +248,7 @@ void mr_replay_on_connect(mr_backend *be)
     q->head = q->tail = NULL;
     q->count = 0;
     q->overflowed = false;
-    POOL_STAT_ADD(w, be->server->pool, repl_queue_depth, (uint64_t)-(int64_t)count);
+    POOL_STAT_ADD(w, be->pool->slot, repl_queue_depth, (uint64_t)-(int64_t)count);
     mr_log_warn("backend %s: back; replaying %u missed writes%s", be->server->conf->spec, count,
                 flush ? " after flush_all (its replay queue overflowed)" : "");
     /* Pushed to the front in reverse, so they go out in their original order. */
@@ -268,7 +271,7 @@ void mr_replay_on_connect(mr_backend *be)
             msg->nout = e->nout;
             e->nout = 0;
             mr_bconn_push_front(bc, msg);
-            POOL_STAT_INC(w, be->server->pool, repl_replayed);
+            POOL_STAT_INC(w, be->pool->slot, repl_replayed);
             mr_req_dispatched(req);
         } else if (req) {
             mr_req_client_done(req);
@@ -647,7 +650,7 @@ static void read_answered(mr_req *req, mr_msg *msg)
     if (idx + 1 >= req->nreplicas)
         return;
     /* The key's own pool (its primary's) decides, also for cross-pool copies. */
-    const mr_pool_conf *pc = &req->worker->shared->cfg->pools[req->worker->shared->router->servers[req->replicas[0]].pool];
+    const mr_pool_conf *pc = &req->gen->cfg->pools[req->gen->router->servers[req->replicas[0]].pool];
     bool retry = msg_failed(msg) || (pc->read_miss_failover && read_missed(req, msg));
     if (!retry)
         return;
@@ -682,7 +685,7 @@ static bool item_has_key(const mr_slice *item, const char *key, uint32_t klen)
 static void mget_answered(mr_req *req, mr_msg *msg)
 {
     mr_worker *w = req->worker;
-    const mr_router *router = w->shared->router;
+    const mr_router *router = req->gen->router;
     uint32_t idx = (uint32_t)(msg - req->msgs);
     bool failed = msg_failed(msg);
     const mr_pool_conf *pc = &router->cfg->pools[router->servers[msg->server].pool];
@@ -776,14 +779,14 @@ void mr_replicate_keyed(mr_client *c, mr_req *req, const mr_pool *pool, const ch
         nmsgs = cap = req->nreplicas;
         req->ops = &fanout_ops;
         req->acks_needed = acks_needed(pool->conf, nmsgs);
-        POOL_STAT_INC(w, pool->index, repl_writes);
+        POOL_STAT_INC(w, pool->slot, repl_writes);
     } else if (op == OP_READ) {
         cap = req->nreplicas;
         req->ops = &read_ops;
         reads_avoid_quarantine(w, req);
     } else if (op != OP_READ_PRIMARY) {
         req->ops = &primary_ops;
-        POOL_STAT_INC(w, pool->index, repl_writes);
+        POOL_STAT_INC(w, pool->slot, repl_writes);
     }
     if (mr_req_alloc_msgs_cap(req, nmsgs, cap) < 0) {
         mr_req_fail_local(req, MR_ERR_NOMEM);

@@ -32,6 +32,8 @@ mr_req *mr_req_new(mr_worker *w)
     /* Only the header needs clearing; the inline tables are set on use. */
     memset(req, 0, offsetof(mr_req, inline_msgs));
     req->worker = w;
+    req->gen = w->gen;
+    w->gen_reqs++;
     return req;
 }
 
@@ -57,6 +59,7 @@ static void req_free(mr_req *req)
     mr_slice_release(&req->line);
     mr_slice_release(&req->local);
     mr_worker *w = req->worker;
+    mr_gen *gen = req->gen;
     if (w->nfree_reqs < MR_WORKER_MAX_FREE_REQS) {
         req->next = w->free_reqs;
         w->free_reqs = req;
@@ -64,6 +67,7 @@ static void req_free(mr_req *req)
     } else {
         free(req);
     }
+    mr_worker_req_freed(w, gen);
 }
 
 void mr_req_client_done(mr_req *req)

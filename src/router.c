@@ -8,7 +8,23 @@
 
 #define MR_MAX_REPLICAS_ROUTER 16
 
+/* Ids default to config order (tests, tools); the process assigns stable
+ * ids from its server registry instead (health.c), so a server keeps its id,
+ * connections and health across reloads. */
+static uint32_t sequential_id(void *ctx, const mr_pool_conf *pool, const mr_server_conf *server)
+{
+    (void)pool;
+    (void)server;
+    return (*(uint32_t *)ctx)++;
+}
+
 mr_router *mr_router_build(const mr_config *cfg)
+{
+    uint32_t next = 0;
+    return mr_router_build_ids(cfg, sequential_id, &next);
+}
+
+mr_router *mr_router_build_ids(const mr_config *cfg, mr_server_id_fn id_of, void *ctx)
 {
     mr_router *r = calloc(1, sizeof(*r));
     if (!r)
@@ -16,37 +32,52 @@ mr_router *mr_router_build(const mr_config *cfg)
     r->cfg = cfg;
     r->npools = (uint32_t)cfg->npools;
     r->pools = calloc(cfg->npools ? cfg->npools : 1, sizeof(*r->pools));
-    size_t total = 0;
-    for (size_t i = 0; i < cfg->npools; i++)
-        total += cfg->pools[i].nservers;
-    r->servers = calloc(total ? total : 1, sizeof(*r->servers));
     r->live = calloc(cfg->npools ? cfg->npools : 1, sizeof(*r->live));
-    if (!r->pools || !r->servers || !r->live)
+    if (!r->pools || !r->live)
         goto fail;
 
-    uint32_t next_id = 0;
+    /* Ids first: the server table is indexed by id, holes left empty. */
+    uint32_t limit = 0;
+    for (uint32_t p = 0; p < r->npools; p++) {
+        const mr_pool_conf *pc = &cfg->pools[p];
+        mr_pool *pool = &r->pools[p];
+        pool->nservers = (uint32_t)pc->nservers;
+        if (pc->nservers == 0)
+            continue;
+        if ((pool->server_ids = calloc(pc->nservers, sizeof(uint32_t))) == NULL)
+            goto fail;
+        for (size_t s = 0; s < pc->nservers; s++) {
+            uint32_t id = id_of(ctx, pc, &pc->servers[s]);
+            if (id == UINT32_MAX)
+                goto fail;
+            pool->server_ids[s] = id;
+            if (id + 1 > limit)
+                limit = id + 1;
+        }
+    }
+    r->servers = calloc(limit ? limit : 1, sizeof(*r->servers));
+    if (!r->servers)
+        goto fail;
+    r->nservers = limit;
+
     for (uint32_t p = 0; p < r->npools; p++) {
         const mr_pool_conf *pc = &cfg->pools[p];
         mr_pool *pool = &r->pools[p];
         pool->router = r;
         pool->conf = pc;
         pool->index = p;
+        pool->slot = p;
         pool->ops = mr_dist_ops_for(pc->distribution);
-        pool->nservers = (uint32_t)pc->nservers;
         if (pc->nservers == 0)
             continue;
-        pool->server_ids = calloc(pc->nservers, sizeof(uint32_t));
         mr_dist_server *ds = calloc(pc->nservers, sizeof(*ds));
-        if (!pool->server_ids || !ds) {
-            free(ds);
+        if (!ds)
             goto fail;
-        }
         for (size_t s = 0; s < pc->nservers; s++) {
-            mr_server *srv = &r->servers[next_id];
+            mr_server *srv = &r->servers[pool->server_ids[s]];
             srv->conf = &pc->servers[s];
-            srv->id = next_id;
+            srv->id = pool->server_ids[s];
             srv->pool = p;
-            pool->server_ids[s] = next_id++;
             ds[s].ident = pc->servers[s].ident;
             ds[s].weight = pc->servers[s].weight;
         }
@@ -55,17 +86,27 @@ mr_router *mr_router_build(const mr_config *cfg)
         if (!pool->dist)
             goto fail;
     }
-    r->nservers = next_id;
     return r;
 fail:
     mr_router_free(r);
     return NULL;
 }
 
+void mr_live_ring_free(mr_live_ring *ring)
+{
+    if (ring->dist)
+        ring->ops->destroy(ring->dist);
+    free(ring->server_ids);
+    free(ring);
+}
+
 void mr_router_free(mr_router *r)
 {
     if (!r)
         return;
+    for (uint32_t p = 0; p < r->npools && r->live; p++)
+        if (r->live[p])
+            mr_live_ring_free(r->live[p]);
     for (uint32_t p = 0; p < r->npools && r->pools; p++) {
         if (r->pools[p].dist)
             r->pools[p].ops->destroy(r->pools[p].dist);

@@ -75,12 +75,12 @@ static int full_stats(mr_worker *w, mr_mbuf *mb)
 static int pool_stats(mr_worker *w, mr_mbuf *mb)
 {
     static const char *const ack_names[] = {"one", "quorum", "all"};
-    const mr_config *cfg = w->shared->cfg;
+    const mr_config *cfg = w->gen->cfg;
     int rc = 0;
     for (size_t i = 0; i < cfg->npools; i++) {
         const mr_pool_conf *p = &cfg->pools[i];
         mr_pool_stats ps;
-        mr_pool_stats_sum((uint32_t)i, &ps);
+        mr_pool_stats_sum(w->gen->router->pools[i].slot, &ps);
         rc |= append(mb, "STAT %s:servers %zu\r\n", p->name, p->nservers);
         rc |= append(mb, "STAT %s:replicas %u\r\n", p->name, p->replicas);
         rc |= append(mb, "STAT %s:replicate_to %zu\r\n", p->name, p->nreplicate_to);
@@ -98,7 +98,7 @@ static int pool_stats(mr_worker *w, mr_mbuf *mb)
  * and its value, the servers holding the key in order and their states. */
 static int route_explain(mr_worker *w, uint32_t listen_pool, mr_mbuf *mb, const char *key, uint32_t klen)
 {
-    const mr_router *r = w->shared->router;
+    const mr_router *r = w->gen->router;
     const mr_pool_conf *lp = &r->cfg->pools[listen_pool];
     const mr_pool *pool = mr_router_pool_for_key(r, listen_pool, key, klen);
     const char *via = "own servers";
@@ -172,12 +172,26 @@ int mr_stats_reply(mr_worker *w, uint32_t listen_pool, mr_slice *out, const char
         *out = mr_slice_static(reset_reply, sizeof(reset_reply) - 1);
         return 0;
     }
+    if (arg_len == 6 && memcmp(arg, "config", 6) == 0 && w->shared->reload) {
+        mr_mbuf *mb = mr_mbuf_get(&w->mbufs, 4096);
+        if (!mb)
+            return -1;
+        int n = mr_reload_status_stats(w->shared->reload, mb->data, mb->cap);
+        if (n < 0) {
+            mr_mbuf_unref(mb);
+            return -1;
+        }
+        mb->len = (uint32_t)n;
+        *out = mr_slice_ref(mb, mb->data, mb->len);
+        mr_mbuf_unref(mb);
+        return 0;
+    }
     if (arg_len == 7 && memcmp(arg, "servers", 7) == 0 && w->shared->health) {
-        uint32_t cap = 1024 + w->shared->router->nservers * 1024;
+        uint32_t cap = 1024 + w->gen->router->nservers * 1024;
         mr_mbuf *mb = mr_mbuf_get(&w->mbufs, cap);
         if (!mb)
             return -1;
-        int n = mr_health_stats(w->shared->health, mb->data, mb->cap);
+        int n = mr_health_stats(w->shared->health, w->gen->router, mb->data, mb->cap);
         if (n < 0) {
             mr_mbuf_unref(mb);
             return -1;

@@ -38,7 +38,7 @@ static void drain_cb(struct ev_loop *loop, ev_async *a, int revents)
 {
     mr_worker *w = a->data;
     w->draining = true;
-    for (uint32_t p = 0; p < w->shared->router->npools; p++)
+    for (uint32_t p = 0; p < w->gen->router->npools; p++)
         ev_io_stop(loop, &w->accept_io[p]);
     for (mr_client *c = w->clients; c; c = c->next)
         ev_io_stop(loop, &c->rio);
@@ -109,7 +109,8 @@ static void accept_cb(struct ev_loop *loop, ev_io *io, int revents)
 {
     mr_worker *w = io->data;
     uint32_t pool = (uint32_t)(io - w->accept_io);
-    const mr_pool_conf *pc = &w->shared->cfg->pools[pool];
+    const mr_pool_conf *pc = &w->gen->cfg->pools[pool];
+    uint32_t slot = w->gen->router->pools[pool].slot;
     for (int i = 0; i < ACCEPTS_PER_EVENT; i++) {
         int fd = accept4(io->fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
         if (fd < 0) {
@@ -117,9 +118,9 @@ static void accept_cb(struct ev_loop *loop, ev_io *io, int revents)
                 mr_log_warn("accept on pool %s: %s", pc->name, strerror(errno));
             return; /* EAGAIN: another worker took it, or none left */
         }
-        uint32_t open = __atomic_add_fetch(&w->shared->pool_clients[pool], 1, __ATOMIC_RELAXED);
+        uint32_t open = __atomic_add_fetch(&w->shared->pool_clients[slot], 1, __ATOMIC_RELAXED);
         if (pc->client_connections && open > pc->client_connections) {
-            __atomic_sub_fetch(&w->shared->pool_clients[pool], 1, __ATOMIC_RELAXED);
+            __atomic_sub_fetch(&w->shared->pool_clients[slot], 1, __ATOMIC_RELAXED);
             /* Over the limit: memcached answers this way and closes too. */
             static const char busy[] = "SERVER_ERROR Too many open connections\r\n";
             ssize_t wr = write(fd, busy, sizeof(busy) - 1);
@@ -134,7 +135,7 @@ static void accept_cb(struct ev_loop *loop, ev_io *io, int revents)
             if (pc->tcpkeepalive)
                 setsockopt(fd, SOL_SOCKET, SO_KEEPALIVE, &one, sizeof(one));
         }
-        mr_client_accept(w, fd, pool);
+        mr_client_accept(w, fd, pool, slot);
     }
 }
 
@@ -143,9 +144,10 @@ static void health_cb(struct ev_loop *loop, ev_async *a, int revents)
 {
     mr_worker *w = a->data;
     mr_health *h = w->shared->health;
-    for (uint32_t s = 0; s < w->shared->router->nservers; s++)
-        if (mr_health_state_of(h, s) == MR_HEALTH_REJOINING)
-            mr_backend_rejoin(&w->backends[s]);
+    const mr_router *r = w->gen->router;
+    for (uint32_t s = 0; s < r->nservers; s++)
+        if (r->servers[s].conf && w->backends[s] && mr_health_state_of(h, s) == MR_HEALTH_REJOINING)
+            mr_backend_rejoin(w->backends[s]);
 }
 
 void mr_worker_health_changed(mr_worker *w)
@@ -158,11 +160,172 @@ static void stop_cb(struct ev_loop *loop, ev_async *a, int revents)
     ev_break(loop, EVBREAK_ALL);
 }
 
-int mr_worker_init(mr_worker *w, uint32_t index, const mr_shared *shared)
+/* ---- generations ---- */
+
+static void start_accepting(mr_worker *w)
+{
+    for (uint32_t p = 0; p < w->gen->router->npools; p++) {
+        int fd = w->gen->listen_fds[p];
+        if (fd < 0)
+            continue;
+        ev_io_init(&w->accept_io[p], accept_cb, fd, EV_READ);
+        w->accept_io[p].data = w;
+        if (!w->draining)
+            ev_io_start(w->loop, &w->accept_io[p]);
+    }
+}
+
+/* Close the drained backends of a generation nobody here uses any more,
+ * and let the generation go. */
+static void release_hold(mr_worker *w, mr_gen_hold **pp)
+{
+    mr_gen_hold *hold = *pp;
+    *pp = hold->next;
+    for (uint32_t i = 0; i < hold->nretired; i++) {
+        mr_backend *be = hold->retired[i];
+        uint32_t id = be->server->id;
+        if (id < w->nbackends && w->backends[id] == be)
+            w->backends[id] = NULL;
+        mr_backend_close(be);
+        free(be);
+    }
+    free(hold->retired);
+    if (mr_gen_release(hold->gen))
+        mr_log_debug("worker %u freed a configuration generation", w->index);
+    free(hold);
+    ev_async_send(w->shared->main_loop, w->shared->switched);
+}
+
+void mr_worker_req_freed(mr_worker *w, mr_gen *gen)
+{
+    if (gen == w->gen) {
+        w->gen_reqs--;
+        return;
+    }
+    for (mr_gen_hold **pp = &w->holds; *pp; pp = &(*pp)->next) {
+        if ((*pp)->gen == gen) {
+            if (--(*pp)->reqs == 0)
+                release_hold(w, pp);
+            return;
+        }
+    }
+}
+
+/* The backend of a server the new config no longer has: it drains with the
+ * generation that had it. */
+static void retire(mr_gen_hold *hold, mr_backend *be)
+{
+    hold->retired[hold->nretired++] = be;
+}
+
+/* Take a retired backend back (its server returned in the new config). */
+static bool unretire(mr_worker *w, mr_backend *be)
+{
+    for (mr_gen_hold *hold = w->holds; hold; hold = hold->next)
+        for (uint32_t i = 0; i < hold->nretired; i++)
+            if (hold->retired[i] == be) {
+                hold->retired[i] = hold->retired[--hold->nretired];
+                return true;
+            }
+    return false;
+}
+
+/* Clients of a pool the new config dropped finish what they sent, then close. */
+static void remap_clients(mr_worker *w, const mr_config *old, const mr_gen *gen)
+{
+    for (mr_client *c = w->clients, *next; c; c = next) {
+        next = c->next;
+        long p = mr_config_pool_index(gen->cfg, old->pools[c->listen_pool].name);
+        if (p >= 0 && gen->cfg->pools[p].has_listen) {
+            c->listen_pool = (uint32_t)p;
+            continue;
+        }
+        ev_io_stop(w->loop, &c->rio);
+        c->closing = true;
+        c->listen_pool = 0;
+        if (!c->q_head && c->out_count == 0)
+            mr_client_close(c);
+        else
+            mr_worker_mark_client(w, c);
+    }
+}
+
+static void switch_cb(struct ev_loop *loop, ev_async *a, int revents)
+{
+    mr_worker *w = a->data;
+    mr_worker_switch *sw = __atomic_exchange_n(&w->next_switch, NULL, __ATOMIC_ACQ_REL);
+    if (!sw)
+        return;
+    mr_gen *old = w->gen, *gen = sw->gen;
+    const mr_router *r = gen->router;
+
+    /* The old generation stays while its requests are in flight; it owns
+     * the backends of servers the new config dropped. */
+    mr_gen_hold *hold = sw->hold;
+    hold->retired = sw->retired;
+    hold->gen = old;
+    hold->reqs = w->gen_reqs;
+
+    for (uint32_t id = 0; id < sw->nbackends; id++) {
+        mr_backend *be = id < w->nbackends ? w->backends[id] : NULL;
+        bool wanted = id < r->nservers && r->servers[id].conf;
+        const mr_pool *pool = wanted ? &r->pools[r->servers[id].pool] : NULL;
+        if (wanted && be) {
+            bool was_current = old->router->nservers > id && old->router->servers[id].conf;
+            if (!was_current)
+                unretire(w, be);
+            mr_backend_adopt(be, &r->servers[id], pool);
+            if (sw->fresh[id]) {
+                mr_backend_close(sw->fresh[id]);
+                free(sw->fresh[id]);
+            }
+        } else if (wanted) {
+            be = sw->fresh[id];
+            mr_backend_start(be);
+        } else if (be && old->router->nservers > id && old->router->servers[id].conf) {
+            retire(hold, be);
+        }
+        sw->backends[id] = be;
+        sw->server_slot[id] = UINT32_MAX;
+    }
+    free(w->backends);
+    free(w->server_slot);
+    free(sw->fresh);
+    w->backends = sw->backends;
+    w->server_slot = sw->server_slot;
+    w->nbackends = sw->nbackends;
+
+    for (uint32_t p = 0; p < old->router->npools; p++)
+        ev_io_stop(loop, &w->accept_io[p]);
+    free(w->accept_io);
+    w->accept_io = sw->accept_io;
+    w->gen = gen;
+    w->gen_reqs = 0;
+    start_accepting(w);
+    remap_clients(w, old->cfg, gen);
+
+    hold->next = w->holds;
+    w->holds = hold;
+    if (hold->reqs == 0)
+        release_hold(w, &w->holds);
+    free(sw);
+    __atomic_store_n(&w->switched_seq, (uint32_t)gen->seq, __ATOMIC_RELEASE);
+    ev_async_send(w->shared->main_loop, w->shared->switched);
+}
+
+void mr_worker_switch_to(mr_worker *w, mr_worker_switch *sw)
+{
+    __atomic_store_n(&w->next_switch, sw, __ATOMIC_RELEASE);
+    ev_async_send(w->loop, &w->reload);
+}
+
+int mr_worker_init(mr_worker *w, uint32_t index, mr_shared *shared, mr_gen *gen)
 {
     memset(w, 0, sizeof(*w));
     w->index = index;
     w->shared = shared;
+    w->gen = gen;
+    __atomic_add_fetch(&gen->refs, 1, __ATOMIC_ACQ_REL);
     w->rng = 0x9e3779b9u ^ (index * 0x85ebca6bu) ^ (uint32_t)getpid();
     if (!w->rng)
         w->rng = 1;
@@ -170,26 +333,24 @@ int mr_worker_init(mr_worker *w, uint32_t index, const mr_shared *shared)
     if (!w->loop)
         return -1;
     mr_mbuf_pool_init(&w->mbufs, 256);
-    const mr_router *router = shared->router;
-    w->backends = calloc(router->nservers ? router->nservers : 1, sizeof(mr_backend));
+    const mr_router *router = gen->router;
+    w->nbackends = router->nservers;
+    w->backends = calloc(router->nservers ? router->nservers : 1, sizeof(mr_backend *));
     w->server_slot = malloc((router->nservers ? router->nservers : 1) * sizeof(uint32_t));
-    w->accept_io = calloc(router->npools, sizeof(ev_io));
-    w->pool_stats = calloc(router->npools, sizeof(mr_pool_stats));
-    if (!w->backends || !w->server_slot || !w->accept_io || !w->pool_stats)
+    w->accept_io = calloc(router->npools ? router->npools : 1, sizeof(ev_io));
+    if (!w->backends || !w->server_slot || !w->accept_io)
         return -1;
     for (uint32_t s = 0; s < router->nservers; s++) {
         w->server_slot[s] = UINT32_MAX;
         const mr_server *srv = &router->servers[s];
-        if (mr_backend_init(&w->backends[s], w, srv, &router->pools[srv->pool]) < 0)
-            return -1;
-    }
-    for (uint32_t p = 0; p < router->npools; p++) {
-        if (shared->listen_fds[p] < 0)
+        if (!srv->conf)
             continue;
-        ev_io_init(&w->accept_io[p], accept_cb, shared->listen_fds[p], EV_READ);
-        w->accept_io[p].data = w;
-        ev_io_start(w->loop, &w->accept_io[p]);
+        if (!(w->backends[s] = malloc(sizeof(mr_backend))) ||
+            mr_backend_init(w->backends[s], w, srv, &router->pools[srv->pool]) < 0)
+            return -1;
+        mr_backend_start(w->backends[s]);
     }
+    start_accepting(w);
     ev_async_init(&w->stop, stop_cb);
     ev_async_start(w->loop, &w->stop);
     ev_async_init(&w->drain, drain_cb);
@@ -198,6 +359,9 @@ int mr_worker_init(mr_worker *w, uint32_t index, const mr_shared *shared)
     ev_async_init(&w->health_changed, health_cb);
     w->health_changed.data = w;
     ev_async_start(w->loop, &w->health_changed);
+    ev_async_init(&w->reload, switch_cb);
+    w->reload.data = w;
+    ev_async_start(w->loop, &w->reload);
     ev_prepare_init(&w->flush, flush_cb);
     w->flush.data = w;
     ev_prepare_start(w->loop, &w->flush);
@@ -234,14 +398,49 @@ void mr_worker_destroy(mr_worker *w)
         return;
     while (w->clients)
         mr_client_close(w->clients);
-    const mr_router *router = w->shared->router;
-    for (uint32_t s = 0; s < router->nservers && w->backends; s++)
-        if (w->backends[s].conns)
-            mr_backend_close(&w->backends[s]);
+    for (mr_gen_hold *hold = w->holds; hold; hold = hold->next)
+        for (uint32_t i = 0; i < hold->nretired; i++) {
+            uint32_t id = hold->retired[i]->server->id;
+            if (id < w->nbackends && w->backends[id] == hold->retired[i])
+                w->backends[id] = NULL;
+            mr_backend_close(hold->retired[i]);
+            free(hold->retired[i]);
+        }
+    for (uint32_t s = 0; s < w->nbackends && w->backends; s++)
+        if (w->backends[s]) {
+            mr_backend_close(w->backends[s]);
+            free(w->backends[s]);
+        }
     while (w->free_reqs) {
         mr_req *r = w->free_reqs;
         w->free_reqs = r->next;
         free(r);
+    }
+    /* Generations still held (requests were in flight at exit). */
+    while (w->holds) {
+        mr_gen_hold *hold = w->holds;
+        w->holds = hold->next;
+        free(hold->retired);
+        mr_gen_release(hold->gen);
+        free(hold);
+    }
+    mr_gen_release(w->gen);
+    if (w->next_switch) { /* a reload the worker never took */
+        mr_worker_switch *sw = w->next_switch;
+        for (uint32_t id = 0; id < sw->nbackends; id++)
+            if (sw->fresh[id]) {
+                mr_backend_close(sw->fresh[id]);
+                free(sw->fresh[id]);
+            }
+        free(sw->fresh);
+        free(sw->backends);
+        free(sw->server_slot);
+        free(sw->accept_io);
+        free(sw->hold);
+        free(sw->retired);
+        mr_gen_release(sw->gen);
+        free(sw);
+        w->next_switch = NULL;
     }
     free(w->backends);
     free(w->server_slot);

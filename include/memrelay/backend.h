@@ -73,10 +73,18 @@ typedef struct {
     socklen_t len;
 } mr_backend_addr;
 
-/* Resolve every server of the router. Returns NULL and logs on failure. */
-mr_backend_addr *mr_backend_resolve_all(const mr_router *router);
+/* Resolve a server's address (blocking: main thread only). -1 and a log
+ * line on failure. */
+int mr_backend_resolve(const mr_server_conf *sc, mr_backend_addr *out);
 
+/* Set up a backend without touching the worker's loop (any thread may call
+ * it); mr_backend_start, on the worker's thread, preconnects if configured. */
 int mr_backend_init(mr_backend *be, struct mr_worker *w, const mr_server *server, const mr_pool *pool);
+void mr_backend_start(mr_backend *be);
+/* A reload kept the server: follow its new router entry and pool settings. */
+void mr_backend_adopt(mr_backend *be, const mr_server *server, const mr_pool *pool);
+/* Nothing queued on any connection: a retired backend may close. */
+bool mr_backend_idle(const mr_backend *be);
 void mr_backend_close(mr_backend *be);
 
 /* Queue a message on connection `conn_hint % nconns`. Fails the message at

@@ -24,7 +24,8 @@ typedef struct mr_client {
     struct mr_worker *worker;
     int fd;
     uint32_t id;             /* picks the backend connection, so one client's requests to a server stay ordered */
-    uint32_t listen_pool;    /* pool whose listener accepted it */
+    uint32_t listen_pool;    /* pool whose listener accepted it (index in the worker's current config) */
+    uint32_t pool_slot;      /* that pool's stable slot (client_connections counting) */
     ev_io rio, wio;
     ev_timer idle;           /* client_idle_timeout: re-armed lazily from last_active */
     ev_tstamp last_active;   /* last read from or write to it */
@@ -48,7 +49,7 @@ typedef struct mr_client {
 } mr_client;
 
 
-void mr_client_accept(struct mr_worker *w, int fd, uint32_t listen_pool);
+void mr_client_accept(struct mr_worker *w, int fd, uint32_t listen_pool, uint32_t pool_slot);
 /* A request of this client completed: emit what is ready. */
 void mr_client_req_done(mr_client *c, mr_req *req);
 /* Write queued replies (called from the worker's flush). */

@@ -101,6 +101,7 @@ typedef struct {
 
 typedef struct {
     char *path;        /* file it came from */
+    char hash[33];     /* md5 of the file's bytes, hex (`stats config`, reload change detection) */
     int threads;       /* memrelay.threads; default 1 (the -t flag overrides) */
     uint32_t shutdown_timeout_ms; /* memrelay.shutdown_timeout: drain time on SIGTERM; default 10000 */
     mr_pool_conf *pools;

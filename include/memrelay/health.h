@@ -27,8 +27,24 @@ struct mr_worker;
 
 typedef enum { MR_HEALTH_UP = 0, MR_HEALTH_DOWN = 1, MR_HEALTH_REJOINING = 2 } mr_health_state;
 
+/* Server ids are stable for the life of the process: the registry gives a
+ * server (by pool name, address and connection count) the same id in every
+ * config that has it, so a reload keeps its connections, replay queue and
+ * health. Ids are never reused; entries live in fixed chunks that never move. */
+#define MR_HEALTH_CHUNK 64u
+#define MR_HEALTH_MAX_CHUNKS 1024u
+#define MR_MAX_SERVER_IDS (MR_HEALTH_CHUNK * MR_HEALTH_MAX_CHUNKS)
+/* Stable slots for per-pool counters (by pool name), across reloads. */
+#define MR_MAX_POOL_SLOTS 256u
+
 typedef struct mr_server_health {
+    /* Immutable once the id exists (any thread may read). */
+    char *identity;          /* registry key: pool, address, connections */
+    char *name;              /* the server line as first written, for log lines */
+    char *pool;              /* its pool's name */
+    mr_backend_addr addr;    /* resolved once */
     /* Shared: atomics only. */
+    uint32_t failure_limit;  /* its pool's server_failure_limit (a reload may change it) */
     uint32_t state;          /* mr_health_state */
     uint32_t failures;       /* consecutive failures seen by workers */
     uint32_t last_error;     /* mr_err of the last failure */
@@ -56,9 +72,11 @@ typedef struct mr_server_health {
 
 typedef struct mr_health {
     struct ev_loop *loop;          /* the main thread's */
-    const mr_router *router;
-    const mr_backend_addr *addrs;
-    mr_server_health *servers;     /* by server id */
+    const mr_router *router;       /* the current config's (main thread only) */
+    mr_server_health *chunks[MR_HEALTH_MAX_CHUNKS]; /* by server id / MR_HEALTH_CHUNK */
+    uint32_t nids;                 /* ids handed out so far */
+    char *pool_slots[MR_MAX_POOL_SLOTS]; /* pool name of each counter slot */
+    uint32_t npool_slots;
     mr_live_ring *graveyard;       /* replaced rings, freed after a grace period */
     ev_async wake;                 /* a worker changed a state */
     ev_timer idle_timer;           /* idle probes of live servers */
@@ -67,22 +85,41 @@ typedef struct mr_health {
     int nworkers;
 } mr_health;
 
-mr_health *mr_health_create(const mr_router *router, const mr_backend_addr *addrs);
+mr_health *mr_health_create(void);
+
+/* Main thread, while building a config: the stable id of a server
+ * (resolving its address the first time), or UINT32_MAX on failure. Fits
+ * mr_router_build_ids (ctx: the mr_health). */
+uint32_t mr_health_server_id(void *h, const mr_pool_conf *pool, const mr_server_conf *server);
+/* Main thread: the stable counter slot of a pool name (MR_MAX_POOL_SLOTS - 1,
+ * a shared overflow slot, when all are taken). */
+uint32_t mr_health_pool_slot(mr_health *h, const char *pool);
+/* Main thread: compute `router`'s live rings from the current states, before
+ * it is published (auto_eject_hosts). */
+void mr_health_prepare(mr_health *h, const mr_router *router);
+/* Main thread: `router` is the config now: probe its servers, stop probing
+ * servers it no longer has. */
+void mr_health_use(mr_health *h, const mr_router *router);
 /* Start probing from `loop` (the main thread's); workers must exist. */
 void mr_health_start(mr_health *h, struct ev_loop *loop, struct mr_worker *workers, int nworkers);
 void mr_health_stop(mr_health *h);
 void mr_health_free(mr_health *h);
 
+static inline mr_server_health *mr_health_server(const mr_health *h, uint32_t id)
+{
+    return &h->chunks[id / MR_HEALTH_CHUNK][id % MR_HEALTH_CHUNK];
+}
+
 /* Worker side. `immediate`: the failure alone marks the server down. */
 void mr_health_failure(mr_health *h, uint32_t server, int err, bool immediate);
 static inline void mr_health_success(mr_health *h, uint32_t server)
 {
-    if (__atomic_load_n(&h->servers[server].failures, __ATOMIC_RELAXED) != 0)
-        __atomic_store_n(&h->servers[server].failures, 0, __ATOMIC_RELAXED);
+    if (__atomic_load_n(&mr_health_server(h, server)->failures, __ATOMIC_RELAXED) != 0)
+        __atomic_store_n(&mr_health_server(h, server)->failures, 0, __ATOMIC_RELAXED);
 }
 static inline uint32_t mr_health_state_of(const mr_health *h, uint32_t server)
 {
-    return __atomic_load_n(&h->servers[server].state, __ATOMIC_ACQUIRE);
+    return __atomic_load_n(&mr_health_server(h, server)->state, __ATOMIC_ACQUIRE);
 }
 /* A worker has replayed what `server` missed (rejoin barrier). */
 void mr_health_rejoin_ack(mr_health *h, uint32_t server);
@@ -95,7 +132,8 @@ void mr_health_quarantine(mr_health *h, uint32_t server, uint32_t ms);
 /* Is the server out of reads now? One relaxed load unless it is. */
 bool mr_health_quarantined(const mr_health *h, uint32_t server);
 
-/* `stats servers` text into buf; returns bytes written or -1. */
-int mr_health_stats(const mr_health *h, char *buf, size_t cap);
+/* `stats servers` text for the servers of `router` into buf; returns bytes
+ * written or -1. */
+int mr_health_stats(const mr_health *h, const mr_router *router, char *buf, size_t cap);
 
 #endif

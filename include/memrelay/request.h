@@ -27,6 +27,7 @@ struct mr_client;
 struct mr_worker;
 struct mr_req;
 struct mr_msg;
+struct mr_gen;
 
 /* Most copies of a key a pool may keep. */
 #define MR_MAX_REPLICAS 16
@@ -99,6 +100,7 @@ typedef struct mr_msg {
 typedef struct mr_req {
     struct mr_client *client;  /* NULL: orphan, nobody wants the reply */
     struct mr_worker *worker;
+    struct mr_gen *gen;        /* the config it started under: it finishes on it (worker holds a reference) */
     struct mr_req *next;       /* client's queue, or the worker's free list */
     mr_cmd cmd;
     mr_cmd_class cls;

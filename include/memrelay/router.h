@@ -37,6 +37,7 @@ typedef struct mr_pool {
     const struct mr_router *router; /* the router it belongs to */
     const mr_pool_conf *conf;
     uint32_t index;          /* in mr_router.pools (same as in the config) */
+    uint32_t slot;           /* stable across reloads (by name): per-pool counters */
     const mr_dist_ops *ops;  /* its distribution */
     mr_dist *dist;           /* NULL when the pool has no servers */
     uint32_t *server_ids;    /* global id of each pool server, config order */
@@ -47,16 +48,26 @@ typedef struct mr_router {
     const mr_config *cfg; /* borrowed: outlives the router */
     mr_pool *pools;
     uint32_t npools;
-    mr_server *servers;
-    uint32_t nservers;
+    mr_server *servers;   /* by server id; conf NULL for ids this config does not use */
+    uint32_t nservers;    /* 1 + the highest id (the length of servers) */
     /* The one mutable part, by pool: the live ring when servers are ejected
      * (NULL: the full ring). Swapped atomically by the health checker;
      * workers load it once per lookup. */
     mr_live_ring **live;
 } mr_router;
 
-/* Build rings for every pool. Returns NULL on allocation failure. */
+void mr_live_ring_free(mr_live_ring *ring);
+
+/* Build rings for every pool, servers numbered 0.. in config order.
+ * Returns NULL on allocation failure. */
 mr_router *mr_router_build(const mr_config *cfg);
+
+/* The id a server gets; UINT32_MAX fails the build. */
+typedef uint32_t (*mr_server_id_fn)(void *ctx, const mr_pool_conf *pool, const mr_server_conf *server);
+
+/* The same with ids chosen by `id_of`: mr_router.servers is then indexed by
+ * those ids, and entries of ids not in this config have conf == NULL. */
+mr_router *mr_router_build_ids(const mr_config *cfg, mr_server_id_fn id_of, void *ctx);
 void mr_router_free(mr_router *router);
 
 /* The pool a key goes to when it arrives on listening pool `listen_pool`:

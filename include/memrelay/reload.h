@@ -1,0 +1,56 @@
+/* reload.h: loading the configuration at start and again while running.
+ *
+ * Triggers: SIGHUP, and a change of the file (an ev_stat watch, debounced,
+ * so an editor's several writes or Kubernetes' symlink swap make one
+ * reload). The new file is parsed, validated and built on the main thread,
+ * off the data path; listeners it adds are bound before anything switches.
+ * If any step fails the old config keeps serving and the failure is logged
+ * and counted. Otherwise the new generation is published to every worker at
+ * once (docs/operations.md has the whole story).
+ */
+#ifndef MEMRELAY_RELOAD_H
+#define MEMRELAY_RELOAD_H
+
+#include <stdbool.h>
+
+#include <ev.h>
+
+#include "memrelay/generation.h"
+#include "memrelay/health.h"
+#include "memrelay/worker.h"
+
+/* Wait after the last change of the file before reloading. */
+#define MR_RELOAD_DEBOUNCE 0.3
+/* How often the file is stat()ed when inotify cannot tell (and as a backstop). */
+#define MR_RELOAD_POLL 1.0
+
+typedef struct mr_reloader {
+    struct ev_loop *loop;
+    const char *path;
+    mr_health *health;
+    mr_shared *shared;
+    mr_worker *workers;
+    int nworkers;
+    mr_gen *current;          /* the main thread's reference */
+    mr_gen *switching;        /* published; not every worker has switched yet */
+    bool again;               /* asked to reload while switching */
+    bool again_forced;
+    ev_stat watch;
+    ev_timer debounce;
+    ev_async switched;        /* workers report switches and released generations */
+    mr_reload_status status;
+} mr_reloader;
+
+/* Load the first generation (no workers yet). Returns -1 after logging. */
+int mr_reload_init(mr_reloader *r, const char *path, mr_health *health);
+/* Watch the file and take reloads from now on (workers running). */
+void mr_reload_start(mr_reloader *r, struct ev_loop *loop, mr_shared *shared, mr_worker *workers, int nworkers);
+void mr_reload_stop(mr_reloader *r);
+/* Reload now. `force`: even if the file's bytes did not change (SIGHUP:
+ * certificates and credentials it names may have). Returns 0 on success or
+ * when there was nothing to do, -1 when the reload was refused. */
+int mr_reload_now(mr_reloader *r, const char *why, bool force);
+/* After the workers are gone: drop the main thread's references. */
+void mr_reload_free(mr_reloader *r);
+
+#endif

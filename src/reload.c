@@ -1,0 +1,369 @@
+/* reload.c: building configuration generations and switching workers to
+ * them (main thread only). */
+#include "memrelay/reload.h"
+
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/time.h>
+
+#include "memrelay/listener.h"
+#include "memrelay/log.h"
+
+static int64_t wall_ms(void)
+{
+    struct timeval tv;
+    gettimeofday(&tv, NULL);
+    return (int64_t)tv.tv_sec * 1000 + tv.tv_usec / 1000;
+}
+
+static bool same_listen(const mr_addr_conf *a, const mr_addr_conf *b)
+{
+    return a->is_unix == b->is_unix && a->port == b->port && strcmp(a->host, b->host) == 0;
+}
+
+/* Listening sockets of the new config: one the old config already has at
+ * the same address is handed on (clients keep connecting without a gap and
+ * a rebind cannot fail); the others are bound now. taken[j] marks old fds
+ * handed on. -1 (logged, with err filled) when an address cannot be bound. */
+static int open_listeners(mr_gen *gen, const mr_gen *old, bool *taken, char *err, size_t errlen)
+{
+    const mr_config *cfg = gen->cfg;
+    for (size_t i = 0; i < cfg->npools; i++) {
+        const mr_pool_conf *p = &cfg->pools[i];
+        if (!p->has_listen)
+            continue;
+        for (size_t j = 0; old && j < old->cfg->npools; j++) {
+            if (!taken[j] && old->listen_fds[j] >= 0 && same_listen(&p->listen, &old->cfg->pools[j].listen)) {
+                gen->listen_fds[i] = old->listen_fds[j];
+                taken[j] = true;
+                break;
+            }
+        }
+        if (gen->listen_fds[i] >= 0)
+            continue;
+        if ((gen->listen_fds[i] = mr_listener_open(p)) < 0) {
+            snprintf(err, errlen, "pool %s: cannot listen on its address (see the log line before)", p->name);
+            return -1;
+        }
+    }
+    return 0;
+}
+
+/* Undo open_listeners: close what was bound for gen, leave handed-on fds. */
+static void close_new_listeners(mr_gen *gen, const mr_gen *old)
+{
+    for (size_t i = 0; i < gen->cfg->npools; i++) {
+        int fd = gen->listen_fds[i];
+        if (fd < 0)
+            continue;
+        bool inherited = false;
+        for (size_t j = 0; old && j < old->cfg->npools; j++)
+            inherited |= old->listen_fds[j] == fd;
+        if (!inherited)
+            mr_listener_close(&gen->cfg->pools[i], fd);
+        gen->listen_fds[i] = -1;
+    }
+}
+
+/* Everything of a generation but its listeners. */
+static mr_gen *build(mr_reloader *r, mr_config *cfg, char *err, size_t errlen)
+{
+    mr_gen *gen = calloc(1, sizeof(*gen));
+    if (!gen) {
+        snprintf(err, errlen, "out of memory");
+        mr_config_free(cfg);
+        return NULL;
+    }
+    gen->cfg = cfg;
+    gen->listen_fds = malloc((cfg->npools ? cfg->npools : 1) * sizeof(int));
+    gen->router = gen->listen_fds ? mr_router_build_ids(cfg, mr_health_server_id, r->health) : NULL;
+    if (!gen->router) {
+        snprintf(err, errlen, "cannot set up its servers (out of memory, or an address that does not resolve: "
+                              "see the log line before)");
+        mr_gen_free(gen);
+        return NULL;
+    }
+    for (size_t i = 0; i < cfg->npools; i++) {
+        gen->listen_fds[i] = -1;
+        gen->router->pools[i].slot = mr_health_pool_slot(r->health, cfg->pools[i].name);
+    }
+    gen->loaded_at_ms = wall_ms();
+    return gen;
+}
+
+static void set_status_ok(mr_reloader *r, const mr_gen *gen, bool reload)
+{
+    pthread_mutex_lock(&r->status.lock);
+    snprintf(r->status.hash, sizeof(r->status.hash), "%s", gen->cfg->hash);
+    r->status.seq = gen->seq;
+    r->status.loaded_at_ms = gen->loaded_at_ms;
+    r->status.last_attempt_ms = gen->loaded_at_ms;
+    if (reload)
+        r->status.reloads++;
+    r->status.last_error[0] = '\0';
+    pthread_mutex_unlock(&r->status.lock);
+}
+
+static void set_status_failed(mr_reloader *r, const char *msg)
+{
+    pthread_mutex_lock(&r->status.lock);
+    r->status.failures++;
+    r->status.last_attempt_ms = r->status.last_failure_ms = wall_ms();
+    snprintf(r->status.last_error, sizeof(r->status.last_error), "%s", msg);
+    /* One line: it goes into a STAT line. */
+    for (char *p = r->status.last_error; *p; p++)
+        if (*p == '\r' || *p == '\n')
+            *p = ' ';
+    pthread_mutex_unlock(&r->status.lock);
+}
+
+int mr_reload_init(mr_reloader *r, const char *path, mr_health *health)
+{
+    memset(r, 0, sizeof(*r));
+    pthread_mutex_init(&r->status.lock, NULL);
+    r->path = path;
+    r->health = health;
+    snprintf(r->status.path, sizeof(r->status.path), "%s", path);
+    mr_config_error cerr;
+    mr_config *cfg = mr_config_load(path, &cerr);
+    if (!cfg) {
+        mr_log_error("%s", cerr.message);
+        return -1;
+    }
+    char err[512];
+    mr_gen *gen = build(r, cfg, err, sizeof(err));
+    if (!gen || open_listeners(gen, NULL, NULL, err, sizeof(err)) < 0) {
+        mr_log_error("cannot start with %s: %s", path, err);
+        if (gen)
+            close_new_listeners(gen, NULL);
+        mr_gen_free(gen);
+        return -1;
+    }
+    gen->seq = 1;
+    gen->refs = 1; /* the main thread's; workers add theirs as they start */
+    r->current = gen;
+    mr_health_use(health, gen->router);
+    set_status_ok(r, gen, false);
+    return 0;
+}
+
+/* Free a switch that was prepared but never handed over. */
+static void free_switch(mr_worker_switch *sw)
+{
+    if (!sw)
+        return;
+    for (uint32_t id = 0; sw->fresh && id < sw->nbackends; id++)
+        if (sw->fresh[id]) {
+            mr_backend_close(sw->fresh[id]);
+            free(sw->fresh[id]);
+        }
+    free(sw->fresh);
+    free(sw->backends);
+    free(sw->server_slot);
+    free(sw->accept_io);
+    free(sw->hold);
+    free(sw->retired);
+    free(sw);
+}
+
+/* Everything worker w needs to switch to gen, allocated here so that the
+ * switch on the worker's thread cannot fail. */
+static mr_worker_switch *prepare_switch(mr_reloader *r, mr_worker *w, mr_gen *gen)
+{
+    const mr_router *old = r->current->router, *nr = gen->router;
+    mr_worker_switch *sw = calloc(1, sizeof(*sw));
+    if (!sw)
+        return NULL;
+    sw->gen = gen;
+    /* Every id so far: the table also keeps backends that still drain. */
+    uint32_t n = r->health->nids;
+    if (n < w->nbackends)
+        n = w->nbackends;
+    sw->nbackends = n;
+    size_t slots = n ? n : 1;
+    sw->backends = calloc(slots, sizeof(*sw->backends));
+    sw->server_slot = malloc(slots * sizeof(*sw->server_slot));
+    sw->fresh = calloc(slots, sizeof(*sw->fresh));
+    sw->accept_io = calloc(gen->cfg->npools ? gen->cfg->npools : 1, sizeof(ev_io));
+    sw->hold = calloc(1, sizeof(*sw->hold));
+    sw->retired = calloc(slots, sizeof(*sw->retired));
+    if (!sw->backends || !sw->server_slot || !sw->fresh || !sw->accept_io || !sw->hold || !sw->retired) {
+        free_switch(sw);
+        return NULL;
+    }
+    for (uint32_t id = 0; id < nr->nservers; id++) {
+        const mr_server *srv = &nr->servers[id];
+        if (!srv->conf || (id < old->nservers && old->servers[id].conf))
+            continue; /* not in the new config, or kept from the old one */
+        /* New to this config (or back after a removal: the worker takes its
+         * draining backend back if it still has one, and frees this). */
+        if (!(sw->fresh[id] = malloc(sizeof(mr_backend))) ||
+            mr_backend_init(sw->fresh[id], w, srv, &nr->pools[srv->pool]) < 0) {
+            free(sw->fresh[id]);
+            sw->fresh[id] = NULL;
+            free_switch(sw);
+            return NULL;
+        }
+    }
+    return sw;
+}
+
+static bool all_switched(const mr_reloader *r, const mr_gen *gen)
+{
+    for (int i = 0; i < r->nworkers; i++)
+        if (__atomic_load_n(&r->workers[i].switched_seq, __ATOMIC_ACQUIRE) != (uint32_t)gen->seq)
+            return false;
+    return true;
+}
+
+static void switched_cb(struct ev_loop *loop, ev_async *a, int revents)
+{
+    mr_reloader *r = a->data;
+    if (!r->switching || !all_switched(r, r->switching))
+        return;
+    mr_log_info("config generation %" PRIu64 " (md5 %s) serving on every worker", r->switching->seq,
+                r->switching->cfg->hash);
+    r->switching = NULL;
+    if (r->again) {
+        bool force = r->again_forced;
+        r->again = r->again_forced = false;
+        mr_reload_now(r, "a change that arrived during the last switch", force);
+    }
+}
+
+static void log_threads_change(const mr_reloader *r, const mr_config *cfg)
+{
+    if (cfg->threads != r->current->cfg->threads)
+        mr_log_warn("reload: memrelay.threads changed from %d to %d; that takes a restart (still %d workers)",
+                    r->current->cfg->threads, cfg->threads, r->nworkers);
+}
+
+int mr_reload_now(mr_reloader *r, const char *why, bool force)
+{
+    if (r->switching) {
+        /* One switch at a time: the next starts when every worker is on
+         * the newest generation. */
+        r->again = true;
+        r->again_forced |= force;
+        return 0;
+    }
+    mr_config_error cerr;
+    mr_config *cfg = mr_config_load(r->path, &cerr);
+    if (!cfg) {
+        mr_log_error("reload (%s) refused, still serving generation %" PRIu64 ": %s", why, r->current->seq,
+                     cerr.message);
+        set_status_failed(r, cerr.message);
+        return -1;
+    }
+    if (!force && strcmp(cfg->hash, r->current->cfg->hash) == 0) {
+        mr_log_debug("reload (%s): the file's content did not change", why);
+        mr_config_free(cfg);
+        return 0;
+    }
+    log_threads_change(r, cfg);
+    char err[512];
+    bool *taken = calloc(r->current->cfg->npools ? r->current->cfg->npools : 1, sizeof(bool));
+    mr_gen *gen = taken ? build(r, cfg, err, sizeof(err)) : NULL;
+    if (!taken) {
+        snprintf(err, sizeof(err), "out of memory");
+        mr_config_free(cfg);
+    }
+    if (gen && open_listeners(gen, r->current, taken, err, sizeof(err)) < 0) {
+        close_new_listeners(gen, r->current);
+        mr_gen_free(gen);
+        gen = NULL;
+    }
+    mr_worker_switch **sws = gen ? calloc((size_t)r->nworkers, sizeof(*sws)) : NULL;
+    bool prepared = sws != NULL;
+    for (int i = 0; prepared && i < r->nworkers; i++)
+        prepared = (sws[i] = prepare_switch(r, &r->workers[i], gen)) != NULL;
+    if (gen && !prepared) {
+        snprintf(err, sizeof(err), "out of memory preparing the workers");
+        for (int i = 0; sws && i < r->nworkers; i++)
+            free_switch(sws[i]);
+        close_new_listeners(gen, r->current);
+        mr_gen_free(gen);
+        gen = NULL;
+    }
+    if (!gen) {
+        free(sws);
+        free(taken);
+        mr_log_error("reload (%s) refused, still serving generation %" PRIu64 ": %s", why, r->current->seq, err);
+        set_status_failed(r, err);
+        return -1;
+    }
+
+    /* Nothing can fail from here on. */
+    mr_gen *old = r->current;
+    for (size_t j = 0; j < old->cfg->npools; j++)
+        if (taken[j])
+            old->listen_fds[j] = -1; /* handed on: the old generation must not close it */
+    free(taken);
+    gen->seq = old->seq + 1;
+    gen->refs = 1 + (uint32_t)r->nworkers;
+    mr_health_prepare(r->health, gen->router);
+    mr_health_use(r->health, gen->router);
+    r->current = gen;
+    r->switching = gen;
+    set_status_ok(r, gen, true);
+    mr_log_info("reload (%s): config generation %" PRIu64 " (md5 %s), %zu pools; switching workers", why, gen->seq,
+                gen->cfg->hash, gen->cfg->npools);
+    for (int i = 0; i < r->nworkers; i++)
+        mr_worker_switch_to(&r->workers[i], sws[i]);
+    free(sws);
+    mr_gen_release(old);
+    switched_cb(r->loop, &r->switched, 0); /* no workers: done at once */
+    return 0;
+}
+
+static void debounce_cb(struct ev_loop *loop, ev_timer *t, int revents)
+{
+    mr_reload_now(t->data, "the file changed", false);
+}
+
+static void watch_cb(struct ev_loop *loop, ev_stat *w, int revents)
+{
+    mr_reloader *r = w->data;
+    /* Several writes (or a symlink swap and the removal of the old target)
+     * come in a burst: reload once, after it. */
+    ev_timer_stop(loop, &r->debounce);
+    ev_timer_set(&r->debounce, MR_RELOAD_DEBOUNCE, 0);
+    ev_timer_start(loop, &r->debounce);
+}
+
+void mr_reload_start(mr_reloader *r, struct ev_loop *loop, mr_shared *shared, mr_worker *workers, int nworkers)
+{
+    r->loop = loop;
+    r->shared = shared;
+    r->workers = workers;
+    r->nworkers = nworkers;
+    shared->reload = &r->status;
+    shared->main_loop = loop;
+    shared->switched = &r->switched;
+    ev_async_init(&r->switched, switched_cb);
+    r->switched.data = r;
+    ev_async_start(loop, &r->switched);
+    ev_init(&r->debounce, debounce_cb);
+    r->debounce.data = r;
+    ev_stat_init(&r->watch, watch_cb, r->path, MR_RELOAD_POLL);
+    r->watch.data = r;
+    ev_stat_start(loop, &r->watch);
+}
+
+void mr_reload_stop(mr_reloader *r)
+{
+    if (!r->loop)
+        return;
+    ev_stat_stop(r->loop, &r->watch);
+    ev_timer_stop(r->loop, &r->debounce);
+    ev_async_stop(r->loop, &r->switched);
+}
+
+void mr_reload_free(mr_reloader *r)
+{
+    mr_gen_release(r->current);
+    r->current = NULL;
+    pthread_mutex_destroy(&r->status.lock);
+}
