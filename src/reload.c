@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <sys/time.h>
 
 #include "memrelay/listener.h"
@@ -323,14 +324,45 @@ static void debounce_cb(struct ev_loop *loop, ev_timer *t, int revents)
     mr_reload_now(t->data, "the file changed", false);
 }
 
-static void watch_cb(struct ev_loop *loop, ev_stat *w, int revents)
+static void changed(mr_reloader *r)
 {
-    mr_reloader *r = w->data;
     /* Several writes (or a symlink swap and the removal of the old target)
      * come in a burst: reload once, after it. */
-    ev_timer_stop(loop, &r->debounce);
+    ev_timer_stop(r->loop, &r->debounce);
     ev_timer_set(&r->debounce, MR_RELOAD_DEBOUNCE, 0);
-    ev_timer_start(loop, &r->debounce);
+    ev_timer_start(r->loop, &r->debounce);
+}
+
+static void watch_cb(struct ev_loop *loop, ev_stat *w, int revents)
+{
+    changed(w->data);
+}
+
+/* What identifies the file's content cheaply, symlinks followed. */
+static void file_mark(const char *path, struct stat *st)
+{
+    if (stat(path, st) < 0)
+        memset(st, 0, sizeof(*st));
+}
+
+static bool same_mark(const struct stat *a, const struct stat *b)
+{
+    return a->st_dev == b->st_dev && a->st_ino == b->st_ino && a->st_size == b->st_size &&
+           a->st_mtim.tv_sec == b->st_mtim.tv_sec && a->st_mtim.tv_nsec == b->st_mtim.tv_nsec;
+}
+
+/* ev_stat's inotify watch does not follow symlinks: when Kubernetes swaps
+ * the `..data` link of a ConfigMap volume, the link the config path names
+ * is untouched. So the followed file is also stat()ed on a timer. */
+static void poll_cb(struct ev_loop *loop, ev_timer *t, int revents)
+{
+    mr_reloader *r = t->data;
+    struct stat now;
+    file_mark(r->path, &now);
+    if (!same_mark(&now, &r->mark)) {
+        r->mark = now;
+        changed(r);
+    }
 }
 
 void mr_reload_start(mr_reloader *r, struct ev_loop *loop, mr_shared *shared, mr_worker *workers, int nworkers)
@@ -350,6 +382,10 @@ void mr_reload_start(mr_reloader *r, struct ev_loop *loop, mr_shared *shared, mr
     ev_stat_init(&r->watch, watch_cb, r->path, MR_RELOAD_POLL);
     r->watch.data = r;
     ev_stat_start(loop, &r->watch);
+    file_mark(r->path, &r->mark);
+    ev_timer_init(&r->poll, poll_cb, MR_RELOAD_POLL, MR_RELOAD_POLL);
+    r->poll.data = r;
+    ev_timer_start(loop, &r->poll);
 }
 
 void mr_reload_stop(mr_reloader *r)
@@ -357,6 +393,7 @@ void mr_reload_stop(mr_reloader *r)
     if (!r->loop)
         return;
     ev_stat_stop(r->loop, &r->watch);
+    ev_timer_stop(r->loop, &r->poll);
     ev_timer_stop(r->loop, &r->debounce);
     ev_async_stop(r->loop, &r->switched);
 }

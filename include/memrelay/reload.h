@@ -12,6 +12,7 @@
 #define MEMRELAY_RELOAD_H
 
 #include <stdbool.h>
+#include <sys/stat.h>
 
 #include <ev.h>
 
@@ -35,7 +36,9 @@ typedef struct mr_reloader {
     mr_gen *switching;        /* published; not every worker has switched yet */
     bool again;               /* asked to reload while switching */
     bool again_forced;
-    ev_stat watch;
+    ev_stat watch;            /* inotify where it can (the path itself) */
+    ev_timer poll;            /* stat() of the file the path leads to (symlinks followed) */
+    struct stat mark;         /* what poll saw last */
     ev_timer debounce;
     ev_async switched;        /* workers report switches and released generations */
     mr_reload_status status;

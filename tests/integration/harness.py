@@ -434,6 +434,27 @@ class Relay:
             wait_accepting(a, self.proc)
         return self
 
+    def reconfigure(self, pools, sighup=True, path=None):
+        """Write a new config for {name: Pool} (new listening pools get free
+        addresses; kept ones keep theirs), atomically (a rename, as editors
+        and config managers do), then SIGHUP memrelay unless told not to."""
+        self.pools = pools
+        for name, pool in pools.items():
+            if pool.listen is not None and name not in self.listen:
+                if pool.listen == "tcp":
+                    self.listen[name] = ("127.0.0.1", free_port())
+                elif isinstance(pool.listen, tuple) and pool.listen[0] == "unix":
+                    self.listen[name] = pool.listen[1]
+        text = render_config(pools, {n: a for n, a in self.listen.items() if n in pools}, self.threads)
+        target = path or self.config_path
+        tmp = target + ".tmp"
+        with open(tmp, "w") as f:
+            f.write(text)
+        os.replace(tmp, target)
+        if sighup:
+            self.proc.send_signal(signal.SIGHUP)
+        return text
+
     def stderr(self):
         try:
             with open(self.stderr_path, "rb") as f:
