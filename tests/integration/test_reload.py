@@ -278,7 +278,9 @@ def test_kept_servers_keep_their_connections_and_health(factory):
     servers = [(mc, 1, None) for mc in mcs]
     # No idle probes: each would be a new connection to count.
     relay = factory.relay({"alpha": Pool(servers, server_retry_timeout=60000, probe_interval=0)})
-    keys = [b"keep:%d" % i for i in range(60)]
+    r = ring(servers)
+    keys = [b"keep:%d" % i for i in range(2000)]
+    keys = [next(k for k in keys if r.server_for(k) == i) for i in range(3)]  # one on each server
     with relay.conn() as c:
         store_many(c, [(k, b"x") for k in keys])
     conns_before = [mc_stat(mc, b"total_connections") for mc in mcs[:2]]
