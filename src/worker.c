@@ -55,6 +55,8 @@ bool mr_worker_drained(mr_worker *w)
     return __atomic_load_n(&w->drained, __ATOMIC_ACQUIRE) != 0;
 }
 
+static void release_done_holds(mr_worker *w);
+
 static void flush_cb(struct ev_loop *loop, ev_prepare *p, int revents)
 {
     mr_worker *w = p->data;
@@ -76,6 +78,8 @@ static void flush_cb(struct ev_loop *loop, ev_prepare *p, int revents)
     }
     if (w->draining)
         drain_step(w);
+    if (w->holds_done)
+        release_done_holds(w);
 }
 
 void mr_worker_mark_client(mr_worker *w, mr_client *c)
@@ -202,12 +206,25 @@ void mr_worker_req_freed(mr_worker *w, mr_gen *gen)
         w->gen_reqs--;
         return;
     }
-    for (mr_gen_hold **pp = &w->holds; *pp; pp = &(*pp)->next) {
-        if ((*pp)->gen == gen) {
-            if (--(*pp)->reqs == 0)
-                release_hold(w, pp);
+    for (mr_gen_hold *hold = w->holds; hold; hold = hold->next) {
+        if (hold->gen == gen) {
+            /* Released from the flush, not here: this may run inside a
+             * retired backend's own read callback. */
+            if (--hold->reqs == 0)
+                w->holds_done = true;
             return;
         }
+    }
+}
+
+static void release_done_holds(mr_worker *w)
+{
+    w->holds_done = false;
+    for (mr_gen_hold **pp = &w->holds; *pp;) {
+        if ((*pp)->reqs == 0)
+            release_hold(w, pp);
+        else
+            pp = &(*pp)->next;
     }
 }
 

@@ -64,6 +64,7 @@ typedef struct mr_worker {
     mr_gen *gen;                    /* the config this worker serves new requests with */
     uint32_t gen_reqs;              /* requests started under gen and not yet freed */
     mr_gen_hold *holds;             /* older generations still needed */
+    bool holds_done;                /* one has no request left: release it at the next flush */
     mr_worker_switch *next_switch;  /* handed over by the main thread; see mr_worker_switch_to */
     ev_async reload;                /* a new generation is ready */
     uint32_t switched_seq;          /* atomic: the generation this worker has switched to */
