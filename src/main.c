@@ -28,6 +28,8 @@ static void usage(FILE *out)
             "  -t, --threads N     worker threads (overrides memrelay.threads; default 1)\n"
             "  -v, --verbose       more log output; repeat for more\n"
             "  -q, --quiet         only warnings and errors\n"
+            "      --log-file PATH append log lines to PATH (overrides memrelay.log_file);\n"
+            "                      SIGUSR1 reopens it\n"
             "  -V, --version       print the version and exit\n"
             "  -h, --help          this help\n");
 }
@@ -36,7 +38,8 @@ typedef struct {
     const char *config_path;
     bool check_only;
     int threads; /* 0: from the config */
-    int verbosity;
+    int verbosity;        /* 0: the config's log_level; -1: -q; n: -v n times */
+    const char *log_file; /* --log-file, or NULL */
 } options;
 
 static int parse_options(int argc, char **argv, options *opt)
@@ -45,7 +48,8 @@ static int parse_options(int argc, char **argv, options *opt)
         {"config", required_argument, NULL, 'c'}, {"check-config", no_argument, NULL, 'C'},
         {"threads", required_argument, NULL, 't'}, {"verbose", no_argument, NULL, 'v'},
         {"quiet", no_argument, NULL, 'q'},         {"version", no_argument, NULL, 'V'},
-        {"help", no_argument, NULL, 'h'},          {NULL, 0, NULL, 0},
+        {"help", no_argument, NULL, 'h'},          {"log-file", required_argument, NULL, 'L'},
+        {NULL, 0, NULL, 0},
     };
     int ch;
     while ((ch = getopt_long(argc, argv, "c:t:vqVh", longopts, NULL)) != -1) {
@@ -67,6 +71,9 @@ static int parse_options(int argc, char **argv, options *opt)
             opt->threads = (int)n;
             break;
         }
+        case 'L':
+            opt->log_file = optarg;
+            break;
         case 'v':
             opt->verbosity++;
             break;
@@ -156,17 +163,42 @@ static void log_listeners(const mr_config *cfg)
     }
 }
 
+/* Level and destination from the config, the command line winning. A
+ * config reload calls this again with the new config. */
+static int apply_logging(const mr_config *cfg, const options *opt)
+{
+    int level = cfg->log_level;
+    if (opt->verbosity < 0)
+        level = MR_LOG_WARN;
+    else if (opt->verbosity > 0)
+        level = opt->verbosity >= MR_LOG_TRACE - MR_LOG_INFO ? MR_LOG_TRACE : MR_LOG_INFO + opt->verbosity;
+    mr_log_set_level((mr_log_level)level);
+    char err[512];
+    if (mr_log_open(opt->log_file ? opt->log_file : cfg->log_file, err, sizeof(err)) != 0) {
+        mr_log_error("%s", err);
+        return -1;
+    }
+    return 0;
+}
+
+/* SIGUSR1: logrotate moved the file away; write to a new one at the path. */
+static void on_sigusr1(struct ev_loop *loop, ev_signal *w, int revents)
+{
+    mr_log_reopen();
+}
+
+/* Once a second: report lines the rate limiter held back, even when the
+ * flood that caused them has stopped. */
+static void on_log_tick(struct ev_loop *loop, ev_timer *w, int revents)
+{
+    mr_log_flush_suppressed();
+}
+
 int main(int argc, char **argv)
 {
     options opt = {.config_path = DEFAULT_CONFIG};
     if (parse_options(argc, argv, &opt) != 0)
         return 1;
-    int level = MR_LOG_INFO + opt.verbosity;
-    if (level < MR_LOG_WARN)
-        level = MR_LOG_WARN;
-    if (level > MR_LOG_TRACE)
-        level = MR_LOG_TRACE;
-    mr_log_set_level((mr_log_level)level);
 
     mr_config_error err;
     mr_config *cfg = mr_config_load(opt.config_path, &err);
@@ -179,6 +211,10 @@ int main(int argc, char **argv)
         printf("configuration %s is valid\n", opt.config_path);
         mr_config_free(cfg);
         return 0;
+    }
+    if (apply_logging(cfg, &opt) != 0) {
+        mr_config_free(cfg);
+        return 1;
     }
     int nworkers = opt.threads ? opt.threads : (cfg->threads > 0 ? cfg->threads : 1);
 
@@ -208,9 +244,16 @@ int main(int argc, char **argv)
     sigaddset(&stop_set, SIGINT);
     sigaddset(&stop_set, SIGTERM);
     sigaddset(&stop_set, SIGHUP);
+    sigaddset(&stop_set, SIGUSR1);
     pthread_sigmask(SIG_BLOCK, &stop_set, &old_set);
 
     struct ev_loop *main_loop = ev_default_loop(EVFLAG_AUTO);
+    ev_signal log_reopen;
+    ev_timer log_tick;
+    ev_signal_init(&log_reopen, on_sigusr1, SIGUSR1);
+    ev_signal_start(main_loop, &log_reopen);
+    ev_timer_init(&log_tick, on_log_tick, 1.0, 1.0);
+    ev_timer_start(main_loop, &log_tick);
     mr_shared shared = {
         .cfg = cfg, .router = router, .addrs = addrs, .listen_fds = listen_fds,
         .started = ev_time(), .nworkers = nworkers, .health = health, .pool_clients = pool_clients,
