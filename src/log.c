@@ -96,11 +96,11 @@ static int64_t realtime_ns(void)
     return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
 }
 
-static uint32_t monotonic_ms(void)
+static uint64_t monotonic_ms(void)
 {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
-    return (uint32_t)((uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000);
+    return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
 }
 
 static void put_line(const char *buf, size_t len)
@@ -148,17 +148,29 @@ static void list_site(mr_log_site *site)
                                                   memory_order_acquire));
 }
 
+#define COUNT_BITS 24
+#define COUNT_MAX ((1u << COUNT_BITS) - 1)
+
+/* Has the window that started at `start` ended by `now`? A reading older
+ * than the start (another thread's clock read a moment earlier) is inside. */
+static int window_over(uint64_t start, uint64_t now)
+{
+    return now >= start && now - start >= MR_LOG_WINDOW_MS;
+}
+
 /* Every line from a site is either written or counted into exactly one
  * note: whoever opens a new window (a caller) or finds the old one over
  * (the flusher) takes the count with an atomic exchange. */
-int mr_log_site_admit(mr_log_site *site, mr_log_level level, uint32_t now_ms, uint32_t *note)
+int mr_log_site_admit(mr_log_site *site, mr_log_level level, uint64_t now_ms, uint32_t *note)
 {
     *note = 0;
+    now_ms &= (UINT64_C(1) << (64 - COUNT_BITS)) - 1;
     uint64_t old = atomic_load_explicit(&site->window, memory_order_relaxed);
     for (;;) {
-        uint32_t start = (uint32_t)(old >> 32), n = (uint32_t)old;
-        int fresh = n == 0 || (uint32_t)(now_ms - start) >= MR_LOG_WINDOW_MS;
-        uint64_t next = fresh ? ((uint64_t)now_ms << 32 | 1) : (n == UINT32_MAX ? old : old + 1);
+        uint64_t start = old >> COUNT_BITS;
+        uint32_t n = (uint32_t)(old & COUNT_MAX);
+        int fresh = n == 0 || window_over(start, now_ms);
+        uint64_t next = fresh ? (now_ms << COUNT_BITS | 1) : (n == COUNT_MAX ? old : old + 1);
         if (!atomic_compare_exchange_weak_explicit(&site->window, &old, next, memory_order_relaxed,
                                                    memory_order_relaxed))
             continue;
@@ -176,12 +188,12 @@ int mr_log_site_admit(mr_log_site *site, mr_log_level level, uint32_t now_ms, ui
     return 0;
 }
 
-uint32_t mr_log_site_take_due(mr_log_site *site, uint32_t now_ms)
+uint32_t mr_log_site_take_due(mr_log_site *site, uint64_t now_ms)
 {
     if (atomic_load_explicit(&site->suppressed, memory_order_relaxed) == 0)
         return 0;
     uint64_t w = atomic_load_explicit(&site->window, memory_order_relaxed);
-    if ((uint32_t)(now_ms - (uint32_t)(w >> 32)) < MR_LOG_WINDOW_MS)
+    if (!window_over(w >> COUNT_BITS, now_ms))
         return 0;
     return atomic_exchange_explicit(&site->suppressed, 0, memory_order_relaxed);
 }
@@ -207,7 +219,7 @@ void mr_log_site_write(mr_log_site *site, mr_log_level level, const char *fmt, .
 
 void mr_log_flush_suppressed(void)
 {
-    uint32_t now = monotonic_ms();
+    uint64_t now = monotonic_ms();
     for (mr_log_site *s = atomic_load_explicit(&sites, memory_order_acquire); s;
          s = atomic_load_explicit(&s->next, memory_order_relaxed)) {
         uint32_t n = mr_log_site_take_due(s, now);

@@ -40,9 +40,9 @@ typedef struct mr_log_site {
     const char *file; /* source file and line, named in the suppression note */
     int line;
     const char *fmt;
-    /* Window state in one word so a single CAS moves it: the high 32 bits
-     * are the window's start (monotonic ms, wrapping), the low 32 bits the
-     * lines the site has logged in it. */
+    /* Window state in one word so a single CAS moves it: the high 40 bits
+     * are the window's start (monotonic ms since boot: 34 years before they
+     * wrap), the low 24 bits the lines the site has logged in it. */
     _Atomic uint64_t window;
     _Atomic uint32_t suppressed; /* lines not written, not yet reported */
     _Atomic int level;           /* for the note written by the flusher */
@@ -81,11 +81,11 @@ void mr_log_site_write(mr_log_site *site, mr_log_level level, const char *fmt, .
 /* The rate limiter's decision for one line from `site` at time now_ms:
  * returns true if it may be written, and sets *note to the count of earlier
  * suppressed lines to report first (0: none). Exposed for unit tests. */
-int mr_log_site_admit(mr_log_site *site, mr_log_level level, uint32_t now_ms, uint32_t *note);
+int mr_log_site_admit(mr_log_site *site, mr_log_level level, uint64_t now_ms, uint32_t *note);
 
 /* The suppression note for `site` if its window ended by now_ms: returns the
  * count to report (0: nothing due) and clears it. Exposed for unit tests. */
-uint32_t mr_log_site_take_due(mr_log_site *site, uint32_t now_ms);
+uint32_t mr_log_site_take_due(mr_log_site *site, uint64_t now_ms);
 
 /* Format one line into buf (at most MR_LOG_LINE_MAX bytes, ends in '\n');
  * returns its length. `now_ns` is CLOCK_REALTIME. Exposed for unit tests. */
