@@ -10,7 +10,7 @@ import time
 
 import pytest
 
-from harness import Conn, free_port, wait_accepting, wait_for
+from harness import Conn, free_port, sanitizer_report, wait_accepting, wait_for
 
 pytestmark = pytest.mark.needs_memrelay
 
@@ -75,6 +75,9 @@ def start(memrelay_bin, memcached_factory, tmp_path):
     yield make
     for p in procs:
         p.stop()
+    for p in procs:
+        report = sanitizer_report(p.stderr())
+        assert report is None, report
 
 
 def _ping(port):
