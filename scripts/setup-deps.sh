@@ -5,7 +5,7 @@
 #
 #   build  compiler, cmake, libev and libyaml headers
 #   run    a local memcached for scripts/run-local.sh
-#   test   criterion, libmemcached, memcached tools, pytest, pymemcache
+#   test   criterion, libmemcached, memcached tools, pytest, pymemcache, PyYAML
 #   bench  nutcracker (twemproxy), to compare against
 #
 # Idempotent: packages already installed are left alone, and `apt-get update`
@@ -20,7 +20,7 @@ set -euo pipefail
 declare -A GROUP_PACKAGES=(
     [build]="cmake gcc libc6-dev make pkg-config libev-dev libyaml-dev"
     [run]="memcached"
-    [test]="libcriterion-dev memcached libmemcached-dev libmemcached-tools python3 python3-pytest python3-pymemcache"
+    [test]="libcriterion-dev memcached libmemcached-dev libmemcached-tools python3 python3-pytest python3-pymemcache python3-yaml"
     [bench]="nutcracker"
 )
 

@@ -185,6 +185,7 @@ void mr_config_free(mr_config *cfg)
         free_pool(&cfg->pools[i]);
     free(cfg->pools);
     free(cfg->path);
+    free(cfg->log_file);
     free(cfg);
 }
 

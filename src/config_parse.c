@@ -8,6 +8,7 @@
  * listeners) are left to config_validate.c.
  */
 #include "config_internal.h"
+#include "memrelay/log.h"
 
 #include <arpa/inet.h>
 #include <stdint.h>
@@ -21,6 +22,7 @@
 #define KEY_LEN_MAX   250 /* memcached's key length limit, bounds route prefixes */
 #define ITEM_SIZE_MIN 1024u
 #define ITEM_SIZE_MAX (1024u * 1024u * 1024u)
+#define LOG_PATH_MAX  4095 /* PATH_MAX less the NUL */
 
 typedef struct {
     mr_conf_ctx *ctx;
@@ -837,31 +839,89 @@ static int parse_pool(parser *ps, mr_pool_conf *p, mr_conf_marks *m, const yaml_
     return 0;
 }
 
-/* The reserved top-level `memrelay` map: process-wide settings. */
+/* ---- the reserved top-level `memrelay` map: process-wide settings ---- */
+
+static const char memrelay_where[] = "in the memrelay section";
+
+static int mkey_threads(parser *ps, mr_config *cfg, const yaml_node_t *v, const char *what)
+{
+    uint64_t n;
+    if (get_uint(ps, v, what, 1, 1024, &n) != 0)
+        return -1;
+    cfg->threads = (int)n;
+    return 0;
+}
+
+static int mkey_shutdown_timeout(parser *ps, mr_config *cfg, const yaml_node_t *v, const char *what)
+{
+    uint64_t n;
+    if (get_uint(ps, v, what, 0, INT32_MAX, &n) != 0)
+        return -1;
+    cfg->shutdown_timeout_ms = (uint32_t)n;
+    return 0;
+}
+
+static int mkey_log_file(parser *ps, mr_config *cfg, const yaml_node_t *v, const char *what)
+{
+    const char *s = scalar(ps, v, what);
+    if (s == NULL)
+        return -1;
+    size_t len = strlen(s);
+    if (len == 0 || len > LOG_PATH_MAX || has_control(s, len))
+        return mr_conf_fail(ps->ctx, pos_of(v), "%s must be a file path of 1 to %d bytes without control characters",
+                            what, LOG_PATH_MAX);
+    free(cfg->log_file);
+    return (cfg->log_file = dup_n(ps, s, len)) == NULL ? -1 : 0;
+}
+
+static int mkey_log_level(parser *ps, mr_config *cfg, const yaml_node_t *v, const char *what)
+{
+    const char *s = scalar(ps, v, what);
+    if (s == NULL)
+        return -1;
+    int level = mr_log_level_from_name(s);
+    if (level < 0)
+        return mr_conf_fail(ps->ctx, pos_of(v), "%s must be error, warn, info, debug or trace, not '%s'", what, s);
+    cfg->log_level = level;
+    return 0;
+}
+
+static const struct memrelay_key {
+    const char *name;
+    int (*parse)(parser *ps, mr_config *cfg, const yaml_node_t *v, const char *what);
+} memrelay_keys[] = {
+    {"threads", mkey_threads},
+    {"shutdown_timeout", mkey_shutdown_timeout},
+    {"log_file", mkey_log_file},
+    {"log_level", mkey_log_level},
+};
+#define NMEMRELAY_KEYS (sizeof(memrelay_keys) / sizeof(memrelay_keys[0]))
+
 static int parse_memrelay(parser *ps, const yaml_node_t *map)
 {
-    static const char where[] = "in the memrelay section";
     if (map->type != YAML_MAPPING_NODE)
         return mr_conf_fail(ps->ctx, pos_of(map), "the memrelay section must be a map of settings, not %s",
                             is_null(map) ? "empty" : kind_of(map));
     for (const yaml_node_pair_t *pr = map->data.mapping.pairs.start; pr < map->data.mapping.pairs.top; pr++) {
-        const char *k = map_key(ps, map, pr, where);
+        const char *k = map_key(ps, map, pr, memrelay_where);
         if (k == NULL)
             return -1;
-        const yaml_node_t *v = yaml_document_get_node(ps->doc, pr->value);
-        uint64_t n = 0;
-        if (strcmp(k, "shutdown_timeout") == 0) {
-            if (get_uint(ps, v, "'shutdown_timeout' in the memrelay section", 0, INT32_MAX, &n) != 0)
-                return -1;
-            ps->ctx->cfg->shutdown_timeout_ms = (uint32_t)n;
-            continue;
-        }
-        if (strcmp(k, "threads") != 0)
+        const struct memrelay_key *row = NULL;
+        for (size_t i = 0; i < NMEMRELAY_KEYS && row == NULL; i++)
+            if (strcmp(k, memrelay_keys[i].name) == 0)
+                row = &memrelay_keys[i];
+        if (row == NULL) {
+            char known[256] = "";
+            for (size_t i = 0, off = 0; i < NMEMRELAY_KEYS && off < sizeof(known); i++)
+                off += (size_t)snprintf(known + off, sizeof(known) - off, "%s%s", i ? ", " : "",
+                                        memrelay_keys[i].name);
             return mr_conf_fail(ps->ctx, pos_of(yaml_document_get_node(ps->doc, pr->key)),
-                                "unknown key '%s' %s (known: threads, shutdown_timeout)", k, where);
-        if (get_uint(ps, v, "'threads' in the memrelay section", 1, 1024, &n) != 0)
+                                "unknown key '%s' %s (known: %s)", k, memrelay_where, known);
+        }
+        char what[128];
+        snprintf(what, sizeof(what), "'%s' %s", k, memrelay_where);
+        if (row->parse(ps, ps->ctx->cfg, yaml_document_get_node(ps->doc, pr->value), what) != 0)
             return -1;
-        ps->ctx->cfg->threads = (int)n;
     }
     return 0;
 }
@@ -967,6 +1027,7 @@ int mr_conf_parse(mr_conf_ctx *ctx, const char *yaml, size_t len)
         return mr_conf_fail(ctx, (mr_conf_pos){0, 0}, "out of memory");
     ctx->cfg->threads = 1;
     ctx->cfg->shutdown_timeout_ms = 10000;
+    ctx->cfg->log_level = MR_LOG_INFO;
     if (!yaml_parser_initialize(&yp))
         return mr_conf_fail(ctx, (mr_conf_pos){0, 0}, "out of memory");
     yaml_parser_set_input_string(&yp, (const unsigned char *)yaml, len);

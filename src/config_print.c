@@ -1,6 +1,7 @@
 /* config_print.c: the resolved configuration as `memrelay --check-config`
  * shows it: every setting with its effective value, defaults included. */
 #include "config_internal.h"
+#include "memrelay/log.h"
 
 #include <string.h>
 
@@ -96,6 +97,8 @@ void mr_config_print(FILE *out, const mr_config *cfg)
 {
     fprintf(out, "configuration %s: %zu pool%s, %d thread%s\n", cfg->path ? cfg->path : "(unnamed)", cfg->npools,
             cfg->npools == 1 ? "" : "s", cfg->threads, cfg->threads == 1 ? "" : "s");
+    fprintf(out, "logging: level %s, to %s\n", mr_log_level_name((mr_log_level)cfg->log_level),
+            cfg->log_file ? cfg->log_file : "stderr");
     for (size_t i = 0; i < cfg->npools; i++) {
         fputc('\n', out);
         print_pool(out, cfg, &cfg->pools[i]);

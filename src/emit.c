@@ -87,7 +87,7 @@ static int emit_retrieval(mr_client *c, mr_req *req)
     }
     if (failed) {
         MR_STAT_ADD(&w->stats, multiget_server_failures, failed);
-        mr_log_debug("multi-get: %u of %u servers failed; their keys answered as misses", failed, req->nmsgs);
+        mr_log_warn("multi-get: %u of %u servers failed; their keys answered as misses", failed, req->nmsgs);
     }
     if (req->nmsgs == 1) {
         /* One server: its items are already in the client's order. */

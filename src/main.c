@@ -29,6 +29,8 @@ static void usage(FILE *out)
             "  -t, --threads N     worker threads (overrides memrelay.threads; default 1)\n"
             "  -v, --verbose       more log output; repeat for more\n"
             "  -q, --quiet         only warnings and errors\n"
+            "      --log-file PATH append log lines to PATH (overrides memrelay.log_file);\n"
+            "                      SIGUSR1 reopens it\n"
             "  -V, --version       print the version and exit\n"
             "  -h, --help          this help\n");
 }
@@ -37,7 +39,8 @@ typedef struct {
     const char *config_path;
     bool check_only;
     int threads; /* 0: from the config */
-    int verbosity;
+    int verbosity;        /* 0: the config's log_level; -1: -q; n: -v n times */
+    const char *log_file; /* --log-file, or NULL */
 } options;
 
 static int parse_options(int argc, char **argv, options *opt)
@@ -46,7 +49,8 @@ static int parse_options(int argc, char **argv, options *opt)
         {"config", required_argument, NULL, 'c'}, {"check-config", no_argument, NULL, 'C'},
         {"threads", required_argument, NULL, 't'}, {"verbose", no_argument, NULL, 'v'},
         {"quiet", no_argument, NULL, 'q'},         {"version", no_argument, NULL, 'V'},
-        {"help", no_argument, NULL, 'h'},          {NULL, 0, NULL, 0},
+        {"help", no_argument, NULL, 'h'},          {"log-file", required_argument, NULL, 'L'},
+        {NULL, 0, NULL, 0},
     };
     int ch;
     while ((ch = getopt_long(argc, argv, "c:t:vqVh", longopts, NULL)) != -1) {
@@ -68,6 +72,9 @@ static int parse_options(int argc, char **argv, options *opt)
             opt->threads = (int)n;
             break;
         }
+        case 'L':
+            opt->log_file = optarg;
+            break;
         case 'v':
             opt->verbosity++;
             break;
@@ -163,17 +170,48 @@ static void on_sighup(struct ev_loop *loop, ev_signal *w, int revents)
     mr_reload_now(w->data, "SIGHUP", true);
 }
 
+/* Level and destination from the config, the command line winning. A
+ * config reload calls this again with the new config. */
+static int apply_logging(const mr_config *cfg, const options *opt)
+{
+    int level = cfg->log_level;
+    if (opt->verbosity < 0)
+        level = MR_LOG_WARN;
+    else if (opt->verbosity > 0)
+        level = opt->verbosity >= MR_LOG_TRACE - MR_LOG_INFO ? MR_LOG_TRACE : MR_LOG_INFO + opt->verbosity;
+    mr_log_set_level((mr_log_level)level);
+    char err[512];
+    if (mr_log_open(opt->log_file ? opt->log_file : cfg->log_file, err, sizeof(err)) != 0) {
+        mr_log_error("%s", err);
+        return -1;
+    }
+    return 0;
+}
+
+/* SIGUSR1: logrotate moved the file away; write to a new one at the path. */
+static void on_sigusr1(struct ev_loop *loop, ev_signal *w, int revents)
+{
+    mr_log_reopen();
+}
+
+/* Once a second: report lines the rate limiter held back, even when the
+ * flood that caused them has stopped. */
+static void on_log_tick(struct ev_loop *loop, ev_timer *w, int revents)
+{
+    mr_log_flush_suppressed();
+}
+
+/* A reload took a new config: its logging settings apply now. */
+static void on_config(void *ctx, const mr_config *cfg)
+{
+    apply_logging(cfg, ctx);
+}
+
 int main(int argc, char **argv)
 {
     options opt = {.config_path = DEFAULT_CONFIG};
     if (parse_options(argc, argv, &opt) != 0)
         return 1;
-    int level = MR_LOG_INFO + opt.verbosity;
-    if (level < MR_LOG_WARN)
-        level = MR_LOG_WARN;
-    if (level > MR_LOG_TRACE)
-        level = MR_LOG_TRACE;
-    mr_log_set_level((mr_log_level)level);
 
     if (opt.check_only) {
         mr_config_error err;
@@ -187,6 +225,12 @@ int main(int argc, char **argv)
         mr_config_free(cfg);
         return 0;
     }
+    /* Until the config is read: the command line's level, on stderr. */
+    if (opt.verbosity != 0)
+        mr_log_set_level(opt.verbosity < 0 ? MR_LOG_WARN
+                                           : (mr_log_level)(opt.verbosity >= MR_LOG_TRACE - MR_LOG_INFO
+                                                                ? MR_LOG_TRACE
+                                                                : MR_LOG_INFO + opt.verbosity));
 
     static mr_reloader reloader;
     static mr_shared shared;
@@ -196,6 +240,13 @@ int main(int argc, char **argv)
         return 1;
     }
     const mr_config *cfg = reloader.current->cfg;
+    if (apply_logging(cfg, &opt) != 0) {
+        mr_reload_free(&reloader);
+        mr_health_free(health);
+        return 1;
+    }
+    reloader.on_config = on_config;
+    reloader.on_config_ctx = &opt;
     int nworkers = opt.threads ? opt.threads : (cfg->threads > 0 ? cfg->threads : 1);
     int rc = 1;
     mr_worker *workers = calloc((size_t)nworkers, sizeof(mr_worker));
@@ -212,9 +263,16 @@ int main(int argc, char **argv)
     sigaddset(&stop_set, SIGINT);
     sigaddset(&stop_set, SIGTERM);
     sigaddset(&stop_set, SIGHUP);
+    sigaddset(&stop_set, SIGUSR1);
     pthread_sigmask(SIG_BLOCK, &stop_set, &old_set);
 
     struct ev_loop *main_loop = ev_default_loop(EVFLAG_AUTO);
+    ev_signal log_reopen;
+    ev_timer log_tick;
+    ev_signal_init(&log_reopen, on_sigusr1, SIGUSR1);
+    ev_signal_start(main_loop, &log_reopen);
+    ev_timer_init(&log_tick, on_log_tick, 1.0, 1.0);
+    ev_timer_start(main_loop, &log_tick);
     shared.started = ev_time();
     shared.nworkers = nworkers;
     shared.health = health;

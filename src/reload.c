@@ -311,6 +311,8 @@ int mr_reload_now(mr_reloader *r, const char *why, bool force)
     set_status_ok(r, gen, true);
     mr_log_info("reload (%s): config generation %" PRIu64 " (md5 %s), %zu pools; switching workers", why, gen->seq,
                 gen->cfg->hash, gen->cfg->npools);
+    if (r->on_config)
+        r->on_config(r->on_config_ctx, gen->cfg);
     for (int i = 0; i < r->nworkers; i++)
         mr_worker_switch_to(&r->workers[i], sws[i]);
     free(sws);

@@ -104,6 +104,8 @@ typedef struct {
     char hash[33];     /* md5 of the file's bytes, hex (`stats config`, reload change detection) */
     int threads;       /* memrelay.threads; default 1 (the -t flag overrides) */
     uint32_t shutdown_timeout_ms; /* memrelay.shutdown_timeout: drain time on SIGTERM; default 10000 */
+    char *log_file;    /* memrelay.log_file: append lines here; NULL (default): stderr. --log-file overrides */
+    int log_level;     /* memrelay.log_level as an mr_log_level; default MR_LOG_INFO. -v/-q override */
     mr_pool_conf *pools;
     size_t npools;
 } mr_config;

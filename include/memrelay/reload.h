@@ -42,6 +42,10 @@ typedef struct mr_reloader {
     ev_timer debounce;
     ev_async switched;        /* workers report switches and released generations */
     mr_reload_status status;
+    /* Called on the main thread after a reload took a new config (process
+     * settings such as logging); optional. */
+    void (*on_config)(void *ctx, const mr_config *cfg);
+    void *on_config_ctx;
 } mr_reloader;
 
 /* Load the first generation (no workers yet). Returns -1 after logging. */
