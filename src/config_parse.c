@@ -267,6 +267,35 @@ static const char *split_hostport(const char *s, size_t len, size_t *host_off, s
     return NULL;
 }
 
+const char *mr_config_admin_addr(const char *text, mr_addr_conf *out)
+{
+    size_t len = strlen(text), off = 0, hl = 0;
+    uint64_t port = 0;
+    memset(out, 0, sizeof(*out));
+    if (len == 0)
+        return "empty address";
+    if (has_control(text, len) || memchr(text, ' ', len) != NULL)
+        return "unexpected space or control character";
+    if (text[0] == '/')
+        return "the admin listener takes a TCP address, not a unix socket path";
+    const char *host = text;
+    if (memchr(text, ':', len) == NULL) {
+        /* A bare port: loopback, so nothing is exposed unless a host is written. */
+        if (decimal(text, len, PORT_MAX, &port) != 0 || port == 0)
+            return "expected host:port, [IPv6]:port or a port from 1 to 65535";
+        host = "127.0.0.1";
+        hl = strlen(host);
+        out->port = (uint16_t)port;
+    } else {
+        const char *why = split_hostport(text, len, &off, &hl, &out->port);
+        if (why != NULL)
+            return why;
+    }
+    if ((out->host = strndup(host + off, hl)) == NULL)
+        return "out of memory";
+    return NULL;
+}
+
 /* An octal permission like 0666 (1 to 4 digits, 0001..0777). */
 static bool octal_mode(const char *s, mode_t *out)
 {
@@ -856,9 +885,20 @@ static int parse_memrelay(parser *ps, const yaml_node_t *map)
             ps->ctx->cfg->shutdown_timeout_ms = (uint32_t)n;
             continue;
         }
+        if (strcmp(k, "admin_listen") == 0) {
+            const char *s = scalar(ps, v, "'admin_listen' in the memrelay section");
+            if (s == NULL)
+                return -1;
+            const char *why = mr_config_admin_addr(s, &ps->ctx->cfg->admin_listen);
+            if (why != NULL)
+                return mr_conf_fail(ps->ctx, pos_of(v), "bad admin_listen address '%s' %s: %s", s, where, why);
+            ps->ctx->cfg->has_admin_listen = true;
+            ps->ctx->admin_listen = pos_of(v);
+            continue;
+        }
         if (strcmp(k, "threads") != 0)
             return mr_conf_fail(ps->ctx, pos_of(yaml_document_get_node(ps->doc, pr->key)),
-                                "unknown key '%s' %s (known: threads, shutdown_timeout)", k, where);
+                                "unknown key '%s' %s (known: threads, shutdown_timeout, admin_listen)", k, where);
         if (get_uint(ps, v, "'threads' in the memrelay section", 1, 1024, &n) != 0)
             return -1;
         ps->ctx->cfg->threads = (int)n;

@@ -96,6 +96,10 @@ void mr_config_print(FILE *out, const mr_config *cfg)
 {
     fprintf(out, "configuration %s: %zu pool%s, %d thread%s\n", cfg->path ? cfg->path : "(unnamed)", cfg->npools,
             cfg->npools == 1 ? "" : "s", cfg->threads, cfg->threads == 1 ? "" : "s");
+    if (cfg->has_admin_listen) {
+        char buf[160];
+        fprintf(out, "admin HTTP listener (admin_listen): %s\n", mr_conf_addr_format(&cfg->admin_listen, buf, sizeof(buf)));
+    }
     for (size_t i = 0; i < cfg->npools; i++) {
         fputc('\n', out);
         print_pool(out, cfg, &cfg->pools[i]);

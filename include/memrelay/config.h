@@ -103,6 +103,8 @@ typedef struct {
     char *path;        /* file it came from */
     int threads;       /* memrelay.threads; default 1 (the -t flag overrides) */
     uint32_t shutdown_timeout_ms; /* memrelay.shutdown_timeout: drain time on SIGTERM; default 10000 */
+    bool has_admin_listen;        /* memrelay.admin_listen given (the --admin flag overrides it) */
+    mr_addr_conf admin_listen;    /* the HTTP admin listener's address (TCP only) */
     mr_pool_conf *pools;
     size_t npools;
 } mr_config;
@@ -121,6 +123,12 @@ mr_config *mr_config_load_string(const char *yaml, size_t len, const char *name,
 
 /* Human-readable resolved pools and routes (for --check-config). */
 void mr_config_print(FILE *out, const mr_config *cfg);
+
+/* Read an admin listener address: `host:port`, `[v6]:port`, or a bare port
+ * meaning 127.0.0.1:port. On success fills *out (out->host allocated; free
+ * it) and returns NULL; otherwise returns what is wrong. Used for
+ * memrelay.admin_listen and the --admin flag alike. */
+const char *mr_config_admin_addr(const char *text, mr_addr_conf *out);
 
 /* Pool index by name, or -1. */
 long mr_config_pool_index(const mr_config *cfg, const char *name);
