@@ -7,6 +7,7 @@
 
 #include <ev.h>
 
+#include "memrelay/admin_http.h"
 #include "memrelay/config.h"
 #include "memrelay/health.h"
 #include "memrelay/listener.h"
@@ -26,6 +27,9 @@ static void usage(FILE *out)
             "      --check-config  validate the configuration, print the resolved pools\n"
             "                      and routes, and exit 0 (valid) or 1 (invalid)\n"
             "  -t, --threads N     worker threads (overrides memrelay.threads; default 1)\n"
+            "      --admin ADDR    HTTP admin listener (/metrics, /healthz, /readyz) on\n"
+            "                      host:port, [v6]:port or a port on 127.0.0.1\n"
+            "                      (overrides memrelay.admin_listen; default off)\n"
             "  -v, --verbose       more log output; repeat for more\n"
             "  -q, --quiet         only warnings and errors\n"
             "  -V, --version       print the version and exit\n"
@@ -37,6 +41,8 @@ typedef struct {
     bool check_only;
     int threads; /* 0: from the config */
     int verbosity;
+    bool has_admin;        /* --admin given */
+    mr_addr_conf admin;    /* its address (host allocated) */
 } options;
 
 static int parse_options(int argc, char **argv, options *opt)
@@ -45,7 +51,8 @@ static int parse_options(int argc, char **argv, options *opt)
         {"config", required_argument, NULL, 'c'}, {"check-config", no_argument, NULL, 'C'},
         {"threads", required_argument, NULL, 't'}, {"verbose", no_argument, NULL, 'v'},
         {"quiet", no_argument, NULL, 'q'},         {"version", no_argument, NULL, 'V'},
-        {"help", no_argument, NULL, 'h'},          {NULL, 0, NULL, 0},
+        {"help", no_argument, NULL, 'h'},          {"admin", required_argument, NULL, 'A'},
+        {NULL, 0, NULL, 0},
     };
     int ch;
     while ((ch = getopt_long(argc, argv, "c:t:vqVh", longopts, NULL)) != -1) {
@@ -65,6 +72,16 @@ static int parse_options(int argc, char **argv, options *opt)
                 return 1;
             }
             opt->threads = (int)n;
+            break;
+        }
+        case 'A': {
+            free(opt->admin.host);
+            const char *why = mr_config_admin_addr(optarg, &opt->admin);
+            if (why) {
+                fprintf(stderr, "memrelay: bad --admin address '%s': %s\n", optarg, why);
+                return 1;
+            }
+            opt->has_admin = true;
             break;
         }
         case 'v':
@@ -159,8 +176,10 @@ static void log_listeners(const mr_config *cfg)
 int main(int argc, char **argv)
 {
     options opt = {.config_path = DEFAULT_CONFIG};
-    if (parse_options(argc, argv, &opt) != 0)
+    if (parse_options(argc, argv, &opt) != 0) {
+        free(opt.admin.host);
         return 1;
+    }
     int level = MR_LOG_INFO + opt.verbosity;
     if (level < MR_LOG_WARN)
         level = MR_LOG_WARN;
@@ -172,12 +191,14 @@ int main(int argc, char **argv)
     mr_config *cfg = mr_config_load(opt.config_path, &err);
     if (!cfg) {
         fprintf(stderr, "memrelay: %s\n", err.message);
+        free(opt.admin.host);
         return 1;
     }
     if (opt.check_only) {
         mr_config_print(stdout, cfg);
         printf("configuration %s is valid\n", opt.config_path);
         mr_config_free(cfg);
+        free(opt.admin.host);
         return 0;
     }
     int nworkers = opt.threads ? opt.threads : (cfg->threads > 0 ? cfg->threads : 1);
@@ -226,8 +247,16 @@ int main(int argc, char **argv)
         }
         started++;
     }
+    /* The admin listener's thread starts with the stop signals blocked too;
+     * --admin overrides memrelay.admin_listen; neither: no listener. */
+    const mr_addr_conf *admin_addr = opt.has_admin ? &opt.admin : cfg->has_admin_listen ? &cfg->admin_listen : NULL;
+    mr_admin_source admin_source = mr_admin_source_shared(&shared);
+    mr_admin_http *admin = NULL;
+    bool run = started == nworkers;
+    if (run && admin_addr && !(admin = mr_admin_http_start(admin_addr, &admin_source)))
+        run = false; /* asked for and cannot listen: stop, as for a pool's listener */
     pthread_sigmask(SIG_SETMASK, &old_set, NULL);
-    if (started == nworkers) {
+    if (run) {
         mr_log_info("memrelay %s started: %d worker thread%s, config %s", MEMRELAY_VERSION, nworkers,
                     nworkers == 1 ? "" : "s", opt.config_path);
         log_listeners(cfg);
@@ -242,6 +271,7 @@ int main(int argc, char **argv)
         ev_run(main_loop, 0);
         rc = 0;
     }
+    mr_admin_http_stop(admin); /* before the workers: it reads their counters */
     for (int i = 0; i < started; i++)
         mr_worker_stop(&workers[i]);
     for (int i = 0; i < started; i++)
@@ -261,5 +291,6 @@ out:
     free(addrs);
     mr_router_free(router);
     mr_config_free(cfg);
+    free(opt.admin.host);
     return rc;
 }
