@@ -82,7 +82,8 @@ bool mr_admin_ready(const mr_admin_view *v, char *why, size_t cap)
             up = mr_health_state_of(v->health, pool->server_ids[s]) == MR_HEALTH_UP;
         if (up)
             continue;
-        int n = snprintf(why + off, cap - off, "%spool '%s' has no server up", off ? "; " : "", pool->conf->name);
+        int n =
+            snprintf(why + off, cap - off, "%spool '%s' has no server up", off ? "; " : "", pool->conf->name);
         if (n < 0 || (size_t)n >= cap - off)
             break; /* the reason is cut short; the verdict stands */
         off += (size_t)n;
@@ -118,7 +119,8 @@ static reply serve_metrics(const mr_admin_view *v, bool have_view)
     size_t len = 0;
     char *text = mr_metrics_render(v, &len);
     if (!text)
-        return static_reply(MHD_HTTP_INTERNAL_SERVER_ERROR, "cannot render metrics (out of memory or too large)\n");
+        return static_reply(MHD_HTTP_INTERNAL_SERVER_ERROR,
+                            "cannot render metrics (out of memory or too large)\n");
     return (reply){MHD_HTTP_OK, "text/plain; version=0.0.4; charset=utf-8", text, len, true};
 }
 
@@ -160,7 +162,8 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
      * body sent with any other method is never read: the reply goes first
      * and the connection is closed after it. */
     if (strcmp(method, MHD_HTTP_METHOD_GET) != 0 && strcmp(method, MHD_HTTP_METHOD_HEAD) != 0)
-        return send_reply(conn, static_reply(MHD_HTTP_METHOD_NOT_ALLOWED, "method not allowed\n"), "GET, HEAD");
+        return send_reply(conn, static_reply(MHD_HTTP_METHOD_NOT_ALLOWED, "method not allowed\n"),
+                          "GET, HEAD");
     for (size_t i = 0; i < sizeof(routes) / sizeof(routes[0]); i++) {
         if (strcmp(url, routes[i].path) != 0)
             continue;
@@ -172,7 +175,8 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
             admin->source.release(admin->source.arg, &view);
         return send_reply(conn, r, NULL);
     }
-    return send_reply(conn, static_reply(MHD_HTTP_NOT_FOUND, "not found: try /metrics, /healthz or /readyz\n"), NULL);
+    return send_reply(
+        conn, static_reply(MHD_HTTP_NOT_FOUND, "not found: try /metrics, /healthz or /readyz\n"), NULL);
 }
 
 static void on_log(void *cls, const char *fmt, va_list ap)
@@ -205,22 +209,21 @@ mr_admin_http *mr_admin_http_start(const mr_addr_conf *addr, const mr_admin_sour
     if (res->ai_family == AF_INET6)
         flags |= MHD_USE_IPv6;
     /* The logger first, so libmicrohttpd never prints on its own. */
-    admin->daemon = MHD_start_daemon(flags, 0, NULL, NULL, on_request, admin,
-                                     MHD_OPTION_EXTERNAL_LOGGER, on_log, NULL,
-                                     MHD_OPTION_SOCK_ADDR, res->ai_addr,
-                                     MHD_OPTION_CONNECTION_LIMIT, (unsigned int)ADMIN_MAX_CONNECTIONS,
-                                     MHD_OPTION_CONNECTION_TIMEOUT, (unsigned int)ADMIN_IDLE_TIMEOUT,
-                                     MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)ADMIN_CONNECTION_MEMORY,
-                                     MHD_OPTION_END);
+    admin->daemon = MHD_start_daemon(
+        flags, 0, NULL, NULL, on_request, admin, MHD_OPTION_EXTERNAL_LOGGER, on_log, NULL,
+        MHD_OPTION_SOCK_ADDR, res->ai_addr, MHD_OPTION_CONNECTION_LIMIT, (unsigned int)ADMIN_MAX_CONNECTIONS,
+        MHD_OPTION_CONNECTION_TIMEOUT, (unsigned int)ADMIN_IDLE_TIMEOUT, MHD_OPTION_CONNECTION_MEMORY_LIMIT,
+        (size_t)ADMIN_CONNECTION_MEMORY, MHD_OPTION_END);
     freeaddrinfo(res);
     if (!admin->daemon) {
-        mr_log_error("admin listener: cannot listen on %s%s%s:%u", strchr(addr->host, ':') ? "[" : "", addr->host,
-                     strchr(addr->host, ':') ? "]" : "", addr->port);
+        mr_log_error("admin listener: cannot listen on %s%s%s:%u", strchr(addr->host, ':') ? "[" : "",
+                     addr->host, strchr(addr->host, ':') ? "]" : "", addr->port);
         free(admin);
         return NULL;
     }
-    mr_log_info("admin listener on %s%s%s:%u (/metrics, /healthz, /readyz)", strchr(addr->host, ':') ? "[" : "",
-                addr->host, strchr(addr->host, ':') ? "]" : "", addr->port);
+    mr_log_info("admin listener on %s%s%s:%u (/metrics, /healthz, /readyz)",
+                strchr(addr->host, ':') ? "[" : "", addr->host, strchr(addr->host, ':') ? "]" : "",
+                addr->port);
     return admin;
 }
 

@@ -89,7 +89,10 @@ static const struct {
     size_t offset; /* in mr_stats */
     const char *name, *type, *help;
 } process_rows[] = {
-#define ROW(field, name, type, help) {offsetof(mr_stats, field), name, type, help}
+#define ROW(field, name, type, help)                \
+    {                                               \
+        offsetof(mr_stats, field), name, type, help \
+    }
     ROW(curr_connections, "memrelay_curr_connections", GAUGE, "Client connections open now."),
     ROW(total_connections, "memrelay_connections_total", COUNTER, "Client connections accepted."),
     ROW(rejected_connections, "memrelay_rejected_connections_total", COUNTER,
@@ -104,11 +107,13 @@ static const struct {
     ROW(bytes_read, "memrelay_bytes_read_total", COUNTER, "Bytes read from clients."),
     ROW(bytes_written, "memrelay_bytes_written_total", COUNTER, "Bytes written to clients."),
     ROW(backend_requests, "memrelay_backend_requests_total", COUNTER, "Requests queued for servers."),
-    ROW(backend_timeouts, "memrelay_backend_timeouts_total", COUNTER, "Requests that timed out waiting for a server."),
+    ROW(backend_timeouts, "memrelay_backend_timeouts_total", COUNTER,
+        "Requests that timed out waiting for a server."),
     ROW(backend_errors, "memrelay_backend_errors_total", COUNTER,
         "Server connections lost (reset, closed, invalid reply, stalled)."),
     ROW(backend_connects, "memrelay_backend_connects_total", COUNTER, "Server connections established."),
-    ROW(backend_connect_failures, "memrelay_backend_connect_failures_total", COUNTER, "Server connects that failed."),
+    ROW(backend_connect_failures, "memrelay_backend_connect_failures_total", COUNTER,
+        "Server connects that failed."),
     ROW(multiget_server_failures, "memrelay_multiget_server_failures_total", COUNTER,
         "Parts of multi-key gets whose server failed (their keys answered as misses or an error)."),
     ROW(client_errors, "memrelay_client_errors_total", COUNTER, "Malformed or refused client commands."),
@@ -165,8 +170,14 @@ static const struct {
     const char *name, *type, *help;
 } pool_rows[] = {
 /* Counters get the _total suffix the format asks for; gauges do not. */
-#define C(field, help) {offsetof(mr_pool_stats, field), "memrelay_pool_" #field "_total", COUNTER, help}
-#define G(field, help) {offsetof(mr_pool_stats, field), "memrelay_pool_" #field, GAUGE, help}
+#define C(field, help)                                                                  \
+    {                                                                                   \
+        offsetof(mr_pool_stats, field), "memrelay_pool_" #field "_total", COUNTER, help \
+    }
+#define G(field, help)                                                       \
+    {                                                                        \
+        offsetof(mr_pool_stats, field), "memrelay_pool_" #field, GAUGE, help \
+    }
     C(repl_writes, "Replicated writes started."),
     C(repl_write_failures, "Copies of replicated writes that failed."),
     C(repl_acks_unmet, "Replicated writes answered with a failure because write_ack was not met."),
@@ -216,7 +227,10 @@ static const struct {
     size_t offset; /* in server_snap */
     const char *name, *type, *help;
 } server_rows[] = {
-#define ROW(field, name, type, help) {offsetof(server_snap, field), name, type, help}
+#define ROW(field, name, type, help)                   \
+    {                                                  \
+        offsetof(server_snap, field), name, type, help \
+    }
     ROW(requests, "memrelay_server_requests_total", COUNTER,
         "Requests to the server that finished: answered by it, or failed (errors by class below)."),
     ROW(timeouts, "memrelay_server_timeouts_total", COUNTER,
@@ -228,7 +242,8 @@ static const struct {
     ROW(failures, "memrelay_server_consecutive_failures", GAUGE,
         "Timeouts or invalid replies in a row now (server_failure_limit marks it down)."),
     ROW(ejected, "memrelay_server_ejected", GAUGE, "1 while the server is out of its pool's ring."),
-    ROW(quarantined, "memrelay_server_quarantined", GAUGE, "1 while the server serves no reads (on_rejoin: quarantine)."),
+    ROW(quarantined, "memrelay_server_quarantined", GAUGE,
+        "1 while the server serves no reads (on_rejoin: quarantine)."),
 #undef ROW
 };
 
@@ -244,7 +259,8 @@ static void put_server_labels(text *t, const mr_admin_view *v, uint32_t id)
 /* A histogram's samples: cumulative buckets at the exported bounds, +Inf,
  * sum and count. `labels` writes the series' own labels. */
 static void put_histogram(text *t, const char *name, const mr_latency_hist *h,
-                          void (*labels)(text *, const mr_admin_view *, uint32_t), const mr_admin_view *v, uint32_t id)
+                          void (*labels)(text *, const mr_admin_view *, uint32_t), const mr_admin_view *v,
+                          uint32_t id)
 {
     uint64_t cumulative = 0;
     for (uint32_t b = 0; b < MR_LATENCY_BUCKETS; b++) {
@@ -257,7 +273,8 @@ static void put_histogram(text *t, const char *name, const mr_latency_hist *h,
         if (last)
             put(t, ",le=\"+Inf\"} %llu\n", (unsigned long long)cumulative);
         else
-            put(t, ",le=\"%g\"} %llu\n", (double)mr_latency_bound_us(b) / 1e6, (unsigned long long)cumulative);
+            put(t, ",le=\"%g\"} %llu\n", (double)mr_latency_bound_us(b) / 1e6,
+                (unsigned long long)cumulative);
     }
     put(t, "%s_sum{", name);
     labels(t, v, id);
@@ -302,8 +319,9 @@ static void put_pools(text *t, const mr_admin_view *v, const server_snap *snaps)
         put_pool_label(t, v, p);
         put(t, "} %u\n", up);
     }
-    put_family(t, "memrelay_pool_latency_seconds", "histogram",
-               "Time from queueing a request for a server of the pool to its complete reply (all its servers).");
+    put_family(
+        t, "memrelay_pool_latency_seconds", "histogram",
+        "Time from queueing a request for a server of the pool to its complete reply (all its servers).");
     for (uint32_t p = 0; p < r->npools; p++) {
         mr_latency_hist sum;
         memset(&sum, 0, sizeof(sum));
@@ -340,7 +358,8 @@ static void put_servers(text *t, const mr_admin_view *v, const server_snap *snap
     /* One series per state, 1 for the current one: alerts can match on
      * state="down" without knowing a numeric code. */
     static const uint32_t states[] = {MR_HEALTH_UP, MR_HEALTH_DOWN, MR_HEALTH_REJOINING};
-    put_family(t, "memrelay_server_state", GAUGE, "1 for the server's current health state, 0 for the others.");
+    put_family(t, "memrelay_server_state", GAUGE,
+               "1 for the server's current health state, 0 for the others.");
     for (uint32_t s = 0; s < n; s++) {
         for (size_t k = 0; k < sizeof(states) / sizeof(states[0]); k++) {
             put(t, "memrelay_server_state{");

@@ -36,8 +36,8 @@ Test(latency, a_sample_lands_in_the_first_bucket_whose_bound_holds_it)
 
 Test(latency, exported_bounds_are_the_one_two_five_series)
 {
-    static const uint64_t want[] = {1,      2,      5,      10,      20,      50,      100,     200,
-                                    500,    1000,   2000,   5000,    10000,   20000,   50000,   100000,
+    static const uint64_t want[] = {1,      2,      5,       10,      20,      50,      100,   200,
+                                    500,    1000,   2000,    5000,    10000,   20000,   50000, 100000,
                                     200000, 500000, 1000000, 2000000, 5000000, 10000000};
     size_t n = 0;
     for (uint32_t i = 0; i < MR_LATENCY_BUCKETS; i++) {
@@ -85,8 +85,10 @@ Test(latency, percentiles_fall_in_the_bucket_of_the_true_value)
     for (uint64_t us = 1; us <= 1000; us++)
         mr_latency_record(&h, us);
     uint64_t p50 = mr_latency_percentile_us(&h, 0.5), p99 = mr_latency_percentile_us(&h, 0.99);
-    cr_expect_eq(mr_latency_bucket_of(p50), mr_latency_bucket_of(500), "p50 estimate %lu", (unsigned long)p50);
-    cr_expect_eq(mr_latency_bucket_of(p99), mr_latency_bucket_of(990), "p99 estimate %lu", (unsigned long)p99);
+    cr_expect_eq(mr_latency_bucket_of(p50), mr_latency_bucket_of(500), "p50 estimate %lu",
+                 (unsigned long)p50);
+    cr_expect_eq(mr_latency_bucket_of(p99), mr_latency_bucket_of(990), "p99 estimate %lu",
+                 (unsigned long)p99);
     cr_expect_leq(p50, p99);
     cr_expect_eq(mr_latency_percentile_us(&h, 1.0), 1000, "the maximum is the top of its bucket");
 }
