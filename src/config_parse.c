@@ -891,14 +891,16 @@ static int parse_memrelay(parser *ps, const yaml_node_t *map)
                 return -1;
             const char *why = mr_config_admin_addr(s, &ps->ctx->cfg->admin_listen);
             if (why != NULL)
-                return mr_conf_fail(ps->ctx, pos_of(v), "bad admin_listen address '%s' %s: %s", s, where, why);
+                return mr_conf_fail(ps->ctx, pos_of(v), "bad admin_listen address '%s' %s: %s", s, where,
+                                    why);
             ps->ctx->cfg->has_admin_listen = true;
             ps->ctx->admin_listen = pos_of(v);
             continue;
         }
         if (strcmp(k, "threads") != 0)
             return mr_conf_fail(ps->ctx, pos_of(yaml_document_get_node(ps->doc, pr->key)),
-                                "unknown key '%s' %s (known: threads, shutdown_timeout, admin_listen)", k, where);
+                                "unknown key '%s' %s (known: threads, shutdown_timeout, admin_listen)", k,
+                                where);
         if (get_uint(ps, v, "'threads' in the memrelay section", 1, 1024, &n) != 0)
             return -1;
         ps->ctx->cfg->threads = (int)n;

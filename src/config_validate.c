@@ -157,7 +157,8 @@ static int check_listeners(mr_conf_ctx *ctx)
         for (size_t i = 0; i < cfg->npools; i++) {
             const mr_pool_conf *p = &cfg->pools[i];
             if (p->has_listen && mr_conf_addr_equal(&p->listen, &cfg->admin_listen))
-                return mr_conf_fail(ctx, ctx->admin_listen, "admin_listen %s is the listen address of pool '%s'",
+                return mr_conf_fail(ctx, ctx->admin_listen,
+                                    "admin_listen %s is the listen address of pool '%s'",
                                     mr_conf_addr_format(&cfg->admin_listen, buf, sizeof(buf)), p->name);
             for (size_t j = 0; j < p->nservers; j++)
                 if (mr_conf_addr_equal(&p->servers[j].addr, &cfg->admin_listen))

@@ -177,7 +177,8 @@ int mr_stats_reply(mr_worker *w, uint32_t listen_pool, mr_slice *out, const char
         const mr_router *r = w->shared->router;
         size_t cap = 1024;
         for (uint32_t i = 0; i < r->nservers; i++)
-            cap += 32 * (strlen(r->servers[i].conf->spec) + strlen(r->cfg->pools[r->servers[i].pool].name) + 64);
+            cap +=
+                32 * (strlen(r->servers[i].conf->spec) + strlen(r->cfg->pools[r->servers[i].pool].name) + 64);
         mr_mbuf *mb = cap < UINT32_MAX ? mr_mbuf_get(&w->mbufs, (uint32_t)cap) : NULL;
         if (!mb)
             return -1;

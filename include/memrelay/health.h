@@ -34,8 +34,8 @@ typedef enum { MR_HEALTH_UP = 0, MR_HEALTH_DOWN = 1, MR_HEALTH_REJOINING = 2 } m
  * readers load. Kept away from `state` (below) so these writes do not
  * slow the per-request state reads on other cores. */
 typedef struct {
-    uint64_t requests;             /* messages handed to the server that finished: replied or failed */
-    uint64_t timeouts;             /* messages answered SERVER_ERROR timeout, counted when the deadline passed */
+    uint64_t requests; /* messages handed to the server that finished: replied or failed */
+    uint64_t timeouts; /* messages answered SERVER_ERROR timeout, counted when the deadline passed */
     uint64_t errors[MR_ERR_COUNT]; /* finished messages by the error they ended with ([MR_ERR_NONE] unused) */
     mr_latency_hist latency;       /* queued -> reply complete, for every reply received (late ones too) */
 } mr_server_traffic;

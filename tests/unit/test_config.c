@@ -561,7 +561,8 @@ Test(config, admin_listen_may_not_be_a_pool_listener_or_a_server)
 {
     expect_error("memrelay:\n  admin_listen: 127.0.0.1:22121\n" ADMIN_POOL, 2, 17,
                  "admin_listen 127.0.0.1:22121 is the listen address of pool 'p'");
-    expect_error("memrelay:\n  admin_listen: 127.0.0.1:11211\n" ADMIN_POOL, 2, 17, "is server '127.0.0.1:11211:1'");
+    expect_error("memrelay:\n  admin_listen: 127.0.0.1:11211\n" ADMIN_POOL, 2, 17,
+                 "is server '127.0.0.1:11211:1'");
 }
 
 Test(config, admin_addr_parser_serves_the_command_line_too)
