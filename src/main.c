@@ -20,19 +20,20 @@
 
 static void usage(FILE *out)
 {
-    fprintf(out, "Usage: memrelay [options]\n"
-                 "A memcached proxy: ketama pools, multi-get splitting, pipelining.\n\n"
-                 "  -c, --config FILE   configuration file (default " DEFAULT_CONFIG ")\n"
-                 "      --check-config  validate the configuration, print the resolved pools\n"
-                 "                      and routes, and exit 0 (valid) or 1 (invalid)\n"
-                 "  -t, --threads N     worker threads (overrides memrelay.threads; default 1)\n"
-                 "      --admin ADDR    HTTP admin listener (/metrics, /healthz, /readyz) on\n"
-                 "                      host:port, [v6]:port or a port on 127.0.0.1\n"
-                 "                      (overrides memrelay.admin_listen; default off)\n"
-                 "  -v, --verbose       more log output; repeat for more\n"
-                 "  -q, --quiet         only warnings and errors\n"
-                 "  -V, --version       print the version and exit\n"
-                 "  -h, --help          this help\n");
+    fprintf(out,
+            "Usage: memrelay [options]\n"
+            "A memcached proxy: ketama pools, multi-get splitting, pipelining.\n\n"
+            "  -c, --config FILE   configuration file (default " DEFAULT_CONFIG ")\n"
+            "      --check-config  validate the configuration, print the resolved pools\n"
+            "                      and routes, and exit 0 (valid) or 1 (invalid)\n"
+            "  -t, --threads N     worker threads (overrides memrelay.threads; default 1)\n"
+            "      --admin ADDR    HTTP admin listener (/metrics, /healthz, /readyz) on\n"
+            "                      host:port, [v6]:port or a port on 127.0.0.1\n"
+            "                      (overrides memrelay.admin_listen; default off)\n"
+            "  -v, --verbose       more log output; repeat for more\n"
+            "  -q, --quiet         only warnings and errors\n"
+            "  -V, --version       print the version and exit\n"
+            "  -h, --help          this help\n");
 }
 
 typedef struct {
@@ -47,14 +48,10 @@ typedef struct {
 static int parse_options(int argc, char **argv, options *opt)
 {
     static const struct option longopts[] = {
-        {"config", required_argument, NULL, 'c'},
-        {"check-config", no_argument, NULL, 'C'},
-        {"threads", required_argument, NULL, 't'},
-        {"verbose", no_argument, NULL, 'v'},
-        {"quiet", no_argument, NULL, 'q'},
-        {"version", no_argument, NULL, 'V'},
-        {"help", no_argument, NULL, 'h'},
-        {"admin", required_argument, NULL, 'A'},
+        {"config", required_argument, NULL, 'c'}, {"check-config", no_argument, NULL, 'C'},
+        {"threads", required_argument, NULL, 't'}, {"verbose", no_argument, NULL, 'v'},
+        {"quiet", no_argument, NULL, 'q'},         {"version", no_argument, NULL, 'V'},
+        {"help", no_argument, NULL, 'h'},          {"admin", required_argument, NULL, 'A'},
         {NULL, 0, NULL, 0},
     };
     int ch;
@@ -252,9 +249,11 @@ int main(int argc, char **argv)
     }
     /* The admin listener's thread starts with the stop signals blocked too;
      * --admin overrides memrelay.admin_listen; neither: no listener. */
-    const mr_addr_conf *admin_addr = opt.has_admin           ? &opt.admin
-                                     : cfg->has_admin_listen ? &cfg->admin_listen
-                                                             : NULL;
+    const mr_addr_conf *admin_addr = NULL;
+    if (opt.has_admin)
+        admin_addr = &opt.admin;
+    else if (cfg->has_admin_listen)
+        admin_addr = &cfg->admin_listen;
     mr_admin_source admin_source = mr_admin_source_shared(&shared);
     mr_admin_http *admin = NULL;
     bool run = started == nworkers;
