@@ -370,7 +370,8 @@ void mr_backend_rejoin(mr_backend *be)
 void mr_bconn_push_front(mr_bconn *bc, mr_msg *msg)
 {
     mr_backend *be = bc->be;
-    msg->deadline = ev_now(be->worker->loop) + be->timeout;
+    msg->queued_at = ev_now(be->worker->loop);
+    msg->deadline = msg->queued_at + be->timeout;
     msg->queued = true;
     msg->written = 0;
     msg->req->in_flight++;
@@ -448,6 +449,7 @@ void mr_backend_send(mr_backend *be, uint32_t conn_hint, mr_msg *msg)
     struct ev_loop *loop = be->worker->loop;
     mr_bconn *bc = &be->conns[conn_hint % be->nconns];
     ev_tstamp now = ev_now(loop);
+    msg->queued_at = now; /* counted in the server's stats from here on, whatever happens next */
     if (!usable(be)) {
         /* Down: answered at once; the health checker's probes decide when it returns. */
         mr_msg_finish(msg, MR_ERR_DOWN);

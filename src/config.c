@@ -184,6 +184,7 @@ void mr_config_free(mr_config *cfg)
     for (size_t i = 0; i < cfg->npools; i++)
         free_pool(&cfg->pools[i]);
     free(cfg->pools);
+    free(cfg->admin_listen.host);
     free(cfg->path);
     free(cfg->log_file);
     free(cfg);

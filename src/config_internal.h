@@ -30,6 +30,7 @@ typedef struct {
     mr_config *cfg;       /* being built; freed by the caller on failure */
     mr_conf_marks *marks; /* cfg->npools entries (capacity: pool keys in the file) */
     mr_conf_pos root;     /* position of the top-level node */
+    mr_conf_pos admin_listen; /* the memrelay.admin_listen value */
 } mr_conf_ctx;
 
 /* Record "name:line:col: message" in ctx->err. Always returns -1 so callers

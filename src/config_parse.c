@@ -269,6 +269,35 @@ static const char *split_hostport(const char *s, size_t len, size_t *host_off, s
     return NULL;
 }
 
+const char *mr_config_admin_addr(const char *text, mr_addr_conf *out)
+{
+    size_t len = strlen(text), off = 0, hl = 0;
+    uint64_t port = 0;
+    memset(out, 0, sizeof(*out));
+    if (len == 0)
+        return "empty address";
+    if (has_control(text, len) || memchr(text, ' ', len) != NULL)
+        return "unexpected space or control character";
+    if (text[0] == '/')
+        return "the admin listener takes a TCP address, not a unix socket path";
+    const char *host = text;
+    if (memchr(text, ':', len) == NULL) {
+        /* A bare port: loopback, so nothing is exposed unless a host is written. */
+        if (decimal(text, len, PORT_MAX, &port) != 0 || port == 0)
+            return "expected host:port, [IPv6]:port or a port from 1 to 65535";
+        host = "127.0.0.1";
+        hl = strlen(host);
+        out->port = (uint16_t)port;
+    } else {
+        const char *why = split_hostport(text, len, &off, &hl, &out->port);
+        if (why != NULL)
+            return why;
+    }
+    if ((out->host = strndup(host + off, hl)) == NULL)
+        return "out of memory";
+    return NULL;
+}
+
 /* An octal permission like 0666 (1 to 4 digits, 0001..0777). */
 static bool octal_mode(const char *s, mode_t *out)
 {
@@ -886,6 +915,19 @@ static int mkey_log_level(parser *ps, mr_config *cfg, const yaml_node_t *v, cons
     return 0;
 }
 
+static int mkey_admin_listen(parser *ps, mr_config *cfg, const yaml_node_t *v, const char *what)
+{
+    const char *s = scalar(ps, v, what);
+    if (s == NULL)
+        return -1;
+    const char *why = mr_config_admin_addr(s, &cfg->admin_listen);
+    if (why != NULL)
+        return mr_conf_fail(ps->ctx, pos_of(v), "bad admin_listen address '%s' %s: %s", s, memrelay_where, why);
+    cfg->has_admin_listen = true;
+    ps->ctx->admin_listen = pos_of(v);
+    return 0;
+}
+
 static const struct memrelay_key {
     const char *name;
     int (*parse)(parser *ps, mr_config *cfg, const yaml_node_t *v, const char *what);
@@ -894,6 +936,7 @@ static const struct memrelay_key {
     {"shutdown_timeout", mkey_shutdown_timeout},
     {"log_file", mkey_log_file},
     {"log_level", mkey_log_level},
+    {"admin_listen", mkey_admin_listen},
 };
 #define NMEMRELAY_KEYS (sizeof(memrelay_keys) / sizeof(memrelay_keys[0]))
 

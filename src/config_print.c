@@ -99,6 +99,11 @@ void mr_config_print(FILE *out, const mr_config *cfg)
             cfg->npools == 1 ? "" : "s", cfg->threads, cfg->threads == 1 ? "" : "s");
     fprintf(out, "logging: level %s, to %s\n", mr_log_level_name((mr_log_level)cfg->log_level),
             cfg->log_file ? cfg->log_file : "stderr");
+    if (cfg->has_admin_listen) {
+        char buf[160];
+        fprintf(out, "admin HTTP listener (admin_listen): %s\n",
+                mr_conf_addr_format(&cfg->admin_listen, buf, sizeof(buf)));
+    }
     for (size_t i = 0; i < cfg->npools; i++) {
         fputc('\n', out);
         print_pool(out, cfg, &cfg->pools[i]);

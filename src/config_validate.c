@@ -6,7 +6,7 @@
  *  2. every pool is reachable (it listens, or a route targets it) and has
  *     servers, unless it listens and has a catch-all route;
  *  3. no two pools listen on the same address, and no server is one of
- *     our own listeners;
+ *     our own listeners; the admin listener is neither;
  * then each pool's routes are sorted longest prefix first, so the router
  * can take the first match.
  */
@@ -152,6 +152,21 @@ static int check_listeners(mr_conf_ctx *ctx)
     }
     if (listening == 0)
         return mr_conf_fail(ctx, ctx->root, "no pool has a listen address: nothing would accept clients");
+    /* The admin listener needs an address of its own, and is no server. */
+    if (cfg->has_admin_listen) {
+        for (size_t i = 0; i < cfg->npools; i++) {
+            const mr_pool_conf *p = &cfg->pools[i];
+            if (p->has_listen && mr_conf_addr_equal(&p->listen, &cfg->admin_listen))
+                return mr_conf_fail(ctx, ctx->admin_listen,
+                                    "admin_listen %s is the listen address of pool '%s'",
+                                    mr_conf_addr_format(&cfg->admin_listen, buf, sizeof(buf)), p->name);
+            for (size_t j = 0; j < p->nservers; j++)
+                if (mr_conf_addr_equal(&p->servers[j].addr, &cfg->admin_listen))
+                    return mr_conf_fail(ctx, ctx->admin_listen, "admin_listen %s is server '%s' of pool '%s'",
+                                        mr_conf_addr_format(&cfg->admin_listen, buf, sizeof(buf)),
+                                        p->servers[j].spec, p->name);
+        }
+    }
     return 0;
 }
 

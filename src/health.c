@@ -630,6 +630,21 @@ int mr_health_stats(const mr_health *h, const mr_router *router, char *buf, size
         APPEND("STAT %s:%s:probe_failures %llu\r\n", pool, name,
                (unsigned long long)__atomic_load_n(&sh->probe_failures, __ATOMIC_RELAXED));
         APPEND("STAT %s:%s:rejoins %llu\r\n", pool, name, (unsigned long long)__atomic_load_n(&sh->rejoins, __ATOMIC_RELAXED));
+        /* Traffic: every worker's requests to this server. */
+        const mr_server_traffic *t = &sh->traffic;
+        APPEND("STAT %s:%s:requests %llu\r\n", pool, name,
+               (unsigned long long)__atomic_load_n(&t->requests, __ATOMIC_RELAXED));
+        for (int e = MR_ERR_NONE + 1; e < MR_ERR_COUNT; e++)
+            APPEND("STAT %s:%s:errors_%s %llu\r\n", pool, name, mr_error_class((mr_err)e),
+                   (unsigned long long)__atomic_load_n(&t->errors[e], __ATOMIC_RELAXED));
+        APPEND("STAT %s:%s:timeouts %llu\r\n", pool, name,
+               (unsigned long long)__atomic_load_n(&t->timeouts, __ATOMIC_RELAXED));
+        mr_latency_hist lat;
+        mr_latency_snapshot(&t->latency, &lat);
+        APPEND("STAT %s:%s:latency_p50_us %llu\r\n", pool, name,
+               (unsigned long long)mr_latency_percentile_us(&lat, 0.50));
+        APPEND("STAT %s:%s:latency_p99_us %llu\r\n", pool, name,
+               (unsigned long long)mr_latency_percentile_us(&lat, 0.99));
     }
     APPEND("END\r\n");
 #undef APPEND

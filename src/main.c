@@ -7,6 +7,7 @@
 
 #include <ev.h>
 
+#include "memrelay/admin_http.h"
 #include "memrelay/config.h"
 #include "memrelay/health.h"
 #include "memrelay/listener.h"
@@ -27,6 +28,9 @@ static void usage(FILE *out)
             "      --check-config  validate the configuration, print the resolved pools\n"
             "                      and routes, and exit 0 (valid) or 1 (invalid)\n"
             "  -t, --threads N     worker threads (overrides memrelay.threads; default 1)\n"
+            "      --admin ADDR    HTTP admin listener (/metrics, /healthz, /readyz) on\n"
+            "                      host:port, [v6]:port or a port on 127.0.0.1\n"
+            "                      (overrides memrelay.admin_listen; default off)\n"
             "  -v, --verbose       more log output; repeat for more\n"
             "  -q, --quiet         only warnings and errors\n"
             "      --log-file PATH append log lines to PATH (overrides memrelay.log_file);\n"
@@ -41,6 +45,8 @@ typedef struct {
     int threads; /* 0: from the config */
     int verbosity;        /* 0: the config's log_level; -1: -q; n: -v n times */
     const char *log_file; /* --log-file, or NULL */
+    bool has_admin;       /* --admin given */
+    mr_addr_conf admin;   /* its address (host allocated) */
 } options;
 
 static int parse_options(int argc, char **argv, options *opt)
@@ -50,6 +56,7 @@ static int parse_options(int argc, char **argv, options *opt)
         {"threads", required_argument, NULL, 't'}, {"verbose", no_argument, NULL, 'v'},
         {"quiet", no_argument, NULL, 'q'},         {"version", no_argument, NULL, 'V'},
         {"help", no_argument, NULL, 'h'},          {"log-file", required_argument, NULL, 'L'},
+        {"admin", required_argument, NULL, 'A'},
         {NULL, 0, NULL, 0},
     };
     int ch;
@@ -75,6 +82,16 @@ static int parse_options(int argc, char **argv, options *opt)
         case 'L':
             opt->log_file = optarg;
             break;
+        case 'A': {
+            free(opt->admin.host);
+            const char *why = mr_config_admin_addr(optarg, &opt->admin);
+            if (why) {
+                fprintf(stderr, "memrelay: bad --admin address '%s': %s\n", optarg, why);
+                return 1;
+            }
+            opt->has_admin = true;
+            break;
+        }
         case 'v':
             opt->verbosity++;
             break;
@@ -165,6 +182,34 @@ static void log_listeners(const mr_config *cfg)
     }
 }
 
+/* What the admin listener reads: the generation in force, held while an
+ * HTTP request reads it. */
+typedef struct {
+    mr_reloader *reloader;
+    mr_health *health;
+    double started;
+} admin_ctx;
+
+static bool admin_acquire(void *arg, mr_admin_view *v)
+{
+    admin_ctx *a = arg;
+    mr_gen *gen = mr_reload_acquire(a->reloader);
+    if (!gen)
+        return false;
+    v->cfg = gen->cfg;
+    v->router = gen->router;
+    v->health = a->health;
+    v->started = a->started;
+    v->reload = &a->reloader->status;
+    v->token = gen;
+    return true;
+}
+
+static void admin_release(void *arg, mr_admin_view *v)
+{
+    mr_gen_release(v->token);
+}
+
 static void on_sighup(struct ev_loop *loop, ev_signal *w, int revents)
 {
     mr_reload_now(w->data, "SIGHUP", true);
@@ -210,9 +255,10 @@ static void on_config(void *ctx, const mr_config *cfg)
 int main(int argc, char **argv)
 {
     options opt = {.config_path = DEFAULT_CONFIG};
-    if (parse_options(argc, argv, &opt) != 0)
+    if (parse_options(argc, argv, &opt) != 0) {
+        free(opt.admin.host);
         return 1;
-
+    }
     if (opt.check_only) {
         mr_config_error err;
         mr_config *cfg = mr_config_load(opt.config_path, &err);
@@ -223,6 +269,7 @@ int main(int argc, char **argv)
         mr_config_print(stdout, cfg);
         printf("configuration %s is valid\n", opt.config_path);
         mr_config_free(cfg);
+        free(opt.admin.host);
         return 0;
     }
     /* Until the config is read: the command line's level, on stderr. */
@@ -237,12 +284,14 @@ int main(int argc, char **argv)
     mr_health *health = mr_health_create();
     if (!health || mr_reload_init(&reloader, opt.config_path, health) < 0) {
         mr_health_free(health);
+        free(opt.admin.host);
         return 1;
     }
     const mr_config *cfg = reloader.current->cfg;
     if (apply_logging(cfg, &opt) != 0) {
         mr_reload_free(&reloader);
         mr_health_free(health);
+        free(opt.admin.host);
         return 1;
     }
     reloader.on_config = on_config;
@@ -254,6 +303,7 @@ int main(int argc, char **argv)
         mr_log_error("start-up failed");
         mr_reload_free(&reloader);
         mr_health_free(health);
+        free(opt.admin.host);
         return 1;
     }
     signal(SIGPIPE, SIG_IGN);
@@ -294,8 +344,22 @@ int main(int argc, char **argv)
         }
         started++;
     }
+    /* The admin listener's thread starts with the stop signals blocked too;
+     * --admin overrides memrelay.admin_listen; neither: no listener. */
+    const mr_addr_conf *admin_addr = NULL;
+    if (opt.has_admin)
+        admin_addr = &opt.admin;
+    else if (cfg->has_admin_listen)
+        admin_addr = &cfg->admin_listen;
+    static admin_ctx admin_arg;
+    admin_arg = (admin_ctx){&reloader, health, shared.started};
+    mr_admin_source admin_source = {admin_acquire, admin_release, &admin_arg};
+    mr_admin_http *admin = NULL;
+    bool run = started == nworkers;
+    if (run && admin_addr && !(admin = mr_admin_http_start(admin_addr, &admin_source)))
+        run = false; /* asked for and cannot listen: stop, as for a pool's listener */
     pthread_sigmask(SIG_SETMASK, &old_set, NULL);
-    if (started == nworkers) {
+    if (run) {
         mr_log_info("memrelay %s started: %d worker thread%s, config %s (md5 %s)", MEMRELAY_VERSION, nworkers,
                     nworkers == 1 ? "" : "s", opt.config_path, cfg->hash);
         log_listeners(cfg);
@@ -313,6 +377,7 @@ int main(int argc, char **argv)
         ev_run(main_loop, 0);
         rc = 0;
     }
+    mr_admin_http_stop(admin); /* before the workers: it reads their counters */
     for (int i = 0; i < started; i++)
         mr_worker_stop(&workers[i]);
     for (int i = 0; i < started; i++)
@@ -325,5 +390,6 @@ int main(int argc, char **argv)
     ev_loop_destroy(main_loop);
     free(workers);
     mr_health_free(health);
+    free(opt.admin.host);
     return rc;
 }

@@ -124,6 +124,7 @@ int mr_reload_init(mr_reloader *r, const char *path, mr_health *health)
 {
     memset(r, 0, sizeof(*r));
     pthread_mutex_init(&r->status.lock, NULL);
+    pthread_mutex_init(&r->current_lock, NULL);
     r->path = path;
     r->health = health;
     snprintf(r->status.path, sizeof(r->status.path), "%s", path);
@@ -306,7 +307,9 @@ int mr_reload_now(mr_reloader *r, const char *why, bool force)
     gen->refs = 1 + (uint32_t)r->nworkers;
     mr_health_prepare(r->health, gen->router);
     mr_health_use(r->health, gen->router);
+    pthread_mutex_lock(&r->current_lock);
     r->current = gen;
+    pthread_mutex_unlock(&r->current_lock);
     r->switching = gen;
     set_status_ok(r, gen, true);
     mr_log_info("reload (%s): config generation %" PRIu64 " (md5 %s), %zu pools; switching workers", why, gen->seq,
@@ -400,9 +403,23 @@ void mr_reload_stop(mr_reloader *r)
     ev_async_stop(r->loop, &r->switched);
 }
 
+mr_gen *mr_reload_acquire(mr_reloader *r)
+{
+    pthread_mutex_lock(&r->current_lock);
+    mr_gen *gen = r->current;
+    if (gen)
+        __atomic_add_fetch(&gen->refs, 1, __ATOMIC_ACQ_REL);
+    pthread_mutex_unlock(&r->current_lock);
+    return gen;
+}
+
 void mr_reload_free(mr_reloader *r)
 {
-    mr_gen_release(r->current);
+    pthread_mutex_lock(&r->current_lock);
+    mr_gen *gen = r->current;
     r->current = NULL;
+    pthread_mutex_unlock(&r->current_lock);
+    mr_gen_release(gen);
     pthread_mutex_destroy(&r->status.lock);
+    pthread_mutex_destroy(&r->current_lock);
 }

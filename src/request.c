@@ -5,17 +5,29 @@
 #include <string.h>
 
 #include "memrelay/client.h"
+#include "memrelay/health.h"
 #include "memrelay/worker.h"
 
 static const char *const error_replies[] = {
-#define MR_ERR_TEXT(e, text) text,
+#define MR_ERR_TEXT(e, name, text) text,
     MR_ERRORS(MR_ERR_TEXT)
 #undef MR_ERR_TEXT
+};
+
+static const char *const error_classes[] = {
+#define MR_ERR_NAME(e, name, text) name,
+    MR_ERRORS(MR_ERR_NAME)
+#undef MR_ERR_NAME
 };
 
 const char *mr_error_reply(mr_err err)
 {
     return error_replies[err];
+}
+
+const char *mr_error_class(mr_err err)
+{
+    return err < MR_ERR_COUNT ? error_classes[err] : "?";
 }
 
 mr_req *mr_req_new(mr_worker *w)
@@ -156,10 +168,44 @@ static void req_pending_dec(mr_req *req)
     }
 }
 
+/* The server's traffic counters, or NULL for a message that never reached
+ * a backend (queued_at is set by mr_backend_send and mr_bconn_push_front). */
+static mr_server_traffic *traffic_of(const mr_msg *msg)
+{
+    if (msg->queued_at == 0)
+        return NULL;
+    mr_health *h = msg->req->worker->shared->health;
+    return h ? &mr_health_server(h, msg->server)->traffic : NULL;
+}
+
+/* A message to a server is done (it passes here once): count it, its error
+ * class, and how long its reply took. A timed-out message whose reply came
+ * late counts as a timeout, and its late reply still gives a latency sample:
+ * the histogram shows how slow the server really was. */
+static void count_finished(mr_msg *msg, mr_err err)
+{
+    mr_server_traffic *t = traffic_of(msg);
+    if (!t)
+        return;
+    __atomic_fetch_add(&t->requests, 1, __ATOMIC_RELAXED);
+    mr_err outcome = msg->replied ? msg->error : err;
+    if (outcome != MR_ERR_NONE && outcome < MR_ERR_COUNT)
+        __atomic_fetch_add(&t->errors[outcome], 1, __ATOMIC_RELAXED);
+    if (err == MR_ERR_NONE) {
+        double took = ev_now(msg->req->worker->loop) - msg->queued_at;
+        mr_latency_record(&t->latency, took > 0 ? (uint64_t)(took * 1e6 + 0.5) : 0);
+    }
+}
+
 void mr_msg_answer(mr_msg *msg, mr_err err)
 {
     if (msg->replied)
         return;
+    if (err == MR_ERR_TIMEOUT) {
+        mr_server_traffic *t = traffic_of(msg);
+        if (t)
+            __atomic_fetch_add(&t->timeouts, 1, __ATOMIC_RELAXED);
+    }
     msg->replied = true;
     msg->error = err;
     mr_req *req = msg->req;
@@ -201,6 +247,7 @@ void mr_msg_finish(mr_msg *msg, mr_err err)
         msg->queued = false;
         req->in_flight--;
     }
+    count_finished(msg, err);
     if (req->ops && req->ops->finished)
         req->ops->finished(req, msg, (int)err);
     mr_msg_answer(msg, err);

@@ -187,8 +187,14 @@ int mr_stats_reply(mr_worker *w, uint32_t listen_pool, mr_slice *out, const char
         return 0;
     }
     if (arg_len == 7 && memcmp(arg, "servers", 7) == 0 && w->shared->health) {
-        uint32_t cap = 1024 + w->gen->router->nservers * 1024;
-        mr_mbuf *mb = mr_mbuf_get(&w->mbufs, cap);
+        /* 26 lines per server, each naming its pool and server. */
+        const mr_router *r = w->gen->router;
+        size_t cap = 1024;
+        for (uint32_t i = 0; i < r->nservers; i++)
+            if (r->servers[i].conf)
+                cap +=
+                32 * (strlen(r->servers[i].conf->spec) + strlen(r->cfg->pools[r->servers[i].pool].name) + 64);
+        mr_mbuf *mb = cap < UINT32_MAX ? mr_mbuf_get(&w->mbufs, (uint32_t)cap) : NULL;
         if (!mb)
             return -1;
         int n = mr_health_stats(w->shared->health, w->gen->router, mb->data, mb->cap);

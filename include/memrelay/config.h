@@ -106,6 +106,8 @@ typedef struct {
     uint32_t shutdown_timeout_ms; /* memrelay.shutdown_timeout: drain time on SIGTERM; default 10000 */
     char *log_file;    /* memrelay.log_file: append lines here; NULL (default): stderr. --log-file overrides */
     int log_level;     /* memrelay.log_level as an mr_log_level; default MR_LOG_INFO. -v/-q override */
+    bool has_admin_listen;        /* memrelay.admin_listen given (the --admin flag overrides it) */
+    mr_addr_conf admin_listen;    /* the HTTP admin listener's address (TCP only) */
     mr_pool_conf *pools;
     size_t npools;
 } mr_config;
@@ -124,6 +126,12 @@ mr_config *mr_config_load_string(const char *yaml, size_t len, const char *name,
 
 /* Human-readable resolved pools and routes (for --check-config). */
 void mr_config_print(FILE *out, const mr_config *cfg);
+
+/* Read an admin listener address: `host:port`, `[v6]:port`, or a bare port
+ * meaning 127.0.0.1:port. On success fills *out (out->host allocated; free
+ * it) and returns NULL; otherwise returns what is wrong. Used for
+ * memrelay.admin_listen and the --admin flag alike. */
+const char *mr_config_admin_addr(const char *text, mr_addr_conf *out);
 
 /* Pool index by name, or -1. */
 long mr_config_pool_index(const mr_config *cfg, const char *name);

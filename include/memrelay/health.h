@@ -21,6 +21,8 @@
 #include <ev.h>
 
 #include "memrelay/backend.h"
+#include "memrelay/latency.h"
+#include "memrelay/request.h"
 #include "memrelay/router.h"
 
 struct mr_worker;
@@ -36,6 +38,16 @@ typedef enum { MR_HEALTH_UP = 0, MR_HEALTH_DOWN = 1, MR_HEALTH_REJOINING = 2 } m
 #define MR_MAX_SERVER_IDS (MR_HEALTH_CHUNK * MR_HEALTH_MAX_CHUNKS)
 /* Stable slots for per-pool counters (by pool name), across reloads. */
 #define MR_MAX_POOL_SLOTS 256u
+/* What one server's requests came to, summed over every worker: the
+ * workers add with relaxed atomics where a message finishes (request.c),
+ * readers load. Kept away from `state` (below) so these writes do not
+ * slow the per-request state reads on other cores. */
+typedef struct {
+    uint64_t requests; /* messages handed to the server that finished: replied or failed */
+    uint64_t timeouts; /* messages answered SERVER_ERROR timeout, counted when the deadline passed */
+    uint64_t errors[MR_ERR_COUNT]; /* finished messages by the error they ended with ([MR_ERR_NONE] unused) */
+    mr_latency_hist latency;       /* queued -> reply complete, for every reply received (late ones too) */
+} mr_server_traffic;
 
 typedef struct mr_server_health {
     /* Immutable once the id exists (any thread may read). */
@@ -68,6 +80,10 @@ typedef struct mr_server_health {
     int probe_error;         /* why the last probe failed (mr_err) */
     char buf[64];
     uint32_t buflen;
+    /* Shared: atomics only. After the prober's fields, and padded, so it
+     * shares no cache line with this or the next server's `state`. */
+    mr_server_traffic traffic;
+    char pad[64];
 } mr_server_health;
 
 typedef struct mr_health {

@@ -11,6 +11,7 @@
 #ifndef MEMRELAY_RELOAD_H
 #define MEMRELAY_RELOAD_H
 
+#include <pthread.h>
 #include <stdbool.h>
 #include <sys/stat.h>
 
@@ -32,7 +33,8 @@ typedef struct mr_reloader {
     mr_shared *shared;
     mr_worker *workers;
     int nworkers;
-    mr_gen *current;          /* the main thread's reference */
+    mr_gen *current;          /* the main thread's reference; swapped under current_lock */
+    pthread_mutex_t current_lock; /* for threads that take a reference of their own (admin HTTP) */
     mr_gen *switching;        /* published; not every worker has switched yet */
     bool again;               /* asked to reload while switching */
     bool again_forced;
@@ -57,6 +59,10 @@ void mr_reload_stop(mr_reloader *r);
  * certificates and credentials it names may have). Returns 0 on success or
  * when there was nothing to do, -1 when the reload was refused. */
 int mr_reload_now(mr_reloader *r, const char *why, bool force);
+/* A reference to the generation in force, for a thread other than a
+ * worker (the admin listener); drop it with mr_gen_release. */
+mr_gen *mr_reload_acquire(mr_reloader *r);
+
 /* After the workers are gone: drop the main thread's references. */
 void mr_reload_free(mr_reloader *r);
 

@@ -51,25 +51,29 @@ typedef struct {
     uint32_t len;
 } mr_slice;
 
-/* Why a message got no reply. The one place these become protocol text is
- * mr_error_reply(). */
-#define MR_ERRORS(X)                                                   \
-    X(NONE, "")                                                        \
-    X(TIMEOUT, "SERVER_ERROR timeout\r\n")                             \
-    X(REFUSED, "SERVER_ERROR connection refused\r\n")                  \
-    X(UNAVAILABLE, "SERVER_ERROR backend unavailable\r\n")             \
-    X(BAD_REPLY, "SERVER_ERROR backend sent an invalid reply\r\n")     \
-    X(QUEUE_FULL, "SERVER_ERROR backend queue full\r\n")               \
-    X(NOMEM, "SERVER_ERROR out of memory\r\n")                       \
-    X(DOWN, "SERVER_ERROR backend unavailable\r\n")
+/* Why a message got no reply: the enum, its class name in `stats servers`
+ * and /metrics (`errors_<class>`), and its protocol text. The one place
+ * these become protocol text is mr_error_reply(). */
+#define MR_ERRORS(X)                                                            \
+    X(NONE, "none", "")                                                         \
+    X(TIMEOUT, "timeout", "SERVER_ERROR timeout\r\n")                           \
+    X(REFUSED, "refused", "SERVER_ERROR connection refused\r\n")                \
+    X(UNAVAILABLE, "unavailable", "SERVER_ERROR backend unavailable\r\n")       \
+    X(BAD_REPLY, "bad_reply", "SERVER_ERROR backend sent an invalid reply\r\n") \
+    X(QUEUE_FULL, "queue_full", "SERVER_ERROR backend queue full\r\n")          \
+    X(NOMEM, "nomem", "SERVER_ERROR out of memory\r\n")                         \
+    X(DOWN, "down", "SERVER_ERROR backend unavailable\r\n")
 
 typedef enum {
-#define MR_ERR_ENUM(e, text) MR_ERR_##e,
+#define MR_ERR_ENUM(e, name, text) MR_ERR_##e,
     MR_ERRORS(MR_ERR_ENUM)
 #undef MR_ERR_ENUM
+        MR_ERR_COUNT
 } mr_err;
 
 const char *mr_error_reply(mr_err err);
+/* The error's class name ("timeout", "refused", ...; "none" for NONE). */
+const char *mr_error_class(mr_err err);
 
 typedef struct mr_msg {
     struct mr_req *req;     /* owner */
@@ -83,6 +87,7 @@ typedef struct mr_msg {
     uint32_t nout;
     uint32_t written;       /* bytes of out[] already written */
     ev_tstamp deadline;     /* when it times out: enqueue time + pool timeout */
+    ev_tstamp queued_at;    /* loop time it was handed to its backend (0: never was); per-server stats */
     /* The reply. Retrievals: the VALUE items, and `line` only if the backend
      * answered with an error line instead. Others: `line` is the reply. */
     mr_slice line;

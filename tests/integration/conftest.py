@@ -105,8 +105,9 @@ class _Factory:
         self.memcacheds.append(mc)
         return mc
 
-    def relay(self, pools, threads=1, extra_args=()):
-        relay = Relay(MEMRELAY_BIN, str(self.tmp_path_factory.mktemp("relay")), pools, threads, extra_args)
+    def relay(self, pools, threads=1, extra_args=(), process_settings=None):
+        relay = Relay(MEMRELAY_BIN, str(self.tmp_path_factory.mktemp("relay")), pools, threads, extra_args,
+                      process_settings)
         self.relays.append(relay)
         _ACTIVE_RELAYS.append(relay)
         try:

@@ -300,11 +300,15 @@ def _yaml_scalar(v):
     return '"%s"' % str(v).replace("\\", "\\\\").replace('"', '\\"')
 
 
-def render_config(pools, listen_addrs, threads=1, memrelay_only=True):
-    """YAML text for {name: Pool}; listen_addrs gives each listening pool's address."""
+def render_config(pools, listen_addrs, threads=1, memrelay_only=True, process_settings=None):
+    """YAML text for {name: Pool}; listen_addrs gives each listening pool's address.
+
+    process_settings: more keys for the `memrelay:` section (e.g. admin_listen)."""
     lines = []
     if memrelay_only:
         lines += ["memrelay:", "  threads: %d" % threads]
+        for k, v in (process_settings or {}).items():
+            lines.append("  %s: %s" % (k, _yaml_scalar(v)))
     for name, pool in pools.items():
         lines.append("%s:" % name)
         if pool.listen is not None:
@@ -338,12 +342,13 @@ def render_config(pools, listen_addrs, threads=1, memrelay_only=True):
 class Relay:
     """memrelay (or its DIRECT-mode stand-in) serving a set of pools."""
 
-    def __init__(self, binary, workdir, pools, threads=1, extra_args=()):
+    def __init__(self, binary, workdir, pools, threads=1, extra_args=(), process_settings=None):
         self.binary = binary
         self.workdir = workdir
         self.pools = pools
         self.threads = threads
         self.extra_args = list(extra_args)
+        self.process_settings = dict(process_settings or {})
         self.proc = None
         self.listen = {}
         self.config_path = os.path.join(workdir, "memrelay.yml")
@@ -382,7 +387,8 @@ class Relay:
         for _ in range(3):  # a listen port taken in the meantime: pick again
             self._pick_listen()
             with open(self.config_path, "w") as f:
-                f.write(render_config(self.pools, self.listen, self.threads))
+                f.write(render_config(self.pools, self.listen, self.threads,
+                                      process_settings=self.process_settings))
             err = open(self.stderr_path, "ab")
             cmd = [self.binary, "-c", self.config_path, "-t", str(self.threads)] + self.extra_args
             self.proc = subprocess.Popen(cmd, stdout=err, stderr=err, stdin=subprocess.DEVNULL)
@@ -445,7 +451,8 @@ class Relay:
                     self.listen[name] = ("127.0.0.1", free_port())
                 elif isinstance(pool.listen, tuple) and pool.listen[0] == "unix":
                     self.listen[name] = pool.listen[1]
-        text = render_config(pools, {n: a for n, a in self.listen.items() if n in pools}, self.threads)
+        text = render_config(pools, {n: a for n, a in self.listen.items() if n in pools}, self.threads,
+                             process_settings=self.process_settings)
         target = path or self.config_path
         tmp = target + ".tmp"
         with open(tmp, "w") as f:

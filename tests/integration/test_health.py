@@ -1014,3 +1014,48 @@ def test_server_marked_down_while_an_idle_probe_is_in_flight_is_still_probed_bac
         took, row = watch.until(state_is("up"), 5.0)
         assert took <= RETURN_BOUND + 1.0, took
         assert c.request(b"get %s\r\n" % keys[1]) == get_reply(keys[1], b"v")
+
+
+# --------------------------------------------------------------------------
+# stats servers: each server's traffic (requests, errors, timeouts, latency)
+
+
+TRAFFIC_FIELDS = ["requests", "timeouts", "latency_p50_us", "latency_p99_us"] + [
+    "errors_" + c for c in ("timeout", "refused", "unavailable", "bad_reply", "queue_full", "nomem", "down")]
+
+
+@pytest.mark.time_limit(30)
+def test_stats_servers_counts_requests_errors_timeouts_and_latency_per_server(factory, fake_factory):
+    mc = factory.memcached()
+    silent = fake_factory("silent")
+    servers = [mc, silent]
+    ring = ring_of(servers)
+    relay = factory.relay({"alpha": Pool(servers, **base_settings(server_failure_limit=3))})
+    fresh = stats_servers(relay)
+    for spec in (mc.spec(), silent.spec()):
+        assert all(fresh[spec][f] == 0 for f in TRAFFIC_FIELDS), fresh[spec]
+
+    live = keys_on(ring, 0, 30, "traffic")
+    with relay.conn() as c:
+        harness.store_many(c, {k: b"v" for k in live[:20]})
+        for k in live:
+            assert c.request(b"get %s\r\n" % k).endswith(b"END\r\n")
+        # One request to the silent server: answered at its timeout.
+        dead_key = keys_on(ring, 1, 1, "traffic")[0]
+        assert c.request(b"get %s\r\n" % dead_key) == TIMEOUT_REPLY
+
+    row = server_stats(relay, mc)
+    assert row["requests"] == 20 + 30, row
+    assert all(row[f] == 0 for f in TRAFFIC_FIELDS if f.startswith("errors_") or f == "timeouts"), row
+    assert 0 < row["latency_p50_us"] <= row["latency_p99_us"], row
+    # The deadline passed: a timeout at once. The request then waits on the
+    # silent connection for a late reply, and counts among requests and
+    # errors only when it finishes (unless that happened already).
+    row = server_stats(relay, silent)
+    assert row["timeouts"] == 1 and row["requests"] == row["errors_timeout"] <= 1, row
+    # One more timeout later the connection counts as stalled and closes:
+    # the request finishes as a timeout, with no reply (no latency sample).
+    _, row = Watch(relay, silent).until(lambda r: r["requests"] == 1, 3.0)
+    assert row["errors_timeout"] == 1 and row["timeouts"] == 1 and row["state"] == "down", row
+    assert row["latency_p50_us"] == 0, row
+    relay.assert_running()

@@ -143,6 +143,12 @@ def test_runtime_stage_links_what_the_binary_links(memrelay_bin):
     if shutil.which("ldd") is None or shutil.which("dpkg") is None:
         pytest.skip("needs ldd and dpkg")
     pkgs = apt_installed(dockerfile_stages()[-1][1])
+    # apt installs what those packages depend on, too.
+    deps = subprocess.run(["apt-cache", "depends", "--recurse", "--no-recommends", "--no-suggests",
+                           "--no-conflicts", "--no-breaks", "--no-replaces", "--no-enhances"] + sorted(pkgs),
+                          capture_output=True, text=True, timeout=60).stdout
+    pkgs = pkgs | {line.strip().split(":")[-1].strip().split(":")[0] for line in deps.splitlines()
+                   if line.strip() and not line.startswith(" ")}
     out = subprocess.run(["ldd", memrelay_bin], capture_output=True, text=True, timeout=10).stdout
     for line in out.splitlines():
         m = re.match(r"\s*(\S+) => (/\S+)", line)

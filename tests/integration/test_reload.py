@@ -15,6 +15,7 @@ What is checked, always through the built binary against real memcached:
 - listeners added and removed by a reload, and clients of a removed pool.
 """
 
+import hashlib
 import os
 import re
 import signal
@@ -72,7 +73,8 @@ def test_adding_and_removing_a_server_moves_only_the_keys_ketama_says(factory):
     mcs = [factory.memcached() for _ in range(4)]
     three = [(mc, 1, None) for mc in mcs[:3]]
     relay = factory.relay({"alpha": Pool(three)})
-    keys = [b"move:%d" % i for i in range(600)]
+    # Varied keys: fnv1a of near-identical short keys clusters on the ring.
+    keys = [b"move:" + hashlib.sha1(b"%d" % i).hexdigest().encode()[:12] for i in range(600)]
     with relay.conn() as c:
         store_many(c, [(k, b"v-" + k) for k in keys])
         before = ring(three)
@@ -81,9 +83,9 @@ def test_adding_and_removing_a_server_moves_only_the_keys_ketama_says(factory):
         wait_generation(relay, 2)
         after = ring(four)
         moved = [k for k in keys if after.server_for(k) != before.server_for(k)]
-        # Ketama moves some keys (how many varies with the ports in the ring
-        # and fnv1a on similar keys) to the new server, and all of them to it.
-        assert 0 < len(moved) < len(keys), len(moved)
+        # Ketama moves about a quarter of the keys (it varies with the ports
+        # in the ring) to the new server, and all of them to it.
+        assert 0.05 * len(keys) < len(moved) < 0.5 * len(keys), len(moved)
         assert all(after.server_for(k) == 3 for k in moved)
         for k in keys:
             got = get_value(c, k)

@@ -514,3 +514,69 @@ Test(config, print_says_when_a_catch_all_replaces_servers)
     free(text);
     mr_config_free(cfg);
 }
+
+/* ---- memrelay.admin_listen ---- */
+
+#define ADMIN_POOL "p:\n  listen: 127.0.0.1:22121\n  servers: [127.0.0.1:11211:1]\n"
+
+Test(config, admin_listen_is_off_by_default)
+{
+    mr_config *cfg = must_load(ADMIN_POOL);
+    cr_expect_not(cfg->has_admin_listen);
+    cr_expect_null(cfg->admin_listen.host);
+    mr_config_free(cfg);
+}
+
+Test(config, admin_listen_bare_port_means_loopback)
+{
+    mr_config *cfg = must_load("memrelay:\n  admin_listen: 9180\n" ADMIN_POOL);
+    cr_assert(cfg->has_admin_listen);
+    cr_expect_str_eq(cfg->admin_listen.host, "127.0.0.1");
+    cr_expect_eq(cfg->admin_listen.port, 9180);
+    mr_config_free(cfg);
+}
+
+Test(config, admin_listen_takes_a_host_or_a_bracketed_ipv6_address)
+{
+    mr_config *cfg = must_load("memrelay:\n  admin_listen: 0.0.0.0:9180\n" ADMIN_POOL);
+    cr_expect_str_eq(cfg->admin_listen.host, "0.0.0.0");
+    cr_expect_eq(cfg->admin_listen.port, 9180);
+    mr_config_free(cfg);
+    cfg = must_load("memrelay:\n  admin_listen: \"[::1]:9181\"\n" ADMIN_POOL);
+    cr_expect_str_eq(cfg->admin_listen.host, "::1");
+    cr_expect_eq(cfg->admin_listen.port, 9181);
+    mr_config_free(cfg);
+}
+
+Test(config, admin_listen_bad_values_are_errors_at_their_position)
+{
+    expect_error("memrelay:\n  admin_listen: 0\n" ADMIN_POOL, 2, 17, "bad admin_listen address '0'");
+    expect_error("memrelay:\n  admin_listen: 70000\n" ADMIN_POOL, 2, 17, "a port from 1 to 65535");
+    expect_error("memrelay:\n  admin_listen: /run/admin.sock\n" ADMIN_POOL, 2, 17, "not a unix socket path");
+    expect_error("memrelay:\n  admin_listen: \"localhost:\"\n" ADMIN_POOL, 2, 17, "the port must be");
+    expect_error("memrelay:\n  admin_listen:\n" ADMIN_POOL, 2, 16, "has no value");
+}
+
+Test(config, admin_listen_may_not_be_a_pool_listener_or_a_server)
+{
+    expect_error("memrelay:\n  admin_listen: 127.0.0.1:22121\n" ADMIN_POOL, 2, 17,
+                 "admin_listen 127.0.0.1:22121 is the listen address of pool 'p'");
+    expect_error("memrelay:\n  admin_listen: 127.0.0.1:11211\n" ADMIN_POOL, 2, 17,
+                 "is server '127.0.0.1:11211:1'");
+}
+
+Test(config, admin_addr_parser_serves_the_command_line_too)
+{
+    mr_addr_conf a;
+    cr_expect_null(mr_config_admin_addr("9180", &a));
+    cr_expect_str_eq(a.host, "127.0.0.1");
+    free(a.host);
+    cr_expect_null(mr_config_admin_addr("[::1]:9180", &a));
+    cr_expect_str_eq(a.host, "::1");
+    cr_expect_eq(a.port, 9180);
+    free(a.host);
+    cr_expect_not_null(mr_config_admin_addr("", &a));
+    cr_expect_not_null(mr_config_admin_addr("9180 ", &a));
+    cr_expect_not_null(mr_config_admin_addr("[::1:9180", &a));
+    cr_expect_null(a.host, "nothing allocated on failure");
+}
