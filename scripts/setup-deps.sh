@@ -3,9 +3,9 @@
 #
 #   scripts/setup-deps.sh [GROUP...]     GROUP: build run test bench all (default: build test)
 #
-#   build  compiler, cmake, libev and libyaml headers
+#   build  compiler, cmake, libev, libyaml and OpenSSL headers
 #   run    a local memcached for scripts/run-local.sh
-#   test   criterion, libmemcached, memcached tools, pytest, pymemcache
+#   test   criterion, libmemcached, memcached tools, pytest, pymemcache, openssl CLI
 #   bench  nutcracker (twemproxy), to compare against
 #
 # Idempotent: packages already installed are left alone, and `apt-get update`
@@ -18,9 +18,9 @@
 set -euo pipefail
 
 declare -A GROUP_PACKAGES=(
-    [build]="cmake gcc libc6-dev make pkg-config libev-dev libyaml-dev"
+    [build]="cmake gcc libc6-dev make pkg-config libev-dev libyaml-dev libssl-dev"
     [run]="memcached"
-    [test]="libcriterion-dev memcached libmemcached-dev libmemcached-tools python3 python3-pytest python3-pymemcache"
+    [test]="libcriterion-dev memcached libmemcached-dev libmemcached-tools python3 python3-pytest python3-pymemcache openssl"
     [bench]="nutcracker"
 )
 

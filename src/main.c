@@ -12,6 +12,7 @@
 #include "memrelay/listener.h"
 #include "memrelay/log.h"
 #include "memrelay/router.h"
+#include "memrelay/tls.h"
 #include "memrelay/worker.h"
 
 #define DEFAULT_CONFIG "conf/memrelay.yaml"
@@ -139,20 +140,25 @@ static void on_signal(struct ev_loop *loop, ev_signal *w, int revents)
     ev_timer_start(loop, &shutdown_ctl.poll);
 }
 
+static void log_listener(const mr_pool_conf *p, const mr_addr_conf *a, bool tls)
+{
+    const char *kind = tls ? (p->tls_verify_client ? " (TLS, client certificates required)" : " (TLS)") : "";
+    if (a->is_unix)
+        mr_log_info("pool %s listening on %s%s (%zu servers)", p->name, a->host, kind, p->nservers);
+    else if (strchr(a->host, ':'))
+        mr_log_info("pool %s listening on [%s]:%u%s (%zu servers)", p->name, a->host, a->port, kind, p->nservers);
+    else
+        mr_log_info("pool %s listening on %s:%u%s (%zu servers)", p->name, a->host, a->port, kind, p->nservers);
+}
+
 static void log_listeners(const mr_config *cfg)
 {
     for (size_t i = 0; i < cfg->npools; i++) {
         const mr_pool_conf *p = &cfg->pools[i];
-        if (!p->has_listen)
-            continue;
-        if (p->listen.is_unix)
-            mr_log_info("pool %s listening on %s (%zu servers)", p->name, p->listen.host, p->nservers);
-        else if (strchr(p->listen.host, ':'))
-            mr_log_info("pool %s listening on [%s]:%u (%zu servers)", p->name, p->listen.host, p->listen.port,
-                        p->nservers);
-        else
-            mr_log_info("pool %s listening on %s:%u (%zu servers)", p->name, p->listen.host, p->listen.port,
-                        p->nservers);
+        if (p->has_listen)
+            log_listener(p, &p->listen, p->tls);
+        if (p->has_tls_listen)
+            log_listener(p, &p->tls_listen, true);
     }
 }
 
@@ -187,18 +193,25 @@ int main(int argc, char **argv)
     mr_backend_addr *addrs = router ? mr_backend_resolve_all(router) : NULL;
     mr_health *health = addrs ? mr_health_create(router, addrs) : NULL;
     int *listen_fds = calloc(cfg->npools, sizeof(int));
+    int *tls_listen_fds = calloc(cfg->npools, sizeof(int));
     uint32_t *pool_clients = calloc(cfg->npools, sizeof(uint32_t));
     mr_worker *workers = calloc((size_t)nworkers, sizeof(mr_worker));
-    if (!router || !addrs || !health || !listen_fds || !pool_clients || !workers) {
+    for (size_t i = 0; listen_fds && tls_listen_fds && i < cfg->npools; i++)
+        listen_fds[i] = tls_listen_fds[i] = -1; /* before any `goto out`, which closes what is >= 0 */
+    char tls_err[600];
+    mr_tls_set *tls = mr_tls_set_build(cfg, tls_err, sizeof(tls_err));
+    if (!tls)
+        mr_log_error("%s", tls_err);
+    if (!router || !addrs || !health || !listen_fds || !tls_listen_fds || !pool_clients || !workers || !tls) {
         mr_log_error("start-up failed");
         goto out;
     }
-    for (size_t i = 0; i < cfg->npools; i++)
-        listen_fds[i] = -1;
+    health->tls = tls;
     for (size_t i = 0; i < cfg->npools; i++) {
-        if (!cfg->pools[i].has_listen)
-            continue;
-        if ((listen_fds[i] = mr_listener_open(&cfg->pools[i])) < 0)
+        const mr_pool_conf *p = &cfg->pools[i];
+        if (p->has_listen && (listen_fds[i] = mr_listener_open(p)) < 0)
+            goto out;
+        if (p->has_tls_listen && (tls_listen_fds[i] = mr_listener_open_at(p, &p->tls_listen)) < 0)
             goto out;
     }
     signal(SIGPIPE, SIG_IGN);
@@ -214,6 +227,7 @@ int main(int argc, char **argv)
     mr_shared shared = {
         .cfg = cfg, .router = router, .addrs = addrs, .listen_fds = listen_fds,
         .started = ev_time(), .nworkers = nworkers, .health = health, .pool_clients = pool_clients,
+        .tls_listen_fds = tls_listen_fds, .tls = tls,
     };
     /* The health checker's async watcher must exist before a worker can
      * report a failure. */
@@ -251,11 +265,16 @@ int main(int argc, char **argv)
     mr_health_stop(health);
     ev_loop_destroy(main_loop);
 out:
-    for (size_t i = 0; listen_fds && i < cfg->npools; i++)
+    for (size_t i = 0; listen_fds && tls_listen_fds && i < cfg->npools; i++)
         if (listen_fds[i] >= 0)
             mr_listener_close(&cfg->pools[i], listen_fds[i]);
+    for (size_t i = 0; tls_listen_fds && i < cfg->npools; i++)
+        if (tls_listen_fds[i] >= 0)
+            mr_listener_close_at(&cfg->pools[i].tls_listen, tls_listen_fds[i]);
     free(workers);
     free(listen_fds);
+    free(tls_listen_fds);
+    mr_tls_set_free(tls);
     free(pool_clients);
     mr_health_free(health);
     free(addrs);

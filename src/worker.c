@@ -18,6 +18,7 @@
 
 #include "memrelay/health.h"
 #include "memrelay/log.h"
+#include "memrelay/tls.h"
 
 /* Connections accepted per readiness event, so one listener cannot starve the loop. */
 #define ACCEPTS_PER_EVENT 64
@@ -27,7 +28,7 @@ static void drain_step(mr_worker *w)
 {
     for (mr_client *c = w->clients, *next; c; c = next) {
         next = c->next;
-        if (!c->q_head && c->out_count == 0)
+        if (!c->q_head && !mr_client_has_output(c))
             mr_client_close(c);
     }
     if (!w->clients)
@@ -38,7 +39,7 @@ static void drain_cb(struct ev_loop *loop, ev_async *a, int revents)
 {
     mr_worker *w = a->data;
     w->draining = true;
-    for (uint32_t p = 0; p < w->shared->router->npools; p++)
+    for (uint32_t p = 0; p < 2 * w->shared->router->npools; p++)
         ev_io_stop(loop, &w->accept_io[p]);
     for (mr_client *c = w->clients; c; c = c->next)
         ev_io_stop(loop, &c->rio);
@@ -108,8 +109,12 @@ uint32_t mr_worker_random(mr_worker *w)
 static void accept_cb(struct ev_loop *loop, ev_io *io, int revents)
 {
     mr_worker *w = io->data;
-    uint32_t pool = (uint32_t)(io - w->accept_io);
+    uint32_t npools = w->shared->router->npools, idx = (uint32_t)(io - w->accept_io);
+    uint32_t pool = idx % npools;
     const mr_pool_conf *pc = &w->shared->cfg->pools[pool];
+    bool tls_port = idx >= npools; /* the pool's tls_listen */
+    const mr_addr_conf *where = tls_port ? &pc->tls_listen : &pc->listen;
+    SSL_CTX *tls = tls_port || pc->tls ? w->shared->tls->clients[pool] : NULL;
     for (int i = 0; i < ACCEPTS_PER_EVENT; i++) {
         int fd = accept4(io->fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
         if (fd < 0) {
@@ -128,13 +133,13 @@ static void accept_cb(struct ev_loop *loop, ev_io *io, int revents)
             MR_STAT_INC(&w->stats, rejected_connections);
             continue;
         }
-        if (!pc->listen.is_unix) {
+        if (!where->is_unix) {
             int one = 1;
             setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
             if (pc->tcpkeepalive)
                 setsockopt(fd, SOL_SOCKET, SO_KEEPALIVE, &one, sizeof(one));
         }
-        mr_client_accept(w, fd, pool);
+        mr_client_accept(w, fd, pool, tls);
     }
 }
 
@@ -173,7 +178,7 @@ int mr_worker_init(mr_worker *w, uint32_t index, const mr_shared *shared)
     const mr_router *router = shared->router;
     w->backends = calloc(router->nservers ? router->nservers : 1, sizeof(mr_backend));
     w->server_slot = malloc((router->nservers ? router->nservers : 1) * sizeof(uint32_t));
-    w->accept_io = calloc(router->npools, sizeof(ev_io));
+    w->accept_io = calloc(2 * (size_t)router->npools, sizeof(ev_io));
     w->pool_stats = calloc(router->npools, sizeof(mr_pool_stats));
     if (!w->backends || !w->server_slot || !w->accept_io || !w->pool_stats)
         return -1;
@@ -189,6 +194,14 @@ int mr_worker_init(mr_worker *w, uint32_t index, const mr_shared *shared)
         ev_io_init(&w->accept_io[p], accept_cb, shared->listen_fds[p], EV_READ);
         w->accept_io[p].data = w;
         ev_io_start(w->loop, &w->accept_io[p]);
+    }
+    for (uint32_t p = 0; p < router->npools && shared->tls_listen_fds; p++) {
+        if (shared->tls_listen_fds[p] < 0)
+            continue;
+        ev_io *io = &w->accept_io[router->npools + p];
+        ev_io_init(io, accept_cb, shared->tls_listen_fds[p], EV_READ);
+        io->data = w;
+        ev_io_start(w->loop, io);
     }
     ev_async_init(&w->stop, stop_cb);
     ev_async_start(w->loop, &w->stop);

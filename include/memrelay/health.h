@@ -24,6 +24,8 @@
 #include "memrelay/router.h"
 
 struct mr_worker;
+struct mr_tls_conn;
+struct mr_tls_set;
 
 typedef enum { MR_HEALTH_UP = 0, MR_HEALTH_DOWN = 1, MR_HEALTH_REJOINING = 2 } mr_health_state;
 
@@ -50,6 +52,8 @@ typedef struct mr_server_health {
     bool probing;            /* a probe is in flight */
     bool idle_probe;         /* the probe in flight checks a live server */
     int probe_error;         /* why the last probe failed (mr_err) */
+    struct mr_tls_conn *tls; /* server_tls pools: the probe's TLS state */
+    bool tls_sent;           /* the probe's `version` went to TLS */
     char buf[64];
     uint32_t buflen;
 } mr_server_health;
@@ -58,6 +62,7 @@ typedef struct mr_health {
     struct ev_loop *loop;          /* the main thread's */
     const mr_router *router;
     const mr_backend_addr *addrs;
+    const struct mr_tls_set *tls;  /* contexts for server_tls pools (set before mr_health_start) */
     mr_server_health *servers;     /* by server id */
     mr_live_ring *graveyard;       /* replaced rings, freed after a grace period */
     ev_async wake;                 /* a worker changed a state */

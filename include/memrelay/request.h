@@ -60,7 +60,8 @@ typedef struct {
     X(BAD_REPLY, "SERVER_ERROR backend sent an invalid reply\r\n")     \
     X(QUEUE_FULL, "SERVER_ERROR backend queue full\r\n")               \
     X(NOMEM, "SERVER_ERROR out of memory\r\n")                       \
-    X(DOWN, "SERVER_ERROR backend unavailable\r\n")
+    X(DOWN, "SERVER_ERROR backend unavailable\r\n")                   \
+    X(TLS, "SERVER_ERROR backend TLS handshake failed\r\n")
 
 typedef enum {
 #define MR_ERR_ENUM(e, text) MR_ERR_##e,

@@ -28,6 +28,8 @@ typedef struct {
     int nworkers;
     struct mr_health *health;       /* server states (atomics), shared */
     uint32_t *pool_clients;         /* open client connections by pool (atomics): client_connections */
+    int *tls_listen_fds;            /* by pool index: the tls_listen socket; -1 for pools without one */
+    const struct mr_tls_set *tls;   /* TLS contexts by pool (tls.h); read when a connection starts */
 } mr_shared;
 
 typedef struct mr_worker {
@@ -41,7 +43,7 @@ typedef struct mr_worker {
     ev_async drain;                 /* stop accepting and reading; finish what was read */
     bool draining;
     uint32_t drained;               /* atomic: set once draining and no client is left */
-    ev_io *accept_io;               /* one per listening pool */
+    ev_io *accept_io;               /* by pool index: `listen`, then npools more: `tls_listen` */
     mr_backend *backends;           /* by server id */
     mr_mbuf_pool mbufs;
     mr_req *free_reqs;              /* bounded request free list */
