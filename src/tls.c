@@ -16,6 +16,7 @@
 #include <time.h>
 
 #include <openssl/err.h>
+#include <openssl/pem.h>
 #include <openssl/x509v3.h>
 
 #include "memrelay/log.h"
@@ -54,6 +55,11 @@ static int readable(const char *path, char *why, size_t len)
 
 /* ---- contexts ---- */
 
+static int no_password(char *buf, int size, int rwflag, void *u)
+{
+    return 0;
+}
+
 static int load_cert_key(SSL_CTX *ctx, const char *cert, const char *key, char *why, size_t len)
 {
     if (readable(cert, why, len) != 0)
@@ -64,15 +70,25 @@ static int load_cert_key(SSL_CTX *ctx, const char *cert, const char *key, char *
         snprintf(why, len, "%s is not a PEM certificate: %s", cert, e);
         return -1;
     }
-    if (readable(key, why, len) != 0)
-        return -1;
-    if (SSL_CTX_use_PrivateKey_file(ctx, key, SSL_FILETYPE_PEM) != 1) {
-        char e[200];
-        ssl_error_text(e, sizeof(e), "unreadable");
-        snprintf(why, len, "%s is not a PEM private key: %s", key, e);
+    FILE *f = fopen(key, "r");
+    if (f == NULL) {
+        snprintf(why, len, "cannot read %s: %s", key, strerror(errno));
         return -1;
     }
-    if (SSL_CTX_check_private_key(ctx) != 1) {
+    /* Read the key ourselves to tell "not a key" from "not this
+     * certificate's key"; no_password keeps an encrypted key from making
+     * OpenSSL prompt on the terminal. */
+    EVP_PKEY *pk = PEM_read_PrivateKey(f, NULL, no_password, NULL);
+    fclose(f);
+    if (pk == NULL) {
+        char e[200];
+        ssl_error_text(e, sizeof(e), "unreadable");
+        snprintf(why, len, "%s is not an unencrypted PEM private key: %s", key, e);
+        return -1;
+    }
+    int ok = SSL_CTX_use_PrivateKey(ctx, pk) == 1 && SSL_CTX_check_private_key(ctx) == 1;
+    EVP_PKEY_free(pk);
+    if (!ok) {
         ERR_clear_error();
         snprintf(why, len, "the key in %s does not belong to the certificate in %s", key, cert);
         return -1;
