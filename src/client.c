@@ -331,8 +331,12 @@ static int client_handshake(mr_client *c)
         ev_io_start(w->loop, &c->wio);
         return 0;
     }
-    MR_STAT_INC(&w->stats, tls_handshake_failures);
-    mr_tls_log_failure("client TLS handshake", pc->name, why);
+    /* A peer that hangs up before a hello (a port check, a load balancer's
+     * TCP probe) is not a failed handshake; anything else is. */
+    if (st == MR_TLS_ERROR) {
+        MR_STAT_INC(&w->stats, tls_handshake_failures);
+        mr_tls_log_failure("client TLS handshake", pc->name, why);
+    }
     mr_client_close(c);
     return -1;
 }

@@ -398,15 +398,23 @@ mr_tls_status mr_tls_handshake(mr_tls_conn *t, char *why, size_t len)
      * verify first, then the queued error, then the socket. */
     long vr = SSL_get_verify_result(t->ssl);
     int sys = errno;
+    /* OpenSSL 3 reports a hang-up without close_notify as an error. */
+    bool eof = (e == SSL_ERROR_SYSCALL && ERR_peek_error() == 0 && sys == 0) ||
+               ERR_GET_REASON(ERR_peek_error()) == SSL_R_UNEXPECTED_EOF_WHILE_READING;
+    if (eof && vr == X509_V_OK) {
+        snprintf(why, len, "the peer closed the connection during the handshake");
+        ERR_clear_error();
+        return MR_TLS_CLOSED;
+    }
     if (vr != X509_V_OK) {
         snprintf(why, len, "certificate verify failed: %s", X509_verify_cert_error_string(vr));
         ERR_clear_error();
     } else if (e == SSL_ERROR_SYSCALL && ERR_peek_error() == 0) {
-        snprintf(why, len, "%s", sys ? strerror(sys) : "the peer closed the connection during the handshake");
+        snprintf(why, len, "%s", strerror(sys));
     } else {
         ssl_error_text(why, len, "handshake failed");
     }
-    return e == SSL_ERROR_SYSCALL && sys == 0 ? MR_TLS_CLOSED : MR_TLS_ERROR;
+    return MR_TLS_ERROR;
 }
 
 ssize_t mr_tls_read(mr_tls_conn *t, void *buf, size_t len, mr_tls_status *st)
