@@ -13,6 +13,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
 
 #include <openssl/err.h>
@@ -20,6 +21,10 @@
 #include <openssl/x509v3.h>
 
 #include "memrelay/log.h"
+
+/* Certificate, key and CA files larger than this are surely not PEM (the
+ * system's whole CA bundle is about 200 KiB). */
+#define MR_TLS_FILE_MAX (8 * 1024 * 1024)
 
 /* ---- errors ---- */
 
@@ -40,8 +45,9 @@ static void ssl_error_text(char *why, size_t len, const char *fallback)
     ERR_clear_error();
 }
 
-/* A file we are about to hand to OpenSSL: readable at all? (OpenSSL's own
- * message for a missing file is "system lib", which helps nobody.) */
+/* A file we are about to hand to OpenSSL: a readable regular file of a
+ * sane size? (OpenSSL's own message for a missing file is "system lib",
+ * which helps nobody, and a FIFO or /dev/zero would make it read forever.) */
 static int readable(const char *path, char *why, size_t len)
 {
     FILE *f = fopen(path, "r");
@@ -49,7 +55,17 @@ static int readable(const char *path, char *why, size_t len)
         snprintf(why, len, "cannot read %s: %s", path, strerror(errno));
         return -1;
     }
+    struct stat st;
+    int rc = fstat(fileno(f), &st);
     fclose(f);
+    if (rc != 0 || !S_ISREG(st.st_mode)) {
+        snprintf(why, len, "%s is not a regular file", path);
+        return -1;
+    }
+    if (st.st_size > MR_TLS_FILE_MAX) {
+        snprintf(why, len, "%s is larger than %d bytes: not a PEM file", path, MR_TLS_FILE_MAX);
+        return -1;
+    }
     return 0;
 }
 
@@ -70,6 +86,8 @@ static int load_cert_key(SSL_CTX *ctx, const char *cert, const char *key, char *
         snprintf(why, len, "%s is not a PEM certificate: %s", cert, e);
         return -1;
     }
+    if (readable(key, why, len) != 0)
+        return -1;
     FILE *f = fopen(key, "r");
     if (f == NULL) {
         snprintf(why, len, "cannot read %s: %s", key, strerror(errno));

@@ -417,6 +417,7 @@ def test_config_errors_point_at_the_key(memrelay_bin, tmp_path, certs):
          "does not belong"),
         ("  tls: true\n  tls_cert: %s\n  tls_key: %s\n" % (certs.server_key, certs.server_key), ":5:13:",
          "not a PEM certificate"),
+        ("  tls: true\n  tls_cert: /dev/zero\n  tls_key: %s\n" % certs.server_key, ":5:13:", "not a regular file"),
         ("  tls_cert: %s\n" % certs.server_pem, ":4:13:", "no TLS listener"),
         ("  tls: true\n  tls_cert: %s\n  tls_key: %s\n  tls_verify_client: true\n"
          % (certs.server_pem, certs.server_key), ":7:22:", "no tls_ca"),
