@@ -3,9 +3,9 @@
 #
 #   scripts/setup-deps.sh [GROUP...]     GROUP: build run test bench all (default: build test)
 #
-#   build  compiler, cmake, libev, libyaml and libmicrohttpd headers
+#   build  compiler, cmake, libev, libyaml, libmicrohttpd and OpenSSL headers
 #   run    a local memcached for scripts/run-local.sh, libmicrohttpd (admin HTTP listener)
-#   test   criterion, libmemcached, memcached tools, pytest, pymemcache, PyYAML, prometheus-client
+#   test   criterion, libmemcached, memcached tools, pytest, pymemcache, PyYAML, prometheus-client, openssl CLI
 #   bench  nutcracker (twemproxy), to compare against
 #
 # Idempotent: packages already installed are left alone, and `apt-get update`
@@ -18,9 +18,9 @@
 set -euo pipefail
 
 declare -A GROUP_PACKAGES=(
-    [build]="cmake gcc libc6-dev make pkg-config libev-dev libyaml-dev libmicrohttpd-dev"
-    [run]="memcached libmicrohttpd12"
-    [test]="libcriterion-dev memcached libmemcached-dev libmemcached-tools python3 python3-pytest python3-pymemcache python3-yaml python3-prometheus-client"
+    [build]="cmake gcc libc6-dev make pkg-config libev-dev libyaml-dev libmicrohttpd-dev libssl-dev"
+    [run]="memcached libmicrohttpd12 libssl3"
+    [test]="libcriterion-dev memcached libmemcached-dev libmemcached-tools python3 python3-pytest python3-pymemcache python3-yaml python3-prometheus-client openssl"
     [bench]="nutcracker"
 )
 

@@ -26,6 +26,7 @@
 #include "memrelay/health.h"
 #include "memrelay/log.h"
 #include "memrelay/reply.h"
+#include "memrelay/tls.h"
 #include "memrelay/worker.h"
 
 /* Reconnect backoff after failed connects: doubling from the first, capped. */
@@ -136,7 +137,7 @@ static void report_failure(mr_backend *be, mr_err err)
     mr_health *h = health_of(be);
     if (!h || err == MR_ERR_NOMEM)
         return;
-    bool immediate = err == MR_ERR_REFUSED || err == MR_ERR_UNAVAILABLE;
+    bool immediate = err == MR_ERR_REFUSED || err == MR_ERR_UNAVAILABLE || err == MR_ERR_TLS;
     mr_health_failure(h, be->server->id, err, immediate);
 }
 
@@ -233,6 +234,8 @@ static void bconn_close_fd(mr_bconn *bc)
     struct ev_loop *loop = bc->be->worker->loop;
     ev_io_stop(loop, &bc->rio);
     ev_io_stop(loop, &bc->wio);
+    mr_tls_conn_free(bc->tls);
+    bc->tls = NULL;
     if (bc->fd >= 0)
         close(bc->fd);
     bc->fd = -1;
@@ -293,7 +296,7 @@ static void connect_failed(mr_bconn *bc, mr_err err, int sys_errno)
     be->retry_at = ev_now(loop) + backoff;
     if (be->failures == 1)
         mr_log_warn("backend %s: connect failed: %s", be->server->conf->spec,
-                    sys_errno ? strerror(sys_errno) : "timed out");
+                    sys_errno ? strerror(sys_errno) : err == MR_ERR_TLS ? "TLS handshake failed" : "timed out");
     MR_STAT_INC(&be->worker->stats, backend_connect_failures);
     report_failure(be, err);
     bconn_close_fd(bc);
@@ -391,6 +394,57 @@ void mr_bconn_push_front(mr_bconn *bc, mr_msg *msg)
     mr_worker_mark_bconn(be->worker, bc);
 }
 
+/* Drive the TLS handshake of a connecting connection; when done, it is
+ * connected. The connect deadline (arm_timer) bounds the whole of it. */
+static void bconn_handshake(mr_bconn *bc)
+{
+    mr_backend *be = bc->be;
+    struct ev_loop *loop = be->worker->loop;
+    char why[256];
+    switch (mr_tls_handshake(bc->tls, why, sizeof(why))) {
+    case MR_TLS_OK:
+        ev_io_stop(loop, &bc->rio);
+        ev_io_stop(loop, &bc->wio);
+        MR_STAT_INC(&be->worker->stats, backend_tls_handshakes);
+        connected(bc);
+        return;
+    case MR_TLS_WANT_READ:
+        ev_io_stop(loop, &bc->wio);
+        ev_io_start(loop, &bc->rio);
+        return;
+    case MR_TLS_WANT_WRITE:
+        ev_io_stop(loop, &bc->rio);
+        ev_io_start(loop, &bc->wio);
+        return;
+    default:
+        MR_STAT_INC(&be->worker->stats, backend_tls_handshake_failures);
+        mr_tls_log_failure("backend TLS handshake", be->server->conf->spec, why);
+        connect_failed(bc, MR_ERR_TLS, 0);
+        return;
+    }
+}
+
+/* The TCP (or unix) connect is done: connected, or first TLS. */
+static void tcp_connected(mr_bconn *bc)
+{
+    mr_backend *be = bc->be;
+    const mr_tls_set *tls = be->pool->router->tls; /* its config's contexts */
+    SSL_CTX *ctx = tls ? tls->servers[be->pool->index] : NULL;
+    if (!ctx) {
+        connected(bc);
+        return;
+    }
+    const mr_pool_conf *pc = be->pool->conf;
+    const char *name = pc->server_tls_name ? pc->server_tls_name : be->server->conf->addr.host;
+    if ((bc->tls = mr_tls_connect_new(ctx, bc->fd, name, pc->server_tls_verify)) == NULL) {
+        connect_failed(bc, MR_ERR_NOMEM, 0);
+        return;
+    }
+    ev_io_stop(be->worker->loop, &bc->wio);
+    ev_io_set(&bc->rio, bc->fd, EV_READ);
+    bconn_handshake(bc);
+}
+
 static void bconn_connect(mr_bconn *bc)
 {
     mr_backend *be = bc->be;
@@ -411,7 +465,7 @@ static void bconn_connect(mr_bconn *bc)
     bc->state = MR_BCONN_CONNECTING;
     bc->connect_deadline = ev_now(loop) + be->timeout;
     if (connect(fd, (const struct sockaddr *)&addr->addr, addr->len) == 0) {
-        connected(bc);
+        tcp_connected(bc);
         return;
     }
     if (errno != EINPROGRESS) {
@@ -487,14 +541,44 @@ void mr_backend_send(mr_backend *be, uint32_t conn_hint, mr_msg *msg)
         arm_timer(bc);
 }
 
+/* `w` bytes of the pending messages were written: move those fully
+ * written to the sent queue. */
+static void bconn_wrote(mr_bconn *bc, size_t w)
+{
+    size_t left = w;
+    while (bc->pending_head && left > 0) {
+        mr_msg *m = bc->pending_head;
+        uint32_t total = 0;
+        for (uint32_t i = 0; i < m->nout; i++)
+            total += m->out[i].len;
+        uint32_t remaining = total - m->written;
+        if (left < remaining) {
+            m->written += (uint32_t)left;
+            left = 0;
+            break;
+        }
+        left -= remaining;
+        m->written = total;
+        bc->pending_head = m->next;
+        if (!bc->pending_head)
+            bc->pending_tail = NULL;
+        m->next = NULL;
+        if (bc->sent_tail)
+            bc->sent_tail->next = m;
+        else
+            bc->sent_head = m;
+        bc->sent_tail = m;
+    }
+}
+
 void mr_bconn_flush(mr_bconn *bc)
 {
     if (bc->state != MR_BCONN_CONNECTED)
         return;
-    while (bc->pending_head) {
+    while (bc->pending_head || (bc->tls && mr_tls_has_output(bc->tls))) {
         struct iovec iov[WRITE_IOV_MAX];
         int n = 0;
-        uint32_t skip = bc->pending_head->written;
+        uint32_t skip = bc->pending_head ? bc->pending_head->written : 0;
         for (mr_msg *m = bc->pending_head; m && n < WRITE_IOV_MAX - 2; m = m->next) {
             for (uint32_t i = 0; i < m->nout; i++) {
                 const mr_slice *s = &m->out[i];
@@ -508,6 +592,19 @@ void mr_bconn_flush(mr_bconn *bc)
                 n++;
             }
         }
+        if (bc->tls) {
+            /* Bytes taken count as written even when they wait in the TLS
+             * buffer: they go first on the next call, in order. */
+            mr_tls_status st;
+            bconn_wrote(bc, (size_t)mr_tls_writev(bc->tls, iov, n, &st));
+            if (st == MR_TLS_OK)
+                continue;
+            if (st == MR_TLS_WANT_WRITE)
+                ev_io_start(bc->be->worker->loop, &bc->wio);
+            else if (st != MR_TLS_WANT_READ) /* WANT_READ: the read watcher is always on */
+                bconn_reset(bc, MR_ERR_UNAVAILABLE);
+            return;
+        }
         ssize_t w = writev(bc->fd, iov, n);
         if (w < 0) {
             if (errno == EAGAIN || errno == EWOULDBLOCK) {
@@ -519,31 +616,7 @@ void mr_bconn_flush(mr_bconn *bc)
             bconn_reset(bc, MR_ERR_UNAVAILABLE);
             return;
         }
-        /* Move fully written messages to the sent queue. */
-        size_t left = (size_t)w;
-        while (bc->pending_head && left > 0) {
-            mr_msg *m = bc->pending_head;
-            uint32_t total = 0;
-            for (uint32_t i = 0; i < m->nout; i++)
-                total += m->out[i].len;
-            uint32_t remaining = total - m->written;
-            if (left < remaining) {
-                m->written += (uint32_t)left;
-                left = 0;
-                break;
-            }
-            left -= remaining;
-            m->written = total;
-            bc->pending_head = m->next;
-            if (!bc->pending_head)
-                bc->pending_tail = NULL;
-            m->next = NULL;
-            if (bc->sent_tail)
-                bc->sent_tail->next = m;
-            else
-                bc->sent_head = m;
-            bc->sent_tail = m;
-        }
+        bconn_wrote(bc, (size_t)w);
     }
     ev_io_stop(bc->be->worker->loop, &bc->wio);
 }
@@ -551,6 +624,15 @@ void mr_bconn_flush(mr_bconn *bc)
 static void bconn_write_cb(struct ev_loop *loop, ev_io *io, int revents)
 {
     mr_bconn *bc = io->data;
+    if (bc->state == MR_BCONN_CONNECTING && bc->tls) {
+        bconn_handshake(bc);
+        return;
+    }
+    if (bc->tls && bc->tls->read_wants_write) {
+        bc->tls->read_wants_write = false;
+        bconn_read_cb(loop, &bc->rio, EV_READ);
+        return; /* still writable: called again for the flush */
+    }
     if (bc->state == MR_BCONN_CONNECTING) {
         int err = 0;
         socklen_t len = sizeof(err);
@@ -559,7 +641,7 @@ static void bconn_write_cb(struct ev_loop *loop, ev_io *io, int revents)
             connect_failed(bc, err == ECONNREFUSED ? MR_ERR_REFUSED : MR_ERR_UNAVAILABLE, err);
             return;
         }
-        connected(bc);
+        tcp_connected(bc);
         return;
     }
     mr_bconn_flush(bc);
@@ -660,9 +742,54 @@ static void bconn_parse(mr_bconn *bc, uint32_t *need)
     }
 }
 
+/* `n` reply bytes arrived in the input block: pair them with requests. */
+static void bconn_got(mr_bconn *bc, ssize_t n)
+{
+    bc->in.mb->len += (uint32_t)n;
+    bc->last_read = ev_now(bc->be->worker->loop);
+    bconn_parse(bc, &bc->need);
+    if (bc->state == MR_BCONN_CONNECTED)
+        arm_timer(bc);
+}
+
+static void bconn_read_tls(struct ev_loop *loop, mr_bconn *bc)
+{
+    mr_tls_conn *t = bc->tls;
+    if (bc->state == MR_BCONN_CONNECTING) {
+        bconn_handshake(bc);
+        return;
+    }
+    if (t->write_wants_read) { /* a blocked write can go on now */
+        t->write_wants_read = false;
+        mr_worker_mark_bconn(bc->be->worker, bc);
+    }
+    if (mr_inbuf_reserve(&bc->in, &bc->be->worker->mbufs, bc->need) < 0) {
+        bconn_reset(bc, MR_ERR_NOMEM);
+        return;
+    }
+    mr_tls_status st;
+    ssize_t n = mr_tls_read(t, bc->in.mb->data + bc->in.mb->len, mr_mbuf_room(bc->in.mb), &st);
+    if (n > 0) {
+        bconn_got(bc, n);
+        /* Decrypted bytes libev cannot see: read again next iteration. A
+         * reset meanwhile leaves the connection idle or connecting. */
+        if (bc->state == MR_BCONN_CONNECTED && mr_tls_readable(bc->tls))
+            ev_feed_event(loop, &bc->rio, EV_READ);
+        return;
+    }
+    if (st == MR_TLS_WANT_WRITE)
+        ev_io_start(loop, &bc->wio);
+    else if (st != MR_TLS_WANT_READ)
+        bconn_reset(bc, MR_ERR_UNAVAILABLE);
+}
+
 static void bconn_read_cb(struct ev_loop *loop, ev_io *io, int revents)
 {
     mr_bconn *bc = io->data;
+    if (bc->tls) {
+        bconn_read_tls(loop, bc);
+        return;
+    }
     if (mr_inbuf_reserve(&bc->in, &bc->be->worker->mbufs, bc->need) < 0) {
         bconn_reset(bc, MR_ERR_NOMEM);
         return;
@@ -679,11 +806,7 @@ static void bconn_read_cb(struct ev_loop *loop, ev_io *io, int revents)
         bconn_reset(bc, MR_ERR_UNAVAILABLE);
         return;
     }
-    mb->len += (uint32_t)n;
-    bc->last_read = ev_now(loop);
-    bconn_parse(bc, &bc->need);
-    if (bc->state == MR_BCONN_CONNECTED)
-        arm_timer(bc);
+    bconn_got(bc, n);
 }
 
 static void bconn_timer_cb(struct ev_loop *loop, ev_timer *t, int revents)

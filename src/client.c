@@ -15,6 +15,7 @@
 #include <unistd.h>
 
 #include "memrelay/log.h"
+#include "memrelay/tls.h"
 #include "memrelay/worker.h"
 
 #define WRITE_IOV_MAX 512
@@ -26,7 +27,7 @@ static void client_read_cb(struct ev_loop *loop, ev_io *io, int revents);
 static void client_write_cb(struct ev_loop *loop, ev_io *io, int revents);
 static void idle_cb(struct ev_loop *loop, ev_timer *t, int revents);
 
-void mr_client_accept(mr_worker *w, int fd, uint32_t listen_pool, uint32_t pool_slot)
+void mr_client_accept(mr_worker *w, int fd, uint32_t listen_pool, uint32_t pool_slot, SSL_CTX *tls)
 {
     mr_client *c = calloc(1, sizeof(*c));
     if (!c) {
@@ -46,8 +47,10 @@ void mr_client_accept(mr_worker *w, int fd, uint32_t listen_pool, uint32_t pool_
     ev_init(&c->idle, idle_cb);
     c->idle.data = c;
     uint32_t idle_ms = w->gen->cfg->pools[listen_pool].client_idle_timeout_ms;
-    if (idle_ms) {
-        ev_timer_set(&c->idle, idle_ms / 1000.0, 0);
+    /* A TLS client has its idle timeout, or MR_TLS_HANDSHAKE_TIMEOUT, to
+     * finish the handshake (idle_cb). */
+    if (idle_ms || tls) {
+        ev_timer_set(&c->idle, idle_ms ? idle_ms / 1000.0 : MR_TLS_HANDSHAKE_TIMEOUT, 0);
         ev_timer_start(w->loop, &c->idle);
     }
     c->next = w->clients;
@@ -56,6 +59,15 @@ void mr_client_accept(mr_worker *w, int fd, uint32_t listen_pool, uint32_t pool_
     w->clients = c;
     MR_STAT_INC(&w->stats, curr_connections);
     MR_STAT_INC(&w->stats, total_connections);
+    if (tls && (c->tls = mr_tls_accept_new(tls, fd)) == NULL) {
+        mr_log_error("client: out of memory starting TLS");
+        mr_client_close(c);
+    }
+}
+
+bool mr_client_has_output(const mr_client *c)
+{
+    return c->out_count > 0 || (c->tls && mr_tls_has_output(c->tls));
 }
 
 void mr_client_close(mr_client *c)
@@ -64,6 +76,7 @@ void mr_client_close(mr_client *c)
     ev_io_stop(w->loop, &c->rio);
     ev_io_stop(w->loop, &c->wio);
     ev_timer_stop(w->loop, &c->idle);
+    mr_tls_conn_free(c->tls);
     close(c->fd);
     /* Requests still waiting on backends become orphans; their replies are dropped. */
     for (mr_req *r = c->q_head; r;) {
@@ -158,6 +171,12 @@ static void idle_cb(struct ev_loop *loop, ev_timer *t, int revents)
 {
     mr_client *c = t->data;
     const mr_pool_conf *pc = &c->worker->gen->cfg->pools[c->listen_pool];
+    if (c->tls && !c->tls->established) {
+        MR_STAT_INC(&c->worker->stats, tls_handshake_failures);
+        mr_tls_log_failure("client TLS handshake", pc->name, "not finished in time");
+        mr_client_close(c);
+        return;
+    }
     ev_tstamp timeout = pc->client_idle_timeout_ms / 1000.0;
     ev_tstamp left = c->last_active + timeout - ev_now(loop);
     if (left > 0 || c->q_head) {
@@ -271,9 +290,99 @@ static void client_process(mr_client *c)
     }
 }
 
+/* `n` new bytes are in the input block: parse and dispatch them. */
+static void client_got(mr_client *c, ssize_t n)
+{
+    mr_worker *w = c->worker;
+    c->in.mb->len += (uint32_t)n;
+    c->last_active = ev_now(w->loop);
+    MR_STAT_ADD(&w->stats, bytes_read, (uint64_t)n);
+    client_process(c);
+    if (c->closing) {
+        ev_io_stop(w->loop, &c->rio);
+        mr_worker_mark_client(w, c);
+    }
+    /* Everything read was consumed: give the block back, so an idle client
+     * holds no input buffer (requests still in flight keep their own
+     * references to it). */
+    if (mr_inbuf_len(&c->in) == 0)
+        mr_inbuf_release(&c->in);
+}
+
+/* Drive the handshake: 1 when established, 0 waiting, -1 failed (closed). */
+static int client_handshake(mr_client *c)
+{
+    mr_worker *w = c->worker;
+    const mr_pool_conf *pc = &w->gen->cfg->pools[c->listen_pool];
+    char why[256];
+    mr_tls_status st = mr_tls_handshake(c->tls, why, sizeof(why));
+    if (st == MR_TLS_OK) {
+        MR_STAT_INC(&w->stats, tls_handshakes);
+        ev_io_stop(w->loop, &c->wio); /* no reply can be queued before the handshake */
+        c->last_active = ev_now(w->loop);
+        if (!pc->client_idle_timeout_ms)
+            ev_timer_stop(w->loop, &c->idle);
+        return 1;
+    }
+    if (st == MR_TLS_WANT_READ) {
+        ev_io_stop(w->loop, &c->wio);
+        return 0;
+    }
+    if (st == MR_TLS_WANT_WRITE) {
+        ev_io_start(w->loop, &c->wio);
+        return 0;
+    }
+    /* A peer that hangs up before a hello (a port check, a load balancer's
+     * TCP probe) is not a failed handshake; anything else is. */
+    if (st == MR_TLS_ERROR) {
+        MR_STAT_INC(&w->stats, tls_handshake_failures);
+        mr_tls_log_failure("client TLS handshake", pc->name, why);
+    }
+    mr_client_close(c);
+    return -1;
+}
+
+static void client_read_tls(struct ev_loop *loop, mr_client *c)
+{
+    mr_tls_conn *t = c->tls;
+    if (!t->established && client_handshake(c) <= 0)
+        return;
+    if (t->write_wants_read) { /* a blocked write can go on now */
+        t->write_wants_read = false;
+        mr_worker_mark_client(c->worker, c);
+        if (c->paused || c->closing || c->worker->draining) {
+            ev_io_stop(loop, &c->rio);
+            return;
+        }
+    }
+    if (mr_inbuf_reserve(&c->in, &c->worker->mbufs, c->need) < 0) {
+        mr_log_error("client: out of memory reading a request");
+        mr_client_close(c);
+        return;
+    }
+    mr_tls_status st;
+    ssize_t n = mr_tls_read(t, c->in.mb->data + c->in.mb->len, mr_mbuf_room(c->in.mb), &st);
+    if (n > 0) {
+        client_got(c, n);
+        /* OpenSSL may hold more decrypted bytes than fitted: libev will not
+         * report them, so come back on the next loop iteration. */
+        if (mr_tls_readable(t) && ev_is_active(&c->rio))
+            ev_feed_event(loop, &c->rio, EV_READ);
+        return;
+    }
+    if (st == MR_TLS_WANT_WRITE)
+        ev_io_start(loop, &c->wio);
+    else if (st != MR_TLS_WANT_READ)
+        mr_client_close(c); /* closed or broken, as a plain read of 0 */
+}
+
 static void client_read_cb(struct ev_loop *loop, ev_io *io, int revents)
 {
     mr_client *c = io->data;
+    if (c->tls) {
+        client_read_tls(loop, c);
+        return;
+    }
     mr_worker *w = c->worker;
     if (mr_inbuf_reserve(&c->in, &w->mbufs, c->need) < 0) {
         mr_log_error("client: out of memory reading a request");
@@ -289,19 +398,7 @@ static void client_read_cb(struct ev_loop *loop, ev_io *io, int revents)
     }
     if (n < 0)
         return;
-    mb->len += (uint32_t)n;
-    c->last_active = ev_now(loop);
-    MR_STAT_ADD(&w->stats, bytes_read, (uint64_t)n);
-    client_process(c);
-    if (c->closing) {
-        ev_io_stop(loop, &c->rio);
-        mr_worker_mark_client(w, c);
-    }
-    /* Everything read was consumed: give the block back, so an idle client
-     * holds no input buffer (requests still in flight keep their own
-     * references to it). */
-    if (mr_inbuf_len(&c->in) == 0)
-        mr_inbuf_release(&c->in);
+    client_got(c, n);
 }
 
 void mr_client_req_done(mr_client *c, mr_req *req)
@@ -332,6 +429,92 @@ static int emit_ready(mr_client *c)
     return 0;
 }
 
+/* `wr` bytes of the output ring were written: release them. */
+static void client_wrote(mr_client *c, size_t wr)
+{
+    mr_worker *w = c->worker;
+    MR_STAT_ADD(&w->stats, bytes_written, (uint64_t)wr);
+    c->last_active = ev_now(w->loop);
+    size_t left = wr;
+    while (left > 0) {
+        mr_outv *v = &c->out[c->out_head];
+        uint32_t rest = v->len - c->out_skip;
+        if (left < rest) {
+            c->out_skip += (uint32_t)left;
+            break;
+        }
+        left -= rest;
+        c->out_bytes -= v->len;
+        mr_mbuf_unref(v->mb);
+        c->out_skip = 0;
+        c->out_head = (c->out_head + 1) % c->out_cap;
+        c->out_count--;
+    }
+}
+
+/* The next runs of the output ring, at most WRITE_IOV_MAX. */
+static int client_iov(const mr_client *c, struct iovec *iov)
+{
+    int n = 0;
+    for (uint32_t i = 0; i < c->out_count && n < WRITE_IOV_MAX; i++) {
+        const mr_outv *v = &c->out[(c->out_head + i) % c->out_cap];
+        uint32_t skip = i == 0 ? c->out_skip : 0;
+        iov[n].iov_base = (void *)(v->p + skip);
+        iov[n].iov_len = v->len - skip;
+        n++;
+    }
+    return n;
+}
+
+/* Write the output: 0 all written, 1 waiting for the socket, -1 closed. */
+static int client_write_plain(mr_client *c)
+{
+    while (c->out_count > 0) {
+        struct iovec iov[WRITE_IOV_MAX];
+        int n = client_iov(c, iov);
+        ssize_t wr = writev(c->fd, iov, n);
+        if (wr < 0) {
+            if (errno == EAGAIN || errno == EWOULDBLOCK) {
+                ev_io_start(c->worker->loop, &c->wio);
+                return 1;
+            }
+            if (errno == EINTR)
+                continue;
+            mr_client_close(c);
+            return -1;
+        }
+        client_wrote(c, (size_t)wr);
+    }
+    return 0;
+}
+
+/* The same through TLS: each round copies up to MR_TLS_WBUF bytes. */
+static int client_write_tls(mr_client *c)
+{
+    mr_tls_conn *t = c->tls;
+    if (!t->established)
+        return 1; /* the handshake's watchers are running; nothing can be queued yet */
+    while (c->out_count > 0 || mr_tls_has_output(t)) {
+        struct iovec iov[WRITE_IOV_MAX];
+        mr_tls_status st;
+        ssize_t wr = mr_tls_writev(t, iov, client_iov(c, iov), &st);
+        client_wrote(c, (size_t)wr);
+        if (st == MR_TLS_OK)
+            continue;
+        if (st == MR_TLS_WANT_WRITE) {
+            ev_io_start(c->worker->loop, &c->wio);
+            return 1;
+        }
+        if (st == MR_TLS_WANT_READ) {
+            ev_io_start(c->worker->loop, &c->rio); /* client_read_tls marks us dirty again */
+            return 1;
+        }
+        mr_client_close(c);
+        return -1;
+    }
+    return 0;
+}
+
 void mr_client_flush(mr_client *c)
 {
     mr_worker *w = c->worker;
@@ -339,45 +522,8 @@ void mr_client_flush(mr_client *c)
         mr_client_close(c);
         return;
     }
-    while (c->out_count > 0) {
-        struct iovec iov[WRITE_IOV_MAX];
-        int n = 0;
-        for (uint32_t i = 0; i < c->out_count && n < WRITE_IOV_MAX; i++) {
-            const mr_outv *v = &c->out[(c->out_head + i) % c->out_cap];
-            uint32_t skip = i == 0 ? c->out_skip : 0;
-            iov[n].iov_base = (void *)(v->p + skip);
-            iov[n].iov_len = v->len - skip;
-            n++;
-        }
-        ssize_t wr = writev(c->fd, iov, n);
-        if (wr < 0) {
-            if (errno == EAGAIN || errno == EWOULDBLOCK) {
-                ev_io_start(w->loop, &c->wio);
-                return;
-            }
-            if (errno == EINTR)
-                continue;
-            mr_client_close(c);
-            return;
-        }
-        MR_STAT_ADD(&w->stats, bytes_written, (uint64_t)wr);
-        c->last_active = ev_now(w->loop);
-        size_t left = (size_t)wr;
-        while (left > 0) {
-            mr_outv *v = &c->out[c->out_head];
-            uint32_t rest = v->len - c->out_skip;
-            if (left < rest) {
-                c->out_skip += (uint32_t)left;
-                break;
-            }
-            left -= rest;
-            c->out_bytes -= v->len;
-            mr_mbuf_unref(v->mb);
-            c->out_skip = 0;
-            c->out_head = (c->out_head + 1) % c->out_cap;
-            c->out_count--;
-        }
-    }
+    if ((c->tls ? client_write_tls(c) : client_write_plain(c)) != 0)
+        return;
     ev_io_stop(w->loop, &c->wio);
     if (c->closing && !c->q_head) {
         mr_client_close(c);
@@ -387,8 +533,11 @@ void mr_client_flush(mr_client *c)
         /* Caught up: resume reading (unless draining), and parse what is
          * already buffered. */
         c->paused = false;
-        if (!w->draining)
+        if (!w->draining) {
             ev_io_start(w->loop, &c->rio);
+            if (c->tls && mr_tls_readable(c->tls)) /* decrypted while paused: libev cannot tell */
+                ev_feed_event(w->loop, &c->rio, EV_READ);
+        }
         client_process(c);
         if (c->out_count || (c->q_head && c->q_head->done))
             mr_worker_mark_client(w, c);
@@ -397,5 +546,12 @@ void mr_client_flush(mr_client *c)
 
 static void client_write_cb(struct ev_loop *loop, ev_io *io, int revents)
 {
-    mr_client_flush(io->data);
+    mr_client *c = io->data;
+    if (c->tls && (!c->tls->established || c->tls->read_wants_write)) {
+        /* The handshake, or a read, waits for writability. */
+        c->tls->read_wants_write = false;
+        client_read_tls(loop, c);
+        return;
+    }
+    mr_client_flush(c);
 }

@@ -175,6 +175,16 @@ static void free_pool(mr_pool_conf *p)
         free(p->replicate_to_names[i]);
     free(p->replicate_to_names);
     free(p->replicate_to);
+    free(p->tls_listen.host);
+    free(p->tls_cert);
+    free(p->tls_key);
+    free(p->tls_ca);
+    free(p->tls_ciphers);
+    free(p->tls_ciphersuites);
+    free(p->server_tls_ca);
+    free(p->server_tls_name);
+    free(p->server_tls_cert);
+    free(p->server_tls_key);
 }
 
 void mr_config_free(mr_config *cfg)

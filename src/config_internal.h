@@ -16,8 +16,12 @@ typedef struct {
     int line, column;
 } mr_conf_pos;
 
+/* Room for every row of the pool key table (config_parse.c checks it). */
+#define MR_CONF_MAX_POOL_KEYS 64
+
 /* Positions the validator needs after parsing, one set per pool. */
 typedef struct {
+    mr_conf_pos key_at[MR_CONF_MAX_POOL_KEYS]; /* each key's value, by key table row ({0,0}: not set) */
     mr_conf_pos listen;        /* the `listen` value */
     mr_conf_pos routes;        /* the `routes` key */
     mr_conf_pos *route_prefix; /* per route, in file order (before sorting) */
@@ -39,6 +43,10 @@ int mr_conf_fail(mr_conf_ctx *ctx, mr_conf_pos pos, const char *fmt, ...) __attr
 
 /* Parse `len` bytes of YAML into ctx->cfg (allocated here). 0 or -1. */
 int mr_conf_parse(mr_conf_ctx *ctx, const char *yaml, size_t len);
+
+/* Where pool key `key` was given in a pool (its value), {0, 0} when it was
+ * not: the validator points its messages there. */
+mr_conf_pos mr_conf_key_pos(const mr_conf_marks *m, const char *key);
 
 /* Whole-file checks, route resolution and sorting. 0 or -1. */
 int mr_conf_validate(mr_conf_ctx *ctx);

@@ -542,16 +542,16 @@ static int key_item_size_max(parser *ps, mr_pool_conf *p, mr_conf_marks *m, cons
     return 0;
 }
 
-/* `host:port`, `[v6]:port`, or `/path [mode]`. */
-static int key_listen(parser *ps, mr_pool_conf *p, mr_conf_marks *m, const yaml_node_t *key, const yaml_node_t *v,
-                      const struct pool_key *k, const char *what)
+/* A listen address: `host:port`, `[v6]:port`, or `/path [mode]`, into
+ * `addr`. `key` names the setting (listen, tls_listen) in messages. */
+static int parse_listen_addr(parser *ps, mr_pool_conf *p, const yaml_node_t *v, const char *what, const char *key,
+                             mr_addr_conf *addr)
 {
     const char *s = scalar(ps, v, what);
     if (s == NULL)
         return -1;
     size_t len = strlen(s);
     mr_conf_pos at = pos_of(v);
-    m->listen = at;
     if (has_control(s, len))
         return mr_conf_fail(ps->ctx, at, "%s contains a tab or control character", what);
 
@@ -559,7 +559,7 @@ static int key_listen(parser *ps, mr_pool_conf *p, mr_conf_marks *m, const yaml_
         const char *sp = strrchr(s, ' ');
         size_t path_len = len;
         if (sp != NULL) {
-            if (!octal_mode(sp + 1, &p->listen.mode))
+            if (!octal_mode(sp + 1, &addr->mode))
                 return mr_conf_fail(ps->ctx, at,
                                     "bad mode '%s' for the unix listener of pool '%s': expected an octal "
                                     "permission from 0001 to 0777, e.g. 0666",
@@ -571,19 +571,71 @@ static int key_listen(parser *ps, mr_pool_conf *p, mr_conf_marks *m, const yaml_
         if (path_len > UNIX_PATH_MAX)
             return mr_conf_fail(ps->ctx, at, "unix socket path of pool '%s' is longer than %d bytes", p->name,
                                 UNIX_PATH_MAX);
-        p->listen.is_unix = true;
-        p->listen.host = dup_n(ps, s, path_len);
+        addr->is_unix = true;
+        addr->host = dup_n(ps, s, path_len);
     } else {
         size_t off, hl;
         const char *why = memchr(s, ' ', len) != NULL ? "unexpected space (a mode follows only a unix socket path)"
-                                                      : split_hostport(s, len, &off, &hl, &p->listen.port);
+                                                      : split_hostport(s, len, &off, &hl, &addr->port);
         if (why != NULL)
-            return mr_conf_fail(ps->ctx, at, "bad listen address '%s' in pool '%s': %s", s, p->name, why);
-        p->listen.host = dup_n(ps, s + off, hl);
+            return mr_conf_fail(ps->ctx, at, "bad %s address '%s' in pool '%s': %s", key, s, p->name, why);
+        addr->host = dup_n(ps, s + off, hl);
     }
-    if (p->listen.host == NULL)
+    return addr->host == NULL ? -1 : 0;
+}
+
+static int key_listen(parser *ps, mr_pool_conf *p, mr_conf_marks *m, const yaml_node_t *key, const yaml_node_t *v,
+                      const struct pool_key *k, const char *what)
+{
+    m->listen = pos_of(v);
+    if (parse_listen_addr(ps, p, v, what, "listen", &p->listen) != 0)
         return -1;
     p->has_listen = true;
+    return 0;
+}
+
+/* A second, TLS-only listener of the pool (same address forms as listen). */
+static int key_tls_listen(parser *ps, mr_pool_conf *p, mr_conf_marks *m, const yaml_node_t *key, const yaml_node_t *v,
+                          const struct pool_key *k, const char *what)
+{
+    if (parse_listen_addr(ps, p, v, what, "tls_listen", &p->tls_listen) != 0)
+        return -1;
+    p->has_tls_listen = true;
+    return 0;
+}
+
+/* A string setting (a file path, a cipher list, a name): one line of
+ * printable text, stored at the row's offset. Whether a file is there and
+ * readable is checked by the validator, which knows the whole pool. */
+static int key_text(parser *ps, mr_pool_conf *p, mr_conf_marks *m, const yaml_node_t *key, const yaml_node_t *v,
+                    const struct pool_key *k, const char *what)
+{
+    const char *s = scalar(ps, v, what);
+    if (s == NULL)
+        return -1;
+    size_t len = strlen(s);
+    if (len == 0)
+        return mr_conf_fail(ps->ctx, pos_of(v), "%s is empty", what);
+    if (has_control(s, len))
+        return mr_conf_fail(ps->ctx, pos_of(v), "%s contains a tab or control character", what);
+    char **field = (char **)(void *)((char *)p + k->offset);
+    return (*field = dup_n(ps, s, len)) == NULL ? -1 : 0;
+}
+
+/* tls_min_version: 1.2 or 1.3 (nothing older is ever accepted). */
+static int key_tls_min_version(parser *ps, mr_pool_conf *p, mr_conf_marks *m, const yaml_node_t *key,
+                               const yaml_node_t *v, const struct pool_key *k, const char *what)
+{
+    const char *s = scalar(ps, v, what);
+    if (s == NULL)
+        return -1;
+    if (strcmp(s, "1.2") == 0)
+        p->tls_min_version = 12;
+    else if (strcmp(s, "1.3") == 0)
+        p->tls_min_version = 13;
+    else
+        return mr_conf_fail(ps->ctx, pos_of(v), "%s must be 1.2 or 1.3 (older TLS versions are never accepted), got '%s'",
+                            what, s);
     return 0;
 }
 
@@ -806,9 +858,34 @@ static const struct pool_key pool_keys[] = {
     {"server_queue_limit", key_u32, FIELD(server_queue_limit), 1, 10000000},
     {"client_idle_timeout", key_u32, FIELD(client_idle_timeout_ms), 0, INT32_MAX},
     {"quarantine_period", key_u32, FIELD(quarantine_ms), 1, INT32_MAX},
+    /* TLS (docs/security.md) */
+    {"tls", key_bool, FIELD(tls), 0, 0},
+    {"tls_listen", key_tls_listen, 0, 0, 0},
+    {"tls_cert", key_text, FIELD(tls_cert), 0, 0},
+    {"tls_key", key_text, FIELD(tls_key), 0, 0},
+    {"tls_ca", key_text, FIELD(tls_ca), 0, 0},
+    {"tls_verify_client", key_bool, FIELD(tls_verify_client), 0, 0},
+    {"tls_ciphers", key_text, FIELD(tls_ciphers), 0, 0},
+    {"tls_ciphersuites", key_text, FIELD(tls_ciphersuites), 0, 0},
+    {"tls_min_version", key_tls_min_version, 0, 0, 0},
+    {"server_tls", key_bool, FIELD(server_tls), 0, 0},
+    {"server_tls_ca", key_text, FIELD(server_tls_ca), 0, 0},
+    {"server_tls_verify", key_bool, FIELD(server_tls_verify), 0, 0},
+    {"server_tls_name", key_text, FIELD(server_tls_name), 0, 0},
+    {"server_tls_cert", key_text, FIELD(server_tls_cert), 0, 0},
+    {"server_tls_key", key_text, FIELD(server_tls_key), 0, 0},
 };
 #undef FIELD
 #define NPOOL_KEYS (sizeof(pool_keys) / sizeof(pool_keys[0]))
+_Static_assert(NPOOL_KEYS <= MR_CONF_MAX_POOL_KEYS, "raise MR_CONF_MAX_POOL_KEYS in config_internal.h");
+
+mr_conf_pos mr_conf_key_pos(const mr_conf_marks *m, const char *key)
+{
+    for (size_t i = 0; i < NPOOL_KEYS; i++)
+        if (strcmp(pool_keys[i].name, key) == 0)
+            return m->key_at[i];
+    return (mr_conf_pos){0, 0};
+}
 
 static void pool_defaults(mr_pool_conf *p)
 {
@@ -834,6 +911,8 @@ static void pool_defaults(mr_pool_conf *p)
     p->client_output_limit = 8u * 1024u * 1024u;
     p->server_queue_limit = 65536;
     p->client_idle_timeout_ms = 0;
+    p->tls_min_version = 12;
+    p->server_tls_verify = true;
 }
 
 static int parse_pool(parser *ps, mr_pool_conf *p, mr_conf_marks *m, const yaml_node_t *map)
@@ -862,6 +941,7 @@ static int parse_pool(parser *ps, mr_pool_conf *p, mr_conf_marks *m, const yaml_
             return mr_conf_fail(ps->ctx, pos_of(key), "unknown key '%s' %s", k, where);
         }
         snprintf(what, sizeof(what), "'%s' %s", k, where);
+        m->key_at[row - pool_keys] = pos_of(yaml_document_get_node(ps->doc, pr->value));
         if (row->parse(ps, p, m, key, yaml_document_get_node(ps->doc, pr->value), row, what) != 0)
             return -1;
     }

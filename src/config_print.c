@@ -33,6 +33,40 @@ static void row_u(FILE *out, const char *key, unsigned value, const char *unit)
     fprintf(out, "  %-22s %u%s\n", key, value, unit);
 }
 
+static const char *or_none(const char *s, const char *none)
+{
+    return s ? s : none;
+}
+
+/* TLS rows only for the sides that use TLS, so plain pools print as before. */
+static void print_tls(FILE *out, const mr_pool_conf *p)
+{
+    char buf[160];
+    if (p->has_listen)
+        row(out, "tls", yes_no(p->tls));
+    if (p->has_tls_listen)
+        row(out, "tls_listen", mr_conf_addr_format(&p->tls_listen, buf, sizeof(buf)));
+    if (mr_pool_tls_clients(p)) {
+        row(out, "tls_cert", p->tls_cert);
+        row(out, "tls_key", p->tls_key);
+        row(out, "tls_verify_client", yes_no(p->tls_verify_client));
+        row(out, "tls_ca", or_none(p->tls_ca, "(none)"));
+        row(out, "tls_ciphers", or_none(p->tls_ciphers, "(OpenSSL default)"));
+        row(out, "tls_ciphersuites", or_none(p->tls_ciphersuites, "(OpenSSL default)"));
+        row(out, "tls_min_version", p->tls_min_version == 13 ? "1.3" : "1.2");
+    }
+    row(out, "server_tls", yes_no(p->server_tls));
+    if (p->server_tls) {
+        row(out, "server_tls_verify", yes_no(p->server_tls_verify));
+        if (p->server_tls_verify)
+            row(out, "server_tls_ca", or_none(p->server_tls_ca, "(the system's CA store)"));
+        row(out, "server_tls_name", or_none(p->server_tls_name, "(each server's host as written)"));
+        row(out, "server_tls_cert", or_none(p->server_tls_cert, "(none)"));
+        if (p->server_tls_cert)
+            row(out, "server_tls_key", p->server_tls_key);
+    }
+}
+
 static void print_pool(FILE *out, const mr_config *cfg, const mr_pool_conf *p)
 {
     char buf[160];
@@ -72,6 +106,7 @@ static void print_pool(FILE *out, const mr_config *cfg, const mr_pool_conf *p)
     row_u(out, "quarantine_period", (unsigned)p->quarantine_ms, " ms");
     for (size_t i = 0; i < p->nreplicate_to; i++)
         row(out, "replicate_to", p->replicate_to_names[i]);
+    print_tls(out, p);
 
     if (p->nservers == 0)
         fputs("  servers: none (the catch-all route takes every key no other route takes)\n", out);

@@ -7,6 +7,10 @@
  *     servers, unless it listens and has a catch-all route;
  *  3. no two pools listen on the same address, and no server is one of
  *     our own listeners; the admin listener is neither;
+ *  4. TLS settings: each needs the others it depends on, none is set where
+ *     it has no effect, and every certificate, key and CA file is read and
+ *     parsed now (a key must match its certificate), so a bad file stops
+ *     the load with the position of its key instead of failing later;
  * then each pool's routes are sorted longest prefix first, so the router
  * can take the first match.
  */
@@ -14,6 +18,8 @@
 
 #include <stdlib.h>
 #include <string.h>
+
+#include "memrelay/tls.h"
 
 static int check_routes(mr_conf_ctx *ctx, size_t pi)
 {
@@ -118,6 +124,23 @@ static int check_servers(mr_conf_ctx *ctx, size_t pi)
     return 0;
 }
 
+/* A pool's listening addresses: `listen`, then `tls_listen`. Returns how
+ * many (0 to 2) with their positions. */
+static int listen_addrs(const mr_conf_ctx *ctx, size_t pi, const mr_addr_conf *out[2], mr_conf_pos at[2])
+{
+    const mr_pool_conf *p = &ctx->cfg->pools[pi];
+    int n = 0;
+    if (p->has_listen) {
+        out[n] = &p->listen;
+        at[n++] = ctx->marks[pi].listen;
+    }
+    if (p->has_tls_listen) {
+        out[n] = &p->tls_listen;
+        at[n++] = mr_conf_key_pos(&ctx->marks[pi], "tls_listen");
+    }
+    return n;
+}
+
 static int check_listeners(mr_conf_ctx *ctx)
 {
     const mr_config *cfg = ctx->cfg;
@@ -129,12 +152,19 @@ static int check_listeners(mr_conf_ctx *ctx)
         if (!p->has_listen)
             continue;
         listening++;
-        for (size_t j = 0; j < i; j++) {
+        const mr_addr_conf *mine[2], *theirs[2];
+        mr_conf_pos mine_at[2], theirs_at[2];
+        int n = listen_addrs(ctx, i, mine, mine_at);
+        for (size_t j = 0; j <= i; j++) {
             const mr_pool_conf *o = &cfg->pools[j];
-            if (o->has_listen && mr_conf_addr_equal(&o->listen, &p->listen))
-                return mr_conf_fail(
-                    ctx, ctx->marks[i].listen, "pool '%s' listens on %s, as pool '%s' already does (line %d)", p->name,
-                    mr_conf_addr_format(&p->listen, buf, sizeof(buf)), o->name, ctx->marks[j].listen.line);
+            int m = listen_addrs(ctx, j, theirs, theirs_at);
+            for (int a = 0; a < n; a++)
+                for (int b = 0; b < m && (j < i || b < a); b++)
+                    if (mr_conf_addr_equal(theirs[b], mine[a]))
+                        return mr_conf_fail(ctx, mine_at[a],
+                                            "pool '%s' listens on %s, as pool '%s' already does (line %d)", p->name,
+                                            mr_conf_addr_format(mine[a], buf, sizeof(buf)), o->name,
+                                            theirs_at[b].line);
         }
     }
     /* A server that is one of our own listeners would loop requests back. */
@@ -142,12 +172,17 @@ static int check_listeners(mr_conf_ctx *ctx)
         const mr_pool_conf *p = &cfg->pools[i];
         for (size_t j = 0; j < p->nservers; j++) {
             const mr_server_conf *s = &p->servers[j];
-            for (size_t l = 0; l < cfg->npools; l++)
-                if (cfg->pools[l].has_listen && mr_conf_addr_equal(&cfg->pools[l].listen, &s->addr))
-                    return mr_conf_fail(ctx, (mr_conf_pos){s->line, s->column},
-                                        "server '%s' in pool '%s' is the listen address of pool '%s': requests "
-                                        "would loop back into memrelay",
-                                        s->spec, p->name, cfg->pools[l].name);
+            for (size_t l = 0; l < cfg->npools; l++) {
+                const mr_addr_conf *ours[2];
+                mr_conf_pos ours_at[2];
+                int n = listen_addrs(ctx, l, ours, ours_at);
+                for (int a = 0; a < n; a++)
+                    if (mr_conf_addr_equal(ours[a], &s->addr))
+                        return mr_conf_fail(ctx, (mr_conf_pos){s->line, s->column},
+                                            "server '%s' in pool '%s' is the listen address of pool '%s': requests "
+                                            "would loop back into memrelay",
+                                            s->spec, p->name, cfg->pools[l].name);
+            }
         }
     }
     if (listening == 0)
@@ -167,6 +202,110 @@ static int check_listeners(mr_conf_ctx *ctx)
                                         p->servers[j].spec, p->name);
         }
     }
+    return 0;
+}
+
+/* ---- TLS ---- */
+
+/* Where key `key` of pool pi was set, or the pool itself if it was not. */
+static mr_conf_pos key_or_pool(const mr_conf_ctx *ctx, size_t pi, const char *key)
+{
+    mr_conf_pos at = mr_conf_key_pos(&ctx->marks[pi], key);
+    const mr_pool_conf *p = &ctx->cfg->pools[pi];
+    return at.line ? at : (mr_conf_pos){p->line, p->column};
+}
+
+static bool is_set(const mr_conf_ctx *ctx, size_t pi, const char *key)
+{
+    return mr_conf_key_pos(&ctx->marks[pi], key).line > 0;
+}
+
+/* Keys that only matter when `enabler` is on: set without it is a mistake
+ * (a certificate nobody presents, a CA nobody checks against). */
+static int check_unused(mr_conf_ctx *ctx, size_t pi, const char *const *keys, size_t n, const char *because)
+{
+    for (size_t k = 0; k < n; k++)
+        if (is_set(ctx, pi, keys[k]))
+            return mr_conf_fail(ctx, key_or_pool(ctx, pi, keys[k]), "'%s' in pool '%s' has no effect: %s", keys[k],
+                                ctx->cfg->pools[pi].name, because);
+    return 0;
+}
+
+/* A file check's failure, placed at the key that named the file. */
+static int file_fail(mr_conf_ctx *ctx, size_t pi, const char *key, const char *why)
+{
+    return mr_conf_fail(ctx, key_or_pool(ctx, pi, key), "'%s' in pool '%s': %s", key, ctx->cfg->pools[pi].name, why);
+}
+
+static int check_tls_clients(mr_conf_ctx *ctx, size_t pi)
+{
+    static const char *const keys[] = {"tls_cert", "tls_key", "tls_ca", "tls_verify_client",
+                                       "tls_ciphers", "tls_ciphersuites", "tls_min_version"};
+    const mr_pool_conf *p = &ctx->cfg->pools[pi];
+    char why[512];
+
+    if (p->has_tls_listen && !p->has_listen)
+        return mr_conf_fail(ctx, key_or_pool(ctx, pi, "tls_listen"),
+                            "pool '%s' has tls_listen but no listen: tls_listen adds a TLS port beside listen; for a "
+                            "TLS-only pool write listen with tls: true",
+                            p->name);
+    if (p->tls && !p->has_listen)
+        return mr_conf_fail(ctx, key_or_pool(ctx, pi, "tls"), "'tls' in pool '%s' has no effect: the pool has no listen",
+                            p->name);
+    if (!mr_pool_tls_clients(p))
+        return check_unused(ctx, pi, keys, sizeof(keys) / sizeof(keys[0]),
+                            "the pool has no TLS listener (set tls: true, or tls_listen)");
+    if (p->tls_cert == NULL || p->tls_key == NULL)
+        return mr_conf_fail(ctx, key_or_pool(ctx, pi, p->tls ? "tls" : "tls_listen"),
+                            "pool '%s' has a TLS listener but no %s", p->name, p->tls_cert ? "tls_key" : "tls_cert");
+    if (p->tls_verify_client && p->tls_ca == NULL)
+        return mr_conf_fail(ctx, key_or_pool(ctx, pi, "tls_verify_client"),
+                            "pool '%s' has tls_verify_client: true but no tls_ca to check client certificates against",
+                            p->name);
+    if (p->tls_ca && !p->tls_verify_client)
+        return mr_conf_fail(ctx, key_or_pool(ctx, pi, "tls_ca"),
+                            "'tls_ca' in pool '%s' has no effect without tls_verify_client: true", p->name);
+    if (mr_tls_check_cert(p->tls_cert, why, sizeof(why)) != 0)
+        return file_fail(ctx, pi, "tls_cert", why);
+    if (mr_tls_check_key(p->tls_cert, p->tls_key, why, sizeof(why)) != 0)
+        return file_fail(ctx, pi, "tls_key", why);
+    if (p->tls_ca && mr_tls_check_ca(p->tls_ca, why, sizeof(why)) != 0)
+        return file_fail(ctx, pi, "tls_ca", why);
+    if (p->tls_ciphers && mr_tls_check_ciphers(p->tls_ciphers, false, why, sizeof(why)) != 0)
+        return file_fail(ctx, pi, "tls_ciphers", why);
+    if (p->tls_ciphersuites && mr_tls_check_ciphers(p->tls_ciphersuites, true, why, sizeof(why)) != 0)
+        return file_fail(ctx, pi, "tls_ciphersuites", why);
+    return 0;
+}
+
+static int check_tls_servers(mr_conf_ctx *ctx, size_t pi)
+{
+    static const char *const keys[] = {"server_tls_ca", "server_tls_verify", "server_tls_name", "server_tls_cert",
+                                       "server_tls_key"};
+    const mr_pool_conf *p = &ctx->cfg->pools[pi];
+    char why[512];
+
+    if (!p->server_tls)
+        return check_unused(ctx, pi, keys, sizeof(keys) / sizeof(keys[0]), "server_tls is not true");
+    for (size_t i = 0; i < p->nservers; i++)
+        if (p->servers[i].addr.is_unix)
+            return mr_conf_fail(ctx, (mr_conf_pos){p->servers[i].line, p->servers[i].column},
+                                "server '%s' in pool '%s' is a unix socket: server_tls applies to TCP servers",
+                                p->servers[i].spec, p->name);
+    if ((p->server_tls_cert == NULL) != (p->server_tls_key == NULL))
+        return mr_conf_fail(ctx, key_or_pool(ctx, pi, p->server_tls_cert ? "server_tls_cert" : "server_tls_key"),
+                            "pool '%s' needs both server_tls_cert and server_tls_key (a client certificate and its "
+                            "key), or neither",
+                            p->name);
+    if (p->server_tls_ca && !p->server_tls_verify)
+        return mr_conf_fail(ctx, key_or_pool(ctx, pi, "server_tls_ca"),
+                            "'server_tls_ca' in pool '%s' has no effect with server_tls_verify: false", p->name);
+    if (p->server_tls_ca && mr_tls_check_ca(p->server_tls_ca, why, sizeof(why)) != 0)
+        return file_fail(ctx, pi, "server_tls_ca", why);
+    if (p->server_tls_cert && mr_tls_check_cert(p->server_tls_cert, why, sizeof(why)) != 0)
+        return file_fail(ctx, pi, "server_tls_cert", why);
+    if (p->server_tls_cert && mr_tls_check_key(p->server_tls_cert, p->server_tls_key, why, sizeof(why)) != 0)
+        return file_fail(ctx, pi, "server_tls_key", why);
     return 0;
 }
 
@@ -197,6 +336,9 @@ int mr_conf_validate(mr_conf_ctx *ctx)
             return -1;
     if (check_listeners(ctx) != 0)
         return -1;
+    for (size_t i = 0; i < cfg->npools; i++)
+        if (check_tls_clients(ctx, i) != 0 || check_tls_servers(ctx, i) != 0)
+            return -1;
     for (size_t i = 0; i < cfg->npools; i++)
         if (cfg->pools[i].nroutes > 1)
             qsort(cfg->pools[i].routes, cfg->pools[i].nroutes, sizeof(mr_route_conf), route_order);

@@ -6,6 +6,7 @@
 #include <stdlib.h>
 
 #include "memrelay/listener.h"
+#include "memrelay/tls.h"
 
 void mr_gen_free(mr_gen *gen)
 {
@@ -14,7 +15,12 @@ void mr_gen_free(mr_gen *gen)
     for (size_t i = 0; gen->listen_fds && i < gen->cfg->npools; i++)
         if (gen->listen_fds[i] >= 0)
             mr_listener_close(&gen->cfg->pools[i], gen->listen_fds[i]);
+    for (size_t i = 0; gen->tls_listen_fds && i < gen->cfg->npools; i++)
+        if (gen->tls_listen_fds[i] >= 0)
+            mr_listener_close_at(&gen->cfg->pools[i].tls_listen, gen->tls_listen_fds[i]);
     free(gen->listen_fds);
+    free(gen->tls_listen_fds);
+    mr_tls_set_free(gen->tls);
     mr_router_free(gen->router);
     mr_config_free(gen->cfg);
     free(gen);

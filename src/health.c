@@ -18,6 +18,7 @@
 #include <unistd.h>
 
 #include "memrelay/log.h"
+#include "memrelay/tls.h"
 #include "memrelay/worker.h"
 
 /* Wait between two good probes of a server that is coming back. */
@@ -239,6 +240,8 @@ static void schedule_probe(mr_server_health *sh, ev_tstamp after)
 static void probe_close(mr_server_health *sh)
 {
     ev_io_stop(sh->health->loop, &sh->io);
+    mr_tls_conn_free(sh->tls);
+    sh->tls = NULL;
     if (sh->fd >= 0)
         close(sh->fd);
     sh->fd = -1;
@@ -335,9 +338,76 @@ static void probe_start(mr_server_health *sh, bool idle)
     ev_timer_start(h->loop, &sh->timer);
 }
 
+/* The probe's answer so far: done when a line is complete or the buffer
+ * is full; then it is good if it is a VERSION line. */
+static bool probe_answered(mr_server_health *sh, bool *ok)
+{
+    sh->buf[sh->buflen] = '\0';
+    if (!strstr(sh->buf, "\r\n") && sh->buflen < sizeof(sh->buf) - 1)
+        return false;
+    *ok = strncmp(sh->buf, "VERSION ", 8) == 0;
+    return true;
+}
+
+static void probe_wait(mr_server_health *sh, int events)
+{
+    ev_io_stop(sh->health->loop, &sh->io);
+    ev_io_set(&sh->io, sh->fd, events);
+    ev_io_start(sh->health->loop, &sh->io);
+}
+
+/* A probe of a server_tls server: handshake, `version`, read the line,
+ * each step resumed by the io watcher; the probe timer bounds it all. A
+ * server whose certificate does not verify fails its probes. */
+static void probe_tls_step(mr_server_health *sh)
+{
+    mr_tls_conn *t = sh->tls;
+    mr_tls_status st = MR_TLS_OK;
+    char why[256];
+    if (!t->established && (st = mr_tls_handshake(t, why, sizeof(why))) != MR_TLS_OK) {
+        if (st != MR_TLS_WANT_READ && st != MR_TLS_WANT_WRITE) {
+            sh->probe_error = MR_ERR_TLS;
+            mr_tls_log_failure("health probe TLS handshake", sh->health->router->servers[sh->id].conf->spec, why);
+        }
+        goto wait;
+    }
+    if (!sh->tls_sent) {
+        static const char version[] = "version\r\n";
+        struct iovec v = {(void *)version, sizeof(version) - 1};
+        sh->tls_sent = mr_tls_writev(t, &v, 1, &st) > 0;
+        if (st != MR_TLS_OK)
+            goto wait;
+    }
+    if (mr_tls_has_output(t) && (mr_tls_writev(t, NULL, 0, &st), st != MR_TLS_OK))
+        goto wait;
+    for (;;) {
+        ssize_t n = mr_tls_read(t, sh->buf + sh->buflen, sizeof(sh->buf) - 1 - sh->buflen, &st);
+        if (n <= 0)
+            goto wait;
+        sh->buflen += (uint32_t)n;
+        bool ok;
+        if (probe_answered(sh, &ok)) {
+            ev_timer_stop(sh->health->loop, &sh->timer);
+            probe_done(sh, ok);
+            return;
+        }
+    }
+wait:
+    if (st == MR_TLS_WANT_READ || st == MR_TLS_WANT_WRITE) {
+        probe_wait(sh, st == MR_TLS_WANT_READ ? EV_READ : EV_WRITE);
+        return;
+    }
+    ev_timer_stop(sh->health->loop, &sh->timer);
+    probe_done(sh, false);
+}
+
 static void probe_io_cb(struct ev_loop *loop, ev_io *io, int revents)
 {
     mr_server_health *sh = io->data;
+    if (sh->tls) {
+        probe_tls_step(sh);
+        return;
+    }
     if (revents & EV_WRITE) {
         int err = 0;
         socklen_t len = sizeof(err);
@@ -345,6 +415,19 @@ static void probe_io_cb(struct ev_loop *loop, ev_io *io, int revents)
         static const char version[] = "version\r\n";
         if (err == ECONNREFUSED)
             sh->probe_error = MR_ERR_REFUSED;
+        uint32_t pool = sh->health->router->servers[sh->id].pool;
+        SSL_CTX *ctx = sh->health->router->tls ? sh->health->router->tls->servers[pool] : NULL;
+        if (!err && ctx) {
+            const mr_pool_conf *pc = pool_conf(sh->health, sh->id);
+            const char *name =
+                pc->server_tls_name ? pc->server_tls_name : sh->health->router->servers[sh->id].conf->addr.host;
+            sh->tls_sent = false;
+            if ((sh->tls = mr_tls_connect_new(ctx, sh->fd, name, pc->server_tls_verify)) != NULL) {
+                probe_tls_step(sh);
+                return;
+            }
+            err = ENOMEM;
+        }
         if (err || write(sh->fd, version, sizeof(version) - 1) != (ssize_t)sizeof(version) - 1) {
             ev_timer_stop(loop, &sh->timer);
             probe_done(sh, false);
@@ -364,11 +447,11 @@ static void probe_io_cb(struct ev_loop *loop, ev_io *io, int revents)
         return;
     }
     sh->buflen += (uint32_t)n;
-    sh->buf[sh->buflen] = '\0';
-    if (!strstr(sh->buf, "\r\n") && sh->buflen < sizeof(sh->buf) - 1)
+    bool ok;
+    if (!probe_answered(sh, &ok))
         return;
     ev_timer_stop(loop, &sh->timer);
-    probe_done(sh, strncmp(sh->buf, "VERSION ", 8) == 0);
+    probe_done(sh, ok);
 }
 
 static void probe_timer_cb(struct ev_loop *loop, ev_timer *t, int revents)
@@ -425,8 +508,9 @@ mr_health *mr_health_create(void)
     return calloc(1, sizeof(mr_health));
 }
 
-/* What makes two config entries the same server: its pool, its address and
- * its connection count (a change of either means new connections). */
+/* What makes two config entries the same server: its pool, its address, its
+ * connection count and whether it speaks TLS (a change of any means new
+ * connections). */
 static char *identity_of(const mr_pool_conf *pc, const mr_server_conf *sc)
 {
     char buf[1024];
@@ -434,8 +518,8 @@ static char *identity_of(const mr_pool_conf *pc, const mr_server_conf *sc)
     if (sc->addr.is_unix)
         n = snprintf(buf, sizeof(buf), "%s\n%s\n%u", pc->name, sc->addr.host, pc->server_connections);
     else
-        n = snprintf(buf, sizeof(buf), "%s\n%s:%u\n%u", pc->name, sc->addr.host, sc->addr.port,
-                     pc->server_connections);
+        n = snprintf(buf, sizeof(buf), "%s\n%s:%u\n%u%s", pc->name, sc->addr.host, sc->addr.port,
+                     pc->server_connections, pc->server_tls ? "\ntls" : "");
     return n > 0 && (size_t)n < sizeof(buf) ? strdup(buf) : NULL;
 }
 

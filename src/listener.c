@@ -13,9 +13,9 @@
 
 #include "memrelay/log.h"
 
-static int open_unix(const mr_pool_conf *pool)
+static int open_unix(const mr_pool_conf *pool, const mr_addr_conf *addr)
 {
-    const char *path = pool->listen.host;
+    const char *path = addr->host;
     struct sockaddr_un un = {.sun_family = AF_UNIX};
     if (strlen(path) >= sizeof(un.sun_path)) {
         mr_log_error("pool %s: unix path too long: %s", pool->name, path);
@@ -34,7 +34,7 @@ static int open_unix(const mr_pool_conf *pool)
         close(fd);
         return -1;
     }
-    if (pool->listen.mode && chmod(path, pool->listen.mode) < 0)
+    if (addr->mode && chmod(path, addr->mode) < 0)
         mr_log_warn("pool %s: chmod %s: %s", pool->name, path, strerror(errno));
     if (listen(fd, pool->backlog) < 0) {
         mr_log_error("pool %s: listen %s: %s", pool->name, path, strerror(errno));
@@ -45,14 +45,14 @@ static int open_unix(const mr_pool_conf *pool)
     return fd;
 }
 
-static int open_tcp(const mr_pool_conf *pool)
+static int open_tcp(const mr_pool_conf *pool, const mr_addr_conf *addr)
 {
     char port[16];
-    snprintf(port, sizeof(port), "%u", pool->listen.port);
+    snprintf(port, sizeof(port), "%u", addr->port);
     struct addrinfo hints = {.ai_socktype = SOCK_STREAM, .ai_flags = AI_PASSIVE}, *res = NULL;
-    int rc = getaddrinfo(pool->listen.host, port, &hints, &res);
+    int rc = getaddrinfo(addr->host, port, &hints, &res);
     if (rc != 0) {
-        mr_log_error("pool %s: cannot resolve listen address %s: %s", pool->name, pool->listen.host,
+        mr_log_error("pool %s: cannot resolve listen address %s: %s", pool->name, addr->host,
                      gai_strerror(rc));
         return -1;
     }
@@ -67,7 +67,7 @@ static int open_tcp(const mr_pool_conf *pool)
             setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof(one));
         if (bind(fd, ai->ai_addr, ai->ai_addrlen) == 0 && listen(fd, pool->backlog) == 0)
             break;
-        mr_log_error("pool %s: listen on %s:%u: %s", pool->name, pool->listen.host, pool->listen.port,
+        mr_log_error("pool %s: listen on %s:%u: %s", pool->name, addr->host, addr->port,
                      strerror(errno));
         close(fd);
         fd = -1;
@@ -76,16 +76,26 @@ static int open_tcp(const mr_pool_conf *pool)
     return fd;
 }
 
-int mr_listener_open(const mr_pool_conf *pool)
+int mr_listener_open_at(const mr_pool_conf *pool, const mr_addr_conf *addr)
 {
-    return pool->listen.is_unix ? open_unix(pool) : open_tcp(pool);
+    return addr->is_unix ? open_unix(pool, addr) : open_tcp(pool, addr);
 }
 
-void mr_listener_close(const mr_pool_conf *pool, int fd)
+void mr_listener_close_at(const mr_addr_conf *addr, int fd)
 {
     if (fd < 0)
         return;
     close(fd);
-    if (pool->listen.is_unix)
-        unlink(pool->listen.host);
+    if (addr->is_unix)
+        unlink(addr->host);
+}
+
+int mr_listener_open(const mr_pool_conf *pool)
+{
+    return mr_listener_open_at(pool, &pool->listen);
+}
+
+void mr_listener_close(const mr_pool_conf *pool, int fd)
+{
+    mr_listener_close_at(&pool->listen, fd);
 }

@@ -14,6 +14,7 @@
 #include "memrelay/log.h"
 #include "memrelay/reload.h"
 #include "memrelay/router.h"
+#include "memrelay/tls.h"
 #include "memrelay/worker.h"
 
 #define DEFAULT_CONFIG "conf/memrelay.yaml"
@@ -165,20 +166,25 @@ static void on_signal(struct ev_loop *loop, ev_signal *w, int revents)
     ev_timer_start(loop, &shutdown_ctl.poll);
 }
 
+static void log_listener(const mr_pool_conf *p, const mr_addr_conf *a, bool tls)
+{
+    const char *kind = tls ? (p->tls_verify_client ? " (TLS, client certificates required)" : " (TLS)") : "";
+    if (a->is_unix)
+        mr_log_info("pool %s listening on %s%s (%zu servers)", p->name, a->host, kind, p->nservers);
+    else if (strchr(a->host, ':'))
+        mr_log_info("pool %s listening on [%s]:%u%s (%zu servers)", p->name, a->host, a->port, kind, p->nservers);
+    else
+        mr_log_info("pool %s listening on %s:%u%s (%zu servers)", p->name, a->host, a->port, kind, p->nservers);
+}
+
 static void log_listeners(const mr_config *cfg)
 {
     for (size_t i = 0; i < cfg->npools; i++) {
         const mr_pool_conf *p = &cfg->pools[i];
-        if (!p->has_listen)
-            continue;
-        if (p->listen.is_unix)
-            mr_log_info("pool %s listening on %s (%zu servers)", p->name, p->listen.host, p->nservers);
-        else if (strchr(p->listen.host, ':'))
-            mr_log_info("pool %s listening on [%s]:%u (%zu servers)", p->name, p->listen.host, p->listen.port,
-                        p->nservers);
-        else
-            mr_log_info("pool %s listening on %s:%u (%zu servers)", p->name, p->listen.host, p->listen.port,
-                        p->nservers);
+        if (p->has_listen)
+            log_listener(p, &p->listen, p->tls);
+        if (p->has_tls_listen)
+            log_listener(p, &p->tls_listen, true);
     }
 }
 

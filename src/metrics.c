@@ -124,6 +124,13 @@ static const struct {
         "Client connections closed by client_idle_timeout."),
     ROW(backend_queue_full, "memrelay_backend_queue_full_total", COUNTER,
         "Requests refused because a server connection's queue was full."),
+    ROW(tls_handshakes, "memrelay_tls_handshakes_total", COUNTER, "Client TLS handshakes completed."),
+    ROW(tls_handshake_failures, "memrelay_tls_handshake_failures_total", COUNTER,
+        "Client TLS handshakes that failed (bad certificate, plain text on a TLS port, timeout)."),
+    ROW(backend_tls_handshakes, "memrelay_backend_tls_handshakes_total", COUNTER,
+        "TLS handshakes with servers completed."),
+    ROW(backend_tls_handshake_failures, "memrelay_backend_tls_handshake_failures_total", COUNTER,
+        "TLS handshakes with servers that failed (certificate not verified, refused)."),
 #undef ROW
 };
 _Static_assert(sizeof(process_rows) / sizeof(process_rows[0]) == sizeof(mr_stats) / sizeof(uint64_t),

@@ -11,6 +11,7 @@
 
 #include "memrelay/listener.h"
 #include "memrelay/log.h"
+#include "memrelay/tls.h"
 
 static int64_t wall_ms(void)
 {
@@ -24,29 +25,52 @@ static bool same_listen(const mr_addr_conf *a, const mr_addr_conf *b)
     return a->is_unix == b->is_unix && a->port == b->port && strcmp(a->host, b->host) == 0;
 }
 
+/* The two kinds of listener a pool may have: `listen` and `tls_listen`. */
+typedef struct {
+    bool (*has)(const mr_pool_conf *p);
+    const mr_addr_conf *(*addr)(const mr_pool_conf *p);
+    int *(*fds)(const mr_gen *gen);
+} listener_kind;
+
+static bool has_plain(const mr_pool_conf *p) { return p->has_listen; }
+static const mr_addr_conf *plain_addr(const mr_pool_conf *p) { return &p->listen; }
+static int *plain_fds(const mr_gen *gen) { return gen->listen_fds; }
+static bool has_tls(const mr_pool_conf *p) { return p->has_tls_listen; }
+static const mr_addr_conf *tls_addr(const mr_pool_conf *p) { return &p->tls_listen; }
+static int *tls_fds(const mr_gen *gen) { return gen->tls_listen_fds; }
+
+static const listener_kind kinds[] = {{has_plain, plain_addr, plain_fds}, {has_tls, tls_addr, tls_fds}};
+#define NKINDS (sizeof(kinds) / sizeof(kinds[0]))
+
 /* Listening sockets of the new config: one the old config already has at
- * the same address is handed on (clients keep connecting without a gap and
- * a rebind cannot fail); the others are bound now. taken[j] marks old fds
- * handed on. -1 (logged, with err filled) when an address cannot be bound. */
-static int open_listeners(mr_gen *gen, const mr_gen *old, bool *taken, char *err, size_t errlen)
+ * the same address (and of the same kind) is handed on, so clients keep
+ * connecting without a gap and a rebind cannot fail; the others are bound
+ * now. taken[k][j] marks old fds handed on. -1 (logged, with err filled)
+ * when an address cannot be bound. */
+static int open_listeners(mr_gen *gen, const mr_gen *old, bool *taken[NKINDS], char *err, size_t errlen)
 {
     const mr_config *cfg = gen->cfg;
-    for (size_t i = 0; i < cfg->npools; i++) {
-        const mr_pool_conf *p = &cfg->pools[i];
-        if (!p->has_listen)
-            continue;
-        for (size_t j = 0; old && j < old->cfg->npools; j++) {
-            if (!taken[j] && old->listen_fds[j] >= 0 && same_listen(&p->listen, &old->cfg->pools[j].listen)) {
-                gen->listen_fds[i] = old->listen_fds[j];
-                taken[j] = true;
-                break;
+    for (size_t k = 0; k < NKINDS; k++) {
+        int *fds = kinds[k].fds(gen);
+        for (size_t i = 0; i < cfg->npools; i++) {
+            const mr_pool_conf *p = &cfg->pools[i];
+            if (!kinds[k].has(p))
+                continue;
+            const int *old_fds = old ? kinds[k].fds(old) : NULL;
+            for (size_t j = 0; old && j < old->cfg->npools; j++) {
+                if (!taken[k][j] && old_fds[j] >= 0 && same_listen(kinds[k].addr(p), kinds[k].addr(&old->cfg->pools[j]))) {
+                    fds[i] = old_fds[j];
+                    taken[k][j] = true;
+                    break;
+                }
             }
-        }
-        if (gen->listen_fds[i] >= 0)
-            continue;
-        if ((gen->listen_fds[i] = mr_listener_open(p)) < 0) {
-            snprintf(err, errlen, "pool %s: cannot listen on its address (see the log line before)", p->name);
-            return -1;
+            if (fds[i] >= 0)
+                continue;
+            if ((fds[i] = mr_listener_open_at(p, kinds[k].addr(p))) < 0) {
+                snprintf(err, errlen, "pool %s: cannot listen on its %s address (see the log line before)", p->name,
+                         k == 0 ? "listen" : "tls_listen");
+                return -1;
+            }
         }
     }
     return 0;
@@ -55,16 +79,19 @@ static int open_listeners(mr_gen *gen, const mr_gen *old, bool *taken, char *err
 /* Undo open_listeners: close what was bound for gen, leave handed-on fds. */
 static void close_new_listeners(mr_gen *gen, const mr_gen *old)
 {
-    for (size_t i = 0; i < gen->cfg->npools; i++) {
-        int fd = gen->listen_fds[i];
-        if (fd < 0)
-            continue;
-        bool inherited = false;
-        for (size_t j = 0; old && j < old->cfg->npools; j++)
-            inherited |= old->listen_fds[j] == fd;
-        if (!inherited)
-            mr_listener_close(&gen->cfg->pools[i], fd);
-        gen->listen_fds[i] = -1;
+    for (size_t k = 0; k < NKINDS; k++) {
+        int *fds = kinds[k].fds(gen);
+        for (size_t i = 0; i < gen->cfg->npools; i++) {
+            int fd = fds[i];
+            if (fd < 0)
+                continue;
+            bool inherited = false;
+            for (size_t j = 0; old && j < old->cfg->npools; j++)
+                inherited |= kinds[k].fds(old)[j] == fd;
+            if (!inherited)
+                mr_listener_close_at(kinds[k].addr(&gen->cfg->pools[i]), fd);
+            fds[i] = -1;
+        }
     }
 }
 
@@ -79,15 +106,24 @@ static mr_gen *build(mr_reloader *r, mr_config *cfg, char *err, size_t errlen)
     }
     gen->cfg = cfg;
     gen->listen_fds = malloc((cfg->npools ? cfg->npools : 1) * sizeof(int));
-    gen->router = gen->listen_fds ? mr_router_build_ids(cfg, mr_health_server_id, r->health) : NULL;
+    gen->tls_listen_fds = malloc((cfg->npools ? cfg->npools : 1) * sizeof(int));
+    for (size_t i = 0; gen->listen_fds && gen->tls_listen_fds && i < cfg->npools; i++)
+        gen->listen_fds[i] = gen->tls_listen_fds[i] = -1;
+    gen->router = gen->listen_fds && gen->tls_listen_fds ? mr_router_build_ids(cfg, mr_health_server_id, r->health)
+                                                         : NULL;
     if (!gen->router) {
         snprintf(err, errlen, "cannot set up its servers (out of memory, or an address that does not resolve: "
                               "see the log line before)");
         mr_gen_free(gen);
         return NULL;
     }
+    /* Certificates, keys and CA files are read again on every reload. */
+    if (!(gen->tls = mr_tls_set_build(cfg, err, errlen))) {
+        mr_gen_free(gen);
+        return NULL;
+    }
+    gen->router->tls = gen->tls;
     for (size_t i = 0; i < cfg->npools; i++) {
-        gen->listen_fds[i] = -1;
         gen->router->pools[i].slot = mr_health_pool_slot(r->health, cfg->pools[i].name);
     }
     gen->loaded_at_ms = wall_ms();
@@ -136,7 +172,8 @@ int mr_reload_init(mr_reloader *r, const char *path, mr_health *health)
     }
     char err[512];
     mr_gen *gen = build(r, cfg, err, sizeof(err));
-    if (!gen || open_listeners(gen, NULL, NULL, err, sizeof(err)) < 0) {
+    bool *none[NKINDS] = {NULL, NULL};
+    if (!gen || open_listeners(gen, NULL, none, err, sizeof(err)) < 0) {
         mr_log_error("cannot start with %s: %s", path, err);
         if (gen)
             close_new_listeners(gen, NULL);
@@ -188,7 +225,7 @@ static mr_worker_switch *prepare_switch(mr_reloader *r, mr_worker *w, mr_gen *ge
     sw->backends = calloc(slots, sizeof(*sw->backends));
     sw->server_slot = malloc(slots * sizeof(*sw->server_slot));
     sw->fresh = calloc(slots, sizeof(*sw->fresh));
-    sw->accept_io = calloc(gen->cfg->npools ? gen->cfg->npools : 1, sizeof(ev_io));
+    sw->accept_io = calloc(2 * (gen->cfg->npools ? gen->cfg->npools : 1), sizeof(ev_io)); /* listen, tls_listen */
     sw->hold = calloc(1, sizeof(*sw->hold));
     sw->retired = calloc(slots, sizeof(*sw->retired));
     if (!sw->backends || !sw->server_slot || !sw->fresh || !sw->accept_io || !sw->hold || !sw->retired) {
@@ -266,9 +303,10 @@ int mr_reload_now(mr_reloader *r, const char *why, bool force)
     }
     log_threads_change(r, cfg);
     char err[512];
-    bool *taken = calloc(r->current->cfg->npools ? r->current->cfg->npools : 1, sizeof(bool));
-    mr_gen *gen = taken ? build(r, cfg, err, sizeof(err)) : NULL;
-    if (!taken) {
+    size_t nold = r->current->cfg->npools ? r->current->cfg->npools : 1;
+    bool *taken[NKINDS] = {calloc(nold, sizeof(bool)), calloc(nold, sizeof(bool))};
+    mr_gen *gen = taken[0] && taken[1] ? build(r, cfg, err, sizeof(err)) : NULL;
+    if (!taken[0] || !taken[1]) {
         snprintf(err, sizeof(err), "out of memory");
         mr_config_free(cfg);
     }
@@ -291,7 +329,8 @@ int mr_reload_now(mr_reloader *r, const char *why, bool force)
     }
     if (!gen) {
         free(sws);
-        free(taken);
+        free(taken[0]);
+        free(taken[1]);
         mr_log_error("reload (%s) refused, still serving generation %" PRIu64 ": %s", why, r->current->seq, err);
         set_status_failed(r, err);
         return -1;
@@ -299,10 +338,12 @@ int mr_reload_now(mr_reloader *r, const char *why, bool force)
 
     /* Nothing can fail from here on. */
     mr_gen *old = r->current;
-    for (size_t j = 0; j < old->cfg->npools; j++)
-        if (taken[j])
-            old->listen_fds[j] = -1; /* handed on: the old generation must not close it */
-    free(taken);
+    for (size_t k = 0; k < NKINDS; k++) {
+        for (size_t j = 0; j < old->cfg->npools; j++)
+            if (taken[k][j])
+                kinds[k].fds(old)[j] = -1; /* handed on: the old generation must not close it */
+        free(taken[k]);
+    }
     gen->seq = old->seq + 1;
     gen->refs = 1 + (uint32_t)r->nworkers;
     mr_health_prepare(r->health, gen->router);

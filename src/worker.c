@@ -18,6 +18,7 @@
 
 #include "memrelay/health.h"
 #include "memrelay/log.h"
+#include "memrelay/tls.h"
 
 /* Connections accepted per readiness event, so one listener cannot starve the loop. */
 #define ACCEPTS_PER_EVENT 64
@@ -27,7 +28,7 @@ static void drain_step(mr_worker *w)
 {
     for (mr_client *c = w->clients, *next; c; c = next) {
         next = c->next;
-        if (!c->q_head && c->out_count == 0)
+        if (!c->q_head && !mr_client_has_output(c))
             mr_client_close(c);
     }
     if (!w->clients)
@@ -38,7 +39,7 @@ static void drain_cb(struct ev_loop *loop, ev_async *a, int revents)
 {
     mr_worker *w = a->data;
     w->draining = true;
-    for (uint32_t p = 0; p < w->gen->router->npools; p++)
+    for (uint32_t p = 0; p < 2 * w->gen->router->npools; p++)
         ev_io_stop(loop, &w->accept_io[p]);
     for (mr_client *c = w->clients; c; c = c->next)
         ev_io_stop(loop, &c->rio);
@@ -112,9 +113,13 @@ uint32_t mr_worker_random(mr_worker *w)
 static void accept_cb(struct ev_loop *loop, ev_io *io, int revents)
 {
     mr_worker *w = io->data;
-    uint32_t pool = (uint32_t)(io - w->accept_io);
+    uint32_t npools = w->gen->router->npools, idx = (uint32_t)(io - w->accept_io);
+    uint32_t pool = idx % npools;
     const mr_pool_conf *pc = &w->gen->cfg->pools[pool];
     uint32_t slot = w->gen->router->pools[pool].slot;
+    bool tls_port = idx >= npools; /* the pool's tls_listen */
+    const mr_addr_conf *where = tls_port ? &pc->tls_listen : &pc->listen;
+    SSL_CTX *tls = tls_port || pc->tls ? w->gen->tls->clients[pool] : NULL;
     for (int i = 0; i < ACCEPTS_PER_EVENT; i++) {
         int fd = accept4(io->fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
         if (fd < 0) {
@@ -133,13 +138,13 @@ static void accept_cb(struct ev_loop *loop, ev_io *io, int revents)
             MR_STAT_INC(&w->stats, rejected_connections);
             continue;
         }
-        if (!pc->listen.is_unix) {
+        if (!where->is_unix) {
             int one = 1;
             setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
             if (pc->tcpkeepalive)
                 setsockopt(fd, SOL_SOCKET, SO_KEEPALIVE, &one, sizeof(one));
         }
-        mr_client_accept(w, fd, pool, slot);
+        mr_client_accept(w, fd, pool, slot, tls);
     }
 }
 
@@ -166,16 +171,18 @@ static void stop_cb(struct ev_loop *loop, ev_async *a, int revents)
 
 /* ---- generations ---- */
 
+/* accept_io[p] watches pool p's `listen`, accept_io[npools + p] its `tls_listen`. */
 static void start_accepting(mr_worker *w)
 {
-    for (uint32_t p = 0; p < w->gen->router->npools; p++) {
-        int fd = w->gen->listen_fds[p];
+    uint32_t npools = w->gen->router->npools;
+    for (uint32_t i = 0; i < 2 * npools; i++) {
+        int fd = i < npools ? w->gen->listen_fds[i] : w->gen->tls_listen_fds[i - npools];
         if (fd < 0)
             continue;
-        ev_io_init(&w->accept_io[p], accept_cb, fd, EV_READ);
-        w->accept_io[p].data = w;
+        ev_io_init(&w->accept_io[i], accept_cb, fd, EV_READ);
+        w->accept_io[i].data = w;
         if (!w->draining)
-            ev_io_start(w->loop, &w->accept_io[p]);
+            ev_io_start(w->loop, &w->accept_io[i]);
     }
 }
 
@@ -312,8 +319,8 @@ static void switch_cb(struct ev_loop *loop, ev_async *a, int revents)
     w->server_slot = sw->server_slot;
     w->nbackends = sw->nbackends;
 
-    for (uint32_t p = 0; p < old->router->npools; p++)
-        ev_io_stop(loop, &w->accept_io[p]);
+    for (uint32_t i = 0; i < 2 * old->router->npools; i++)
+        ev_io_stop(loop, &w->accept_io[i]);
     free(w->accept_io);
     w->accept_io = sw->accept_io;
     w->gen = gen;
@@ -354,7 +361,7 @@ int mr_worker_init(mr_worker *w, uint32_t index, mr_shared *shared, mr_gen *gen)
     w->nbackends = router->nservers;
     w->backends = calloc(router->nservers ? router->nservers : 1, sizeof(mr_backend *));
     w->server_slot = malloc((router->nservers ? router->nservers : 1) * sizeof(uint32_t));
-    w->accept_io = calloc(router->npools ? router->npools : 1, sizeof(ev_io));
+    w->accept_io = calloc(2 * (size_t)(router->npools ? router->npools : 1), sizeof(ev_io));
     if (!w->backends || !w->server_slot || !w->accept_io)
         return -1;
     for (uint32_t s = 0; s < router->nservers; s++) {

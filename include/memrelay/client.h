@@ -12,6 +12,8 @@
 #include "memrelay/request.h"
 
 struct mr_worker;
+struct mr_tls_conn;
+struct ssl_ctx_st;
 
 /* One queued run of reply bytes. */
 typedef struct {
@@ -23,11 +25,12 @@ typedef struct {
 typedef struct mr_client {
     struct mr_worker *worker;
     int fd;
+    struct mr_tls_conn *tls; /* NULL: plain TCP or unix socket; else its TLS state (tls.h) */
     uint32_t id;             /* picks the backend connection, so one client's requests to a server stay ordered */
     uint32_t listen_pool;    /* pool whose listener accepted it (index in the worker's current config) */
     uint32_t pool_slot;      /* that pool's stable slot (client_connections counting) */
     ev_io rio, wio;
-    ev_timer idle;           /* client_idle_timeout: re-armed lazily from last_active */
+    ev_timer idle;           /* client_idle_timeout: re-armed lazily from last_active; bounds a TLS handshake */
     ev_tstamp last_active;   /* last read from or write to it */
     mr_inbuf in;             /* request bytes */
     uint32_t need;           /* bytes the request being read needs in all (0 unknown) */
@@ -48,8 +51,10 @@ typedef struct mr_client {
     struct mr_client *prev, *next; /* worker's client list */
 } mr_client;
 
-
-void mr_client_accept(struct mr_worker *w, int fd, uint32_t listen_pool, uint32_t pool_slot);
+/* Take an accepted socket; `tls` is the listener's TLS context, or NULL. */
+void mr_client_accept(struct mr_worker *w, int fd, uint32_t listen_pool, uint32_t pool_slot, struct ssl_ctx_st *tls);
+/* Reply bytes not yet handed to the socket (queued, or in TLS's buffer)? */
+bool mr_client_has_output(const mr_client *c);
 /* A request of this client completed: emit what is ready. */
 void mr_client_req_done(mr_client *c, mr_req *req);
 /* Write queued replies (called from the worker's flush). */

@@ -97,7 +97,32 @@ typedef struct {
     size_t *replicate_to;        /* resolved pool indices */
     size_t nreplicate_to;
     int replicate_to_line, replicate_to_column;
+    /* TLS towards clients (tls.c; docs/security.md). Paths are checked, and
+     * the certificate matched with its key, when the file is loaded. */
+    bool tls;                    /* the `listen` socket itself speaks only TLS; default false */
+    bool has_tls_listen;         /* a second listener, TLS only, beside the plain `listen` */
+    mr_addr_conf tls_listen;
+    char *tls_cert;              /* PEM certificate chain of the listeners */
+    char *tls_key;               /* PEM private key of tls_cert */
+    char *tls_ca;                /* PEM CAs that sign client certificates (with tls_verify_client) */
+    bool tls_verify_client;      /* mTLS: refuse clients without a certificate from tls_ca; default false */
+    char *tls_ciphers;           /* TLS 1.2 cipher list, OpenSSL syntax; NULL: OpenSSL's default */
+    char *tls_ciphersuites;      /* TLS 1.3 cipher suites; NULL: OpenSSL's default */
+    uint32_t tls_min_version;    /* 12 or 13: the oldest TLS a client may use; default 12 */
+    /* TLS towards this pool's servers. */
+    bool server_tls;             /* default false */
+    char *server_tls_ca;         /* PEM CAs for server certificates; NULL: the system's store */
+    bool server_tls_verify;      /* check the certificate chain and name; default true */
+    char *server_tls_name;       /* name to check and send as SNI; NULL: each server's host as written */
+    char *server_tls_cert;       /* PEM client certificate for servers that require one, or NULL */
+    char *server_tls_key;        /* its private key */
 } mr_pool_conf;
+
+/* Does any listener of the pool speak TLS? */
+static inline bool mr_pool_tls_clients(const mr_pool_conf *p)
+{
+    return p->tls || p->has_tls_listen;
+}
 
 typedef struct {
     char *path;        /* file it came from */

@@ -20,6 +20,8 @@ typedef struct mr_gen {
     mr_config *cfg;        /* owned */
     mr_router *router;     /* owned; server ids are the registry's stable ids (health.h) */
     int *listen_fds;       /* by pool; -1: no listener. Owned, except fds handed on to the next generation */
+    int *tls_listen_fds;   /* by pool: the tls_listen sockets, the same way */
+    struct mr_tls_set *tls; /* owned: TLS contexts of its pools (the router points at it) */
     char hash[33];         /* md5 of the file's bytes, hex */
     int64_t loaded_at_ms;  /* wall clock */
     uint32_t refs;         /* atomic: the main thread's plus one per worker still using it */

@@ -26,6 +26,8 @@
 #include "memrelay/router.h"
 
 struct mr_worker;
+struct mr_tls_conn;
+struct mr_tls_set;
 
 typedef enum { MR_HEALTH_UP = 0, MR_HEALTH_DOWN = 1, MR_HEALTH_REJOINING = 2 } mr_health_state;
 
@@ -78,6 +80,8 @@ typedef struct mr_server_health {
     bool probing;            /* a probe is in flight */
     bool idle_probe;         /* the probe in flight checks a live server */
     int probe_error;         /* why the last probe failed (mr_err) */
+    struct mr_tls_conn *tls; /* server_tls pools: the probe's TLS state */
+    bool tls_sent;           /* the probe's `version` went to TLS */
     char buf[64];
     uint32_t buflen;
     /* Shared: atomics only. After the prober's fields, and padded, so it

@@ -13,4 +13,8 @@ int mr_listener_open(const mr_pool_conf *pool);
 /* Close it, removing a unix socket's file. */
 void mr_listener_close(const mr_pool_conf *pool, int fd);
 
+/* The same for another address of the pool (its tls_listen). */
+int mr_listener_open_at(const mr_pool_conf *pool, const mr_addr_conf *addr);
+void mr_listener_close_at(const mr_addr_conf *addr, int fd);
+
 #endif

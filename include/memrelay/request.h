@@ -62,7 +62,8 @@ typedef struct {
     X(BAD_REPLY, "bad_reply", "SERVER_ERROR backend sent an invalid reply\r\n") \
     X(QUEUE_FULL, "queue_full", "SERVER_ERROR backend queue full\r\n")          \
     X(NOMEM, "nomem", "SERVER_ERROR out of memory\r\n")                         \
-    X(DOWN, "down", "SERVER_ERROR backend unavailable\r\n")
+    X(DOWN, "down", "SERVER_ERROR backend unavailable\r\n")                     \
+    X(TLS, "tls", "SERVER_ERROR backend TLS handshake failed\r\n")
 
 typedef enum {
 #define MR_ERR_ENUM(e, name, text) MR_ERR_##e,

@@ -21,6 +21,7 @@ typedef struct {
 } mr_server;
 
 struct mr_router;
+struct mr_tls_set;
 
 /* A pool's ring over its live servers, when auto_eject_hosts takes failed
  * servers out (built and swapped in by the health checker). */
@@ -54,6 +55,9 @@ typedef struct mr_router {
      * (NULL: the full ring). Swapped atomically by the health checker;
      * workers load it once per lookup. */
     mr_live_ring **live;
+    /* TLS contexts by pool (tls.h), owned by the generation; NULL when
+     * built without (tests, tools). Read when a connection starts. */
+    const struct mr_tls_set *tls;
 } mr_router;
 
 void mr_live_ring_free(mr_live_ring *ring);

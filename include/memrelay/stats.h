@@ -32,7 +32,11 @@
     X(client_errors)         \
     X(client_backpressure)   \
     X(client_idle_closed)    \
-    X(backend_queue_full)
+    X(backend_queue_full)    \
+    X(tls_handshakes)        \
+    X(tls_handshake_failures) \
+    X(backend_tls_handshakes) \
+    X(backend_tls_handshake_failures)
 
 typedef struct {
 #define MR_STAT_FIELD(name) uint64_t name;

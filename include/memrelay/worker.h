@@ -74,7 +74,7 @@ typedef struct mr_worker {
     ev_async drain;                 /* stop accepting and reading; finish what was read */
     bool draining;
     uint32_t drained;               /* atomic: set once draining and no client is left */
-    ev_io *accept_io;               /* one per pool of gen (active for listening pools) */
+    ev_io *accept_io;               /* by pool index of gen: `listen`, then npools more: `tls_listen` */
     mr_backend **backends;          /* by server id; NULL for ids this worker has no backend for */
     uint32_t nbackends;
     mr_mbuf_pool mbufs;

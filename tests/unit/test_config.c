@@ -580,3 +580,71 @@ Test(config, admin_addr_parser_serves_the_command_line_too)
     cr_expect_not_null(mr_config_admin_addr("[::1:9180", &a));
     cr_expect_null(a.host, "nothing allocated on failure");
 }
+
+/* ---- TLS keys (the file checks are exercised in tests/integration/test_tls.py) ---- */
+
+Test(config, tls_defaults_are_off_with_server_verification_on)
+{
+    mr_config *cfg = must_load("p:\n  listen: 127.0.0.1:22121\n  servers:\n    - 127.0.0.1:11211:1\n");
+    const mr_pool_conf *p = &cfg->pools[0];
+    cr_assert(!p->tls);
+    cr_assert(!p->has_tls_listen);
+    cr_assert(!p->tls_verify_client);
+    cr_assert_eq(p->tls_min_version, 12);
+    cr_assert(!p->server_tls);
+    cr_assert(p->server_tls_verify, "verification must be on by default once server_tls is enabled");
+    cr_assert_null(p->tls_cert);
+    cr_assert_null(p->server_tls_ca);
+    mr_config_free(cfg);
+}
+
+Test(config, server_tls_with_the_system_store_loads)
+{
+    mr_config *cfg = must_load("p:\n  listen: 127.0.0.1:22121\n  server_tls: true\n  server_tls_name: cache.internal\n"
+                               "  servers:\n    - 127.0.0.1:11211:1\n");
+    cr_assert(cfg->pools[0].server_tls);
+    cr_assert_str_eq(cfg->pools[0].server_tls_name, "cache.internal");
+    mr_config_free(cfg);
+}
+
+Test(config, tls_listen_needs_a_plain_listen)
+{
+    expect_error("r:\n  listen: 127.0.0.1:22121\n  routes: [{prefix: \"\", pool: p}]\n"
+                 "p:\n  tls_listen: 127.0.0.1:22443\n  servers:\n    - 127.0.0.1:11211:1\n",
+                 5, 15, "has tls_listen but no listen");
+}
+
+Test(config, tls_listen_may_not_share_an_address)
+{
+    expect_error("a:\n  listen: 127.0.0.1:22121\n  servers: [127.0.0.1:11211:1]\n"
+                 "b:\n  listen: 127.0.0.1:22122\n  tls_listen: 127.0.0.1:22121\n  servers: [127.0.0.1:11212:1]\n",
+                 6, 15, "as pool 'a' already does");
+    expect_error("a:\n  listen: 127.0.0.1:22121\n  tls_listen: 127.0.0.1:11211\n  servers: [127.0.0.1:11211:1]\n", 4,
+                 13, "would loop back");
+}
+
+Test(config, tls_settings_without_their_switch_are_errors)
+{
+    expect_error("p:\n  listen: 127.0.0.1:22121\n  tls_verify_client: true\n  servers: [127.0.0.1:11211:1]\n", 3, 22,
+                 "no TLS listener");
+    expect_error("p:\n  listen: 127.0.0.1:22121\n  server_tls_verify: false\n  servers: [127.0.0.1:11211:1]\n", 3, 22,
+                 "server_tls is not true");
+    expect_error("q:\n  listen: 127.0.0.1:22121\n  routes: [{prefix: \"\", pool: p}]\n"
+                 "p:\n  tls: true\n  servers: [127.0.0.1:11211:1]\n",
+                 5, 8, "has no listen");
+}
+
+Test(config, tls_rules_between_keys)
+{
+    expect_error("p:\n  listen: 127.0.0.1:22121\n  tls: true\n  tls_min_version: 1.0\n  servers: [127.0.0.1:11211:1]\n",
+                 4, 20, "must be 1.2 or 1.3");
+    expect_error("p:\n  listen: 127.0.0.1:22121\n  server_tls: true\n  servers: [/run/mc.sock:1]\n", 4, 13,
+                 "server_tls applies to TCP servers");
+    expect_error("p:\n  listen: 127.0.0.1:22121\n  server_tls: true\n  server_tls_verify: false\n"
+                 "  server_tls_ca: /etc/ssl/certs/ca-certificates.crt\n  servers: [127.0.0.1:11211:1]\n",
+                 5, 18, "no effect with server_tls_verify: false");
+    expect_error("p:\n  listen: 127.0.0.1:22121\n  server_tls: true\n  server_tls_key: /x.key\n"
+                 "  servers: [127.0.0.1:11211:1]\n",
+                 4, 19, "both server_tls_cert and server_tls_key");
+    expect_error("p:\n  listen: 127.0.0.1:22121\n  tls_cert: \"\"\n  servers: [127.0.0.1:11211:1]\n", 3, 13, "is empty");
+}
