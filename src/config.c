@@ -7,6 +7,8 @@
  */
 #include "config_internal.h"
 
+#include "memrelay/auth.h"
+
 #include <arpa/inet.h>
 #include <errno.h>
 #include <stdarg.h>
@@ -168,6 +170,8 @@ static void free_pool(mr_pool_conf *p)
         free(p->replicate_to_names[i]);
     free(p->replicate_to_names);
     free(p->replicate_to);
+    free(p->auth_file);
+    mr_auth_unref(p->auth);
 }
 
 void mr_config_free(mr_config *cfg)

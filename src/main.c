@@ -174,6 +174,7 @@ int main(int argc, char **argv)
         fprintf(stderr, "memrelay: %s\n", err.message);
         return 1;
     }
+    mr_config_warn_unprotected(cfg);
     if (opt.check_only) {
         mr_config_print(stdout, cfg);
         printf("configuration %s is valid\n", opt.config_path);

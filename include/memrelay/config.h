@@ -14,6 +14,8 @@
 #include <stdio.h>
 #include <sys/types.h>
 
+struct mr_auth_table;
+
 #include "memrelay/dist.h"
 #include "memrelay/hash.h"
 
@@ -97,6 +99,9 @@ typedef struct {
     size_t *replicate_to;        /* resolved pool indices */
     size_t nreplicate_to;
     int replicate_to_line, replicate_to_column;
+    /* Security */
+    char *auth_file;             /* credentials file (memcached -Y format), or NULL: no authentication */
+    struct mr_auth_table *auth;  /* its credentials, loaded with the configuration (one reference) */
 } mr_pool_conf;
 
 typedef struct {
@@ -121,6 +126,17 @@ mr_config *mr_config_load_string(const char *yaml, size_t len, const char *name,
 
 /* Human-readable resolved pools and routes (for --check-config). */
 void mr_config_print(FILE *out, const mr_config *cfg);
+
+/* Is this pool's listener safe to expose: a unix socket, a loopback
+ * address (127.0.0.0/8, ::1, localhost), or guarded by client
+ * authentication (auth_file)? Pools without a listener count as protected.
+ * The one place that decides; TLS listeners belong here too. */
+bool mr_listener_is_protected(const mr_pool_conf *pool);
+
+/* Log a warning for every listener that is not protected (see above).
+ * Called at start-up and by --check-config; a reload should call it for the
+ * new configuration. Returns how many it warned about. */
+size_t mr_config_warn_unprotected(const mr_config *cfg);
 
 /* Pool index by name, or -1. */
 long mr_config_pool_index(const mr_config *cfg, const char *name);

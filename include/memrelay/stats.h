@@ -32,7 +32,9 @@
     X(client_errors)         \
     X(client_backpressure)   \
     X(client_idle_closed)    \
-    X(backend_queue_full)
+    X(backend_queue_full)    \
+    X(auth_cmds)             \
+    X(auth_errors)
 
 typedef struct {
 #define MR_STAT_FIELD(name) uint64_t name;
