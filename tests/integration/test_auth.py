@@ -21,7 +21,7 @@ import subprocess
 
 import pytest
 
-from harness import Conn, Pool, free_port, wait_accepting, _stop_process
+from harness import Conn, Pool, _stop_process, free_port, sanitizer_report, wait_accepting
 
 pytestmark = pytest.mark.needs_memrelay
 
@@ -298,6 +298,8 @@ class _Started:
 
     def stop(self):
         _stop_process(self.proc)
+        report = sanitizer_report(self.stderr())
+        assert report is None, report
 
 
 def _start_and_read_log(memrelay_bin, tmp_path, listen_host, extra=""):
