@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # fuzz.sh: build the libFuzzer targets with clang and run each for a bounded time.
 #
-#   scripts/fuzz.sh [TARGET...]      TARGET: fuzz_request_parser fuzz_reply_parser fuzz_config (default: all)
+#   scripts/fuzz.sh [TARGET...]      TARGET: fuzz_request_parser fuzz_reply_parser fuzz_config fuzz_auth_gate (default: all)
 #
 # Builds tests/fuzz/ in build-fuzz/ (clang, -fsanitize=fuzzer + ASan + UBSan),
 # replays each target's seed corpus (tests/fuzz/corpus/TARGET/), then fuzzes it
@@ -19,7 +19,7 @@ set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"
 
-all_targets=(fuzz_request_parser fuzz_reply_parser fuzz_config)
+all_targets=(fuzz_request_parser fuzz_reply_parser fuzz_config fuzz_auth_gate)
 targets=()
 for arg in "$@"; do
     case "$arg" in
@@ -27,7 +27,7 @@ for arg in "$@"; do
         sed -n '2,17s/^# \{0,1\}//p' "$0"
         exit 0
         ;;
-    fuzz_request_parser | fuzz_reply_parser | fuzz_config) targets+=("$arg") ;;
+    fuzz_request_parser | fuzz_reply_parser | fuzz_config | fuzz_auth_gate) targets+=("$arg") ;;
     *)
         echo "fuzz.sh: unknown target '$arg' (expected: ${all_targets[*]})" >&2
         exit 2

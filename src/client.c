@@ -14,6 +14,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "memrelay/auth.h"
 #include "memrelay/log.h"
 #include "memrelay/tls.h"
 #include "memrelay/worker.h"
@@ -39,6 +40,7 @@ void mr_client_accept(mr_worker *w, int fd, uint32_t listen_pool, uint32_t pool_
     c->id = w->next_client_id++;
     c->listen_pool = listen_pool;
     c->pool_slot = pool_slot;
+    c->authed = w->gen->cfg->pools[listen_pool].auth == NULL;
     ev_io_init(&c->rio, client_read_cb, fd, EV_READ);
     ev_io_init(&c->wio, client_write_cb, fd, EV_WRITE);
     c->rio.data = c->wio.data = c;
@@ -189,6 +191,43 @@ static void idle_cb(struct ev_loop *loop, ev_timer *t, int revents)
     mr_client_close(c);
 }
 
+/* memcached -Y: until a client authenticates, its input goes through the
+ * gate (auth_gate.c) instead of the command parser, so it gets memcached's
+ * replies byte for byte. The credentials are looked up in the current
+ * configuration at each attempt, so after a reload new attempts use the new
+ * file. Returns 0 to go on with the input, -1 to stop (waiting for bytes,
+ * or closing). */
+static int auth_gate(mr_client *c, const char *p, uint32_t avail)
+{
+    mr_worker *w = c->worker;
+    const mr_auth_table *t = w->gen->cfg->pools[c->listen_pool].auth;
+    if (t == NULL) { /* authentication was turned off since it connected */
+        c->authed = true;
+        return 0;
+    }
+    mr_auth_step st;
+    mr_auth_gate(p, avail, t, &st);
+    if (st.action == MR_AUTH_NEED_MORE) {
+        c->need = st.need;
+        return -1;
+    }
+    if (st.action == MR_AUTH_CLOSE) {
+        c->closing = true;
+        mr_worker_mark_client(w, c);
+        return -1;
+    }
+    /* memcached's names and meaning: attempts that reached the credential
+     * check, and those of them that failed. */
+    if (st.outcome != MR_AUTH_NOT_TRIED)
+        MR_STAT_INC(&w->stats, auth_cmds);
+    if (st.outcome == MR_AUTH_DENIED)
+        MR_STAT_INC(&w->stats, auth_errors);
+    c->authed = st.outcome == MR_AUTH_GRANTED;
+    local_reply(c, st.reply);
+    mr_inbuf_consume(&c->in, st.consumed);
+    return 0;
+}
+
 /* Parse and dispatch every complete request in the input. */
 static void client_process(mr_client *c)
 {
@@ -225,6 +264,11 @@ static void client_process(mr_client *c)
                 mr_worker_mark_client(w, c);
                 return;
             }
+        }
+        if (__builtin_expect(!c->authed, 0)) {
+            if (auth_gate(c, p, avail) != 0)
+                return;
+            continue;
         }
         mr_request_head h;
         mr_parse_status st = mr_parse_request(p, avail, pc->item_size_max, CLIENT_MAX_LINE, &h);

@@ -8,6 +8,7 @@
 #include "config_internal.h"
 
 #include "memrelay/md5.h"
+#include "memrelay/auth.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
@@ -185,6 +186,8 @@ static void free_pool(mr_pool_conf *p)
     free(p->server_tls_name);
     free(p->server_tls_cert);
     free(p->server_tls_key);
+    free(p->auth_file);
+    mr_auth_unref(p->auth);
 }
 
 void mr_config_free(mr_config *cfg)

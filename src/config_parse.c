@@ -10,6 +10,8 @@
 #include "config_internal.h"
 #include "memrelay/log.h"
 
+#include "memrelay/auth.h"
+
 #include <arpa/inet.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -19,6 +21,7 @@
 #define PORT_MAX      65535
 #define WEIGHT_MAX    65535
 #define UNIX_PATH_MAX 107 /* sun_path holds 108 bytes including the NUL */
+#define MR_LISTEN_DEFAULT_HOST "127.0.0.1" /* a listen address without a host */
 #define KEY_LEN_MAX   250 /* memcached's key length limit, bounds route prefixes */
 #define ITEM_SIZE_MIN 1024u
 #define ITEM_SIZE_MAX (1024u * 1024u * 1024u)
@@ -573,6 +576,16 @@ static int parse_listen_addr(parser *ps, mr_pool_conf *p, const yaml_node_t *v, 
                                 UNIX_PATH_MAX);
         addr->is_unix = true;
         addr->host = dup_n(ps, s, path_len);
+            } else if (s[0] == ':' || strspn(s, "0123456789") == len) {
+        /* A port alone (`22121` or `:22121`): loopback, never every
+         * interface, so a forgotten host does not expose the pool. */
+        const char *digits = s[0] == ':' ? s + 1 : s;
+        uint64_t port = 0;
+        if (decimal(digits, strlen(digits), PORT_MAX, &port) != 0 || port == 0)
+            return mr_conf_fail(ps->ctx, at, "bad listen address '%s' in pool '%s': %s", s, p->name,
+                                "the port must be a decimal number from 1 to 65535");
+        addr->port = (uint16_t)port;
+        addr->host = dup_n(ps, MR_LISTEN_DEFAULT_HOST, strlen(MR_LISTEN_DEFAULT_HOST));
     } else {
         size_t off, hl;
         const char *why = memchr(s, ' ', len) != NULL ? "unexpected space (a mode follows only a unix socket path)"
@@ -819,6 +832,26 @@ static int key_routes(parser *ps, mr_pool_conf *p, mr_conf_marks *m, const yaml_
     return 0;
 }
 
+/* A credentials file (memcached -Y format), loaded now so that a bad file
+ * is a configuration error with this key's position, and so that a reload
+ * (a new configuration) brings a fresh table. Messages never quote the
+ * file's contents. */
+static int key_auth_file(parser *ps, mr_pool_conf *p, mr_conf_marks *m, const yaml_node_t *key, const yaml_node_t *v,
+                         const struct pool_key *k, const char *what)
+{
+    const char *s = scalar(ps, v, what);
+    if (s == NULL)
+        return -1;
+    mr_auth_error aerr;
+    mr_auth_table *t = mr_auth_load(s, &aerr);
+    if (t == NULL)
+        return mr_conf_fail(ps->ctx, pos_of(v), "%s: credentials file '%s' %s", what, s, aerr.message);
+    p->auth = t;
+    if ((p->auth_file = dup_n(ps, s, strlen(s))) == NULL)
+        return -1;
+    return 0;
+}
+
 #define FIELD(f) offsetof(mr_pool_conf, f)
 static const struct pool_key pool_keys[] = {
     /* twemproxy */
@@ -874,6 +907,7 @@ static const struct pool_key pool_keys[] = {
     {"server_tls_name", key_text, FIELD(server_tls_name), 0, 0},
     {"server_tls_cert", key_text, FIELD(server_tls_cert), 0, 0},
     {"server_tls_key", key_text, FIELD(server_tls_key), 0, 0},
+    {"auth_file", key_auth_file, 0, 0, 0},
 };
 #undef FIELD
 #define NPOOL_KEYS (sizeof(pool_keys) / sizeof(pool_keys[0]))

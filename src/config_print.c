@@ -3,6 +3,8 @@
 #include "config_internal.h"
 #include "memrelay/log.h"
 
+#include "memrelay/auth.h"
+
 #include <string.h>
 
 static const char *yes_no(bool b)
@@ -107,6 +109,14 @@ static void print_pool(FILE *out, const mr_config *cfg, const mr_pool_conf *p)
     for (size_t i = 0; i < p->nreplicate_to; i++)
         row(out, "replicate_to", p->replicate_to_names[i]);
     print_tls(out, p);
+    /* The file and how many credentials it holds; never names or passwords. */
+    if (p->auth != NULL)
+        fprintf(out, "  %-22s %s (%zu credential%s)\n", "auth_file", p->auth_file, mr_auth_count(p->auth),
+                mr_auth_count(p->auth) == 1 ? "" : "s");
+    else
+        row(out, "auth_file", "(none: no authentication)");
+    if (p->has_listen && !mr_listener_is_protected(p))
+        row(out, "warning", "listens beyond loopback without authentication");
 
     if (p->nservers == 0)
         fputs("  servers: none (the catch-all route takes every key no other route takes)\n", out);

@@ -16,8 +16,12 @@
  */
 #include "config_internal.h"
 
+#include <arpa/inet.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
+
+#include "memrelay/log.h"
 
 #include "memrelay/tls.h"
 
@@ -343,4 +347,53 @@ int mr_conf_validate(mr_conf_ctx *ctx)
         if (cfg->pools[i].nroutes > 1)
             qsort(cfg->pools[i].routes, cfg->pools[i].nroutes, sizeof(mr_route_conf), route_order);
     return 0;
+}
+
+/* ---- exposure of listeners (safe defaults) ---- */
+
+static bool is_loopback_host(const char *host)
+{
+    unsigned char a[16];
+    static const unsigned char v6_loopback[16] = {[15] = 1};
+    static const unsigned char v4_mapped[12] = {[10] = 0xff, [11] = 0xff};
+    if (inet_pton(AF_INET, host, a) == 1)
+        return a[0] == 127;
+    if (inet_pton(AF_INET6, host, a) == 1)
+        return memcmp(a, v6_loopback, 16) == 0 || (memcmp(a, v4_mapped, 12) == 0 && a[12] == 127);
+    /* A name: only "localhost" is taken on trust (resolvers map it to
+     * loopback); any other name may resolve anywhere. */
+    return strcasecmp(host, "localhost") == 0 || strcasecmp(host, "localhost.") == 0;
+}
+
+bool mr_listener_is_protected(const mr_pool_conf *pool)
+{
+    if (!pool->has_listen || pool->listen.is_unix)
+        return true;
+    /* Authentication, or TLS (the `listen` socket itself; a `tls_listen`
+     * is TLS by definition): the issue asks for one or the other. */
+    if (pool->auth != NULL || pool->tls)
+        return true;
+    return is_loopback_host(pool->listen.host);
+}
+
+bool mr_addr_is_loopback(const mr_addr_conf *addr)
+{
+    return addr->is_unix || is_loopback_host(addr->host);
+}
+
+size_t mr_config_warn_unprotected(const mr_config *cfg)
+{
+    size_t n = 0;
+    char buf[160];
+    for (size_t i = 0; i < cfg->npools; i++) {
+        const mr_pool_conf *p = &cfg->pools[i];
+        if (mr_listener_is_protected(p))
+            continue;
+        n++;
+        mr_log_warn("pool %s listens on %s, which is not a loopback address, without TLS or authentication: "
+                    "anyone who can reach it can read and change the cache (set auth_file or tls, or listen on "
+                    "127.0.0.1 or a unix socket)",
+                    p->name, mr_conf_addr_format(&p->listen, buf, sizeof(buf)));
+    }
+    return n;
 }

@@ -272,6 +272,7 @@ int main(int argc, char **argv)
             fprintf(stderr, "memrelay: %s\n", err.message);
             return 1;
         }
+        mr_config_warn_unprotected(cfg);
         mr_config_print(stdout, cfg);
         printf("configuration %s is valid\n", opt.config_path);
         mr_config_free(cfg);
@@ -300,6 +301,7 @@ int main(int argc, char **argv)
         free(opt.admin.host);
         return 1;
     }
+    mr_config_warn_unprotected(cfg);
     reloader.on_config = on_config;
     reloader.on_config_ctx = &opt;
     int nworkers = opt.threads ? opt.threads : (cfg->threads > 0 ? cfg->threads : 1);
@@ -361,6 +363,10 @@ int main(int argc, char **argv)
     admin_arg = (admin_ctx){&reloader, health, shared.started};
     mr_admin_source admin_source = {admin_acquire, admin_release, &admin_arg};
     mr_admin_http *admin = NULL;
+    if (admin_addr && !mr_addr_is_loopback(admin_addr))
+        mr_log_warn("the HTTP admin listener is on %s, not loopback, and has no authentication: anyone who can "
+                    "reach it can read the metrics (keep it on 127.0.0.1 or firewall it)",
+                    admin_addr->host);
     bool run = started == nworkers;
     if (run && admin_addr && !(admin = mr_admin_http_start(admin_addr, &admin_source)))
         run = false; /* asked for and cannot listen: stop, as for a pool's listener */

@@ -131,6 +131,10 @@ static const struct {
         "TLS handshakes with servers completed."),
     ROW(backend_tls_handshake_failures, "memrelay_backend_tls_handshake_failures_total", COUNTER,
         "TLS handshakes with servers that failed (certificate not verified, refused)."),
+    ROW(auth_cmds, "memrelay_auth_cmds_total", COUNTER,
+        "Client authentication attempts that reached the credential check (memcached's auth_cmds)."),
+    ROW(auth_errors, "memrelay_auth_errors_total", COUNTER,
+        "Client authentication attempts that failed (memcached's auth_errors)."),
 #undef ROW
 };
 _Static_assert(sizeof(process_rows) / sizeof(process_rows[0]) == sizeof(mr_stats) / sizeof(uint64_t),

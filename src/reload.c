@@ -357,6 +357,7 @@ int mr_reload_now(mr_reloader *r, const char *why, bool force)
                 gen->cfg->hash, gen->cfg->npools);
     if (r->on_config)
         r->on_config(r->on_config_ctx, gen->cfg);
+    mr_config_warn_unprotected(gen->cfg);
     for (int i = 0; i < r->nworkers; i++)
         mr_worker_switch_to(&r->workers[i], sws[i]);
     free(sws);

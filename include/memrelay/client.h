@@ -46,6 +46,7 @@ typedef struct mr_client {
     bool closing;            /* close once the queued replies are written */
     bool eof;                /* peer closed its side */
     bool started;            /* its first bytes have been looked at (binary protocol check) */
+    bool authed;             /* may send commands: authenticated, or its pool has no auth_file */
     bool dirty;              /* on the worker's flush list */
     struct mr_client *next_dirty;
     struct mr_client *prev, *next; /* worker's client list */

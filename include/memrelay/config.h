@@ -14,6 +14,8 @@
 #include <stdio.h>
 #include <sys/types.h>
 
+struct mr_auth_table;
+
 #include "memrelay/dist.h"
 #include "memrelay/hash.h"
 
@@ -116,6 +118,9 @@ typedef struct {
     char *server_tls_name;       /* name to check and send as SNI; NULL: each server's host as written */
     char *server_tls_cert;       /* PEM client certificate for servers that require one, or NULL */
     char *server_tls_key;        /* its private key */
+    /* Security */
+    char *auth_file;             /* credentials file (memcached -Y format), or NULL: no authentication */
+    struct mr_auth_table *auth;  /* its credentials, loaded with the configuration (one reference) */
 } mr_pool_conf;
 
 /* Does any listener of the pool speak TLS? */
@@ -157,6 +162,19 @@ void mr_config_print(FILE *out, const mr_config *cfg);
  * it) and returns NULL; otherwise returns what is wrong. Used for
  * memrelay.admin_listen and the --admin flag alike. */
 const char *mr_config_admin_addr(const char *text, mr_addr_conf *out);
+/* Is this pool's listener safe to expose: a unix socket, a loopback
+ * address (127.0.0.0/8, ::1, localhost), or guarded by client
+ * authentication (auth_file) or TLS (tls: true)? Pools without a listener
+ * count as protected. The one place that decides. */
+bool mr_listener_is_protected(const mr_pool_conf *pool);
+
+/* Log a warning for every listener that is not protected (see above).
+ * Called at start-up and by --check-config; a reload should call it for the
+ * new configuration. Returns how many it warned about. */
+size_t mr_config_warn_unprotected(const mr_config *cfg);
+
+/* A unix socket or a loopback address (127.0.0.0/8, ::1, localhost)? */
+bool mr_addr_is_loopback(const mr_addr_conf *addr);
 
 /* Pool index by name, or -1. */
 long mr_config_pool_index(const mr_config *cfg, const char *name);

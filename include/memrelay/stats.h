@@ -36,7 +36,9 @@
     X(tls_handshakes)        \
     X(tls_handshake_failures) \
     X(backend_tls_handshakes) \
-    X(backend_tls_handshake_failures)
+    X(backend_tls_handshake_failures) \
+    X(auth_cmds)             \
+    X(auth_errors)
 
 typedef struct {
 #define MR_STAT_FIELD(name) uint64_t name;

@@ -489,9 +489,43 @@ Test(config, load_string_without_error_struct)
     cr_assert_null(mr_config_load_string(bad, strlen(bad), NULL, NULL));
 }
 
-Test(config, error_listen_needs_a_host)
+Test(config, listen_without_host_binds_loopback)
 {
-    expect_error("p:\n  listen: :22121\n", 2, 11, "missing host");
+    static const char *const forms[] = {"\":22121\"", ":22121", "22121", "\"22121\""};
+    for (size_t i = 0; i < sizeof(forms) / sizeof(forms[0]); i++) {
+        char yaml[160];
+        snprintf(yaml, sizeof(yaml), "p:\n  listen: %s\n  servers:\n    - 127.0.0.1:11211:1\n", forms[i]);
+        mr_config *cfg = must_load(yaml);
+        cr_expect_str_eq(cfg->pools[0].listen.host, "127.0.0.1", "listen %s", forms[i]);
+        cr_expect_eq(cfg->pools[0].listen.port, 22121, "listen %s", forms[i]);
+        cr_expect(mr_listener_is_protected(&cfg->pools[0]), "listen %s", forms[i]);
+        mr_config_free(cfg);
+    }
+}
+
+Test(config, error_listen_port_alone_out_of_range)
+{
+    expect_error("p:\n  listen: \":0\"\n", 2, 11, "the port must be a decimal number from 1 to 65535");
+    expect_error("p:\n  listen: 70000\n", 2, 11, "the port must be a decimal number from 1 to 65535");
+}
+
+Test(config, listener_protection)
+{
+    static const struct {
+        const char *listen;
+        bool is_protected;
+    } cases[] = {
+        {"127.0.0.1:1", true}, {"127.9.9.9:1", true},  {"\"[::1]:1\"", true},     {"localhost:1", true},
+        {"/tmp/x.sock", true}, {"0.0.0.0:1", false},   {"10.0.0.1:1", false},     {"\"[::]:1\"", false},
+        {"cache.example:1", false}, {"\"[::ffff:127.0.0.1]:1\"", true},
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        char yaml[200];
+        snprintf(yaml, sizeof(yaml), "p:\n  listen: %s\n  servers:\n    - 127.0.0.2:11211:1\n", cases[i].listen);
+        mr_config *cfg = must_load(yaml);
+        cr_expect_eq(mr_listener_is_protected(&cfg->pools[0]), cases[i].is_protected, "listen %s", cases[i].listen);
+        mr_config_free(cfg);
+    }
 }
 
 Test(config, error_server_is_our_own_listener)
