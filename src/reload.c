@@ -188,25 +188,6 @@ int mr_reload_init(mr_reloader *r, const char *path, mr_health *health)
     return 0;
 }
 
-/* Free a switch that was prepared but never handed over. */
-static void free_switch(mr_worker_switch *sw)
-{
-    if (!sw)
-        return;
-    for (uint32_t id = 0; sw->fresh && id < sw->nbackends; id++)
-        if (sw->fresh[id]) {
-            mr_backend_close(sw->fresh[id]);
-            free(sw->fresh[id]);
-        }
-    free(sw->fresh);
-    free(sw->backends);
-    free(sw->server_slot);
-    free(sw->accept_io);
-    free(sw->hold);
-    free(sw->retired);
-    free(sw);
-}
-
 /* Everything worker w needs to switch to gen, allocated here so that the
  * switch on the worker's thread cannot fail. */
 static mr_worker_switch *prepare_switch(mr_reloader *r, mr_worker *w, mr_gen *gen)
@@ -229,7 +210,7 @@ static mr_worker_switch *prepare_switch(mr_reloader *r, mr_worker *w, mr_gen *ge
     sw->hold = calloc(1, sizeof(*sw->hold));
     sw->retired = calloc(slots, sizeof(*sw->retired));
     if (!sw->backends || !sw->server_slot || !sw->fresh || !sw->accept_io || !sw->hold || !sw->retired) {
-        free_switch(sw);
+        mr_worker_switch_free(sw);
         return NULL;
     }
     for (uint32_t id = 0; id < nr->nservers; id++) {
@@ -242,7 +223,7 @@ static mr_worker_switch *prepare_switch(mr_reloader *r, mr_worker *w, mr_gen *ge
             mr_backend_init(sw->fresh[id], w, srv, &nr->pools[srv->pool]) < 0) {
             free(sw->fresh[id]);
             sw->fresh[id] = NULL;
-            free_switch(sw);
+            mr_worker_switch_free(sw);
             return NULL;
         }
     }
@@ -322,7 +303,7 @@ int mr_reload_now(mr_reloader *r, const char *why, bool force)
     if (gen && !prepared) {
         snprintf(err, sizeof(err), "out of memory preparing the workers");
         for (int i = 0; sws && i < r->nworkers; i++)
-            free_switch(sws[i]);
+            mr_worker_switch_free(sws[i]);
         close_new_listeners(gen, r->current);
         mr_gen_free(gen);
         gen = NULL;

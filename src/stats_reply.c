@@ -136,6 +136,18 @@ static int route_explain(mr_worker *w, uint32_t listen_pool, mr_mbuf *mb, const 
     return rc;
 }
 
+/* `n` bytes were written into mb (or -1: they did not fit): make them the
+ * reply. Takes the caller's reference to mb. */
+static int reply_from(mr_mbuf *mb, int n, mr_slice *out)
+{
+    if (n >= 0) {
+        mb->len = (uint32_t)n;
+        *out = mr_slice_ref(mb, mb->data, mb->len);
+    }
+    mr_mbuf_unref(mb);
+    return n < 0 ? -1 : 0;
+}
+
 /* Build the reply for `stats [arg]` into *out. */
 int mr_stats_reply(mr_worker *w, uint32_t listen_pool, mr_slice *out, const char *arg, uint32_t arg_len,
                    const char *rest, uint32_t rest_len)
@@ -174,17 +186,7 @@ int mr_stats_reply(mr_worker *w, uint32_t listen_pool, mr_slice *out, const char
     }
     if (arg_len == 6 && memcmp(arg, "config", 6) == 0 && w->shared->reload) {
         mr_mbuf *mb = mr_mbuf_get(&w->mbufs, 4096);
-        if (!mb)
-            return -1;
-        int n = mr_reload_status_stats(w->shared->reload, mb->data, mb->cap);
-        if (n < 0) {
-            mr_mbuf_unref(mb);
-            return -1;
-        }
-        mb->len = (uint32_t)n;
-        *out = mr_slice_ref(mb, mb->data, mb->len);
-        mr_mbuf_unref(mb);
-        return 0;
+        return mb ? reply_from(mb, mr_reload_status_stats(w->shared->reload, mb->data, mb->cap), out) : -1;
     }
     if (arg_len == 7 && memcmp(arg, "servers", 7) == 0 && w->shared->health) {
         /* 26 lines per server, each naming its pool and server. */
@@ -195,17 +197,7 @@ int mr_stats_reply(mr_worker *w, uint32_t listen_pool, mr_slice *out, const char
                 cap +=
                 32 * (strlen(r->servers[i].conf->spec) + strlen(r->cfg->pools[r->servers[i].pool].name) + 64);
         mr_mbuf *mb = cap < UINT32_MAX ? mr_mbuf_get(&w->mbufs, (uint32_t)cap) : NULL;
-        if (!mb)
-            return -1;
-        int n = mr_health_stats(w->shared->health, w->gen->router, mb->data, mb->cap);
-        if (n < 0) {
-            mr_mbuf_unref(mb);
-            return -1;
-        }
-        mb->len = (uint32_t)n;
-        *out = mr_slice_ref(mb, mb->data, mb->len);
-        mr_mbuf_unref(mb);
-        return 0;
+        return mb ? reply_from(mb, mr_health_stats(w->shared->health, w->gen->router, mb->data, mb->cap), out) : -1;
     }
     if (arg_len == 5 && memcmp(arg, "pools", 5) == 0) {
         mr_mbuf *mb = mr_mbuf_get(&w->mbufs, 64 * 1024);

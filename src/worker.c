@@ -337,6 +337,24 @@ static void switch_cb(struct ev_loop *loop, ev_async *a, int revents)
     ev_async_send(w->shared->main_loop, w->shared->switched);
 }
 
+void mr_worker_switch_free(mr_worker_switch *sw)
+{
+    if (!sw)
+        return;
+    for (uint32_t id = 0; sw->fresh && id < sw->nbackends; id++)
+        if (sw->fresh[id]) {
+            mr_backend_close(sw->fresh[id]);
+            free(sw->fresh[id]);
+        }
+    free(sw->fresh);
+    free(sw->backends);
+    free(sw->server_slot);
+    free(sw->accept_io);
+    free(sw->hold);
+    free(sw->retired);
+    free(sw);
+}
+
 void mr_worker_switch_to(mr_worker *w, mr_worker_switch *sw)
 {
     __atomic_store_n(&w->next_switch, sw, __ATOMIC_RELEASE);
@@ -450,20 +468,8 @@ void mr_worker_destroy(mr_worker *w)
     }
     mr_gen_release(w->gen);
     if (w->next_switch) { /* a reload the worker never took */
-        mr_worker_switch *sw = w->next_switch;
-        for (uint32_t id = 0; id < sw->nbackends; id++)
-            if (sw->fresh[id]) {
-                mr_backend_close(sw->fresh[id]);
-                free(sw->fresh[id]);
-            }
-        free(sw->fresh);
-        free(sw->backends);
-        free(sw->server_slot);
-        free(sw->accept_io);
-        free(sw->hold);
-        free(sw->retired);
-        mr_gen_release(sw->gen);
-        free(sw);
+        mr_gen_release(w->next_switch->gen);
+        mr_worker_switch_free(w->next_switch);
         w->next_switch = NULL;
     }
     free(w->backends);

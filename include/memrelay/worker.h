@@ -108,6 +108,8 @@ void mr_worker_health_changed(mr_worker *w);
  * worker acknowledges by storing the generation's seq in switched_seq and
  * waking `ack` (the main loop's async). */
 void mr_worker_switch_to(mr_worker *w, mr_worker_switch *sw);
+/* Free a switch that was never taken (its generation reference is the caller's). */
+void mr_worker_switch_free(mr_worker_switch *sw);
 /* The generation of a request is done with one of its requests. */
 void mr_worker_req_freed(mr_worker *w, mr_gen *gen);
 /* From the main thread: begin a graceful shutdown (see main.c). */
