@@ -722,7 +722,8 @@ def test_meta_arithmetic_and_ms_modes_repair_every_replica(cl3):
 def test_md_with_cas_deletes_on_every_replica(cl3):
     with cl3.conn() as c:
         assert _req(c, set_cmd(b"mdc", b"v")) == b"STORED\r\n"
-        settle(cl3)
+        # STORED came with the first ack (write_ack one); the other copies may still be on the way.
+        assert wait_for(lambda: all(mg_direct(mc, b"mdc") is not None for mc in cl3.backends), 5)
         reply = _req(c, b"mg mdc c\r\n")
         cas = int(re.search(rb"c(\d+)", reply).group(1))
         assert _req(c, b"md mdc C%d\r\n" % (cas + 1000)) == b"EX\r\n"
