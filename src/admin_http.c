@@ -56,6 +56,11 @@ bool mr_admin_ready(const mr_admin_view *v, char *why, size_t cap)
         snprintf(why, cap, "no configuration loaded");
         return false;
     }
+    if (v->draining) {
+        /* Shutting down: take it out of service before the listeners go. */
+        snprintf(why, cap, "draining (shutting down)");
+        return false;
+    }
     for (uint32_t p = 0; p < v->router->npools; p++) {
         const mr_pool *pool = &v->router->pools[p];
         if (pool->nservers == 0)

@@ -157,7 +157,7 @@ static void on_signal(struct ev_loop *loop, ev_signal *w, int revents)
     }
     mr_log_info("signal %d: draining (no new connections or requests; up to %u ms)", w->signum,
                 cfg->shutdown_timeout_ms);
-    shutdown_ctl.draining = true;
+    __atomic_store_n(&shutdown_ctl.draining, true, __ATOMIC_RELEASE); /* the admin thread reads it */
     for (int i = 0; i < shutdown_ctl.nworkers; i++)
         mr_worker_drain(&shutdown_ctl.workers[i]);
     ev_timer_init(&shutdown_ctl.deadline, drain_deadline_cb, cfg->shutdown_timeout_ms / 1000.0, 0);
@@ -207,6 +207,7 @@ static bool admin_acquire(void *arg, mr_admin_view *v)
     v->health = a->health;
     v->started = a->started;
     v->reload = &a->reloader->status;
+    v->draining = __atomic_load_n(&shutdown_ctl.draining, __ATOMIC_ACQUIRE);
     v->token = gen;
     return true;
 }

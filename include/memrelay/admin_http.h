@@ -32,6 +32,7 @@ typedef struct mr_admin_view {
     const struct mr_health *health; /* server states and traffic (atomics) */
     double started;                 /* process start, wall clock seconds */
     mr_reload_status *reload;       /* reload counters (generation.h), or NULL */
+    bool draining;                  /* a graceful shutdown has begun: not ready */
     void *token;                    /* the source's: what release() lets go */
 } mr_admin_view;
 

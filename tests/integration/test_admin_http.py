@@ -16,6 +16,7 @@ import re
 import signal
 import socket
 import subprocess
+import time
 
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
@@ -475,3 +476,25 @@ def test_metrics_and_readiness_follow_reloads(factory):
     fams = scrape(port)
     assert {s.labels["server"] for s in fams["memrelay_server_requests"].samples} == {mc.spec()}
     assert value(fams, "memrelay_config_last_reload_failed") == 0
+
+
+def test_readyz_turns_503_while_draining_and_healthz_stays_200(factory):
+    mc = factory.memcached()
+    port = harness.free_port()
+    relay = factory.relay({"alpha": Pool([mc], timeout=4000)}, process_settings={"admin_listen": str(port)})
+    assert http_request(port, "GET", "/readyz")[0] == 200
+    with relay.conn(timeout=10) as c:
+        mc.pause()  # a request in flight keeps the drain going
+        try:
+            c.send(b"get slow\r\n")
+            time.sleep(0.2)
+            relay.proc.send_signal(signal.SIGTERM)
+            assert wait_for(lambda: http_request(port, "GET", "/readyz")[0] == 503, STATE_WAIT)
+            status, _, body = http_request(port, "GET", "/readyz")
+            assert status == 503 and b"draining" in body, body
+            assert http_request(port, "GET", "/healthz")[0] == 200
+        finally:
+            mc.resume()
+        assert c.recv_replies(1, timeout=10) == b"END\r\n"  # answered before exit
+    relay.proc.wait(timeout=10)
+    assert relay.proc.returncode == 0
