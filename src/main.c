@@ -371,12 +371,10 @@ int main(int argc, char **argv)
     bool run = started == nworkers;
     if (run && admin_addr && !(admin = mr_admin_http_start(admin_addr, &admin_source)))
         run = false; /* asked for and cannot listen: stop, as for a pool's listener */
-    pthread_sigmask(SIG_SETMASK, &old_set, NULL);
+    /* The handlers exist before the signals are unblocked: a SIGHUP or
+     * SIGTERM sent during start-up waits for them instead of killing us. */
+    ev_signal sigint, sigterm, sighup;
     if (run) {
-        mr_log_info("memrelay %s started: %d worker thread%s, config %s (md5 %s)", MEMRELAY_VERSION, nworkers,
-                    nworkers == 1 ? "" : "s", opt.config_path, cfg->hash);
-        log_listeners(cfg);
-        ev_signal sigint, sigterm, sighup;
         shutdown_ctl.workers = workers;
         shutdown_ctl.nworkers = nworkers;
         shutdown_ctl.reloader = &reloader;
@@ -387,6 +385,12 @@ int main(int argc, char **argv)
         ev_signal_start(main_loop, &sigint);
         ev_signal_start(main_loop, &sigterm);
         ev_signal_start(main_loop, &sighup);
+    }
+    pthread_sigmask(SIG_SETMASK, &old_set, NULL);
+    if (run) {
+        mr_log_info("memrelay %s started: %d worker thread%s, config %s (md5 %s)", MEMRELAY_VERSION, nworkers,
+                    nworkers == 1 ? "" : "s", opt.config_path, cfg->hash);
+        log_listeners(cfg);
         ev_run(main_loop, 0);
         rc = 0;
     }
