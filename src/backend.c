@@ -37,6 +37,10 @@
  * much memory). Longest reply line. */
 #define REPLY_MIN_MAX_VALUE (2u * 1024u * 1024u)
 #define REPLY_MAX_LINE 8192u
+/* Replies stream in back to back: while values are large, a fresh input
+ * block holds this many of them, so few straddle a block end (the only
+ * ones copied) and one read takes several. */
+#define BIG_REPLIES_AHEAD 4
 #define WRITE_IOV_MAX 256
 
 static void bconn_read_cb(struct ev_loop *loop, ev_io *io, int revents);
@@ -661,7 +665,7 @@ static void bconn_parse(mr_bconn *bc, uint32_t *need)
 static void bconn_read_cb(struct ev_loop *loop, ev_io *io, int revents)
 {
     mr_bconn *bc = io->data;
-    if (mr_inbuf_reserve(&bc->in, &bc->be->worker->mbufs, bc->need) < 0) {
+    if (mr_inbuf_reserve(&bc->in, &bc->be->worker->mbufs, bc->need, BIG_REPLIES_AHEAD) < 0) {
         bconn_reset(bc, MR_ERR_NOMEM);
         return;
     }

@@ -275,7 +275,7 @@ static void client_read_cb(struct ev_loop *loop, ev_io *io, int revents)
 {
     mr_client *c = io->data;
     mr_worker *w = c->worker;
-    if (mr_inbuf_reserve(&c->in, &w->mbufs, c->need) < 0) {
+    if (mr_inbuf_reserve(&c->in, &w->mbufs, c->need, 1) < 0) {
         mr_log_error("client: out of memory reading a request");
         mr_client_close(c);
         return;
