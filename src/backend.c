@@ -591,6 +591,12 @@ static bool value_was_asked(mr_msg *msg, const char *key, uint32_t klen)
     while (p + pos < end) {
         while (p + pos < end && p[pos] == ' ')
             pos++;
+        /* The usual case, a hit on the next key asked: one compare. */
+        if ((size_t)(end - (p + pos)) > klen && memcmp(p + pos, key, klen) == 0 &&
+            (p[pos + klen] == ' ' || p[pos + klen] == '\r' || p[pos + klen] == '\n')) {
+            msg->key_scan = pos + klen;
+            return true;
+        }
         uint32_t start = pos;
         while (p + pos < end && p[pos] != ' ' && p[pos] != '\r' && p[pos] != '\n')
             pos++;

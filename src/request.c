@@ -54,8 +54,8 @@ static void req_free(mr_req *req)
         msg_release(&req->msgs[i]);
     if (req->msgs != req->inline_msgs)
         free(req->msgs);
-    if (req->key_msg != req->inline_key_msg)
-        free(req->key_msg);
+    if (req->keys != req->inline_keys)
+        free(req->keys); /* key_msg shares its allocation */
     mr_slice_release(&req->line);
     mr_slice_release(&req->local);
     mr_worker *w = req->worker;
@@ -119,10 +119,17 @@ mr_msg *mr_req_add_msg(mr_req *req)
 
 int mr_req_alloc_keys(mr_req *req, uint32_t nkeys)
 {
-    if (nkeys <= MR_REQ_INLINE_KEYS)
+    if (nkeys <= MR_REQ_INLINE_KEYS) {
         req->key_msg = req->inline_key_msg;
-    else if (!(req->key_msg = malloc(nkeys * sizeof(uint32_t))))
-        return -1;
+        req->keys = req->inline_keys;
+    } else {
+        /* One allocation for both tables; the key refs go first (aligned). */
+        mr_key_ref *keys = malloc(nkeys * (sizeof(mr_key_ref) + sizeof(uint32_t)));
+        if (!keys)
+            return -1;
+        req->keys = keys;
+        req->key_msg = (uint32_t *)(keys + nkeys);
+    }
     req->nkeys = nkeys;
     return 0;
 }
