@@ -23,7 +23,8 @@ mr_req *mr_req_new(mr_worker *w)
     mr_req *req = w->free_reqs;
     if (req) {
         w->free_reqs = req->next;
-        w->nfree_reqs--;
+        if (--w->nfree_reqs < w->low_free_reqs)
+            w->low_free_reqs = w->nfree_reqs;
     } else {
         req = malloc(sizeof(*req));
         if (!req)

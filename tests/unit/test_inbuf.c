@@ -104,3 +104,34 @@ Test(inbuf, a_large_element_sizes_the_next_fresh_blocks_until_small_ones_follow)
     mr_inbuf_release(&ib);
     mr_mbuf_pool_drain(&pool);
 }
+
+Test(mbuf, shrink_frees_blocks_unused_for_a_period_and_asks_for_a_trim_after_a_drop)
+{
+    mr_mbuf_pool pool;
+    mr_mbuf_pool_init(&pool, 256);
+    mr_mbuf *b[100];
+    for (int i = 0; i < 100; i++)
+        b[i] = mr_mbuf_get(&pool, 100);
+    for (int i = 0; i < 100; i++)
+        mr_mbuf_unref(b[i]);
+    cr_assert_eq(pool.nfree, 100);
+    /* Live use fell from 100 blocks to none, but only 100 * 16 KiB was freed
+     * to malloc by the shrink below: the first shrink frees nothing (the
+     * blocks were free for part of the period only). */
+    cr_assert_not(mr_mbuf_pool_shrink(&pool));
+    cr_assert_eq(pool.nfree, 100);
+    /* Ten are taken and given back: ninety went unused for a whole period. */
+    for (int i = 0; i < 10; i++)
+        b[i] = mr_mbuf_get(&pool, 100);
+    for (int i = 0; i < 10; i++)
+        mr_mbuf_unref(b[i]);
+    cr_assert(mr_mbuf_pool_shrink(&pool)); /* 90 * 16 KiB >= 1 MiB returned, nothing live */
+    cr_assert_eq(pool.nfree, 10);
+    /* Steady use near the peak: blocks in use are not a reason to trim. */
+    for (int i = 0; i < 100; i++)
+        b[i] = mr_mbuf_get(&pool, 100);
+    cr_assert_not(mr_mbuf_pool_shrink(&pool));
+    for (int i = 0; i < 100; i++)
+        mr_mbuf_unref(b[i]);
+    mr_mbuf_pool_drain(&pool);
+}
