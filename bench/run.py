@@ -4,6 +4,8 @@
     bench/run.py                 quick: 3 rounds x 3 s per workload and target (about 4 minutes)
     bench/run.py --full          5 rounds x 5 s (about 10 minutes)
     bench/run.py --callgrind     user-space instructions per request (valgrind), memrelay and nutcracker
+    bench/run.py --callgrind --only large,multiget    the same on those workloads
+    bench/run.py --syscalls --only small,pipelined     system calls per request (strace -c)
     bench/run.py --only small,pipelined --rounds 2 --seconds 2
 
 Starts 4 memcached on free 127.0.0.1 ports, nutcracker (-v 4, stats on 127.0.0.1) and memrelay with
@@ -537,7 +539,12 @@ def markdown_table(rows):
     return "\n".join(out)
 
 
-# ---- instructions per request (callgrind) ------------------------------------------------------------
+# ---- instructions and system calls per request --------------------------------------------------------
+
+# --callgrind/--syscalls without --only: the single-key gets all earlier instruction counts used.
+GETS = dict(SMALL, name="gets", title="single-key gets (100 B values, 50 connections, all hits)", keys=1000,
+            ratio="1:0")
+
 
 def callgrind_total(path):
     with open(path) as f:
@@ -547,61 +554,151 @@ def callgrind_total(path):
     raise BenchError(f"no totals in {path}")
 
 
-def run_callgrind(bench, requests):
-    """Ir per request for the proxies, and memcached itself for reference."""
-    if not shutil.which("valgrind") or not shutil.which("callgrind_control"):
-        raise BenchError("valgrind is not installed (apt-get install valgrind)")
-    outdir = bench.dir
+def profile_targets(bench, with_direct, wrap):
+    """(title, starter) of every process profiled (--proxies); starters return (ports, measured proc)."""
+    wanted = bench.args.proxies.split(",")
 
-    def wrap(name):
-        return ["valgrind", "--tool=callgrind", "--quiet", f"--callgrind-out-file={outdir}/{name}.cg"]
+    def direct():
+        ports, procs = bench.start_memcached(1, wrap=wrap)
+        return ports, procs[0]
 
+    def nutcracker():
+        port, proc = bench.start_nutcracker("cg-nutcracker", wrap=wrap)
+        return [port], proc
+
+    def memrelay():
+        port, proc = bench.start_memrelay("cg-memrelay", wrap=wrap)
+        return [port], proc
+
+    cases = [("memcached (1 server, direct)", "memcached", direct), ("nutcracker", "nutcracker", nutcracker),
+             ("memrelay", "memrelay", memrelay)]
+    return [(title, start) for title, name, start in cases
+            if name in wanted and (with_direct or name != "memcached")]
+
+
+def run_profiled(bench, workloads, requests, measure):
+    """Runs `requests` requests of each workload through each process, `measure(proc, run)` around the
+    measured part (after a warm-up); rows of (workload, process, figures, requests, error)."""
     bench.mc_ports, bench.mc = bench.start_memcached(BACKENDS)
-    w = dict(SMALL, keys=1000, ratio="1:0")
     rows = []
-    cases = [("memcached (1 server, direct)", None), ("nutcracker", "nutcracker"), ("memrelay", "memrelay")]
-    for title, kind in cases:
-        name = "cg-" + (kind or "memcached")
+    only_gets = [w["name"] for w in workloads] == ["gets"]
+    for title, start in profile_targets(bench, only_gets, measure.wrap):
         try:
-            if kind is None:
-                ports, procs = bench.start_memcached(1, wrap=lambda n: wrap(name))
-                port, proc = ports[0], procs[0]
-            elif kind == "nutcracker":
-                port, proc = bench.start_nutcracker(name, wrap=wrap)
-            else:
-                port, proc = bench.start_memrelay(name, wrap=wrap)
+            ports, proc = start()
         except BenchError as e:
-            rows.append((title, None, None, str(e)))
-            log(f"bench: callgrind {title}: {e}")
+            rows += [(w, title, None, None, str(e)) for w in workloads]
+            log(f"bench: {measure.name} {title}: {e}")
             continue
         try:
-            bench.run_loadgen([port], w, ["--warmup-only", "--prefix", "cg:"], 60, [], f"callgrind/{kind}/warmup")
-            subprocess.run(["callgrind_control", "-z", str(proc.pid)], check=True, capture_output=True, timeout=60)
-            out = bench.run_loadgen([port], w, ["--no-warmup", "--prefix", "cg:", "-n", str(requests)], 600, [],
-                                    f"callgrind/{kind}")
-            before = set(os.listdir(outdir))
-            subprocess.run(["callgrind_control", "-d", str(proc.pid)], check=True, capture_output=True, timeout=60)
-            dumps = sorted(f for f in set(os.listdir(outdir)) - before if f.startswith(name + ".cg"))
-            if not dumps:
-                raise BenchError("callgrind wrote no dump")
-            ir = callgrind_total(os.path.join(outdir, dumps[-1]))
-            rows.append((title, ir, out["requests"], None))
-            log(f"bench: callgrind {title}: {ir:,} Ir / {out['requests']:,} requests = {ir / out['requests']:,.0f}")
-        except (BenchError, subprocess.SubprocessError) as e:
-            rows.append((title, None, None, str(e)))
-            log(f"bench: callgrind {title}: {e}")
+            for wi, w in enumerate(workloads):
+                prefix = f"p{wi:02d}:"
+                try:
+                    bench.run_loadgen(ports, w, ["--warmup-only", "--prefix", prefix], 600, [],
+                                      f"{measure.name}/{w['name']}/{title}/warmup")
+                    def run():
+                        return bench.run_loadgen(ports, w, ["--no-warmup", "--prefix", prefix, "-n", str(requests)],
+                                                 600, [], f"{measure.name}/{w['name']}/{title}")
+                    figures, out = measure(proc, run)
+                    rows.append((w, title, figures, out["requests"], None))
+                    log(f"bench: {measure.name} {w['name']} {title}: {measure.show(figures, out['requests'])}")
+                except (BenchError, subprocess.SubprocessError, OSError) as e:
+                    rows.append((w, title, None, None, str(e)))
+                    log(f"bench: {measure.name} {w['name']} {title}: {e}")
         finally:
             proc.stop(30)
     return rows
 
 
-def callgrind_table(rows, requests):
-    out = ["| process | Ir per request | total Ir | requests |", "|---|---|---|---|"]
-    for title, ir, n, err in rows:
-        if ir is None:
-            out.append(f"| {title} | {err} |  |  |")
+class Callgrind:
+    """User-space instructions (Ir) of the whole process, zeroed after the warm-up, dumped after the run."""
+    name = "callgrind"
+
+    def __init__(self, outdir):
+        self.outdir = outdir
+
+    def wrap(self, name):
+        # Uncompressed names: every dump can be read by callgrind_annotate on its own.
+        return ["valgrind", "--tool=callgrind", "--quiet", "--compress-strings=no", "--compress-pos=no",
+                f"--callgrind-out-file={self.outdir}/{name}.cg"]
+
+    def __call__(self, proc, run):
+        subprocess.run(["callgrind_control", "-z", str(proc.pid)], check=True, capture_output=True, timeout=60)
+        out = run()
+        before = set(os.listdir(self.outdir))
+        subprocess.run(["callgrind_control", "-d", str(proc.pid)], check=True, capture_output=True, timeout=60)
+        dumps = sorted(f for f in set(os.listdir(self.outdir)) - before if ".cg" in f)
+        if not dumps:
+            raise BenchError("callgrind wrote no dump")
+        return callgrind_total(os.path.join(self.outdir, dumps[-1])), out
+
+    @staticmethod
+    def show(ir, n):
+        return f"{ir:,} Ir / {n:,} requests = {ir / n:,.0f}"
+
+
+class Syscalls:
+    """System calls of every thread, counted by `strace -c -f -p` attached only for the measured run.
+    strace slows the process down, which changes how many requests each wake-up finds: the counts
+    compare builds and proxies under the same handicap, they are not what an untraced run makes."""
+    name = "syscalls"
+    wrap = None
+
+    def __init__(self, outdir):
+        self.outdir = outdir
+        self.n = 0
+
+    def __call__(self, proc, run):
+        self.n += 1
+        path = os.path.join(self.outdir, f"strace-{self.n}.txt")
+        st = subprocess.Popen(["strace", "-c", "-f", "-q", "-o", path, "-p", str(proc.pid)],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+        try:
+            time.sleep(1.0)  # attach to every thread before the load starts
+            if st.poll() is not None:
+                raise BenchError("strace could not attach (ptrace not permitted?)")
+            out = run()
+        finally:
+            if st.poll() is None:
+                st.send_signal(signal.SIGINT)
+            try:
+                st.wait(30)
+            except subprocess.TimeoutExpired:
+                st.kill()
+                st.wait(5)
+        calls = {}
+        with open(path) as f:
+            for line in f:
+                parts = line.split()
+                # % time, seconds, usecs/call, calls, [errors], syscall
+                if len(parts) >= 5 and parts[0][0].isdigit() and parts[3].isdigit() and parts[-1] != "total":
+                    calls[parts[-1]] = int(parts[3])
+        return calls, out
+
+    @staticmethod
+    def show(calls, n):
+        total = sum(calls.values())
+        top = ", ".join(f"{k} {v / n:.2f}" for k, v in sorted(calls.items(), key=lambda kv: -kv[1])[:5])
+        return f"{total / n:.2f} syscalls per request ({top})"
+
+
+def profile_table(rows, measure):
+    if measure.name == "callgrind":
+        out = ["| workload | process | Ir per request | total Ir | requests |", "|---|---|---|---|---|"]
+    else:
+        out = ["| workload | process | syscalls per request | read | writev / write | epoll_wait | epoll_ctl | other | requests |",
+               "|---|---|---|---|---|---|---|---|---|"]
+    for w, title, fig, n, err in rows:
+        if fig is None:
+            out.append(f"| {w['name']} | {title} | {err} |")
+        elif measure.name == "callgrind":
+            out.append(f"| {w['name']} | {title} | {fig / n:,.0f} | {fig:,} | {n:,} |")
         else:
-            out.append(f"| {title} | {ir / n:,.0f} | {ir:,} | {n:,} |")
+            get = lambda *names: sum(fig.get(k, 0) for k in names)
+            main = dict(read=get("read", "recvfrom", "readv"), write=get("writev", "write", "sendmsg", "sendto"),
+                        wait=get("epoll_wait", "epoll_pwait"), ctl=get("epoll_ctl"))
+            other = sum(fig.values()) - sum(main.values())
+            out.append(f"| {w['name']} | {title} | {sum(fig.values()) / n:.2f} | {main['read'] / n:.2f} | "
+                       f"{main['write'] / n:.2f} | {main['wait'] / n:.2f} | {main['ctl'] / n:.2f} | {other / n:.2f} | {n:,} |")
     return "\n".join(out)
 
 
@@ -655,7 +752,11 @@ def main():
     ap.add_argument("--seconds", type=float, help="measured seconds per run")
     ap.add_argument("--only", help="comma-separated workloads: " + ",".join(w["name"] for w in WORKLOADS))
     ap.add_argument("--callgrind", action="store_true", help="instructions per request instead of throughput")
-    ap.add_argument("--requests", type=int, default=20000, help="gets per proxy in --callgrind mode (20000)")
+    ap.add_argument("--syscalls", action="store_true", help="system calls per request (strace -c) instead of throughput")
+    ap.add_argument("--requests", type=int, default=20000,
+                    help="requests per workload and proxy in --callgrind and --syscalls mode (20000)")
+    ap.add_argument("--proxies", default="memcached,nutcracker,memrelay",
+                    help="what --callgrind and --syscalls measure (memcached only on the plain gets)")
     ap.add_argument("--memrelay", default=os.path.join(ROOT, "build", "memrelay"), help="memrelay binary")
     ap.add_argument("--loadgen", help="loadgen binary (default: build it in build-bench/)")
     ap.add_argument("--out", help="results file (markdown; raw JSON next to it)")
@@ -672,8 +773,13 @@ def main():
 
     rounds = args.rounds or (5 if args.full else 3)
     seconds = args.seconds or (5.0 if args.full else 3.0)
-    workloads = [workload(w) for w in WORKLOADS]
-    if args.only:
+    profile = args.callgrind or args.syscalls
+    workloads = [workload(w) for w in WORKLOADS if not (profile and w.get("replicated"))]
+    if profile:
+        workloads = [GETS] + workloads
+    if profile and not args.only:
+        workloads = [GETS]
+    elif args.only:
         wanted = args.only.split(",")
         unknown = set(wanted) - {w["name"] for w in workloads}
         if unknown:
@@ -690,10 +796,16 @@ def main():
     try:
         bench.loadgen = build_loadgen(args)
         raise_nofile(max(w["conns"] for w in workloads) * (BACKENDS + 2) + 4096)
-        if args.callgrind:
-            cg = run_callgrind(bench, args.requests)
-            body = callgrind_table(cg, args.requests)
-            raw = dict(callgrind=[dict(process=t, ir=ir, requests=n, error=e) for t, ir, n, e in cg])
+        if profile:
+            if args.callgrind and not (shutil.which("valgrind") and shutil.which("callgrind_control")):
+                raise BenchError("valgrind is not installed (apt-get install valgrind)")
+            if args.syscalls and not shutil.which("strace"):
+                raise BenchError("strace is not installed (apt-get install strace)")
+            measure = Callgrind(bench.dir) if args.callgrind else Syscalls(bench.dir)
+            rows = run_profiled(bench, workloads, args.requests, measure)
+            body = profile_table(rows, measure)
+            raw = {measure.name: [dict(workload=w["name"], process=t, figures=f, requests=n, error=e)
+                                  for w, t, f, n, e in rows]}
         else:
             start_targets(bench, workloads)
             pins = "no pinning" if bench.gen_cpu is None else (
@@ -719,7 +831,7 @@ def main():
     header = [f"- date: {info['date']}", f"- machine: {info['machine']}", f"- command: `{command}`",
               f"- pinning: {info['pinning']}",
               "- versions: " + "; ".join(f"{k}: {v}" for k, v in info["versions"].items())]
-    if not args.callgrind:
+    if not profile:
         header.insert(3, f"- rounds: {rounds} x {seconds:g} s per workload and target, interleaved")
     text = "\n".join(header) + "\n\n" + body + "\n"
     print(text)
@@ -728,7 +840,7 @@ def main():
     if not out:
         d = os.path.join(ROOT, "build-bench", "bench-results")
         os.makedirs(d, exist_ok=True)
-        kind = "callgrind" if args.callgrind else "results"
+        kind = "callgrind" if args.callgrind else "syscalls" if args.syscalls else "results"
         out = os.path.join(d, f"{kind}-{started.strftime('%Y%m%d-%H%M%S')}.md")
     with open(out, "w") as f:
         f.write(text)

@@ -38,6 +38,10 @@
  * much memory). Longest reply line. */
 #define REPLY_MIN_MAX_VALUE (2u * 1024u * 1024u)
 #define REPLY_MAX_LINE 8192u
+/* Replies stream in back to back: while values are large, a fresh input
+ * block holds this many of them, so few straddle a block end (the only
+ * ones copied) and one read takes several. */
+#define BIG_REPLIES_AHEAD 4
 #define WRITE_IOV_MAX 256
 
 static void bconn_read_cb(struct ev_loop *loop, ev_io *io, int revents);
@@ -671,6 +675,12 @@ static bool value_was_asked(mr_msg *msg, const char *key, uint32_t klen)
     while (p + pos < end) {
         while (p + pos < end && p[pos] == ' ')
             pos++;
+        /* The usual case, a hit on the next key asked: one compare. */
+        if ((size_t)(end - (p + pos)) > klen && memcmp(p + pos, key, klen) == 0 &&
+            (p[pos + klen] == ' ' || p[pos + klen] == '\r' || p[pos + klen] == '\n')) {
+            msg->key_scan = pos + klen;
+            return true;
+        }
         uint32_t start = pos;
         while (p + pos < end && p[pos] != ' ' && p[pos] != '\r' && p[pos] != '\n')
             pos++;
@@ -763,7 +773,7 @@ static void bconn_read_tls(struct ev_loop *loop, mr_bconn *bc)
         t->write_wants_read = false;
         mr_worker_mark_bconn(bc->be->worker, bc);
     }
-    if (mr_inbuf_reserve(&bc->in, &bc->be->worker->mbufs, bc->need) < 0) {
+    if (mr_inbuf_reserve(&bc->in, &bc->be->worker->mbufs, bc->need, BIG_REPLIES_AHEAD) < 0) {
         bconn_reset(bc, MR_ERR_NOMEM);
         return;
     }
@@ -790,7 +800,7 @@ static void bconn_read_cb(struct ev_loop *loop, ev_io *io, int revents)
         bconn_read_tls(loop, bc);
         return;
     }
-    if (mr_inbuf_reserve(&bc->in, &bc->be->worker->mbufs, bc->need) < 0) {
+    if (mr_inbuf_reserve(&bc->in, &bc->be->worker->mbufs, bc->need, BIG_REPLIES_AHEAD) < 0) {
         bconn_reset(bc, MR_ERR_NOMEM);
         return;
     }

@@ -399,7 +399,7 @@ static void client_read_tls(struct ev_loop *loop, mr_client *c)
             return;
         }
     }
-    if (mr_inbuf_reserve(&c->in, &c->worker->mbufs, c->need) < 0) {
+    if (mr_inbuf_reserve(&c->in, &c->worker->mbufs, c->need, 1) < 0) {
         mr_log_error("client: out of memory reading a request");
         mr_client_close(c);
         return;
@@ -428,7 +428,7 @@ static void client_read_cb(struct ev_loop *loop, ev_io *io, int revents)
         return;
     }
     mr_worker *w = c->worker;
-    if (mr_inbuf_reserve(&c->in, &w->mbufs, c->need) < 0) {
+    if (mr_inbuf_reserve(&c->in, &w->mbufs, c->need, 1) < 0) {
         mr_log_error("client: out of memory reading a request");
         mr_client_close(c);
         return;

@@ -15,6 +15,8 @@
 
 /* Longest decoded meta key we route on (memcached's limit is 250). */
 #define MAX_KEY 250
+/* Servers a split retrieval keeps its line offsets for on the stack. */
+#define SPLIT_STACK_SLOTS 16
 
 static void send_msg(mr_client *c, mr_req *req, mr_msg *msg)
 {
@@ -142,14 +144,15 @@ int mr_build_split_lines(mr_worker *w, mr_req *req, uint32_t first, uint32_t nsl
     /* gat and gats carry their exptime before the keys. */
     uint32_t arg_len = (req->cmd == MR_CMD_GAT || req->cmd == MR_CMD_GATS) ? h->arg_len : 0;
     uint32_t prefix_len = name_len + (arg_len ? 1 + arg_len : 0);
-    uint32_t *start = calloc(2 * (size_t)nslots, sizeof(uint32_t));
+    /* Per-slot offsets: on the stack for the usual few servers. */
+    uint32_t on_stack[2 * SPLIT_STACK_SLOTS] = {0};
+    uint32_t *start = nslots <= SPLIT_STACK_SLOTS ? on_stack : calloc(2 * (size_t)nslots, sizeof(uint32_t));
     if (!start)
         return -1;
     uint32_t *cursor = start + nslots;
-    uint32_t pos = h->keys_off, koff, klen;
-    for (uint32_t i = 0; mr_next_key(line, h, &pos, &koff, &klen) && i < req->nkeys; i++)
+    for (uint32_t i = 0; i < req->nkeys; i++)
         if (req->key_msg[i] - first < nslots)
-            cursor[req->key_msg[i] - first] += 1 + klen; /* bytes of this server's keys */
+            cursor[req->key_msg[i] - first] += 1 + req->keys[i].len; /* bytes of this server's keys */
     uint32_t total = 0;
     for (uint32_t s = 0; s < nslots; s++) {
         start[s] = total;
@@ -157,7 +160,8 @@ int mr_build_split_lines(mr_worker *w, mr_req *req, uint32_t first, uint32_t nsl
     }
     mr_mbuf *mb = mr_mbuf_get(&w->mbufs, total);
     if (!mb) {
-        free(start);
+        if (start != on_stack)
+            free(start);
         return -1;
     }
     for (uint32_t s = 0; s < nslots; s++) {
@@ -169,13 +173,13 @@ int mr_build_split_lines(mr_worker *w, mr_req *req, uint32_t first, uint32_t nsl
         }
         cursor[s] = start[s] + prefix_len;
     }
-    pos = h->keys_off;
-    for (uint32_t i = 0; mr_next_key(line, h, &pos, &koff, &klen) && i < req->nkeys; i++) {
+    for (uint32_t i = 0; i < req->nkeys; i++) {
         uint32_t s = req->key_msg[i] - first;
         if (s >= nslots)
             continue;
+        uint32_t klen = req->keys[i].len;
         mb->data[cursor[s]] = ' ';
-        memcpy(mb->data + cursor[s] + 1, line + koff, klen);
+        memcpy(mb->data + cursor[s] + 1, line + req->keys[i].off, klen);
         cursor[s] += 1 + klen;
     }
     for (uint32_t s = 0; s < nslots; s++) {
@@ -187,7 +191,8 @@ int mr_build_split_lines(mr_worker *w, mr_req *req, uint32_t first, uint32_t nsl
     }
     mb->len = total;
     mr_mbuf_unref(mb);
-    free(start);
+    if (start != on_stack)
+        free(start);
     return 0;
 }
 
@@ -226,6 +231,8 @@ static void dispatch_retrieval(mr_client *c, mr_req *req)
         uint32_t copies = pool->conf->replicas + (uint32_t)pool->conf->nreplicate_to;
         if (copies > max_replicas)
             max_replicas = copies;
+        req->keys[k].off = koff;
+        req->keys[k].len = klen;
         req->key_msg[k++] = s;
         if (first_server == UINT32_MAX)
             first_server = s;

@@ -100,14 +100,13 @@ static int emit_retrieval(mr_client *c, mr_req *req)
         MR_STAT_ADD(&w->stats, get_misses, req->head.nkeys - hits);
         return push_text(c, end_line);
     }
-    const mr_request_head *h = &req->head;
-    uint32_t pos = h->keys_off, koff, klen, hits = 0;
-    for (uint32_t k = 0; k < req->nkeys && mr_next_key(req->line.p, h, &pos, &koff, &klen); k++) {
+    uint32_t hits = 0;
+    for (uint32_t k = 0; k < req->nkeys; k++) {
         mr_msg *msg = &req->msgs[req->key_msg[k]];
         if (msg_failed(msg) || msg->cursor >= msg->nitems)
             continue; /* a miss */
         const mr_slice *item = &msg->items[msg->cursor];
-        if (!item_has_key(item, req->line.p + koff, klen))
+        if (!item_has_key(item, req->line.p + req->keys[k].off, req->keys[k].len))
             continue; /* a miss: the server's next item is a later key's */
         msg->cursor++;
         hits++;

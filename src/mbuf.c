@@ -8,7 +8,9 @@ void mr_mbuf_pool_init(mr_mbuf_pool *pool, uint32_t max_free)
     pool->free = NULL;
     pool->nfree = 0;
     pool->max_free = max_free;
+    pool->low_free = 0;
     pool->allocated = 0;
+    pool->live_bytes = pool->peak_bytes = pool->returned = 0;
 }
 
 void mr_mbuf_pool_drain(mr_mbuf_pool *pool)
@@ -27,7 +29,8 @@ mr_mbuf *mr_mbuf_get(mr_mbuf_pool *pool, uint32_t min_cap)
     if (min_cap <= MR_MBUF_SIZE && pool->free) {
         mb = pool->free;
         pool->free = mb->next;
-        pool->nfree--;
+        if (--pool->nfree < pool->low_free)
+            pool->low_free = pool->nfree;
     } else {
         uint32_t cap = min_cap <= MR_MBUF_SIZE ? MR_MBUF_SIZE : min_cap;
         mb = malloc(sizeof(*mb) + cap);
@@ -37,6 +40,9 @@ mr_mbuf *mr_mbuf_get(mr_mbuf_pool *pool, uint32_t min_cap)
         mb->pool = pool;
     }
     pool->allocated++;
+    pool->live_bytes += mb->cap;
+    if (pool->live_bytes > pool->peak_bytes)
+        pool->peak_bytes = pool->live_bytes;
     mb->refs = 1;
     mb->len = 0;
     mb->next = NULL;
@@ -49,6 +55,7 @@ void mr_mbuf_unref(mr_mbuf *mb)
         return;
     mr_mbuf_pool *pool = mb->pool;
     pool->allocated--;
+    pool->live_bytes -= mb->cap;
     /* Only standard blocks are kept; big ones (large values) go back to the
      * system at once so one large request does not pin memory. */
     if (mb->cap == MR_MBUF_SIZE && pool->nfree < pool->max_free) {
@@ -57,5 +64,28 @@ void mr_mbuf_unref(mr_mbuf *mb)
         pool->nfree++;
         return;
     }
+    pool->returned += mb->cap;
     free(mb);
+}
+
+/* Below this much freed since the last trim, trimming is not worth a walk of the heap. */
+#define TRIM_MIN_BYTES (1024u * 1024u)
+
+bool mr_mbuf_pool_shrink(mr_mbuf_pool *pool)
+{
+    for (uint32_t n = pool->low_free; n > 0 && pool->free; n--) {
+        mr_mbuf *mb = pool->free;
+        pool->free = mb->next;
+        pool->nfree--;
+        pool->returned += mb->cap;
+        free(mb);
+    }
+    pool->low_free = pool->nfree;
+    /* Under steady load (live near its peak) freed memory is about to be
+     * reused: handing it back would only cost page faults. */
+    bool trim = pool->returned >= TRIM_MIN_BYTES && pool->live_bytes * 2 <= pool->peak_bytes;
+    if (trim)
+        pool->returned = 0;
+    pool->peak_bytes = pool->live_bytes;
+    return trim;
 }

@@ -691,13 +691,12 @@ static void mget_answered(mr_req *req, mr_msg *msg)
     const mr_pool_conf *pc = &router->cfg->pools[router->servers[msg->server].pool];
     if (!failed && !pc->read_miss_failover)
         return;
-    const mr_request_head *h = &req->head;
     const char *line = req->line.p;
     uint32_t first_new = req->nmsgs, cursor = 0;
-    uint32_t pos = h->keys_off, koff, klen;
-    for (uint32_t i = 0; i < req->nkeys && mr_next_key(line, h, &pos, &koff, &klen); i++) {
+    for (uint32_t i = 0; i < req->nkeys; i++) {
         if (req->key_msg[i] != idx)
             continue;
+        uint32_t koff = req->keys[i].off, klen = req->keys[i].len;
         if (!failed) {
             /* Walk the items as emit.c will: a hit stays with this batch. */
             if (cursor < msg->nitems && item_has_key(&msg->items[cursor], line + koff, klen)) {

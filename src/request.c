@@ -35,7 +35,8 @@ mr_req *mr_req_new(mr_worker *w)
     mr_req *req = w->free_reqs;
     if (req) {
         w->free_reqs = req->next;
-        w->nfree_reqs--;
+        if (--w->nfree_reqs < w->low_free_reqs)
+            w->low_free_reqs = w->nfree_reqs;
     } else {
         req = malloc(sizeof(*req));
         if (!req)
@@ -66,8 +67,8 @@ static void req_free(mr_req *req)
         msg_release(&req->msgs[i]);
     if (req->msgs != req->inline_msgs)
         free(req->msgs);
-    if (req->key_msg != req->inline_key_msg)
-        free(req->key_msg);
+    if (req->keys != req->inline_keys)
+        free(req->keys); /* key_msg shares its allocation */
     mr_slice_release(&req->line);
     mr_slice_release(&req->local);
     mr_worker *w = req->worker;
@@ -131,10 +132,17 @@ mr_msg *mr_req_add_msg(mr_req *req)
 
 int mr_req_alloc_keys(mr_req *req, uint32_t nkeys)
 {
-    if (nkeys <= MR_REQ_INLINE_KEYS)
+    if (nkeys <= MR_REQ_INLINE_KEYS) {
         req->key_msg = req->inline_key_msg;
-    else if (!(req->key_msg = malloc(nkeys * sizeof(uint32_t))))
-        return -1;
+        req->keys = req->inline_keys;
+    } else {
+        /* One allocation for both tables; the key refs go first (aligned). */
+        mr_key_ref *keys = malloc(nkeys * (sizeof(mr_key_ref) + sizeof(uint32_t)));
+        if (!keys)
+            return -1;
+        req->keys = keys;
+        req->key_msg = (uint32_t *)(keys + nkeys);
+    }
     req->nkeys = nkeys;
     return 0;
 }

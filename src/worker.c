@@ -9,6 +9,7 @@
 #include "memrelay/worker.h"
 
 #include <errno.h>
+#include <malloc.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <stdlib.h>
@@ -57,6 +58,26 @@ bool mr_worker_drained(mr_worker *w)
 }
 
 static void release_done_holds(mr_worker *w);
+
+/* Every TRIM_INTERVAL seconds, pooled blocks and requests nobody took since
+ * the last tick are freed, and once memory use has fallen well below its
+ * peak the freed heap goes back to the system: RSS returns near its
+ * baseline within a minute of a load spike, and steady load is untouched. */
+#define TRIM_INTERVAL 10.0
+
+static void trim_cb(struct ev_loop *loop, ev_timer *t, int revents)
+{
+    mr_worker *w = t->data;
+    for (uint32_t n = w->low_free_reqs; n > 0 && w->free_reqs; n--) {
+        mr_req *r = w->free_reqs;
+        w->free_reqs = r->next;
+        w->nfree_reqs--;
+        free(r);
+    }
+    w->low_free_reqs = w->nfree_reqs;
+    if (mr_mbuf_pool_shrink(&w->mbufs))
+        malloc_trim(0);
+}
 
 static void flush_cb(struct ev_loop *loop, ev_prepare *p, int revents)
 {
@@ -407,6 +428,9 @@ int mr_worker_init(mr_worker *w, uint32_t index, mr_shared *shared, mr_gen *gen)
     ev_prepare_init(&w->flush, flush_cb);
     w->flush.data = w;
     ev_prepare_start(w->loop, &w->flush);
+    ev_timer_init(&w->trim, trim_cb, TRIM_INTERVAL, TRIM_INTERVAL);
+    w->trim.data = w;
+    ev_timer_start(w->loop, &w->trim);
     mr_stats_register(&w->stats);
     mr_stats_register_pools(w->pool_stats);
     return 0;

@@ -10,6 +10,7 @@
 #ifndef MEMRELAY_MBUF_H
 #define MEMRELAY_MBUF_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -28,16 +29,25 @@ typedef struct mr_mbuf {
 } mr_mbuf;
 
 /* A per-worker free list of standard blocks, bounded so memory returns to
- * the system after a spike. */
+ * the system after a spike; blocks it kept unused for a whole period of
+ * mr_mbuf_pool_shrink() are freed too. */
 struct mr_mbuf_pool {
     mr_mbuf *free;          /* free standard blocks */
     uint32_t nfree;         /* how many */
     uint32_t max_free;      /* bound on nfree */
+    uint32_t low_free;      /* fewest free since the last shrink: that many went unused */
     uint64_t allocated;     /* blocks alive (stats) */
+    uint64_t live_bytes;    /* bytes of the blocks alive */
+    uint64_t peak_bytes;    /* most live_bytes since the last shrink */
+    uint64_t returned;      /* bytes handed back to malloc since the last trim */
 };
 
 void mr_mbuf_pool_init(mr_mbuf_pool *pool, uint32_t max_free);
 void mr_mbuf_pool_drain(mr_mbuf_pool *pool);
+/* Called periodically: frees the free blocks no one took since the last
+ * call, and says whether memory use has fallen enough since its peak that
+ * freed heap memory is worth handing back to the system (malloc_trim). */
+bool mr_mbuf_pool_shrink(mr_mbuf_pool *pool);
 
 /* A block with room for at least `min_cap` bytes, refs = 1, len = 0.
  * Returns NULL when memory is exhausted. */

@@ -99,6 +99,12 @@ typedef struct mr_msg {
     mr_slice inline_items[4];
 } mr_msg;
 
+/* Where a retrieval's key is in its command line: found once at dispatch,
+ * then used by every later pass (split lines, merge) instead of a rescan. */
+typedef struct {
+    uint32_t off, len;
+} mr_key_ref;
+
 /* Small multi-gets keep their per-key table inline. */
 #define MR_REQ_INLINE_KEYS 16
 #define MR_REQ_INLINE_MSGS 4
@@ -122,6 +128,7 @@ typedef struct mr_req {
     mr_msg *msgs;              /* one per server involved */
     uint32_t nmsgs;
     uint32_t *key_msg;         /* retrievals over several servers: message of each key */
+    mr_key_ref *keys;          /* and where each key is in `line` */
     uint32_t nkeys;
     /* Replication (replicate.c); ops NULL for plain requests. */
     const mr_req_ops *ops;
@@ -137,6 +144,7 @@ typedef struct mr_req {
     uint8_t readback_tries;    /* read-backs redone because a newer write raced them */
     mr_msg inline_msgs[MR_REQ_INLINE_MSGS];
     uint32_t inline_key_msg[MR_REQ_INLINE_KEYS];
+    mr_key_ref inline_keys[MR_REQ_INLINE_KEYS];
 } mr_req;
 
 /* Request pool (per worker). */
@@ -152,7 +160,7 @@ int mr_req_alloc_msgs_cap(mr_req *req, uint32_t nmsgs, uint32_t cap);
 /* Take the next free message slot (failover); NULL when none is left. The
  * new message counts as pending. */
 mr_msg *mr_req_add_msg(mr_req *req);
-/* Size the per-key message table of a multi-server retrieval. */
+/* Size the per-key tables (key_msg, keys) of a retrieval. */
 int mr_req_alloc_keys(mr_req *req, uint32_t nkeys);
 /* Dispatch is over: drop the guard. The request may be freed on return. */
 void mr_req_dispatched(mr_req *req);

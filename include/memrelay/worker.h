@@ -80,6 +80,8 @@ typedef struct mr_worker {
     mr_mbuf_pool mbufs;
     mr_req *free_reqs;              /* bounded request free list */
     uint32_t nfree_reqs;
+    uint32_t low_free_reqs;         /* fewest free since the last trim tick: that many went unused */
+    ev_timer trim;                  /* gives memory unused since the last tick back (after a spike) */
     mr_client *dirty_clients;
     mr_bconn *dirty_bconns;
     mr_client *clients;             /* all open clients */
