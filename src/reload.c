@@ -156,6 +156,19 @@ static void set_status_failed(mr_reloader *r, const char *msg)
     pthread_mutex_unlock(&r->status.lock);
 }
 
+/* What identifies the file's content cheaply, symlinks followed. */
+static void file_mark(const char *path, struct stat *st)
+{
+    if (stat(path, st) < 0)
+        memset(st, 0, sizeof(*st));
+}
+
+static bool same_mark(const struct stat *a, const struct stat *b)
+{
+    return a->st_dev == b->st_dev && a->st_ino == b->st_ino && a->st_size == b->st_size &&
+           a->st_mtim.tv_sec == b->st_mtim.tv_sec && a->st_mtim.tv_nsec == b->st_mtim.tv_nsec;
+}
+
 int mr_reload_init(mr_reloader *r, const char *path, mr_health *health)
 {
     memset(r, 0, sizeof(*r));
@@ -164,6 +177,9 @@ int mr_reload_init(mr_reloader *r, const char *path, mr_health *health)
     r->path = path;
     r->health = health;
     snprintf(r->status.path, sizeof(r->status.path), "%s", path);
+    /* Marked before reading: a change made while memrelay starts (after
+     * this read, before the watch) is still seen by the first poll. */
+    file_mark(path, &r->mark);
     mr_config_error cerr;
     mr_config *cfg = mr_config_load(path, &cerr);
     if (!cfg) {
@@ -269,6 +285,7 @@ int mr_reload_now(mr_reloader *r, const char *why, bool force)
         r->again_forced |= force;
         return 0;
     }
+    file_mark(r->path, &r->mark); /* what this reload reads, or newer */
     mr_config_error cerr;
     mr_config *cfg = mr_config_load(r->path, &cerr);
     if (!cfg) {
@@ -366,19 +383,6 @@ static void watch_cb(struct ev_loop *loop, ev_stat *w, int revents)
     changed(w->data);
 }
 
-/* What identifies the file's content cheaply, symlinks followed. */
-static void file_mark(const char *path, struct stat *st)
-{
-    if (stat(path, st) < 0)
-        memset(st, 0, sizeof(*st));
-}
-
-static bool same_mark(const struct stat *a, const struct stat *b)
-{
-    return a->st_dev == b->st_dev && a->st_ino == b->st_ino && a->st_size == b->st_size &&
-           a->st_mtim.tv_sec == b->st_mtim.tv_sec && a->st_mtim.tv_nsec == b->st_mtim.tv_nsec;
-}
-
 /* ev_stat's inotify watch does not follow symlinks: when Kubernetes swaps
  * the `..data` link of a ConfigMap volume, the link the config path names
  * is untouched. So the followed file is also stat()ed on a timer. */
@@ -410,7 +414,6 @@ void mr_reload_start(mr_reloader *r, struct ev_loop *loop, mr_shared *shared, mr
     ev_stat_init(&r->watch, watch_cb, r->path, MR_RELOAD_POLL);
     r->watch.data = r;
     ev_stat_start(loop, &r->watch);
-    file_mark(r->path, &r->mark);
     ev_timer_init(&r->poll, poll_cb, MR_RELOAD_POLL, MR_RELOAD_POLL);
     r->poll.data = r;
     ev_timer_start(loop, &r->poll);

@@ -440,6 +440,7 @@ def test_metrics_and_readiness_follow_reloads(factory):
     dead = factory.memcached()
     port = harness.free_port()
     relay = factory.relay({"alpha": Pool([mc], **HEALTH)}, process_settings={"admin_listen": str(port)})
+    harness.wait_accepting(("127.0.0.1", port), relay.proc)  # it starts after the pools' listeners
     fams = scrape(port)
     assert value(fams, "memrelay_config_generation") == 1
     assert value(fams, "memrelay_config_reloads", "memrelay_config_reloads_total") == 0
@@ -482,12 +483,14 @@ def test_readyz_turns_503_while_draining_and_healthz_stays_200(factory):
     mc = factory.memcached()
     port = harness.free_port()
     relay = factory.relay({"alpha": Pool([mc], timeout=4000)}, process_settings={"admin_listen": str(port)})
+    harness.wait_accepting(("127.0.0.1", port), relay.proc)  # it starts after the pools' listeners
     assert http_request(port, "GET", "/readyz")[0] == 200
     with relay.conn(timeout=10) as c:
         mc.pause()  # a request in flight keeps the drain going
         try:
             c.send(b"get slow\r\n")
-            time.sleep(0.2)
+            # In flight (sent to the paused server) before the signal, or the drain has nothing to wait for.
+            assert wait_for(lambda: value(scrape(port), "memrelay_backend_requests") >= 1, STATE_WAIT)
             relay.proc.send_signal(signal.SIGTERM)
             assert wait_for(lambda: http_request(port, "GET", "/readyz")[0] == 503, STATE_WAIT)
             status, _, body = http_request(port, "GET", "/readyz")
