@@ -162,10 +162,6 @@ static void update_ring(mr_health *h, const mr_router *r, uint32_t pool_index)
             mr_log_warn("pool %s: server %s stays in the ring (max_ejected_fraction %u%% reached); its requests "
                         "fail fast instead",
                         pc->name, r->servers[id].conf->spec, pc->max_ejected_pct);
-        bool was = __atomic_exchange_n(&sh->ejected, eject ? 1u : 0u, __ATOMIC_RELAXED);
-        if (eject != was)
-            mr_log_warn("pool %s: server %s %s the ring", pc->name, r->servers[id].conf->spec,
-                        eject ? "ejected from" : "back in");
         if (eject)
             continue;
         ds[n].ident = r->servers[id].conf->ident;
@@ -190,8 +186,17 @@ static void update_ring(mr_health *h, const mr_router *r, uint32_t pool_index)
     }
     free(ds);
     free(ids);
-    free(chosen);
     mr_live_ring *old = __atomic_exchange_n(&r->live[pool_index], ring, __ATOMIC_ACQ_REL);
+    /* The flags change after the ring they describe is in place: whoever
+     * sees `ejected` (stats, metrics, a test) finds the ring without it. */
+    for (uint32_t i = 0; i < pool->nservers; i++) {
+        uint32_t id = pool->server_ids[i];
+        bool was = __atomic_exchange_n(&mr_health_server(h, id)->ejected, chosen[i] ? 1u : 0u, __ATOMIC_RELAXED);
+        if (chosen[i] != was)
+            mr_log_warn("pool %s: server %s %s the ring", pc->name, r->servers[id].conf->spec,
+                        chosen[i] ? "ejected from" : "back in");
+    }
+    free(chosen);
     if (old) {
         old->dead_since = ev_now(h->loop);
         old->next_dead = h->graveyard;
