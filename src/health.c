@@ -630,6 +630,12 @@ void mr_health_use(mr_health *h, const mr_router *router)
         ev_timer_stop(h->loop, &sh->timer);
         probe_close(sh);
         __atomic_store_n(&sh->next_probe_ms, 0, __ATOMIC_RELAXED);
+        /* A rejoin it was in cannot complete (workers ack only servers of
+         * their config): back to down, so if it returns it is probed and
+         * rejoins afresh. */
+        uint32_t rejoining = MR_HEALTH_REJOINING;
+        __atomic_compare_exchange_n(&sh->state, &rejoining, MR_HEALTH_DOWN, false, __ATOMIC_ACQ_REL,
+                                    __ATOMIC_ACQUIRE);
     }
     check_states(h);
     set_idle_timer(h);
