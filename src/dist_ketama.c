@@ -20,11 +20,43 @@ typedef struct {
     uint32_t server; /* index into the server list */
 } ketama_point;
 
+/* A lookup of a key's point is on the request path once per key (ten times
+ * for a 10-key get), so the binary search over every point is narrowed
+ * first: the circle is cut into 2^bits equal buckets (about one point per
+ * bucket) and bucket[b] is the first point at or after bucket b's start.
+ * The point a hash wants then lies in bucket[b] .. bucket[b + 1]. */
 typedef struct {
     uint32_t nservers;     /* servers the ring was built over */
     size_t npoints;        /* points[] length; 0 for a one-server pool */
+    uint32_t shift;        /* 32 - bits: hash >> shift is the bucket */
+    uint32_t *bucket;      /* 2^bits + 1 entries, stored after points[] */
     ketama_point points[]; /* sorted by (value, server) */
 } ketama_ring;
+
+#define KETAMA_MAX_BUCKET_BITS 16
+
+/* Bits of the bucket index: 2^bits is the power of two at or above the
+ * point count (at least 2 buckets, at most 2^16). */
+static uint32_t bucket_bits(size_t npoints)
+{
+    uint32_t bits = 1;
+    while (bits < KETAMA_MAX_BUCKET_BITS && ((size_t)1 << bits) < npoints)
+        bits++;
+    return bits;
+}
+
+static void build_buckets(ketama_ring *r)
+{
+    size_t nbuckets = (size_t)1 << (32 - r->shift);
+    size_t at = 0;
+    for (size_t b = 0; b < nbuckets; b++) {
+        uint64_t start = (uint64_t)b << r->shift;
+        while (at < r->npoints && r->points[at].value < start)
+            at++;
+        r->bucket[b] = (uint32_t)at;
+    }
+    r->bucket[nbuckets] = (uint32_t)r->npoints;
+}
 
 /* Every step is rounded to float32 (assignment to a float drops any excess
  * precision): libmemcached evaluates (float)w/(float)T * 160 / 4 * (float)n
@@ -93,11 +125,15 @@ static mr_dist *ketama_build(const mr_dist_server *servers, size_t n)
         for (size_t s = 0; s < n; s++)
             npoints += mr_ketama_points_per_server(servers[s].weight, total, n);
 
-    ketama_ring *r = malloc(sizeof(*r) + npoints * sizeof(r->points[0]));
+    uint32_t bits = bucket_bits(npoints);
+    size_t nbuckets = npoints ? ((size_t)1 << bits) + 1 : 0;
+    ketama_ring *r = malloc(sizeof(*r) + npoints * sizeof(r->points[0]) + nbuckets * sizeof(uint32_t));
     if (r == NULL)
         return NULL;
     r->nservers = (uint32_t)n;
     r->npoints = npoints;
+    r->shift = 32 - bits;
+    r->bucket = (uint32_t *)(r->points + npoints);
 
     size_t at = 0;
     for (size_t s = 0; s < n && npoints > 0; s++) {
@@ -110,13 +146,19 @@ static mr_dist *ketama_build(const mr_dist_server *servers, size_t n)
         }
     }
     qsort(r->points, npoints, sizeof(r->points[0]), point_cmp);
+    if (npoints)
+        build_buckets(r);
     return (mr_dist *)r;
 }
 
-/* Index of the first point with value >= hash, wrapping to 0 past the end. */
+/* Index of the first point with value >= hash, wrapping to 0 past the end.
+ * Points before bucket[b] lie below the bucket's start (so below hash) and
+ * the point at bucket[b + 1], if any, lies at or past its end (so above
+ * hash): the answer is in [bucket[b], bucket[b + 1]]. */
 static size_t owner_point(const ketama_ring *r, uint32_t hash)
 {
-    size_t lo = 0, hi = r->npoints;
+    uint32_t b = hash >> r->shift;
+    size_t lo = r->bucket[b], hi = r->bucket[b + 1];
     while (lo < hi) {
         size_t mid = lo + (hi - lo) / 2;
         if (r->points[mid].value < hash)

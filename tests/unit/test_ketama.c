@@ -176,6 +176,70 @@ Test(ketama, hash_past_the_last_point_wraps_to_the_first)
     ops->destroy(d);
 }
 
+/* The model's answer by a binary search over the whole ring: the first
+ * point at or after hash, else the first point. */
+static uint32_t model_pick(const point *ring, size_t np, uint32_t hash)
+{
+    size_t lo = 0, hi = np;
+    while (lo < hi) {
+        size_t mid = (lo + hi) / 2;
+        if (ring[mid].value < hash)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    return ring[lo == np ? 0 : lo].server;
+}
+
+/* The lookup narrows the search with a bucket table over the circle's top
+ * bits (about one point per bucket, at most 2^16 buckets). Check it against
+ * a whole-ring search at every point, either side of it, at every bucket edge and
+ * at random hashes, for rings smaller and larger than the table. */
+static void check_against_model(size_t nservers, uint32_t bucket_bits_expected)
+{
+    mr_dist_server *s = calloc(nservers, sizeof(*s));
+    char(*names)[32] = calloc(nservers, sizeof(*names));
+    cr_assert(s && names);
+    for (size_t i = 0; i < nservers; i++) {
+        snprintf(names[i], sizeof(names[i]), "10.0.%zu.%zu:11211", i / 250, i % 250);
+        s[i] = (mr_dist_server){names[i], (uint32_t)(1 + i % 3)};
+    }
+    point *ring = calloc(nservers * 200, sizeof(*ring));
+    cr_assert_not_null(ring);
+    size_t np = model_ring(s, nservers, ring);
+    mr_dist *d = ops->build(s, nservers);
+    cr_assert_eq(mr_ketama_point_count(d), np);
+    for (size_t i = 0; i < np; i++) {
+        uint32_t v = ring[i].value;
+        cr_assert_eq(ops->pick(d, v), model_pick(ring, np, v), "%zu servers, on point %zu", nservers, i);
+        cr_assert_eq(ops->pick(d, v - 1), model_pick(ring, np, v - 1), "%zu servers, before point %zu", nservers, i);
+        cr_assert_eq(ops->pick(d, v + 1), model_pick(ring, np, v + 1), "%zu servers, after point %zu", nservers, i);
+    }
+    uint32_t step = 1u << (32 - bucket_bits_expected);
+    for (uint64_t edge = 0; edge <= 0xffffffffu; edge += step) {
+        uint32_t e = (uint32_t)edge;
+        cr_assert_eq(ops->pick(d, e), model_pick(ring, np, e), "%zu servers, bucket edge %u", nservers, e);
+        cr_assert_eq(ops->pick(d, e - 1), model_pick(ring, np, e - 1), "%zu servers, below edge %u", nservers, e);
+    }
+    cr_assert_eq(ops->pick(d, 0xffffffffu), model_pick(ring, np, 0xffffffffu));
+    uint32_t x = 2463534242u;
+    for (int i = 0; i < 20000; i++) {
+        x ^= x << 13, x ^= x >> 17, x ^= x << 5;
+        cr_assert_eq(ops->pick(d, x), model_pick(ring, np, x), "%zu servers, hash %u", nservers, x);
+    }
+    ops->destroy(d);
+    free(ring);
+    free(names);
+    free(s);
+}
+
+Test(ketama, bucketed_lookup_matches_a_whole_ring_search)
+{
+    check_against_model(2, 9);      /* 320 points: 512 buckets */
+    check_against_model(7, 11);     /* ~1,100 points */
+    check_against_model(600, 16);   /* ~96,000 points: several per bucket */
+}
+
 /* Identical idents give identical points: every tie must go to server 0. */
 Test(ketama, equal_points_go_to_the_lower_server_index)
 {
