@@ -212,14 +212,17 @@ static void check_against_model(size_t nservers, uint32_t bucket_bits_expected)
     for (size_t i = 0; i < np; i++) {
         uint32_t v = ring[i].value;
         cr_assert_eq(ops->pick(d, v), model_pick(ring, np, v), "%zu servers, on point %zu", nservers, i);
-        cr_assert_eq(ops->pick(d, v - 1), model_pick(ring, np, v - 1), "%zu servers, before point %zu", nservers, i);
-        cr_assert_eq(ops->pick(d, v + 1), model_pick(ring, np, v + 1), "%zu servers, after point %zu", nservers, i);
+        cr_assert_eq(ops->pick(d, v - 1), model_pick(ring, np, v - 1), "%zu servers, before point %zu",
+                     nservers, i);
+        cr_assert_eq(ops->pick(d, v + 1), model_pick(ring, np, v + 1), "%zu servers, after point %zu",
+                     nservers, i);
     }
     uint32_t step = 1u << (32 - bucket_bits_expected);
     for (uint64_t edge = 0; edge <= 0xffffffffu; edge += step) {
         uint32_t e = (uint32_t)edge;
         cr_assert_eq(ops->pick(d, e), model_pick(ring, np, e), "%zu servers, bucket edge %u", nservers, e);
-        cr_assert_eq(ops->pick(d, e - 1), model_pick(ring, np, e - 1), "%zu servers, below edge %u", nservers, e);
+        cr_assert_eq(ops->pick(d, e - 1), model_pick(ring, np, e - 1), "%zu servers, below edge %u", nservers,
+                     e);
     }
     cr_assert_eq(ops->pick(d, 0xffffffffu), model_pick(ring, np, 0xffffffffu));
     uint32_t x = 2463534242u;
@@ -235,9 +238,9 @@ static void check_against_model(size_t nservers, uint32_t bucket_bits_expected)
 
 Test(ketama, bucketed_lookup_matches_a_whole_ring_search)
 {
-    check_against_model(2, 9);      /* 320 points: 512 buckets */
-    check_against_model(7, 11);     /* ~1,100 points */
-    check_against_model(600, 16);   /* ~96,000 points: several per bucket */
+    check_against_model(2, 9);    /* 320 points: 512 buckets */
+    check_against_model(7, 11);   /* ~1,100 points */
+    check_against_model(600, 16); /* ~96,000 points: several per bucket */
 }
 
 /* Identical idents give identical points: every tie must go to server 0. */
