@@ -441,6 +441,7 @@ def run_rounds(bench, workloads, rounds, seconds):
                     continue
                 cpu = {x["pid"]: x["cpu_s"] for x in out["watch"]}
                 out["proxy_cpu_s"] = cpu.get(proc.pid) if proc else None
+                out["proxy_user_s"] = next((x["user_s"] for x in out["watch"] if proc and x["pid"] == proc.pid), None)
                 out["mc_cpu_s"] = sum(cpu.get(p, 0) for p in mc_pids)
                 res[name].append(out)
                 log(f"  {w['name']:<10} round {r + 1}/{rounds} {name:<14} {out['rps']:>10,.0f} req/s  "
@@ -504,6 +505,9 @@ def summarize(results, workloads, bench):
             if name != "direct":
                 row["proxy_cpu"] = statistics.median(x["proxy_cpu_s"] / x["requests"] * 1e6
                                                      for x in runs if x["requests"])
+                users = [x["proxy_user_s"] / x["requests"] * 1e6 for x in runs
+                         if x["requests"] and x.get("proxy_user_s") is not None]
+                row["proxy_user"] = statistics.median(users) if users else None
                 row["vs_direct"] = paired_ratio(res[name], res.get("direct", []))
                 if name != "nutcracker" and "nutcracker" in res:
                     row["vs_nutcracker"] = paired_ratio(res[name], res["nutcracker"])
@@ -515,7 +519,7 @@ def summarize(results, workloads, bench):
 
 
 def markdown_table(rows):
-    head = ("| workload | target | req/s (median) | spread | p50 µs | p99 µs | proxy CPU s/M req "
+    head = ("| workload | target | req/s (median) | spread | p50 µs | p99 µs | proxy CPU s/M req (user) "
             "| memcached CPU s/M req | loadgen CPU | others' CPU gen / srv | vs direct | vs nutcracker | misses / errors |")
     out = [head, "|" + "---|" * 13]
     last = None
@@ -530,13 +534,43 @@ def markdown_table(rows):
             v = r.get(key)
             return "—" if v is None else fmt.format(v)
         cells = [wl, r["target"], f"{r['rps']:,.0f}", f"{r['spread'] * 100:.1f}%", f"{r['p50']:.0f}",
-                 f"{r['p99']:.0f}", f("proxy_cpu", "{:.2f}"), f"{r['mc_cpu']:.2f}", f"{r['gen_cpu']:.0f}%",
+                 f"{r['p99']:.0f}", f("proxy_cpu", "{:.2f}") + ("" if r.get("proxy_user") is None else f" ({r['proxy_user']:.2f})"),
+                 f"{r['mc_cpu']:.2f}", f"{r['gen_cpu']:.0f}%",
                  "—" if r.get("others") is None else f"{r['others_gen']:.0f}% / {r['others']:.0f}%",
                  f("vs_direct", "{:.2f}×"), f("vs_nutcracker", "{:.2f}×"), f"{r['misses']} / {r['errors']}"]
         if r.get("note"):
             cells[-1] += f" ({r['note']})"
         out.append("| " + " | ".join(cells) + " |")
     return "\n".join(out)
+
+
+def shared_core_table(rows):
+    """Where the servers' core goes, memrelay against nutcracker, per workload.
+
+    With pinning, each proxy and the memcached behind it share one core, so when that core is full,
+    throughput is 1 / (proxy CPU + memcached CPU per request). The table compares that model with the
+    measured ratio, and gives two bounds no proxy code change can pass: the throughput ratio if
+    memrelay's own CPU were zero (memcached's work alone then fills the core) and the CPU ratio if
+    memrelay spent nothing in user space (its system time alone)."""
+    by = {}
+    for r in rows:
+        if "rps" in r and r.get("proxy_cpu") is not None:
+            by.setdefault(r["workload"], {})[r["target"]] = r
+    out = ["| workload | core per request, nutcracker + memcached µs | memrelay + memcached µs | "
+           "model ratio | measured ratio | ratio if memrelay cost 0 | CPU ratio | CPU ratio if no user time |",
+           "|" + "---|" * 8]
+    for wl, t in by.items():
+        n, m = t.get(TARGET_TITLES["nutcracker"]), t.get(TARGET_TITLES["memrelay"])
+        if not n or not m or m.get("proxy_user") is None:
+            continue
+        n_core, m_core = n["proxy_cpu"] + n["mc_cpu"], m["proxy_cpu"] + m["mc_cpu"]
+        m_sys = m["proxy_cpu"] - m["proxy_user"]
+        vs = m.get("vs_nutcracker")
+        out.append(f"| {wl} | {n['proxy_cpu']:.2f} + {n['mc_cpu']:.2f} = {n_core:.2f} "
+                   f"| {m['proxy_cpu']:.2f} + {m['mc_cpu']:.2f} = {m_core:.2f} | {n_core / m_core:.2f}× "
+                   f"| {'—' if vs is None else f'{vs:.2f}×'} | {n_core / m['mc_cpu']:.2f}× "
+                   f"| {m['proxy_cpu'] / n['proxy_cpu']:.2f}× | {m_sys / n['proxy_cpu']:.2f}× |")
+    return "\n".join(out) if len(out) > 2 else ""
 
 
 # ---- instructions and system calls per request --------------------------------------------------------
@@ -814,6 +848,9 @@ def main():
             results = run_rounds(bench, workloads, rounds, seconds)
             rows = summarize(results, workloads, bench)
             body = markdown_table(rows)
+            core = shared_core_table(rows) if bench.gen_cpu is not None else ""
+            if core:
+                body += "\n\nWhere the servers' core goes (see docs/benchmarks.md):\n\n" + core
             raw = dict(results=results, summary=rows, unavailable=bench.unavailable)
     except KeyboardInterrupt:
         log(f"bench: interrupted; stopping everything started (logs in {bench.dir})")
