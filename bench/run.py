@@ -336,7 +336,8 @@ class Bench:
         mine = [p.pid for p in self.procs if p.alive()]
         cpus = cpu_list(self.server_cpu) | cpu_list(self.mc_cpu) if self.server_cpu is not None else None
         gcpus = cpu_list(self.gen_cpu) if self.gen_cpu is not None else None
-        t0, mine0 = time.monotonic(), sum(map(proc_cpu, mine))
+        allcpus = set(range(os.cpu_count() or 1))
+        t0, mine0, all0 = time.monotonic(), sum(map(proc_cpu, mine)), cpus_busy(allcpus)
         busy0, gbusy0 = (cpus_busy(cpus), cpus_busy(gcpus - cpus)) if cpus else (0, 0)
         child0 = resource.getrusage(resource.RUSAGE_CHILDREN)
         try:
@@ -346,6 +347,9 @@ class Bench:
         if r.returncode != 0:
             raise BenchError((r.stderr.strip().splitlines() or [f"loadgen exited {r.returncode}"])[-1])
         out = json.loads(r.stdout.strip().splitlines()[-1])
+        # How busy the whole machine was (warm-up included): near 100% means no target could go
+        # faster by using more cores, e.g. more worker threads.
+        out["machine_busy_pct"] = (cpus_busy(allcpus) - all0) / ((time.monotonic() - t0) * len(allcpus)) * 100
         if cpus:
             wall = time.monotonic() - t0
             other = (cpus_busy(cpus) - busy0) - (sum(map(proc_cpu, mine)) - mine0)
@@ -500,6 +504,7 @@ def summarize(results, workloads, bench):
                        if any("others_cpu_pct" in x for x in runs) else None,
                        others_gen=statistics.median(x.get("others_gen_cpu_pct", 0) for x in runs)
                        if any("others_gen_cpu_pct" in x for x in runs) else None,
+                       machine_busy=statistics.median(x.get("machine_busy_pct", 0) for x in runs),
                        errors=sum(x["errors"] for x in runs), misses=sum(x["misses"] for x in runs),
                        failed=len(res[name]) - len(runs), rounds=len(res[name]))
             if name != "direct":
@@ -536,7 +541,8 @@ def markdown_table(rows):
         cells = [wl, r["target"], f"{r['rps']:,.0f}", f"{r['spread'] * 100:.1f}%", f"{r['p50']:.0f}",
                  f"{r['p99']:.0f}", f("proxy_cpu", "{:.2f}") + ("" if r.get("proxy_user") is None else f" ({r['proxy_user']:.2f})"),
                  f"{r['mc_cpu']:.2f}", f"{r['gen_cpu']:.0f}%",
-                 "—" if r.get("others") is None else f"{r['others_gen']:.0f}% / {r['others']:.0f}%",
+                 f"machine {r['machine_busy']:.0f}% busy" if r.get("others") is None
+                 else f"{r['others_gen']:.0f}% / {r['others']:.0f}%",
                  f("vs_direct", "{:.2f}×"), f("vs_nutcracker", "{:.2f}×"), f"{r['misses']} / {r['errors']}"]
         if r.get("note"):
             cells[-1] += f" ({r['note']})"
