@@ -196,6 +196,17 @@ def cpus_busy(cpus):
     return busy / CLK_TCK
 
 
+def cpus_steal(cpus):
+    """Seconds the hypervisor gave the given CPUs' time to other guests since boot."""
+    steal = 0
+    with open("/proc/stat") as f:
+        for line in f:
+            name, *fields = line.split()
+            if name.startswith("cpu") and name != "cpu" and int(name[3:]) in cpus and len(fields) > 7:
+                steal += int(fields[7])
+    return steal / CLK_TCK
+
+
 def proc_cpu(pid):
     """utime + stime of a process (all its threads), seconds; 0 if it is gone."""
     try:
@@ -338,6 +349,7 @@ class Bench:
         gcpus = cpu_list(self.gen_cpu) if self.gen_cpu is not None else None
         allcpus = set(range(os.cpu_count() or 1))
         t0, mine0, all0 = time.monotonic(), sum(map(proc_cpu, mine)), cpus_busy(allcpus)
+        steal0 = cpus_steal(allcpus)
         busy0, gbusy0 = (cpus_busy(cpus), cpus_busy(gcpus - cpus)) if cpus else (0, 0)
         child0 = resource.getrusage(resource.RUSAGE_CHILDREN)
         try:
@@ -350,6 +362,9 @@ class Bench:
         # How busy the whole machine was (warm-up included): near 100% means no target could go
         # faster by using more cores, e.g. more worker threads.
         out["machine_busy_pct"] = (cpus_busy(allcpus) - all0) / ((time.monotonic() - t0) * len(allcpus)) * 100
+        # A virtual machine's CPUs can also lose time to other guests on the host (steal), which no
+        # process here sees: it slows whatever runs then and widens the spread.
+        out["steal_pct"] = (cpus_steal(allcpus) - steal0) / ((time.monotonic() - t0) * len(allcpus)) * 100
         if cpus:
             wall = time.monotonic() - t0
             other = (cpus_busy(cpus) - busy0) - (sum(map(proc_cpu, mine)) - mine0)
@@ -505,6 +520,7 @@ def summarize(results, workloads, bench):
                        others_gen=statistics.median(x.get("others_gen_cpu_pct", 0) for x in runs)
                        if any("others_gen_cpu_pct" in x for x in runs) else None,
                        machine_busy=statistics.median(x.get("machine_busy_pct", 0) for x in runs),
+                       steal=max(x.get("steal_pct", 0) for x in runs),
                        errors=sum(x["errors"] for x in runs), misses=sum(x["misses"] for x in runs),
                        failed=len(res[name]) - len(runs), rounds=len(res[name]))
             if name != "direct":
@@ -541,8 +557,9 @@ def markdown_table(rows):
         cells = [wl, r["target"], f"{r['rps']:,.0f}", f"{r['spread'] * 100:.1f}%", f"{r['p50']:.0f}",
                  f"{r['p99']:.0f}", f("proxy_cpu", "{:.2f}") + ("" if r.get("proxy_user") is None else f" ({r['proxy_user']:.2f})"),
                  f"{r['mc_cpu']:.2f}", f"{r['gen_cpu']:.0f}%",
-                 f"machine {r['machine_busy']:.0f}% busy" if r.get("others") is None
-                 else f"{r['others_gen']:.0f}% / {r['others']:.0f}%",
+                 (f"machine {r['machine_busy']:.0f}% busy" if r.get("others") is None
+                  else f"{r['others_gen']:.0f}% / {r['others']:.0f}%")
+                 + (f", steal ≤ {r['steal']:.0f}%" if r.get("steal", 0) >= 0.5 else ""),
                  f("vs_direct", "{:.2f}×"), f("vs_nutcracker", "{:.2f}×"), f"{r['misses']} / {r['errors']}"]
         if r.get("note"):
             cells[-1] += f" ({r['note']})"
