@@ -509,7 +509,7 @@ def summarize(results, workloads, bench):
                 continue
             rps = [x["rps"] for x in runs]
             med = statistics.median(rps)
-            row = dict(workload=w["title"], target=title, rps=med,
+            row = dict(workload=w["title"], target=title, rps=med, pipeline=w["pipeline"],
                        spread=(max(rps) - min(rps)) / med if med else 0,
                        p50=statistics.median(x["p50_us"] for x in runs),
                        p99=statistics.median(x["p99_us"] for x in runs),
@@ -567,32 +567,37 @@ def markdown_table(rows):
     return "\n".join(out)
 
 
-def shared_core_table(rows):
+def shared_core_table(rows, floor=None):
     """Where the servers' core goes, memrelay against nutcracker, per workload.
 
     With pinning, each proxy and the memcached behind it share one core, so when that core is full,
     throughput is 1 / (proxy CPU + memcached CPU per request). The table compares that model with the
     measured ratio, and gives two bounds no proxy code change can pass: the throughput ratio if
     memrelay's own CPU were zero (memcached's work alone then fills the core) and the CPU ratio if
-    memrelay spent nothing in user space (its system time alone)."""
+    memrelay spent nothing in user space (its system time alone). With `floor` (µs of CPU one loopback
+    write+read pair costs), also the CPU ratio of a proxy doing nothing but reading each request and
+    writing each reply, for the workloads that are not pipelined."""
     by = {}
     for r in rows:
         if "rps" in r and r.get("proxy_cpu") is not None:
             by.setdefault(r["workload"], {})[r["target"]] = r
     out = ["| workload | core per request, nutcracker + memcached µs | memrelay + memcached µs | "
-           "model ratio | measured ratio | ratio if memrelay cost 0 | CPU ratio | CPU ratio if no user time |",
-           "|" + "---|" * 8]
+           "model ratio | measured ratio | ratio if memrelay cost 0 | CPU ratio | CPU ratio if no user time "
+           "| CPU ratio of one read+write pair |",
+           "|" + "---|" * 9]
     for wl, t in by.items():
         n, m = t.get(TARGET_TITLES["nutcracker"]), t.get(TARGET_TITLES["memrelay"])
         if not n or not m or m.get("proxy_user") is None:
             continue
         n_core, m_core = n["proxy_cpu"] + n["mc_cpu"], m["proxy_cpu"] + m["mc_cpu"]
         m_sys = m["proxy_cpu"] - m["proxy_user"]
+        # Pipelined clients let a proxy read and write many requests per call: no per-request floor.
+        pair_cell = "—" if floor is None or m["pipeline"] > 1 else f"{floor / n['proxy_cpu']:.2f}×"
         vs = m.get("vs_nutcracker")
         out.append(f"| {wl} | {n['proxy_cpu']:.2f} + {n['mc_cpu']:.2f} = {n_core:.2f} "
                    f"| {m['proxy_cpu']:.2f} + {m['mc_cpu']:.2f} = {m_core:.2f} | {n_core / m_core:.2f}× "
                    f"| {'—' if vs is None else f'{vs:.2f}×'} | {n_core / m['mc_cpu']:.2f}× "
-                   f"| {m['proxy_cpu'] / n['proxy_cpu']:.2f}× | {m_sys / n['proxy_cpu']:.2f}× |")
+                   f"| {m['proxy_cpu'] / n['proxy_cpu']:.2f}× | {m_sys / n['proxy_cpu']:.2f}× | {pair_cell} |")
     return "\n".join(out) if len(out) > 2 else ""
 
 
@@ -792,10 +797,27 @@ def build_loadgen(args):
     build = os.path.join(ROOT, "build-bench")
     if not os.path.exists(os.path.join(build, "CMakeCache.txt")):
         subprocess.run(["cmake", "-S", ROOT, "-B", build], check=True, stdout=subprocess.DEVNULL)
-    r = subprocess.run(["cmake", "--build", build, "--target", "loadgen", "-j2"], capture_output=True, text=True)
+    r = subprocess.run(["cmake", "--build", build, "--target", "loadgen", "pairfloor", "-j2"],
+                       capture_output=True, text=True)
     if r.returncode != 0:
         raise BenchError("building loadgen failed:\n" + r.stdout[-3000:] + r.stderr[-3000:])
     return os.path.join(build, "bench", "loadgen")
+
+
+def measure_pair_floor(bench):
+    """µs of CPU one loopback write+read pair of a small reply's size costs on the servers' CPU
+    (bench/pairfloor.c): no proxy answering unpipelined requests can spend less per request."""
+    exe = os.path.join(os.path.dirname(bench.loadgen), "pairfloor")
+    if not os.path.exists(exe):
+        return None
+    argv = [exe, "100000", "5", "130"]
+    if bench.server_cpu is not None:
+        argv = ["taskset", "-c", str(bench.server_cpu)] + argv
+    try:
+        r = subprocess.run(argv, capture_output=True, text=True, timeout=120)
+        return json.loads(r.stdout.strip().splitlines()[-1])["cpu_us_median"] if r.returncode == 0 else None
+    except (subprocess.SubprocessError, ValueError, IndexError, KeyError):
+        return None
 
 
 def on_sigterm(signum, frame):
@@ -871,10 +893,14 @@ def main():
             results = run_rounds(bench, workloads, rounds, seconds)
             rows = summarize(results, workloads, bench)
             body = markdown_table(rows)
-            core = shared_core_table(rows) if bench.gen_cpu is not None else ""
+            floor = measure_pair_floor(bench)
+            core = shared_core_table(rows, floor) if bench.gen_cpu is not None else ""
             if core:
                 body += "\n\nWhere the servers' core goes (see docs/benchmarks.md):\n\n" + core
-            raw = dict(results=results, summary=rows, unavailable=bench.unavailable)
+            if floor is not None:
+                body += (f"\n\nOne loopback write+read pair of 130 bytes costs {floor:.2f} µs of CPU on the servers' "
+                         "CPU (bench/pairfloor, median of 5 x 100,000, measured after the rounds).")
+            raw = dict(results=results, summary=rows, unavailable=bench.unavailable, pair_floor_us=floor)
     except KeyboardInterrupt:
         log(f"bench: interrupted; stopping everything started (logs in {bench.dir})")
         return 130
