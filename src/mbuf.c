@@ -71,8 +71,9 @@ void mr_mbuf_unref(mr_mbuf *mb)
 /* Below this much freed since the last trim, trimming is not worth a walk of the heap. */
 #define TRIM_MIN_BYTES (1024u * 1024u)
 
-bool mr_mbuf_pool_shrink(mr_mbuf_pool *pool)
+bool mr_mbuf_pool_shrink(mr_mbuf_pool *pool, uint64_t also_freed)
 {
+    pool->returned += also_freed;
     for (uint32_t n = pool->low_free; n > 0 && pool->free; n--) {
         mr_mbuf *mb = pool->free;
         pool->free = mb->next;

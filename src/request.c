@@ -79,6 +79,7 @@ static void req_free(mr_req *req)
         w->nfree_reqs++;
     } else {
         free(req);
+        w->reqs_freed_bytes += sizeof(*req);
     }
     mr_worker_req_freed(w, gen);
 }

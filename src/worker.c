@@ -73,10 +73,12 @@ static void trim_cb(struct ev_loop *loop, ev_timer *t, int revents)
         w->free_reqs = r->next;
         w->nfree_reqs--;
         free(r);
+        w->reqs_freed_bytes += sizeof(*r);
     }
     w->low_free_reqs = w->nfree_reqs;
-    if (mr_mbuf_pool_shrink(&w->mbufs))
+    if (mr_mbuf_pool_shrink(&w->mbufs, w->reqs_freed_bytes))
         malloc_trim(0);
+    w->reqs_freed_bytes = 0;
 }
 
 static void flush_cb(struct ev_loop *loop, ev_prepare *p, int revents)
@@ -395,7 +397,7 @@ int mr_worker_init(mr_worker *w, uint32_t index, mr_shared *shared, mr_gen *gen)
     w->loop = ev_loop_new(EVFLAG_AUTO | EVFLAG_NOSIGMASK);
     if (!w->loop)
         return -1;
-    mr_mbuf_pool_init(&w->mbufs, 256);
+    mr_mbuf_pool_init(&w->mbufs, MR_WORKER_MAX_FREE_MBUFS);
     const mr_router *router = gen->router;
     w->nbackends = router->nservers;
     w->backends = calloc(router->nservers ? router->nservers : 1, sizeof(mr_backend *));

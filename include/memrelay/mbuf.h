@@ -46,8 +46,12 @@ void mr_mbuf_pool_init(mr_mbuf_pool *pool, uint32_t max_free);
 void mr_mbuf_pool_drain(mr_mbuf_pool *pool);
 /* Called periodically: frees the free blocks no one took since the last
  * call, and says whether memory use has fallen enough since its peak that
- * freed heap memory is worth handing back to the system (malloc_trim). */
-bool mr_mbuf_pool_shrink(mr_mbuf_pool *pool);
+ * freed heap memory is worth handing back to the system (malloc_trim).
+ * `also_freed` is what the caller gave back to malloc since the last call
+ * besides blocks (its own pooled objects, such as requests): it counts
+ * toward the trim like freed blocks, or a spike's requests would stay in
+ * the heap whenever no block happened to be freed in the same period. */
+bool mr_mbuf_pool_shrink(mr_mbuf_pool *pool, uint64_t also_freed);
 
 /* A block with room for at least `min_cap` bytes, refs = 1, len = 0.
  * Returns NULL when memory is exhausted. */

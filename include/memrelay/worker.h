@@ -81,6 +81,7 @@ typedef struct mr_worker {
     mr_req *free_reqs;              /* bounded request free list */
     uint32_t nfree_reqs;
     uint32_t low_free_reqs;         /* fewest free since the last trim tick: that many went unused */
+    uint64_t reqs_freed_bytes;      /* requests given back to malloc since the last trim tick */
     ev_timer trim;                  /* gives memory unused since the last tick back (after a spike) */
     mr_client *dirty_clients;
     mr_bconn *dirty_bconns;
@@ -93,7 +94,14 @@ typedef struct mr_worker {
     uint32_t write_gen[MR_WRITE_GEN_SLOTS]; /* bumped by every replicated write a key gets on this worker */
 } mr_worker;
 
-#define MR_WORKER_MAX_FREE_REQS 1024u
+/* Free-list bounds per worker. They are sized for the working set of a busy
+ * worker (a few thousand requests in flight, each holding a request and a
+ * share of an input block), so steady load never round-trips blocks through
+ * malloc; what a spike leaves behind unused is freed by the trim tick
+ * (worker.c), so the bound only caps what can sit idle for ~10-20 s:
+ * 4,096 x 16 KiB = 64 MiB of blocks. */
+#define MR_WORKER_MAX_FREE_REQS 4096u
+#define MR_WORKER_MAX_FREE_MBUFS 4096u
 
 int mr_worker_init(mr_worker *w, uint32_t index, mr_shared *shared, mr_gen *gen);
 int mr_worker_start(mr_worker *w);

@@ -118,20 +118,33 @@ Test(mbuf, shrink_frees_blocks_unused_for_a_period_and_asks_for_a_trim_after_a_d
     /* Live use fell from 100 blocks to none, but only 100 * 16 KiB was freed
      * to malloc by the shrink below: the first shrink frees nothing (the
      * blocks were free for part of the period only). */
-    cr_assert_not(mr_mbuf_pool_shrink(&pool));
+    cr_assert_not(mr_mbuf_pool_shrink(&pool, 0));
     cr_assert_eq(pool.nfree, 100);
     /* Ten are taken and given back: ninety went unused for a whole period. */
     for (int i = 0; i < 10; i++)
         b[i] = mr_mbuf_get(&pool, 100);
     for (int i = 0; i < 10; i++)
         mr_mbuf_unref(b[i]);
-    cr_assert(mr_mbuf_pool_shrink(&pool)); /* 90 * 16 KiB >= 1 MiB returned, nothing live */
+    cr_assert(mr_mbuf_pool_shrink(&pool, 0)); /* 90 * 16 KiB >= 1 MiB returned, nothing live */
     cr_assert_eq(pool.nfree, 10);
     /* Steady use near the peak: blocks in use are not a reason to trim. */
     for (int i = 0; i < 100; i++)
         b[i] = mr_mbuf_get(&pool, 100);
-    cr_assert_not(mr_mbuf_pool_shrink(&pool));
+    cr_assert_not(mr_mbuf_pool_shrink(&pool, 0));
     for (int i = 0; i < 100; i++)
         mr_mbuf_unref(b[i]);
+    mr_mbuf_pool_drain(&pool);
+}
+
+Test(mbuf, memory_the_caller_freed_counts_toward_a_trim)
+{
+    mr_mbuf_pool pool;
+    mr_mbuf_pool_init(&pool, 256);
+    /* No block was freed, but the worker gave 2 MiB of pooled requests back
+     * to malloc: that heap is worth handing back to the system too. */
+    cr_assert_not(mr_mbuf_pool_shrink(&pool, 512u * 1024u));
+    cr_assert(mr_mbuf_pool_shrink(&pool, 2u * 1024u * 1024u));
+    /* The count starts again after a trim. */
+    cr_assert_not(mr_mbuf_pool_shrink(&pool, 0));
     mr_mbuf_pool_drain(&pool);
 }
