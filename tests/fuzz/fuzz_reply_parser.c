@@ -1,8 +1,8 @@
 /* fuzz_reply_parser.c: libFuzzer target for the backend reply parser.
  *
  * The input is a backend's byte stream. It is walked element by element
- * with mr_reply_next, as backend.c does, under the real bounds (256 MiB
- * values, 8 KiB lines) and under tight ones (64-byte values, 32-byte
+ * with mr_reply_next, as backend.c does, under its default bounds (2 MiB
+ * values for the default 1 MiB items, 8 KiB lines) and under tight ones (64-byte values, 32-byte
  * lines), and each element is checked:
  *   - a complete element fits in the buffer, starts with its line, which
  *     ends in "\r\n" and holds no other "\n"; VALUE/VA data ends in "\r\n"
@@ -133,7 +133,7 @@ static void walk(const char *buf, size_t len, uint32_t max_value, uint32_t max_l
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     const char *buf = (const char *)data;
-    walk(buf, size, 256u * 1024u * 1024u, 8192); /* backend.c's bounds */
+    walk(buf, size, 2u * 1024u * 1024u, 8192); /* backend.c's default bounds */
     walk(buf, size, 64, 32);
     return 0;
 }
