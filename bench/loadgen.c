@@ -151,6 +151,7 @@ struct conn {
     uint32_t outstanding;
     uint32_t warm_next, warm_end; /* keys this connection sets in the warm-up */
     bool warm_done;
+    uint64_t measured; /* requests it completed in the measured window: how fairly it was served */
 };
 
 struct counters {
@@ -552,6 +553,7 @@ static void req_done(struct conn *c, uint32_t slot)
     }
     hdr_record(&w->hist, now_ns() - r->start_ns);
     w->c.requests++;
+    c->measured++;
     w->c.errors += r->errors;
     if (r->is_set) {
         w->c.sets++;
@@ -1230,8 +1232,34 @@ static void raise_nofile(void)
 
 /* ---- result --------------------------------------------------------------------------------------- */
 
+static int cmp_u64(const void *a, const void *b)
+{
+    uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+    return x < y ? -1 : x > y;
+}
+
+/* Requests completed per connection, sorted. In a closed loop a connection served worse than the
+ * others completes fewer: the spread says whether the target is fair to its clients, which a
+ * latency histogram over all connections cannot tell apart from every client seeing the same tail. */
+static void print_conn_fairness(const struct worker *workers)
+{
+    uint64_t *n = xmalloc(sizeof(*n) * (size_t)opt.conns);
+    size_t k = 0;
+    for (int t = 0; t < opt.threads; t++) {
+        for (uint32_t i = 0; i < workers[t].nconns; i++) {
+            n[k++] = workers[t].conns[i].measured;
+        }
+    }
+    qsort(n, k, sizeof(*n), cmp_u64);
+    printf("\"conn_requests\":{\"min\":%" PRIu64 ",\"p1\":%" PRIu64 ",\"p10\":%" PRIu64 ",\"median\":%" PRIu64
+           ",\"p90\":%" PRIu64 ",\"max\":%" PRIu64 "},",
+           n[0], n[k / 100], n[k / 10], n[k / 2], n[k * 9 / 10], n[k - 1]);
+    free(n);
+}
+
 static void print_result(const struct counters *c, const struct hdr *h, double elapsed, double gen_cpu,
-                         const struct cpu_sample *before, const struct cpu_sample *after)
+                         const struct cpu_sample *before, const struct cpu_sample *after,
+                         const struct worker *workers)
 {
     printf("{");
     if (opt.label) {
@@ -1256,6 +1284,7 @@ static void print_result(const struct counters *c, const struct hdr *h, double e
         "\"mean_us\":%.2f,\"p50_us\":%.2f,\"p90_us\":%.2f,\"p99_us\":%.2f,\"p999_us\":%.2f,\"max_us\":%.2f,",
         hdr_mean(h) / 1e3, (double)hdr_quantile(h, 0.50) / 1e3, (double)hdr_quantile(h, 0.90) / 1e3,
         (double)hdr_quantile(h, 0.99) / 1e3, (double)hdr_quantile(h, 0.999) / 1e3, (double)h->max / 1e3);
+    print_conn_fairness(workers);
     printf("\"gen_cpu_s\":%.3f,\"watch\":[", gen_cpu);
     for (int i = 0; i < opt.nwatch; i++) {
         bool ok = before[i].user >= 0 && after[i].user >= 0;
@@ -1343,7 +1372,7 @@ int main(int argc, char **argv)
         total.warm_errors += c->warm_errors;
         hdr_merge(&hist, &workers[t].hist);
     }
-    print_result(&total, &hist, (double)(end_ns - window_start_ns) / 1e9, gen_cpu, before, after);
+    print_result(&total, &hist, (double)(end_ns - window_start_ns) / 1e9, gen_cpu, before, after, workers);
 
     for (int t = 0; t < opt.threads; t++) {
         worker_free(&workers[t]);

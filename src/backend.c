@@ -42,6 +42,10 @@
  * block holds this many of them, so few straddle a block end (the only
  * ones copied) and one read takes several. */
 #define BIG_REPLIES_AHEAD 4
+/* Reads one readiness event may make while each fills its block: enough to
+ * drain a burst of replies, bounded so one busy server cannot starve the
+ * rest of the loop. */
+#define BACKEND_READS_PER_EVENT 8
 #define WRITE_IOV_MAX 256
 
 static void bconn_read_cb(struct ev_loop *loop, ev_io *io, int revents);
@@ -800,23 +804,32 @@ static void bconn_read_cb(struct ev_loop *loop, ev_io *io, int revents)
         bconn_read_tls(loop, bc);
         return;
     }
-    if (mr_inbuf_reserve(&bc->in, &bc->be->worker->mbufs, bc->need, BIG_REPLIES_AHEAD) < 0) {
-        bconn_reset(bc, MR_ERR_NOMEM);
-        return;
-    }
-    mr_mbuf *mb = bc->in.mb;
-    ssize_t n = read(bc->fd, mb->data + mb->len, mr_mbuf_room(mb));
-    if (n == 0) {
-        bconn_reset(bc, MR_ERR_UNAVAILABLE);
-        return;
-    }
-    if (n < 0) {
-        if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)
+    /* A read that fills the block may have left more replies in the
+     * socket, and their clients are waiting for them: read on (a bounded
+     * number of times) instead of leaving them for the next loop iteration,
+     * behind every client read that iteration brings. */
+    for (int reads = 0; reads < BACKEND_READS_PER_EVENT; reads++) {
+        if (mr_inbuf_reserve(&bc->in, &bc->be->worker->mbufs, bc->need, BIG_REPLIES_AHEAD) < 0) {
+            bconn_reset(bc, MR_ERR_NOMEM);
             return;
-        bconn_reset(bc, MR_ERR_UNAVAILABLE);
-        return;
+        }
+        mr_mbuf *mb = bc->in.mb;
+        uint32_t room = mr_mbuf_room(mb);
+        ssize_t n = read(bc->fd, mb->data + mb->len, room);
+        if (n == 0) {
+            bconn_reset(bc, MR_ERR_UNAVAILABLE);
+            return;
+        }
+        if (n < 0) {
+            if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)
+                return;
+            bconn_reset(bc, MR_ERR_UNAVAILABLE);
+            return;
+        }
+        bconn_got(bc, n);
+        if ((uint32_t)n < room || bc->state != MR_BCONN_CONNECTED)
+            return; /* drained, or reset by what was read */
     }
-    bconn_got(bc, n);
 }
 
 static void bconn_timer_cb(struct ev_loop *loop, ev_timer *t, int revents)

@@ -116,6 +116,19 @@ def test_large_and_small_values_interleaved_stay_in_order(cl, memcached_factory)
     _run(cl, ref, reqs)
 
 
+def test_reply_bursts_many_blocks_long_arrive_whole_and_in_order(cl, memcached_factory):
+    """A server answers a deep pipeline with far more than one 16 KiB input block of replies at once:
+    memrelay reads on while a read fills its block, so values straddle block ends at every offset."""
+    ref = memcached_factory()
+    rnd = random.Random(7)
+    sizes = [rnd.randrange(1, 7000) for _ in range(40)]
+    reqs = [b"set burst:%d 0 0 %d\r\n%s\r\n" % (i, n, bytes([97 + i % 26]) * n) for i, n in enumerate(sizes)]
+    for _ in range(400):
+        keys = rnd.sample(range(40), rnd.choice((1, 1, 1, 3, 8)))
+        reqs.append(b"get %s\r\n" % b" ".join(b"burst:%d" % k for k in keys))
+    _run(cl, ref, reqs)
+
+
 def test_concurrent_pipelining_clients_each_see_their_own_replies(cl, memcached_factory):
     ref = memcached_factory()
     nclients, rounds = 8, 3
