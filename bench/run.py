@@ -915,10 +915,9 @@ def main():
             if core:
                 body += "\n\nWhere the servers' core goes (see docs/benchmarks.md):\n\n" + core
             if floor is not None:
+                large = "" if floor_large is None else f"; one of 16,500 bytes (a 16 KiB value) {floor_large:.2f} µs"
                 body += (f"\n\nOne loopback write+read pair of 130 bytes costs {floor:.2f} µs of CPU on the servers' "
-                         "CPU (bench/pairfloor, median of 5 x 100,000, measured after the rounds)")
-                body += "" if floor_large is None else f"; one of 16,500 bytes (a 16 KiB value) {floor_large:.2f} µs"
-                body += "."
+                         f"CPU (bench/pairfloor, median of 5 x 100,000, measured after the rounds){large}.")
             raw = dict(results=results, summary=rows, unavailable=bench.unavailable, pair_floor_us=floor,
                        pair_floor_16k_us=floor_large)
     except KeyboardInterrupt:

@@ -756,12 +756,19 @@ static void bconn_parse(mr_bconn *bc, uint32_t *need)
     }
 }
 
-/* `n` reply bytes arrived in the input block: pair them with requests. */
-static void bconn_got(mr_bconn *bc, ssize_t n)
+/* `n` reply bytes arrived in the input block: pair them with requests.
+ * The caller re-arms the timer once it has read all it will (arm_timer). */
+static void bconn_take(mr_bconn *bc, ssize_t n)
 {
     bc->in.mb->len += (uint32_t)n;
     bc->last_read = ev_now(bc->be->worker->loop);
     bconn_parse(bc, &bc->need);
+}
+
+/* One read's worth: take it, and re-arm the timer for what is still owed. */
+static void bconn_got(mr_bconn *bc, ssize_t n)
+{
+    bconn_take(bc, n);
     if (bc->state == MR_BCONN_CONNECTED)
         arm_timer(bc);
 }
@@ -807,7 +814,9 @@ static void bconn_read_cb(struct ev_loop *loop, ev_io *io, int revents)
     /* A read that fills the block may have left more replies in the
      * socket, and their clients are waiting for them: read on (a bounded
      * number of times) instead of leaving them for the next loop iteration,
-     * behind every client read that iteration brings. */
+     * behind every client read that iteration brings. The timer is re-armed
+     * once, after the last read. */
+    bool took = false;
     for (int reads = 0; reads < BACKEND_READS_PER_EVENT; reads++) {
         if (mr_inbuf_reserve(&bc->in, &bc->be->worker->mbufs, bc->need, BIG_REPLIES_AHEAD) < 0) {
             bconn_reset(bc, MR_ERR_NOMEM);
@@ -822,14 +831,17 @@ static void bconn_read_cb(struct ev_loop *loop, ev_io *io, int revents)
         }
         if (n < 0) {
             if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)
-                return;
+                break;
             bconn_reset(bc, MR_ERR_UNAVAILABLE);
             return;
         }
-        bconn_got(bc, n);
+        bconn_take(bc, n);
+        took = true;
         if ((uint32_t)n < room || bc->state != MR_BCONN_CONNECTED)
-            return; /* drained, or reset by what was read */
+            break; /* drained, or reset by what was read */
     }
+    if (took && bc->state == MR_BCONN_CONNECTED)
+        arm_timer(bc);
 }
 
 static void bconn_timer_cb(struct ev_loop *loop, ev_timer *t, int revents)

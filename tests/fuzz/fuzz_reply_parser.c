@@ -2,8 +2,8 @@
  *
  * The input is a backend's byte stream. It is walked element by element
  * with mr_reply_next, as backend.c does, under its default bounds (2 MiB
- * values for the default 1 MiB items, 8 KiB lines) and under tight ones (64-byte values, 32-byte
- * lines), and each element is checked:
+ * values for the default 1 MiB items, 8 KiB lines) and under tight ones
+ * (64-byte values, 32-byte lines), and each element is checked:
  *   - a complete element fits in the buffer, starts with its line, which
  *     ends in "\r\n" and holds no other "\n"; VALUE/VA data ends in "\r\n"
  *     and its length is the one announced; a VALUE key is a non-empty
