@@ -11,6 +11,7 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -70,6 +71,20 @@ void mr_client_accept(mr_worker *w, int fd, uint32_t listen_pool, uint32_t pool_
 bool mr_client_has_output(const mr_client *c)
 {
     return c->out_count > 0 || (c->tls && mr_tls_has_output(c->tls));
+}
+
+bool mr_client_is_quiet(const mr_client *c)
+{
+    if (c->q_head || c->swallow || mr_inbuf_len(&c->in) > 0 || mr_client_has_output(c))
+        return false;
+    if (c->eof)
+        return true;
+    if (c->tls && c->tls->established && mr_tls_readable(c->tls))
+        return false;
+    /* Bytes the kernel holds that the loop has not read yet: the client
+     * sent them before it saw the connection close, so they are answered. */
+    int unread = 0;
+    return ioctl(c->fd, FIONREAD, &unread) != 0 || unread == 0;
 }
 
 void mr_client_close(mr_client *c)
@@ -353,6 +368,24 @@ static void client_got(mr_client *c, ssize_t n)
         mr_inbuf_release(&c->in);
 }
 
+/* The peer shut down its sending side (`nc -q1`, `nc -N`, a script that
+ * writes its requests then calls shutdown(SHUT_WR)), or closed altogether,
+ * which cannot be told apart yet. memcached answers everything it had read
+ * before it closes, so memrelay does too: nothing more is read, every
+ * request already parsed is answered in order (replies owed by servers
+ * included), and mr_client_flush closes the connection once the last reply
+ * is written. A peer that closed altogether shows up as a failed write.
+ * An unfinished request left in the input gets no reply (memcached's
+ * behaviour: it never saw the end of it). */
+static void client_peer_eof(mr_client *c)
+{
+    mr_worker *w = c->worker;
+    c->eof = true;
+    c->closing = true;
+    ev_io_stop(w->loop, &c->rio);
+    mr_worker_mark_client(w, c);
+}
+
 /* Drive the handshake: 1 when established, 0 waiting, -1 failed (closed). */
 static int client_handshake(mr_client *c)
 {
@@ -394,7 +427,7 @@ static void client_read_tls(struct ev_loop *loop, mr_client *c)
     if (t->write_wants_read) { /* a blocked write can go on now */
         t->write_wants_read = false;
         mr_worker_mark_client(c->worker, c);
-        if (c->paused || c->closing || c->worker->draining) {
+        if (c->paused || c->closing) {
             ev_io_stop(loop, &c->rio);
             return;
         }
@@ -416,8 +449,10 @@ static void client_read_tls(struct ev_loop *loop, mr_client *c)
     }
     if (st == MR_TLS_WANT_WRITE)
         ev_io_start(loop, &c->wio);
+    else if (st == MR_TLS_CLOSED)
+        client_peer_eof(c); /* close_notify or a bare FIN: as a plain read of 0 */
     else if (st != MR_TLS_WANT_READ)
-        mr_client_close(c); /* closed or broken, as a plain read of 0 */
+        mr_client_close(c); /* broken */
 }
 
 static void client_read_cb(struct ev_loop *loop, ev_io *io, int revents)
@@ -435,14 +470,14 @@ static void client_read_cb(struct ev_loop *loop, ev_io *io, int revents)
     }
     mr_mbuf *mb = c->in.mb;
     ssize_t n = read(c->fd, mb->data + mb->len, mr_mbuf_room(mb));
-    if (n == 0 || (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)) {
-        /* The peer is gone (or half-closed): replies could not be read. */
-        mr_client_close(c);
+    if (n > 0) {
+        client_got(c, n);
         return;
     }
-    if (n < 0)
-        return;
-    client_got(c, n);
+    if (n == 0)
+        client_peer_eof(c);
+    else if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)
+        mr_client_close(c); /* reset: nobody is left to read a reply */
 }
 
 void mr_client_req_done(mr_client *c, mr_req *req)
@@ -574,14 +609,12 @@ void mr_client_flush(mr_client *c)
         return;
     }
     if (c->paused && !over_bounds(c)) {
-        /* Caught up: resume reading (unless draining), and parse what is
-         * already buffered. */
+        /* Caught up: resume reading (a drain reads on too: what the client
+         * already sent is answered), and parse what is already buffered. */
         c->paused = false;
-        if (!w->draining) {
-            ev_io_start(w->loop, &c->rio);
-            if (c->tls && mr_tls_readable(c->tls)) /* decrypted while paused: libev cannot tell */
-                ev_feed_event(w->loop, &c->rio, EV_READ);
-        }
+        ev_io_start(w->loop, &c->rio);
+        if (c->tls && mr_tls_readable(c->tls)) /* decrypted while paused: libev cannot tell */
+            ev_feed_event(w->loop, &c->rio, EV_READ);
         client_process(c);
         if (c->out_count || (c->q_head && c->q_head->done))
             mr_worker_mark_client(w, c);

@@ -90,6 +90,16 @@ void mr_listener_close_at(const mr_addr_conf *addr, int fd)
         unlink(addr->host);
 }
 
+void mr_listener_refuse(int fd)
+{
+    /* Linux takes a listening socket (TCP or unix) out of the listening
+     * state on shutdown(): connects are refused from then on, connections
+     * still in the backlog are reset, and the fd stays valid (workers'
+     * watchers on it see accept() fail with EINVAL until they stop). */
+    if (fd >= 0 && shutdown(fd, SHUT_RDWR) < 0)
+        mr_log_warn("listener: shutdown: %s", strerror(errno));
+}
+
 int mr_listener_open(const mr_pool_conf *pool)
 {
     return mr_listener_open_at(pool, &pool->listen);

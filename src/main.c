@@ -147,6 +147,14 @@ static void drain_deadline_cb(struct ev_loop *loop, ev_timer *t, int revents)
     ev_break(loop, EVBREAK_ALL);
 }
 
+static void refuse_listeners(const mr_gen *gen)
+{
+    for (size_t i = 0; gen && i < gen->cfg->npools; i++) {
+        mr_listener_refuse(gen->listen_fds[i]);
+        mr_listener_refuse(gen->tls_listen_fds[i]);
+    }
+}
+
 static void on_signal(struct ev_loop *loop, ev_signal *w, int revents)
 {
     const mr_config *cfg = shutdown_ctl.reloader->current->cfg;
@@ -155,9 +163,15 @@ static void on_signal(struct ev_loop *loop, ev_signal *w, int revents)
         ev_break(loop, EVBREAK_ALL);
         return;
     }
-    mr_log_info("signal %d: draining (no new connections or requests; up to %u ms)", w->signum,
+    mr_log_info("signal %d: draining (new connections refused; answering what clients sent, up to %u ms)", w->signum,
                 cfg->shutdown_timeout_ms);
     __atomic_store_n(&shutdown_ctl.draining, true, __ATOMIC_RELEASE); /* the admin thread reads it */
+    /* New connections are refused from now on (a client fails over at once
+     * instead of waiting on a backlog nobody serves), and no reload opens
+     * new listeners; connections already accepted are drained. */
+    mr_reload_pause(shutdown_ctl.reloader);
+    refuse_listeners(shutdown_ctl.reloader->current);
+    refuse_listeners(shutdown_ctl.reloader->switching);
     for (int i = 0; i < shutdown_ctl.nworkers; i++)
         mr_worker_drain(&shutdown_ctl.workers[i]);
     ev_timer_init(&shutdown_ctl.deadline, drain_deadline_cb, cfg->shutdown_timeout_ms / 1000.0, 0);

@@ -278,6 +278,10 @@ static void log_threads_change(const mr_reloader *r, const mr_config *cfg)
 
 int mr_reload_now(mr_reloader *r, const char *why, bool force)
 {
+    if (r->paused) {
+        mr_log_info("reload (%s) skipped: shutting down", why);
+        return 0;
+    }
     if (r->switching) {
         /* One switch at a time: the next starts when every worker is on
          * the newest generation. */
@@ -427,6 +431,16 @@ void mr_reload_stop(mr_reloader *r)
     ev_timer_stop(r->loop, &r->poll);
     ev_timer_stop(r->loop, &r->debounce);
     ev_async_stop(r->loop, &r->switched);
+}
+
+void mr_reload_pause(mr_reloader *r)
+{
+    r->paused = true;
+    if (!r->loop)
+        return;
+    ev_stat_stop(r->loop, &r->watch);
+    ev_timer_stop(r->loop, &r->poll);
+    ev_timer_stop(r->loop, &r->debounce);
 }
 
 mr_gen *mr_reload_acquire(mr_reloader *r)

@@ -150,7 +150,12 @@ SSL_CTX *mr_tls_listener_ctx_new(const mr_pool_conf *p, char *err, size_t errlen
                            sizeof(why));
     if (ctx == NULL)
         goto fail;
-    SSL_CTX_set_options(ctx, SSL_OP_CIPHER_SERVER_PREFERENCE);
+    /* A client that shuts its side with a bare FIN (no close_notify) has
+     * half-closed, as over plain TCP: its replies are still written
+     * (client.c, client_peer_eof). OpenSSL 3 would call that a protocol
+     * error and make the connection unusable. A request stream has no use
+     * for truncation detection: every request and reply is self-delimiting. */
+    SSL_CTX_set_options(ctx, SSL_OP_CIPHER_SERVER_PREFERENCE | SSL_OP_IGNORE_UNEXPECTED_EOF);
     if (p->tls_cert == NULL || p->tls_key == NULL) {
         snprintf(why, sizeof(why), "tls_cert and tls_key are required");
         goto fail;
@@ -416,8 +421,9 @@ mr_tls_status mr_tls_handshake(mr_tls_conn *t, char *why, size_t len)
      * verify first, then the queued error, then the socket. */
     long vr = SSL_get_verify_result(t->ssl);
     int sys = errno;
-    /* OpenSSL 3 reports a hang-up without close_notify as an error. */
-    bool eof = (e == SSL_ERROR_SYSCALL && ERR_peek_error() == 0 && sys == 0) ||
+    /* OpenSSL 3 reports a hang-up without close_notify as an error, or
+     * (SSL_OP_IGNORE_UNEXPECTED_EOF, listeners) as a clean close. */
+    bool eof = e == SSL_ERROR_ZERO_RETURN || (e == SSL_ERROR_SYSCALL && ERR_peek_error() == 0 && sys == 0) ||
                ERR_GET_REASON(ERR_peek_error()) == SSL_R_UNEXPECTED_EOF_WHILE_READING;
     if (eof && vr == X509_V_OK) {
         snprintf(why, len, "the peer closed the connection during the handshake");

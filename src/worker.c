@@ -24,26 +24,28 @@
 /* Connections accepted per readiness event, so one listener cannot starve the loop. */
 #define ACCEPTS_PER_EVENT 64
 
-/* Draining: a client whose requests are all answered and written leaves. */
+/* Draining: clients are still read and answered; each one leaves as soon
+ * as it is quiet (nothing queued, owed, buffered or unread), which is
+ * always between two requests. */
 static void drain_step(mr_worker *w)
 {
     for (mr_client *c = w->clients, *next; c; c = next) {
         next = c->next;
-        if (!c->q_head && !mr_client_has_output(c))
+        if (mr_client_is_quiet(c))
             mr_client_close(c);
     }
     if (!w->clients)
         __atomic_store_n(&w->drained, 1, __ATOMIC_RELEASE);
 }
 
+/* The main thread has already made the listeners refuse new connections
+ * (mr_listener_refuse); stop watching them. */
 static void drain_cb(struct ev_loop *loop, ev_async *a, int revents)
 {
     mr_worker *w = a->data;
     w->draining = true;
     for (uint32_t p = 0; p < 2 * w->gen->router->npools; p++)
         ev_io_stop(loop, &w->accept_io[p]);
-    for (mr_client *c = w->clients; c; c = c->next)
-        ev_io_stop(loop, &c->rio);
     drain_step(w);
 }
 
@@ -148,7 +150,9 @@ static void accept_cb(struct ev_loop *loop, ev_io *io, int revents)
         if (fd < 0) {
             if (errno == EMFILE || errno == ENFILE)
                 mr_log_warn("accept on pool %s: %s", pc->name, strerror(errno));
-            return; /* EAGAIN: another worker took it, or none left */
+            /* EAGAIN: another worker took it, or none left; EINVAL: the
+             * listener was shut for a drain, and drain_cb is on its way. */
+            return;
         }
         uint32_t open = __atomic_add_fetch(&w->shared->pool_clients[slot], 1, __ATOMIC_RELAXED);
         if (pc->client_connections && open > pc->client_connections) {

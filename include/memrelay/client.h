@@ -56,6 +56,9 @@ typedef struct mr_client {
 void mr_client_accept(struct mr_worker *w, int fd, uint32_t listen_pool, uint32_t pool_slot, struct ssl_ctx_st *tls);
 /* Reply bytes not yet handed to the socket (queued, or in TLS's buffer)? */
 bool mr_client_has_output(const mr_client *c);
+/* Nothing queued, owed, buffered or unread: it may be closed between two
+ * requests (a graceful drain). */
+bool mr_client_is_quiet(const mr_client *c);
 /* A request of this client completed: emit what is ready. */
 void mr_client_req_done(mr_client *c, mr_req *req);
 /* Write queued replies (called from the worker's flush). */

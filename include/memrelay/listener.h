@@ -17,4 +17,9 @@ void mr_listener_close(const mr_pool_conf *pool, int fd);
 int mr_listener_open_at(const mr_pool_conf *pool, const mr_addr_conf *addr);
 void mr_listener_close_at(const mr_addr_conf *addr, int fd);
 
+/* Stop taking connections on it now (a graceful shutdown): new connects
+ * are refused at once instead of queueing behind a server that will not
+ * serve them. The fd stays open until it is closed as usual. */
+void mr_listener_refuse(int fd);
+
 #endif

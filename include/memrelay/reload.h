@@ -38,6 +38,7 @@ typedef struct mr_reloader {
     mr_gen *switching;        /* published; not every worker has switched yet */
     bool again;               /* asked to reload while switching */
     bool again_forced;
+    bool paused;              /* shutting down: no more reloads (mr_reload_pause) */
     ev_stat watch;            /* inotify where it can (the path itself) */
     ev_timer poll;            /* stat() of the file the path leads to (symlinks followed) */
     struct stat mark;         /* what poll saw last */
@@ -55,6 +56,9 @@ int mr_reload_init(mr_reloader *r, const char *path, mr_health *health);
 /* Watch the file and take reloads from now on (workers running). */
 void mr_reload_start(mr_reloader *r, struct ev_loop *loop, mr_shared *shared, mr_worker *workers, int nworkers);
 void mr_reload_stop(mr_reloader *r);
+/* Stop watching the file (a graceful shutdown): a switch already under way
+ * still completes. */
+void mr_reload_pause(mr_reloader *r);
 /* Reload now. `force`: even if the file's bytes did not change (SIGHUP:
  * certificates and credentials it names may have). Returns 0 on success or
  * when there was nothing to do, -1 when the reload was refused. */

@@ -1,5 +1,6 @@
-"""Graceful shutdown: SIGTERM stops accepting and reading, answers every
-request already read (up to memrelay.shutdown_timeout), then exits 0."""
+"""Graceful shutdown: SIGTERM makes the listeners refuse new connections at
+once; connections already open are read and answered until each is quiet
+(nothing unread, nothing owed), up to memrelay.shutdown_timeout; then exit 0."""
 import signal
 import socket
 import subprocess
@@ -10,13 +11,13 @@ import pytest
 from harness import Conn, free_port, wait_accepting
 
 
-def _start(memrelay_bin, tmp_path, mc, shutdown_timeout=None, timeout=5000):
+def _start(memrelay_bin, tmp_path, mc, shutdown_timeout=None, timeout=5000, pool_extra=""):
     port = free_port()
     text = ""
     if shutdown_timeout is not None:
         text += "memrelay:\n  shutdown_timeout: %d\n" % shutdown_timeout
-    text += "alpha:\n  listen: 127.0.0.1:%d\n  timeout: %d\n  server_failure_limit: 1000\n  servers:\n    - %s\n" % (
-        port, timeout, mc.spec())
+    text += "alpha:\n  listen: 127.0.0.1:%d\n  timeout: %d\n  server_failure_limit: 1000\n%s  servers:\n    - %s\n" % (
+        port, timeout, pool_extra, mc.spec())
     path = tmp_path / "memrelay.yml"
     path.write_text(text)
     err = open(str(tmp_path / "stderr"), "wb")
@@ -60,7 +61,20 @@ def test_sigterm_answers_requests_in_flight_then_exits_0(memrelay_bin, memcached
         _stop(proc)
 
 
-def test_sigterm_stops_reading_new_requests(memrelay_bin, memcached_factory, tmp_path):
+def _wait_draining(tmp_path, proc, timeout=5.0):
+    """Until memrelay logs that the drain began (the signal is handled)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if "draining" in open(str(tmp_path / "stderr")).read():
+            return
+        assert proc.poll() is None, "memrelay exited"
+        time.sleep(0.01)
+    raise AssertionError("no drain logged")
+
+
+def test_sigterm_answers_requests_sent_during_the_drain(memrelay_bin, memcached_factory, tmp_path):
+    """A connection that still owes replies is read on: what the client sent
+    after the signal (before it saw a close) is answered too."""
     mc = memcached_factory()
     proc, port = _start(memrelay_bin, tmp_path, mc)
     try:
@@ -70,12 +84,55 @@ def test_sigterm_stops_reading_new_requests(memrelay_bin, memcached_factory, tmp
                 c.send(b"get a\r\n")
                 time.sleep(0.2)
                 proc.send_signal(signal.SIGTERM)
-                time.sleep(0.3)
-                c.send(b"get b\r\n")  # read after the signal: never answered
+                _wait_draining(tmp_path, proc)
+                c.send(b"get b\r\n")
             finally:
                 mc.resume()
-            assert c.recv_replies(1, timeout=5) == b"END\r\n"
-            assert c.recv_idle(idle=0.5, timeout=1.0) == b""
+            assert c.recv_replies(2, timeout=5) == b"END\r\nEND\r\n"
+            assert c.wait_closed(5), "not closed once quiet"
+        assert proc.wait(timeout=5) == 0
+    finally:
+        _stop(proc)
+
+
+def test_sigterm_answers_2000_pipelined_requests_and_refuses_new_connections(memrelay_bin, memcached_factory,
+                                                                               tmp_path):
+    mc = memcached_factory()
+    # A small queue limit: memrelay stops reading the client after 100
+    # requests (backpressure), so most of the batch is still unread in the
+    # socket when the signal comes, and the drain must read it.
+    proc, port = _start(memrelay_bin, tmp_path, mc, pool_extra="  client_queue_limit: 100\n")
+    try:
+        with Conn(("127.0.0.1", port), timeout=10) as c:
+            batch = b"".join(b"set drain%d 0 0 5\r\nhello\r\n" % i for i in range(2000))
+            mc.pause()
+            try:
+                c.send(batch)
+                time.sleep(0.2)
+                proc.send_signal(signal.SIGTERM)
+                _wait_draining(tmp_path, proc)
+                # The listener refuses at once (no connection left hanging in a backlog).
+                with pytest.raises(ConnectionRefusedError):
+                    socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            finally:
+                mc.resume()
+            got = c.recv_replies(2000, timeout=10)
+            assert got == b"STORED\r\n" * 2000
+            assert c.wait_closed(5)
+        assert proc.wait(timeout=5) == 0
+        assert mc.keys_held([b"drain0", b"drain1999"]) == {b"drain0", b"drain1999"}
+    finally:
+        _stop(proc)
+
+
+def test_sigterm_closes_idle_connections_at_once(memrelay_bin, memcached_factory, tmp_path):
+    mc = memcached_factory()
+    proc, port = _start(memrelay_bin, tmp_path, mc, shutdown_timeout=30000)
+    try:
+        with Conn(("127.0.0.1", port), timeout=10) as idle:
+            assert idle.request(b"version\r\n").startswith(b"VERSION ")
+            proc.send_signal(signal.SIGTERM)
+            assert idle.wait_closed(5)
         assert proc.wait(timeout=5) == 0
     finally:
         _stop(proc)

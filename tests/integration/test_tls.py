@@ -480,3 +480,76 @@ def test_sighup_reloads_certificates_and_keeps_established_connections(memcached
     relay.proc.send_signal(signal.SIGHUP)
     assert wait_for(lambda: "reload (SIGHUP) refused" in relay.stderr(), 10), relay.stderr()[-2000:]
     assert not refused(addr, theirs)
+
+
+def _tls_half_close(addr, ctx, data, close_notify):
+    """Send `data` over TLS, then shut the write side: with a close_notify
+    first (an SSL_shutdown), or with a bare TCP FIN. Returns every decrypted
+    byte read until the server closes."""
+    raw = socket.create_connection(addr, timeout=5)
+    inc, out = ssl.MemoryBIO(), ssl.MemoryBIO()
+    obj = ctx.wrap_bio(inc, out, server_hostname="127.0.0.1")
+
+    def pump_out():
+        pending = out.read()
+        if pending:
+            raw.sendall(pending)
+
+    def pump_in():
+        chunk = raw.recv(65536)
+        if chunk:
+            inc.write(chunk)
+        else:
+            inc.write_eof()
+        return bool(chunk)
+
+    try:
+        while True:
+            try:
+                obj.do_handshake()
+                break
+            except ssl.SSLWantReadError:
+                pump_out()
+                assert pump_in(), "closed during the handshake"
+        obj.write(data)
+        pump_out()
+        if close_notify:
+            try:
+                obj.unwrap()
+            except ssl.SSLWantReadError:
+                pass  # ours is sent; the server's comes after its replies
+            pump_out()
+        raw.shutdown(socket.SHUT_WR)
+        got, eof = b"", False
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            try:
+                chunk = obj.read(65536)
+                if not chunk:
+                    break
+                got += chunk
+            except ssl.SSLWantReadError:
+                if eof:
+                    break
+                eof = not pump_in()
+            except (ssl.SSLZeroReturnError, ssl.SSLEOFError):
+                break
+        return got
+    finally:
+        raw.close()
+
+
+@pytest.mark.parametrize("close_notify", [True, False], ids=["close_notify", "bare_fin"])
+def test_tls_half_close_gets_every_reply(memcached_factory, relay_factory, certs, close_notify):
+    """A TLS client that sends its requests and then shuts its side (with or
+    without a close_notify) still gets every reply, as over plain TCP."""
+    servers = [memcached_factory() for _ in range(3)]
+    pool = Pool(servers, hash="md5", **tls_listener(certs))
+    relay_factory({"alpha": pool})
+    keys = [b"thc%d" % i for i in range(20)]
+    data = b"".join(b"set %s 0 0 2\r\nv%d\r\n" % (k, i % 10) for i, k in enumerate(keys))
+    data += b"get " + b" ".join(keys) + b"\r\nmn\r\n"
+    want = b"STORED\r\n" * 20 + b"".join(b"VALUE %s 0 2\r\nv%d\r\n" % (k, i % 10) for i, k in enumerate(keys))
+    want += b"END\r\nMN\r\n"
+    assert _tls_half_close(tls_addr(pool), client_ctx(certs), data, close_notify) == want
+    assert sum(1 for mc in servers if mc.keys_held(keys)) >= 2
