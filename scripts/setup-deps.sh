@@ -5,7 +5,10 @@
 #
 #   build  compiler, cmake, libev, libyaml, libmicrohttpd and OpenSSL headers
 #   run    a local memcached for scripts/run-local.sh, libmicrohttpd (admin HTTP listener)
-#   test   criterion, libmemcached, memcached tools, pytest, pymemcache, PyYAML, prometheus-client, openssl CLI
+#   test   criterion, libmemcached, memcached tools, pytest, pymemcache, PyYAML, prometheus-client, openssl CLI;
+#          the other ecosystems' clients (tests/integration/test_clients_ecosystem.py): Go and gomemcache,
+#          PHP and its memcached extension, Perl's Cache::Memcached::Fast, Node.js and npm (the tests
+#          install npm's memcached package themselves, under build/)
 #   bench  nutcracker (twemproxy), to compare against
 #
 # Idempotent: packages already installed are left alone, and `apt-get update`
@@ -20,12 +23,19 @@ set -euo pipefail
 declare -A GROUP_PACKAGES=(
     [build]="cmake gcc libc6-dev make pkg-config libev-dev libyaml-dev libmicrohttpd-dev libssl-dev"
     [run]="memcached libmicrohttpd12 libssl3"
-    [test]="libcriterion-dev memcached libmemcached-dev libmemcached-tools python3 python3-pytest python3-pymemcache python3-yaml python3-prometheus-client openssl"
+    [test]="libcriterion-dev memcached libmemcached-dev libmemcached-tools python3 python3-pytest python3-pymemcache python3-yaml python3-prometheus-client openssl golang-go golang-github-bradfitz-gomemcache-dev php-cli php-memcached libcache-memcached-fast-perl nodejs npm"
     [bench]="nutcracker"
 )
 
+# A package that counts as present when its command is on PATH, whatever dpkg says: NodeSource's
+# nodejs bundles npm and conflicts with Debian's npm package, so asking apt for npm there would
+# replace that Node.js with Debian's.
+declare -A PROVIDED_BY_COMMAND=(
+    [npm]=npm
+)
+
 usage() {
-    sed -n '2,18s/^# \{0,1\}//p' "$0"
+    sed -n '2,21s/^# \{0,1\}//p' "$0"
 }
 
 groups=("$@")
@@ -71,6 +81,10 @@ fi
 # `dpkg -s` also succeeds for removed packages whose config files remain,
 # so ask for the exact installed state.
 is_installed() {
+    local cmd="${PROVIDED_BY_COMMAND[$1]:-}"
+    if [[ -n "$cmd" ]] && command -v "$cmd" >/dev/null 2>&1; then
+        return 0
+    fi
     [[ "$(dpkg-query -W -f='${db:Status-Status}' "$1" 2>/dev/null)" == installed ]]
 }
 
