@@ -130,6 +130,12 @@ typedef struct {
      * or a meta " q" flag (the proxy applies quiet mode itself so that every
      * forwarded request has exactly one reply). strip_len 0: nothing. */
     uint32_t strip_off, strip_len;
+    /* `ma` with both `q` and `N`: memcached shows the HD/VA of an item that N
+     * has just created and hides that of an item it incremented, and the reply
+     * does not say which happened. So only the server can apply this `q`: the
+     * proxy forwards the line with `q` kept (strip span ignored) and fences it
+     * with `mn` (dispatch.c). Set only on a line that parsed OK. */
+    bool quiet_by_server;
     bool meta_base64; /* meta 'b' flag: the key is base64 */
     uint32_t end_off; /* end of the line's text: before its "\r\n" or "\n", or at its first
                          NUL byte (memcached ignores the rest of a line after a NUL) */
@@ -189,8 +195,9 @@ size_t mr_forward_line(const char *buf, const mr_request_head *head, char *out, 
 /* Meta quiet mode: does a quiet (q) request of `cmd` suppress this reply line?
  * Measured on memcached 1.6.18: mg: EN only (a hit's HD or VA is sent);
  * ms: HD only (NS EX NF are sent); md: HD only (NF and EX are sent);
- * ma: HD and VA (NF NS EX are sent; memcached does send the HD/VA of an item
- * that ma's N flag just created, which a proxy cannot tell apart, see the .md).
+ * ma: HD and VA (NF NS EX are sent). An ma with N shows the HD/VA of an item
+ * N just created, which its reply cannot tell from an increment: such a
+ * request is marked quiet_by_server and its server applies q itself.
  * Errors (CLIENT_ERROR, SERVER_ERROR) are never suppressed; me and mn ignore q. */
 bool mr_meta_quiet_suppresses(mr_cmd cmd, const char *reply_line, size_t len);
 
