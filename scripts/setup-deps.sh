@@ -5,7 +5,7 @@
 #
 #   build  compiler, cmake, libev, libyaml, libmicrohttpd and OpenSSL headers
 #   run    a local memcached for scripts/run-local.sh, libmicrohttpd (admin HTTP listener)
-#   test   criterion, libmemcached, memcached tools, pytest, pymemcache, PyYAML, prometheus-client, openssl CLI,
+#   test   criterion, libmemcached, memcached tools, pytest, pymemcache, pylibmc, PyYAML, prometheus-client, openssl CLI,
 #          dpkg-dev (dpkg-buildflags, for the hardened build in test.sh)
 #   bench  nutcracker (twemproxy), to compare against
 #
@@ -21,7 +21,7 @@ set -euo pipefail
 declare -A GROUP_PACKAGES=(
     [build]="cmake gcc libc6-dev make pkg-config libev-dev libyaml-dev libmicrohttpd-dev libssl-dev"
     [run]="memcached libmicrohttpd12 libssl3"
-    [test]="libcriterion-dev memcached libmemcached-dev libmemcached-tools python3 python3-pytest python3-pymemcache python3-yaml python3-prometheus-client openssl dpkg-dev"
+    [test]="libcriterion-dev memcached libmemcached-dev libmemcached-tools python3 python3-pytest python3-pymemcache python3-yaml python3-prometheus-client python3-pylibmc openssl dpkg-dev"
     [bench]="nutcracker"
 )
 

@@ -197,7 +197,8 @@ static int settings_stats(mr_worker *w, uint32_t listen_pool, mr_mbuf *mb)
     rc |= append(mb, "STAT pool %s\r\n", p->name);
     rc |= append(mb, "STAT listen %s\r\n", addr_text(l, buf, sizeof(buf)));
     rc |= append(mb, "STAT tls %s\r\n", yes_no(p->tls));
-    rc |= append(mb, "STAT tls_listen %s\r\n", p->has_tls_listen ? addr_text(&p->tls_listen, buf, sizeof(buf)) : "NULL");
+    rc |= append(mb, "STAT tls_listen %s\r\n",
+                 p->has_tls_listen ? addr_text(&p->tls_listen, buf, sizeof(buf)) : "NULL");
     if (tls)
         rc |= append(mb, "STAT tls_verify_client %s\r\n", yes_no(p->tls_verify_client));
     rc |= append(mb, "STAT servers %zu\r\n", p->nservers);
@@ -220,7 +221,8 @@ static int settings_stats(mr_worker *w, uint32_t listen_pool, mr_mbuf *mb)
     rc |= append(mb, "STAT client_output_limit %u\r\n", (unsigned)p->client_output_limit);
     rc |= append(mb, "STAT client_idle_timeout %u\r\n", (unsigned)p->client_idle_timeout_ms);
     rc |= append(mb, "STAT server_queue_limit %u\r\n", (unsigned)p->server_queue_limit);
-    rc |= append(mb, "STAT multiget_errors %s\r\n", p->multiget_errors == MR_MULTIGET_ERRORS_FAIL ? "fail" : "miss");
+    rc |= append(mb, "STAT multiget_errors %s\r\n",
+                 p->multiget_errors == MR_MULTIGET_ERRORS_FAIL ? "fail" : "miss");
     rc |= append(mb, "STAT replicas %u\r\n", (unsigned)p->replicas);
     rc |= append(mb, "STAT write_ack %s\r\n", ack_names[p->write_ack]);
     rc |= append(mb, "STAT read_miss_failover %s\r\n", yes_no(p->read_miss_failover));

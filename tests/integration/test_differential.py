@@ -253,6 +253,7 @@ CASES = [
     C("me_hit", b"set k 0 0 1\r\nx\r\nme k\r\n"),
     C("me_no_key", b"me\r\n"),
     C("meta_unknown_command", b"mz k\r\n"),
+    C("binary_magic_after_text", b"mn\r\n\x80\r\n\x80\x00\x00\x00\r\n"),
 ]
 
 
