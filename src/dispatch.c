@@ -55,9 +55,8 @@ static const char *line_of(const mr_req *req)
     return req->line.p;
 }
 
-int mr_forward_slice(mr_worker *w, const mr_req *req, mr_slice *out)
+static int forward_line(mr_worker *w, const mr_req *req, const mr_request_head *h, mr_slice *out)
 {
-    const mr_request_head *h = &req->head;
     const char *line = line_of(req);
     if (h->strip_len == 0 && h->line_len >= 2 && line[h->line_len - 2] == '\r') {
         *out = mr_slice_ref(req->line.mb, line, h->line_len);
@@ -74,6 +73,26 @@ int mr_forward_slice(mr_worker *w, const mr_req *req, mr_slice *out)
     mb->len = (uint32_t)n;
     *out = mr_slice_ref(mb, mb->data, (uint32_t)n);
     mr_mbuf_unref(mb);
+    return 0;
+}
+
+int mr_forward_slice(mr_worker *w, const mr_req *req, mr_slice *out)
+{
+    return forward_line(w, req, &req->head, out);
+}
+
+/* The line with the q kept, then "mn\r\n": the server answers zero or one
+ * element and then MN, so the pipeline stays in step. */
+int mr_forward_fenced(mr_worker *w, const mr_req *req, mr_msg *msg)
+{
+    static const char fence[] = "mn\r\n";
+    mr_request_head keep_q = req->head;
+    keep_q.strip_len = 0;
+    if (forward_line(w, req, &keep_q, &msg->out[0]) < 0)
+        return -1;
+    msg->out[1] = mr_slice_static(fence, sizeof(fence) - 1);
+    msg->nout = 2;
+    msg->fenced = true;
     return 0;
 }
 
@@ -121,6 +140,16 @@ static void dispatch_keyed(mr_client *c, mr_req *req)
     }
     mr_msg *msg = &req->msgs[0];
     msg->server = mr_router_server_for_key(pool, key, key_len, mr_worker_random(w));
+    if (h->quiet_by_server) {
+        if (mr_forward_fenced(w, req, msg) < 0) {
+            mr_msg_finish(msg, MR_ERR_NOMEM);
+            mr_req_dispatched(req);
+            return;
+        }
+        send_msg(c, req, msg);
+        mr_req_dispatched(req);
+        return;
+    }
     if (mr_forward_slice(w, req, &msg->out[0]) < 0) {
         mr_msg_finish(msg, MR_ERR_NOMEM);
         mr_req_dispatched(req);

@@ -76,6 +76,9 @@ int mr_build_split_lines(struct mr_worker *w, mr_req *req, uint32_t first, uint3
 /* The command line as the backend should see it: the client's bytes when
  * they need no change (no copy), else a rewritten copy (dispatch.c). */
 int mr_forward_slice(struct mr_worker *w, const mr_req *req, mr_slice *out);
+/* For a request whose server applies q (head.quiet_by_server): fill msg's
+ * out[] with the line, q kept, and an "mn" fence, and mark it fenced. */
+int mr_forward_fenced(struct mr_worker *w, const mr_req *req, mr_msg *msg);
 /* emit.c: append a finished request's reply to the client's output. */
 int mr_emit(mr_client *c, mr_req *req);
 int mr_client_push(mr_client *c, mr_mbuf *mb, const char *p, uint32_t len);
