@@ -146,6 +146,12 @@ static char *read_all(FILE *f, size_t *len_out, const char **why)
 
 mr_config *mr_config_load(const char *path, mr_config_error *err)
 {
+    return mr_config_load_file_members(path, NULL, 0, err);
+}
+
+mr_config *mr_config_load_file_members(const char *path, const mr_pool_members *members, size_t nmembers,
+                                       mr_config_error *err)
+{
     mr_config_error scratch;
     if (err == NULL)
         err = &scratch;
@@ -165,7 +171,7 @@ mr_config *mr_config_load(const char *path, mr_config_error *err)
         mr_conf_fail(&ctx, (mr_conf_pos){0, 0}, "cannot read configuration file: %s", why);
         return NULL;
     }
-    mr_config *cfg = load(buf, len, path, NULL, 0, err);
+    mr_config *cfg = load(buf, len, path, members, nmembers, err);
     free(buf);
     return cfg;
 }

@@ -12,6 +12,7 @@
 #include "memrelay/health.h"
 #include "memrelay/listener.h"
 #include "memrelay/log.h"
+#include "memrelay/membership.h"
 #include "memrelay/reload.h"
 #include "memrelay/router.h"
 #include "memrelay/tls.h"
@@ -346,6 +347,17 @@ int main(int argc, char **argv)
     ev_signal_start(main_loop, &log_reopen);
     ev_timer_init(&log_tick, on_log_tick, 1.0, 1.0);
     ev_timer_start(main_loop, &log_tick);
+    /* The resolver, and the servers of pools that find theirs in DNS: the
+     * generation is rebuilt with the first answers before anything serves. */
+    mr_membership *membership = mr_membership_start(&reloader, main_loop);
+    if (!membership) {
+        mr_reload_free(&reloader);
+        mr_health_free(health);
+        free(workers);
+        free(opt.admin.host);
+        return 1;
+    }
+    cfg = reloader.current->cfg;
     shared.started = ev_time();
     shared.nworkers = nworkers;
     shared.health = health;
@@ -416,6 +428,7 @@ int main(int argc, char **argv)
     for (int i = 0; i < inited; i++)
         mr_worker_destroy(&workers[i]);
     mr_reload_stop(&reloader);
+    mr_membership_free(membership);
     mr_health_stop(health);
     mr_reload_free(&reloader);
     ev_loop_destroy(main_loop);

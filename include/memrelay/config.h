@@ -186,6 +186,10 @@ typedef struct {
 mr_config *mr_config_load_members(const char *yaml, size_t len, const char *name, const mr_pool_members *members,
                                   size_t nmembers, mr_config_error *err);
 
+/* mr_config_load with members. */
+mr_config *mr_config_load_file_members(const char *path, const mr_pool_members *members, size_t nmembers,
+                                       mr_config_error *err);
+
 /* Does any pool find its servers in DNS? */
 bool mr_config_discovers(const mr_config *cfg);
 
