@@ -9,6 +9,9 @@
 # integration suite. Extra arguments go to ctest, e.g. `-R unit` or `-V`.
 # Exits non-zero if the build or any test fails.
 #
+# After the build, scripts/check_layers.py checks src/'s calls and includes
+# against the layer order (docs/architecture.md).
+#
 # Then the reliability stages (docs/reliability.md), each reported with its time:
 #   asan          build-asan/ (ASan+UBSan), the whole ctest suite again, leaks on
 #   fuzz          scripts/fuzz.sh: every libFuzzer target for FUZZ_SECONDS (60)
@@ -69,6 +72,10 @@ echo "== configure ($build_dir)"
 cmake -S . -B "$build_dir" "${cmake_args[@]}"
 echo "== build"
 cmake --build "$build_dir" --parallel "$jobs"
+echo "== layers"
+# Who calls whom in src/ against the layer order (docs/architecture.md).
+# Report mode for now: it prints upward calls and cycles and does not fail.
+/usr/bin/python3 scripts/check_layers.py "$build_dir"
 echo "== test"
 # --timeout applies to tests without their own TIMEOUT (the unit tests), so a
 # hung test fails instead of stalling CI; --no-tests=error catches an empty run.
