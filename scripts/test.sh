@@ -35,7 +35,7 @@ for arg in "$@"; do
     case "$arg" in
     --sanitize) sanitize=1 ;;
     -h | --help)
-        sed -n '2,25s/^# \{0,1\}//p' "$0"
+        sed -n '2,26s/^# \{0,1\}//p' "$0"
         exit 0
         ;;
     *) ctest_args+=("$arg") ;;
