@@ -21,8 +21,8 @@
 #include <ev.h>
 
 #include "memrelay/backend.h"
+#include "memrelay/error.h"
 #include "memrelay/latency.h"
-#include "memrelay/request.h"
 #include "memrelay/router.h"
 
 struct mr_worker;
