@@ -71,4 +71,33 @@ static inline uint32_t mr_mbuf_room(const mr_mbuf *mb)
     return mb->cap - mb->len;
 }
 
+/* A run of bytes inside a block: requests, replies and output queues hold
+ * these. A slice owns one reference on `mb`; `mb` NULL means static storage
+ * (a literal reply text). */
+typedef struct {
+    mr_mbuf *mb;
+    const char *p;
+    uint32_t len;
+} mr_slice;
+
+static inline mr_slice mr_slice_static(const char *s, uint32_t len)
+{
+    mr_slice sl = {NULL, s, len};
+    return sl;
+}
+
+static inline mr_slice mr_slice_ref(mr_mbuf *mb, const char *p, uint32_t len)
+{
+    mr_slice sl = {mb ? mr_mbuf_ref(mb) : NULL, p, len};
+    return sl;
+}
+
+static inline void mr_slice_release(mr_slice *sl)
+{
+    mr_mbuf_unref(sl->mb);
+    sl->mb = NULL;
+    sl->p = NULL;
+    sl->len = 0;
+}
+
 #endif

@@ -45,13 +45,6 @@ typedef struct mr_req_ops {
     void (*finished)(struct mr_req *req, struct mr_msg *msg, int err);
 } mr_req_ops;
 
-/* A run of bytes to send; `mb` NULL means static storage. */
-typedef struct {
-    mr_mbuf *mb;
-    const char *p;
-    uint32_t len;
-} mr_slice;
-
 typedef struct mr_msg {
     struct mr_req *req;     /* owner */
     struct mr_msg *next;    /* link in a backend connection queue */
@@ -157,25 +150,5 @@ void mr_msg_answer(mr_msg *msg, mr_err err);
 void mr_msg_finish(mr_msg *msg, mr_err err);
 /* Append a VALUE item reference to a message's reply. */
 int mr_msg_add_item(mr_msg *msg, mr_mbuf *mb, const char *p, uint32_t len);
-
-static inline mr_slice mr_slice_static(const char *s, uint32_t len)
-{
-    mr_slice sl = {NULL, s, len};
-    return sl;
-}
-
-static inline mr_slice mr_slice_ref(mr_mbuf *mb, const char *p, uint32_t len)
-{
-    mr_slice sl = {mb ? mr_mbuf_ref(mb) : NULL, p, len};
-    return sl;
-}
-
-static inline void mr_slice_release(mr_slice *sl)
-{
-    mr_mbuf_unref(sl->mb);
-    sl->mb = NULL;
-    sl->p = NULL;
-    sl->len = 0;
-}
 
 #endif
