@@ -21,9 +21,6 @@
 #include "memrelay/worker.h"
 
 #define WRITE_IOV_MAX 512
-/* A line with no newline may grow to this before it is refused: multi-gets
- * with thousands of keys are legal and long. */
-#define CLIENT_MAX_LINE (2u * 1024u * 1024u)
 
 static void client_read_cb(struct ev_loop *loop, ev_io *io, int revents);
 static void client_write_cb(struct ev_loop *loop, ev_io *io, int revents);
@@ -286,7 +283,7 @@ static void client_process(mr_client *c)
             continue;
         }
         mr_request_head h;
-        mr_parse_status st = mr_parse_request(p, avail, pc->item_size_max, CLIENT_MAX_LINE, &h);
+        mr_parse_status st = mr_parse_request(p, avail, pc->item_size_max, MR_ASCII_DEFAULT_MAX_LINE, &h);
         if (st == MR_PARSE_NEED_MORE)
             return;
         if (st == MR_PARSE_ERROR) {

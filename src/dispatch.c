@@ -13,8 +13,6 @@
 #include "memrelay/replicate.h"
 #include "memrelay/worker.h"
 
-/* Longest decoded meta key we route on (memcached's limit is 250). */
-#define MAX_KEY 250
 /* Servers a split retrieval keeps its line offsets for on the stack. */
 #define SPLIT_STACK_SLOTS 16
 
@@ -100,7 +98,7 @@ static void dispatch_keyed(mr_client *c, mr_req *req)
     const mr_request_head *h = &req->head;
     const char *key = line_of(req) + h->key_off;
     size_t key_len = h->key_len;
-    char decoded[MAX_KEY * 2];
+    char decoded[MR_KEY_MAX * 2]; /* a base64 key of MR_KEY_MAX decodes to fewer bytes */
     if (h->meta_base64) {
         long n = mr_base64_decode(key, key_len, decoded, sizeof(decoded));
         if (n >= 0) {
@@ -381,7 +379,7 @@ static void dispatch_local(mr_client *c, mr_req *req)
 void mr_dispatch_unlink(mr_client *c, const char *key, uint32_t key_len, bool base64)
 {
     mr_worker *w = c->worker;
-    char decoded[MAX_KEY * 2];
+    char decoded[MR_KEY_MAX * 2]; /* a base64 key of MR_KEY_MAX decodes to fewer bytes */
     const char *rkey = key;
     size_t rlen = key_len;
     if (base64) {

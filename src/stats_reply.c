@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include "memrelay/health.h"
+#include "memrelay/limits.h"
 #include "memrelay/request.h"
 #include "memrelay/stats.h"
 #include "memrelay/worker.h"
@@ -160,7 +161,7 @@ int mr_stats_reply(mr_worker *w, uint32_t listen_pool, mr_slice *out, const char
         uint32_t klen = 0;
         while (klen < rest_len && rest[klen] != ' ')
             klen++;
-        if (klen == 0 || klen > 250) {
+        if (klen == 0 || klen > MR_KEY_MAX) {
             static const char usage[] = "CLIENT_ERROR usage: stats route <key>\r\n";
             *out = mr_slice_static(usage, sizeof(usage) - 1);
             return 0;

@@ -22,6 +22,7 @@
 
 #include "memrelay/ascii.h"
 #include "memrelay/error.h"
+#include "memrelay/limits.h"
 #include "memrelay/mbuf.h"
 
 struct mr_client;
@@ -29,9 +30,6 @@ struct mr_worker;
 struct mr_req;
 struct mr_msg;
 struct mr_gen;
-
-/* Most copies of a key a pool may keep. */
-#define MR_MAX_REPLICAS 16
 
 /* Hooks a request may carry (replication uses them). All optional. */
 typedef struct mr_req_ops {
