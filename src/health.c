@@ -14,9 +14,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
-#include <sys/time.h>
 #include <unistd.h>
 
+#include "memrelay/clock.h"
 #include "memrelay/log.h"
 #include "memrelay/tls.h"
 #include "memrelay/worker.h"
@@ -32,13 +32,6 @@ static const char *const state_names[] = {"up", "down", "rejoining"};
 const char *mr_health_state_name(uint32_t state)
 {
     return state < 3 ? state_names[state] : "?";
-}
-
-static int64_t wall_ms(void)
-{
-    struct timeval tv;
-    gettimeofday(&tv, NULL);
-    return (int64_t)tv.tv_sec * 1000 + tv.tv_usec / 1000;
 }
 
 /* Main thread: is the server in the current config? */
@@ -67,7 +60,7 @@ void mr_health_failure(mr_health *h, uint32_t server, int err, bool immediate)
     if (!__atomic_compare_exchange_n(&sh->state, &state, MR_HEALTH_DOWN, false, __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE))
         return; /* another worker got there first and logs it */
     __atomic_store_n(&sh->last_error, (uint32_t)err, __ATOMIC_RELAXED);
-    __atomic_store_n(&sh->down_at_ms, wall_ms(), __ATOMIC_RELAXED);
+    __atomic_store_n(&sh->down_at_ms, mr_wall_ms(), __ATOMIC_RELAXED);
     __atomic_add_fetch(&sh->downs, 1, __ATOMIC_RELAXED);
     const char *why = mr_error_reply((mr_err)err);
     mr_log_warn("server %s (pool %s) is down: %.*s%s", sh->name, sh->pool, (int)strlen(why) - 2, why, immediate ? "" : " (failure limit reached)");
@@ -90,7 +83,7 @@ void mr_health_rejoin_ack(mr_health *h, uint32_t server)
 
 void mr_health_quarantine(mr_health *h, uint32_t server, uint32_t ms)
 {
-    int64_t until = wall_ms() + ms;
+    int64_t until = mr_wall_ms() + ms;
     mr_server_health *sh = mr_health_server(h, server);
     __atomic_store_n(&sh->quarantine_until_ms, until, __ATOMIC_RELAXED);
     mr_log_warn("server %s: quarantined for %u ms (its replay queue overflowed): writes only, reads elsewhere",
@@ -100,7 +93,7 @@ void mr_health_quarantine(mr_health *h, uint32_t server, uint32_t ms)
 bool mr_health_quarantined(const mr_health *h, uint32_t server)
 {
     int64_t until = __atomic_load_n(&mr_health_server(h, server)->quarantine_until_ms, __ATOMIC_RELAXED);
-    return until != 0 && wall_ms() < until;
+    return until != 0 && mr_wall_ms() < until;
 }
 
 /* ---- rings without ejected servers (auto_eject_hosts) ---- */
@@ -239,7 +232,7 @@ static void schedule_probe(mr_server_health *sh, ev_tstamp after)
     ev_timer_stop(h->loop, &sh->timer);
     ev_timer_set(&sh->timer, after, 0);
     ev_timer_start(h->loop, &sh->timer);
-    __atomic_store_n(&sh->next_probe_ms, wall_ms() + (int64_t)(after * 1000), __ATOMIC_RELAXED);
+    __atomic_store_n(&sh->next_probe_ms, mr_wall_ms() + (int64_t)(after * 1000), __ATOMIC_RELAXED);
 }
 
 static void probe_close(mr_server_health *sh)
@@ -693,7 +686,7 @@ void mr_health_free(mr_health *h)
 int mr_health_stats(const mr_health *h, const mr_router *router, char *buf, size_t cap)
 {
     size_t off = 0;
-    int64_t now = wall_ms();
+    int64_t now = mr_wall_ms();
 #define APPEND(...)                                                        \
     do {                                                                   \
         int n_ = snprintf(buf + off, cap - off, __VA_ARGS__);              \
