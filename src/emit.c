@@ -8,6 +8,7 @@
 
 #include "memrelay/client.h"
 #include "memrelay/log.h"
+#include "memrelay/reply.h"
 #include "memrelay/worker.h"
 
 static const char end_line[] = "END\r\n";
@@ -39,12 +40,6 @@ static int push_failure(mr_client *c, const mr_msg *msg)
 static bool msg_failed(const mr_msg *msg)
 {
     return msg->error != MR_ERR_NONE || msg->line.len > 0;
-}
-
-/* Does a VALUE item carry this key? */
-static bool item_has_key(const mr_slice *item, const char *key, uint32_t klen)
-{
-    return item->len > 6 + klen && memcmp(item->p + 6, key, klen) == 0 && item->p[6 + klen] == ' ';
 }
 
 /* Does any key still take its reply from message i (after failover)? */
@@ -106,7 +101,7 @@ static int emit_retrieval(mr_client *c, mr_req *req)
         if (msg_failed(msg) || msg->cursor >= msg->nitems)
             continue; /* a miss */
         const mr_slice *item = &msg->items[msg->cursor];
-        if (!item_has_key(item, req->line.p + req->keys[k].off, req->keys[k].len))
+        if (!mr_reply_value_has_key(item->p, item->len, req->line.p + req->keys[k].off, req->keys[k].len))
             continue; /* a miss: the server's next item is a later key's */
         msg->cursor++;
         hits++;

@@ -677,11 +677,6 @@ uint32_t mr_replicate_retrieval_slots(const mr_req *req, uint32_t npool_servers,
     return per_round * (max_replicas - 1);
 }
 
-static bool item_has_key(const mr_slice *item, const char *key, uint32_t klen)
-{
-    return item->len > 6 + klen && memcmp(item->p + 6, key, klen) == 0 && item->p[6 + klen] == ' ';
-}
-
 static void mget_answered(mr_req *req, mr_msg *msg)
 {
     mr_worker *w = req->worker;
@@ -699,7 +694,8 @@ static void mget_answered(mr_req *req, mr_msg *msg)
         uint32_t koff = req->keys[i].off, klen = req->keys[i].len;
         if (!failed) {
             /* Walk the items as emit.c will: a hit stays with this batch. */
-            if (cursor < msg->nitems && item_has_key(&msg->items[cursor], line + koff, klen)) {
+            if (cursor < msg->nitems &&
+                mr_reply_value_has_key(msg->items[cursor].p, msg->items[cursor].len, line + koff, klen)) {
                 cursor++;
                 continue;
             }
