@@ -12,19 +12,15 @@
 #include "memrelay/backend.h"
 
 #include <errno.h>
-#include <netdb.h>
-#include <netinet/in.h>
-#include <netinet/tcp.h>
-#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
-#include <sys/un.h>
 #include <sys/uio.h>
 #include <unistd.h>
 
 #include "memrelay/health.h"
 #include "memrelay/log.h"
+#include "memrelay/net.h"
 #include "memrelay/reply.h"
 #include "memrelay/tls.h"
 #include "memrelay/worker.h"
@@ -53,34 +49,6 @@ static void bconn_write_cb(struct ev_loop *loop, ev_io *io, int revents);
 static void bconn_timer_cb(struct ev_loop *loop, ev_timer *t, int revents);
 static void bconn_connect(mr_bconn *bc);
 static void retry_cb(struct ev_loop *loop, ev_timer *t, int revents);
-
-int mr_backend_resolve(const mr_server_conf *sc, mr_backend_addr *out)
-{
-    memset(out, 0, sizeof(*out));
-    if (sc->addr.is_unix) {
-        struct sockaddr_un *un = (struct sockaddr_un *)&out->addr;
-        un->sun_family = AF_UNIX;
-        if (strlen(sc->addr.host) >= sizeof(un->sun_path)) {
-            mr_log_error("server %s: unix path too long", sc->spec);
-            return -1;
-        }
-        strcpy(un->sun_path, sc->addr.host);
-        out->len = sizeof(*un);
-        return 0;
-    }
-    char port[16];
-    snprintf(port, sizeof(port), "%u", sc->addr.port);
-    struct addrinfo hints = {.ai_socktype = SOCK_STREAM}, *res = NULL;
-    int rc = getaddrinfo(sc->addr.host, port, &hints, &res);
-    if (rc != 0 || !res) {
-        mr_log_error("server %s: cannot resolve '%s': %s", sc->spec, sc->addr.host, gai_strerror(rc));
-        return -1;
-    }
-    memcpy(&out->addr, res->ai_addr, res->ai_addrlen);
-    out->len = res->ai_addrlen;
-    freeaddrinfo(res);
-    return 0;
-}
 
 int mr_backend_init(mr_backend *be, mr_worker *w, const mr_server *server, const mr_pool *pool)
 {
@@ -457,18 +425,13 @@ static void bconn_connect(mr_bconn *bc)
 {
     mr_backend *be = bc->be;
     struct ev_loop *loop = be->worker->loop;
-    const mr_backend_addr *addr = &mr_health_server(health_of(be), be->server->id)->addr;
+    const mr_sockaddr *addr = &mr_health_server(health_of(be), be->server->id)->addr;
     int fd = socket(addr->addr.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
     if (fd < 0) {
         connect_failed(bc, MR_ERR_UNAVAILABLE, errno);
         return;
     }
-    if (addr->addr.ss_family != AF_UNIX) {
-        int one = 1;
-        setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-        if (be->pool->conf->tcpkeepalive)
-            setsockopt(fd, SOL_SOCKET, SO_KEEPALIVE, &one, sizeof(one));
-    }
+    mr_net_tune(fd, addr->addr.ss_family == AF_UNIX, be->pool->conf->tcpkeepalive);
     bc->fd = fd;
     bc->state = MR_BCONN_CONNECTING;
     bc->connect_deadline = ev_now(loop) + be->timeout;
@@ -478,7 +441,7 @@ static void bconn_connect(mr_bconn *bc)
     }
     if (errno != EINPROGRESS) {
         int e = errno;
-        connect_failed(bc, e == ECONNREFUSED || e == ENOENT ? MR_ERR_REFUSED : MR_ERR_UNAVAILABLE, e);
+        connect_failed(bc, mr_net_connect_error(e), e);
         return;
     }
     /* Wait for writability; the timer bounds the wait by the first message's deadline. */
@@ -646,7 +609,7 @@ static void bconn_write_cb(struct ev_loop *loop, ev_io *io, int revents)
         socklen_t len = sizeof(err);
         getsockopt(bc->fd, SOL_SOCKET, SO_ERROR, &err, &len);
         if (err) {
-            connect_failed(bc, err == ECONNREFUSED ? MR_ERR_REFUSED : MR_ERR_UNAVAILABLE, err);
+            connect_failed(bc, mr_net_connect_error(err), err);
             return;
         }
         tcp_connected(bc);

@@ -18,6 +18,7 @@
 
 #include "memrelay/clock.h"
 #include "memrelay/log.h"
+#include "memrelay/net.h"
 #include "memrelay/tls.h"
 #include "memrelay/worker.h"
 
@@ -312,7 +313,7 @@ static void probe_done(mr_server_health *sh, bool ok)
 static void probe_start(mr_server_health *sh, bool idle)
 {
     mr_health *h = sh->health;
-    const mr_backend_addr *addr = &sh->addr;
+    const mr_sockaddr *addr = &sh->addr;
     const mr_pool_conf *pc = pool_conf(h, sh->id);
     sh->idle_probe = idle;
     sh->probing = true;
@@ -324,7 +325,7 @@ static void probe_start(mr_server_health *sh, bool idle)
         return;
     }
     if (connect(sh->fd, (const struct sockaddr *)&addr->addr, addr->len) < 0 && errno != EINPROGRESS) {
-        sh->probe_error = errno == ECONNREFUSED || errno == ENOENT ? MR_ERR_REFUSED : MR_ERR_UNAVAILABLE;
+        sh->probe_error = mr_net_connect_error(errno);
         probe_done(sh, false);
         return;
     }
@@ -411,8 +412,8 @@ static void probe_io_cb(struct ev_loop *loop, ev_io *io, int revents)
         socklen_t len = sizeof(err);
         getsockopt(sh->fd, SOL_SOCKET, SO_ERROR, &err, &len);
         static const char version[] = "version\r\n";
-        if (err == ECONNREFUSED)
-            sh->probe_error = MR_ERR_REFUSED;
+        if (err)
+            sh->probe_error = mr_net_connect_error(err);
         uint32_t pool = sh->health->router->servers[sh->id].pool;
         SSL_CTX *ctx = sh->health->router->tls ? sh->health->router->tls->servers[pool] : NULL;
         if (!err && ctx) {
@@ -540,8 +541,8 @@ uint32_t mr_health_server_id(void *ctx, const mr_pool_conf *pc, const mr_server_
         free(ident);
         return UINT32_MAX;
     }
-    mr_backend_addr addr;
-    if (mr_backend_resolve(sc, &addr) < 0) {
+    mr_sockaddr addr;
+    if (mr_net_resolve(sc, &addr) < 0) {
         free(ident);
         return UINT32_MAX;
     }

@@ -10,8 +10,6 @@
 
 #include <errno.h>
 #include <malloc.h>
-#include <netinet/in.h>
-#include <netinet/tcp.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -19,6 +17,7 @@
 
 #include "memrelay/health.h"
 #include "memrelay/log.h"
+#include "memrelay/net.h"
 #include "memrelay/tls.h"
 
 /* Connections accepted per readiness event, so one listener cannot starve the loop. */
@@ -165,12 +164,7 @@ static void accept_cb(struct ev_loop *loop, ev_io *io, int revents)
             MR_STAT_INC(&w->stats, rejected_connections);
             continue;
         }
-        if (!where->is_unix) {
-            int one = 1;
-            setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-            if (pc->tcpkeepalive)
-                setsockopt(fd, SOL_SOCKET, SO_KEEPALIVE, &one, sizeof(one));
-        }
+        mr_net_tune(fd, where->is_unix, pc->tcpkeepalive);
         mr_client_accept(w, fd, pool, slot, tls);
     }
 }

@@ -69,16 +69,6 @@ void mr_backend_schedule_retry(mr_backend *be);
  * tell the health checker (at once if nothing was missed). */
 void mr_backend_rejoin(mr_backend *be);
 
-/* Resolved address of a server (done once, before workers start). */
-typedef struct {
-    struct sockaddr_storage addr;
-    socklen_t len;
-} mr_backend_addr;
-
-/* Resolve a server's address (blocking: main thread only). -1 and a log
- * line on failure. */
-int mr_backend_resolve(const mr_server_conf *sc, mr_backend_addr *out);
-
 /* Set up a backend without touching the worker's loop (any thread may call
  * it); mr_backend_start, on the worker's thread, preconnects if configured. */
 int mr_backend_init(mr_backend *be, struct mr_worker *w, const mr_server *server, const mr_pool *pool);

@@ -20,9 +20,9 @@
 
 #include <ev.h>
 
-#include "memrelay/backend.h"
 #include "memrelay/error.h"
 #include "memrelay/latency.h"
+#include "memrelay/net.h"
 #include "memrelay/router.h"
 
 struct mr_worker;
@@ -56,7 +56,7 @@ typedef struct mr_server_health {
     char *identity;          /* registry key: pool, address, connections */
     char *name;              /* the server line as first written, for log lines */
     char *pool;              /* its pool's name */
-    mr_backend_addr addr;    /* resolved once */
+    mr_sockaddr addr;        /* resolved once */
     /* Shared: atomics only. */
     uint32_t failure_limit;  /* its pool's server_failure_limit (a reload may change it) */
     uint32_t state;          /* mr_health_state */
