@@ -404,15 +404,14 @@ static void bconn_handshake(mr_bconn *bc)
 static void tcp_connected(mr_bconn *bc)
 {
     mr_backend *be = bc->be;
-    const mr_tls_set *tls = be->pool->router->tls; /* its config's contexts */
-    SSL_CTX *ctx = tls ? tls->servers[be->pool->index] : NULL;
-    if (!ctx) {
+    /* Its config's contexts: the router's. */
+    int tls = mr_tls_connect_server(be->pool->router->tls, be->pool->index, be->pool->conf, be->server->conf, bc->fd,
+                                    &bc->tls);
+    if (tls == 0) {
         connected(bc);
         return;
     }
-    const mr_pool_conf *pc = be->pool->conf;
-    const char *name = pc->server_tls_name ? pc->server_tls_name : be->server->conf->addr.host;
-    if ((bc->tls = mr_tls_connect_new(ctx, bc->fd, name, pc->server_tls_verify)) == NULL) {
+    if (tls < 0) {
         connect_failed(bc, MR_ERR_NOMEM, 0);
         return;
     }

@@ -414,19 +414,17 @@ static void probe_io_cb(struct ev_loop *loop, ev_io *io, int revents)
         static const char version[] = "version\r\n";
         if (err)
             sh->probe_error = mr_net_connect_error(err);
-        uint32_t pool = sh->health->router->servers[sh->id].pool;
-        SSL_CTX *ctx = sh->health->router->tls ? sh->health->router->tls->servers[pool] : NULL;
-        if (!err && ctx) {
-            const mr_pool_conf *pc = pool_conf(sh->health, sh->id);
-            const char *name =
-                pc->server_tls_name ? pc->server_tls_name : sh->health->router->servers[sh->id].conf->addr.host;
-            sh->tls_sent = false;
-            if ((sh->tls = mr_tls_connect_new(ctx, sh->fd, name, pc->server_tls_verify)) != NULL) {
-                probe_tls_step(sh);
-                return;
-            }
-            err = ENOMEM;
+        const mr_router *r = sh->health->router;
+        sh->tls_sent = false;
+        int tls = err ? 0
+                      : mr_tls_connect_server(r->tls, r->servers[sh->id].pool, pool_conf(sh->health, sh->id),
+                                              r->servers[sh->id].conf, sh->fd, &sh->tls);
+        if (tls > 0) {
+            probe_tls_step(sh);
+            return;
         }
+        if (tls < 0)
+            err = ENOMEM;
         if (err || write(sh->fd, version, sizeof(version) - 1) != (ssize_t)sizeof(version) - 1) {
             ev_timer_stop(loop, &sh->timer);
             probe_done(sh, false);

@@ -367,6 +367,16 @@ mr_tls_conn *mr_tls_connect_new(SSL_CTX *ctx, int fd, const char *name, bool ver
     return t;
 }
 
+int mr_tls_connect_server(const mr_tls_set *set, uint32_t pool, const mr_pool_conf *pc, const mr_server_conf *sc,
+                          int fd, mr_tls_conn **out)
+{
+    SSL_CTX *ctx = set ? set->servers[pool] : NULL;
+    if (ctx == NULL)
+        return 0;
+    const char *name = pc->server_tls_name ? pc->server_tls_name : sc->addr.host;
+    return (*out = mr_tls_connect_new(ctx, fd, name, pc->server_tls_verify)) != NULL ? 1 : -1;
+}
+
 void mr_tls_conn_free(mr_tls_conn *t)
 {
     if (t == NULL)

@@ -107,6 +107,13 @@ mr_tls_conn *mr_tls_accept_new(SSL_CTX *ctx, int fd);
  * certificate when `verify` (IP literal: the address; else the DNS name,
  * also sent as SNI). NULL when out of memory. */
 mr_tls_conn *mr_tls_connect_new(SSL_CTX *ctx, int fd, const char *name, bool verify);
+/* The same for a connection to server `sc` of pool `pool` (its index in
+ * `set`, whose settings are `pc`), as backends and the prober make them: the
+ * pool's server context, and the name checked and sent as SNI is the pool's
+ * server_tls_name, else the server's host. 1 with *out set; 0 when the pool
+ * has no server_tls (the connection stays plain); -1 when out of memory. */
+int mr_tls_connect_server(const mr_tls_set *set, uint32_t pool, const mr_pool_conf *pc, const mr_server_conf *sc,
+                          int fd, mr_tls_conn **out);
 /* Send close_notify if it fits in the socket now (never waits), free. */
 void mr_tls_conn_free(mr_tls_conn *t);
 
