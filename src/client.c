@@ -16,6 +16,8 @@
 #include <unistd.h>
 
 #include "memrelay/auth.h"
+#include "memrelay/dispatch.h"
+#include "memrelay/emit.h"
 #include "memrelay/log.h"
 #include "memrelay/tls.h"
 #include "memrelay/worker.h"

@@ -4,6 +4,8 @@
  * keyed commands go to the key's server; retrievals are split into one
  * batched message per server; flush_all goes to every server; version to one.
  */
+#include "memrelay/dispatch.h"
+
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -11,6 +13,7 @@
 #include "memrelay/client.h"
 #include "memrelay/log.h"
 #include "memrelay/replicate.h"
+#include "memrelay/stats_reply.h"
 #include "memrelay/worker.h"
 
 /* Servers a split retrieval keeps its line offsets for on the stack. */
@@ -337,9 +340,6 @@ static void dispatch_any_server(mr_client *c, mr_req *req)
     send_line_only(c, req, &req->msgs[0]);
     mr_req_dispatched(req);
 }
-
-int mr_stats_reply(mr_worker *w, uint32_t listen_pool, mr_slice *out, const char *arg, uint32_t arg_len,
-                   const char *rest, uint32_t rest_len);
 
 static void dispatch_local(mr_client *c, mr_req *req)
 {

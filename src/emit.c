@@ -4,6 +4,8 @@
  * reference. Multi-server retrievals are merged here back into the
  * client's key order, misses and duplicate keys included.
  */
+#include "memrelay/emit.h"
+
 #include <string.h>
 
 #include "memrelay/client.h"

@@ -24,6 +24,7 @@
 
 #include "memrelay/backend.h"
 #include "memrelay/client.h"
+#include "memrelay/dispatch.h"
 #include "memrelay/health.h"
 #include "memrelay/log.h"
 #include "memrelay/reply.h"

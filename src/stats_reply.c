@@ -3,6 +3,8 @@
  * Field names follow memcached's where the meaning is the same, so existing
  * stats tools keep working; memrelay's own counters follow them.
  */
+#include "memrelay/stats_reply.h"
+
 #include <pthread.h>
 #include <stdio.h>
 #include <string.h>

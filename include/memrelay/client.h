@@ -65,19 +65,8 @@ void mr_client_req_done(mr_client *c, mr_req *req);
 void mr_client_flush(mr_client *c);
 void mr_client_close(mr_client *c);
 
-/* dispatch.c: turn a parsed request into messages or a local reply. */
-void mr_dispatch(mr_client *c, mr_req *req);
-/* Delete `key` on every server holding it, in the background (memcached
- * unlinks the item when a set's value is too large). */
-void mr_dispatch_unlink(mr_client *c, const char *key, uint32_t key_len, bool base64);
-/* Build the command line of every message in slots [first, first+n) of a
- * retrieval from the keys key_msg maps to them (dispatch.c). */
-int mr_build_split_lines(struct mr_worker *w, mr_req *req, uint32_t first, uint32_t nslots);
-/* The command line as the backend should see it: the client's bytes when
- * they need no change (no copy), else a rewritten copy (dispatch.c). */
-int mr_forward_slice(struct mr_worker *w, const mr_req *req, mr_slice *out);
-/* emit.c: append a finished request's reply to the client's output. */
-int mr_emit(mr_client *c, mr_req *req);
+/* Queue `len` reply bytes at p (a reference on mb is taken; NULL: static
+ * bytes) on the client's output: 0, or -1 when out of memory. */
 int mr_client_push(mr_client *c, mr_mbuf *mb, const char *p, uint32_t len);
 
 #endif
