@@ -30,7 +30,7 @@ static int push_text(mr_client *c, const char *text)
 static int push_failure(mr_client *c, const mr_msg *msg)
 {
     /* A get for a server the health checker holds down is a miss, answered
-     * at once: the cache is simply smaller for a while (REFERENCE §4).
+     * at once: the cache is simply smaller for a while (docs/health.md, "What a client sees").
      * With multiget_errors: fail it is the error instead. */
     if (msg->error == MR_ERR_DOWN && msg->retrieval && !msg->req->fail_multiget)
         return push_text(c, end_line);

@@ -34,7 +34,7 @@ typedef enum {
     MR_CLASS_BROADCAST,   /* sent to every server of the pool: flush_all */
     MR_CLASS_ANY_SERVER,  /* sent to one server of the pool: version */
     MR_CLASS_UNSUPPORTED, /* memcached admin commands that only make sense on one memcached:
-                             never MR_PARSE_OK; answered by error_reply (see the .md) */
+                             never MR_PARSE_OK; answered by error_reply (docs/protocol-errors.md) */
 } mr_cmd_class;
 
 /* X(enum suffix, wire name, class) */
@@ -190,7 +190,7 @@ size_t mr_forward_line(const char *buf, const mr_request_head *head, char *out, 
  * Measured on memcached 1.6.18: mg: EN only (a hit's HD or VA is sent);
  * ms: HD only (NS EX NF are sent); md: HD only (NF and EX are sent);
  * ma: HD and VA (NF NS EX are sent; memcached does send the HD/VA of an item
- * that ma's N flag just created, which a proxy cannot tell apart, see the .md).
+ * that ma's N flag just created, which a proxy cannot tell apart: docs/protocol-errors.md).
  * Errors (CLIENT_ERROR, SERVER_ERROR) are never suppressed; me and mn ignore q. */
 bool mr_meta_quiet_suppresses(mr_cmd cmd, const char *reply_line, size_t len);
 

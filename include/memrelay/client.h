@@ -59,7 +59,8 @@ bool mr_client_has_output(const mr_client *c);
 /* Nothing queued, owed, buffered or unread: it may be closed between two
  * requests (a graceful drain). */
 bool mr_client_is_quiet(const mr_client *c);
-/* A request of this client completed: emit what is ready. */
+/* A request of this client completed: mark the client dirty, so the
+ * worker's flush emits what is ready at the head of its queue. */
 void mr_client_req_done(mr_client *c, mr_req *req);
 /* Write queued replies (called from the worker's flush). */
 void mr_client_flush(mr_client *c);

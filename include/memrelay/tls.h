@@ -9,13 +9,12 @@
  * as long as the last connection made from it, whatever happens to the
  * table it came from.
  *
- * Reload hook (SIGHUP). To give new connections new certificates:
- *   1. set = mr_tls_set_build(new_cfg, err, sizeof(err)): every file is read
- *      again (a failure leaves the running set untouched: keep it, report err);
- *   2. publish `set` where workers look (mr_shared.tls) at the moment the new
- *      configuration is published;
- *   3. mr_tls_set_free(old) once no worker can still be between reading the
- *      old pointer and SSL_new() (the same grace the old configuration needs).
+ * Reload (SIGHUP) gives new connections new certificates: reload.c builds
+ * the new generation's set with mr_tls_set_build() (every file is read
+ * again; a failure refuses the reload and the running set stays), stores it
+ * in the generation (mr_gen.tls) and its router (mr_router.tls, where
+ * backends and the prober look), and the set is freed with its generation
+ * (generation.c), once no worker can still make a connection from it.
  * Established connections keep the context they were made with until they
  * close. Single contexts: mr_tls_listener_ctx_new() / mr_tls_server_ctx_new()
  * return one reference each, released with SSL_CTX_free().
