@@ -4,7 +4,8 @@
 #   scripts/test.sh [--sanitize] [CTEST_ARGS...]
 #
 # Builds in build/ (or build-asan/ with --sanitize or MEMRELAY_SANITIZE=1,
-# which adds AddressSanitizer and UndefinedBehaviorSanitizer), then runs
+# which adds AddressSanitizer, UndefinedBehaviorSanitizer and the ownership
+# checks, MEMRELAY_CHECKS), then runs
 # `ctest --output-on-failure`: the criterion unit tests and the pytest
 # integration suite. Extra arguments go to ctest, e.g. `-R unit` or `-V`.
 # Exits non-zero if the build or any test fails.
@@ -35,7 +36,7 @@ for arg in "$@"; do
     case "$arg" in
     --sanitize) sanitize=1 ;;
     -h | --help)
-        sed -n '2,26s/^# \{0,1\}//p' "$0"
+        sed -n '2,27s/^# \{0,1\}//p' "$0"
         exit 0
         ;;
     *) ctest_args+=("$arg") ;;
@@ -47,12 +48,13 @@ scripts/setup-deps.sh build test
 cmake_args=(-DMEMRELAY_WERROR=ON -DMEMRELAY_TESTS=ON)
 if [[ "$sanitize" == 1 ]]; then
     build_dir="${MEMRELAY_BUILD_DIR:-build-asan}"
-    cmake_args+=(-DMEMRELAY_SANITIZE=ON)
+    cmake_args+=(-DMEMRELAY_SANITIZE=ON -DMEMRELAY_CHECKS=ON)
     # Stop at the first UB report, with a stack; leave any user settings alone.
     export UBSAN_OPTIONS="${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}"
 else
     build_dir="${MEMRELAY_BUILD_DIR:-build}"
-    cmake_args+=(-DMEMRELAY_SANITIZE=OFF)
+    # build/ is also the benchmark binary (bench/run.py): no ownership checks.
+    cmake_args+=(-DMEMRELAY_SANITIZE=OFF -DMEMRELAY_CHECKS=OFF)
 fi
 
 # A build directory configured from another checkout (copied tree, container
@@ -123,7 +125,7 @@ asan_build() {
         home="$(sed -n 's/^CMAKE_HOME_DIRECTORY:INTERNAL=//p' "$cache")"
         [[ -z "$home" || "$home" == "$root" ]] || rm -rf "$asan_dir"
     fi
-    cmake -S . -B "$asan_dir" -DMEMRELAY_WERROR=ON -DMEMRELAY_TESTS=ON -DMEMRELAY_SANITIZE=ON &&
+    cmake -S . -B "$asan_dir" -DMEMRELAY_WERROR=ON -DMEMRELAY_TESTS=ON -DMEMRELAY_SANITIZE=ON -DMEMRELAY_CHECKS=ON &&
         cmake --build "$asan_dir" --parallel "$jobs" &&
         (cd "$asan_dir" && ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 \
             UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \

@@ -158,6 +158,7 @@ static void pending_push(mr_bconn *bc, mr_msg *msg)
 static mr_msg *sent_pop(mr_bconn *bc)
 {
     mr_msg *msg = bc->sent_head;
+    MR_CHECK(msg->queued && bc->nqueued > 0);
     bc->sent_head = msg->next;
     if (!bc->sent_head)
         bc->sent_tail = NULL;
@@ -224,6 +225,7 @@ static void fail_list(mr_bconn *bc, mr_msg *list, mr_err err)
 {
     while (list) {
         mr_msg *next = list->next;
+        MR_CHECK(list->queued && bc->nqueued > 0);
         bc->nqueued--;
         mr_msg_finish(list, err);
         list = next;
@@ -349,6 +351,7 @@ void mr_backend_rejoin(mr_backend *be)
 void mr_bconn_push_front(mr_bconn *bc, mr_msg *msg)
 {
     mr_backend *be = bc->be;
+    MR_CHECK(!msg->queued);
     msg->queued_at = ev_now(be->worker->loop);
     msg->deadline = msg->queued_at + be->timeout;
     msg->queued = true;
@@ -494,6 +497,7 @@ void mr_backend_send(mr_backend *be, uint32_t conn_hint, mr_msg *msg)
         mr_msg_finish(msg, MR_ERR_QUEUE_FULL);
         return;
     }
+    MR_CHECK(!msg->queued); /* a message sits on one queue at a time */
     msg->deadline = now + be->timeout;
     msg->queued = true;
     msg->written = 0;

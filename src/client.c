@@ -150,6 +150,7 @@ int mr_client_push(mr_client *c, mr_mbuf *mb, const char *p, uint32_t len)
 
 static void queue_push(mr_client *c, mr_req *req)
 {
+    MR_CHECK(req->client == c);
     req->next = NULL;
     if (c->q_tail)
         c->q_tail->next = req;
@@ -490,6 +491,7 @@ static int emit_ready(mr_client *c)
 {
     while (c->q_head && c->q_head->done) {
         mr_req *req = c->q_head;
+        MR_CHECK(req->client == c);
         c->q_head = req->next;
         if (!c->q_head)
             c->q_tail = NULL;

@@ -41,8 +41,12 @@ static void msg_release(mr_msg *msg)
 
 static void req_free(mr_req *req)
 {
-    for (uint32_t i = 0; i < req->nmsgs; i++)
+    /* Nobody holds it: its client is done and no message is on a queue. */
+    MR_CHECK(req->client == NULL && req->in_flight == 0);
+    for (uint32_t i = 0; i < req->nmsgs; i++) {
+        MR_CHECK(!req->msgs[i].queued);
         msg_release(&req->msgs[i]);
+    }
     if (req->msgs != req->inline_msgs)
         free(req->msgs);
     if (req->keys != req->inline_keys)
@@ -145,6 +149,7 @@ int mr_msg_add_item(mr_msg *msg, mr_mbuf *mb, const char *p, uint32_t len)
 
 static void req_pending_dec(mr_req *req)
 {
+    MR_CHECK(req->pending > 0);
     --req->pending;
     if (req->done)
         return;
@@ -231,6 +236,7 @@ void mr_msg_finish(mr_msg *msg, mr_err err)
 {
     mr_req *req = msg->req;
     if (msg->queued) {
+        MR_CHECK(req->in_flight > 0);
         msg->queued = false;
         req->in_flight--;
     }

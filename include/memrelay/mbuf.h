@@ -14,6 +14,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "memrelay/check.h"
+
 /* Standard block size: big enough for many small requests per read. */
 #define MR_MBUF_SIZE (16u * 1024u)
 
@@ -59,6 +61,7 @@ mr_mbuf *mr_mbuf_get(mr_mbuf_pool *pool, uint32_t min_cap);
 
 static inline mr_mbuf *mr_mbuf_ref(mr_mbuf *mb)
 {
+    MR_CHECK(mb->refs > 0); /* a reference is taken from a live one */
     mb->refs++;
     return mb;
 }
