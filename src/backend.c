@@ -145,6 +145,18 @@ static void rejoin_ack_if_due(mr_backend *be)
 
 /* ---- queues ---- */
 
+/* Put the connection on its worker's flush list (once): the worker writes
+ * every dirty connection once, at the end of the loop iteration. */
+static void bconn_mark_dirty(mr_bconn *bc)
+{
+    if (bc->dirty)
+        return;
+    mr_worker *w = bc->be->worker;
+    bc->dirty = true;
+    bc->next_dirty = w->dirty_bconns;
+    w->dirty_bconns = bc;
+}
+
 static void pending_push(mr_bconn *bc, mr_msg *msg)
 {
     msg->next = NULL;
@@ -323,7 +335,7 @@ static void connected(mr_bconn *bc)
     ev_io_set(&bc->wio, bc->fd, EV_WRITE);
     mr_replay_on_connect(be);
     rejoin_ack_if_due(be);
-    mr_worker_mark_bconn(be->worker, bc);
+    bconn_mark_dirty(bc);
     arm_timer(bc);
 }
 
@@ -370,7 +382,7 @@ void mr_bconn_push_front(mr_bconn *bc, mr_msg *msg)
             bc->pending_tail = msg;
     }
     bc->nqueued++;
-    mr_worker_mark_bconn(be->worker, bc);
+    bconn_mark_dirty(bc);
 }
 
 /* Drive the TLS handshake of a connecting connection; when done, it is
@@ -510,7 +522,7 @@ void mr_backend_send(mr_backend *be, uint32_t conn_hint, mr_msg *msg)
         return;
     }
     if (bc->state == MR_BCONN_CONNECTED)
-        mr_worker_mark_bconn(be->worker, bc);
+        bconn_mark_dirty(bc);
     if (!ev_is_active(&bc->timer))
         arm_timer(bc);
 }
@@ -748,7 +760,7 @@ static void bconn_read_tls(struct ev_loop *loop, mr_bconn *bc)
     }
     if (t->write_wants_read) { /* a blocked write can go on now */
         t->write_wants_read = false;
-        mr_worker_mark_bconn(bc->be->worker, bc);
+        bconn_mark_dirty(bc);
     }
     if (mr_inbuf_reserve(&bc->in, &bc->be->worker->mbufs, bc->need, BIG_REPLIES_AHEAD) < 0) {
         bconn_reset(bc, MR_ERR_NOMEM);

@@ -148,6 +148,16 @@ int mr_client_push(mr_client *c, mr_mbuf *mb, const char *p, uint32_t len)
     return 0;
 }
 
+void mr_client_mark_dirty(mr_client *c)
+{
+    if (c->dirty)
+        return;
+    mr_worker *w = c->worker;
+    c->dirty = true;
+    c->next_dirty = w->dirty_clients;
+    w->dirty_clients = c;
+}
+
 static void queue_push(mr_client *c, mr_req *req)
 {
     MR_CHECK(req->client == c);
@@ -172,7 +182,7 @@ static mr_req *local_reply(mr_client *c, const char *text)
     req->local = mr_slice_static(text, (uint32_t)strlen(text));
     req->done = true;
     queue_push(c, req);
-    mr_worker_mark_client(c->worker, c);
+    mr_client_mark_dirty(c);
     return req;
 }
 
@@ -228,7 +238,7 @@ static int auth_gate(mr_client *c, const char *p, uint32_t avail)
     }
     if (st.action == MR_AUTH_CLOSE) {
         c->closing = true;
-        mr_worker_mark_client(w, c);
+        mr_client_mark_dirty(c);
         return -1;
     }
     /* memcached's names and meaning: attempts that reached the credential
@@ -259,7 +269,7 @@ static void client_process(mr_client *c)
             if (c->swallow == 0 && c->swallow_req) {
                 c->swallow_req->done = true;
                 c->swallow_req = NULL;
-                mr_worker_mark_client(w, c);
+                mr_client_mark_dirty(c);
             }
             continue;
         }
@@ -276,7 +286,7 @@ static void client_process(mr_client *c)
             c->started = true;
             if (mr_is_binary_protocol(p, avail)) {
                 c->closing = true;
-                mr_worker_mark_client(w, c);
+                mr_client_mark_dirty(c);
                 return;
             }
         }
@@ -359,7 +369,7 @@ static void client_got(mr_client *c, ssize_t n)
     client_process(c);
     if (c->closing) {
         ev_io_stop(w->loop, &c->rio);
-        mr_worker_mark_client(w, c);
+        mr_client_mark_dirty(c);
     }
     /* Everything read was consumed: give the block back, so an idle client
      * holds no input buffer (requests still in flight keep their own
@@ -383,7 +393,7 @@ static void client_peer_eof(mr_client *c)
     c->eof = true;
     c->closing = true;
     ev_io_stop(w->loop, &c->rio);
-    mr_worker_mark_client(w, c);
+    mr_client_mark_dirty(c);
 }
 
 /* Drive the handshake: 1 when established, 0 waiting, -1 failed (closed). */
@@ -426,7 +436,7 @@ static void client_read_tls(struct ev_loop *loop, mr_client *c)
         return;
     if (t->write_wants_read) { /* a blocked write can go on now */
         t->write_wants_read = false;
-        mr_worker_mark_client(c->worker, c);
+        mr_client_mark_dirty(c);
         if (c->paused || c->closing) {
             ev_io_stop(loop, &c->rio);
             return;
@@ -483,7 +493,7 @@ static void client_read_cb(struct ev_loop *loop, ev_io *io, int revents)
 void mr_client_req_done(mr_client *c, mr_req *req)
 {
     (void)req;
-    mr_worker_mark_client(c->worker, c);
+    mr_client_mark_dirty(c);
 }
 
 /* Move the replies of finished requests at the head of the queue to output. */
@@ -618,7 +628,7 @@ void mr_client_flush(mr_client *c)
             ev_feed_event(w->loop, &c->rio, EV_READ);
         client_process(c);
         if (c->out_count || (c->q_head && c->q_head->done))
-            mr_worker_mark_client(w, c);
+            mr_client_mark_dirty(c);
     }
 }
 

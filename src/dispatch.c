@@ -12,6 +12,7 @@
 
 #include "memrelay/client.h"
 #include "memrelay/log.h"
+#include "memrelay/rng.h"
 #include "memrelay/replicate.h"
 #include "memrelay/stats_reply.h"
 #include "memrelay/worker.h"
@@ -121,7 +122,7 @@ static void dispatch_keyed(mr_client *c, mr_req *req)
         return;
     }
     mr_msg *msg = &req->msgs[0];
-    msg->server = mr_router_server_for_key(pool, key, key_len, mr_worker_random(w));
+    msg->server = mr_router_server_for_key(pool, key, key_len, mr_rng_next(&w->rng));
     if (mr_forward_slice(w, req, &msg->out[0]) < 0) {
         mr_msg_finish(msg, MR_ERR_NOMEM);
         mr_req_dispatched(req);
@@ -228,7 +229,7 @@ static void dispatch_retrieval(mr_client *c, mr_req *req)
     uint32_t max_replicas = 1;
     while (mr_next_key(line, h, &pos, &koff, &klen) && k < req->nkeys) {
         const mr_pool *pool = mr_router_pool_for_key(router, c->listen_pool, line + koff, klen);
-        uint32_t s = mr_router_server_for_key(pool, line + koff, klen, mr_worker_random(w));
+        uint32_t s = mr_router_server_for_key(pool, line + koff, klen, mr_rng_next(&w->rng));
         uint32_t copies = pool->conf->replicas + (uint32_t)pool->conf->nreplicate_to;
         if (copies > max_replicas)
             max_replicas = copies;
@@ -391,7 +392,7 @@ void mr_dispatch_unlink(mr_client *c, const char *key, uint32_t key_len, bool ba
     }
     const mr_pool *pool = mr_router_pool_for_key(w->gen->router, c->listen_pool, rkey, rlen);
     uint32_t servers[MR_MAX_REPLICAS];
-    uint32_t n = mr_router_replicas_for_key(pool, rkey, rlen, mr_worker_random(w), servers, MR_MAX_REPLICAS);
+    uint32_t n = mr_router_replicas_for_key(pool, rkey, rlen, mr_rng_next(&w->rng), servers, MR_MAX_REPLICAS);
     mr_req *req = mr_req_new(w);
     if (!req)
         return;

@@ -27,6 +27,7 @@
 #include "memrelay/dispatch.h"
 #include "memrelay/health.h"
 #include "memrelay/log.h"
+#include "memrelay/rng.h"
 #include "memrelay/reply.h"
 #include "memrelay/worker.h"
 
@@ -703,7 +704,8 @@ static void mget_answered(mr_req *req, mr_msg *msg)
         }
         const mr_pool *pool = mr_router_pool_for_key(router, req->listen_pool, line + koff, klen);
         uint32_t reps[MR_MAX_REPLICAS];
-        uint32_t n = mr_router_replicas_for_key(pool, line + koff, klen, mr_worker_random(w), reps, MR_MAX_REPLICAS);
+        uint32_t n =
+            mr_router_replicas_for_key(pool, line + koff, klen, mr_rng_next(&w->rng), reps, MR_MAX_REPLICAS);
         uint32_t at = 0;
         while (at < n && reps[at] != msg->server)
             at++;
@@ -762,8 +764,8 @@ void mr_replicate_keyed(mr_client *c, mr_req *req, const mr_pool *pool, const ch
 {
     mr_worker *w = c->worker;
     const mr_request_head *h = &req->head;
-    req->nreplicas = (uint8_t)mr_router_replicas_for_key(pool, key, key_len, mr_worker_random(w), req->replicas,
-                                                          MR_MAX_REPLICAS);
+    req->nreplicas = (uint8_t)mr_router_replicas_for_key(pool, key, key_len, mr_rng_next(&w->rng),
+                                                         req->replicas, MR_MAX_REPLICAS);
     /* One key always uses one connection per server, so writes to a key
      * from any client reach every replica in the same order. */
     req->conn_hint = mr_hash(MR_HASH_FNV1A_32, key, key_len);

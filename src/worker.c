@@ -107,33 +107,6 @@ static void flush_cb(struct ev_loop *loop, ev_prepare *p, int revents)
         release_done_holds(w);
 }
 
-void mr_worker_mark_client(mr_worker *w, mr_client *c)
-{
-    if (c->dirty)
-        return;
-    c->dirty = true;
-    c->next_dirty = w->dirty_clients;
-    w->dirty_clients = c;
-}
-
-void mr_worker_mark_bconn(mr_worker *w, mr_bconn *bc)
-{
-    if (bc->dirty)
-        return;
-    bc->dirty = true;
-    bc->next_dirty = w->dirty_bconns;
-    w->dirty_bconns = bc;
-}
-
-uint32_t mr_worker_random(mr_worker *w)
-{
-    uint32_t x = w->rng;
-    x ^= x << 13;
-    x ^= x >> 17;
-    x ^= x << 5;
-    return w->rng = x;
-}
-
 static void accept_cb(struct ev_loop *loop, ev_io *io, int revents)
 {
     mr_worker *w = io->data;
@@ -291,7 +264,7 @@ static void remap_clients(mr_worker *w, const mr_config *old, const mr_gen *gen)
         if (!c->q_head && c->out_count == 0)
             mr_client_close(c);
         else
-            mr_worker_mark_client(w, c);
+            mr_client_mark_dirty(c);
     }
 }
 

@@ -62,6 +62,9 @@ bool mr_client_is_quiet(const mr_client *c);
 /* A request of this client completed: mark the client dirty, so the
  * worker's flush emits what is ready at the head of its queue. */
 void mr_client_req_done(mr_client *c, mr_req *req);
+/* Put the client on its worker's flush list (once), so the flush at the end
+ * of this loop iteration emits and writes what it has. */
+void mr_client_mark_dirty(mr_client *c);
 /* Write queued replies (called from the worker's flush). */
 void mr_client_flush(mr_client *c);
 void mr_client_close(mr_client *c);

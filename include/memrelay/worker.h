@@ -87,7 +87,7 @@ typedef struct mr_worker {
     mr_bconn *dirty_bconns;
     mr_client *clients;             /* all open clients */
     uint32_t next_client_id;
-    uint32_t rng;                   /* xorshift state for the random distribution */
+    uint32_t rng;                   /* xorshift state for the random distribution (rng.h) */
     uint32_t *server_slot;          /* dispatch scratch, by server id: message index or UINT32_MAX */
     mr_stats stats;
     mr_pool_stats pool_stats[MR_MAX_POOL_SLOTS]; /* by pool slot (stable across reloads) */
@@ -109,9 +109,6 @@ void mr_worker_stop(mr_worker *w);   /* from another thread */
 void mr_worker_join(mr_worker *w);
 void mr_worker_destroy(mr_worker *w);
 
-void mr_worker_mark_client(mr_worker *w, mr_client *c);
-void mr_worker_mark_bconn(mr_worker *w, mr_bconn *bc);
-uint32_t mr_worker_random(mr_worker *w);
 /* From the main thread: a server is rejoining; replay what it missed. */
 void mr_worker_health_changed(mr_worker *w);
 /* From the main thread: switch to sw->gen at the next loop iteration. The
