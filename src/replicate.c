@@ -24,7 +24,7 @@
 
 #include "memrelay/backend.h"
 #include "memrelay/client.h"
-#include "memrelay/dispatch.h"
+#include "memrelay/forward.h"
 #include "memrelay/health.h"
 #include "memrelay/log.h"
 #include "memrelay/rng.h"
@@ -727,7 +727,7 @@ static void mget_answered(mr_req *req, mr_msg *msg)
     if (added == 0)
         return;
     POOL_STAT_ADD(w, pool_of_server(w, msg->server), repl_read_failovers, added);
-    if (mr_build_split_lines(w, req, first_new, added) < 0) {
+    if (mr_build_split_lines(&w->mbufs, req, first_new, added) < 0) {
         for (uint32_t s = first_new; s < first_new + added; s++)
             mr_msg_finish(&req->msgs[s], MR_ERR_NOMEM);
         return;
@@ -792,7 +792,7 @@ void mr_replicate_keyed(mr_client *c, mr_req *req, const mr_pool *pool, const ch
     }
     /* The forwarded line: the client's bytes, or a rewritten copy. */
     mr_slice line;
-    if (mr_forward_slice(w, req, &line) < 0) {
+    if (mr_forward_slice(&w->mbufs, req, &line) < 0) {
         mr_req_fail_unsent(req, MR_ERR_NOMEM);
         return;
     }
