@@ -69,7 +69,7 @@ void mr_client_accept(mr_worker *w, int fd, uint32_t listen_pool, uint32_t pool_
 
 bool mr_client_has_output(const mr_client *c)
 {
-    return c->out_count > 0 || (c->tls && mr_tls_has_output(c->tls));
+    return c->out.count > 0 || (c->tls && mr_tls_has_output(c->tls));
 }
 
 bool mr_client_is_quiet(const mr_client *c)
@@ -100,9 +100,7 @@ void mr_client_close(mr_client *c)
         mr_req_client_done(r);
         r = next;
     }
-    for (uint32_t i = 0; i < c->out_count; i++)
-        mr_mbuf_unref(c->out[(c->out_head + i) % c->out_cap].mb);
-    free(c->out);
+    mr_outq_release(&c->out);
     mr_inbuf_release(&c->in);
     if (c->prev)
         c->prev->next = c->next;
@@ -121,31 +119,6 @@ void mr_client_close(mr_client *c)
     MR_STAT_DEC(&w->stats, curr_connections);
     __atomic_sub_fetch(&w->shared->pool_clients[c->pool_slot], 1, __ATOMIC_RELAXED);
     free(c);
-}
-
-int mr_client_push(mr_client *c, mr_mbuf *mb, const char *p, uint32_t len)
-{
-    if (len == 0)
-        return 0;
-    if (c->out_count == c->out_cap) {
-        uint32_t cap = c->out_cap ? c->out_cap * 2 : 16;
-        mr_outv *out = malloc(cap * sizeof(*out));
-        if (!out)
-            return -1;
-        for (uint32_t i = 0; i < c->out_count; i++)
-            out[i] = c->out[(c->out_head + i) % c->out_cap];
-        free(c->out);
-        c->out = out;
-        c->out_cap = cap;
-        c->out_head = 0;
-    }
-    mr_outv *v = &c->out[(c->out_head + c->out_count) % c->out_cap];
-    v->mb = mb ? mr_mbuf_ref(mb) : NULL;
-    v->p = p;
-    v->len = len;
-    c->out_count++;
-    c->out_bytes += len;
-    return 0;
 }
 
 void mr_client_mark_dirty(mr_client *c)
@@ -189,7 +162,7 @@ static mr_req *local_reply(mr_client *c, const char *text)
 static bool over_bounds(const mr_client *c)
 {
     const mr_pool_conf *pc = &c->worker->gen->cfg->pools[c->listen_pool];
-    return c->nqueued >= pc->client_queue_limit || c->out_bytes >= pc->client_output_limit;
+    return c->nqueued >= pc->client_queue_limit || c->out.bytes >= pc->client_output_limit;
 }
 
 /* client_idle_timeout: one timer per client, re-armed only when it fires
@@ -506,7 +479,7 @@ static int emit_ready(mr_client *c)
         if (!c->q_head)
             c->q_tail = NULL;
         c->nqueued--;
-        int rc = mr_emit(c, req);
+        int rc = mr_emit(&c->out, req, &c->worker->stats);
         bool close_after = req->close_after;
         mr_req_client_done(req);
         if (rc < 0)
@@ -519,49 +492,21 @@ static int emit_ready(mr_client *c)
     return 0;
 }
 
-/* `wr` bytes of the output ring were written: release them. */
+/* `wr` bytes of the output were written: release them. */
 static void client_wrote(mr_client *c, size_t wr)
 {
     mr_worker *w = c->worker;
     MR_STAT_ADD(&w->stats, bytes_written, (uint64_t)wr);
     c->last_active = ev_now(w->loop);
-    size_t left = wr;
-    while (left > 0) {
-        mr_outv *v = &c->out[c->out_head];
-        uint32_t rest = v->len - c->out_skip;
-        if (left < rest) {
-            c->out_skip += (uint32_t)left;
-            break;
-        }
-        left -= rest;
-        c->out_bytes -= v->len;
-        mr_mbuf_unref(v->mb);
-        c->out_skip = 0;
-        c->out_head = (c->out_head + 1) % c->out_cap;
-        c->out_count--;
-    }
-}
-
-/* The next runs of the output ring, at most WRITE_IOV_MAX. */
-static int client_iov(const mr_client *c, struct iovec *iov)
-{
-    int n = 0;
-    for (uint32_t i = 0; i < c->out_count && n < WRITE_IOV_MAX; i++) {
-        const mr_outv *v = &c->out[(c->out_head + i) % c->out_cap];
-        uint32_t skip = i == 0 ? c->out_skip : 0;
-        iov[n].iov_base = (void *)(v->p + skip);
-        iov[n].iov_len = v->len - skip;
-        n++;
-    }
-    return n;
+    mr_outq_wrote(&c->out, wr);
 }
 
 /* Write the output: 0 all written, 1 waiting for the socket, -1 closed. */
 static int client_write_plain(mr_client *c)
 {
-    while (c->out_count > 0) {
+    while (c->out.count > 0) {
         struct iovec iov[WRITE_IOV_MAX];
-        int n = client_iov(c, iov);
+        int n = mr_outq_iov(&c->out, iov, WRITE_IOV_MAX);
         ssize_t wr = writev(c->fd, iov, n);
         if (wr < 0) {
             if (errno == EAGAIN || errno == EWOULDBLOCK) {
@@ -584,10 +529,10 @@ static int client_write_tls(mr_client *c)
     mr_tls_conn *t = c->tls;
     if (!t->established)
         return 1; /* the handshake's watchers are running; nothing can be queued yet */
-    while (c->out_count > 0 || mr_tls_has_output(t)) {
+    while (c->out.count > 0 || mr_tls_has_output(t)) {
         struct iovec iov[WRITE_IOV_MAX];
         mr_tls_status st;
-        ssize_t wr = mr_tls_writev(t, iov, client_iov(c, iov), &st);
+        ssize_t wr = mr_tls_writev(t, iov, mr_outq_iov(&c->out, iov, WRITE_IOV_MAX), &st);
         client_wrote(c, (size_t)wr);
         if (st == MR_TLS_OK)
             continue;
@@ -627,7 +572,7 @@ void mr_client_flush(mr_client *c)
         if (c->tls && mr_tls_readable(c->tls)) /* decrypted while paused: libev cannot tell */
             ev_feed_event(w->loop, &c->rio, EV_READ);
         client_process(c);
-        if (c->out_count || (c->q_head && c->q_head->done))
+        if (c->out.count || (c->q_head && c->q_head->done))
             mr_client_mark_dirty(c);
     }
 }

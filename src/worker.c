@@ -261,7 +261,7 @@ static void remap_clients(mr_worker *w, const mr_config *old, const mr_gen *gen)
         ev_io_stop(w->loop, &c->rio);
         c->closing = true;
         c->listen_pool = 0;
-        if (!c->q_head && c->out_count == 0)
+        if (!c->q_head && c->out.count == 0)
             mr_client_close(c);
         else
             mr_client_mark_dirty(c);

@@ -9,18 +9,12 @@
 #include <ev.h>
 
 #include "memrelay/inbuf.h"
+#include "memrelay/outq.h"
 #include "memrelay/request.h"
 
 struct mr_worker;
 struct mr_tls_conn;
 struct ssl_ctx_st;
-
-/* One queued run of reply bytes. */
-typedef struct {
-    mr_mbuf *mb;    /* reference held, NULL for static bytes */
-    const char *p;
-    uint32_t len;
-} mr_outv;
 
 typedef struct mr_client {
     struct mr_worker *worker;
@@ -38,10 +32,7 @@ typedef struct mr_client {
     mr_req *swallow_req;     /* its error reply, held back until the swallow ends (as memcached) */
     mr_req *q_head, *q_tail; /* requests awaiting their turn to reply, in arrival order */
     uint32_t nqueued;
-    mr_outv *out;            /* ring of reply runs */
-    uint32_t out_cap, out_head, out_count;
-    uint64_t out_bytes;      /* bytes queued in out */
-    uint32_t out_skip;       /* bytes of out[out_head] already written */
+    mr_outq out;             /* reply bytes to write, in order (references into the servers' replies) */
     bool paused;             /* not reading: too much queued (backpressure) */
     bool closing;            /* close once the queued replies are written */
     bool eof;                /* peer closed its side */
@@ -69,8 +60,5 @@ void mr_client_mark_dirty(mr_client *c);
 void mr_client_flush(mr_client *c);
 void mr_client_close(mr_client *c);
 
-/* Queue `len` reply bytes at p (a reference on mb is taken; NULL: static
- * bytes) on the client's output: 0, or -1 when out of memory. */
-int mr_client_push(mr_client *c, mr_mbuf *mb, const char *p, uint32_t len);
 
 #endif
