@@ -276,7 +276,7 @@ static void client_process(mr_client *c)
             MR_STAT_INC(&w->stats, client_errors);
             mr_req *err = h.error_reply ? local_reply(c, h.error_reply) : NULL;
             if (h.error_unlinks_key) /* memcached drops the old item too */
-                mr_dispatch_unlink(c, p + h.key_off, h.key_len, h.meta_base64);
+                mr_dispatch_unlink(w, c->listen_pool, c->id, p + h.key_off, h.key_len, h.meta_base64);
             mr_inbuf_consume(&c->in, h.line_len);
             if (h.after == MR_AFTER_SWALLOW && h.swallow_len > 0) {
                 /* memcached sends this reply only once the data is swallowed. */
@@ -326,7 +326,7 @@ static void client_process(mr_client *c)
             req->client = c;
             queue_push(c, req);
         }
-        mr_dispatch(c, req);
+        mr_dispatch(req);
         if (h.cmd == MR_CMD_QUIT)
             c->closing = true; /* nothing after quit is read */
     }

@@ -8,17 +8,28 @@
 #include <ev.h>
 
 #include "memrelay/admin_http.h"
+#include "memrelay/client.h"
 #include "memrelay/config.h"
 #include "memrelay/health.h"
 #include "memrelay/listener.h"
 #include "memrelay/log.h"
 #include "memrelay/reload.h"
 #include "memrelay/router.h"
+#include "memrelay/stats_reply.h"
 #include "memrelay/tls.h"
 #include "memrelay/worker.h"
 
 #define DEFAULT_CONFIG "conf/memrelay.yaml"
 #define MAX_THREADS 256
+
+/* What the data path (core) calls up into: the layers above it, wired here
+ * so that no lower file names a higher one (request.h, mr_core_hooks). */
+static const mr_core_hooks core_hooks = {
+    .reply_ready = mr_client_req_done,
+    .req_freed = mr_worker_req_freed,
+    .stats_reply = mr_stats_reply,
+    .send = NULL, /* a test seam: messages go to their backends */
+};
 
 static void usage(FILE *out)
 {
@@ -349,6 +360,7 @@ int main(int argc, char **argv)
     shared.started = ev_time();
     shared.nworkers = nworkers;
     shared.health = health;
+    shared.hooks = &core_hooks;
     /* The health checker's async watcher, and the reloader's, must exist
      * before a worker can report to them. */
     mr_health_start(health, main_loop, workers, nworkers);

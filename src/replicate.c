@@ -23,7 +23,6 @@
 #include <string.h>
 
 #include "memrelay/backend.h"
-#include "memrelay/client.h"
 #include "memrelay/forward.h"
 #include "memrelay/health.h"
 #include "memrelay/log.h"
@@ -149,7 +148,7 @@ static repl_op classify(const mr_req *req)
 
 static void send_to(mr_worker *w, mr_req *req, mr_msg *msg)
 {
-    mr_backend_send(w->backends[msg->server], req->conn_hint, msg);
+    mr_forward_send(w, req->conn_hint, msg);
 }
 
 static void copy_out(mr_msg *to, const mr_msg *from)
@@ -760,9 +759,9 @@ static void reads_avoid_quarantine(mr_worker *w, mr_req *req)
     memcpy(req->replicas, order, n * sizeof(uint32_t));
 }
 
-void mr_replicate_keyed(mr_client *c, mr_req *req, const mr_pool *pool, const char *key, size_t key_len)
+void mr_replicate_keyed(mr_req *req, const mr_pool *pool, const char *key, size_t key_len)
 {
-    mr_worker *w = c->worker;
+    mr_worker *w = req->worker;
     const mr_request_head *h = &req->head;
     req->nreplicas = (uint8_t)mr_router_replicas_for_key(pool, key, key_len, mr_rng_next(&w->rng),
                                                          req->replicas, MR_MAX_REPLICAS);

@@ -4,7 +4,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "memrelay/client.h"
 #include "memrelay/health.h"
 #include "memrelay/worker.h"
 
@@ -63,7 +62,12 @@ static void req_free(mr_req *req)
         free(req);
         w->reqs_freed_bytes += sizeof(*req);
     }
-    mr_worker_req_freed(w, gen);
+    /* Each generation counts the requests started under it (mr_req_new):
+     * the worker's current one here, an older one through the hook. */
+    if (gen == w->gen)
+        w->gen_reqs--;
+    else
+        w->hooks->req_freed(w, gen);
 }
 
 void mr_req_client_done(mr_req *req)
@@ -156,7 +160,7 @@ static void req_pending_dec(mr_req *req)
     if (req->pending == 0 || (req->ops && req->ops->ready && req->ops->ready(req))) {
         req->done = true;
         if (req->client)
-            mr_client_req_done(req->client, req);
+            req->worker->hooks->reply_ready(req->client, req);
     }
 }
 
@@ -218,9 +222,14 @@ void mr_req_fail_local(mr_req *req, mr_err err)
     mr_slice_release(&req->local);
     req->ops = NULL;
     req->local = mr_slice_static(mr_error_reply(err), (uint32_t)strlen(mr_error_reply(err)));
+    mr_req_done_local(req);
+}
+
+void mr_req_done_local(mr_req *req)
+{
     req->done = true;
     if (req->client)
-        mr_client_req_done(req->client, req);
+        req->worker->hooks->reply_ready(req->client, req);
     else
         mr_req_client_done(req);
 }

@@ -360,6 +360,7 @@ int mr_worker_init(mr_worker *w, uint32_t index, mr_shared *shared, mr_gen *gen)
     memset(w, 0, sizeof(*w));
     w->index = index;
     w->shared = shared;
+    w->hooks = shared->hooks;
     w->gen = gen;
     __atomic_add_fetch(&gen->refs, 1, __ATOMIC_ACQ_REL);
     w->rng = 0x9e3779b9u ^ (index * 0x85ebca6bu) ^ (uint32_t)getpid();

@@ -9,13 +9,16 @@
 
 #include "memrelay/request.h"
 
-struct mr_client;
 struct mr_worker;
 
-/* Turn a parsed request into messages or a local reply. */
-void mr_dispatch(struct mr_client *c, mr_req *req);
-/* Delete `key` on every server holding it, in the background (memcached
- * unlinks the item when a set's value is too large). */
-void mr_dispatch_unlink(struct mr_client *c, const char *key, uint32_t key_len, bool base64);
+/* Turn a parsed request into messages or a local reply. It reads from the
+ * request what it needs of the client: worker, listen_pool, and conn_hint
+ * (the client's id, which picks its connection to each server). */
+void mr_dispatch(mr_req *req);
+/* Delete `key` on every server holding it, in the background, as a client
+ * of `listen_pool` with connection hint `conn_hint` (memcached unlinks the
+ * item when a set's value is too large). */
+void mr_dispatch_unlink(struct mr_worker *w, uint32_t listen_pool, uint32_t conn_hint, const char *key,
+                        uint32_t key_len, bool base64);
 
 #endif

@@ -18,12 +18,11 @@
 #include "memrelay/request.h"
 #include "memrelay/router.h"
 
-struct mr_client;
 struct mr_backend;
 
 /* Send a keyed command (storage, delete/incr/decr/touch, meta) for a key of
  * a replicated pool. */
-void mr_replicate_keyed(struct mr_client *c, mr_req *req, const mr_pool *pool, const char *key, size_t key_len);
+void mr_replicate_keyed(mr_req *req, const mr_pool *pool, const char *key, size_t key_len);
 
 /* Arm read failover on a retrieval whose keys live in replicated pools:
  * returns the message slots it may need beyond the first batch. */

@@ -31,6 +31,31 @@ struct mr_req;
 struct mr_msg;
 struct mr_gen;
 
+/* What core reports to the layers above it, and the one thing it asks of
+ * them. One table per process, built by main.c before the workers start
+ * and never changed (mr_shared.hooks); mr_worker_init copies the pointer
+ * into mr_worker.hooks. Core never names a function of a higher layer:
+ * it calls these. Unit tests may install their own. */
+typedef struct mr_core_hooks {
+    /* req->done just became true and req->client is set: its reply may go
+     * out (proxy: mr_client_req_done marks the client dirty). One indirect
+     * call per answered request. */
+    void (*reply_ready)(struct mr_client *c, struct mr_req *req);
+    /* A request that started under generation `gen`, older than the
+     * worker's current one, went back to the pool (proxy:
+     * mr_worker_req_freed, the generation holds). Requests of the current
+     * generation are counted without it. */
+    void (*req_freed)(struct mr_worker *w, struct mr_gen *gen);
+    /* `stats [arg] [rest]` into *out: 0, or -1 out of memory (ops:
+     * mr_stats_reply). */
+    int (*stats_reply)(struct mr_worker *w, uint32_t listen_pool, mr_slice *out, const char *arg, uint32_t arg_len,
+                       const char *rest, uint32_t rest_len);
+    /* Test seam, NULL in the binary: when set, every message dispatch and
+     * replication send goes here instead of to its server's backend
+     * (mr_forward_send). */
+    void (*send)(struct mr_worker *w, uint32_t conn_hint, struct mr_msg *msg);
+} mr_core_hooks;
+
 /* Hooks a request may carry (replication uses them). All optional. */
 typedef struct mr_req_ops {
     /* A message got its answer; called before it stops counting as pending,
@@ -137,6 +162,9 @@ void mr_req_fail_unsent(mr_req *req, mr_err err);
 /* No message could even be made: the client gets `err`'s reply (or the
  * orphan is freed). The request may be freed on return. */
 void mr_req_fail_local(mr_req *req, mr_err err);
+/* The request's reply is already set (req->local, or none): it is done.
+ * Its client is told, or the orphan is freed. It may be freed on return. */
+void mr_req_done_local(mr_req *req);
 
 /* Give a message its answer (err MR_ERR_NONE: the reply stored in it)
  * without taking it off its backend queue: a timed-out message stays queued

@@ -31,6 +31,7 @@ typedef struct {
     mr_reload_status *reload;       /* `stats config` */
     struct ev_loop *main_loop;      /* the main thread's: reload and shutdown control */
     ev_async *switched;             /* on main_loop: a worker finished a switch or released a generation */
+    const mr_core_hooks *hooks;     /* what core calls up into (request.h); set by main.c before any worker */
 } mr_shared;
 
 /* What a worker needs to move to a new generation, all allocated by the
@@ -61,6 +62,7 @@ typedef struct mr_worker {
     pthread_t thread;
     struct ev_loop *loop;
     mr_shared *shared;
+    const mr_core_hooks *hooks;     /* shared->hooks, one load nearer */
     mr_gen *gen;                    /* the config this worker serves new requests with */
     uint32_t gen_reqs;              /* requests started under gen and not yet freed */
     mr_gen_hold *holds;             /* older generations still needed */
