@@ -20,7 +20,6 @@
 #include "memrelay/log.h"
 #include "memrelay/net.h"
 #include "memrelay/tls.h"
-#include "memrelay/worker.h"
 
 /* Wait between two good probes of a server that is coming back. */
 #define PROBE_CONFIRM_GAP 0.25
@@ -262,8 +261,7 @@ static void start_rejoin(mr_server_health *sh)
     __atomic_store_n(&sh->state, MR_HEALTH_REJOINING, __ATOMIC_RELEASE);
     __atomic_store_n(&sh->next_probe_ms, 0, __ATOMIC_RELAXED);
     mr_log_warn("server %s answered %u probes: rejoining (replaying missed writes)", sh->name, sh->successes);
-    for (int i = 0; i < h->nworkers; i++)
-        mr_worker_health_changed(&h->workers[i]);
+    h->hooks.rejoin_started(h->hooks.ctx);
 }
 
 static void probe_done(mr_server_health *sh, bool ok)
@@ -633,10 +631,10 @@ void mr_health_use(mr_health *h, const mr_router *router)
     set_idle_timer(h);
 }
 
-void mr_health_start(mr_health *h, struct ev_loop *loop, mr_worker *workers, int nworkers)
+void mr_health_start(mr_health *h, struct ev_loop *loop, int nworkers, const mr_health_hooks *hooks)
 {
     h->loop = loop;
-    h->workers = workers;
+    h->hooks = *hooks;
     h->nworkers = nworkers;
     ev_async_init(&h->wake, wake_cb);
     h->wake.data = h;

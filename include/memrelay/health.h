@@ -25,11 +25,19 @@
 #include "memrelay/net.h"
 #include "memrelay/router.h"
 
-struct mr_worker;
 struct mr_tls_conn;
 struct mr_tls_set;
 
 typedef enum { MR_HEALTH_UP = 0, MR_HEALTH_DOWN = 1, MR_HEALTH_REJOINING = 2 } mr_health_state;
+
+/* What the health checker tells the layers above it (main.c installs them
+ * with mr_health_start). */
+typedef struct mr_health_hooks {
+    /* Main thread: a server entered REJOINING; every worker must replay
+     * what it missed, then acknowledge (mr_health_rejoin_ack). */
+    void (*rejoin_started)(void *ctx);
+    void *ctx;
+} mr_health_hooks;
 
 /* Server ids are stable for the life of the process: the registry gives a
  * server (by pool name, address and connection count) the same id in every
@@ -101,8 +109,8 @@ typedef struct mr_health {
     ev_async wake;                 /* a worker changed a state */
     ev_timer idle_timer;           /* idle probes of live servers */
     ev_timer reaper;               /* frees old rings */
-    struct mr_worker *workers;
-    int nworkers;
+    mr_health_hooks hooks;         /* from mr_health_start */
+    int nworkers;                  /* the acknowledgements a rejoin waits for */
 } mr_health;
 
 mr_health *mr_health_create(void);
@@ -120,8 +128,9 @@ void mr_health_prepare(mr_health *h, const mr_router *router);
 /* Main thread: `router` is the config now: probe its servers, stop probing
  * servers it no longer has. */
 void mr_health_use(mr_health *h, const mr_router *router);
-/* Start probing from `loop` (the main thread's); workers must exist. */
-void mr_health_start(mr_health *h, struct ev_loop *loop, struct mr_worker *workers, int nworkers);
+/* Start probing from `loop` (the main thread's). A rejoin waits for
+ * `nworkers` acknowledgements and is announced through `hooks`. */
+void mr_health_start(mr_health *h, struct ev_loop *loop, int nworkers, const mr_health_hooks *hooks);
 void mr_health_stop(mr_health *h);
 void mr_health_free(mr_health *h);
 
