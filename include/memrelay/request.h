@@ -141,6 +141,9 @@ typedef struct mr_req {
 
 /* Request pool (per worker). */
 mr_req *mr_req_new(struct mr_worker *w);
+/* A request nobody waits for (an orphan of class KEYED, carrying `ops`),
+ * for writes memrelay makes itself: repairs, replays. NULL when out of memory. */
+mr_req *mr_req_new_background(struct mr_worker *w, const mr_req_ops *ops);
 /* The client is done with it (reply emitted, or client gone). */
 void mr_req_client_done(mr_req *req);
 /* Size the message table; returns -1 when out of memory. The request then
