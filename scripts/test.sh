@@ -10,8 +10,8 @@
 # integration suite. Extra arguments go to ctest, e.g. `-R unit` or `-V`.
 # Exits non-zero if the build or any test fails.
 #
-# After the build, scripts/check_layers.py checks src/'s calls and includes
-# against the layer order (docs/architecture.md).
+# After the build, scripts/check_layers.py --strict checks src/'s calls and
+# includes against the layer order (docs/architecture.md) and fails on any breach.
 #
 # Then the reliability stages (docs/reliability.md), each reported with its time:
 #   asan          build-asan/ (ASan+UBSan), the whole ctest suite again, leaks on
@@ -75,9 +75,10 @@ cmake -S . -B "$build_dir" "${cmake_args[@]}"
 echo "== build"
 cmake --build "$build_dir" --parallel "$jobs"
 echo "== layers"
-# Who calls whom in src/ against the layer order (docs/architecture.md).
-# Report mode for now: it prints upward calls and cycles and does not fail.
-/usr/bin/python3 scripts/check_layers.py "$build_dir"
+# Who calls whom in src/ against the layer order (docs/architecture.md): any
+# upward call or include, any cycle across layers or of more than 3 files
+# inside one fails the run.
+/usr/bin/python3 scripts/check_layers.py "$build_dir" --strict
 echo "== test"
 # --timeout applies to tests without their own TIMEOUT (the unit tests), so a
 # hung test fails instead of stalling CI; --no-tests=error catches an empty run.
