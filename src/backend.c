@@ -824,9 +824,20 @@ static void bconn_parse(mr_bconn *bc, uint32_t *need)
                 bconn_reset(bc, MR_ERR_NOMEM);
                 return;
             }
+        } else if (msg->fenced && !(kind == MR_REPLY_LINE && e.len == 4 && memcmp(p, "MN\r\n", 4) == 0)) {
+            /* The one reply q let through, before the fence's MN. */
+            if (msg->fence_got) {
+                mr_log_warn("backend %s: two replies to one quiet request", bc->be->server->conf->spec);
+                bconn_reset(bc, MR_ERR_BAD_REPLY);
+                return;
+            }
+            msg->fence_got = true;
+            complete = false;
+            if (wanted)
+                msg->line = mr_slice_ref(bc->in.mb, p, e.len);
         } else {
             complete = true;
-            if (wanted && kind != MR_REPLY_END)
+            if (wanted && kind != MR_REPLY_END && !msg->fenced)
                 msg->line = mr_slice_ref(bc->in.mb, p, e.len);
         }
         mr_inbuf_consume(&bc->in, e.len);

@@ -454,6 +454,8 @@ static void repair_delete_others(mr_req *req)
 
 static bool primary_succeeded(const mr_req *req, const mr_msg *msg)
 {
+    if (msg->fenced && msg->error == MR_ERR_NONE && msg->line.len == 0)
+        return true; /* q hid the HD/VA of an increment */
     if (!msg_acked(msg))
         return false;
     const mr_slice *l = &msg->line;
@@ -669,6 +671,17 @@ void mr_replicate_keyed(mr_req *req, const mr_pool *pool, const char *key, size_
             msg->out[msg->nout++] = mr_slice_ref(req->line.mb, req->line.p + h->line_len, h->data_len);
     }
     mr_slice_release(&line);
+    /* ma with N and q: the primary alone (a read-back copies the result)
+     * applies the q; see quiet_by_server. */
+    if (h->quiet_by_server && nmsgs == 1) {
+        mr_msg *msg = &req->msgs[0];
+        for (uint32_t i = 0; i < msg->nout; i++)
+            mr_slice_release(&msg->out[i]);
+        if (mr_forward_fenced(&w->mbufs, req, msg) < 0) {
+            mr_req_fail_unsent(req, MR_ERR_NOMEM);
+            return;
+        }
+    }
     for (uint32_t i = 0; i < nmsgs; i++)
         send_to(w, req, &req->msgs[i]);
     mr_req_dispatched(req);

@@ -75,6 +75,8 @@ typedef struct mr_msg {
     bool retrieval;         /* reply is VALUE items ended by END */
     bool queued;            /* on a backend queue */
     bool replied;           /* reply complete or failed */
+    bool fenced;            /* sent with its q and then "mn": zero or one reply element, then MN */
+    bool fence_got;         /* fenced: that one element has arrived */
     mr_err error;           /* MR_ERR_NONE unless it failed without a reply */
     mr_slice out[2];        /* command line, data block */
     uint32_t nout;
