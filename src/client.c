@@ -18,7 +18,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-#include "memrelay/auth.h"
+#include "memrelay/auth_gate.h"
 #include "memrelay/dispatch.h"
 #include "memrelay/emit.h"
 #include "memrelay/log.h"
