@@ -3,7 +3,7 @@
 #
 #   scripts/fuzz.sh [TARGET...]      TARGET: fuzz_request_parser fuzz_reply_parser fuzz_config fuzz_auth_gate (default: all)
 #
-# Builds tests/fuzz/ in build-fuzz/ (clang, -fsanitize=fuzzer + ASan + UBSan),
+# Builds tests/fuzz/ in build-fuzz/ (clang, -fsanitize=fuzzer, ASan, UBSan, MR_CHECK),
 # replays each target's seed corpus (tests/fuzz/corpus/TARGET/), then fuzzes it
 # for FUZZ_SECONDS (-max_total_time). New inputs accumulate in
 # build-fuzz/corpus/TARGET/, so a later run starts where this one stopped.
@@ -80,7 +80,7 @@ if [[ -f "$cache" ]]; then
 fi
 
 echo "== fuzz: configure ($build_dir)"
-CC=clang cmake -S . -B "$build_dir" -DCMAKE_BUILD_TYPE=RelWithDebInfo -DMEMRELAY_FUZZ=ON \
+CC=clang cmake -S . -B "$build_dir" -DCMAKE_BUILD_TYPE=RelWithDebInfo -DMEMRELAY_FUZZ=ON -DMEMRELAY_CHECKS=ON \
     -DMEMRELAY_TESTS=OFF -DMEMRELAY_BENCH=OFF -DMEMRELAY_SANITIZE=OFF -DMEMRELAY_WERROR=OFF >/dev/null
 echo "== fuzz: build"
 cmake --build "$build_dir" --parallel "$jobs" --target "${targets[@]}"

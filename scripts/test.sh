@@ -4,10 +4,14 @@
 #   scripts/test.sh [--sanitize] [CTEST_ARGS...]
 #
 # Builds in build/ (or build-asan/ with --sanitize or MEMRELAY_SANITIZE=1,
-# which adds AddressSanitizer and UndefinedBehaviorSanitizer), then runs
+# which adds AddressSanitizer, UndefinedBehaviorSanitizer and the ownership
+# checks, MEMRELAY_CHECKS), then runs
 # `ctest --output-on-failure`: the criterion unit tests and the pytest
 # integration suite. Extra arguments go to ctest, e.g. `-R unit` or `-V`.
 # Exits non-zero if the build or any test fails.
+#
+# After the build, scripts/check_layers.py --strict checks src/'s calls and
+# includes against the layer order (docs/architecture.md) and fails on any breach.
 #
 # Then the reliability stages (docs/reliability.md), each reported with its time:
 #   builds        configure and build only, with -Werror: build-release/
@@ -35,7 +39,7 @@ for arg in "$@"; do
     case "$arg" in
     --sanitize) sanitize=1 ;;
     -h | --help)
-        sed -n '2,28s/^# \{0,1\}//p' "$0"
+        sed -n '2,30s/^# \{0,1\}//p' "$0"
         exit 0
         ;;
     *) ctest_args+=("$arg") ;;
@@ -47,12 +51,13 @@ scripts/setup-deps.sh build test
 cmake_args=(-DMEMRELAY_WERROR=ON -DMEMRELAY_TESTS=ON)
 if [[ "$sanitize" == 1 ]]; then
     build_dir="${MEMRELAY_BUILD_DIR:-build-asan}"
-    cmake_args+=(-DMEMRELAY_SANITIZE=ON)
+    cmake_args+=(-DMEMRELAY_SANITIZE=ON -DMEMRELAY_CHECKS=ON)
     # Stop at the first UB report, with a stack; leave any user settings alone.
     export UBSAN_OPTIONS="${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}"
 else
     build_dir="${MEMRELAY_BUILD_DIR:-build}"
-    cmake_args+=(-DMEMRELAY_SANITIZE=OFF)
+    # build/ is also the benchmark binary (bench/run.py): no ownership checks.
+    cmake_args+=(-DMEMRELAY_SANITIZE=OFF -DMEMRELAY_CHECKS=OFF)
 fi
 
 # A build directory configured from another checkout (copied tree, container
@@ -72,6 +77,11 @@ echo "== configure ($build_dir)"
 cmake -S . -B "$build_dir" "${cmake_args[@]}"
 echo "== build"
 cmake --build "$build_dir" --parallel "$jobs"
+echo "== layers"
+# Who calls whom in src/ against the layer order (docs/architecture.md): any
+# upward call or include, any cycle across layers or of more than 3 files
+# inside one fails the run.
+/usr/bin/python3 scripts/check_layers.py "$build_dir" --strict
 echo "== test"
 # --timeout applies to tests without their own TIMEOUT (the unit tests), so a
 # hung test fails instead of stalling CI; --no-tests=error catches an empty run.
@@ -153,7 +163,7 @@ asan_build() {
         return 0
     fi
     forget_foreign "$asan_dir"
-    cmake -S . -B "$asan_dir" -DMEMRELAY_WERROR=ON -DMEMRELAY_TESTS=ON -DMEMRELAY_SANITIZE=ON &&
+    cmake -S . -B "$asan_dir" -DMEMRELAY_WERROR=ON -DMEMRELAY_TESTS=ON -DMEMRELAY_SANITIZE=ON -DMEMRELAY_CHECKS=ON &&
         cmake --build "$asan_dir" --parallel "$jobs" &&
         (cd "$asan_dir" && ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 \
             UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \

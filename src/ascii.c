@@ -261,7 +261,7 @@ static mr_parse_status parse_retrieval(mr_line *l, uint32_t pos, mr_request_head
         uint32_t s = pos;
         while (pos < end && buf[pos] != ' ')
             pos++;
-        if (pos - s > MR_ASCII_KEY_MAX)
+        if (pos - s > MR_KEY_MAX)
             return mr_fail(h, MR_R_BAD_FORMAT, MR_AFTER_CONTINUE);
         if (nkeys++ == 0) {
             h->keys_off = h->key_off = s;
@@ -288,7 +288,7 @@ static mr_parse_status parse_storage(const mr_line *l, uint32_t item_size_max, m
     uint64_t flags, cas;
     int64_t exptime;
     uint32_t vlen;
-    if (t[1].len > MR_ASCII_KEY_MAX || !mr_num_u64(b + t[2].off, t[2].len, &flags) ||
+    if (t[1].len > MR_KEY_MAX || !mr_num_u64(b + t[2].off, t[2].len, &flags) ||
         !mr_num_i64(b + t[3].off, t[3].len, &exptime) || !mr_num_vlen(b + t[4].off, t[4].len, &vlen) ||
         (is_cas && !mr_num_u64(b + t[5].off, t[5].len, &cas)))
         return fail_quietable(h, MR_R_BAD_FORMAT);
@@ -315,7 +315,7 @@ static mr_parse_status parse_delete(const mr_line *l, mr_request_head *h)
         if (!valid)
             return fail_quietable(h, R_BAD_DELETE);
     }
-    if (l->tok[1].len > MR_ASCII_KEY_MAX)
+    if (l->tok[1].len > MR_KEY_MAX)
         return fail_quietable(h, MR_R_BAD_FORMAT);
     set_key(h, &l->tok[1]);
     return MR_PARSE_OK;
@@ -328,7 +328,7 @@ static mr_parse_status parse_key_number(const mr_line *l, mr_request_head *h)
         return mr_fail(h, MR_R_ERROR, MR_AFTER_CONTINUE);
     last_is_noreply(l, h);
     const mr_tok *num = &l->tok[2];
-    if (l->tok[1].len > MR_ASCII_KEY_MAX)
+    if (l->tok[1].len > MR_KEY_MAX)
         return fail_quietable(h, MR_R_BAD_FORMAT);
     if (h->cmd == MR_CMD_TOUCH) {
         int64_t exptime;

@@ -80,7 +80,7 @@ static void scan_flags(const mr_line *l, uint32_t first, flag_scan *fs, mr_reque
         uint64_t u64;
         switch (c) {
         case 'b': {
-            char decoded[MR_ASCII_KEY_MAX];
+            char decoded[MR_KEY_MAX];
             long dn = mr_base64_decode(b + key->off, key->len, decoded, sizeof(decoded));
             if (dn < 0) {
                 fs->soft = R_DECODE_KEY;
@@ -151,12 +151,12 @@ static const char *check_modes(const mr_line *l, uint32_t first, mr_cmd cmd)
 /* me <key> [b]: no flag rules at all; only a third token reading "b" counts. */
 static mr_parse_status parse_me(const mr_line *l, mr_request_head *h)
 {
-    if (l->ntok < 2 || l->tok[1].len > MR_ASCII_KEY_MAX)
+    if (l->ntok < 2 || l->tok[1].len > MR_KEY_MAX)
         return mr_fail(h, MR_R_BAD_FORMAT, MR_AFTER_CONTINUE);
     h->key_off = l->tok[1].off;
     h->key_len = l->tok[1].len;
     if (mr_tok_is(l, 2, "b")) {
-        char decoded[MR_ASCII_KEY_MAX];
+        char decoded[MR_KEY_MAX];
         if (mr_base64_decode(l->buf + h->key_off, h->key_len, decoded, sizeof(decoded)) < 0)
             return mr_fail(h, MR_R_BAD_FORMAT, MR_AFTER_CONTINUE);
         h->meta_base64 = true;
@@ -171,7 +171,7 @@ mr_parse_status mr_parse_meta(const mr_line *l, mr_cmd cmd, uint32_t item_size_m
     if (l->ntok < 2)
         return mr_fail(h, MR_R_ERROR, MR_AFTER_CONTINUE);
     /* Stages 1-3. */
-    if (l->tok[1].len > MR_ASCII_KEY_MAX)
+    if (l->tok[1].len > MR_KEY_MAX)
         return mr_fail(h, MR_R_BAD_FORMAT, MR_AFTER_CONTINUE);
     if (l->ntok > META_MAX_TOKENS)
         return mr_fail(h, cmd == MR_CMD_MG ? R_MG_TOO_LONG : R_TOO_LONG, MR_AFTER_CONTINUE);

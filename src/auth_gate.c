@@ -22,7 +22,7 @@
  *    connection is an ordinary one; a mismatch answers `CLIENT_ERROR
  *    authentication failure` and another attempt may follow.
  */
-#include "memrelay/auth.h"
+#include "memrelay/auth_gate.h"
 
 #include <string.h>
 

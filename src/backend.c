@@ -12,19 +12,15 @@
 #include "memrelay/backend.h"
 
 #include <errno.h>
-#include <netdb.h>
-#include <netinet/in.h>
-#include <netinet/tcp.h>
-#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
-#include <sys/un.h>
 #include <sys/uio.h>
 #include <unistd.h>
 
 #include "memrelay/health.h"
 #include "memrelay/log.h"
+#include "memrelay/net.h"
 #include "memrelay/reply.h"
 #include "memrelay/tls.h"
 #include "memrelay/worker.h"
@@ -53,34 +49,8 @@ static void bconn_write_cb(struct ev_loop *loop, ev_io *io, int revents);
 static void bconn_timer_cb(struct ev_loop *loop, ev_timer *t, int revents);
 static void bconn_connect(mr_bconn *bc);
 static void retry_cb(struct ev_loop *loop, ev_timer *t, int revents);
-
-int mr_backend_resolve(const mr_server_conf *sc, mr_backend_addr *out)
-{
-    memset(out, 0, sizeof(*out));
-    if (sc->addr.is_unix) {
-        struct sockaddr_un *un = (struct sockaddr_un *)&out->addr;
-        un->sun_family = AF_UNIX;
-        if (strlen(sc->addr.host) >= sizeof(un->sun_path)) {
-            mr_log_error("server %s: unix path too long", sc->spec);
-            return -1;
-        }
-        strcpy(un->sun_path, sc->addr.host);
-        out->len = sizeof(*un);
-        return 0;
-    }
-    char port[16];
-    snprintf(port, sizeof(port), "%u", sc->addr.port);
-    struct addrinfo hints = {.ai_socktype = SOCK_STREAM}, *res = NULL;
-    int rc = getaddrinfo(sc->addr.host, port, &hints, &res);
-    if (rc != 0 || !res) {
-        mr_log_error("server %s: cannot resolve '%s': %s", sc->spec, sc->addr.host, gai_strerror(rc));
-        return -1;
-    }
-    memcpy(&out->addr, res->ai_addr, res->ai_addrlen);
-    out->len = res->ai_addrlen;
-    freeaddrinfo(res);
-    return 0;
-}
+static void replay_missed(mr_backend *be);
+static void schedule_retry(mr_backend *be);
 
 int mr_backend_init(mr_backend *be, mr_worker *w, const mr_server *server, const mr_pool *pool)
 {
@@ -177,6 +147,18 @@ static void rejoin_ack_if_due(mr_backend *be)
 
 /* ---- queues ---- */
 
+/* Put the connection on its worker's flush list (once): the worker writes
+ * every dirty connection once, at the end of the loop iteration. */
+static void bconn_mark_dirty(mr_bconn *bc)
+{
+    if (bc->dirty)
+        return;
+    mr_worker *w = bc->be->worker;
+    bc->dirty = true;
+    bc->next_dirty = w->dirty_bconns;
+    w->dirty_bconns = bc;
+}
+
 static void pending_push(mr_bconn *bc, mr_msg *msg)
 {
     msg->next = NULL;
@@ -190,6 +172,7 @@ static void pending_push(mr_bconn *bc, mr_msg *msg)
 static mr_msg *sent_pop(mr_bconn *bc)
 {
     mr_msg *msg = bc->sent_head;
+    MR_CHECK(msg->queued && bc->nqueued > 0);
     bc->sent_head = msg->next;
     if (!bc->sent_head)
         bc->sent_tail = NULL;
@@ -256,6 +239,7 @@ static void fail_list(mr_bconn *bc, mr_msg *list, mr_err err)
 {
     while (list) {
         mr_msg *next = list->next;
+        MR_CHECK(list->queued && bc->nqueued > 0);
         bc->nqueued--;
         mr_msg_finish(list, err);
         list = next;
@@ -313,10 +297,12 @@ static void connect_failed(mr_bconn *bc, mr_err err, int sys_errno)
     fail_list(bc, pending, err);
     arm_timer(bc);
     if ((be->replay.count || be->replay.overflowed) && !health_of(be))
-        mr_backend_schedule_retry(be);
+        schedule_retry(be);
 }
 
-void mr_backend_schedule_retry(mr_backend *be)
+/* Try to reconnect after the backoff even with no request waiting, so a
+ * server that missed writes gets them back as soon as it returns. */
+static void schedule_retry(mr_backend *be)
 {
     struct ev_loop *loop = be->worker->loop;
     if (ev_is_active(&be->retry_timer))
@@ -351,9 +337,9 @@ static void connected(mr_bconn *bc)
     ev_io_set(&bc->rio, bc->fd, EV_READ);
     ev_io_start(loop, &bc->rio);
     ev_io_set(&bc->wio, bc->fd, EV_WRITE);
-    mr_replay_on_connect(be);
+    replay_missed(be);
     rejoin_ack_if_due(be);
-    mr_worker_mark_bconn(be->worker, bc);
+    bconn_mark_dirty(bc);
     arm_timer(bc);
 }
 
@@ -368,7 +354,7 @@ void mr_backend_rejoin(mr_backend *be)
     }
     for (uint32_t i = 0; i < be->nconns; i++) {
         if (be->conns[i].state == MR_BCONN_CONNECTED) {
-            mr_replay_on_connect(be);
+            replay_missed(be);
             rejoin_ack_if_due(be);
             return;
         }
@@ -378,9 +364,12 @@ void mr_backend_rejoin(mr_backend *be)
     bconn_connect(&be->conns[0]);
 }
 
-void mr_bconn_push_front(mr_bconn *bc, mr_msg *msg)
+/* Queue a message in front of everything pending on a connection (replay
+ * of missed writes on reconnect). The connection must be connected. */
+static void bconn_push_front(mr_bconn *bc, mr_msg *msg)
 {
     mr_backend *be = bc->be;
+    MR_CHECK(!msg->queued);
     msg->queued_at = ev_now(be->worker->loop);
     msg->deadline = msg->queued_at + be->timeout;
     msg->queued = true;
@@ -399,7 +388,106 @@ void mr_bconn_push_front(mr_bconn *bc, mr_msg *msg)
             bc->pending_tail = msg;
     }
     bc->nqueued++;
-    mr_worker_mark_bconn(be->worker, bc);
+    bconn_mark_dirty(bc);
+}
+
+/* ---- replay of the writes the server missed ---- */
+
+void mr_backend_replay_later(mr_backend *be, const mr_msg *msg)
+{
+    mr_worker *w = be->worker;
+    mr_replay_queue *q = &be->replay;
+    if (q->count >= be->pool->conf->replay_queue) {
+        if (!q->overflowed)
+            mr_log_warn("backend %s: replay queue full (%u writes); it will be flushed when it returns",
+                        be->server->conf->spec, q->count);
+        q->overflowed = true;
+        MR_STAT_INC(&w->pool_stats[be->pool->slot], repl_queue_overflows);
+        return;
+    }
+    if (mr_replay_push(q, msg->out, msg->nout) < 0) {
+        q->overflowed = true;
+        return;
+    }
+    if (be->down_error != MR_ERR_NONE && !w->shared->health)
+        schedule_retry(be);
+    MR_STAT_INC(&w->pool_stats[be->pool->slot], repl_queued);
+    MR_STAT_INC(&w->pool_stats[be->pool->slot], repl_queue_depth);
+}
+
+static void replayed_finished(mr_req *req, mr_msg *msg, int err)
+{
+    /* A replay that fails again (no reply at all) goes back on the queue.
+     * One that timed out but was answered later did run: not again. */
+    if (err != MR_ERR_NONE)
+        mr_backend_replay_later(req->worker->backends[msg->server], msg);
+}
+
+static const mr_req_ops replay_ops = {.finished = replayed_finished};
+
+/* A connection is up: put the writes the server missed in front of
+ * everything pending on it, in their original order (after a flush_all if
+ * some were lost, or with the server quarantined: on_rejoin). */
+static void replay_missed(mr_backend *be)
+{
+    mr_replay_queue *q = &be->replay;
+    if (!q->head && !q->overflowed)
+        return;
+    mr_worker *w = be->worker;
+    mr_bconn *bc = NULL;
+    for (uint32_t i = 0; i < be->nconns && !bc; i++)
+        if (be->conns[i].state == MR_BCONN_CONNECTED)
+            bc = &be->conns[i];
+    if (!bc)
+        return;
+    /* Detach first: a replay failing again re-queues itself. */
+    bool flush = q->overflowed && !be->pool->conf->on_rejoin_quarantine;
+    if (q->overflowed && be->pool->conf->on_rejoin_quarantine && w->shared->health)
+        mr_health_quarantine(w->shared->health, be->server->id, be->pool->conf->quarantine_ms);
+    uint32_t count = q->count;
+    mr_replay_entry *list = mr_replay_take(q);
+    MR_STAT_ADD(&w->pool_stats[be->pool->slot], repl_queue_depth, (uint64_t)-(int64_t)count);
+    mr_log_warn("backend %s: back; replaying %u missed writes%s", be->server->conf->spec, count,
+                flush ? " after flush_all (its replay queue overflowed)" : "");
+    /* Pushed to the front in reverse, so they go out in their original order. */
+    mr_replay_entry *rev = NULL;
+    while (list) {
+        mr_replay_entry *next = list->next;
+        list->next = rev;
+        rev = list;
+        list = next;
+    }
+    while (rev) {
+        mr_replay_entry *e = rev;
+        rev = e->next;
+        mr_req *req = mr_req_new_background(w, &replay_ops);
+        if (req && mr_req_alloc_msgs(req, 1) == 0) {
+            mr_msg *msg = &req->msgs[0];
+            msg->server = be->server->id;
+            for (uint32_t i = 0; i < e->nout; i++)
+                msg->out[i] = e->out[i]; /* the entry's references move to the message */
+            msg->nout = e->nout;
+            e->nout = 0;
+            bconn_push_front(bc, msg);
+            MR_STAT_INC(&w->pool_stats[be->pool->slot], repl_replayed);
+            mr_req_dispatched(req);
+        } else if (req) {
+            mr_req_client_done(req);
+        }
+        mr_replay_entry_free(e);
+    }
+    if (flush) {
+        static const char flush_line[] = "flush_all\r\n";
+        mr_req *req = mr_req_new_background(w, NULL);
+        if (req && mr_req_alloc_msgs(req, 1) == 0) {
+            mr_msg *msg = &req->msgs[0];
+            msg->server = be->server->id;
+            msg->out[0] = mr_slice_static(flush_line, sizeof(flush_line) - 1);
+            msg->nout = 1;
+            bconn_push_front(bc, msg);
+            mr_req_dispatched(req);
+        }
+    }
 }
 
 /* Drive the TLS handshake of a connecting connection; when done, it is
@@ -436,15 +524,14 @@ static void bconn_handshake(mr_bconn *bc)
 static void tcp_connected(mr_bconn *bc)
 {
     mr_backend *be = bc->be;
-    const mr_tls_set *tls = be->pool->router->tls; /* its config's contexts */
-    SSL_CTX *ctx = tls ? tls->servers[be->pool->index] : NULL;
-    if (!ctx) {
+    /* Its config's contexts: the router's. */
+    int tls = mr_tls_connect_server(be->pool->router->tls, be->pool->index, be->pool->conf, be->server->conf, bc->fd,
+                                    &bc->tls);
+    if (tls == 0) {
         connected(bc);
         return;
     }
-    const mr_pool_conf *pc = be->pool->conf;
-    const char *name = pc->server_tls_name ? pc->server_tls_name : be->server->conf->addr.host;
-    if ((bc->tls = mr_tls_connect_new(ctx, bc->fd, name, pc->server_tls_verify)) == NULL) {
+    if (tls < 0) {
         connect_failed(bc, MR_ERR_NOMEM, 0);
         return;
     }
@@ -457,18 +544,13 @@ static void bconn_connect(mr_bconn *bc)
 {
     mr_backend *be = bc->be;
     struct ev_loop *loop = be->worker->loop;
-    const mr_backend_addr *addr = &mr_health_server(health_of(be), be->server->id)->addr;
+    const mr_sockaddr *addr = &mr_health_server(health_of(be), be->server->id)->addr;
     int fd = socket(addr->addr.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
     if (fd < 0) {
         connect_failed(bc, MR_ERR_UNAVAILABLE, errno);
         return;
     }
-    if (addr->addr.ss_family != AF_UNIX) {
-        int one = 1;
-        setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-        if (be->pool->conf->tcpkeepalive)
-            setsockopt(fd, SOL_SOCKET, SO_KEEPALIVE, &one, sizeof(one));
-    }
+    mr_net_tune(fd, addr->addr.ss_family == AF_UNIX, be->pool->conf->tcpkeepalive);
     bc->fd = fd;
     bc->state = MR_BCONN_CONNECTING;
     bc->connect_deadline = ev_now(loop) + be->timeout;
@@ -478,7 +560,7 @@ static void bconn_connect(mr_bconn *bc)
     }
     if (errno != EINPROGRESS) {
         int e = errno;
-        connect_failed(bc, e == ECONNREFUSED || e == ENOENT ? MR_ERR_REFUSED : MR_ERR_UNAVAILABLE, e);
+        connect_failed(bc, mr_net_connect_error(e), e);
         return;
     }
     /* Wait for writability; the timer bounds the wait by the first message's deadline. */
@@ -532,6 +614,7 @@ void mr_backend_send(mr_backend *be, uint32_t conn_hint, mr_msg *msg)
         mr_msg_finish(msg, MR_ERR_QUEUE_FULL);
         return;
     }
+    MR_CHECK(!msg->queued); /* a message sits on one queue at a time */
     msg->deadline = now + be->timeout;
     msg->queued = true;
     msg->written = 0;
@@ -544,7 +627,7 @@ void mr_backend_send(mr_backend *be, uint32_t conn_hint, mr_msg *msg)
         return;
     }
     if (bc->state == MR_BCONN_CONNECTED)
-        mr_worker_mark_bconn(be->worker, bc);
+        bconn_mark_dirty(bc);
     if (!ev_is_active(&bc->timer))
         arm_timer(bc);
 }
@@ -646,7 +729,7 @@ static void bconn_write_cb(struct ev_loop *loop, ev_io *io, int revents)
         socklen_t len = sizeof(err);
         getsockopt(bc->fd, SOL_SOCKET, SO_ERROR, &err, &len);
         if (err) {
-            connect_failed(bc, err == ECONNREFUSED ? MR_ERR_REFUSED : MR_ERR_UNAVAILABLE, err);
+            connect_failed(bc, mr_net_connect_error(err), err);
             return;
         }
         tcp_connected(bc);
@@ -793,7 +876,7 @@ static void bconn_read_tls(struct ev_loop *loop, mr_bconn *bc)
     }
     if (t->write_wants_read) { /* a blocked write can go on now */
         t->write_wants_read = false;
-        mr_worker_mark_bconn(bc->be->worker, bc);
+        bconn_mark_dirty(bc);
     }
     if (mr_inbuf_reserve(&bc->in, &bc->be->worker->mbufs, bc->need, BIG_REPLIES_AHEAD) < 0) {
         bconn_reset(bc, MR_ERR_NOMEM);

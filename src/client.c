@@ -18,15 +18,14 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-#include "memrelay/auth.h"
+#include "memrelay/auth_gate.h"
+#include "memrelay/dispatch.h"
+#include "memrelay/emit.h"
 #include "memrelay/log.h"
 #include "memrelay/tls.h"
 #include "memrelay/worker.h"
 
 #define WRITE_IOV_MAX 512
-/* A line with no newline may grow to this before it is refused: multi-gets
- * with thousands of keys are legal and long. */
-#define CLIENT_MAX_LINE (2u * 1024u * 1024u)
 
 static void client_read_cb(struct ev_loop *loop, ev_io *io, int revents);
 static void client_write_cb(struct ev_loop *loop, ev_io *io, int revents);
@@ -73,7 +72,7 @@ void mr_client_accept(mr_worker *w, int fd, uint32_t listen_pool, uint32_t pool_
 
 bool mr_client_has_output(const mr_client *c)
 {
-    return c->out_count > 0 || (c->tls && mr_tls_has_output(c->tls));
+    return c->out.count > 0 || (c->tls && mr_tls_has_output(c->tls));
 }
 
 bool mr_client_is_quiet(const mr_client *c)
@@ -104,9 +103,7 @@ void mr_client_close(mr_client *c)
         mr_req_client_done(r);
         r = next;
     }
-    for (uint32_t i = 0; i < c->out_count; i++)
-        mr_mbuf_unref(c->out[(c->out_head + i) % c->out_cap].mb);
-    free(c->out);
+    mr_outq_release(&c->out);
     mr_inbuf_release(&c->in);
     if (c->prev)
         c->prev->next = c->next;
@@ -127,33 +124,19 @@ void mr_client_close(mr_client *c)
     free(c);
 }
 
-int mr_client_push(mr_client *c, mr_mbuf *mb, const char *p, uint32_t len)
+void mr_client_mark_dirty(mr_client *c)
 {
-    if (len == 0)
-        return 0;
-    if (c->out_count == c->out_cap) {
-        uint32_t cap = c->out_cap ? c->out_cap * 2 : 16;
-        mr_outv *out = malloc(cap * sizeof(*out));
-        if (!out)
-            return -1;
-        for (uint32_t i = 0; i < c->out_count; i++)
-            out[i] = c->out[(c->out_head + i) % c->out_cap];
-        free(c->out);
-        c->out = out;
-        c->out_cap = cap;
-        c->out_head = 0;
-    }
-    mr_outv *v = &c->out[(c->out_head + c->out_count) % c->out_cap];
-    v->mb = mb ? mr_mbuf_ref(mb) : NULL;
-    v->p = p;
-    v->len = len;
-    c->out_count++;
-    c->out_bytes += len;
-    return 0;
+    if (c->dirty)
+        return;
+    mr_worker *w = c->worker;
+    c->dirty = true;
+    c->next_dirty = w->dirty_clients;
+    w->dirty_clients = c;
 }
 
 static void queue_push(mr_client *c, mr_req *req)
 {
+    MR_CHECK(req->client == c);
     req->next = NULL;
     if (c->q_tail)
         c->q_tail->next = req;
@@ -175,14 +158,14 @@ static mr_req *local_reply(mr_client *c, const char *text)
     req->local = mr_slice_static(text, (uint32_t)strlen(text));
     req->done = true;
     queue_push(c, req);
-    mr_worker_mark_client(c->worker, c);
+    mr_client_mark_dirty(c);
     return req;
 }
 
 static bool over_bounds(const mr_client *c)
 {
     const mr_pool_conf *pc = &c->worker->gen->cfg->pools[c->listen_pool];
-    return c->nqueued >= pc->client_queue_limit || c->out_bytes >= pc->client_output_limit;
+    return c->nqueued >= pc->client_queue_limit || c->out.bytes >= pc->client_output_limit;
 }
 
 /* client_idle_timeout: one timer per client, re-armed only when it fires
@@ -231,7 +214,7 @@ static int auth_gate(mr_client *c, const char *p, uint32_t avail)
     }
     if (st.action == MR_AUTH_CLOSE) {
         c->closing = true;
-        mr_worker_mark_client(w, c);
+        mr_client_mark_dirty(c);
         return -1;
     }
     /* memcached's names and meaning: attempts that reached the credential
@@ -281,7 +264,7 @@ static void refuse_binary(mr_client *c, const char *p, uint32_t avail)
     }
     c->started = true;
     c->closing = true;
-    mr_worker_mark_client(w, c);
+    mr_client_mark_dirty(c);
     mr_mbuf *mb = mr_mbuf_get(&w->mbufs, 128);
     mr_req *req = mb ? mr_req_new(w) : NULL;
     uint8_t opcode = 0;
@@ -319,7 +302,7 @@ static void client_process(mr_client *c)
             if (c->swallow == 0 && c->swallow_req) {
                 c->swallow_req->done = true;
                 c->swallow_req = NULL;
-                mr_worker_mark_client(w, c);
+                mr_client_mark_dirty(c);
             }
             continue;
         }
@@ -344,14 +327,14 @@ static void client_process(mr_client *c)
             continue;
         }
         mr_request_head h;
-        mr_parse_status st = mr_parse_request(p, avail, pc->item_size_max, CLIENT_MAX_LINE, &h);
+        mr_parse_status st = mr_parse_request(p, avail, pc->item_size_max, MR_ASCII_DEFAULT_MAX_LINE, &h);
         if (st == MR_PARSE_NEED_MORE)
             return;
         if (st == MR_PARSE_ERROR) {
             MR_STAT_INC(&w->stats, client_errors);
             mr_req *err = h.error_reply ? local_reply(c, h.error_reply) : NULL;
             if (h.error_unlinks_key) /* memcached drops the old item too */
-                mr_dispatch_unlink(c, p + h.key_off, h.key_len, h.meta_base64);
+                mr_dispatch_unlink(w, c->listen_pool, c->id, p + h.key_off, h.key_len, h.meta_base64);
             mr_inbuf_consume(&c->in, h.line_len);
             if (h.after == MR_AFTER_SWALLOW && h.swallow_len > 0) {
                 /* memcached sends this reply only once the data is swallowed. */
@@ -401,7 +384,7 @@ static void client_process(mr_client *c)
             req->client = c;
             queue_push(c, req);
         }
-        mr_dispatch(c, req);
+        mr_dispatch(req);
         if (h.cmd == MR_CMD_QUIT)
             c->closing = true; /* nothing after quit is read */
     }
@@ -417,7 +400,7 @@ static void client_got(mr_client *c, ssize_t n)
     client_process(c);
     if (c->closing) {
         ev_io_stop(w->loop, &c->rio);
-        mr_worker_mark_client(w, c);
+        mr_client_mark_dirty(c);
     }
     /* Everything read was consumed: give the block back, so an idle client
      * holds no input buffer (requests still in flight keep their own
@@ -441,7 +424,7 @@ static void client_peer_eof(mr_client *c)
     c->eof = true;
     c->closing = true;
     ev_io_stop(w->loop, &c->rio);
-    mr_worker_mark_client(w, c);
+    mr_client_mark_dirty(c);
 }
 
 /* Drive the handshake: 1 when established, 0 waiting, -1 failed (closed). */
@@ -484,7 +467,7 @@ static void client_read_tls(struct ev_loop *loop, mr_client *c)
         return;
     if (t->write_wants_read) { /* a blocked write can go on now */
         t->write_wants_read = false;
-        mr_worker_mark_client(c->worker, c);
+        mr_client_mark_dirty(c);
         if (c->paused || c->closing) {
             ev_io_stop(loop, &c->rio);
             return;
@@ -541,7 +524,7 @@ static void client_read_cb(struct ev_loop *loop, ev_io *io, int revents)
 void mr_client_req_done(mr_client *c, mr_req *req)
 {
     (void)req;
-    mr_worker_mark_client(c->worker, c);
+    mr_client_mark_dirty(c);
 }
 
 /* Move the replies of finished requests at the head of the queue to output. */
@@ -549,11 +532,12 @@ static int emit_ready(mr_client *c)
 {
     while (c->q_head && c->q_head->done) {
         mr_req *req = c->q_head;
+        MR_CHECK(req->client == c);
         c->q_head = req->next;
         if (!c->q_head)
             c->q_tail = NULL;
         c->nqueued--;
-        int rc = mr_emit(c, req);
+        int rc = mr_emit(&c->out, req, &c->worker->stats);
         bool close_after = req->close_after;
         mr_req_client_done(req);
         if (rc < 0)
@@ -566,49 +550,21 @@ static int emit_ready(mr_client *c)
     return 0;
 }
 
-/* `wr` bytes of the output ring were written: release them. */
+/* `wr` bytes of the output were written: release them. */
 static void client_wrote(mr_client *c, size_t wr)
 {
     mr_worker *w = c->worker;
     MR_STAT_ADD(&w->stats, bytes_written, (uint64_t)wr);
     c->last_active = ev_now(w->loop);
-    size_t left = wr;
-    while (left > 0) {
-        mr_outv *v = &c->out[c->out_head];
-        uint32_t rest = v->len - c->out_skip;
-        if (left < rest) {
-            c->out_skip += (uint32_t)left;
-            break;
-        }
-        left -= rest;
-        c->out_bytes -= v->len;
-        mr_mbuf_unref(v->mb);
-        c->out_skip = 0;
-        c->out_head = (c->out_head + 1) % c->out_cap;
-        c->out_count--;
-    }
-}
-
-/* The next runs of the output ring, at most WRITE_IOV_MAX. */
-static int client_iov(const mr_client *c, struct iovec *iov)
-{
-    int n = 0;
-    for (uint32_t i = 0; i < c->out_count && n < WRITE_IOV_MAX; i++) {
-        const mr_outv *v = &c->out[(c->out_head + i) % c->out_cap];
-        uint32_t skip = i == 0 ? c->out_skip : 0;
-        iov[n].iov_base = (void *)(v->p + skip);
-        iov[n].iov_len = v->len - skip;
-        n++;
-    }
-    return n;
+    mr_outq_wrote(&c->out, wr);
 }
 
 /* Write the output: 0 all written, 1 waiting for the socket, -1 closed. */
 static int client_write_plain(mr_client *c)
 {
-    while (c->out_count > 0) {
+    while (c->out.count > 0) {
         struct iovec iov[WRITE_IOV_MAX];
-        int n = client_iov(c, iov);
+        int n = mr_outq_iov(&c->out, iov, WRITE_IOV_MAX);
         ssize_t wr = writev(c->fd, iov, n);
         if (wr < 0) {
             if (errno == EAGAIN || errno == EWOULDBLOCK) {
@@ -631,10 +587,10 @@ static int client_write_tls(mr_client *c)
     mr_tls_conn *t = c->tls;
     if (!t->established)
         return 1; /* the handshake's watchers are running; nothing can be queued yet */
-    while (c->out_count > 0 || mr_tls_has_output(t)) {
+    while (c->out.count > 0 || mr_tls_has_output(t)) {
         struct iovec iov[WRITE_IOV_MAX];
         mr_tls_status st;
-        ssize_t wr = mr_tls_writev(t, iov, client_iov(c, iov), &st);
+        ssize_t wr = mr_tls_writev(t, iov, mr_outq_iov(&c->out, iov, WRITE_IOV_MAX), &st);
         client_wrote(c, (size_t)wr);
         if (st == MR_TLS_OK)
             continue;
@@ -674,8 +630,8 @@ void mr_client_flush(mr_client *c)
         if (c->tls && mr_tls_readable(c->tls)) /* decrypted while paused: libev cannot tell */
             ev_feed_event(w->loop, &c->rio, EV_READ);
         client_process(c);
-        if (c->out_count || (c->q_head && c->q_head->done))
-            mr_worker_mark_client(w, c);
+        if (c->out.count || (c->q_head && c->q_head->done))
+            mr_client_mark_dirty(c);
     }
 }
 

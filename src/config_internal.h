@@ -10,6 +10,7 @@
 #define MEMRELAY_CONFIG_INTERNAL_H
 
 #include "memrelay/config.h"
+#include "memrelay/limits.h"
 
 /* A 1-based position in the file; {0, 0} when not tied to one. */
 typedef struct {

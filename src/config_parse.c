@@ -22,7 +22,6 @@
 #define WEIGHT_MAX    65535
 #define UNIX_PATH_MAX 107 /* sun_path holds 108 bytes including the NUL */
 #define MR_LISTEN_DEFAULT_HOST "127.0.0.1" /* a listen address without a host */
-#define KEY_LEN_MAX   250 /* memcached's key length limit, bounds route prefixes */
 #define ITEM_SIZE_MIN 1024u
 #define ITEM_SIZE_MAX (1024u * 1024u * 1024u)
 #define LOG_PATH_MAX  4095 /* PATH_MAX less the NUL */
@@ -461,7 +460,7 @@ static int key_replicas(parser *ps, mr_pool_conf *p, mr_conf_marks *m, const yam
                         const yaml_node_t *v, const struct pool_key *k, const char *what)
 {
     uint64_t n = 0;
-    if (get_uint(ps, v, what, 1, 16, &n) != 0)
+    if (get_uint(ps, v, what, 1, MR_MAX_REPLICAS, &n) != 0)
         return -1;
     p->replicas = (uint32_t)n;
     p->replicas_line = pos_of(v).line;
@@ -867,11 +866,11 @@ static int parse_route(parser *ps, mr_pool_conf *p, mr_conf_marks *m, const yaml
                             "route prefix in pool '%s' must be a string (write \"\" for a catch-all route)", p->name);
     const char *pfx = text_of(prefix);
     size_t plen = prefix->data.scalar.length;
-    if (plen > KEY_LEN_MAX || has_control(pfx, plen) || memchr(pfx, ' ', plen) != NULL)
+    if (plen > MR_KEY_MAX || has_control(pfx, plen) || memchr(pfx, ' ', plen) != NULL)
         return mr_conf_fail(ps->ctx, pos_of(prefix),
-                            "route prefix '%s' in pool '%s' can never match: memcached keys are at most %d bytes "
+                            "route prefix '%s' in pool '%s' can never match: memcached keys are at most %u bytes "
                             "without spaces or control characters",
-                            pfx, p->name, KEY_LEN_MAX);
+                            pfx, p->name, MR_KEY_MAX);
     char what[320];
     snprintf(what, sizeof(what), "the target pool of route '%s' in pool '%s'", pfx, p->name);
     const char *target = scalar(ps, pool, what);

@@ -23,7 +23,7 @@
 
 #include "memrelay/log.h"
 
-#include "memrelay/tls.h"
+#include "memrelay/tls_files.h"
 
 static int check_routes(mr_conf_ctx *ctx, size_t pi)
 {
@@ -97,8 +97,8 @@ static int check_replicate_to(mr_conf_ctx *ctx, size_t pi)
     }
     if (p->nreplicate_to > 0 && p->nservers == 0)
         return mr_conf_fail(ctx, at, "pool '%s' has replicate_to but no servers of its own", p->name);
-    if (p->replicas + p->nreplicate_to > 16)
-        return mr_conf_fail(ctx, at, "pool '%s' keeps more than 16 copies of a key", p->name);
+    if (p->replicas + p->nreplicate_to > MR_MAX_REPLICAS)
+        return mr_conf_fail(ctx, at, "pool '%s' keeps more than %d copies of a key", p->name, MR_MAX_REPLICAS);
     return 0;
 }
 

@@ -4,45 +4,35 @@
  * keyed commands go to the key's server; retrievals are split into one
  * batched message per server; flush_all goes to every server; version to one.
  */
+#include "memrelay/dispatch.h"
+
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "memrelay/client.h"
+#include "memrelay/forward.h"
 #include "memrelay/log.h"
+#include "memrelay/rng.h"
 #include "memrelay/replicate.h"
 #include "memrelay/worker.h"
 
-/* Longest decoded meta key we route on (memcached's limit is 250). */
-#define MAX_KEY 250
-/* Servers a split retrieval keeps its line offsets for on the stack. */
-#define SPLIT_STACK_SLOTS 16
 
-static void send_msg(mr_client *c, mr_req *req, mr_msg *msg)
+/* The client's requests to one server share a connection (conn_hint is
+ * its id), so they reach the server in order. */
+static void send_msg(mr_req *req, mr_msg *msg)
 {
-    mr_worker *w = c->worker;
-    mr_backend_send(w->backends[msg->server], c->id, msg);
+    mr_forward_send(req->worker, req->conn_hint, msg);
 }
 
 /* Send the client's (possibly rewritten) line alone as message `msg`. */
-static void send_line_only(mr_client *c, mr_req *req, mr_msg *msg)
+static void send_line_only(mr_req *req, mr_msg *msg)
 {
-    if (mr_forward_slice(c->worker, req, &msg->out[0]) < 0) {
+    if (mr_forward_slice(&req->worker->mbufs, req, &msg->out[0]) < 0) {
         mr_msg_finish(msg, MR_ERR_NOMEM);
         return;
     }
     msg->nout = 1;
-    send_msg(c, req, msg);
-}
-
-/* Local and failed-at-once requests: the reply is already set. */
-static void finish_local(mr_req *req)
-{
-    req->done = true;
-    if (req->client)
-        mr_client_req_done(req->client, req);
-    else
-        mr_req_client_done(req);
+    send_msg(req, msg);
 }
 
 static void fail_nomem(mr_req *req)
@@ -64,47 +54,6 @@ static const char *line_of(const mr_req *req)
     return req->line.p;
 }
 
-static int forward_line(mr_worker *w, const mr_req *req, const mr_request_head *h, mr_slice *out)
-{
-    const char *line = line_of(req);
-    if (h->strip_len == 0 && h->line_len >= 2 && line[h->line_len - 2] == '\r') {
-        *out = mr_slice_ref(req->line.mb, line, h->line_len);
-        return 0;
-    }
-    mr_mbuf *mb = mr_mbuf_get(&w->mbufs, h->line_len + 2);
-    if (!mb)
-        return -1;
-    size_t n = mr_forward_line(line, h, mb->data, mb->cap);
-    if (n == 0) {
-        mr_mbuf_unref(mb);
-        return -1;
-    }
-    mb->len = (uint32_t)n;
-    *out = mr_slice_ref(mb, mb->data, (uint32_t)n);
-    mr_mbuf_unref(mb);
-    return 0;
-}
-
-int mr_forward_slice(mr_worker *w, const mr_req *req, mr_slice *out)
-{
-    return forward_line(w, req, &req->head, out);
-}
-
-/* The line with the q kept, then "mn\r\n": the server answers zero or one
- * element and then MN, so the pipeline stays in step. */
-int mr_forward_fenced(mr_worker *w, const mr_req *req, mr_msg *msg)
-{
-    static const char fence[] = "mn\r\n";
-    mr_request_head keep_q = req->head;
-    keep_q.strip_len = 0;
-    if (forward_line(w, req, &keep_q, &msg->out[0]) < 0)
-        return -1;
-    msg->out[1] = mr_slice_static(fence, sizeof(fence) - 1);
-    msg->nout = 2;
-    msg->fenced = true;
-    return 0;
-}
-
 static void count_command(mr_worker *w, const mr_req *req)
 {
     switch (req->cls) {
@@ -122,13 +71,13 @@ static void count_command(mr_worker *w, const mr_req *req)
 }
 
 /* delete incr decr touch, storage commands, and meta commands. */
-static void dispatch_keyed(mr_client *c, mr_req *req)
+static void dispatch_keyed(mr_req *req)
 {
-    mr_worker *w = c->worker;
+    mr_worker *w = req->worker;
     const mr_request_head *h = &req->head;
     const char *key = line_of(req) + h->key_off;
     size_t key_len = h->key_len;
-    char decoded[MAX_KEY * 2];
+    char decoded[MR_KEY_MAX * 2]; /* a base64 key of MR_KEY_MAX decodes to fewer bytes */
     if (h->meta_base64) {
         long n = mr_base64_decode(key, key_len, decoded, sizeof(decoded));
         if (n >= 0) {
@@ -138,11 +87,11 @@ static void dispatch_keyed(mr_client *c, mr_req *req)
     }
     req->quiet = req->cls == MR_CLASS_META_KEYED && h->noreply;
     count_command(w, req);
-    const mr_pool *pool = mr_router_pool_for_key(w->gen->router, c->listen_pool, key, key_len);
+    const mr_pool *pool = mr_router_pool_for_key(w->gen->router, req->listen_pool, key, key_len);
     if (no_servers(req, pool))
         return;
     if (mr_pool_replicated(pool)) {
-        mr_replicate_keyed(c, req, pool, key, key_len);
+        mr_replicate_keyed(req, pool, key, key_len);
         return;
     }
     if (mr_req_alloc_msgs(req, 1) < 0) {
@@ -150,18 +99,18 @@ static void dispatch_keyed(mr_client *c, mr_req *req)
         return;
     }
     mr_msg *msg = &req->msgs[0];
-    msg->server = mr_router_server_for_key(pool, key, key_len, mr_worker_random(w));
+    msg->server = mr_router_server_for_key(pool, key, key_len, mr_rng_next(&w->rng));
     if (h->quiet_by_server) {
-        if (mr_forward_fenced(w, req, msg) < 0) {
+        if (mr_forward_fenced(&w->mbufs, req, msg) < 0) {
             mr_msg_finish(msg, MR_ERR_NOMEM);
             mr_req_dispatched(req);
             return;
         }
-        send_msg(c, req, msg);
+        send_msg(req, msg);
         mr_req_dispatched(req);
         return;
     }
-    if (mr_forward_slice(w, req, &msg->out[0]) < 0) {
+    if (mr_forward_slice(&w->mbufs, req, &msg->out[0]) < 0) {
         mr_msg_finish(msg, MR_ERR_NOMEM);
         mr_req_dispatched(req);
         return;
@@ -169,92 +118,29 @@ static void dispatch_keyed(mr_client *c, mr_req *req)
     msg->nout = 1;
     if (h->data_len)
         msg->out[msg->nout++] = mr_slice_ref(req->line.mb, line_of(req) + h->line_len, h->data_len);
-    send_msg(c, req, msg);
+    send_msg(req, msg);
     mr_req_dispatched(req);
-}
-
-/* Write each server's command line ("get k1 k4\r\n", "gat 10 k2\r\n")
- * into one block shared by the messages. */
-int mr_build_split_lines(mr_worker *w, mr_req *req, uint32_t first, uint32_t nslots)
-{
-    const mr_request_head *h = &req->head;
-    const char *line = line_of(req);
-    const char *name = mr_cmd_name(req->cmd);
-    uint32_t name_len = (uint32_t)strlen(name);
-    /* gat and gats carry their exptime before the keys. */
-    uint32_t arg_len = (req->cmd == MR_CMD_GAT || req->cmd == MR_CMD_GATS) ? h->arg_len : 0;
-    uint32_t prefix_len = name_len + (arg_len ? 1 + arg_len : 0);
-    /* Per-slot offsets: on the stack for the usual few servers. */
-    uint32_t on_stack[2 * SPLIT_STACK_SLOTS] = {0};
-    uint32_t *start = nslots <= SPLIT_STACK_SLOTS ? on_stack : calloc(2 * (size_t)nslots, sizeof(uint32_t));
-    if (!start)
-        return -1;
-    uint32_t *cursor = start + nslots;
-    for (uint32_t i = 0; i < req->nkeys; i++)
-        if (req->key_msg[i] - first < nslots)
-            cursor[req->key_msg[i] - first] += 1 + req->keys[i].len; /* bytes of this server's keys */
-    uint32_t total = 0;
-    for (uint32_t s = 0; s < nslots; s++) {
-        start[s] = total;
-        total += prefix_len + cursor[s] + 2;
-    }
-    mr_mbuf *mb = mr_mbuf_get(&w->mbufs, total);
-    if (!mb) {
-        if (start != on_stack)
-            free(start);
-        return -1;
-    }
-    for (uint32_t s = 0; s < nslots; s++) {
-        char *p = mb->data + start[s];
-        memcpy(p, name, name_len);
-        if (arg_len) {
-            p[name_len] = ' ';
-            memcpy(p + name_len + 1, line + h->arg_off, arg_len);
-        }
-        cursor[s] = start[s] + prefix_len;
-    }
-    for (uint32_t i = 0; i < req->nkeys; i++) {
-        uint32_t s = req->key_msg[i] - first;
-        if (s >= nslots)
-            continue;
-        uint32_t klen = req->keys[i].len;
-        mb->data[cursor[s]] = ' ';
-        memcpy(mb->data + cursor[s] + 1, line + req->keys[i].off, klen);
-        cursor[s] += 1 + klen;
-    }
-    for (uint32_t s = 0; s < nslots; s++) {
-        mb->data[cursor[s]] = '\r';
-        mb->data[cursor[s] + 1] = '\n';
-        mr_msg *msg = &req->msgs[first + s];
-        msg->out[0] = mr_slice_ref(mb, mb->data + start[s], cursor[s] + 2 - start[s]);
-        msg->nout = 1;
-    }
-    mb->len = total;
-    mr_mbuf_unref(mb);
-    if (start != on_stack)
-        free(start);
-    return 0;
 }
 
 /* get gets gat gats: one message per server holding that server's keys in
  * the client's order; emit.c merges the replies back into key order. */
-static void dispatch_retrieval(mr_client *c, mr_req *req)
+static void dispatch_retrieval(mr_req *req)
 {
-    mr_worker *w = c->worker;
+    mr_worker *w = req->worker;
     const mr_request_head *h = &req->head;
     const char *line = line_of(req);
     const mr_router *router = w->gen->router;
     MR_STAT_ADD(&w->stats, cmd_get, h->nkeys);
     if (req->cmd == MR_CMD_GAT || req->cmd == MR_CMD_GATS)
         MR_STAT_INC(&w->stats, cmd_touch);
-    req->fail_multiget = router->cfg->pools[c->listen_pool].multiget_errors == MR_MULTIGET_ERRORS_FAIL;
+    req->fail_multiget = router->cfg->pools[req->listen_pool].multiget_errors == MR_MULTIGET_ERRORS_FAIL;
     if (h->nkeys == 1 && req->cmd == MR_CMD_GET) {
         /* One key in a replicated pool: a read that fails over. */
-        const mr_pool *pool = mr_router_pool_for_key(router, c->listen_pool, line + h->key_off, h->key_len);
+        const mr_pool *pool = mr_router_pool_for_key(router, req->listen_pool, line + h->key_off, h->key_len);
         if (no_servers(req, pool))
             return;
         if (mr_pool_replicated(pool)) {
-            mr_replicate_keyed(c, req, pool, line + h->key_off, h->key_len);
+            mr_replicate_keyed(req, pool, line + h->key_off, h->key_len);
             return;
         }
     }
@@ -268,14 +154,14 @@ static void dispatch_retrieval(mr_client *c, mr_req *req)
     bool one_server = true;
     uint32_t max_replicas = 1;
     while (mr_next_key(line, h, &pos, &koff, &klen) && k < req->nkeys) {
-        const mr_pool *pool = mr_router_pool_for_key(router, c->listen_pool, line + koff, klen);
+        const mr_pool *pool = mr_router_pool_for_key(router, req->listen_pool, line + koff, klen);
         if (pool->nservers == 0) { /* a key in a pool with no servers yet: the whole request fails */
             for (uint32_t i = 0; i < k; i++)
                 w->server_slot[req->key_msg[i]] = UINT32_MAX;
             no_servers(req, pool);
             return;
         }
-        uint32_t s = mr_router_server_for_key(pool, line + koff, klen, mr_worker_random(w));
+        uint32_t s = mr_router_server_for_key(pool, line + koff, klen, mr_rng_next(&w->rng));
         uint32_t copies = pool->conf->replicas + (uint32_t)pool->conf->nreplicate_to;
         if (copies > max_replicas)
             max_replicas = copies;
@@ -313,30 +199,30 @@ static void dispatch_retrieval(mr_client *c, mr_req *req)
 
     if (one_server) {
         /* The common case: forward the client's line untouched. */
-        send_line_only(c, req, &req->msgs[0]);
+        send_line_only(req, &req->msgs[0]);
         mr_req_dispatched(req);
         return;
     }
-    if (mr_build_split_lines(w, req, 0, nservers) < 0) {
+    if (mr_build_split_lines(&w->mbufs, req, 0, nservers) < 0) {
         mr_req_fail_unsent(req, MR_ERR_NOMEM);
         return;
     }
     for (uint32_t i = 0; i < nservers; i++)
-        send_msg(c, req, &req->msgs[i]);
+        send_msg(req, &req->msgs[i]);
     mr_req_dispatched(req);
 }
 
 /* flush_all: every server of every pool this listener reaches. */
-static void dispatch_broadcast(mr_client *c, mr_req *req)
+static void dispatch_broadcast(mr_req *req)
 {
-    mr_worker *w = c->worker;
+    mr_worker *w = req->worker;
     const mr_router *router = w->gen->router;
-    const mr_pool_conf *lp = &router->cfg->pools[c->listen_pool];
+    const mr_pool_conf *lp = &router->cfg->pools[req->listen_pool];
     MR_STAT_INC(&w->stats, cmd_flush);
     /* Reachable pools: the listener's own and its route targets, once each. */
     uint32_t npools = 0;
     uint32_t pools[64];
-    pools[npools++] = c->listen_pool;
+    pools[npools++] = req->listen_pool;
     for (size_t r = 0; r < lp->nroutes && npools < 64; r++) {
         uint32_t p = (uint32_t)lp->routes[r].pool_index;
         bool seen = false;
@@ -348,14 +234,14 @@ static void dispatch_broadcast(mr_client *c, mr_req *req)
     uint32_t nmsgs = 0;
     for (uint32_t i = 0; i < npools; i++)
         nmsgs += router->pools[pools[i]].nservers;
-    if (nmsgs == 0 && no_servers(req, &router->pools[c->listen_pool]))
+    if (nmsgs == 0 && no_servers(req, &router->pools[req->listen_pool]))
         return;
     if (mr_req_alloc_msgs(req, nmsgs) < 0) {
         fail_nomem(req);
         return;
     }
     mr_slice line;
-    if (mr_forward_slice(w, req, &line) < 0) {
+    if (mr_forward_slice(&w->mbufs, req, &line) < 0) {
         mr_req_fail_unsent(req, MR_ERR_NOMEM);
         return;
     }
@@ -371,16 +257,16 @@ static void dispatch_broadcast(mr_client *c, mr_req *req)
     }
     mr_slice_release(&line);
     for (uint32_t i = 0; i < nmsgs; i++)
-        send_msg(c, req, &req->msgs[i]);
+        send_msg(req, &req->msgs[i]);
     mr_req_dispatched(req);
 }
 
 /* version: answered by the first server of the listener's default pool, so
  * clients that look at the version see the real memcached's. */
-static void dispatch_any_server(mr_client *c, mr_req *req)
+static void dispatch_any_server(mr_req *req)
 {
-    mr_worker *w = c->worker;
-    const mr_pool *pool = mr_router_default_pool(w->gen->router, c->listen_pool);
+    mr_worker *w = req->worker;
+    const mr_pool *pool = mr_router_default_pool(w->gen->router, req->listen_pool);
     if (no_servers(req, pool))
         return;
     if (mr_req_alloc_msgs(req, 1) < 0) {
@@ -388,14 +274,11 @@ static void dispatch_any_server(mr_client *c, mr_req *req)
         return;
     }
     req->msgs[0].server = pool->server_ids[0];
-    send_line_only(c, req, &req->msgs[0]);
+    send_line_only(req, &req->msgs[0]);
     mr_req_dispatched(req);
 }
 
-int mr_stats_reply(mr_worker *w, uint32_t listen_pool, mr_slice *out, const char *arg, uint32_t arg_len,
-                   const char *rest, uint32_t rest_len);
-
-static void dispatch_local(mr_client *c, mr_req *req)
+static void dispatch_local(mr_req *req)
 {
     static const char mn_reply[] = "MN\r\n", ok_reply[] = "OK\r\n";
     const mr_request_head *h = &req->head;
@@ -417,8 +300,9 @@ static void dispatch_local(mr_client *c, mr_req *req)
             eol--;
         if (h->arg_len == 0)
             rest = eol;
-        if (mr_stats_reply(c->worker, c->listen_pool, &req->local, line_of(req) + h->arg_off, h->arg_len, rest,
-                           (uint32_t)(eol - rest)) < 0) {
+        mr_worker *w = req->worker;
+        if (w->hooks->stats_reply(w, req->listen_pool, &req->local, line_of(req) + h->arg_off, h->arg_len, rest,
+                                  (uint32_t)(eol - rest)) < 0) {
             fail_nomem(req);
             return;
         }
@@ -427,13 +311,13 @@ static void dispatch_local(mr_client *c, mr_req *req)
     default:
         break;
     }
-    finish_local(req);
+    mr_req_done_local(req);
 }
 
-void mr_dispatch_unlink(mr_client *c, const char *key, uint32_t key_len, bool base64)
+void mr_dispatch_unlink(mr_worker *w, uint32_t listen_pool, uint32_t conn_hint, const char *key, uint32_t key_len,
+                        bool base64)
 {
-    mr_worker *w = c->worker;
-    char decoded[MAX_KEY * 2];
+    char decoded[MR_KEY_MAX * 2]; /* a base64 key of MR_KEY_MAX decodes to fewer bytes */
     const char *rkey = key;
     size_t rlen = key_len;
     if (base64) {
@@ -443,18 +327,18 @@ void mr_dispatch_unlink(mr_client *c, const char *key, uint32_t key_len, bool ba
         rkey = decoded;
         rlen = (size_t)n;
     }
-    const mr_pool *pool = mr_router_pool_for_key(w->gen->router, c->listen_pool, rkey, rlen);
+    const mr_pool *pool = mr_router_pool_for_key(w->gen->router, listen_pool, rkey, rlen);
     if (pool->nservers == 0)
         return; /* nothing holds it */
     uint32_t servers[MR_MAX_REPLICAS];
-    uint32_t n = mr_router_replicas_for_key(pool, rkey, rlen, mr_worker_random(w), servers, MR_MAX_REPLICAS);
+    uint32_t n = mr_router_replicas_for_key(pool, rkey, rlen, mr_rng_next(&w->rng), servers, MR_MAX_REPLICAS);
     mr_req *req = mr_req_new(w);
     if (!req)
         return;
     req->cls = MR_CLASS_KEYED;
     req->cmd = MR_CMD_DELETE;
-    req->conn_hint = pool->conf->replicas > 1 || pool->conf->nreplicate_to ? mr_hash(MR_HASH_FNV1A_32, rkey, rlen)
-                                                                           : c->id;
+    req->conn_hint =
+        pool->conf->replicas > 1 || pool->conf->nreplicate_to ? mr_hash(MR_HASH_FNV1A_32, rkey, rlen) : conn_hint;
     mr_mbuf *mb = mr_mbuf_get(&w->mbufs, key_len + 16);
     if (!mb || mr_req_alloc_msgs(req, n) < 0) {
         mr_mbuf_unref(mb);
@@ -471,11 +355,11 @@ void mr_dispatch_unlink(mr_client *c, const char *key, uint32_t key_len, bool ba
     }
     mr_mbuf_unref(mb);
     for (uint32_t i = 0; i < n; i++)
-        mr_backend_send(w->backends[servers[i]], req->conn_hint, &req->msgs[i]);
+        mr_forward_send(w, req->conn_hint, &req->msgs[i]);
     mr_req_dispatched(req);
 }
 
-typedef void (*dispatch_fn)(mr_client *c, mr_req *req);
+typedef void (*dispatch_fn)(mr_req *req);
 
 static const dispatch_fn handlers[] = {
     [MR_CLASS_RETRIEVAL] = dispatch_retrieval,
@@ -487,15 +371,15 @@ static const dispatch_fn handlers[] = {
     [MR_CLASS_ANY_SERVER] = dispatch_any_server,
 };
 
-void mr_dispatch(mr_client *c, mr_req *req)
+void mr_dispatch(mr_req *req)
 {
     size_t cls = (size_t)req->cls;
     if (cls < sizeof(handlers) / sizeof(handlers[0]) && handlers[cls]) {
-        handlers[cls](c, req);
+        handlers[cls](req);
         return;
     }
     /* A class without a handler is a bug, but never a crash for the client. */
     mr_log_error("no handler for command class %zu", cls);
     req->local = mr_slice_static("SERVER_ERROR unsupported command\r\n", 34);
-    finish_local(req);
+    mr_req_done_local(req);
 }

@@ -1,50 +1,46 @@
-/* emit.c: a finished request's reply, appended to its client's output.
+/* emit.c: a finished request's reply, appended to its client's output queue.
  *
  * Nothing is copied: runs of the backends' reply blocks are queued by
  * reference. Multi-server retrievals are merged here back into the
  * client's key order, misses and duplicate keys included.
  */
+#include "memrelay/emit.h"
+
 #include <string.h>
 
-#include "memrelay/client.h"
+#include "memrelay/ascii.h"
 #include "memrelay/log.h"
-#include "memrelay/worker.h"
+#include "memrelay/reply.h"
 
 static const char end_line[] = "END\r\n";
 static const char ok_line[] = "OK\r\n";
 
-static int push_slice(mr_client *c, const mr_slice *s)
+static int push_slice(mr_outq *out, const mr_slice *s)
 {
-    return mr_client_push(c, s->mb, s->p, s->len);
+    return mr_outq_push(out, s->mb, s->p, s->len);
 }
 
-static int push_text(mr_client *c, const char *text)
+static int push_text(mr_outq *out, const char *text)
 {
-    return mr_client_push(c, NULL, text, (uint32_t)strlen(text));
+    return mr_outq_push(out, NULL, text, (uint32_t)strlen(text));
 }
 
 /* A message that failed (transport error, or an error line from memcached). */
-static int push_failure(mr_client *c, const mr_msg *msg)
+static int push_failure(mr_outq *out, const mr_msg *msg)
 {
     /* A get for a server the health checker holds down is a miss, answered
-     * at once: the cache is simply smaller for a while (REFERENCE §4).
+     * at once: the cache is simply smaller for a while (docs/health.md, "What a client sees").
      * With multiget_errors: fail it is the error instead. */
     if (msg->error == MR_ERR_DOWN && msg->retrieval && !msg->req->fail_multiget)
-        return push_text(c, end_line);
+        return push_text(out, end_line);
     if (msg->error != MR_ERR_NONE)
-        return push_text(c, mr_error_reply(msg->error));
-    return push_slice(c, &msg->line);
+        return push_text(out, mr_error_reply(msg->error));
+    return push_slice(out, &msg->line);
 }
 
 static bool msg_failed(const mr_msg *msg)
 {
     return msg->error != MR_ERR_NONE || msg->line.len > 0;
-}
-
-/* Does a VALUE item carry this key? */
-static bool item_has_key(const mr_slice *item, const char *key, uint32_t klen)
-{
-    return item->len > 6 + klen && memcmp(item->p + 6, key, klen) == 0 && item->p[6 + klen] == ' ';
 }
 
 /* Does any key still take its reply from message i (after failover)? */
@@ -60,20 +56,19 @@ static bool msg_has_keys(const mr_req *req, uint32_t i)
  * multi-key get treats a failed server's keys as misses (counted), unless
  * the pool says `multiget_errors: fail`; an error line memcached itself sent
  * for a one-server batch is passed through, as memcached would answer. */
-static int emit_retrieval(mr_client *c, mr_req *req)
+static int emit_retrieval(mr_outq *out, mr_req *req, mr_stats *stats)
 {
-    mr_worker *w = c->worker;
     if (req->ops && !req->key_msg) {
         /* A replicated single-key read: the last replica tried answers. */
         const mr_msg *msg = &req->msgs[req->reply_msg];
         if (msg_failed(msg))
-            return push_failure(c, msg);
+            return push_failure(out, msg);
         for (uint32_t i = 0; i < msg->nitems; i++)
-            if (push_slice(c, &msg->items[i]) < 0)
+            if (push_slice(out, &msg->items[i]) < 0)
                 return -1;
-        MR_STAT_ADD(&w->stats, get_hits, msg->nitems);
-        MR_STAT_ADD(&w->stats, get_misses, msg->nitems ? 0 : 1);
-        return push_text(c, end_line);
+        MR_STAT_ADD(stats, get_hits, msg->nitems);
+        MR_STAT_ADD(stats, get_misses, msg->nitems ? 0 : 1);
+        return push_text(out, end_line);
     }
     bool errors_fail = req->fail_multiget || req->head.nkeys <= 1;
     uint32_t failed = 0;
@@ -83,10 +78,10 @@ static int emit_retrieval(mr_client *c, mr_req *req)
             continue; /* fine, or failed over to other replicas */
         failed++;
         if (errors_fail || (req->nmsgs == 1 && msg->error == MR_ERR_NONE))
-            return push_failure(c, msg);
+            return push_failure(out, msg);
     }
     if (failed) {
-        MR_STAT_ADD(&w->stats, multiget_server_failures, failed);
+        MR_STAT_ADD(stats, multiget_server_failures, failed);
         mr_log_warn("multi-get: %u of %u servers failed; their keys answered as misses", failed, req->nmsgs);
     }
     if (req->nmsgs == 1) {
@@ -94,11 +89,11 @@ static int emit_retrieval(mr_client *c, mr_req *req)
         const mr_msg *msg = &req->msgs[0];
         uint32_t hits = failed ? 0 : msg->nitems;
         for (uint32_t i = 0; i < hits; i++)
-            if (push_slice(c, &msg->items[i]) < 0)
+            if (push_slice(out, &msg->items[i]) < 0)
                 return -1;
-        MR_STAT_ADD(&w->stats, get_hits, hits);
-        MR_STAT_ADD(&w->stats, get_misses, req->head.nkeys - hits);
-        return push_text(c, end_line);
+        MR_STAT_ADD(stats, get_hits, hits);
+        MR_STAT_ADD(stats, get_misses, req->head.nkeys - hits);
+        return push_text(out, end_line);
     }
     uint32_t hits = 0;
     for (uint32_t k = 0; k < req->nkeys; k++) {
@@ -106,55 +101,55 @@ static int emit_retrieval(mr_client *c, mr_req *req)
         if (msg_failed(msg) || msg->cursor >= msg->nitems)
             continue; /* a miss */
         const mr_slice *item = &msg->items[msg->cursor];
-        if (!item_has_key(item, req->line.p + req->keys[k].off, req->keys[k].len))
+        if (!mr_reply_value_has_key(item->p, item->len, req->line.p + req->keys[k].off, req->keys[k].len))
             continue; /* a miss: the server's next item is a later key's */
         msg->cursor++;
         hits++;
-        if (push_slice(c, item) < 0)
+        if (push_slice(out, item) < 0)
             return -1;
     }
-    MR_STAT_ADD(&w->stats, get_hits, hits);
-    MR_STAT_ADD(&w->stats, get_misses, req->nkeys - hits);
-    return push_text(c, end_line);
+    MR_STAT_ADD(stats, get_hits, hits);
+    MR_STAT_ADD(stats, get_misses, req->nkeys - hits);
+    return push_text(out, end_line);
 }
 
 /* flush_all: OK only when every server said OK; else the first failure. */
-static int emit_broadcast(mr_client *c, mr_req *req)
+static int emit_broadcast(mr_outq *out, mr_req *req)
 {
     for (uint32_t i = 0; i < req->nmsgs; i++) {
         const mr_msg *msg = &req->msgs[i];
         if (msg->error != MR_ERR_NONE)
-            return push_failure(c, msg);
+            return push_failure(out, msg);
         if (msg->line.len != sizeof(ok_line) - 1 || memcmp(msg->line.p, ok_line, msg->line.len) != 0)
-            return push_slice(c, &msg->line);
+            return push_slice(out, &msg->line);
     }
-    return push_text(c, ok_line);
+    return push_text(out, ok_line);
 }
 
-static int emit_single(mr_client *c, mr_req *req)
+static int emit_single(mr_outq *out, mr_req *req)
 {
     const mr_msg *msg = &req->msgs[req->reply_msg];
     if (msg->error != MR_ERR_NONE)
-        return push_text(c, mr_error_reply(msg->error));
+        return push_text(out, mr_error_reply(msg->error));
     if (msg->fenced) /* the server applied q: nothing, or the reply it let through */
-        return msg->line.len ? push_slice(c, &msg->line) : 0;
+        return msg->line.len ? push_slice(out, &msg->line) : 0;
     if (req->quiet && mr_meta_quiet_suppresses(req->cmd, msg->line.p, msg->line.len))
         return 0;
-    return push_slice(c, &msg->line);
+    return push_slice(out, &msg->line);
 }
 
-int mr_emit(mr_client *c, mr_req *req)
+int mr_emit(mr_outq *out, mr_req *req, mr_stats *stats)
 {
     if (req->local.len)
-        return push_slice(c, &req->local);
+        return push_slice(out, &req->local);
     if (req->nmsgs == 0)
         return 0;
     switch (req->cls) {
     case MR_CLASS_RETRIEVAL:
-        return emit_retrieval(c, req);
+        return emit_retrieval(out, req, stats);
     case MR_CLASS_BROADCAST:
-        return emit_broadcast(c, req);
+        return emit_broadcast(out, req);
     default:
-        return emit_single(c, req);
+        return emit_single(out, req);
     }
 }

@@ -8,6 +8,7 @@
 #include <ev.h>
 
 #include "memrelay/admin_http.h"
+#include "memrelay/client.h"
 #include "memrelay/config.h"
 #include "memrelay/health.h"
 #include "memrelay/listener.h"
@@ -15,11 +16,35 @@
 #include "memrelay/membership.h"
 #include "memrelay/reload.h"
 #include "memrelay/router.h"
+#include "memrelay/stats_reply.h"
 #include "memrelay/tls.h"
-#include "memrelay/worker.h"
+#include "memrelay/worker_thread.h"
 
 #define DEFAULT_CONFIG "conf/memrelay.yaml"
 #define MAX_THREADS 256
+
+/* The health checker started a rejoin: every worker replays what the
+ * server missed (health.h, mr_health_hooks). */
+typedef struct {
+    mr_worker *workers;
+    int nworkers;
+} worker_set;
+
+static void wake_workers(void *ctx)
+{
+    const worker_set *ws = ctx;
+    for (int i = 0; i < ws->nworkers; i++)
+        mr_worker_health_changed(&ws->workers[i]);
+}
+
+/* What the data path (core) calls up into: the layers above it, wired here
+ * so that no lower file names a higher one (request.h, mr_core_hooks). */
+static const mr_core_hooks core_hooks = {
+    .reply_ready = mr_client_req_done,
+    .req_freed = mr_worker_req_freed,
+    .stats_reply = mr_stats_reply,
+    .send = NULL, /* a test seam: messages go to their backends */
+};
 
 static void usage(FILE *out)
 {
@@ -361,9 +386,13 @@ int main(int argc, char **argv)
     shared.started = ev_time();
     shared.nworkers = nworkers;
     shared.health = health;
+    shared.hooks = &core_hooks;
     /* The health checker's async watcher, and the reloader's, must exist
      * before a worker can report to them. */
-    mr_health_start(health, main_loop, workers, nworkers);
+    static worker_set all_workers;
+    all_workers = (worker_set){workers, nworkers};
+    const mr_health_hooks health_hooks = {wake_workers, &all_workers};
+    mr_health_start(health, main_loop, nworkers, &health_hooks);
     mr_reload_start(&reloader, main_loop, &shared, workers, nworkers);
     int started = 0, inited = 0;
     for (int i = 0; i < nworkers; i++) {

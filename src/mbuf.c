@@ -51,7 +51,10 @@ mr_mbuf *mr_mbuf_get(mr_mbuf_pool *pool, uint32_t min_cap)
 
 void mr_mbuf_unref(mr_mbuf *mb)
 {
-    if (!mb || --mb->refs > 0)
+    if (!mb)
+        return;
+    MR_CHECK(mb->refs > 0);
+    if (--mb->refs > 0)
         return;
     mr_mbuf_pool *pool = mb->pool;
     pool->allocated--;

@@ -163,8 +163,7 @@ static void put_process(text *t, const mr_admin_view *v)
 
 /* ---- configuration reload status ----
  *
- * RELOAD HOOK: the config-reload work adds its families here (and the
- * fields they read to mr_admin_view):
+ * From the reloader's status (mr_admin_view.reload), among them:
  *   memrelay_config_reloads_total                          counter
  *   memrelay_config_reload_failures_total                  counter
  *   memrelay_config_last_reload_success_timestamp_seconds  gauge

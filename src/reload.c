@@ -7,18 +7,11 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
-#include <sys/time.h>
 
+#include "memrelay/clock.h"
 #include "memrelay/listener.h"
 #include "memrelay/log.h"
 #include "memrelay/tls.h"
-
-static int64_t wall_ms(void)
-{
-    struct timeval tv;
-    gettimeofday(&tv, NULL);
-    return (int64_t)tv.tv_sec * 1000 + tv.tv_usec / 1000;
-}
 
 static bool same_listen(const mr_addr_conf *a, const mr_addr_conf *b)
 {
@@ -126,7 +119,7 @@ static mr_gen *build(mr_reloader *r, mr_config *cfg, char *err, size_t errlen)
     for (size_t i = 0; i < cfg->npools; i++) {
         gen->router->pools[i].slot = mr_health_pool_slot(r->health, cfg->pools[i].name);
     }
-    gen->loaded_at_ms = wall_ms();
+    gen->loaded_at_ms = mr_wall_ms();
     return gen;
 }
 
@@ -147,7 +140,7 @@ static void set_status_failed(mr_reloader *r, const char *msg)
 {
     pthread_mutex_lock(&r->status.lock);
     r->status.failures++;
-    r->status.last_attempt_ms = r->status.last_failure_ms = wall_ms();
+    r->status.last_attempt_ms = r->status.last_failure_ms = mr_wall_ms();
     snprintf(r->status.last_error, sizeof(r->status.last_error), "%s", msg);
     /* One line: it goes into a STAT line. */
     for (char *p = r->status.last_error; *p; p++)

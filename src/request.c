@@ -4,31 +4,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "memrelay/client.h"
 #include "memrelay/health.h"
 #include "memrelay/worker.h"
-
-static const char *const error_replies[] = {
-#define MR_ERR_TEXT(e, name, text) text,
-    MR_ERRORS(MR_ERR_TEXT)
-#undef MR_ERR_TEXT
-};
-
-static const char *const error_classes[] = {
-#define MR_ERR_NAME(e, name, text) name,
-    MR_ERRORS(MR_ERR_NAME)
-#undef MR_ERR_NAME
-};
-
-const char *mr_error_reply(mr_err err)
-{
-    return error_replies[err];
-}
-
-const char *mr_error_class(mr_err err)
-{
-    return err < MR_ERR_COUNT ? error_classes[err] : "?";
-}
 
 mr_req *mr_req_new(mr_worker *w)
 {
@@ -50,6 +27,17 @@ mr_req *mr_req_new(mr_worker *w)
     return req;
 }
 
+mr_req *mr_req_new_background(mr_worker *w, const mr_req_ops *ops)
+{
+    mr_req *req = mr_req_new(w);
+    if (!req)
+        return NULL;
+    req->client = NULL;
+    req->cls = MR_CLASS_KEYED;
+    req->ops = ops;
+    return req;
+}
+
 static void msg_release(mr_msg *msg)
 {
     for (uint32_t i = 0; i < msg->nout; i++)
@@ -63,8 +51,12 @@ static void msg_release(mr_msg *msg)
 
 static void req_free(mr_req *req)
 {
-    for (uint32_t i = 0; i < req->nmsgs; i++)
+    /* Nobody holds it: its client is done and no message is on a queue. */
+    MR_CHECK(req->client == NULL && req->in_flight == 0);
+    for (uint32_t i = 0; i < req->nmsgs; i++) {
+        MR_CHECK(!req->msgs[i].queued);
         msg_release(&req->msgs[i]);
+    }
     if (req->msgs != req->inline_msgs)
         free(req->msgs);
     if (req->keys != req->inline_keys)
@@ -81,7 +73,12 @@ static void req_free(mr_req *req)
         free(req);
         w->reqs_freed_bytes += sizeof(*req);
     }
-    mr_worker_req_freed(w, gen);
+    /* Each generation counts the requests started under it (mr_req_new):
+     * the worker's current one here, an older one through the hook. */
+    if (gen == w->gen)
+        w->gen_reqs--;
+    else
+        w->hooks->req_freed(w, gen);
 }
 
 void mr_req_client_done(mr_req *req)
@@ -167,13 +164,14 @@ int mr_msg_add_item(mr_msg *msg, mr_mbuf *mb, const char *p, uint32_t len)
 
 static void req_pending_dec(mr_req *req)
 {
+    MR_CHECK(req->pending > 0);
     --req->pending;
     if (req->done)
         return;
     if (req->pending == 0 || (req->ops && req->ops->ready && req->ops->ready(req))) {
         req->done = true;
         if (req->client)
-            mr_client_req_done(req->client, req);
+            req->worker->hooks->reply_ready(req->client, req);
     }
 }
 
@@ -235,9 +233,14 @@ void mr_req_fail_local(mr_req *req, mr_err err)
     mr_slice_release(&req->local);
     req->ops = NULL;
     req->local = mr_slice_static(mr_error_reply(err), (uint32_t)strlen(mr_error_reply(err)));
+    mr_req_done_local(req);
+}
+
+void mr_req_done_local(mr_req *req)
+{
     req->done = true;
     if (req->client)
-        mr_client_req_done(req->client, req);
+        req->worker->hooks->reply_ready(req->client, req);
     else
         mr_req_client_done(req);
 }
@@ -253,6 +256,7 @@ void mr_msg_finish(mr_msg *msg, mr_err err)
 {
     mr_req *req = msg->req;
     if (msg->queued) {
+        MR_CHECK(req->in_flight > 0);
         msg->queued = false;
         req->in_flight--;
     }

@@ -5,8 +5,7 @@
 #include <string.h>
 
 #include "memrelay/hash.h"
-
-#define MR_MAX_REPLICAS_ROUTER 16
+#include "memrelay/limits.h"
 
 /* Ids default to config order (tests, tools); the process assigns stable
  * ids from its server registry instead (health.c), so a server keeps its id,
@@ -189,7 +188,7 @@ static uint32_t own_replicas(const mr_pool *pool, const char *key, size_t len, u
                              uint32_t want)
 {
     uint32_t h = key_hash(pool, key, len, rnd);
-    uint32_t idx[MR_MAX_REPLICAS_ROUTER];
+    uint32_t idx[MR_MAX_REPLICAS];
     const mr_live_ring *ring = live_ring(pool);
     const mr_dist *dist = ring ? ring->dist : pool->dist;
     const uint32_t *ids = ring ? ring->server_ids : pool->server_ids;
@@ -197,7 +196,7 @@ static uint32_t own_replicas(const mr_pool *pool, const char *key, size_t len, u
         out[0] = ids[0];
         return 1;
     }
-    size_t n = pool->ops->successors(dist, h, idx, want < MR_MAX_REPLICAS_ROUTER ? want : MR_MAX_REPLICAS_ROUTER);
+    size_t n = pool->ops->successors(dist, h, idx, want < MR_MAX_REPLICAS ? want : MR_MAX_REPLICAS);
     for (size_t i = 0; i < n; i++)
         out[i] = ids[idx[i]];
     return (uint32_t)n;

@@ -3,6 +3,8 @@
  * Field names follow memcached's where the meaning is the same, so existing
  * stats tools keep working; memrelay's own counters follow them.
  */
+#include "memrelay/stats_reply.h"
+
 #include <pthread.h>
 #include <stdio.h>
 #include <string.h>
@@ -10,7 +12,10 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "memrelay/clock.h"
 #include "memrelay/health.h"
+#include "memrelay/latency.h"
+#include "memrelay/limits.h"
 #include "memrelay/log.h"
 #include "memrelay/request.h"
 #include "memrelay/stats.h"
@@ -246,6 +251,64 @@ static int settings_stats(mr_worker *w, uint32_t listen_pool, mr_mbuf *mb)
     return rc;
 }
 
+/* `stats servers`: every server of the listener's config, its state and
+ * its traffic summed over the workers, into buf: bytes written, or -1. */
+static int servers_stats(const mr_health *h, const mr_router *router, char *buf, size_t cap)
+{
+    size_t off = 0;
+    int64_t now = mr_wall_ms();
+#define APPEND(...)                                                        \
+    do {                                                                   \
+        int n_ = snprintf(buf + off, cap - off, __VA_ARGS__);              \
+        if (n_ < 0 || (size_t)n_ >= cap - off)                             \
+            return -1;                                                     \
+        off += (size_t)n_;                                                 \
+    } while (0)
+    for (uint32_t i = 0; i < router->nservers; i++) {
+        if (!router->servers[i].conf)
+            continue;
+        const mr_server_health *sh = mr_health_server(h, i);
+        const char *name = router->servers[i].conf->spec;
+        const char *pool = router->cfg->pools[router->servers[i].pool].name;
+        uint32_t state = __atomic_load_n(&sh->state, __ATOMIC_ACQUIRE);
+        int64_t down_at = __atomic_load_n(&sh->down_at_ms, __ATOMIC_RELAXED);
+        int64_t next = __atomic_load_n(&sh->next_probe_ms, __ATOMIC_RELAXED);
+        const char *err = mr_error_reply((mr_err)__atomic_load_n(&sh->last_error, __ATOMIC_RELAXED));
+        APPEND("STAT %s:%s:pool %s\r\n", pool, name, pool);
+        APPEND("STAT %s:%s:state %s\r\n", pool, name, mr_health_state_name(state));
+        APPEND("STAT %s:%s:ejected %u\r\n", pool, name, __atomic_load_n(&sh->ejected, __ATOMIC_RELAXED));
+        APPEND("STAT %s:%s:failures %u\r\n", pool, name, __atomic_load_n(&sh->failures, __ATOMIC_RELAXED));
+        APPEND("STAT %s:%s:last_error %.*s\r\n", pool, name, *err ? (int)strlen(err) - 2 : 4, *err ? err : "none");
+        APPEND("STAT %s:%s:down_since_ms %lld\r\n", pool, name, state == MR_HEALTH_UP ? 0LL : (long long)down_at);
+        APPEND("STAT %s:%s:next_probe_in_ms %lld\r\n", pool, name,
+               state == MR_HEALTH_DOWN && next > now ? (long long)(next - now) : 0LL);
+        APPEND("STAT %s:%s:quarantined %d\r\n", pool, name, mr_health_quarantined(h, i) ? 1 : 0);
+        APPEND("STAT %s:%s:downs %llu\r\n", pool, name, (unsigned long long)__atomic_load_n(&sh->downs, __ATOMIC_RELAXED));
+        APPEND("STAT %s:%s:probes %llu\r\n", pool, name, (unsigned long long)__atomic_load_n(&sh->probes, __ATOMIC_RELAXED));
+        APPEND("STAT %s:%s:probe_failures %llu\r\n", pool, name,
+               (unsigned long long)__atomic_load_n(&sh->probe_failures, __ATOMIC_RELAXED));
+        APPEND("STAT %s:%s:rejoins %llu\r\n", pool, name, (unsigned long long)__atomic_load_n(&sh->rejoins, __ATOMIC_RELAXED));
+        /* Traffic: every worker's requests to this server. */
+        const mr_server_traffic *t = &sh->traffic;
+        APPEND("STAT %s:%s:requests %llu\r\n", pool, name,
+               (unsigned long long)__atomic_load_n(&t->requests, __ATOMIC_RELAXED));
+        for (int e = MR_ERR_NONE + 1; e < MR_ERR_COUNT; e++)
+            APPEND("STAT %s:%s:errors_%s %llu\r\n", pool, name, mr_error_class((mr_err)e),
+                   (unsigned long long)__atomic_load_n(&t->errors[e], __ATOMIC_RELAXED));
+        APPEND("STAT %s:%s:timeouts %llu\r\n", pool, name,
+               (unsigned long long)__atomic_load_n(&t->timeouts, __ATOMIC_RELAXED));
+        mr_latency_hist lat;
+        mr_latency_snapshot(&t->latency, &lat);
+        APPEND("STAT %s:%s:latency_p50_us %llu\r\n", pool, name,
+               (unsigned long long)mr_latency_percentile_us(&lat, 0.50));
+        APPEND("STAT %s:%s:latency_p99_us %llu\r\n", pool, name,
+               (unsigned long long)mr_latency_percentile_us(&lat, 0.99));
+    }
+    APPEND("END\r\n");
+#undef APPEND
+    return (int)off;
+}
+
 /* `n` bytes were written into mb (or -1: they did not fit): make them the
  * reply. Takes the caller's reference to mb. */
 static int reply_from(mr_mbuf *mb, int n, mr_slice *out)
@@ -270,7 +333,7 @@ int mr_stats_reply(mr_worker *w, uint32_t listen_pool, mr_slice *out, const char
         uint32_t klen = 0;
         while (klen < rest_len && rest[klen] != ' ')
             klen++;
-        if (klen == 0 || klen > 250) {
+        if (klen == 0 || klen > MR_KEY_MAX) {
             static const char usage[] = "CLIENT_ERROR usage: stats route <key>\r\n";
             *out = mr_slice_static(usage, sizeof(usage) - 1);
             return 0;
@@ -307,7 +370,7 @@ int mr_stats_reply(mr_worker *w, uint32_t listen_pool, mr_slice *out, const char
                 cap +=
                 32 * (strlen(r->servers[i].conf->spec) + strlen(r->cfg->pools[r->servers[i].pool].name) + 64);
         mr_mbuf *mb = cap < UINT32_MAX ? mr_mbuf_get(&w->mbufs, (uint32_t)cap) : NULL;
-        return mb ? reply_from(mb, mr_health_stats(w->shared->health, w->gen->router, mb->data, mb->cap), out) : -1;
+        return mb ? reply_from(mb, servers_stats(w->shared->health, w->gen->router, mb->data, mb->cap), out) : -1;
     }
     if (arg_len == 5 && memcmp(arg, "pools", 5) == 0) {
         mr_mbuf *mb = mr_mbuf_get(&w->mbufs, 64 * 1024);

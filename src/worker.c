@@ -6,19 +6,19 @@
  * So a read holding 100 pipelined requests costs one write to each backend
  * and one to the client.
  */
-#include "memrelay/worker.h"
+#include "memrelay/worker_thread.h"
 
 #include <errno.h>
 #include <malloc.h>
-#include <netinet/in.h>
-#include <netinet/tcp.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "memrelay/client.h"
 #include "memrelay/health.h"
 #include "memrelay/log.h"
+#include "memrelay/net.h"
 #include "memrelay/tls.h"
 
 /* Connections accepted per readiness event, so one listener cannot starve the loop. */
@@ -108,33 +108,6 @@ static void flush_cb(struct ev_loop *loop, ev_prepare *p, int revents)
         release_done_holds(w);
 }
 
-void mr_worker_mark_client(mr_worker *w, mr_client *c)
-{
-    if (c->dirty)
-        return;
-    c->dirty = true;
-    c->next_dirty = w->dirty_clients;
-    w->dirty_clients = c;
-}
-
-void mr_worker_mark_bconn(mr_worker *w, mr_bconn *bc)
-{
-    if (bc->dirty)
-        return;
-    bc->dirty = true;
-    bc->next_dirty = w->dirty_bconns;
-    w->dirty_bconns = bc;
-}
-
-uint32_t mr_worker_random(mr_worker *w)
-{
-    uint32_t x = w->rng;
-    x ^= x << 13;
-    x ^= x >> 17;
-    x ^= x << 5;
-    return w->rng = x;
-}
-
 static void accept_cb(struct ev_loop *loop, ev_io *io, int revents)
 {
     mr_worker *w = io->data;
@@ -165,12 +138,7 @@ static void accept_cb(struct ev_loop *loop, ev_io *io, int revents)
             MR_STAT_INC(&w->stats, rejected_connections);
             continue;
         }
-        if (!where->is_unix) {
-            int one = 1;
-            setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-            if (pc->tcpkeepalive)
-                setsockopt(fd, SOL_SOCKET, SO_KEEPALIVE, &one, sizeof(one));
-        }
+        mr_net_tune(fd, where->is_unix, pc->tcpkeepalive);
         mr_client_accept(w, fd, pool, slot, tls);
     }
 }
@@ -294,10 +262,10 @@ static void remap_clients(mr_worker *w, const mr_config *old, const mr_gen *gen)
         ev_io_stop(w->loop, &c->rio);
         c->closing = true;
         c->listen_pool = 0;
-        if (!c->q_head && c->out_count == 0)
+        if (!c->q_head && c->out.count == 0)
             mr_client_close(c);
         else
-            mr_worker_mark_client(w, c);
+            mr_client_mark_dirty(c);
     }
 }
 
@@ -393,6 +361,7 @@ int mr_worker_init(mr_worker *w, uint32_t index, mr_shared *shared, mr_gen *gen)
     memset(w, 0, sizeof(*w));
     w->index = index;
     w->shared = shared;
+    w->hooks = shared->hooks;
     w->gen = gen;
     __atomic_add_fetch(&gen->refs, 1, __ATOMIC_ACQ_REL);
     w->rng = 0x9e3779b9u ^ (index * 0x85ebca6bu) ^ (uint32_t)getpid();

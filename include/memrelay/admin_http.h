@@ -10,9 +10,9 @@
  * It runs in libmicrohttpd's own polling thread, never on a worker's loop,
  * with a bounded number of connections and an idle timeout. It reads only
  * atomics and read-only shared state, and only through the view a source
- * hands out per HTTP request, so the config-reload work can swap what it
- * reads (a new config, router and health table) by supplying its own
- * source instead of this module caching pointers.
+ * hands out per HTTP request (main.c's holds a reference on the current
+ * generation while the request is answered), so a reload can swap what it
+ * reads without this module caching pointers.
  */
 #ifndef MEMRELAY_ADMIN_HTTP_H
 #define MEMRELAY_ADMIN_HTTP_H

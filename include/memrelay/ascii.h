@@ -22,6 +22,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "memrelay/limits.h"
+
 /* How memrelay handles a command. */
 typedef enum {
     MR_CLASS_RETRIEVAL,   /* get gets gat gats: any number of keys, split per server */
@@ -32,7 +34,7 @@ typedef enum {
     MR_CLASS_BROADCAST,   /* sent to every server of the pool: flush_all */
     MR_CLASS_ANY_SERVER,  /* sent to one server of the pool: version */
     MR_CLASS_UNSUPPORTED, /* memcached admin commands that only make sense on one memcached:
-                             never MR_PARSE_OK; answered by error_reply (see the .md) */
+                             never MR_PARSE_OK; answered by error_reply (docs/protocol-errors.md) */
 } mr_cmd_class;
 
 /* X(enum suffix, wire name, class) */
@@ -82,9 +84,7 @@ typedef enum {
 const char *mr_cmd_name(mr_cmd cmd);
 mr_cmd_class mr_cmd_class_of(mr_cmd cmd);
 
-/* memcached's limits, as measured on 1.6.18. */
-/* The longest key (meta: the key as written, base64 or not). */
-#define MR_ASCII_KEY_MAX 250u
+/* memcached's limits, as measured on 1.6.18 (the longest key is MR_KEY_MAX, limits.h). */
 /* memcached closes a connection whose unread input has no "\n" in more
  * than this many bytes, unless the line is a get/gets... */
 #define MR_ASCII_MC_LINE_PEEK 2048u

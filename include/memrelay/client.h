@@ -9,18 +9,12 @@
 #include <ev.h>
 
 #include "memrelay/inbuf.h"
+#include "memrelay/outq.h"
 #include "memrelay/request.h"
 
 struct mr_worker;
 struct mr_tls_conn;
 struct ssl_ctx_st;
-
-/* One queued run of reply bytes. */
-typedef struct {
-    mr_mbuf *mb;    /* reference held, NULL for static bytes */
-    const char *p;
-    uint32_t len;
-} mr_outv;
 
 typedef struct mr_client {
     struct mr_worker *worker;
@@ -38,10 +32,7 @@ typedef struct mr_client {
     mr_req *swallow_req;     /* its error reply, held back until the swallow ends (as memcached) */
     mr_req *q_head, *q_tail; /* requests awaiting their turn to reply, in arrival order */
     uint32_t nqueued;
-    mr_outv *out;            /* ring of reply runs */
-    uint32_t out_cap, out_head, out_count;
-    uint64_t out_bytes;      /* bytes queued in out */
-    uint32_t out_skip;       /* bytes of out[out_head] already written */
+    mr_outq out;             /* reply bytes to write, in order (references into the servers' replies) */
     bool paused;             /* not reading: too much queued (backpressure) */
     bool closing;            /* close once the queued replies are written */
     bool eof;                /* peer closed its side */
@@ -59,28 +50,15 @@ bool mr_client_has_output(const mr_client *c);
 /* Nothing queued, owed, buffered or unread: it may be closed between two
  * requests (a graceful drain). */
 bool mr_client_is_quiet(const mr_client *c);
-/* A request of this client completed: emit what is ready. */
+/* A request of this client completed: mark the client dirty, so the
+ * worker's flush emits what is ready at the head of its queue. */
 void mr_client_req_done(mr_client *c, mr_req *req);
+/* Put the client on its worker's flush list (once), so the flush at the end
+ * of this loop iteration emits and writes what it has. */
+void mr_client_mark_dirty(mr_client *c);
 /* Write queued replies (called from the worker's flush). */
 void mr_client_flush(mr_client *c);
 void mr_client_close(mr_client *c);
 
-/* dispatch.c: turn a parsed request into messages or a local reply. */
-void mr_dispatch(mr_client *c, mr_req *req);
-/* Delete `key` on every server holding it, in the background (memcached
- * unlinks the item when a set's value is too large). */
-void mr_dispatch_unlink(mr_client *c, const char *key, uint32_t key_len, bool base64);
-/* Build the command line of every message in slots [first, first+n) of a
- * retrieval from the keys key_msg maps to them (dispatch.c). */
-int mr_build_split_lines(struct mr_worker *w, mr_req *req, uint32_t first, uint32_t nslots);
-/* The command line as the backend should see it: the client's bytes when
- * they need no change (no copy), else a rewritten copy (dispatch.c). */
-int mr_forward_slice(struct mr_worker *w, const mr_req *req, mr_slice *out);
-/* For a request whose server applies q (head.quiet_by_server): fill msg's
- * out[] with the line, q kept, and an "mn" fence, and mark it fenced. */
-int mr_forward_fenced(struct mr_worker *w, const mr_req *req, mr_msg *msg);
-/* emit.c: append a finished request's reply to the client's output. */
-int mr_emit(mr_client *c, mr_req *req);
-int mr_client_push(mr_client *c, mr_mbuf *mb, const char *p, uint32_t len);
 
 #endif

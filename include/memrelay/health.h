@@ -20,16 +20,24 @@
 
 #include <ev.h>
 
-#include "memrelay/backend.h"
+#include "memrelay/error.h"
 #include "memrelay/latency.h"
-#include "memrelay/request.h"
+#include "memrelay/net.h"
+#include "memrelay/probe.h"
 #include "memrelay/router.h"
 
-struct mr_worker;
-struct mr_tls_conn;
 struct mr_tls_set;
 
 typedef enum { MR_HEALTH_UP = 0, MR_HEALTH_DOWN = 1, MR_HEALTH_REJOINING = 2 } mr_health_state;
+
+/* What the health checker tells the layers above it (main.c installs them
+ * with mr_health_start). */
+typedef struct mr_health_hooks {
+    /* Main thread: a server entered REJOINING; every worker must replay
+     * what it missed, then acknowledge (mr_health_rejoin_ack). */
+    void (*rejoin_started)(void *ctx);
+    void *ctx;
+} mr_health_hooks;
 
 /* Server ids are stable for the life of the process: the registry gives a
  * server (by pool name, address and connection count) the same id in every
@@ -56,7 +64,7 @@ typedef struct mr_server_health {
     char *identity;          /* registry key: pool, address, connections */
     char *name;              /* the server line as first written, for log lines */
     char *pool;              /* its pool's name */
-    mr_backend_addr addr;    /* resolved once */
+    mr_sockaddr addr;        /* resolved once */
     /* Shared: atomics only. */
     uint32_t failure_limit;  /* its pool's server_failure_limit (a reload may change it) */
     uint32_t state;          /* mr_health_state */
@@ -72,18 +80,12 @@ typedef struct mr_server_health {
     /* Main thread only: the prober. */
     struct mr_health *health;
     uint32_t id;
-    int fd;
-    ev_io io;
-    ev_timer timer;
+    ev_timer timer;          /* the next probe, or the one in flight's deadline */
     ev_tstamp backoff;       /* current wait between failed probes, seconds */
     uint32_t successes;      /* good probes in a row */
     bool probing;            /* a probe is in flight */
     bool idle_probe;         /* the probe in flight checks a live server */
-    int probe_error;         /* why the last probe failed (mr_err) */
-    struct mr_tls_conn *tls; /* server_tls pools: the probe's TLS state */
-    bool tls_sent;           /* the probe's `version` went to TLS */
-    char buf[64];
-    uint32_t buflen;
+    mr_probe probe;          /* the probe's connection (probe.h); probe.error: why the last one failed */
     /* Shared: atomics only. After the prober's fields, and padded, so it
      * shares no cache line with this or the next server's `state`. */
     mr_server_traffic traffic;
@@ -101,8 +103,11 @@ typedef struct mr_health {
     ev_async wake;                 /* a worker changed a state */
     ev_timer idle_timer;           /* idle probes of live servers */
     ev_timer reaper;               /* frees old rings */
-    struct mr_worker *workers;
-    int nworkers;
+    mr_health_hooks hooks;         /* from mr_health_start */
+    /* What the registry sets up each new server's prober with (health.c's). */
+    const mr_probe_ops *probe_ops;
+    void (*probe_timer_cb)(struct ev_loop *loop, ev_timer *t, int revents);
+    int nworkers;                  /* the acknowledgements a rejoin waits for */
 } mr_health;
 
 mr_health *mr_health_create(void);
@@ -120,8 +125,9 @@ void mr_health_prepare(mr_health *h, const mr_router *router);
 /* Main thread: `router` is the config now: probe its servers, stop probing
  * servers it no longer has. */
 void mr_health_use(mr_health *h, const mr_router *router);
-/* Start probing from `loop` (the main thread's); workers must exist. */
-void mr_health_start(mr_health *h, struct ev_loop *loop, struct mr_worker *workers, int nworkers);
+/* Start probing from `loop` (the main thread's). A rejoin waits for
+ * `nworkers` acknowledgements and is announced through `hooks`. */
+void mr_health_start(mr_health *h, struct ev_loop *loop, int nworkers, const mr_health_hooks *hooks);
 void mr_health_stop(mr_health *h);
 void mr_health_free(mr_health *h);
 
@@ -151,9 +157,5 @@ const char *mr_health_state_name(uint32_t state);
 void mr_health_quarantine(mr_health *h, uint32_t server, uint32_t ms);
 /* Is the server out of reads now? One relaxed load unless it is. */
 bool mr_health_quarantined(const mr_health *h, uint32_t server);
-
-/* `stats servers` text for the servers of `router` into buf; returns bytes
- * written or -1. */
-int mr_health_stats(const mr_health *h, const mr_router *router, char *buf, size_t cap);
 
 #endif

@@ -14,6 +14,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "memrelay/check.h"
+
 /* Standard block size: big enough for many small requests per read. */
 #define MR_MBUF_SIZE (16u * 1024u)
 
@@ -59,6 +61,7 @@ mr_mbuf *mr_mbuf_get(mr_mbuf_pool *pool, uint32_t min_cap);
 
 static inline mr_mbuf *mr_mbuf_ref(mr_mbuf *mb)
 {
+    MR_CHECK(mb->refs > 0); /* a reference is taken from a live one */
     mb->refs++;
     return mb;
 }
@@ -69,6 +72,35 @@ void mr_mbuf_unref(mr_mbuf *mb);
 static inline uint32_t mr_mbuf_room(const mr_mbuf *mb)
 {
     return mb->cap - mb->len;
+}
+
+/* A run of bytes inside a block: requests, replies and output queues hold
+ * these. A slice owns one reference on `mb`; `mb` NULL means static storage
+ * (a literal reply text). */
+typedef struct {
+    mr_mbuf *mb;
+    const char *p;
+    uint32_t len;
+} mr_slice;
+
+static inline mr_slice mr_slice_static(const char *s, uint32_t len)
+{
+    mr_slice sl = {NULL, s, len};
+    return sl;
+}
+
+static inline mr_slice mr_slice_ref(mr_mbuf *mb, const char *p, uint32_t len)
+{
+    mr_slice sl = {mb ? mr_mbuf_ref(mb) : NULL, p, len};
+    return sl;
+}
+
+static inline void mr_slice_release(mr_slice *sl)
+{
+    mr_mbuf_unref(sl->mb);
+    sl->mb = NULL;
+    sl->p = NULL;
+    sl->len = 0;
 }
 
 #endif

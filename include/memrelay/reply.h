@@ -10,8 +10,10 @@
 #ifndef MEMRELAY_REPLY_H
 #define MEMRELAY_REPLY_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <string.h>
 
 typedef enum {
     MR_REPLY_NEED_MORE, /* the element is not complete yet */
@@ -42,5 +44,13 @@ int mr_reply_line_known(const char *line, size_t len);
 
 /* Is this complete line a memcached error (ERROR, CLIENT_ERROR, SERVER_ERROR)? */
 int mr_reply_is_error(const char *line, size_t len);
+
+/* Does a VALUE item (as mr_reply_next delimits it) carry this key? The key
+ * starts after "VALUE " and ends at a space. The multi-get merge (emit.c)
+ * and multi-get failover (replicate.c) must agree on this, so both use it. */
+static inline bool mr_reply_value_has_key(const char *item, uint32_t len, const char *key, uint32_t klen)
+{
+    return len > 6 + klen && memcmp(item + 6, key, klen) == 0 && item[6 + klen] == ' ';
+}
 
 #endif

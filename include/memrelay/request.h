@@ -21,6 +21,8 @@
 #include <ev.h>
 
 #include "memrelay/ascii.h"
+#include "memrelay/error.h"
+#include "memrelay/limits.h"
 #include "memrelay/mbuf.h"
 
 struct mr_client;
@@ -29,8 +31,30 @@ struct mr_req;
 struct mr_msg;
 struct mr_gen;
 
-/* Most copies of a key a pool may keep. */
-#define MR_MAX_REPLICAS 16
+/* What core reports to the layers above it, and the one thing it asks of
+ * them. One table per process, built by main.c before the workers start
+ * and never changed (mr_shared.hooks); mr_worker_init copies the pointer
+ * into mr_worker.hooks. Core never names a function of a higher layer:
+ * it calls these. Unit tests may install their own. */
+typedef struct mr_core_hooks {
+    /* req->done just became true and req->client is set: its reply may go
+     * out (proxy: mr_client_req_done marks the client dirty). One indirect
+     * call per answered request. */
+    void (*reply_ready)(struct mr_client *c, struct mr_req *req);
+    /* A request that started under generation `gen`, older than the
+     * worker's current one, went back to the pool (proxy:
+     * mr_worker_req_freed, the generation holds). Requests of the current
+     * generation are counted without it. */
+    void (*req_freed)(struct mr_worker *w, struct mr_gen *gen);
+    /* `stats [arg] [rest]` into *out: 0, or -1 out of memory (ops:
+     * mr_stats_reply). */
+    int (*stats_reply)(struct mr_worker *w, uint32_t listen_pool, mr_slice *out, const char *arg, uint32_t arg_len,
+                       const char *rest, uint32_t rest_len);
+    /* Test seam, NULL in the binary: when set, every message dispatch and
+     * replication send goes here instead of to its server's backend
+     * (mr_forward_send). */
+    void (*send)(struct mr_worker *w, uint32_t conn_hint, struct mr_msg *msg);
+} mr_core_hooks;
 
 /* Hooks a request may carry (replication uses them). All optional. */
 typedef struct mr_req_ops {
@@ -43,39 +67,6 @@ typedef struct mr_req_ops {
      * replied to, even if it had timed out before). */
     void (*finished)(struct mr_req *req, struct mr_msg *msg, int err);
 } mr_req_ops;
-
-/* A run of bytes to send; `mb` NULL means static storage. */
-typedef struct {
-    mr_mbuf *mb;
-    const char *p;
-    uint32_t len;
-} mr_slice;
-
-/* Why a message got no reply: the enum, its class name in `stats servers`
- * and /metrics (`errors_<class>`), and its protocol text. The one place
- * these become protocol text is mr_error_reply(). */
-#define MR_ERRORS(X)                                                            \
-    X(NONE, "none", "")                                                         \
-    X(TIMEOUT, "timeout", "SERVER_ERROR timeout\r\n")                           \
-    X(REFUSED, "refused", "SERVER_ERROR connection refused\r\n")                \
-    X(UNAVAILABLE, "unavailable", "SERVER_ERROR backend unavailable\r\n")       \
-    X(BAD_REPLY, "bad_reply", "SERVER_ERROR backend sent an invalid reply\r\n") \
-    X(QUEUE_FULL, "queue_full", "SERVER_ERROR backend queue full\r\n")          \
-    X(NOMEM, "nomem", "SERVER_ERROR out of memory\r\n")                         \
-    X(DOWN, "down", "SERVER_ERROR backend unavailable\r\n")                     \
-    X(TLS, "tls", "SERVER_ERROR backend TLS handshake failed\r\n")                 \
-    X(NO_SERVERS, "no_servers", "SERVER_ERROR no servers in pool\r\n")
-
-typedef enum {
-#define MR_ERR_ENUM(e, name, text) MR_ERR_##e,
-    MR_ERRORS(MR_ERR_ENUM)
-#undef MR_ERR_ENUM
-        MR_ERR_COUNT
-} mr_err;
-
-const char *mr_error_reply(mr_err err);
-/* The error's class name ("timeout", "refused", ...; "none" for NONE). */
-const char *mr_error_class(mr_err err);
 
 typedef struct mr_msg {
     struct mr_req *req;     /* owner */
@@ -152,6 +143,9 @@ typedef struct mr_req {
 
 /* Request pool (per worker). */
 mr_req *mr_req_new(struct mr_worker *w);
+/* A request nobody waits for (an orphan of class KEYED, carrying `ops`),
+ * for writes memrelay makes itself: repairs, replays. NULL when out of memory. */
+mr_req *mr_req_new_background(struct mr_worker *w, const mr_req_ops *ops);
 /* The client is done with it (reply emitted, or client gone). */
 void mr_req_client_done(mr_req *req);
 /* Size the message table; returns -1 when out of memory. The request then
@@ -173,6 +167,9 @@ void mr_req_fail_unsent(mr_req *req, mr_err err);
 /* No message could even be made: the client gets `err`'s reply (or the
  * orphan is freed). The request may be freed on return. */
 void mr_req_fail_local(mr_req *req, mr_err err);
+/* The request's reply is already set (req->local, or none): it is done.
+ * Its client is told, or the orphan is freed. It may be freed on return. */
+void mr_req_done_local(mr_req *req);
 
 /* Give a message its answer (err MR_ERR_NONE: the reply stored in it)
  * without taking it off its backend queue: a timed-out message stays queued
@@ -184,25 +181,5 @@ void mr_msg_answer(mr_msg *msg, mr_err err);
 void mr_msg_finish(mr_msg *msg, mr_err err);
 /* Append a VALUE item reference to a message's reply. */
 int mr_msg_add_item(mr_msg *msg, mr_mbuf *mb, const char *p, uint32_t len);
-
-static inline mr_slice mr_slice_static(const char *s, uint32_t len)
-{
-    mr_slice sl = {NULL, s, len};
-    return sl;
-}
-
-static inline mr_slice mr_slice_ref(mr_mbuf *mb, const char *p, uint32_t len)
-{
-    mr_slice sl = {mb ? mr_mbuf_ref(mb) : NULL, p, len};
-    return sl;
-}
-
-static inline void mr_slice_release(mr_slice *sl)
-{
-    mr_mbuf_unref(sl->mb);
-    sl->mb = NULL;
-    sl->p = NULL;
-    sl->len = 0;
-}
 
 #endif

@@ -1,6 +1,7 @@
 /* tls.h: TLS towards clients and towards memcached servers (OpenSSL 3).
  *
- * Contexts. An SSL_CTX holds one pool's certificates and policy: a
+ * Contexts. An SSL_CTX holds one pool's certificates and policy (its files
+ * are read and checked by tls_files.c): a
  * listener context (pool keys tls_*) accepts clients, a server context
  * (server_tls_*) connects to the pool's servers. They are built on the
  * main thread from the configuration and only read afterwards; OpenSSL lets
@@ -9,13 +10,12 @@
  * as long as the last connection made from it, whatever happens to the
  * table it came from.
  *
- * Reload hook (SIGHUP). To give new connections new certificates:
- *   1. set = mr_tls_set_build(new_cfg, err, sizeof(err)): every file is read
- *      again (a failure leaves the running set untouched: keep it, report err);
- *   2. publish `set` where workers look (mr_shared.tls) at the moment the new
- *      configuration is published;
- *   3. mr_tls_set_free(old) once no worker can still be between reading the
- *      old pointer and SSL_new() (the same grace the old configuration needs).
+ * Reload (SIGHUP) gives new connections new certificates: reload.c builds
+ * the new generation's set with mr_tls_set_build() (every file is read
+ * again; a failure refuses the reload and the running set stays), stores it
+ * in the generation (mr_gen.tls) and its router (mr_router.tls, where
+ * backends and the prober look), and the set is freed with its generation
+ * (generation.c), once no worker can still make a connection from it.
  * Established connections keep the context they were made with until they
  * close. Single contexts: mr_tls_listener_ctx_new() / mr_tls_server_ctx_new()
  * return one reference each, released with SSL_CTX_free().
@@ -91,14 +91,6 @@ mr_tls_set *mr_tls_set_build(const mr_config *cfg, char *err, size_t errlen);
 /* Drop the set's references (connections keep theirs). NULL is fine. */
 void mr_tls_set_free(mr_tls_set *set);
 
-/* ---- configuration checks (config_validate.c); 0, or -1 with `why` ---- */
-
-int mr_tls_check_cert(const char *cert, char *why, size_t len);
-int mr_tls_check_key(const char *cert, const char *key, char *why, size_t len); /* loads and matches */
-int mr_tls_check_ca(const char *ca, char *why, size_t len);
-/* A TLS 1.2 cipher list (tls13 false) or TLS 1.3 suite list (tls13 true). */
-int mr_tls_check_ciphers(const char *list, bool tls13, char *why, size_t len);
-
 /* ---- connections (worker threads, and the health prober) ---- */
 
 /* Server side of an accepted socket. NULL when out of memory. */
@@ -107,6 +99,13 @@ mr_tls_conn *mr_tls_accept_new(SSL_CTX *ctx, int fd);
  * certificate when `verify` (IP literal: the address; else the DNS name,
  * also sent as SNI). NULL when out of memory. */
 mr_tls_conn *mr_tls_connect_new(SSL_CTX *ctx, int fd, const char *name, bool verify);
+/* The same for a connection to server `sc` of pool `pool` (its index in
+ * `set`, whose settings are `pc`), as backends and the prober make them: the
+ * pool's server context, and the name checked and sent as SNI is the pool's
+ * server_tls_name, else the server's host. 1 with *out set; 0 when the pool
+ * has no server_tls (the connection stays plain); -1 when out of memory. */
+int mr_tls_connect_server(const mr_tls_set *set, uint32_t pool, const mr_pool_conf *pc, const mr_server_conf *sc,
+                          int fd, mr_tls_conn **out);
 /* Send close_notify if it fits in the socket now (never waits), free. */
 void mr_tls_conn_free(mr_tls_conn *t);
 

@@ -13,7 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "memrelay/auth.h"
+#include "memrelay/auth_gate.h"
 
 #define CHECK(cond)                                                                                     \
     do {                                                                                                \

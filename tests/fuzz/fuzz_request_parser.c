@@ -85,14 +85,14 @@ static void check_ok(const char *buf, size_t len, const mr_request_head *h, uint
     if (h->data_len)
         CHECK(cls == MR_CLASS_STORAGE || h->cmd == MR_CMD_MS);
     if (cls == MR_CLASS_KEYED || cls == MR_CLASS_META_KEYED || cls == MR_CLASS_STORAGE)
-        CHECK(h->key_len >= 1 && h->key_len <= MR_ASCII_KEY_MAX);
+        CHECK(h->key_len >= 1 && h->key_len <= MR_KEY_MAX);
 
     if (cls == MR_CLASS_RETRIEVAL) {
         CHECK(h->nkeys >= 1);
         CHECK(h->keys_off <= h->end_off);
         uint32_t pos = h->keys_off, off, klen, n = 0;
         while (mr_next_key(buf, h, &pos, &off, &klen)) {
-            CHECK(klen >= 1 && klen <= MR_ASCII_KEY_MAX);
+            CHECK(klen >= 1 && klen <= MR_KEY_MAX);
             CHECK(off >= h->keys_off && (uint64_t)off + klen <= h->end_off);
             CHECK(memchr(buf + off, ' ', klen) == NULL);
             if (n == 0)

@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include "memrelay/auth.h"
+#include "memrelay/auth_gate.h"
 #include "memrelay/config.h"
 
 static const char UNAUTH[] = "CLIENT_ERROR unauthenticated\r\n";

@@ -105,3 +105,14 @@ Test(reply, only_memcached_reply_lines_are_known)
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
         cr_assert_not(mr_reply_line_known(bad[i], strlen(bad[i])), "%s", bad[i]);
 }
+
+Test(reply, a_value_item_carries_exactly_its_own_key)
+{
+    const char *item = "VALUE foo 0 3\r\nbar\r\n";
+    uint32_t len = (uint32_t)strlen(item);
+    cr_assert(mr_reply_value_has_key(item, len, "foo", 3));
+    cr_assert_not(mr_reply_value_has_key(item, len, "fo", 2)); /* a prefix of the key is another key */
+    cr_assert_not(mr_reply_value_has_key(item, len, "foox", 4));
+    cr_assert_not(mr_reply_value_has_key(item, len, "bar", 3));
+    cr_assert_not(mr_reply_value_has_key("VALUE foo", 9, "foo", 3)); /* no room for the space after it */
+}

@@ -1,0 +1,34 @@
+/* net.h: what every socket of memrelay shares: addresses, the one mapping
+ * of a failed connect to an mr_err, and socket options.
+ */
+#ifndef MEMRELAY_NET_H
+#define MEMRELAY_NET_H
+
+#include <stdbool.h>
+#include <sys/socket.h>
+
+#include "memrelay/config.h"
+#include "memrelay/error.h"
+
+/* A resolved address (a server's: resolved once, before workers use it). */
+typedef struct {
+    struct sockaddr_storage addr;
+    socklen_t len;
+} mr_sockaddr;
+
+/* Resolve a server's address (blocking: main thread only). -1 and a log
+ * line on failure. */
+int mr_net_resolve(const mr_server_conf *sc, mr_sockaddr *out);
+
+/* Why a connect failed, from its errno (a synchronous connect() or SO_ERROR
+ * after EINPROGRESS): MR_ERR_REFUSED when nobody listens (ECONNREFUSED, or
+ * ENOENT for a unix socket path that does not exist), else
+ * MR_ERR_UNAVAILABLE. */
+mr_err mr_net_connect_error(int sys_errno);
+
+/* Options of a client or server TCP connection: TCP_NODELAY, and
+ * SO_KEEPALIVE when `keepalive` (the pool's tcpkeepalive). Unix sockets
+ * have neither. */
+void mr_net_tune(int fd, bool is_unix, bool keepalive);
+
+#endif

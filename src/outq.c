@@ -1,0 +1,71 @@
+/* outq.c: the reply ring of a connection (outq.h). */
+#include "memrelay/outq.h"
+
+#include <stdlib.h>
+
+int mr_outq_push(mr_outq *q, mr_mbuf *mb, const char *p, uint32_t len)
+{
+    if (len == 0)
+        return 0;
+    if (q->count == q->cap) {
+        uint32_t cap = q->cap ? q->cap * 2 : 16;
+        mr_slice *v = malloc(cap * sizeof(*v));
+        if (!v)
+            return -1;
+        for (uint32_t i = 0; i < q->count; i++)
+            v[i] = q->v[(q->head + i) % q->cap];
+        free(q->v);
+        q->v = v;
+        q->cap = cap;
+        q->head = 0;
+    }
+    mr_slice *s = &q->v[(q->head + q->count) % q->cap];
+    s->mb = mb ? mr_mbuf_ref(mb) : NULL;
+    s->p = p;
+    s->len = len;
+    q->count++;
+    q->bytes += len;
+    return 0;
+}
+
+int mr_outq_iov(const mr_outq *q, struct iovec *iov, int max)
+{
+    int n = 0;
+    for (uint32_t i = 0; i < q->count && n < max; i++) {
+        const mr_slice *s = &q->v[(q->head + i) % q->cap];
+        uint32_t skip = i == 0 ? q->skip : 0;
+        iov[n].iov_base = (void *)(s->p + skip);
+        iov[n].iov_len = s->len - skip;
+        n++;
+    }
+    return n;
+}
+
+void mr_outq_wrote(mr_outq *q, size_t n)
+{
+    size_t left = n;
+    while (left > 0) {
+        mr_slice *s = &q->v[q->head];
+        uint32_t rest = s->len - q->skip;
+        if (left < rest) {
+            q->skip += (uint32_t)left;
+            break;
+        }
+        left -= rest;
+        q->bytes -= s->len;
+        mr_mbuf_unref(s->mb);
+        q->skip = 0;
+        q->head = (q->head + 1) % q->cap;
+        q->count--;
+    }
+}
+
+void mr_outq_release(mr_outq *q)
+{
+    for (uint32_t i = 0; i < q->count; i++)
+        mr_mbuf_unref(q->v[(q->head + i) % q->cap].mb);
+    free(q->v);
+    q->v = NULL;
+    q->cap = q->head = q->count = q->skip = 0;
+    q->bytes = 0;
+}
