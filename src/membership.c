@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "memrelay/health.h"
 #include "memrelay/log.h"
 
 struct mr_membership {
@@ -90,21 +91,23 @@ mr_membership *mr_membership_start(mr_reloader *r, struct ev_loop *loop)
     r->members = members_of;
     r->members_ctx = m;
     mr_discovery_configure(m->discovery, cfg);
-    if (!mr_config_discovers(cfg))
+    mr_health_set_resolver(r->health, m->dns, loop);
+    if (!mr_config_discovers(cfg) && mr_health_lookups_pending(r->health) == 0)
         return m;
     /* The first answers, before anything serves: a pool starts with its
-     * servers instead of answering "no servers" for its first moments. A
-     * DNS server that does not answer costs at most this long. */
+     * servers (and their addresses) instead of answering "no servers" or
+     * "does not resolve" for its first moments. A DNS server that does not
+     * answer costs at most this long. */
     bool timed_out = false;
     ev_timer limit;
     ev_timer_init(&limit, stop_waiting, 2.0 * cfg->dns_timeout_ms / 1000.0 + 0.5, 0);
     limit.data = &timed_out;
     ev_timer_start(loop, &limit);
-    while (!mr_discovery_settled(m->discovery) && !timed_out)
+    while ((!mr_discovery_settled(m->discovery) || mr_health_lookups_pending(r->health) > 0) && !timed_out)
         ev_run(loop, EVRUN_ONCE);
     ev_timer_stop(loop, &limit);
-    if (!mr_discovery_settled(m->discovery))
-        mr_log_warn("DNS has not answered for every pool yet: starting with what it gave; lookups go on");
+    if (!mr_discovery_settled(m->discovery) || mr_health_lookups_pending(r->health) > 0)
+        mr_log_warn("DNS has not answered every lookup yet: starting with what it gave; lookups go on");
     return m;
 }
 

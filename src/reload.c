@@ -255,9 +255,8 @@ static bool all_switched(const mr_reloader *r, const mr_gen *gen)
     return true;
 }
 
-static void switched_cb(struct ev_loop *loop, ev_async *a, int revents)
+static void finish_switch(mr_reloader *r)
 {
-    mr_reloader *r = a->data;
     if (!r->switching || !all_switched(r, r->switching))
         return;
     mr_log_info("config generation %" PRIu64 " (md5 %s) serving on every worker", r->switching->seq,
@@ -273,6 +272,11 @@ static void switched_cb(struct ev_loop *loop, ev_async *a, int revents)
         r->again = r->again_forced = false;
         mr_reload_now(r, "a change that arrived during the last switch", force);
     }
+}
+
+static void switched_cb(struct ev_loop *loop, ev_async *a, int revents)
+{
+    finish_switch(a->data);
 }
 
 static int switch_to(mr_reloader *r, mr_config *cfg, const char *why);
@@ -401,7 +405,7 @@ static int switch_to(mr_reloader *r, mr_config *cfg, const char *why)
         mr_worker_switch_to(&r->workers[i], sws[i]);
     free(sws);
     mr_gen_release(old);
-    switched_cb(r->loop, &r->switched, 0); /* no workers: done at once */
+    finish_switch(r); /* no workers (yet): done at once */
     return 0;
 }
 

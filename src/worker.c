@@ -143,15 +143,20 @@ static void accept_cb(struct ev_loop *loop, ev_io *io, int revents)
     }
 }
 
-/* Servers the health checker lets back: replay what they missed here. */
+/* Servers the health checker lets back: replay what they missed here; and
+ * servers whose names resolve elsewhere now: move their connections. */
 static void health_cb(struct ev_loop *loop, ev_async *a, int revents)
 {
     mr_worker *w = a->data;
     mr_health *h = w->shared->health;
     const mr_router *r = w->gen->router;
-    for (uint32_t s = 0; s < r->nservers; s++)
-        if (r->servers[s].conf && w->backends[s] && mr_health_state_of(h, s) == MR_HEALTH_REJOINING)
+    for (uint32_t s = 0; s < r->nservers; s++) {
+        if (!r->servers[s].conf || !w->backends[s])
+            continue;
+        if (mr_health_state_of(h, s) == MR_HEALTH_REJOINING)
             mr_backend_rejoin(w->backends[s]);
+        mr_backend_follow_address(w->backends[s]);
+    }
 }
 
 void mr_worker_health_changed(mr_worker *w)
