@@ -193,3 +193,18 @@ bool mr_health_addr(mr_health *h, uint32_t server, mr_sockaddr *out, uint32_t *v
         ev_async_send(h->loop, &h->wake);
     return out->len != 0;
 }
+
+void mr_health_addr_describe(const mr_health *h, uint32_t server, mr_health_addr_info *out)
+{
+    static const char *const sources[] = {"static", "srv", "dns"};
+    mr_server_health *sh = mr_health_server(h, server);
+    snprintf(out->host, sizeof(out->host), "%s", sh->host ? sh->host : "");
+    out->source = sh->source < 3 ? sources[sh->source] : "static";
+    pthread_mutex_lock(&sh->addr_lock);
+    mr_net_format(&sh->addr, out->address, sizeof(out->address));
+    out->resolved_ms = sh->resolved_ms;
+    snprintf(out->error, sizeof(out->error), "%s", sh->resolve_error);
+    pthread_mutex_unlock(&sh->addr_lock);
+    out->lookups = __atomic_load_n(&sh->lookups, __ATOMIC_RELAXED);
+    out->lookup_failures = __atomic_load_n(&sh->lookup_failures, __ATOMIC_RELAXED);
+}

@@ -274,7 +274,19 @@ static int servers_stats(const mr_health *h, const mr_router *router, char *buf,
         int64_t down_at = __atomic_load_n(&sh->down_at_ms, __ATOMIC_RELAXED);
         int64_t next = __atomic_load_n(&sh->next_probe_ms, __ATOMIC_RELAXED);
         const char *err = mr_error_reply((mr_err)__atomic_load_n(&sh->last_error, __ATOMIC_RELAXED));
+        mr_health_addr_info where;
+        mr_health_addr_describe(h, i, &where);
         APPEND("STAT %s:%s:pool %s\r\n", pool, name, pool);
+        APPEND("STAT %s:%s:address %s\r\n", pool, name, where.address);
+        APPEND("STAT %s:%s:source %s\r\n", pool, name, where.source);
+        if (where.host[0]) {
+            APPEND("STAT %s:%s:host %s\r\n", pool, name, where.host);
+            APPEND("STAT %s:%s:resolved_ms_ago %lld\r\n", pool, name,
+                   where.resolved_ms ? (long long)(now - where.resolved_ms) : -1LL);
+            APPEND("STAT %s:%s:resolve_error %s\r\n", pool, name, where.error[0] ? where.error : "none");
+            APPEND("STAT %s:%s:lookups %llu\r\n", pool, name, (unsigned long long)where.lookups);
+            APPEND("STAT %s:%s:lookup_failures %llu\r\n", pool, name, (unsigned long long)where.lookup_failures);
+        }
         APPEND("STAT %s:%s:state %s\r\n", pool, name, mr_health_state_name(state));
         APPEND("STAT %s:%s:ejected %u\r\n", pool, name, __atomic_load_n(&sh->ejected, __ATOMIC_RELAXED));
         APPEND("STAT %s:%s:failures %u\r\n", pool, name, __atomic_load_n(&sh->failures, __ATOMIC_RELAXED));
@@ -362,13 +374,14 @@ int mr_stats_reply(mr_worker *w, uint32_t listen_pool, mr_slice *out, const char
         return mb ? reply_from(mb, mr_reload_status_stats(w->shared->reload, mb->data, mb->cap), out) : -1;
     }
     if (arg_len == 7 && memcmp(arg, "servers", 7) == 0 && w->shared->health) {
-        /* 26 lines per server, each naming its pool and server. */
+        /* Up to 36 lines per server, each naming its pool and server; the
+         * host name and lookup error take up to 350 bytes more. */
         const mr_router *r = w->gen->router;
         size_t cap = 1024;
         for (uint32_t i = 0; i < r->nservers; i++)
             if (r->servers[i].conf)
-                cap +=
-                32 * (strlen(r->servers[i].conf->spec) + strlen(r->cfg->pools[r->servers[i].pool].name) + 64);
+                cap += 40 * (strlen(r->servers[i].conf->spec) + strlen(r->cfg->pools[r->servers[i].pool].name) + 64) +
+                       512;
         mr_mbuf *mb = cap < UINT32_MAX ? mr_mbuf_get(&w->mbufs, (uint32_t)cap) : NULL;
         return mb ? reply_from(mb, servers_stats(w->shared->health, w->gen->router, mb->data, mb->cap), out) : -1;
     }

@@ -15,6 +15,7 @@
 #ifndef MEMRELAY_HEALTH_H
 #define MEMRELAY_HEALTH_H
 
+#include <netinet/in.h>
 #include <pthread.h>
 #include <stdbool.h>
 #include <stdint.h>
@@ -172,6 +173,18 @@ uint32_t mr_health_lookups_pending(const mr_health *h);
  * address. False: nowhere yet (a name not resolved). `reconnecting` (a
  * worker connects): the main thread is asked to look the name up again. */
 bool mr_health_addr(mr_health *h, uint32_t server, mr_sockaddr *out, uint32_t *version, bool reconnecting);
+/* Where a server is and how it got there, for `stats servers` and /metrics
+ * (any thread). */
+typedef struct {
+    char host[256];         /* the name it is looked up by, or "" (a fixed address) */
+    char address[INET6_ADDRSTRLEN + 16]; /* current address, or "unresolved" */
+    const char *source;     /* "static", "srv" or "dns": where its server line came from */
+    int64_t resolved_ms;    /* wall clock of the last good lookup (0: none, or fixed) */
+    char error[96];         /* why the last lookup failed, "" */
+    uint64_t lookups, lookup_failures;
+} mr_health_addr_info;
+void mr_health_addr_describe(const mr_health *h, uint32_t server, mr_health_addr_info *out);
+
 static inline uint32_t mr_health_addr_version(const mr_health *h, uint32_t server)
 {
     return __atomic_load_n(&mr_health_server(h, server)->addr_version, __ATOMIC_ACQUIRE);

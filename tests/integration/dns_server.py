@@ -30,9 +30,18 @@ DNSMASQ = shutil.which("dnsmasq") or "/usr/sbin/dnsmasq"
 
 
 def free_udp_port():
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    """A port free for both UDP and TCP on 127.0.0.1 (dnsmasq binds both)."""
+    for _ in range(50):
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as t:
+            try:
+                t.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+        return port
+    raise HarnessError("no free port for dnsmasq")
 
 
 def _query(port, name, qtype=1, timeout=0.5):
@@ -91,17 +100,22 @@ class Dnsmasq:
                "--addn-hosts=%s" % self.hosts_path, "--log-queries", "--log-facility=-"]
         for service, target, port, prio, weight in self.srv:
             cmd.append("--srv-host=%s,%s,%d,%d,%d" % (service, target, port, prio, weight))
-        log = open(self.log_path, "ab")
-        self.proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
-        log.close()
         deadline = time.monotonic() + 10
+        # A restart on the same port can find it still taken for a moment.
         while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
+            log = open(self.log_path, "ab")
+            self.proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+            log.close()
+            while time.monotonic() < deadline and self.proc.poll() is None:
+                if _query(self.port, "ready.dns.test"):
+                    return self
+                time.sleep(0.05)
+            if self.proc.poll() is None:
+                break
+            if "Address already in use" not in self.log():
                 raise HarnessError("dnsmasq exited: %s" % self.log())
-            if _query(self.port, "ready.dns.test"):
-                return self
-            time.sleep(0.05)
-        raise HarnessError("dnsmasq did not answer on %s" % self.server)
+            time.sleep(0.1)
+        raise HarnessError("dnsmasq did not answer on %s: %s" % (self.server, self.log()))
 
     def log(self):
         try:
@@ -111,8 +125,13 @@ class Dnsmasq:
             return ""
 
     def queries(self, name):
-        """How many queries for `name` dnsmasq has logged."""
-        return self.log().count(" %s from " % name)
+        """How many queries for `name` dnsmasq has logged (since the first start)."""
+        try:
+            with open(self.log_path, "rb") as f:
+                text = f.read().decode("utf-8", "replace")
+        except OSError:
+            return 0
+        return text.count(" %s from " % name)
 
     def set_hosts(self, hosts):
         """New A records, read by dnsmasq on SIGHUP (no restart)."""
@@ -155,6 +174,9 @@ class SlowDns:
         self.sock.bind(("127.0.0.1", 0))
         self.port = self.sock.getsockname()[1]
         self.stopping = False
+        self.lock = threading.Lock()
+        self.pending = 0   # queries received, not yet answered
+        self.answered = 0
         self.thread = threading.Thread(target=self._run, daemon=True)
         self.thread.start()
 
@@ -163,16 +185,24 @@ class SlowDns:
         return "127.0.0.1:%d" % self.port
 
     def _answer(self, data, client):
-        time.sleep(self.delay)
-        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as up:
-            up.settimeout(2)
-            up.sendto(data, self.upstream)
-            try:
-                reply, _ = up.recvfrom(4096)
-            except socket.timeout:
-                return
-        if not self.stopping:
-            self.sock.sendto(reply, client)
+        with self.lock:
+            self.pending += 1
+        try:
+            time.sleep(self.delay)
+            with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as up:
+                up.settimeout(2)
+                up.sendto(data, self.upstream)
+                try:
+                    reply, _ = up.recvfrom(4096)
+                except socket.timeout:
+                    return
+            if not self.stopping:
+                self.sock.sendto(reply, client)
+                with self.lock:
+                    self.answered += 1
+        finally:
+            with self.lock:
+                self.pending -= 1
 
     def _run(self):
         while not self.stopping:
