@@ -2,6 +2,7 @@
 #include "memrelay/discovery.h"
 
 #include <arpa/inet.h>
+#include <pthread.h>
 #include <netinet/in.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -53,9 +54,13 @@ typedef struct disc_pool {
     int64_t last_answer_ms;
     char last_error[128];
     bool keep;                     /* configure: still in the config */
+    bool notify;                   /* the answer being applied changed the membership */
 } disc_pool;
 
 struct mr_discovery {
+    /* Held by the main thread while it changes pools or their counters, and
+     * by readers of mr_discovery_stats (the admin and worker threads). */
+    pthread_mutex_t lock;
     struct ev_loop *loop;
     mr_dns *dns;
     mr_discovery_changed_fn changed;
@@ -222,7 +227,7 @@ static void lookup_ok(disc_pool *p, found *f, size_t nf)
         if (u == 0 || strcmp(f[u - 1].key, f[i].key) != 0)
             f[u++] = f[i];
     if (apply(p, f, u))
-        p->d->changed(p->d->ctx, p->pool);
+        p->notify = true;
 }
 
 static void ended(disc_pool *p)
@@ -231,9 +236,39 @@ static void ended(disc_pool *p)
     p->answered = true;
 }
 
+static void srv_answer_locked(disc_pool *p, const mr_dns_srv_result *r);
+static void dns_answer_locked(disc_pool *p, const mr_dns_host_result *r);
+
+/* The answer is applied under the lock; the membership change callback
+ * (which builds a generation) runs after it is released. */
 static void srv_answer(void *ctx, const mr_dns_srv_result *r)
 {
     disc_pool *p = ctx;
+    mr_discovery *d = p->d;
+    pthread_mutex_lock(&d->lock);
+    p->notify = false;
+    srv_answer_locked(p, r);
+    bool notify = p->notify;
+    pthread_mutex_unlock(&d->lock);
+    if (notify)
+        d->changed(d->ctx, p->pool);
+}
+
+static void dns_answer(void *ctx, const mr_dns_host_result *r)
+{
+    disc_pool *p = ctx;
+    mr_discovery *d = p->d;
+    pthread_mutex_lock(&d->lock);
+    p->notify = false;
+    dns_answer_locked(p, r);
+    bool notify = p->notify;
+    pthread_mutex_unlock(&d->lock);
+    if (notify)
+        d->changed(d->ctx, p->pool);
+}
+
+static void srv_answer_locked(disc_pool *p, const mr_dns_srv_result *r)
+{
     ended(p);
     if (r->status != 0 || r->ntargets == 0) {
         lookup_failed(p, r->status ? mr_dns_strerror(r->status) : "no records");
@@ -259,9 +294,8 @@ static void srv_answer(void *ctx, const mr_dns_srv_result *r)
     free(f);
 }
 
-static void dns_answer(void *ctx, const mr_dns_host_result *r)
+static void dns_answer_locked(disc_pool *p, const mr_dns_host_result *r)
 {
-    disc_pool *p = ctx;
     ended(p);
     if (r->status != 0 || r->naddrs == 0) {
         lookup_failed(p, r->status ? mr_dns_strerror(r->status) : "no records");
@@ -305,7 +339,11 @@ static void lookup(disc_pool *p)
 
 static void timer_cb(struct ev_loop *loop, ev_timer *t, int revents)
 {
-    lookup(t->data);
+    disc_pool *p = t->data;
+    mr_discovery *d = p->d;
+    pthread_mutex_lock(&d->lock);
+    lookup(p);
+    pthread_mutex_unlock(&d->lock);
 }
 
 mr_discovery *mr_discovery_new(struct ev_loop *loop, mr_dns *dns, mr_discovery_changed_fn changed, void *ctx)
@@ -313,6 +351,7 @@ mr_discovery *mr_discovery_new(struct ev_loop *loop, mr_dns *dns, mr_discovery_c
     mr_discovery *d = calloc(1, sizeof(*d));
     if (d == NULL)
         return NULL;
+    pthread_mutex_init(&d->lock, NULL);
     d->loop = loop;
     d->dns = dns;
     d->changed = changed;
@@ -328,6 +367,7 @@ void mr_discovery_free(mr_discovery *d)
         pool_free(d->pools[i]);
     free(d->pools);
     free(d->members);
+    pthread_mutex_destroy(&d->lock);
     free(d);
 }
 
@@ -348,6 +388,7 @@ static void start_timer(disc_pool *p, double first)
 
 void mr_discovery_configure(mr_discovery *d, const mr_config *cfg)
 {
+    pthread_mutex_lock(&d->lock);
     for (size_t i = 0; i < d->npools; i++)
         d->pools[i]->keep = false;
     for (size_t i = 0; i < cfg->npools; i++) {
@@ -406,6 +447,7 @@ void mr_discovery_configure(mr_discovery *d, const mr_config *cfg)
             pool_free(d->pools[i]);
     }
     d->npools = kept;
+    pthread_mutex_unlock(&d->lock);
 }
 
 bool mr_discovery_settled(const mr_discovery *d)
@@ -432,11 +474,22 @@ const mr_pool_members *mr_discovery_members(const mr_discovery *d, size_t *n)
 
 size_t mr_discovery_stats(const mr_discovery *d, mr_discovery_pool_stats *out, size_t cap)
 {
+    mr_discovery *m = (mr_discovery *)d;
+    pthread_mutex_lock(&m->lock);
     size_t n = 0;
     for (size_t i = 0; i < d->npools && n < cap; i++, n++) {
         const disc_pool *p = d->pools[i];
-        out[n] = (mr_discovery_pool_stats){p->pool, p->name, kind_name(p->kind), p->lookups, p->failures, p->changes,
-                                            p->n, p->last_answer_ms, p->last_error};
+        mr_discovery_pool_stats *o = &out[n];
+        snprintf(o->pool, sizeof(o->pool), "%s", p->pool);
+        snprintf(o->name, sizeof(o->name), "%s", p->name);
+        o->kind = kind_name(p->kind);
+        o->lookups = p->lookups;
+        o->failures = p->failures;
+        o->changes = p->changes;
+        o->members = p->n;
+        o->last_answer_ms = p->last_answer_ms;
+        snprintf(o->last_error, sizeof(o->last_error), "%s", p->last_error);
     }
+    pthread_mutex_unlock(&m->lock);
     return n;
 }

@@ -234,6 +234,7 @@ typedef struct {
     mr_reloader *reloader;
     mr_health *health;
     double started;
+    const mr_discovery *discovery;
 } admin_ctx;
 
 static bool admin_acquire(void *arg, mr_admin_view *v)
@@ -245,6 +246,7 @@ static bool admin_acquire(void *arg, mr_admin_view *v)
     v->cfg = gen->cfg;
     v->router = gen->router;
     v->health = a->health;
+    v->discovery = a->discovery;
     v->started = a->started;
     v->reload = &a->reloader->status;
     v->draining = __atomic_load_n(&shutdown_ctl.draining, __ATOMIC_ACQUIRE);
@@ -383,6 +385,7 @@ int main(int argc, char **argv)
         return 1;
     }
     cfg = reloader.current->cfg;
+    shared.discovery = mr_membership_discovery(membership);
     shared.started = ev_time();
     shared.nworkers = nworkers;
     shared.health = health;
@@ -416,7 +419,7 @@ int main(int argc, char **argv)
     else if (cfg->has_admin_listen)
         admin_addr = &cfg->admin_listen;
     static admin_ctx admin_arg;
-    admin_arg = (admin_ctx){&reloader, health, shared.started};
+    admin_arg = (admin_ctx){&reloader, health, shared.started, shared.discovery};
     mr_admin_source admin_source = {admin_acquire, admin_release, &admin_arg};
     mr_admin_http *admin = NULL;
     if (admin_addr && !mr_addr_is_loopback(admin_addr))

@@ -12,6 +12,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "memrelay/discovery.h"
 #include "memrelay/clock.h"
 #include "memrelay/health.h"
 #include "memrelay/latency.h"
@@ -76,18 +77,42 @@ static int full_stats(mr_worker *w, mr_mbuf *mb)
     return rc;
 }
 
+/* A discovering pool's DNS counters (discovery.h), or NULL. */
+static const mr_discovery_pool_stats *dns_stats_of(const mr_discovery_pool_stats *all, size_t n, const char *pool)
+{
+    for (size_t i = 0; i < n; i++)
+        if (strcmp(all[i].pool, pool) == 0)
+            return &all[i];
+    return NULL;
+}
+
 /* `stats pools`: each pool's settings that matter at a glance and its
  * replication counters, as "STAT <pool>:<name> <value>". */
 static int pool_stats(mr_worker *w, mr_mbuf *mb)
 {
     static const char *const ack_names[] = {"one", "quorum", "all"};
+    static const char *const sources[] = {"static", "srv", "dns"};
     const mr_config *cfg = w->gen->cfg;
+    mr_discovery_pool_stats dns[16];
+    size_t ndns = w->shared->discovery ? mr_discovery_stats(w->shared->discovery, dns, 16) : 0;
+    int64_t now = mr_wall_ms();
     int rc = 0;
     for (size_t i = 0; i < cfg->npools; i++) {
         const mr_pool_conf *p = &cfg->pools[i];
         mr_pool_stats ps;
         mr_pool_stats_sum(w->gen->router->pools[i].slot, &ps);
         rc |= append(mb, "STAT %s:servers %zu\r\n", p->name, p->nservers);
+        rc |= append(mb, "STAT %s:servers_from %s\r\n", p->name, sources[p->discovery]);
+        const mr_discovery_pool_stats *d = dns_stats_of(dns, ndns, p->name);
+        if (d) {
+            rc |= append(mb, "STAT %s:dns_name %s\r\n", p->name, d->name);
+            rc |= append(mb, "STAT %s:dns_lookups %llu\r\n", p->name, (unsigned long long)d->lookups);
+            rc |= append(mb, "STAT %s:dns_lookup_failures %llu\r\n", p->name, (unsigned long long)d->failures);
+            rc |= append(mb, "STAT %s:dns_membership_changes %llu\r\n", p->name, (unsigned long long)d->changes);
+            rc |= append(mb, "STAT %s:dns_last_answer_ms_ago %lld\r\n", p->name,
+                         d->last_answer_ms ? (long long)(now - d->last_answer_ms) : -1LL);
+            rc |= append(mb, "STAT %s:dns_last_error %s\r\n", p->name, d->last_error[0] ? d->last_error : "none");
+        }
         rc |= append(mb, "STAT %s:replicas %u\r\n", p->name, p->replicas);
         rc |= append(mb, "STAT %s:replicate_to %zu\r\n", p->name, p->nreplicate_to);
         rc |= append(mb, "STAT %s:write_ack %s\r\n", p->name, ack_names[p->write_ack]);

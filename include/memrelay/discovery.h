@@ -48,15 +48,16 @@ bool mr_discovery_settled(const mr_discovery *d);
  * mr_config_load_members: valid until the next callback or configure. */
 const mr_pool_members *mr_discovery_members(const mr_discovery *d, size_t *n);
 
-/* Counters for stats and /metrics. */
+/* Counters for stats and /metrics: a copy, taken under a lock, so any
+ * thread may ask. */
 typedef struct {
-    const char *pool;
-    const char *name;      /* the SRV name or servers_dns host */
+    char pool[256];
+    char name[256];        /* the SRV name or servers_dns host */
     const char *kind;      /* "srv" or "dns" */
     uint64_t lookups, failures, changes;
     size_t members;
     int64_t last_answer_ms; /* wall clock of the last good answer (0: none yet) */
-    const char *last_error; /* "" when the last lookup succeeded */
+    char last_error[128];   /* "" when the last lookup succeeded */
 } mr_discovery_pool_stats;
 
 size_t mr_discovery_stats(const mr_discovery *d, mr_discovery_pool_stats *out, size_t cap);

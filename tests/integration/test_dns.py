@@ -321,3 +321,37 @@ def test_servers_dns_pool_has_one_server_per_address(dns, mcs, relay):
     finally:
         for mc in same[1:]:
             mc.stop()
+
+
+def test_stats_and_metrics_show_where_each_server_is_and_the_dns_counters(dns, mcs, relay):
+    from test_admin_http import scrape, value
+    servers = [mcs("127.0.0.%d" % i) for i in (2, 3)]
+    names = ["mc0.pool.test", "mc1.pool.test"]
+    dns.start(hosts={n: [mc.host] for n, mc in zip(names, servers)},
+              srv=[(SERVICE, n, mc.port, 0, 1) for n, mc in zip(names, servers)])
+    admin = free_port()
+    r = relay(srv_config(dns, refresh=300).replace("memrelay:\n", "memrelay:\n  admin_listen: %d\n" % admin, 1))
+    wait_accepting(("127.0.0.1", admin), r.proc)
+    pools = r.stats("pools")
+    assert "STAT alpha:servers_from srv\r\n" in pools and "STAT alpha:dns_name %s\r\n" % SERVICE in pools, pools
+    assert re.search(r"STAT alpha:dns_lookups [1-9]", pools) and "STAT alpha:dns_membership_changes 1\r\n" in pools
+    text = r.stats("servers")
+    spec = "mc0.pool.test:%d:1" % servers[0].port
+    assert "STAT alpha:%s:address 127.0.0.2:%d\r\n" % (spec, servers[0].port) in text, text
+    assert "STAT alpha:%s:source srv\r\n" % spec in text
+    assert "STAT alpha:%s:host mc0.pool.test\r\n" % spec in text
+    assert "STAT alpha:%s:resolve_error none\r\n" % spec in text
+    fams = scrape(admin)
+    assert value(fams, "memrelay_server_info", pool="alpha", server=spec, address="127.0.0.2:%d" % servers[0].port,
+                 source="srv", host="mc0.pool.test") == 1
+    assert value(fams, "memrelay_server_dns_lookups", pool="alpha", server=spec) >= 1
+    assert value(fams, "memrelay_pool_dns_membership_changes", pool="alpha") == 1
+    # DNS stops answering: the failures are counted, the servers stay.
+    dns.pause()
+    try:
+        assert wait_for(lambda: value(scrape(admin), "memrelay_pool_dns_lookup_failures", pool="alpha") >= 1, 10.0,
+                        0.1)
+        assert re.search(r"STAT alpha:dns_last_error \S", r.stats("pools"))
+        assert "STAT alpha:servers 2\r\n" in r.stats("pools")
+    finally:
+        dns.resume()
