@@ -17,11 +17,11 @@ include/memrelay/, and checks them against the layer order:
 
 Calls to static inline functions leave no symbol, so rule 2 is what covers
 them. A header's layer is its first line's "Layer: NAME", else the layer of
-the .c file with the same name.
+the folder of the .c file with the same name.
 
-The layer order and each file's layer come from scripts/layers.map (lines
-"layer: file file ...", lowest layer first), or, once src/ has a folder per
-layer, from src/LAYERS (one layer a line, lowest first) and the folders.
+The layer order is src/LAYERS (one layer a line, lowest first); a source's
+layer is its folder (src/core/backend.c is in core); src/main.c is above
+them all.
 
 Report mode prints what it finds and exits 0. --strict exits 1 on any
 violation. --graph also prints every file-to-file call edge.
@@ -39,41 +39,27 @@ MAX_INTRA_CYCLE = 3
 
 
 def load_layers():
-    """(order, file_layer): layer names lowest first; file -> layer for flat files."""
-    layers_file = os.path.join(SRC, "LAYERS")
-    map_file = os.path.join(ROOT, "scripts", "layers.map")
-    order, file_layer = [], {}
-    if os.path.exists(layers_file):
-        with open(layers_file) as f:
-            for line in f:
-                line = line.split("#", 1)[0].strip()
-                if line:
-                    order.append(line)
-        return order, file_layer
-    with open(map_file) as f:
+    """Layer names, lowest first: src/LAYERS, one a line ('#' starts a comment)."""
+    order = []
+    with open(os.path.join(SRC, "LAYERS")) as f:
         for line in f:
             line = line.split("#", 1)[0].strip()
-            if not line:
-                continue
-            layer, _, files = line.partition(":")
-            layer = layer.strip()
-            order.append(layer)
-            for name in files.split():
-                file_layer[name] = layer
-    return order, file_layer
+            if line:
+                order.append(line)
+    return order
 
 
-ORDER, FILE_LAYER = load_layers()
+ORDER = load_layers()
 RANK = {name: i for i, name in enumerate(ORDER)}
 
 
 def layer_of_source(rel):
-    """rel: a path under src/, e.g. "core/backend.c" or "backend.c"."""
+    """rel: a path under src/, e.g. "core/backend.c": its folder is its layer."""
     if rel == "main.c":
         return "main"
-    if "/" in rel:
+    if "/" in rel and rel.split("/", 1)[0] in RANK:
         return rel.split("/", 1)[0]
-    return FILE_LAYER.get(rel, "?")
+    return "?"
 
 
 def source_files():
@@ -137,7 +123,11 @@ def objects(build):
                     rel = os.path.relpath(path, base)
                     if "src/" not in rel:
                         continue
-                    out[rel.split("src/", 1)[1][:-2]] = path
+                    name = rel.split("src/", 1)[1][:-2]
+                    # A build directory keeps the objects of sources since
+                    # moved or deleted: only today's sources count.
+                    if os.path.exists(os.path.join(SRC, name)):
+                        out[name] = path
     return out
 
 
@@ -231,7 +221,7 @@ def main(argv):
     unknown = sorted(rel for rel in sources if rel.endswith(".c") and layer_of_source(rel) == "?")
     for rel in unknown:
         problems += 1
-        print(f"NOLAYER src/{rel}: not in the layer map")
+        print(f"NOLAYER src/{rel}: not in a folder src/LAYERS names")
 
     nodes, edges = call_graph(objs)
     up_calls = 0

@@ -1,3 +1,4 @@
+/* Layer: ops (src/ops/; may use base, dist, config, protocol, net, cluster, core, proxy). */
 /* admin_http.h: the optional HTTP admin listener (libmicrohttpd).
  *
  *   GET /metrics  Prometheus text format 0.0.4 (metrics.h)

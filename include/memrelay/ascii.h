@@ -1,3 +1,4 @@
+/* Layer: protocol (src/protocol/; may use base, dist, config). */
 /* ascii.h: the client-side request parser (memcached ASCII and meta protocol).
  *
  * The parser is stateless and allocation-free: give it the unconsumed bytes

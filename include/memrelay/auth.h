@@ -1,3 +1,4 @@
+/* Layer: config (src/config/; may use base, dist). */
 /* auth.h: the credentials of client authentication compatible with
  * memcached's `-Y authfile` (auth.c).
  *

@@ -1,3 +1,4 @@
+/* Layer: protocol (src/protocol/; may use base, dist, config). */
 /* auth_gate.h: what memcached 1.6 does with the bytes of a connection that
  * has not authenticated yet (auth_gate.c).
  *

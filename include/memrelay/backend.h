@@ -1,3 +1,4 @@
+/* Layer: core (src/core/; may use base, dist, config, protocol, net, cluster). */
 /* backend.h: a worker's connections to one memcached server.
  *
  * Each worker has its own mr_backend per server (no sharing, no locks), with

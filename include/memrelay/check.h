@@ -1,3 +1,4 @@
+/* Layer: base (src/base/; may use no other layer). */
 /* check.h: ownership checks, compiled in only for test builds.
  *
  * MR_CHECK(cond) states an invariant the code relies on (who owns a

@@ -1,3 +1,4 @@
+/* Layer: proxy (src/proxy/; may use base, dist, config, protocol, net, cluster, core). */
 /* client.h: one client connection: read, parse, dispatch, reply in order. */
 #ifndef MEMRELAY_CLIENT_H
 #define MEMRELAY_CLIENT_H

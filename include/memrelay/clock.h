@@ -1,3 +1,4 @@
+/* Layer: base (src/base/; may use no other layer). */
 /* clock.h: the wall clock in milliseconds, as every module that shows or
  * compares wall-clock times reads it.
  *

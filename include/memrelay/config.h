@@ -1,3 +1,4 @@
+/* Layer: config (src/config/; may use base, dist). */
 /* config.h: the YAML configuration, loaded once into an immutable object.
  *
  * The file is a twemproxy nutcracker.yml superset: a map of pool name ->

@@ -1,3 +1,4 @@
+/* Layer: core (src/core/; may use base, dist, config, protocol, net, cluster). */
 /* dispatch.h: a parsed request becomes a local reply or messages to the
  * servers that hold its keys (dispatch.c).
  */

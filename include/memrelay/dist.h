@@ -1,3 +1,4 @@
+/* Layer: dist (src/dist/; may use base). */
 /* dist.h: key distributions (ketama, modula, random) behind one small table.
  *
  * A distribution is built once from a server list (immutable afterwards,

@@ -1,3 +1,4 @@
+/* Layer: net (src/net/; may use base, dist, config, protocol). */
 /* dns.h: asynchronous name lookups (c-ares) driven by one libev loop.
  *
  * Why c-ares on the loop rather than getaddrinfo() on a resolver thread:

@@ -1,3 +1,4 @@
+/* Layer: core (src/core/; may use base, dist, config, protocol, net, cluster). */
 /* emit.h: a finished request's reply, appended to its client's output queue
  * (emit.c): references to the servers' reply bytes, merged back into key
  * order for multi-server gets.

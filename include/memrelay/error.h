@@ -1,3 +1,4 @@
+/* Layer: protocol (src/protocol/; may use base, dist, config). */
 /* error.h: why a message got no reply from its server, as a value.
  *
  * Errors travel up the stack as an mr_err and become protocol text in one

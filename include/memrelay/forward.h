@@ -1,3 +1,4 @@
+/* Layer: core (src/core/; may use base, dist, config, protocol, net, cluster). */
 /* forward.h: the command lines messages carry to the servers (forward.c).
  */
 #ifndef MEMRELAY_FORWARD_H

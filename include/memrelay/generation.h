@@ -1,3 +1,4 @@
+/* Layer: cluster (src/cluster/; may use base, dist, config, protocol, net). */
 /* generation.h: one loaded configuration and everything built from it.
  *
  * A generation is immutable once published. Reloading builds a new one off

@@ -1,8 +1,9 @@
+/* Layer: dist (src/dist/; may use base). */
 /* hash.h: 32-bit key hashes, bit-exact with twemproxy and libmemcached.
  *
  * One X-macro table is the single source for the enum, the config names
  * (twemproxy's spelling) and the functions. Adding a hash means adding a
- * row here and a function in src/hash_*.c.
+ * row here and a function in src/dist/hash_*.c.
  */
 #ifndef MEMRELAY_HASH_H
 #define MEMRELAY_HASH_H

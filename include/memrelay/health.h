@@ -1,3 +1,4 @@
+/* Layer: cluster (src/cluster/; may use base, dist, config, protocol, net). */
 /* health.h: which servers are fit to serve, shared by all workers.
  *
  * Workers report what they see (a refused or reset connection marks a

@@ -1,3 +1,4 @@
+/* Layer: base (src/base/; may use no other layer). */
 /* inbuf.h: a socket's input: one mbuf plus where the unconsumed bytes start.
  *
  * Requests and replies take slices (references) of the block, so consumed

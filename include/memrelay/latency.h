@@ -1,3 +1,4 @@
+/* Layer: base (src/base/; may use no other layer). */
 /* latency.h: a fixed log-linear latency histogram shared by all workers.
  *
  * Buckets have fixed upper bounds in microseconds, six per decade (1, 1.5,

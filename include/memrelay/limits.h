@@ -1,3 +1,4 @@
+/* Layer: base (src/base/; may use no other layer). */
 /* limits.h: the limits several layers share, each defined once.
  *
  * memcached's own limits come first (as measured on 1.6.18), then

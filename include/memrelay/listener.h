@@ -1,3 +1,4 @@
+/* Layer: net (src/net/; may use base, dist, config, protocol). */
 /* listener.h: listening sockets (TCP v4/v6 and unix), opened once at start-up.
  * Every worker watches every listening socket; the kernel hands each new
  * connection to one of them. */

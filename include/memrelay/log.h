@@ -1,3 +1,4 @@
+/* Layer: base (src/base/; may use no other layer). */
 /* log.h: leveled, timestamped log lines to stderr or a file, rate-limited.
  *
  * A line is `2024-05-01T12:34:56.789Z WARN  message`: an ISO-8601 UTC time

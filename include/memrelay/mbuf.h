@@ -1,3 +1,4 @@
+/* Layer: base (src/base/; may use no other layer). */
 /* mbuf.h: reference-counted byte blocks, the unit of zero-copy forwarding.
  *
  * Bytes are read from a socket into an mbuf once. Requests and replies then

@@ -1,3 +1,4 @@
+/* Layer: dist (src/dist/; may use base). */
 /* md5.h: RFC 1321 MD5, used by the md5 key hash and by ketama ring points. */
 #ifndef MEMRELAY_MD5_H
 #define MEMRELAY_MD5_H

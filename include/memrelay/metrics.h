@@ -1,3 +1,4 @@
+/* Layer: ops (src/ops/; may use base, dist, config, protocol, net, cluster, core, proxy). */
 /* metrics.h: memrelay's counters in the Prometheus text exposition format
  * (version 0.0.4), as served by GET /metrics (admin_http.h).
  *

@@ -1,3 +1,4 @@
+/* Layer: net (src/net/; may use base, dist, config, protocol). */
 /* net.h: what every socket of memrelay shares: addresses, the one mapping
  * of a failed connect to an mr_err, and socket options.
  */

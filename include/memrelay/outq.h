@@ -1,3 +1,4 @@
+/* Layer: core (src/core/; may use base, dist, config, protocol, net, cluster). */
 /* outq.h: a connection's queue of reply bytes waiting to be written.
  *
  * A ring of runs, each a slice: a reference into a server's reply block, or

@@ -1,3 +1,4 @@
+/* Layer: cluster (src/cluster/; may use base, dist, config, protocol, net). */
 /* probe.h: one health probe of one server (probe.c): connect, TLS when the
  * server's pool wants it, send `version`, read the answer.
  *

@@ -1,3 +1,4 @@
+/* Layer: ops (src/ops/; may use base, dist, config, protocol, net, cluster, core, proxy). */
 /* reload.h: loading the configuration at start and again while running.
  *
  * Triggers: SIGHUP, and a change of the file (an ev_stat watch, debounced,

@@ -1,3 +1,4 @@
+/* Layer: cluster (src/cluster/; may use base, dist, config, protocol, net). */
 /* replay_queue.h: the writes one server missed, kept to be replayed.
  *
  * Per server and per worker (the backend owns it, backend.h): a FIFO of

@@ -1,3 +1,4 @@
+/* Layer: core (src/core/; may use base, dist, config, protocol, net, cluster). */
 /* replicate.h: keeping several copies of a key (pool `replicas: N`).
  *
  * A key's replica set is its ketama owner followed by the next distinct

@@ -1,3 +1,4 @@
+/* Layer: protocol (src/protocol/; may use base, dist, config). */
 /* reply.h: the backend reply parser.
  *
  * A backend reply is a sequence of elements: VALUE items (a line and a data

@@ -1,3 +1,4 @@
+/* Layer: core (src/core/; may use base, dist, config, protocol, net, cluster). */
 /* request.h: client requests and the backend messages they become.
  *
  * Ownership, in one place:

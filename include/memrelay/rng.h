@@ -1,3 +1,4 @@
+/* Layer: base (src/base/; may use no other layer). */
 /* rng.h: the cheap per-worker random numbers of the `random` distribution
  * (xorshift32: no lock, no shared state; not for anything secret).
  */

@@ -1,3 +1,4 @@
+/* Layer: cluster (src/cluster/; may use base, dist, config, protocol, net). */
 /* router.h: from a key to the server that owns it.
  *
  * Built once from an mr_config and immutable afterwards, so all worker

@@ -1,3 +1,4 @@
+/* Layer: base (src/base/; may use no other layer). */
 /* stats.h: counters, one set per worker thread.
  *
  * A worker is the only writer of its counters (plain load + store, no lock,

@@ -1,3 +1,4 @@
+/* Layer: ops (src/ops/; may use base, dist, config, protocol, net, cluster, core, proxy). */
 /* stats_reply.h: the `stats` command's replies, in memcached's format
  * (stats_reply.c).
  */

@@ -1,3 +1,4 @@
+/* Layer: net (src/net/; may use base, dist, config, protocol). */
 /* tls.h: TLS towards clients and towards memcached servers (OpenSSL 3).
  *
  * Contexts. An SSL_CTX holds one pool's certificates and policy (its files

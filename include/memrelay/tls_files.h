@@ -1,3 +1,4 @@
+/* Layer: config (src/config/; may use base, dist). */
 /* tls_files.h: the certificate, key and CA files a configuration names
  * (tls_files.c).
  *

@@ -1,11 +1,12 @@
-/* worker.h (Layer: core): the per-thread context every data-path file reads.
+/* Layer: core (src/core/; may use base, dist, config, protocol, net, cluster). */
+/* worker.h: the per-thread context every data-path file reads.
  *
  * A worker is a thread with its own libev loop, clients and backend
  * connections; this header has only the data it shares with the data path
  * (its loop, buffer and request pools, backends, counters, generation, the
  * hooks of the layers above). It declares no function: running workers is
- * worker_thread.h's (proxy), so the data path (core) can read its worker
- * without depending on the layer above it. */
+ * worker_thread.h's (proxy, worker.c), so the data path (core) can read its
+ * worker without depending on the layer above it. */
 #ifndef MEMRELAY_WORKER_H
 #define MEMRELAY_WORKER_H
 

@@ -1,4 +1,5 @@
-/* worker_thread.h (Layer: proxy): starting, stopping, draining and
+/* Layer: proxy (src/proxy/; may use base, dist, config, protocol, net, cluster, core). */
+/* worker_thread.h: starting, stopping, draining and
  * switching the worker threads (worker.c), from the main thread. The
  * worker's data, which the data path reads, is worker.h's.
  */

@@ -3,7 +3,7 @@
 Every test runs memrelay over 3 or 4 real memcached processes and then reads
 each backend directly (bypassing memrelay) to see what every replica holds.
 The contract tested is docs/replication.md; which command takes which path
-is listed at the top of src/replicate.c.
+is listed at the top of src/core/replicate.c.
 
 These need memrelay itself, so they are skipped in DIRECT mode.
 """

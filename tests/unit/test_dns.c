@@ -29,6 +29,7 @@
 static pid_t dnsmasq_pid = -1;
 static char server[64];
 static char workdir[64];
+static char log_path[128];
 
 static int free_udp_port(void)
 {
@@ -78,15 +79,39 @@ static void start_dnsmasq(const char *hosts, const char *const *srv, size_t nsrv
         argv[n++] = srv_args[i];
     }
     argv[n] = NULL;
+    snprintf(log_path, sizeof(log_path), "%s/log", workdir);
     dnsmasq_pid = fork();
     cr_assert(dnsmasq_pid >= 0);
     if (dnsmasq_pid == 0) {
-        int null = open("/dev/null", 0);
-        dup2(null, 1);
-        dup2(null, 2);
+        int log = open(log_path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+        dup2(log, 1);
+        dup2(log, 2);
         execvp("dnsmasq", argv);
         _exit(127);
     }
+}
+
+/* dnsmasq's own words, for a failure message. */
+static const char *dnsmasq_log(void)
+{
+    static char text[2048];
+    FILE *f = fopen(log_path, "r");
+    size_t n = f ? fread(text, 1, sizeof(text) - 1, f) : 0;
+    text[n] = '\0';
+    if (f)
+        fclose(f);
+    return text;
+}
+
+/* Has it exited (a port taken between free_udp_port and its bind)? */
+static bool dnsmasq_exited(void)
+{
+    int status;
+    if (dnsmasq_pid > 0 && waitpid(dnsmasq_pid, &status, WNOHANG) == dnsmasq_pid) {
+        dnsmasq_pid = -1;
+        return true;
+    }
+    return false;
 }
 
 static void stop_dnsmasq(void)
@@ -177,29 +202,36 @@ static mr_dns *dns_for(struct ev_loop *loop, const char *srv, uint32_t timeout_m
     return d;
 }
 
-/* dnsmasq is up once it answers. */
-static void wait_for_dnsmasq(struct ev_loop *loop)
+/* dnsmasq is up once it answers; false if it exited. */
+static bool wait_for_dnsmasq(struct ev_loop *loop)
 {
-    for (int i = 0; i < 100; i++) {
+    for (int i = 0; i < 200; i++) {
+        if (dnsmasq_exited())
+            return false;
         mr_dns *d = dns_for(loop, server, 100);
         answer a = {0};
         mr_dns_resolve(d, "ready.pool.test", 1, AF_INET, on_host, &a);
         run_until(loop, &a, 1, 2.0);
         mr_dns_free(d);
         if (a.calls == 1 && a.status == ARES_SUCCESS)
-            return;
+            return true;
         usleep(50 * 1000);
     }
-    cr_assert_fail("dnsmasq did not answer on %s", server);
+    cr_assert_fail("dnsmasq did not answer on %s: %s", server, dnsmasq_log());
+    return false;
 }
 
 static struct ev_loop *setup_loop(const char *hosts, const char *const *srv, size_t nsrv)
 {
     char all[1024];
     snprintf(all, sizeof(all), "127.0.0.9 ready.pool.test\n%s", hosts);
-    start_dnsmasq(all, srv, nsrv);
     struct ev_loop *loop = ev_loop_new(EVFLAG_AUTO);
-    wait_for_dnsmasq(loop);
+    for (int attempt = 0; attempt < 5; attempt++) { /* another port if the one picked was taken */
+        start_dnsmasq(all, srv, nsrv);
+        if (wait_for_dnsmasq(loop))
+            return loop;
+    }
+    cr_assert_fail("dnsmasq would not start: %s", dnsmasq_log());
     return loop;
 }
 

@@ -1,5 +1,5 @@
 /* hash.c: the hash table built from MR_HASHES, name lookup and hash tags.
- * The functions themselves live in src/hash_*.c, one family per file. */
+ * The functions themselves live in src/dist/hash_*.c, one family per file. */
 #include "memrelay/hash.h"
 
 #include <string.h>

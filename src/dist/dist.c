@@ -1,5 +1,5 @@
 /* dist.c: the distribution table built from MR_DISTS, and name lookup.
- * Each distribution lives in its own src/dist_*.c behind an mr_dist_ops. */
+ * Each distribution lives in its own src/dist/dist_*.c behind an mr_dist_ops. */
 #include "memrelay/dist.h"
 
 #include <string.h>
