@@ -10,10 +10,13 @@
 # integration suite. Extra arguments go to ctest, e.g. `-R unit` or `-V`.
 # Exits non-zero if the build or any test fails.
 #
-# After the build, scripts/check_layers.py checks src/'s calls and includes
-# against the layer order (docs/architecture.md).
+# After the build, scripts/check_layers.py --strict checks src/'s calls and
+# includes against the layer order (docs/architecture.md) and fails on any breach.
 #
 # Then the reliability stages (docs/reliability.md), each reported with its time:
+#   builds        configure and build only, with -Werror: build-release/
+#                 (CMAKE_BUILD_TYPE=Release, -O3) and build-hardened/ (Debian's
+#                 dpkg-buildflags with hardening=+all, build type None as debhelper)
 #   asan          build-asan/ (ASan+UBSan), the whole ctest suite again, leaks on
 #   fuzz          scripts/fuzz.sh: every libFuzzer target for FUZZ_SECONDS (60)
 #   soak          tests/soak/soak.py on build/memrelay (SOAK_SECONDS, 120) and on
@@ -36,7 +39,7 @@ for arg in "$@"; do
     case "$arg" in
     --sanitize) sanitize=1 ;;
     -h | --help)
-        sed -n '2,27s/^# \{0,1\}//p' "$0"
+        sed -n '2,30s/^# \{0,1\}//p' "$0"
         exit 0
         ;;
     *) ctest_args+=("$arg") ;;
@@ -75,9 +78,10 @@ cmake -S . -B "$build_dir" "${cmake_args[@]}"
 echo "== build"
 cmake --build "$build_dir" --parallel "$jobs"
 echo "== layers"
-# Who calls whom in src/ against the layer order (docs/architecture.md).
-# Report mode for now: it prints upward calls and cycles and does not fail.
-/usr/bin/python3 scripts/check_layers.py "$build_dir"
+# Who calls whom in src/ against the layer order (docs/architecture.md): any
+# upward call or include, any cycle across layers or of more than 3 files
+# inside one fails the run.
+/usr/bin/python3 scripts/check_layers.py "$build_dir" --strict
 echo "== test"
 # --timeout applies to tests without their own TIMEOUT (the unit tests), so a
 # hung test fails instead of stalling CI; --no-tests=error catches an empty run.
@@ -114,17 +118,51 @@ stage() {
     return 0
 }
 
+# forget_foreign DIR: remove DIR if it was configured from another checkout.
+forget_foreign() {
+    local cache="$1/CMakeCache.txt" home
+    if [[ -f "$cache" ]]; then
+        home="$(sed -n 's/^CMAKE_HOME_DIRECTORY:INTERNAL=//p' "$cache")"
+        [[ -z "$home" || "$home" == "$root" ]] || rm -rf "$1"
+    fi
+}
+
+# The builds stage: other compiler flags find other warnings (-O3 inlines more, so
+# -Wmaybe-uninitialized sees further; _FORTIFY_SOURCE checks buffer sizes), and a
+# warning anywhere is a build failure for whoever packages memrelay with -Werror.
+# Configure and build only (tests and bench included, so they compile too).
+build_variant() {
+    local dir="$1"
+    shift
+    forget_foreign "$dir"
+    echo "-- $dir: $*"
+    cmake -S . -B "$dir" -DMEMRELAY_WERROR=ON -DMEMRELAY_TESTS=ON -DMEMRELAY_SANITIZE=OFF "$@" >/dev/null &&
+        cmake --build "$dir" --parallel "$jobs" >/dev/null
+}
+build_matrix() {
+    local rc=0 cflags cppflags ldflags
+    build_variant build-release -DCMAKE_BUILD_TYPE=Release || rc=1
+    if ! command -v dpkg-buildflags >/dev/null 2>&1; then
+        echo "build-hardened: dpkg-buildflags not found (Debian's dpkg-dev)" >&2
+        return 1
+    fi
+    # CMake reads CFLAGS and LDFLAGS from the environment but never CPPFLAGS, so
+    # pass all three explicitly (also keeps a reused build directory current).
+    cflags="$(DEB_BUILD_MAINT_OPTIONS=hardening=+all dpkg-buildflags --get CFLAGS)"
+    cppflags="$(DEB_BUILD_MAINT_OPTIONS=hardening=+all dpkg-buildflags --get CPPFLAGS)"
+    ldflags="$(DEB_BUILD_MAINT_OPTIONS=hardening=+all dpkg-buildflags --get LDFLAGS)"
+    build_variant build-hardened -DCMAKE_BUILD_TYPE=None "-DCMAKE_C_FLAGS=$cflags $cppflags" \
+        "-DCMAKE_EXE_LINKER_FLAGS=$ldflags" "-DCMAKE_SHARED_LINKER_FLAGS=$ldflags" || rc=1
+    return $rc
+}
+
 asan_dir=build-asan
 asan_build() {
     if [[ "$sanitize" == 1 && "$build_dir" == "$asan_dir" ]]; then
         echo "(the main run above was already the sanitizer build)"
         return 0
     fi
-    local cache="$asan_dir/CMakeCache.txt" home
-    if [[ -f "$cache" ]]; then
-        home="$(sed -n 's/^CMAKE_HOME_DIRECTORY:INTERNAL=//p' "$cache")"
-        [[ -z "$home" || "$home" == "$root" ]] || rm -rf "$asan_dir"
-    fi
+    forget_foreign "$asan_dir"
     cmake -S . -B "$asan_dir" -DMEMRELAY_WERROR=ON -DMEMRELAY_TESTS=ON -DMEMRELAY_SANITIZE=ON -DMEMRELAY_CHECKS=ON &&
         cmake --build "$asan_dir" --parallel "$jobs" &&
         (cd "$asan_dir" && ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 \
@@ -135,6 +173,7 @@ plain_bin="$build_dir/memrelay"
 [[ "$sanitize" == 1 ]] && plain_bin=""
 asan_bin="$asan_dir/memrelay"
 
+stage "builds: -Werror with Release and with Debian's hardening flags (build only)" build_matrix
 stage "asan: build and ctest in $asan_dir with ASan+UBSan" asan_build
 stage "fuzz: scripts/fuzz.sh, ${FUZZ_SECONDS:-60} s per target" scripts/fuzz.sh
 if [[ -n "$plain_bin" ]]; then

@@ -52,6 +52,7 @@ typedef struct {
     const char *fatal; /* an error that stopped the scan, or NULL */
     const char *soft;  /* the last recorded token error, or NULL */
     bool base64;       /* b, and the key decoded */
+    bool vivify;       /* N (autovivify on a miss) */
     uint32_t nkey;     /* the key's length as memcached stores it (decoded with b) */
     uint32_t flags;    /* F, truncated to 32 bits as memcached keeps it */
 } flag_scan;
@@ -94,6 +95,7 @@ static void scan_flags(const mr_line *l, uint32_t first, flag_scan *fs, mr_reque
         case 'T':
             if (!mr_num_i64(p + 1, n - 1, &i64))
                 fs->soft = R_BAD_TOKEN;
+            fs->vivify |= c == 'N';
             break;
         case 'C':
             if (!mr_num_u64(p + 1, n - 1, &u64))
@@ -198,6 +200,7 @@ mr_parse_status mr_parse_meta(const mr_line *l, mr_cmd cmd, uint32_t item_size_m
     h->key_off = l->tok[1].off;
     h->key_len = l->tok[1].len;
     h->meta_base64 = fs.base64;
+    h->quiet_by_server = cmd == MR_CMD_MA && h->noreply && fs.vivify;
 
     /* Stage 6. */
     if (cmd == MR_CMD_MS) {

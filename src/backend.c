@@ -49,6 +49,8 @@ static void bconn_write_cb(struct ev_loop *loop, ev_io *io, int revents);
 static void bconn_timer_cb(struct ev_loop *loop, ev_timer *t, int revents);
 static void bconn_connect(mr_bconn *bc);
 static void retry_cb(struct ev_loop *loop, ev_timer *t, int revents);
+static void replay_missed(mr_backend *be);
+static void schedule_retry(mr_backend *be);
 
 int mr_backend_init(mr_backend *be, mr_worker *w, const mr_server *server, const mr_pool *pool)
 {
@@ -295,10 +297,12 @@ static void connect_failed(mr_bconn *bc, mr_err err, int sys_errno)
     fail_list(bc, pending, err);
     arm_timer(bc);
     if ((be->replay.count || be->replay.overflowed) && !health_of(be))
-        mr_backend_schedule_retry(be);
+        schedule_retry(be);
 }
 
-void mr_backend_schedule_retry(mr_backend *be)
+/* Try to reconnect after the backoff even with no request waiting, so a
+ * server that missed writes gets them back as soon as it returns. */
+static void schedule_retry(mr_backend *be)
 {
     struct ev_loop *loop = be->worker->loop;
     if (ev_is_active(&be->retry_timer))
@@ -333,7 +337,7 @@ static void connected(mr_bconn *bc)
     ev_io_set(&bc->rio, bc->fd, EV_READ);
     ev_io_start(loop, &bc->rio);
     ev_io_set(&bc->wio, bc->fd, EV_WRITE);
-    mr_replay_on_connect(be);
+    replay_missed(be);
     rejoin_ack_if_due(be);
     bconn_mark_dirty(bc);
     arm_timer(bc);
@@ -350,7 +354,7 @@ void mr_backend_rejoin(mr_backend *be)
     }
     for (uint32_t i = 0; i < be->nconns; i++) {
         if (be->conns[i].state == MR_BCONN_CONNECTED) {
-            mr_replay_on_connect(be);
+            replay_missed(be);
             rejoin_ack_if_due(be);
             return;
         }
@@ -360,7 +364,9 @@ void mr_backend_rejoin(mr_backend *be)
     bconn_connect(&be->conns[0]);
 }
 
-void mr_bconn_push_front(mr_bconn *bc, mr_msg *msg)
+/* Queue a message in front of everything pending on a connection (replay
+ * of missed writes on reconnect). The connection must be connected. */
+static void bconn_push_front(mr_bconn *bc, mr_msg *msg)
 {
     mr_backend *be = bc->be;
     MR_CHECK(!msg->queued);
@@ -383,6 +389,105 @@ void mr_bconn_push_front(mr_bconn *bc, mr_msg *msg)
     }
     bc->nqueued++;
     bconn_mark_dirty(bc);
+}
+
+/* ---- replay of the writes the server missed ---- */
+
+void mr_backend_replay_later(mr_backend *be, const mr_msg *msg)
+{
+    mr_worker *w = be->worker;
+    mr_replay_queue *q = &be->replay;
+    if (q->count >= be->pool->conf->replay_queue) {
+        if (!q->overflowed)
+            mr_log_warn("backend %s: replay queue full (%u writes); it will be flushed when it returns",
+                        be->server->conf->spec, q->count);
+        q->overflowed = true;
+        MR_STAT_INC(&w->pool_stats[be->pool->slot], repl_queue_overflows);
+        return;
+    }
+    if (mr_replay_push(q, msg->out, msg->nout) < 0) {
+        q->overflowed = true;
+        return;
+    }
+    if (be->down_error != MR_ERR_NONE && !w->shared->health)
+        schedule_retry(be);
+    MR_STAT_INC(&w->pool_stats[be->pool->slot], repl_queued);
+    MR_STAT_INC(&w->pool_stats[be->pool->slot], repl_queue_depth);
+}
+
+static void replayed_finished(mr_req *req, mr_msg *msg, int err)
+{
+    /* A replay that fails again (no reply at all) goes back on the queue.
+     * One that timed out but was answered later did run: not again. */
+    if (err != MR_ERR_NONE)
+        mr_backend_replay_later(req->worker->backends[msg->server], msg);
+}
+
+static const mr_req_ops replay_ops = {.finished = replayed_finished};
+
+/* A connection is up: put the writes the server missed in front of
+ * everything pending on it, in their original order (after a flush_all if
+ * some were lost, or with the server quarantined: on_rejoin). */
+static void replay_missed(mr_backend *be)
+{
+    mr_replay_queue *q = &be->replay;
+    if (!q->head && !q->overflowed)
+        return;
+    mr_worker *w = be->worker;
+    mr_bconn *bc = NULL;
+    for (uint32_t i = 0; i < be->nconns && !bc; i++)
+        if (be->conns[i].state == MR_BCONN_CONNECTED)
+            bc = &be->conns[i];
+    if (!bc)
+        return;
+    /* Detach first: a replay failing again re-queues itself. */
+    bool flush = q->overflowed && !be->pool->conf->on_rejoin_quarantine;
+    if (q->overflowed && be->pool->conf->on_rejoin_quarantine && w->shared->health)
+        mr_health_quarantine(w->shared->health, be->server->id, be->pool->conf->quarantine_ms);
+    uint32_t count = q->count;
+    mr_replay_entry *list = mr_replay_take(q);
+    MR_STAT_ADD(&w->pool_stats[be->pool->slot], repl_queue_depth, (uint64_t)-(int64_t)count);
+    mr_log_warn("backend %s: back; replaying %u missed writes%s", be->server->conf->spec, count,
+                flush ? " after flush_all (its replay queue overflowed)" : "");
+    /* Pushed to the front in reverse, so they go out in their original order. */
+    mr_replay_entry *rev = NULL;
+    while (list) {
+        mr_replay_entry *next = list->next;
+        list->next = rev;
+        rev = list;
+        list = next;
+    }
+    while (rev) {
+        mr_replay_entry *e = rev;
+        rev = e->next;
+        mr_req *req = mr_req_new_background(w, &replay_ops);
+        if (req && mr_req_alloc_msgs(req, 1) == 0) {
+            mr_msg *msg = &req->msgs[0];
+            msg->server = be->server->id;
+            for (uint32_t i = 0; i < e->nout; i++)
+                msg->out[i] = e->out[i]; /* the entry's references move to the message */
+            msg->nout = e->nout;
+            e->nout = 0;
+            bconn_push_front(bc, msg);
+            MR_STAT_INC(&w->pool_stats[be->pool->slot], repl_replayed);
+            mr_req_dispatched(req);
+        } else if (req) {
+            mr_req_client_done(req);
+        }
+        mr_replay_entry_free(e);
+    }
+    if (flush) {
+        static const char flush_line[] = "flush_all\r\n";
+        mr_req *req = mr_req_new_background(w, NULL);
+        if (req && mr_req_alloc_msgs(req, 1) == 0) {
+            mr_msg *msg = &req->msgs[0];
+            msg->server = be->server->id;
+            msg->out[0] = mr_slice_static(flush_line, sizeof(flush_line) - 1);
+            msg->nout = 1;
+            bconn_push_front(bc, msg);
+            mr_req_dispatched(req);
+        }
+    }
 }
 
 /* Drive the TLS handshake of a connecting connection; when done, it is
@@ -719,9 +824,20 @@ static void bconn_parse(mr_bconn *bc, uint32_t *need)
                 bconn_reset(bc, MR_ERR_NOMEM);
                 return;
             }
+        } else if (msg->fenced && !(kind == MR_REPLY_LINE && e.len == 4 && memcmp(p, "MN\r\n", 4) == 0)) {
+            /* The one reply q let through, before the fence's MN. */
+            if (msg->fence_got) {
+                mr_log_warn("backend %s: two replies to one quiet request", bc->be->server->conf->spec);
+                bconn_reset(bc, MR_ERR_BAD_REPLY);
+                return;
+            }
+            msg->fence_got = true;
+            complete = false;
+            if (wanted)
+                msg->line = mr_slice_ref(bc->in.mb, p, e.len);
         } else {
             complete = true;
-            if (wanted && kind != MR_REPLY_END)
+            if (wanted && kind != MR_REPLY_END && !msg->fenced)
                 msg->line = mr_slice_ref(bc->in.mb, p, e.len);
         }
         mr_inbuf_consume(&bc->in, e.len);

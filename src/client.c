@@ -8,7 +8,10 @@
  */
 #include "memrelay/client.h"
 
+#include <arpa/inet.h>
 #include <errno.h>
+#include <netinet/in.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/ioctl.h>
@@ -226,6 +229,63 @@ static int auth_gate(mr_client *c, const char *p, uint32_t avail)
     return 0;
 }
 
+/* The client's address for a log line: "ip:port", "[ip6]:port" or "unix". */
+static const char *peer_text(int fd, char *buf, size_t cap)
+{
+    struct sockaddr_storage ss;
+    socklen_t sl = sizeof(ss);
+    char ip[INET6_ADDRSTRLEN] = "?";
+    if (getpeername(fd, (struct sockaddr *)&ss, &sl) != 0)
+        return "?";
+    if (ss.ss_family == AF_INET) {
+        const struct sockaddr_in *a = (const struct sockaddr_in *)&ss;
+        inet_ntop(AF_INET, &a->sin_addr, ip, sizeof(ip));
+        snprintf(buf, cap, "%s:%u", ip, (unsigned)ntohs(a->sin_port));
+    } else if (ss.ss_family == AF_INET6) {
+        const struct sockaddr_in6 *a = (const struct sockaddr_in6 *)&ss;
+        inet_ntop(AF_INET6, &a->sin6_addr, ip, sizeof(ip));
+        snprintf(buf, cap, "[%s]:%u", ip, (unsigned)ntohs(a->sin6_port));
+    } else {
+        return "unix";
+    }
+    return buf;
+}
+
+/* A binary protocol client (first byte 0x80): once its first 24-byte
+ * header is in (until then it waits, like any partial request, bounded by
+ * client_idle_timeout), answer it with a binary "not supported" response and
+ * close after it is written. Everything read so far is dropped. */
+static void refuse_binary(mr_client *c, const char *p, uint32_t avail)
+{
+    mr_worker *w = c->worker;
+    if (avail < MR_BINARY_HEADER_LEN) {
+        c->need = MR_BINARY_HEADER_LEN;
+        return;
+    }
+    c->started = true;
+    c->closing = true;
+    mr_client_mark_dirty(c);
+    mr_mbuf *mb = mr_mbuf_get(&w->mbufs, 128);
+    mr_req *req = mb ? mr_req_new(w) : NULL;
+    uint8_t opcode = 0;
+    size_t n = req ? mr_binary_refusal(p, avail, mb->data, mb->cap, &opcode) : 0;
+    char peer[INET6_ADDRSTRLEN + 16];
+    mr_log_warn(
+        "client %s (pool %s): binary protocol request (opcode 0x%02x): answered \"not supported\", closing",
+        peer_text(c->fd, peer, sizeof(peer)), w->gen->cfg->pools[c->listen_pool].name, (unsigned)opcode);
+    mr_inbuf_consume(&c->in, avail);
+    if (n > 0) {
+        mb->len = (uint32_t)n;
+        req->client = c;
+        req->local = mr_slice_ref(mb, mb->data, mb->len);
+        req->done = true;
+        queue_push(c, req);
+    } else if (req) {
+        mr_req_client_done(req);
+    }
+    mr_mbuf_unref(mb);
+}
+
 /* Parse and dispatch every complete request in the input. */
 static void client_process(mr_client *c)
 {
@@ -254,14 +314,12 @@ static void client_process(mr_client *c)
         }
         if (!c->started) {
             /* memcached switches to its binary protocol on a first byte of
-             * 0x80; memrelay has none, so it closes as memcached would on
-             * a protocol it cannot serve. */
-            c->started = true;
+             * 0x80; memrelay has none: a binary refusal, then close. */
             if (mr_is_binary_protocol(p, avail)) {
-                c->closing = true;
-                mr_client_mark_dirty(c);
+                refuse_binary(c, p, avail);
                 return;
             }
+            c->started = true;
         }
         if (__builtin_expect(!c->authed, 0)) {
             if (auth_gate(c, p, avail) != 0)

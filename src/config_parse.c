@@ -149,6 +149,9 @@ static const struct {
     {"Off", false},   {"OFF", false},   {"n", false},   {"N", false},
 };
 
+/* 0 after storing the value in *out, or -1 (error recorded) leaving *out alone. Every failure
+ * returns the literal -1, not mr_conf_fail()'s result: the compiler cannot see into config.c, and
+ * seeing -1 here lets it prove that a caller reading *out after a 0 reads a stored value. */
 static int get_bool(parser *ps, const yaml_node_t *n, const char *what, bool *out)
 {
     const char *s = scalar(ps, n, what);
@@ -160,7 +163,8 @@ static int get_bool(parser *ps, const yaml_node_t *n, const char *what, bool *ou
             return 0;
         }
     }
-    return mr_conf_fail(ps->ctx, pos_of(n), "%s must be true or false (or yes/no, on/off), got '%s'", what, s);
+    mr_conf_fail(ps->ctx, pos_of(n), "%s must be true or false (or yes/no, on/off), got '%s'", what, s);
+    return -1;
 }
 
 /* The earlier key equal to pair `cur`'s key in mapping `map`, or NULL. */

@@ -23,7 +23,7 @@
 
 #include "memrelay/log.h"
 
-#include "memrelay/tls.h"
+#include "memrelay/tls_files.h"
 
 static int check_routes(mr_conf_ctx *ctx, size_t pi)
 {

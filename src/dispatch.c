@@ -89,6 +89,16 @@ static void dispatch_keyed(mr_req *req)
     }
     mr_msg *msg = &req->msgs[0];
     msg->server = mr_router_server_for_key(pool, key, key_len, mr_rng_next(&w->rng));
+    if (h->quiet_by_server) {
+        if (mr_forward_fenced(&w->mbufs, req, msg) < 0) {
+            mr_msg_finish(msg, MR_ERR_NOMEM);
+            mr_req_dispatched(req);
+            return;
+        }
+        send_msg(req, msg);
+        mr_req_dispatched(req);
+        return;
+    }
     if (mr_forward_slice(&w->mbufs, req, &msg->out[0]) < 0) {
         mr_msg_finish(msg, MR_ERR_NOMEM);
         mr_req_dispatched(req);

@@ -131,6 +131,8 @@ static int emit_single(mr_outq *out, mr_req *req)
     const mr_msg *msg = &req->msgs[req->reply_msg];
     if (msg->error != MR_ERR_NONE)
         return push_text(out, mr_error_reply(msg->error));
+    if (msg->fenced) /* the server applied q: nothing, or the reply it let through */
+        return msg->line.len ? push_slice(out, &msg->line) : 0;
     if (req->quiet && mr_meta_quiet_suppresses(req->cmd, msg->line.p, msg->line.len))
         return 0;
     return push_slice(out, &msg->line);

@@ -18,9 +18,8 @@ static const char *line_of(const mr_req *req)
     return req->line.p;
 }
 
-int mr_forward_slice(mr_mbuf_pool *mbufs, const mr_req *req, mr_slice *out)
+static int forward_line(mr_mbuf_pool *mbufs, const mr_req *req, const mr_request_head *h, mr_slice *out)
 {
-    const mr_request_head *h = &req->head;
     const char *line = line_of(req);
     if (h->strip_len == 0 && h->line_len >= 2 && line[h->line_len - 2] == '\r') {
         *out = mr_slice_ref(req->line.mb, line, h->line_len);
@@ -37,6 +36,26 @@ int mr_forward_slice(mr_mbuf_pool *mbufs, const mr_req *req, mr_slice *out)
     mb->len = (uint32_t)n;
     *out = mr_slice_ref(mb, mb->data, (uint32_t)n);
     mr_mbuf_unref(mb);
+    return 0;
+}
+
+int mr_forward_slice(mr_mbuf_pool *mbufs, const mr_req *req, mr_slice *out)
+{
+    return forward_line(mbufs, req, &req->head, out);
+}
+
+/* The line with the q kept, then "mn\r\n": the server answers zero or one
+ * element and then MN, so the pipeline stays in step. */
+int mr_forward_fenced(mr_mbuf_pool *mbufs, const mr_req *req, mr_msg *msg)
+{
+    static const char fence[] = "mn\r\n";
+    mr_request_head keep_q = req->head;
+    keep_q.strip_len = 0;
+    if (forward_line(mbufs, req, &keep_q, &msg->out[0]) < 0)
+        return -1;
+    msg->out[1] = mr_slice_static(fence, sizeof(fence) - 1);
+    msg->nout = 2;
+    msg->fenced = true;
     return 0;
 }
 

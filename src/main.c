@@ -17,7 +17,7 @@
 #include "memrelay/router.h"
 #include "memrelay/stats_reply.h"
 #include "memrelay/tls.h"
-#include "memrelay/worker.h"
+#include "memrelay/worker_thread.h"
 
 #define DEFAULT_CONFIG "conf/memrelay.yaml"
 #define MAX_THREADS 256

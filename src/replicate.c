@@ -1,5 +1,6 @@
 /* replicate.c: writes to every replica, repairs after primary-only writes,
- * read failover, and replay of writes a server missed.
+ * and read failover. A write a replica missed goes to its backend's replay
+ * queue (mr_backend_replay_later), replayed when the server is back.
  *
  * Which path a command takes (a table, see classify()):
  * - fan-out: set replace append prepend delete touch, ms/md without C/E/mode
@@ -158,143 +159,6 @@ static void copy_out(mr_msg *to, const mr_msg *from)
     to->nout = from->nout;
 }
 
-/* ---- replay queue ---- */
-
-static void replay_record(mr_worker *w, uint32_t server, const mr_msg *msg)
-{
-    mr_backend *be = w->backends[server];
-    mr_replay_queue *q = &be->replay;
-    if (q->count >= be->pool->conf->replay_queue) {
-        if (!q->overflowed)
-            mr_log_warn("backend %s: replay queue full (%u writes); it will be flushed when it returns",
-                        be->server->conf->spec, q->count);
-        q->overflowed = true;
-        POOL_STAT_INC(w, be->pool->slot, repl_queue_overflows);
-        return;
-    }
-    mr_replay_entry *e = calloc(1, sizeof(*e));
-    if (!e) {
-        q->overflowed = true;
-        return;
-    }
-    for (uint32_t i = 0; i < msg->nout; i++)
-        e->out[i] = mr_slice_ref(msg->out[i].mb, msg->out[i].p, msg->out[i].len);
-    e->nout = msg->nout;
-    if (q->tail)
-        q->tail->next = e;
-    else
-        q->head = e;
-    q->tail = e;
-    q->count++;
-    if (be->down_error != MR_ERR_NONE && !w->shared->health)
-        mr_backend_schedule_retry(be);
-    POOL_STAT_INC(w, be->pool->slot, repl_queued);
-    POOL_STAT_INC(w, be->pool->slot, repl_queue_depth);
-}
-
-void mr_replay_clear(mr_replay_queue *q)
-{
-    while (q->head) {
-        mr_replay_entry *e = q->head;
-        q->head = e->next;
-        for (uint32_t i = 0; i < e->nout; i++)
-            mr_slice_release(&e->out[i]);
-        free(e);
-    }
-    q->tail = NULL;
-    q->count = 0;
-    q->overflowed = false;
-}
-
-/* An orphan request carrying one message to `server`. */
-static mr_req *background_req(mr_worker *w, const mr_req_ops *ops)
-{
-    mr_req *req = mr_req_new(w);
-    if (!req)
-        return NULL;
-    req->client = NULL;
-    req->cls = MR_CLASS_KEYED;
-    req->ops = ops;
-    return req;
-}
-
-static void replayed_finished(mr_req *req, mr_msg *msg, int err)
-{
-    /* A replay that fails again (no reply at all) goes back on the queue.
-     * One that timed out but was answered later did run: not again. */
-    if (err != MR_ERR_NONE)
-        replay_record(req->worker, msg->server, msg);
-}
-
-static const mr_req_ops replay_ops = {.finished = replayed_finished};
-
-void mr_replay_on_connect(mr_backend *be)
-{
-    mr_replay_queue *q = &be->replay;
-    if (!q->head && !q->overflowed)
-        return;
-    mr_worker *w = be->worker;
-    mr_bconn *bc = NULL;
-    for (uint32_t i = 0; i < be->nconns && !bc; i++)
-        if (be->conns[i].state == MR_BCONN_CONNECTED)
-            bc = &be->conns[i];
-    if (!bc)
-        return;
-    /* Detach first: a replay failing again re-queues itself. */
-    mr_replay_entry *list = q->head;
-    bool flush = q->overflowed && !be->pool->conf->on_rejoin_quarantine;
-    if (q->overflowed && be->pool->conf->on_rejoin_quarantine && w->shared->health)
-        mr_health_quarantine(w->shared->health, be->server->id, be->pool->conf->quarantine_ms);
-    uint32_t count = q->count;
-    q->head = q->tail = NULL;
-    q->count = 0;
-    q->overflowed = false;
-    POOL_STAT_ADD(w, be->pool->slot, repl_queue_depth, (uint64_t)-(int64_t)count);
-    mr_log_warn("backend %s: back; replaying %u missed writes%s", be->server->conf->spec, count,
-                flush ? " after flush_all (its replay queue overflowed)" : "");
-    /* Pushed to the front in reverse, so they go out in their original order. */
-    mr_replay_entry *rev = NULL;
-    while (list) {
-        mr_replay_entry *next = list->next;
-        list->next = rev;
-        rev = list;
-        list = next;
-    }
-    while (rev) {
-        mr_replay_entry *e = rev;
-        rev = e->next;
-        mr_req *req = background_req(w, &replay_ops);
-        if (req && mr_req_alloc_msgs(req, 1) == 0) {
-            mr_msg *msg = &req->msgs[0];
-            msg->server = be->server->id;
-            for (uint32_t i = 0; i < e->nout; i++)
-                msg->out[i] = e->out[i]; /* the entry's references move to the message */
-            msg->nout = e->nout;
-            e->nout = 0;
-            mr_bconn_push_front(bc, msg);
-            POOL_STAT_INC(w, be->pool->slot, repl_replayed);
-            mr_req_dispatched(req);
-        } else if (req) {
-            mr_req_client_done(req);
-        }
-        for (uint32_t i = 0; i < e->nout; i++)
-            mr_slice_release(&e->out[i]);
-        free(e);
-    }
-    if (flush) {
-        static const char flush_line[] = "flush_all\r\n";
-        mr_req *req = background_req(w, NULL);
-        if (req && mr_req_alloc_msgs(req, 1) == 0) {
-            mr_msg *msg = &req->msgs[0];
-            msg->server = be->server->id;
-            msg->out[0] = mr_slice_static(flush_line, sizeof(flush_line) - 1);
-            msg->nout = 1;
-            mr_bconn_push_front(bc, msg);
-            mr_req_dispatched(req);
-        }
-    }
-}
-
 /* ---- fan-out writes ---- */
 
 static void pick_reply(mr_req *req)
@@ -369,7 +233,7 @@ static void write_finished(mr_req *req, mr_msg *msg, int err)
     if (refused)
         drop_stale_copy(req->worker, msg, req->conn_hint);
     else
-        replay_record(req->worker, msg->server, msg);
+        mr_backend_replay_later(req->worker->backends[msg->server], msg);
 }
 
 /* Background writes: counted while pending, and failures kept for replay. */
@@ -404,7 +268,7 @@ static void background_write(mr_worker *w, uint32_t pool, uint32_t conn_hint, co
 {
     if (n == 0)
         return;
-    mr_req *req = background_req(w, &repair_ops);
+    mr_req *req = mr_req_new_background(w, &repair_ops);
     if (!req)
         return;
     req->replicas[0] = servers[0];
@@ -546,7 +410,7 @@ static const mr_req_ops readback_ops = {.answered = readback_answered};
 static void start_read_back(const mr_req *from, const char *key, int klen, bool b64)
 {
     mr_worker *w = from->worker;
-    mr_req *rb = background_req(w, &readback_ops);
+    mr_req *rb = mr_req_new_background(w, &readback_ops);
     if (!rb)
         return;
     rb->head.meta_base64 = b64;
@@ -590,6 +454,8 @@ static void repair_delete_others(mr_req *req)
 
 static bool primary_succeeded(const mr_req *req, const mr_msg *msg)
 {
+    if (msg->fenced && msg->error == MR_ERR_NONE && msg->line.len == 0)
+        return true; /* q hid the HD/VA of an increment */
     if (!msg_acked(msg))
         return false;
     const mr_slice *l = &msg->line;
@@ -805,6 +671,17 @@ void mr_replicate_keyed(mr_req *req, const mr_pool *pool, const char *key, size_
             msg->out[msg->nout++] = mr_slice_ref(req->line.mb, req->line.p + h->line_len, h->data_len);
     }
     mr_slice_release(&line);
+    /* ma with N and q: the primary alone (a read-back copies the result)
+     * applies the q; see quiet_by_server. */
+    if (h->quiet_by_server && nmsgs == 1) {
+        mr_msg *msg = &req->msgs[0];
+        for (uint32_t i = 0; i < msg->nout; i++)
+            mr_slice_release(&msg->out[i]);
+        if (mr_forward_fenced(&w->mbufs, req, msg) < 0) {
+            mr_req_fail_unsent(req, MR_ERR_NOMEM);
+            return;
+        }
+    }
     for (uint32_t i = 0; i < nmsgs; i++)
         send_to(w, req, &req->msgs[i]);
     mr_req_dispatched(req);

@@ -27,6 +27,17 @@ mr_req *mr_req_new(mr_worker *w)
     return req;
 }
 
+mr_req *mr_req_new_background(mr_worker *w, const mr_req_ops *ops)
+{
+    mr_req *req = mr_req_new(w);
+    if (!req)
+        return NULL;
+    req->client = NULL;
+    req->cls = MR_CLASS_KEYED;
+    req->ops = ops;
+    return req;
+}
+
 static void msg_release(mr_msg *msg)
 {
     for (uint32_t i = 0; i < msg->nout; i++)

@@ -12,8 +12,11 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "memrelay/clock.h"
 #include "memrelay/health.h"
+#include "memrelay/latency.h"
 #include "memrelay/limits.h"
+#include "memrelay/log.h"
 #include "memrelay/request.h"
 #include "memrelay/stats.h"
 #include "memrelay/worker.h"
@@ -139,6 +142,173 @@ static int route_explain(mr_worker *w, uint32_t listen_pool, mr_mbuf *mb, const 
     return rc;
 }
 
+static const char *yes_no(bool b)
+{
+    return b ? "yes" : "no";
+}
+
+/* A TCP address as host:port (IPv6 in brackets), or a unix socket's path. */
+static const char *addr_text(const mr_addr_conf *a, char *buf, size_t cap)
+{
+    if (a->is_unix)
+        return a->host;
+    snprintf(buf, cap, strchr(a->host, ':') ? "[%s]:%u" : "%s:%u", a->host, (unsigned)a->port);
+    return buf;
+}
+
+/* `stats settings`: the settings of the pool the client connected to, in
+ * memcached's `STAT <name> <value>` lines. A setting memcached also has,
+ * with the same meaning and unit, keeps memcached's name and spelling
+ * (yes/no, NULL for nothing) so stats tools read it; the rest are named as
+ * the configuration keys (docs/configuration.md), durations in ms. Values
+ * come from the configuration the worker serves now (reloads show). */
+static int settings_stats(mr_worker *w, uint32_t listen_pool, mr_mbuf *mb)
+{
+    static const char *const ack_names[] = {"one", "quorum", "all"};
+    const mr_config *cfg = w->gen->cfg;
+    const mr_pool_conf *p = &cfg->pools[listen_pool];
+    const mr_addr_conf *l = &p->listen;
+    /* Without client_connections the open-file limit is what bounds connections. */
+    unsigned long long maxconns = p->client_connections;
+    struct rlimit rl;
+    if (maxconns == 0 && getrlimit(RLIMIT_NOFILE, &rl) == 0)
+        maxconns = rl.rlim_cur == RLIM_INFINITY ? 0 : (unsigned long long)rl.rlim_cur;
+    bool tls = mr_pool_tls_clients(p);
+    char buf[300];
+    int rc = 0;
+    /* memcached's names, in memcached's order */
+    rc |= append(mb, "STAT maxconns %llu\r\n", maxconns);
+    rc |= append(mb, "STAT tcpport %u\r\n", l->is_unix ? 0u : (unsigned)l->port);
+    rc |= append(mb, "STAT udpport 0\r\n");
+    rc |= append(mb, "STAT inter %s\r\n", l->is_unix ? "NULL" : l->host);
+    rc |= append(mb, "STAT domain_socket %s\r\n", l->is_unix ? l->host : "NULL");
+    rc |= append(mb, "STAT shutdown_command no\r\n");
+    rc |= append(mb, "STAT num_threads %d\r\n", w->shared->nworkers);
+    rc |= append(mb, "STAT tcp_backlog %d\r\n", p->backlog);
+    rc |= append(mb, "STAT binding_protocol ascii\r\n");
+    rc |= append(mb, "STAT auth_enabled_sasl no\r\n");
+    rc |= append(mb, "STAT auth_enabled_ascii %s\r\n", p->auth ? p->auth_file : "no");
+    rc |= append(mb, "STAT item_size_max %u\r\n", (unsigned)p->item_size_max);
+    rc |= append(mb, "STAT ssl_enabled %s\r\n", yes_no(tls));
+    if (tls) {
+        rc |= append(mb, "STAT ssl_chain_cert %s\r\n", p->tls_cert);
+        rc |= append(mb, "STAT ssl_key %s\r\n", p->tls_key);
+        rc |= append(mb, "STAT ssl_verify_mode %d\r\n", p->tls_verify_client ? 3 : 0); /* OpenSSL's flags */
+        rc |= append(mb, "STAT ssl_ciphers %s\r\n", p->tls_ciphers ? p->tls_ciphers : "NULL");
+        rc |= append(mb, "STAT ssl_ca_cert %s\r\n", p->tls_ca ? p->tls_ca : "NULL");
+        rc |= append(mb, "STAT ssl_min_version tlsv1.%u\r\n", p->tls_min_version == 13 ? 3u : 2u);
+    }
+    /* memrelay's own */
+    rc |= append(mb, "STAT pool %s\r\n", p->name);
+    rc |= append(mb, "STAT listen %s\r\n", addr_text(l, buf, sizeof(buf)));
+    rc |= append(mb, "STAT tls %s\r\n", yes_no(p->tls));
+    rc |= append(mb, "STAT tls_listen %s\r\n",
+                 p->has_tls_listen ? addr_text(&p->tls_listen, buf, sizeof(buf)) : "NULL");
+    if (tls)
+        rc |= append(mb, "STAT tls_verify_client %s\r\n", yes_no(p->tls_verify_client));
+    rc |= append(mb, "STAT servers %zu\r\n", p->nservers);
+    rc |= append(mb, "STAT routes %zu\r\n", p->nroutes);
+    rc |= append(mb, "STAT hash %s\r\n", mr_hash_name(p->hash));
+    if (p->has_hash_tag)
+        rc |= append(mb, "STAT hash_tag %c%c\r\n", p->hash_tag[0], p->hash_tag[1]);
+    else
+        rc |= append(mb, "STAT hash_tag NULL\r\n");
+    rc |= append(mb, "STAT distribution %s\r\n", mr_dist_name(p->distribution));
+    rc |= append(mb, "STAT timeout %u\r\n", (unsigned)p->timeout_ms);
+    rc |= append(mb, "STAT preconnect %s\r\n", yes_no(p->preconnect));
+    rc |= append(mb, "STAT server_connections %u\r\n", (unsigned)p->server_connections);
+    rc |= append(mb, "STAT auto_eject_hosts %s\r\n", yes_no(p->auto_eject_hosts));
+    rc |= append(mb, "STAT server_retry_timeout %u\r\n", (unsigned)p->server_retry_timeout_ms);
+    rc |= append(mb, "STAT server_failure_limit %u\r\n", (unsigned)p->server_failure_limit);
+    rc |= append(mb, "STAT tcpkeepalive %s\r\n", yes_no(p->tcpkeepalive));
+    rc |= append(mb, "STAT client_connections %u\r\n", (unsigned)p->client_connections);
+    rc |= append(mb, "STAT client_queue_limit %u\r\n", (unsigned)p->client_queue_limit);
+    rc |= append(mb, "STAT client_output_limit %u\r\n", (unsigned)p->client_output_limit);
+    rc |= append(mb, "STAT client_idle_timeout %u\r\n", (unsigned)p->client_idle_timeout_ms);
+    rc |= append(mb, "STAT server_queue_limit %u\r\n", (unsigned)p->server_queue_limit);
+    rc |= append(mb, "STAT multiget_errors %s\r\n",
+                 p->multiget_errors == MR_MULTIGET_ERRORS_FAIL ? "fail" : "miss");
+    rc |= append(mb, "STAT replicas %u\r\n", (unsigned)p->replicas);
+    rc |= append(mb, "STAT write_ack %s\r\n", ack_names[p->write_ack]);
+    rc |= append(mb, "STAT read_miss_failover %s\r\n", yes_no(p->read_miss_failover));
+    rc |= append(mb, "STAT replay_queue %u\r\n", (unsigned)p->replay_queue);
+    rc |= append(mb, "STAT replicate_to %s", p->nreplicate_to ? "" : "NULL");
+    for (size_t i = 0; i < p->nreplicate_to; i++)
+        rc |= append(mb, "%s%s", i ? "," : "", p->replicate_to_names[i]);
+    rc |= append(mb, "\r\n");
+    rc |= append(mb, "STAT probe_success %u\r\n", (unsigned)p->probe_success);
+    rc |= append(mb, "STAT probe_interval %u\r\n", (unsigned)p->probe_interval_ms);
+    rc |= append(mb, "STAT probe_backoff_max %u\r\n", (unsigned)p->probe_backoff_max_ms);
+    rc |= append(mb, "STAT max_ejected_fraction %u.%02u\r\n", (unsigned)p->max_ejected_pct / 100,
+                 (unsigned)p->max_ejected_pct % 100);
+    rc |= append(mb, "STAT on_rejoin %s\r\n", p->on_rejoin_quarantine ? "quarantine" : "flush");
+    rc |= append(mb, "STAT quarantine_period %u\r\n", (unsigned)p->quarantine_ms);
+    rc |= append(mb, "STAT server_tls %s\r\n", yes_no(p->server_tls));
+    /* process-wide */
+    rc |= append(mb, "STAT shutdown_timeout %u\r\n", (unsigned)cfg->shutdown_timeout_ms);
+    rc |= append(mb, "STAT log_level %s\r\n", mr_log_level_name(mr_log_get_level()));
+    rc |= append(mb, "END\r\n");
+    return rc;
+}
+
+/* `stats servers`: every server of the listener's config, its state and
+ * its traffic summed over the workers, into buf: bytes written, or -1. */
+static int servers_stats(const mr_health *h, const mr_router *router, char *buf, size_t cap)
+{
+    size_t off = 0;
+    int64_t now = mr_wall_ms();
+#define APPEND(...)                                                        \
+    do {                                                                   \
+        int n_ = snprintf(buf + off, cap - off, __VA_ARGS__);              \
+        if (n_ < 0 || (size_t)n_ >= cap - off)                             \
+            return -1;                                                     \
+        off += (size_t)n_;                                                 \
+    } while (0)
+    for (uint32_t i = 0; i < router->nservers; i++) {
+        if (!router->servers[i].conf)
+            continue;
+        const mr_server_health *sh = mr_health_server(h, i);
+        const char *name = router->servers[i].conf->spec;
+        const char *pool = router->cfg->pools[router->servers[i].pool].name;
+        uint32_t state = __atomic_load_n(&sh->state, __ATOMIC_ACQUIRE);
+        int64_t down_at = __atomic_load_n(&sh->down_at_ms, __ATOMIC_RELAXED);
+        int64_t next = __atomic_load_n(&sh->next_probe_ms, __ATOMIC_RELAXED);
+        const char *err = mr_error_reply((mr_err)__atomic_load_n(&sh->last_error, __ATOMIC_RELAXED));
+        APPEND("STAT %s:%s:pool %s\r\n", pool, name, pool);
+        APPEND("STAT %s:%s:state %s\r\n", pool, name, mr_health_state_name(state));
+        APPEND("STAT %s:%s:ejected %u\r\n", pool, name, __atomic_load_n(&sh->ejected, __ATOMIC_RELAXED));
+        APPEND("STAT %s:%s:failures %u\r\n", pool, name, __atomic_load_n(&sh->failures, __ATOMIC_RELAXED));
+        APPEND("STAT %s:%s:last_error %.*s\r\n", pool, name, *err ? (int)strlen(err) - 2 : 4, *err ? err : "none");
+        APPEND("STAT %s:%s:down_since_ms %lld\r\n", pool, name, state == MR_HEALTH_UP ? 0LL : (long long)down_at);
+        APPEND("STAT %s:%s:next_probe_in_ms %lld\r\n", pool, name,
+               state == MR_HEALTH_DOWN && next > now ? (long long)(next - now) : 0LL);
+        APPEND("STAT %s:%s:quarantined %d\r\n", pool, name, mr_health_quarantined(h, i) ? 1 : 0);
+        APPEND("STAT %s:%s:downs %llu\r\n", pool, name, (unsigned long long)__atomic_load_n(&sh->downs, __ATOMIC_RELAXED));
+        APPEND("STAT %s:%s:probes %llu\r\n", pool, name, (unsigned long long)__atomic_load_n(&sh->probes, __ATOMIC_RELAXED));
+        APPEND("STAT %s:%s:probe_failures %llu\r\n", pool, name,
+               (unsigned long long)__atomic_load_n(&sh->probe_failures, __ATOMIC_RELAXED));
+        APPEND("STAT %s:%s:rejoins %llu\r\n", pool, name, (unsigned long long)__atomic_load_n(&sh->rejoins, __ATOMIC_RELAXED));
+        /* Traffic: every worker's requests to this server. */
+        const mr_server_traffic *t = &sh->traffic;
+        APPEND("STAT %s:%s:requests %llu\r\n", pool, name,
+               (unsigned long long)__atomic_load_n(&t->requests, __ATOMIC_RELAXED));
+        for (int e = MR_ERR_NONE + 1; e < MR_ERR_COUNT; e++)
+            APPEND("STAT %s:%s:errors_%s %llu\r\n", pool, name, mr_error_class((mr_err)e),
+                   (unsigned long long)__atomic_load_n(&t->errors[e], __ATOMIC_RELAXED));
+        APPEND("STAT %s:%s:timeouts %llu\r\n", pool, name,
+               (unsigned long long)__atomic_load_n(&t->timeouts, __ATOMIC_RELAXED));
+        mr_latency_hist lat;
+        mr_latency_snapshot(&t->latency, &lat);
+        APPEND("STAT %s:%s:latency_p50_us %llu\r\n", pool, name,
+               (unsigned long long)mr_latency_percentile_us(&lat, 0.50));
+        APPEND("STAT %s:%s:latency_p99_us %llu\r\n", pool, name,
+               (unsigned long long)mr_latency_percentile_us(&lat, 0.99));
+    }
+    APPEND("END\r\n");
+#undef APPEND
+    return (int)off;
+}
+
 /* `n` bytes were written into mb (or -1: they did not fit): make them the
  * reply. Takes the caller's reference to mb. */
 static int reply_from(mr_mbuf *mb, int n, mr_slice *out)
@@ -200,7 +370,7 @@ int mr_stats_reply(mr_worker *w, uint32_t listen_pool, mr_slice *out, const char
                 cap +=
                 32 * (strlen(r->servers[i].conf->spec) + strlen(r->cfg->pools[r->servers[i].pool].name) + 64);
         mr_mbuf *mb = cap < UINT32_MAX ? mr_mbuf_get(&w->mbufs, (uint32_t)cap) : NULL;
-        return mb ? reply_from(mb, mr_health_stats(w->shared->health, w->gen->router, mb->data, mb->cap), out) : -1;
+        return mb ? reply_from(mb, servers_stats(w->shared->health, w->gen->router, mb->data, mb->cap), out) : -1;
     }
     if (arg_len == 5 && memcmp(arg, "pools", 5) == 0) {
         mr_mbuf *mb = mr_mbuf_get(&w->mbufs, 64 * 1024);
@@ -214,9 +384,21 @@ int mr_stats_reply(mr_worker *w, uint32_t listen_pool, mr_slice *out, const char
         mr_mbuf_unref(mb);
         return 0;
     }
+    if (arg_len == 8 && memcmp(arg, "settings", 8) == 0) {
+        mr_mbuf *mb = mr_mbuf_get(&w->mbufs, 64 * 1024);
+        if (!mb)
+            return -1;
+        if (settings_stats(w, listen_pool, mb) < 0) {
+            mr_mbuf_unref(mb);
+            return -1;
+        }
+        *out = mr_slice_ref(mb, mb->data, mb->len);
+        mr_mbuf_unref(mb);
+        return 0;
+    }
     if (arg_len > 0) {
         /* memcached's per-slab and per-item views have no meaning for a proxy. */
-        static const char *const empty_views[] = {"items", "slabs", "sizes", "conns", "settings"};
+        static const char *const empty_views[] = {"items", "slabs", "sizes", "conns"};
         for (size_t i = 0; i < sizeof(empty_views) / sizeof(empty_views[0]); i++) {
             if (strlen(empty_views[i]) == arg_len && memcmp(arg, empty_views[i], arg_len) == 0) {
                 *out = mr_slice_static(end_reply, sizeof(end_reply) - 1);

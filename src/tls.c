@@ -13,119 +13,13 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 #include <time.h>
 
 #include <openssl/err.h>
-#include <openssl/pem.h>
 #include <openssl/x509v3.h>
 
 #include "memrelay/log.h"
-
-/* Certificate, key and CA files larger than this are surely not PEM (the
- * system's whole CA bundle is about 200 KiB). */
-#define MR_TLS_FILE_MAX (8 * 1024 * 1024)
-
-/* ---- errors ---- */
-
-/* The oldest error OpenSSL queued on this thread, as text, or `fallback`;
- * the queue is left empty. */
-static void ssl_error_text(char *why, size_t len, const char *fallback)
-{
-    unsigned long e = ERR_get_error();
-    if (e == 0) {
-        snprintf(why, len, "%s", fallback);
-    } else {
-        const char *reason = ERR_reason_error_string(e);
-        if (reason)
-            snprintf(why, len, "%s", reason);
-        else
-            ERR_error_string_n(e, why, len);
-    }
-    ERR_clear_error();
-}
-
-/* A file we are about to hand to OpenSSL: a readable regular file of a
- * sane size? (OpenSSL's own message for a missing file is "system lib",
- * which helps nobody, and a FIFO or /dev/zero would make it read forever.) */
-static int readable(const char *path, char *why, size_t len)
-{
-    FILE *f = fopen(path, "r");
-    if (f == NULL) {
-        snprintf(why, len, "cannot read %s: %s", path, strerror(errno));
-        return -1;
-    }
-    struct stat st;
-    int rc = fstat(fileno(f), &st);
-    fclose(f);
-    if (rc != 0 || !S_ISREG(st.st_mode)) {
-        snprintf(why, len, "%s is not a regular file", path);
-        return -1;
-    }
-    if (st.st_size > MR_TLS_FILE_MAX) {
-        snprintf(why, len, "%s is larger than %d bytes: not a PEM file", path, MR_TLS_FILE_MAX);
-        return -1;
-    }
-    return 0;
-}
-
-/* ---- contexts ---- */
-
-static int no_password(char *buf, int size, int rwflag, void *u)
-{
-    return 0;
-}
-
-static int load_cert_key(SSL_CTX *ctx, const char *cert, const char *key, char *why, size_t len)
-{
-    if (readable(cert, why, len) != 0)
-        return -1;
-    if (SSL_CTX_use_certificate_chain_file(ctx, cert) != 1) {
-        char e[200];
-        ssl_error_text(e, sizeof(e), "unreadable");
-        snprintf(why, len, "%s is not a PEM certificate: %s", cert, e);
-        return -1;
-    }
-    if (readable(key, why, len) != 0)
-        return -1;
-    FILE *f = fopen(key, "r");
-    if (f == NULL) {
-        snprintf(why, len, "cannot read %s: %s", key, strerror(errno));
-        return -1;
-    }
-    /* Read the key ourselves to tell "not a key" from "not this
-     * certificate's key"; no_password keeps an encrypted key from making
-     * OpenSSL prompt on the terminal. */
-    EVP_PKEY *pk = PEM_read_PrivateKey(f, NULL, no_password, NULL);
-    fclose(f);
-    if (pk == NULL) {
-        char e[200];
-        ssl_error_text(e, sizeof(e), "unreadable");
-        snprintf(why, len, "%s is not an unencrypted PEM private key: %s", key, e);
-        return -1;
-    }
-    int ok = SSL_CTX_use_PrivateKey(ctx, pk) == 1 && SSL_CTX_check_private_key(ctx) == 1;
-    EVP_PKEY_free(pk);
-    if (!ok) {
-        ERR_clear_error();
-        snprintf(why, len, "the key in %s does not belong to the certificate in %s", key, cert);
-        return -1;
-    }
-    return 0;
-}
-
-static int load_ca(SSL_CTX *ctx, const char *ca, char *why, size_t len)
-{
-    if (readable(ca, why, len) != 0)
-        return -1;
-    if (SSL_CTX_load_verify_locations(ctx, ca, NULL) != 1) {
-        char e[200];
-        ssl_error_text(e, sizeof(e), "unreadable");
-        snprintf(why, len, "%s holds no PEM CA certificate: %s", ca, e);
-        return -1;
-    }
-    return 0;
-}
+#include "memrelay/tls_files.h"
 
 /* What every context shares: TLS 1.2 at least, no renegotiation (it is
  * what lets a read or write need the other direction), no compression. */
@@ -133,7 +27,7 @@ static SSL_CTX *ctx_new(const SSL_METHOD *method, int min_version, char *why, si
 {
     SSL_CTX *ctx = SSL_CTX_new(method);
     if (ctx == NULL) {
-        ssl_error_text(why, len, "out of memory");
+        mr_tls_error_text(why, len, "out of memory");
         return NULL;
     }
     SSL_CTX_set_min_proto_version(ctx, min_version);
@@ -160,7 +54,7 @@ SSL_CTX *mr_tls_listener_ctx_new(const mr_pool_conf *p, char *err, size_t errlen
         snprintf(why, sizeof(why), "tls_cert and tls_key are required");
         goto fail;
     }
-    if (load_cert_key(ctx, p->tls_cert, p->tls_key, why, sizeof(why)) != 0)
+    if (mr_tls_load_cert_key(ctx, p->tls_cert, p->tls_key, why, sizeof(why)) != 0)
         goto fail;
     if (p->tls_ciphers && SSL_CTX_set_cipher_list(ctx, p->tls_ciphers) != 1) {
         ERR_clear_error();
@@ -173,11 +67,11 @@ SSL_CTX *mr_tls_listener_ctx_new(const mr_pool_conf *p, char *err, size_t errlen
         goto fail;
     }
     if (p->tls_verify_client) {
-        if (p->tls_ca == NULL || load_ca(ctx, p->tls_ca, why, sizeof(why)) != 0)
+        if (p->tls_ca == NULL || mr_tls_load_ca(ctx, p->tls_ca, why, sizeof(why)) != 0)
             goto fail;
         STACK_OF(X509_NAME) *names = SSL_load_client_CA_file(p->tls_ca);
         if (names == NULL) {
-            ssl_error_text(why, sizeof(why), "no CA names");
+            mr_tls_error_text(why, sizeof(why), "no CA names");
             goto fail;
         }
         SSL_CTX_set_client_CA_list(ctx, names); /* takes ownership */
@@ -202,10 +96,10 @@ SSL_CTX *mr_tls_server_ctx_new(const mr_pool_conf *p, char *err, size_t errlen)
         goto fail;
     if (p->server_tls_verify) {
         if (p->server_tls_ca) {
-            if (load_ca(ctx, p->server_tls_ca, why, sizeof(why)) != 0)
+            if (mr_tls_load_ca(ctx, p->server_tls_ca, why, sizeof(why)) != 0)
                 goto fail;
         } else if (SSL_CTX_set_default_verify_paths(ctx) != 1) {
-            ssl_error_text(why, sizeof(why), "cannot load the system's CA store");
+            mr_tls_error_text(why, sizeof(why), "cannot load the system's CA store");
             goto fail;
         }
         SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER, NULL);
@@ -215,7 +109,8 @@ SSL_CTX *mr_tls_server_ctx_new(const mr_pool_conf *p, char *err, size_t errlen)
                     "anyone on the path can impersonate them",
                     p->name);
     }
-    if (p->server_tls_cert && load_cert_key(ctx, p->server_tls_cert, p->server_tls_key, why, sizeof(why)) != 0)
+    if (p->server_tls_cert &&
+        mr_tls_load_cert_key(ctx, p->server_tls_cert, p->server_tls_key, why, sizeof(why)) != 0)
         goto fail;
     return ctx;
 fail:
@@ -260,61 +155,6 @@ oom:
 fail:
     mr_tls_set_free(set);
     return NULL;
-}
-
-/* ---- configuration checks ---- */
-
-int mr_tls_check_cert(const char *cert, char *why, size_t len)
-{
-    if (readable(cert, why, len) != 0)
-        return -1;
-    SSL_CTX *ctx = SSL_CTX_new(TLS_method());
-    int rc = ctx && SSL_CTX_use_certificate_chain_file(ctx, cert) == 1 ? 0 : -1;
-    if (rc != 0) {
-        char e[200];
-        ssl_error_text(e, sizeof(e), "out of memory");
-        snprintf(why, len, "%s is not a PEM certificate: %s", cert, e);
-    }
-    SSL_CTX_free(ctx);
-    return rc;
-}
-
-int mr_tls_check_key(const char *cert, const char *key, char *why, size_t len)
-{
-    SSL_CTX *ctx = SSL_CTX_new(TLS_method());
-    if (ctx == NULL) {
-        ssl_error_text(why, len, "out of memory");
-        return -1;
-    }
-    int rc = load_cert_key(ctx, cert, key, why, len);
-    SSL_CTX_free(ctx);
-    return rc;
-}
-
-int mr_tls_check_ca(const char *ca, char *why, size_t len)
-{
-    SSL_CTX *ctx = SSL_CTX_new(TLS_method());
-    if (ctx == NULL) {
-        ssl_error_text(why, len, "out of memory");
-        return -1;
-    }
-    int rc = load_ca(ctx, ca, why, len);
-    SSL_CTX_free(ctx);
-    return rc;
-}
-
-int mr_tls_check_ciphers(const char *list, bool tls13, char *why, size_t len)
-{
-    SSL_CTX *ctx = SSL_CTX_new(TLS_method());
-    int ok = ctx && (tls13 ? SSL_CTX_set_ciphersuites(ctx, list) : SSL_CTX_set_cipher_list(ctx, list)) == 1;
-    ERR_clear_error();
-    SSL_CTX_free(ctx);
-    if (ok)
-        return 0;
-    snprintf(why, len, tls13 ? "'%s' is not a list of TLS 1.3 cipher suites (e.g. TLS_AES_256_GCM_SHA384)"
-                             : "'%s' names no TLS 1.2 cipher OpenSSL knows (e.g. ECDHE+AESGCM)",
-             list);
-    return -1;
 }
 
 /* ---- connections ---- */
@@ -446,7 +286,7 @@ mr_tls_status mr_tls_handshake(mr_tls_conn *t, char *why, size_t len)
     } else if (e == SSL_ERROR_SYSCALL && ERR_peek_error() == 0) {
         snprintf(why, len, "%s", strerror(sys));
     } else {
-        ssl_error_text(why, len, "handshake failed");
+        mr_tls_error_text(why, len, "handshake failed");
     }
     return MR_TLS_ERROR;
 }

@@ -6,7 +6,7 @@
  * So a read holding 100 pipelined requests costs one write to each backend
  * and one to the client.
  */
-#include "memrelay/worker.h"
+#include "memrelay/worker_thread.h"
 
 #include <errno.h>
 #include <malloc.h>
@@ -15,6 +15,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "memrelay/client.h"
 #include "memrelay/health.h"
 #include "memrelay/log.h"
 #include "memrelay/net.h"

@@ -130,6 +130,12 @@ typedef struct {
      * or a meta " q" flag (the proxy applies quiet mode itself so that every
      * forwarded request has exactly one reply). strip_len 0: nothing. */
     uint32_t strip_off, strip_len;
+    /* `ma` with both `q` and `N`: memcached shows the HD/VA of an item that N
+     * has just created and hides that of an item it incremented, and the reply
+     * does not say which happened. So only the server can apply this `q`: the
+     * proxy forwards the line with `q` kept (strip span ignored) and fences it
+     * with `mn` (dispatch.c). Set only on a line that parsed OK. */
+    bool quiet_by_server;
     bool meta_base64; /* meta 'b' flag: the key is base64 */
     uint32_t end_off; /* end of the line's text: before its "\r\n" or "\n", or at its first
                          NUL byte (memcached ignores the rest of a line after a NUL) */
@@ -173,9 +179,24 @@ const char *mr_bad_data_reply(const mr_request_head *head);
 
 /* memcached switches a connection to its binary protocol when the very first
  * byte it reads is 0x80 (later 0x80 bytes are just text and get ERROR).
- * memrelay speaks no binary protocol: call this on a connection's first bytes
- * and close the connection when it returns true. */
+ * memrelay speaks no binary protocol: call this on a connection's first
+ * bytes; when it returns true, answer with mr_binary_refusal() and close. */
 bool mr_is_binary_protocol(const char *buf, size_t len);
+
+#define MR_BINARY_HEADER_LEN 24u
+/* The body text of the refusal. */
+#define MR_BINARY_REFUSAL_TEXT "binary protocol not supported by memrelay"
+/* Status 0x0083, "Not supported": the opcode may be a perfectly good one
+ * (GET); what memrelay lacks is the binary protocol as a whole, which 0x0081
+ * "Unknown command" would misstate. */
+#define MR_BINARY_STATUS_NOT_SUPPORTED 0x0083u
+
+/* The binary response refusing the request whose 24-byte header starts buf
+ * (magic 0x80; len >= MR_BINARY_HEADER_LEN): magic 0x81, the request's opcode
+ * and opaque, no key, no extras, status MR_BINARY_STATUS_NOT_SUPPORTED, CAS 0,
+ * and MR_BINARY_REFUSAL_TEXT as the body. Writes it to out (cap bytes) and
+ * returns its length, or 0 if cap is too small. *opcode gets the opcode. */
+size_t mr_binary_refusal(const char *buf, size_t len, char *out, size_t cap, uint8_t *opcode);
 
 /* Walk the keys of a retrieval command. `*pos` starts at head->keys_off.
  * Returns true and the next key's span, or false at the end of the line. */
@@ -189,8 +210,9 @@ size_t mr_forward_line(const char *buf, const mr_request_head *head, char *out, 
 /* Meta quiet mode: does a quiet (q) request of `cmd` suppress this reply line?
  * Measured on memcached 1.6.18: mg: EN only (a hit's HD or VA is sent);
  * ms: HD only (NS EX NF are sent); md: HD only (NF and EX are sent);
- * ma: HD and VA (NF NS EX are sent; memcached does send the HD/VA of an item
- * that ma's N flag just created, which a proxy cannot tell apart: docs/protocol-errors.md).
+ * ma: HD and VA (NF NS EX are sent). An ma with N shows the HD/VA of an item
+ * N just created, which its reply cannot tell from an increment: such a
+ * request is marked quiet_by_server and its server applies q itself.
  * Errors (CLIENT_ERROR, SERVER_ERROR) are never suppressed; me and mn ignore q. */
 bool mr_meta_quiet_suppresses(mr_cmd cmd, const char *reply_line, size_t len);
 

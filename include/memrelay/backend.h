@@ -15,7 +15,7 @@
 #include <ev.h>
 
 #include "memrelay/inbuf.h"
-#include "memrelay/replicate.h"
+#include "memrelay/replay_queue.h"
 #include "memrelay/request.h"
 #include "memrelay/router.h"
 
@@ -61,10 +61,6 @@ typedef struct mr_backend {
     uint32_t rejoin_acked;   /* the rejoin generation this worker has replayed for */
 } mr_backend;
 
-/* Try to reconnect after the backoff even with no request waiting, so a
- * server that missed writes gets them back as soon as it returns. */
-void mr_backend_schedule_retry(mr_backend *be);
-
 /* The health checker lets the server back: replay what it missed, then
  * tell the health checker (at once if nothing was missed). */
 void mr_backend_rejoin(mr_backend *be);
@@ -84,9 +80,10 @@ void mr_backend_close(mr_backend *be);
  * queue is full. */
 void mr_backend_send(mr_backend *be, uint32_t conn_hint, mr_msg *msg);
 
-/* Queue a message in front of everything pending on a connection (replay
- * of missed writes on reconnect). The connection must be connected. */
-void mr_bconn_push_front(mr_bconn *bc, mr_msg *msg);
+/* A replicated write `msg` did not reach the server: keep a copy to replay
+ * when it is back (bounded by the pool's replay_queue; past it the queue
+ * overflows and the server is flushed, or quarantined, on return). */
+void mr_backend_replay_later(mr_backend *be, const mr_msg *msg);
 
 /* Write what the connection has pending (called from the worker's flush). */
 void mr_bconn_flush(mr_bconn *bc);

@@ -14,6 +14,10 @@
  * they need no change (no copy), else a rewritten copy in a block from
  * `mbufs`. 0, or -1 when out of memory. */
 int mr_forward_slice(mr_mbuf_pool *mbufs, const mr_req *req, mr_slice *out);
+/* For a request whose server applies q (head.quiet_by_server): fill msg's
+ * out[] with the line, q kept, and an "mn" fence, and mark it fenced. 0, or
+ * -1 when out of memory. */
+int mr_forward_fenced(mr_mbuf_pool *mbufs, const mr_req *req, mr_msg *msg);
 /* Build the command line of every message in slots [first, first+nslots)
  * of a retrieval from the keys key_msg maps to them, in the client's key
  * order ("get k1 k4\r\n", "gat 10 k2\r\n"), into one block from `mbufs`

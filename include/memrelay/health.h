@@ -23,9 +23,9 @@
 #include "memrelay/error.h"
 #include "memrelay/latency.h"
 #include "memrelay/net.h"
+#include "memrelay/probe.h"
 #include "memrelay/router.h"
 
-struct mr_tls_conn;
 struct mr_tls_set;
 
 typedef enum { MR_HEALTH_UP = 0, MR_HEALTH_DOWN = 1, MR_HEALTH_REJOINING = 2 } mr_health_state;
@@ -80,18 +80,12 @@ typedef struct mr_server_health {
     /* Main thread only: the prober. */
     struct mr_health *health;
     uint32_t id;
-    int fd;
-    ev_io io;
-    ev_timer timer;
+    ev_timer timer;          /* the next probe, or the one in flight's deadline */
     ev_tstamp backoff;       /* current wait between failed probes, seconds */
     uint32_t successes;      /* good probes in a row */
     bool probing;            /* a probe is in flight */
     bool idle_probe;         /* the probe in flight checks a live server */
-    int probe_error;         /* why the last probe failed (mr_err) */
-    struct mr_tls_conn *tls; /* server_tls pools: the probe's TLS state */
-    bool tls_sent;           /* the probe's `version` went to TLS */
-    char buf[64];
-    uint32_t buflen;
+    mr_probe probe;          /* the probe's connection (probe.h); probe.error: why the last one failed */
     /* Shared: atomics only. After the prober's fields, and padded, so it
      * shares no cache line with this or the next server's `state`. */
     mr_server_traffic traffic;
@@ -110,6 +104,9 @@ typedef struct mr_health {
     ev_timer idle_timer;           /* idle probes of live servers */
     ev_timer reaper;               /* frees old rings */
     mr_health_hooks hooks;         /* from mr_health_start */
+    /* What the registry sets up each new server's prober with (health.c's). */
+    const mr_probe_ops *probe_ops;
+    void (*probe_timer_cb)(struct ev_loop *loop, ev_timer *t, int revents);
     int nworkers;                  /* the acknowledgements a rejoin waits for */
 } mr_health;
 
@@ -160,9 +157,5 @@ const char *mr_health_state_name(uint32_t state);
 void mr_health_quarantine(mr_health *h, uint32_t server, uint32_t ms);
 /* Is the server out of reads now? One relaxed load unless it is. */
 bool mr_health_quarantined(const mr_health *h, uint32_t server);
-
-/* `stats servers` text for the servers of `router` into buf; returns bytes
- * written or -1. */
-int mr_health_stats(const mr_health *h, const mr_router *router, char *buf, size_t cap);
 
 #endif

@@ -19,7 +19,7 @@
 
 #include "memrelay/generation.h"
 #include "memrelay/health.h"
-#include "memrelay/worker.h"
+#include "memrelay/worker_thread.h"
 
 /* Wait after the last change of the file before reloading. */
 #define MR_RELOAD_DEBOUNCE 0.3

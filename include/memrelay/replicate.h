@@ -18,7 +18,6 @@
 #include "memrelay/request.h"
 #include "memrelay/router.h"
 
-struct mr_backend;
 
 /* Send a keyed command (storage, delete/incr/decr/touch, meta) for a key of
  * a replicated pool. */
@@ -28,23 +27,5 @@ void mr_replicate_keyed(mr_req *req, const mr_pool *pool, const char *key, size_
  * returns the message slots it may need beyond the first batch. */
 uint32_t mr_replicate_retrieval_slots(const mr_req *req, uint32_t npool_servers, uint32_t max_replicas);
 void mr_replicate_retrieval_arm(mr_req *req);
-
-/* A per-server queue of writes the server missed while unreachable. */
-typedef struct mr_replay_entry {
-    struct mr_replay_entry *next;
-    mr_slice out[2];          /* the command line and data block, as sent */
-    uint32_t nout;
-} mr_replay_entry;
-
-typedef struct {
-    mr_replay_entry *head, *tail;
-    uint32_t count;
-    bool overflowed;          /* writes were lost: the server must be flushed on return */
-} mr_replay_queue;
-
-/* Put the replay queue's writes in front of everything else on a freshly
- * connected backend (called by backend.c on connect). */
-void mr_replay_on_connect(struct mr_backend *be);
-void mr_replay_clear(mr_replay_queue *q);
 
 #endif

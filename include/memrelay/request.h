@@ -75,6 +75,8 @@ typedef struct mr_msg {
     bool retrieval;         /* reply is VALUE items ended by END */
     bool queued;            /* on a backend queue */
     bool replied;           /* reply complete or failed */
+    bool fenced;            /* sent with its q and then "mn": zero or one reply element, then MN */
+    bool fence_got;         /* fenced: that one element has arrived */
     mr_err error;           /* MR_ERR_NONE unless it failed without a reply */
     mr_slice out[2];        /* command line, data block */
     uint32_t nout;
@@ -141,6 +143,9 @@ typedef struct mr_req {
 
 /* Request pool (per worker). */
 mr_req *mr_req_new(struct mr_worker *w);
+/* A request nobody waits for (an orphan of class KEYED, carrying `ops`),
+ * for writes memrelay makes itself: repairs, replays. NULL when out of memory. */
+mr_req *mr_req_new_background(struct mr_worker *w, const mr_req_ops *ops);
 /* The client is done with it (reply emitted, or client gone). */
 void mr_req_client_done(mr_req *req);
 /* Size the message table; returns -1 when out of memory. The request then

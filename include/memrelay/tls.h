@@ -1,6 +1,7 @@
 /* tls.h: TLS towards clients and towards memcached servers (OpenSSL 3).
  *
- * Contexts. An SSL_CTX holds one pool's certificates and policy: a
+ * Contexts. An SSL_CTX holds one pool's certificates and policy (its files
+ * are read and checked by tls_files.c): a
  * listener context (pool keys tls_*) accepts clients, a server context
  * (server_tls_*) connects to the pool's servers. They are built on the
  * main thread from the configuration and only read afterwards; OpenSSL lets
@@ -89,14 +90,6 @@ SSL_CTX *mr_tls_server_ctx_new(const mr_pool_conf *pool, char *err, size_t errle
 mr_tls_set *mr_tls_set_build(const mr_config *cfg, char *err, size_t errlen);
 /* Drop the set's references (connections keep theirs). NULL is fine. */
 void mr_tls_set_free(mr_tls_set *set);
-
-/* ---- configuration checks (config_validate.c); 0, or -1 with `why` ---- */
-
-int mr_tls_check_cert(const char *cert, char *why, size_t len);
-int mr_tls_check_key(const char *cert, const char *key, char *why, size_t len); /* loads and matches */
-int mr_tls_check_ca(const char *ca, char *why, size_t len);
-/* A TLS 1.2 cipher list (tls13 false) or TLS 1.3 suite list (tls13 true). */
-int mr_tls_check_ciphers(const char *list, bool tls13, char *why, size_t len);
 
 /* ---- connections (worker threads, and the health prober) ---- */
 

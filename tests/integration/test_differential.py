@@ -18,9 +18,11 @@ Where memrelay answers by itself (version, stats) the tests at the bottom
 state what it must say instead.
 """
 
+import re
+
 import pytest
 
-from harness import Conn, mask_volatile, parse_values
+from harness import Conn, Pool, mask_volatile, parse_values
 
 # A miss on a key no case uses, with an opaque: its reply cannot come from the case itself.
 SENTINEL = b"mg __end_of_case__ O5150 k\r\n"
@@ -229,6 +231,21 @@ CASES = [
     C("ma_incr", b"set n 0 0 1\r\n5\r\nma n\r\nma n v\r\nma n D10 v\r\n"),
     C("ma_decr", b"set n 0 0 2\r\n10\r\nma n MD D3 v\r\nma n MD D100 v\r\n"),
     C("ma_autovivify", b"ma n N0 J13 v\r\nma n v\r\n"),
+    # q hides the HD/VA of an increment but not of an item N has just created
+    C("ma_quiet_existing", b"set n 0 0 1\r\n5\r\nma n q\r\nma n q v\r\nmn\r\n"),
+    C("ma_quiet_vivify_creates", b"ma n N0 J1 q\r\nmn\r\n"),
+    C("ma_quiet_vivify_creates_value", b"ma n N0 J1 q v\r\nmn\r\n"),
+    C("ma_quiet_vivify_then_increments", b"ma n N0 J1 q\r\nma n N0 J1 q\r\nma n N0 J1 q v\r\nmn\r\n"),
+    C("ma_quiet_vivify_existing", b"set n 0 0 1\r\n5\r\nma n N0 J1 q v\r\nmn\r\n"),
+    C("ma_quiet_vivify_decr_key_opaque", b"ma n N0 J5 q MD v k O7\r\nma n N0 q MD k O8\r\nmn\r\n"),
+    C("ma_quiet_vivify_ttl", b"ma n N0 J1 q t\r\nma n q t\r\nmn\r\n"),
+    C("ma_quiet_vivify_base64", b"ma bg== N0 J1 q b\r\nma bg== N0 q b v\r\nget n\r\nmn\r\n"),
+    C("ma_quiet_vivify_non_numeric", b"set n 0 0 1\r\nx\r\nma n N0 q\r\nmn\r\n"),
+    C("ma_quiet_vivify_cas_mismatch", b"set n 0 0 1\r\n5\r\nma n N0 q C1\r\nmn\r\n"),
+    C("ma_quiet_vivify_bad_flag", b"ma n N0 q D\r\nmn\r\n"),
+    C("ma_quiet_vivify_lf_only", b"ma n N0 J3 q v\nma n N0 q v\nmn\n"),
+    C("ma_quiet_vivify_pipelined_with_gets",
+      b"ma a N0 q\r\nget a\r\nma a N0 q v\r\nmg a v\r\nma b N0 J9 q v\r\nmn\r\n"),
     C("ma_non_numeric", b"set n 0 0 1\r\nx\r\nma n\r\n"),
     C("ma_opaque_key_ttl", b"set n 0 0 1\r\n1\r\nma n O77 k t v\r\n"),
     C("ma_no_key", b"ma\r\n"),
@@ -236,6 +253,7 @@ CASES = [
     C("me_hit", b"set k 0 0 1\r\nx\r\nme k\r\n"),
     C("me_no_key", b"me\r\n"),
     C("meta_unknown_command", b"mz k\r\n"),
+    C("binary_magic_after_text", b"mn\r\n\x80\r\n\x80\x00\x00\x00\r\n"),
 ]
 
 
@@ -352,3 +370,85 @@ def test_stats_reply_is_stat_lines_then_end(proxy_conn):
         parts = line.split(b" ")
         assert parts[0] == b"STAT" and len(parts) >= 3, line
     assert proxy_conn.request(b"mn\r\n") == b"MN\r\n", "connection unusable after stats"
+
+
+# ---- stats settings: memrelay's own settings in memcached's grammar
+
+# `STAT <name> <value>\r\n` lines, then `END\r\n`: names are one token of
+# printable bytes, values the rest of the line (memcached's own grammar).
+_STAT_LINE = re.compile(rb"STAT ([!-~]+) ([ -~]+)\r\n")
+
+
+def _stat_settings(conn):
+    conn.send(b"stats settings\r\n")
+    reply = conn.recv_until_term(b"END\r\n", timeout=5)
+    assert reply.endswith(b"END\r\n"), reply[-200:]
+    body = reply[:-len(b"END\r\n")]
+    lines = re.findall(rb"[^\n]*\n", body)
+    assert b"".join(lines) == body, "bytes after the last line: %r" % body[-100:]
+    out = {}
+    for line in lines:
+        m = _STAT_LINE.fullmatch(line)
+        assert m, "not a STAT line: %r" % line
+        assert m.group(1) not in out, "%r twice" % m.group(1)
+        out[m.group(1).decode()] = m.group(2).decode()
+    return out
+
+
+# The settings memrelay reports under memcached's names (docs/protocol.md).
+MEMCACHED_NAMED_SETTINGS = ["maxconns", "tcpport", "udpport", "inter", "domain_socket", "shutdown_command",
+                            "num_threads", "tcp_backlog", "binding_protocol", "auth_enabled_sasl",
+                            "auth_enabled_ascii", "item_size_max", "ssl_enabled"]
+
+
+@pytest.mark.needs_memrelay
+def test_stats_settings_names_follow_memcached(memcached_factory, relay_factory):
+    mc = memcached_factory()
+    relay = relay_factory({"alpha": Pool([mc])})
+    with mc.conn() as d:
+        theirs = _stat_settings(d)
+    with relay.conn() as c:
+        ours = _stat_settings(c)
+        assert c.request(b"mn\r\n") == b"MN\r\n", "connection unusable after stats settings"
+    # Every memcached-named setting is one memcached has, in memcached's order.
+    names = [n for n in ours if n in theirs]
+    assert names == MEMCACHED_NAMED_SETTINGS
+    order = list(theirs)
+    assert [order.index(n) for n in names] == sorted(order.index(n) for n in names)
+    # memcached's spelling of "nothing" and of booleans
+    assert ours["udpport"] == "0" and ours["domain_socket"] == "NULL" and ours["ssl_enabled"] == "no"
+    assert ours["auth_enabled_sasl"] == theirs["auth_enabled_sasl"] == "no"
+    assert ours["shutdown_command"] == theirs["shutdown_command"] == "no"
+
+
+@pytest.mark.needs_memrelay
+def test_stats_settings_are_the_listening_pools(memcached_factory, relay_factory):
+    mc = memcached_factory()
+    relay = relay_factory({
+        "alpha": Pool([mc], item_size_max=2097152, timeout=750, client_connections=40, backlog=77,
+                      server_connections=3, client_output_limit=65536, client_idle_timeout=90000),
+        "beta": Pool([mc], hash="md5", hash_tag="{}", distribution="modula"),
+    }, threads=3, process_settings={"shutdown_timeout": 2500})
+    with relay.conn("alpha") as c:
+        a = _stat_settings(c)
+    with relay.conn("beta") as c:
+        b = _stat_settings(c)
+    host, port = relay.addr("alpha")
+    assert (a["tcpport"], a["inter"], a["listen"]) == (str(port), host, "%s:%d" % (host, port))
+    assert b["tcpport"] == str(relay.addr("beta")[1])
+    assert a["num_threads"] == b["num_threads"] == "3"
+    assert a["item_size_max"] == "2097152" and b["item_size_max"] == "1048576"
+    assert a["maxconns"] == a["client_connections"] == "40"
+    assert a["tcp_backlog"] == "77" and b["tcp_backlog"] == "512"
+    assert (a["pool"], b["pool"]) == ("alpha", "beta")
+    assert a["timeout"] == "750" and a["server_connections"] == "3"
+    assert a["client_output_limit"] == "65536" and a["client_idle_timeout"] == "90000"
+    assert (b["hash"], b["hash_tag"], b["distribution"]) == ("md5", "{}", "modula")
+    assert (a["hash"], a["hash_tag"], a["distribution"]) == ("fnv1a_64", "NULL", "ketama")
+    assert a["shutdown_timeout"] == "2500" and a["log_level"] == "info"
+    assert a["binding_protocol"] == "ascii" and a["auth_enabled_ascii"] == "no"
+    # Without client_connections the open-file limit is what bounds connections.
+    import resource
+    soft = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+    assert b["client_connections"] == "0" and int(b["maxconns"]) > 0
+    assert soft == resource.RLIM_INFINITY or int(b["maxconns"]) <= soft

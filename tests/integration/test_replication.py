@@ -749,6 +749,19 @@ def test_noreply_and_quiet_writes_reach_every_replica_and_repair_silently(cl3):
         assert wait_replicas_agree(cl3.backends, b"ctrq")[0][0] == b"16"
 
 
+def test_quiet_autovivifying_ma_answers_as_memcached_and_repairs_every_replica(cl3):
+    # memcached shows the HD of an item ma's N creates even under q, and hides
+    # the HD of an increment; either way the replicas get the primary's value.
+    with cl3.conn() as c:
+        c.send(b"ma viv N0 J7 q\r\nmn\r\n")
+        assert c.recv_replies(2, timeout=5) == b"HD\r\nMN\r\n"
+        assert wait_replicas_agree(cl3.backends, b"viv")[0][0] == b"7"
+        c.send(b"ma viv N0 J7 q\r\nma viv N0 q v\r\nmn\r\n")
+        assert c.recv_replies(1, timeout=5) == b"MN\r\n"
+        assert c.recv_idle(idle=0.2, timeout=0.5) == b""
+        assert wait_replicas_agree(cl3.backends, b"viv")[0][0] == b"9"
+
+
 def test_base64_meta_keys_are_replicated_and_repaired(cl3):
     import base64
     key = b"b64 key\xff"

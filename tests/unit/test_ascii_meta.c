@@ -425,6 +425,25 @@ Test(meta_quiet, ma_hides_hd_and_va)
     cr_assert_not(mr_meta_quiet_suppresses(MR_CMD_MA, "EX\r\n", 4));
 }
 
+/* memcached shows the HD/VA of an item ma's N just created even under q, and
+ * the reply cannot tell creation from increment: the server must apply q. */
+Test(meta_quiet, ma_with_n_and_q_is_left_to_the_server)
+{
+    expect_ok("ma k N0 J1 q\r\n", MR_CMD_MA);
+    cr_assert(h.noreply && h.quiet_by_server);
+    cr_assert_str_eq(forward("ma k N0 J1 q\r\n"), "ma k N0 J1\r\n"); /* the strip span is still reported */
+    expect_ok("ma k q N30 v\r\n", MR_CMD_MA);
+    cr_assert(h.quiet_by_server);
+    expect_ok("ma k q\r\n", MR_CMD_MA);
+    cr_assert(h.noreply && !h.quiet_by_server);
+    expect_ok("ma k N0\r\n", MR_CMD_MA);
+    cr_assert(!h.noreply && !h.quiet_by_server);
+    expect_ok("mg k N30 q v\r\n", MR_CMD_MG); /* mg's rule is in the reply (EN) */
+    cr_assert(!h.quiet_by_server);
+    expect_error("ma k N0 q D\r\n", R_MD_MA, MR_AFTER_CONTINUE);
+    cr_assert(!h.quiet_by_server);
+}
+
 Test(meta_quiet, me_mn_and_prefixes_are_never_hidden)
 {
     cr_assert_not(mr_meta_quiet_suppresses(MR_CMD_ME, "EN\r\n", 4));
