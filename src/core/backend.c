@@ -600,6 +600,10 @@ void mr_backend_close(mr_backend *be)
 void mr_backend_send(mr_backend *be, uint32_t conn_hint, mr_msg *msg)
 {
     struct ev_loop *loop = be->worker->loop;
+    if (__builtin_expect(be->conns == NULL, 0)) {
+        mr_msg_finish(msg, MR_ERR_UNAVAILABLE); /* closed (shutting down): a failover found it */
+        return;
+    }
     mr_bconn *bc = &be->conns[conn_hint % be->nconns];
     ev_tstamp now = ev_now(loop);
     msg->queued_at = now; /* counted in the server's stats from here on, whatever happens next */

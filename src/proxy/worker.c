@@ -444,19 +444,24 @@ void mr_worker_destroy(mr_worker *w)
         return;
     while (w->clients)
         mr_client_close(w->clients);
+    /* Every backend is closed before any is freed: closing one fails its
+     * messages, and a replicated request may then look at (or fail over to)
+     * another backend of its replica set. */
     for (mr_gen_hold *hold = w->holds; hold; hold = hold->next)
         for (uint32_t i = 0; i < hold->nretired; i++) {
             uint32_t id = hold->retired[i]->server->id;
             if (id < w->nbackends && w->backends[id] == hold->retired[i])
                 w->backends[id] = NULL;
             mr_backend_close(hold->retired[i]);
-            free(hold->retired[i]);
         }
     for (uint32_t s = 0; s < w->nbackends && w->backends; s++)
-        if (w->backends[s]) {
+        if (w->backends[s])
             mr_backend_close(w->backends[s]);
-            free(w->backends[s]);
-        }
+    for (mr_gen_hold *hold = w->holds; hold; hold = hold->next)
+        for (uint32_t i = 0; i < hold->nretired; i++)
+            free(hold->retired[i]);
+    for (uint32_t s = 0; s < w->nbackends && w->backends; s++)
+        free(w->backends[s]);
     while (w->free_reqs) {
         mr_req *r = w->free_reqs;
         w->free_reqs = r->next;
