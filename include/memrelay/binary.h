@@ -253,7 +253,7 @@ typedef struct {
  * value swallowed; none when the length reads negative as a 32-bit int). */
 mr_bin_parse_status mr_bin_parse(const char *buf, size_t len, const mr_bin_opts *opts, mr_bin_request *out);
 
-/* Name of an opcode ("GETKQ"), or NULL for one memcached 1.6 does not know. */
+/* Name of an opcode ("GETKQ"), or NULL for one not in MR_BIN_OPCODES. */
 const char *mr_bin_opcode_name(uint8_t opcode);
 /* The opcode's kind, and its non-quiet twin (the opcode itself when not quiet). */
 mr_bin_kind mr_bin_kind_of(uint8_t opcode);
