@@ -1,3 +1,4 @@
+/* Layer: protocol (src/protocol/; may use base, dist, config). */
 /* binary.h: memcached's binary protocol, translated to and from meta commands.
  *
  * A pure, I/O-free layer: it parses binary requests, writes the meta command
