@@ -22,6 +22,7 @@
 #include <ev.h>
 
 #include "memrelay/ascii.h"
+#include "memrelay/binary.h"
 #include "memrelay/error.h"
 #include "memrelay/limits.h"
 #include "memrelay/mbuf.h"
@@ -137,6 +138,14 @@ typedef struct mr_req {
     uint32_t replicas[MR_MAX_REPLICAS];
     uint32_t write_gen;        /* the key's write generation when this write or read-back started */
     uint8_t readback_tries;    /* read-backs redone because a newer write raced them */
+    /* A binary protocol client's request (NULL: text). `line` is then the
+     * meta command mr_bin_translate wrote, in a block of its own that also
+     * holds the plan and room for the response's head (bin_out, at least
+     * MR_BIN_REPLY_HEAD_MAX bytes), so emit translates the reply back
+     * without allocating. */
+    const mr_bin_plan *bin;
+    char *bin_out;
+    bool local_framed;         /* binary: `local` already is binary responses (else a text line to translate) */
     mr_msg inline_msgs[MR_REQ_INLINE_MSGS];
     uint32_t inline_key_msg[MR_REQ_INLINE_KEYS];
     mr_key_ref inline_keys[MR_REQ_INLINE_KEYS];

@@ -113,17 +113,77 @@ static int emit_retrieval(mr_outq *out, mr_req *req, mr_stats *stats)
     return push_text(out, end_line);
 }
 
-/* flush_all: OK only when every server said OK; else the first failure. */
-static int emit_broadcast(mr_outq *out, mr_req *req)
+/* flush_all: OK only when every server said OK; else the first failure
+ * (the message that failed, or NULL when all said OK). */
+static const mr_msg *broadcast_failure(const mr_req *req)
 {
     for (uint32_t i = 0; i < req->nmsgs; i++) {
         const mr_msg *msg = &req->msgs[i];
         if (msg->error != MR_ERR_NONE)
-            return push_failure(out, msg);
+            return msg;
         if (msg->line.len != sizeof(ok_line) - 1 || memcmp(msg->line.p, ok_line, msg->line.len) != 0)
-            return push_slice(out, &msg->line);
+            return msg;
     }
-    return push_text(out, ok_line);
+    return NULL;
+}
+
+static int emit_broadcast(mr_outq *out, mr_req *req)
+{
+    const mr_msg *msg = broadcast_failure(req);
+    if (!msg)
+        return push_text(out, ok_line);
+    return msg->error != MR_ERR_NONE ? push_failure(out, msg) : push_slice(out, &msg->line);
+}
+
+/* A binary client's request: its one reply line (or memrelay's own error
+ * text) translated into the binary response, whose head goes into the
+ * request's own block (req->bin_out) and whose value, if any, stays a
+ * reference into the server's reply. A quiet request's silent outcome
+ * takes no place at all. */
+static int emit_binary(mr_outq *out, mr_req *req, mr_stats *stats)
+{
+    if (req->local.len && req->local_framed)
+        return push_slice(out, &req->local);
+    mr_bin_reply r;
+    const mr_slice *ref = NULL; /* the block the value points into */
+    const char *text = NULL;    /* a text line to translate, when not a server's element */
+    uint32_t text_len = 0;
+    if (req->local.len) {
+        text = req->local.p;
+        text_len = req->local.len;
+    } else if (req->nmsgs == 0) {
+        return 0;
+    } else {
+        const mr_msg *msg = req->cls == MR_CLASS_BROADCAST ? broadcast_failure(req) : &req->msgs[req->reply_msg];
+        if (!msg) {
+            text = ok_line;
+            text_len = sizeof(ok_line) - 1;
+        } else if (msg->error != MR_ERR_NONE) {
+            text = mr_error_reply(msg->error);
+            text_len = (uint32_t)strlen(text);
+        } else {
+            mr_reply_elem e;
+            if (mr_reply_next(msg->line.p, msg->line.len, msg->line.len, msg->line.len, &e) == MR_REPLY_NEED_MORE)
+                e.kind = MR_REPLY_BAD;
+            mr_bin_translate_elem(req->bin, msg->line.p, &e, req->bin_out, MR_BIN_REPLY_HEAD_MAX, &r);
+            ref = &msg->line;
+        }
+    }
+    if (text)
+        mr_bin_translate_reply(req->bin, text, text_len, NULL, 0, req->bin_out, MR_BIN_REPLY_HEAD_MAX, &r);
+    if (req->bin->kind == MR_BIN_KIND_GET) {
+        if (r.status == MR_BIN_SUCCESS)
+            MR_STAT_INC(stats, get_hits);
+        else if (r.status == MR_BIN_KEY_ENOENT)
+            MR_STAT_INC(stats, get_misses);
+    }
+    if (r.suppressed || r.head_len == 0)
+        return 0;
+    if (mr_outq_push(out, req->line.mb, req->bin_out, (uint32_t)r.head_len) < 0)
+        return -1;
+    if (r.value_len && ref)
+        return mr_outq_push(out, ref->mb, r.value, r.value_len);
+    return 0;
 }
 
 static int emit_single(mr_outq *out, mr_req *req)
@@ -140,6 +200,8 @@ static int emit_single(mr_outq *out, mr_req *req)
 
 int mr_emit(mr_outq *out, mr_req *req, mr_stats *stats)
 {
+    if (__builtin_expect(req->bin != NULL, 0))
+        return emit_binary(out, req, stats);
     if (req->local.len)
         return push_slice(out, &req->local);
     if (req->nmsgs == 0)
