@@ -9,6 +9,8 @@ Real clients (pylibmc binary=True, memccapable -b, memccp --binary) are
 then run against both and must see the same results.
 """
 
+import json
+import os
 import shutil
 import struct
 import subprocess
@@ -216,13 +218,13 @@ def test_binary_keys_and_stat(pair):
 def test_getkq_run_over_three_servers_keeps_order(memcached_factory, relay_factory):
     servers = [memcached_factory() for _ in range(3)]
     relay = relay_factory({"alpha": Pool(servers)})
-    keys = [b"key%d" % i for i in range(40)]
+    keys = [b"run:%d:key" % i for i in range(100)]
     with relay.conn() as c:
         c.send(b"".join(set_req(k, k * 2, opcode=SETQ) for k in keys[::2]) + req(NOOP, opaque=1))
         assert [p[5] for p in packets(c.recv_idle(idle=0.3, timeout=3.0))] == [1]
         c.send(b"".join(req(GETKQ, k, opaque=i) for i, k in enumerate(keys)) + req(NOOP, opaque=999))
         ps = packets(c.recv_idle(idle=0.3, timeout=3.0))
-    assert [p[5] for p in ps] == list(range(0, 40, 2)) + [999]
+    assert [p[5] for p in ps] == list(range(0, 100, 2)) + [999]
     assert [p[7][4 + p[2] :] for p in ps[:-1]] == [k * 2 for k in keys[::2]]
     held = [s for s in servers if s.keys_held(keys[::2])]
     assert len(held) > 1
@@ -302,3 +304,165 @@ def test_memccp_binary_copies_a_file_as_to_memcached(pair, tmp_path):
         subprocess.run([tool, servers, "--binary", str(f)], check=True, timeout=30)
         outs.append(subprocess.run([cat, servers, "--binary", "payload.txt"], capture_output=True, timeout=30).stdout)
     assert outs[0] == outs[1] and f.read_bytes() in outs[0]
+
+
+# ---- clients from other ecosystems: the same output through memrelay (1 and 3 servers) as from memcached ----
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+CLIENTS = os.path.join(HERE, "clients")
+SOURCE_DIR = os.environ.get("MEMRELAY_SOURCE_DIR") or os.path.abspath(os.path.join(HERE, "..", ".."))
+CACHE_DIR = os.environ.get("MEMRELAY_CLIENTS_CACHE") or os.path.join(SOURCE_DIR, "build", "ecosystem-clients")
+MEMJS = "1.3.2"  # the npm package's version, pinned
+
+
+def _memjs():
+    node = shutil.which("node") or shutil.which("nodejs")
+    npm = shutil.which("npm")
+    if node is None or npm is None:
+        pytest.skip("node and npm (Debian nodejs, npm) not installed")
+    prefix = os.path.join(CACHE_DIR, "node")
+    manifest = os.path.join(prefix, "node_modules", "memjs", "package.json")
+    try:
+        with open(manifest) as f:
+            version = json.load(f).get("version")
+    except (OSError, ValueError):
+        version = None
+    if version != MEMJS:
+        os.makedirs(prefix, exist_ok=True)
+        subprocess.run([npm, "install", "--prefix", prefix, "--no-audit", "--no-fund", "--no-save",
+                        "--no-package-lock", "--loglevel=error", "memjs@" + MEMJS],
+                       check=True, timeout=300, cwd=prefix, stdin=subprocess.DEVNULL)
+    env = dict(os.environ, NODE_PATH=os.path.join(prefix, "node_modules"))
+    return [node, os.path.join(CLIENTS, "memjs_check.js")], env
+
+
+def _run(argv, env=None):
+    res = subprocess.run(argv, env=env, capture_output=True, timeout=120, stdin=subprocess.DEVNULL)
+    assert res.returncode == 0, res.stderr.decode("utf-8", "replace")[-3000:]
+    return res.stdout.decode("utf-8", "replace").splitlines()
+
+
+@pytest.fixture(params=[1, 3], ids=["1server", "3servers"])
+def spread(request, memcached_factory, relay_factory):
+    """(memrelay over 1 or 3 memcacheds, a memcached of its own)."""
+    relay = relay_factory({"alpha": Pool([memcached_factory() for _ in range(request.param)])})
+    return relay, memcached_factory()
+
+
+@pytest.mark.needs_memrelay
+def test_memjs_same_as_memcached(spread):
+    argv, env = _memjs()
+    relay, direct = spread
+    want = _run(argv + ["%s:%d" % addr_of(direct)], env)
+    got = _run(argv + ["%s:%d" % addr_of(relay)], env)
+    assert got == want
+    assert "get k: \"hello\"" in got and not any(": error" in l for l in got)
+
+
+@pytest.mark.needs_memrelay
+def test_php_sessions_default_settings_same_as_memcached(spread):
+    php = shutil.which("php")
+    if php is None:
+        pytest.skip("php (Debian php-cli) not installed")
+    if subprocess.run([php, "-r", "exit(class_exists('Memcached') ? 0 : 1);"], timeout=30).returncode != 0:
+        pytest.skip("PHP's memcached extension (Debian php-memcached) not installed")
+    script = [php, "-d", "display_errors=stderr", "-d", "error_reporting=-1", os.path.join(CLIENTS, "php_session_binary.php")]
+    relay, direct = spread
+    want = _run(script + ["%s:%d" % addr_of(direct)])
+    got = _run(script + ["%s:%d" % addr_of(relay)])
+    assert got == want
+    assert got[0] == "session binary protocol: on" and not any("failed" in l for l in got)
+
+
+# ---- SASL PLAIN against the pool's auth_file ----
+
+CREDS = b"alice:secret\nbob:hun:ter2\n"
+
+
+@pytest.fixture
+def sasl_relay(memcached_factory, relay_factory, tmp_path):
+    path = tmp_path / "memrelay.creds"
+    path.write_bytes(CREDS)
+    os.chmod(path, 0o600)
+    return relay_factory({"p": Pool([memcached_factory()], auth_file=str(path))})
+
+
+def _auth(user, password, opaque=0):
+    return req(SASL_AUTH, b"PLAIN", value=b"\0" + user + b"\0" + password, opaque=opaque)
+
+
+@pytest.mark.needs_memrelay
+def test_sasl_list_auth_and_then_commands(sasl_relay):
+    with sasl_relay.conn() as c:
+        c.send(req(SASL_LIST, opaque=1) + req(VERSION, opaque=2) + _auth(b"alice", b"wrong", 3) + _auth(b"alice", b"secret", 4)
+               + set_req(b"k", b"v", opaque=5) + req(GET, b"k", opaque=6))
+        ps = packets(c.recv_idle(idle=0.3, timeout=3.0))
+    assert [(p[1], p[4], p[5]) for p in ps] == [(SASL_LIST, 0, 1), (VERSION, 0, 2), (SASL_AUTH, 0x20, 3),
+                                                (SASL_AUTH, 0, 4), (SET, 0, 5), (GET, 0, 6)]
+    assert ps[0][7] == b"PLAIN" and ps[2][7] == b"Auth failure." and ps[3][7] == b"Authenticated"
+    assert ps[5][7][4:] == b"v"
+
+
+@pytest.mark.needs_memrelay
+def test_sasl_step_after_empty_auth(sasl_relay):
+    with sasl_relay.conn() as c:
+        c.send(req(SASL_AUTH, b"PLAIN", opaque=1) + req(SASL_STEP, b"PLAIN", value=b"\0bob\0hun:ter2", opaque=2)
+               + req(NOOP, opaque=3))
+        ps = packets(c.recv_idle(idle=0.3, timeout=3.0))
+    assert [(p[1], p[4]) for p in ps] == [(SASL_AUTH, 0x21), (SASL_STEP, 0), (NOOP, 0)]
+
+
+@pytest.mark.needs_memrelay
+def test_unauthenticated_binary_request_gets_auth_error_and_close(sasl_relay):
+    with sasl_relay.conn() as c:
+        c.send(req(GET, b"k", opaque=9))
+        c.wait_closed(timeout=3.0)
+        ps = packets(c.recv_idle(idle=0.05, timeout=0.2))
+        assert c.closed
+    assert [(p[1], p[4], p[5], p[7]) for p in ps] == [(GET, 0x20, 9, b"Auth failure.")]
+
+
+@pytest.mark.needs_memrelay
+def test_sasl_attempts_counted_and_never_logged(sasl_relay):
+    before = _stats_authed(sasl_relay)
+    with sasl_relay.conn() as c:
+        c.send(_auth(b"alice", b"nottheone", 1) + _auth(b"mallory", b"secret", 2) + _auth(b"alice", b"secret", 3))
+        ps = packets(c.recv_idle(idle=0.3, timeout=3.0))
+    assert [p[4] for p in ps] == [0x20, 0x20, 0]
+    after = _stats_authed(sasl_relay)
+    assert int(after[b"auth_cmds"]) - int(before[b"auth_cmds"]) == 3 + 1
+    assert int(after[b"auth_errors"]) - int(before[b"auth_errors"]) == 2
+    log = sasl_relay.stderr()
+    assert b"nottheone".decode() not in log and "secret" not in log and "mallory" not in log
+
+
+def _stats_authed(relay):
+    with relay.conn() as c:
+        c.send(_auth(b"alice", b"secret", 0) + req(STAT, opaque=1))
+        data = b""
+        for _ in range(50):
+            more = c.recv_idle(idle=0.2, timeout=3.0)
+            data += more
+            if not more or data.endswith(struct.pack(">BBHBBHIIQ", 0x81, STAT, 0, 0, 0, 0, 0, 1, 0)):
+                break
+    return {p[7][: p[2]]: p[7][p[2]:] for p in packets(data)[1:] if p[2]}
+
+
+@pytest.mark.needs_memrelay
+def test_pylibmc_sasl(sasl_relay):
+    pylibmc = pytest.importorskip("pylibmc")
+    if not pylibmc.support_sasl:
+        pytest.skip("pylibmc without SASL")
+    good = pylibmc.Client(["%s:%d" % addr_of(sasl_relay)], binary=True, username="alice", password="secret")
+    assert good.set("sk", "sv") and good.get("sk") == "sv"
+    bad = pylibmc.Client(["%s:%d" % addr_of(sasl_relay)], binary=True, username="alice", password="nope")
+    with pytest.raises(pylibmc.Error):
+        bad.set("sk", "x")
+    assert good.get("sk") == "sv"
+
+
+@pytest.mark.needs_memrelay
+def test_memjs_sasl(sasl_relay):
+    argv, env = _memjs()
+    got = _run(argv + ["%s:%d" % addr_of(sasl_relay), "alice", "secret"], env)
+    assert "get k: \"hello\"" in got and not any(": error" in l for l in got), got
