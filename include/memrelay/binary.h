@@ -11,8 +11,9 @@
  * (tests/unit/test_binary.c records how); docs/binary-protocol.md has the
  * whole translation table and the places where it cannot be exact.
  *
- * Nothing here is served on a listener yet. The integration contract, for
- * the client connection that will use it:
+ * Served on every listener by proxy/client.c (bin_process), with core's
+ * emit.c translating replies back (mr_req.bin). The integration contract it
+ * follows:
  *
  *  1. A connection whose very first byte is 0x80 (mr_is_binary_protocol()) is
  *     binary for its whole life, as in memcached.
