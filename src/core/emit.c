@@ -6,6 +6,7 @@
  */
 #include "memrelay/emit.h"
 
+#include <stdio.h>
 #include <string.h>
 
 #include "memrelay/ascii.h"
@@ -135,6 +136,99 @@ static int emit_broadcast(mr_outq *out, mr_req *req)
     return msg->error != MR_ERR_NONE ? push_failure(out, msg) : push_slice(out, &msg->line);
 }
 
+/* A VALUE item ("VALUE <key> <flags> <bytes> [<cas>]\r\n" data "\r\n") as
+ * the meta VA line mg would have answered ("VA <bytes> f<flags> c<cas>\r\n");
+ * the data then starts at *data. 0 when the item is not well formed. */
+static size_t value_as_va(const mr_slice *item, char *out, size_t cap, const char **data, uint32_t *data_len)
+{
+    const char *p = item->p, *end = item->p + item->len;
+    const char *nl = memchr(p, '\n', item->len);
+    if (!nl || item->len < 6)
+        return 0;
+    const char *f[4] = {0};
+    uint32_t fl[4] = {0}, n = 0;
+    for (const char *q = p + 6; q < nl && n < 4;) {
+        const char *sp = q;
+        while (sp < nl && *sp != ' ' && *sp != '\r')
+            sp++;
+        f[n] = q;
+        fl[n++] = (uint32_t)(sp - q);
+        q = sp + 1;
+    }
+    if (n < 3)
+        return 0;
+    int w = n == 4 ? snprintf(out, cap, "VA %.*s f%.*s c%.*s\r\n", (int)fl[2], f[2], (int)fl[1], f[1], (int)fl[3], f[3])
+                   : snprintf(out, cap, "VA %.*s f%.*s\r\n", (int)fl[2], f[2], (int)fl[1], f[1]);
+    *data = nl + 1;
+    *data_len = (uint32_t)(end - (nl + 1)) >= 2 ? (uint32_t)(end - (nl + 1)) - 2 : 0;
+    return w > 0 && (size_t)w < cap ? (size_t)w : 0;
+}
+
+/* A binary GETQ/GETKQ run sent as one `gets` per server: each key's hit
+ * becomes its own response (in the client's order), misses stay silent, and
+ * a failed server's keys each get the failure (quiet errors are sent). */
+static int emit_binary_run(mr_outq *out, mr_req *req, mr_stats *stats)
+{
+    mr_bin_plan plan;
+    memset(&plan, 0, sizeof(plan));
+    plan.kind = MR_BIN_KIND_GET;
+    plan.quiet = true;
+    for (uint32_t k = 0; k < req->bin_run_len; k++) {
+        const mr_bin_run_key *rk = &req->bin_run[k];
+        plan.opcode = rk->opcode;
+        plan.wants_key = rk->opcode == MR_BIN_OP_GETKQ;
+        plan.opaque = rk->opaque;
+        plan.key_len = rk->key_len;
+        memcpy(plan.key, req->line.p + rk->key_off, rk->key_len);
+        char *head = req->bin_out + (size_t)k * MR_BIN_REPLY_HEAD_MAX;
+        mr_bin_reply r;
+        const char *text = NULL;
+        uint32_t text_len = 0;
+        const mr_msg *msg = NULL;
+        if (req->local.len) {
+            text = req->local.p;
+            text_len = req->local.len;
+        } else if (k < req->nkeys && req->nmsgs) {
+            msg = &req->msgs[req->key_msg[k]];
+            if (msg->error == MR_ERR_DOWN && !req->fail_multiget) {
+                msg = NULL; /* a server held down: its keys are misses, as for text */
+            } else if (msg->error != MR_ERR_NONE) {
+                text = mr_error_reply(msg->error);
+                text_len = (uint32_t)strlen(text);
+            } else if (msg->line.len) {
+                text = msg->line.p;
+                text_len = msg->line.len;
+            }
+        }
+        if (text) {
+            mr_bin_translate_reply(&plan, text, text_len, NULL, 0, head, MR_BIN_REPLY_HEAD_MAX, &r);
+            if (!r.suppressed && mr_outq_push(out, req->line.mb, head, (uint32_t)r.head_len) < 0)
+                return -1;
+            continue;
+        }
+        mr_msg *m = msg ? &req->msgs[req->key_msg[k]] : NULL;
+        const mr_slice *item = m && m->cursor < m->nitems ? &m->items[m->cursor] : NULL;
+        if (!item || !mr_reply_value_has_key(item->p, item->len, plan.key, plan.key_len)) {
+            MR_STAT_INC(stats, get_misses);
+            continue; /* a quiet miss */
+        }
+        m->cursor++;
+        char va[96];
+        const char *data = NULL;
+        uint32_t data_len = 0;
+        size_t vl = value_as_va(item, va, sizeof(va), &data, &data_len);
+        mr_bin_translate_reply(&plan, va, vl, data, data_len, head, MR_BIN_REPLY_HEAD_MAX, &r);
+        MR_STAT_INC(stats, get_hits);
+        if (r.suppressed || r.head_len == 0)
+            continue;
+        if (mr_outq_push(out, req->line.mb, head, (uint32_t)r.head_len) < 0)
+            return -1;
+        if (r.value_len && mr_outq_push(out, item->mb, r.value, r.value_len) < 0)
+            return -1;
+    }
+    return 0;
+}
+
 /* A binary client's request: its one reply line (or memrelay's own error
  * text) translated into the binary response, whose head goes into the
  * request's own block (req->bin_out) and whose value, if any, stays a
@@ -202,6 +296,8 @@ int mr_emit(mr_outq *out, mr_req *req, mr_stats *stats)
 {
     if (__builtin_expect(req->bin != NULL, 0))
         return emit_binary(out, req, stats);
+    if (__builtin_expect(req->bin_run != NULL, 0))
+        return emit_binary_run(out, req, stats);
     if (req->local.len)
         return push_slice(out, &req->local);
     if (req->nmsgs == 0)

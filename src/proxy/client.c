@@ -343,6 +343,83 @@ static void bin_local_cmd(mr_client *c, mr_req *req, mr_mbuf *mb, const mr_bin_r
     bin_local(c, req, mb, head, n);
 }
 
+/* A run of GETQ/GETKQ requests already in the input (the first parsed in
+ * `first`) becomes one `gets` of their keys, which dispatch splits per
+ * server and emit merges back, one response per hit in request order, as
+ * for a text multi-get. Only keys a text line can carry join a run; a run
+ * stops at MR_BIN_RUN_MAX requests, at any other request, or where the
+ * input ends. Returns 0 when the run was dispatched, -1 when there is no run
+ * (fewer than two), and the caller goes on request by request. */
+static int bin_run(mr_client *c, const char *p, uint32_t avail, const mr_bin_opts *o, const mr_bin_request *first)
+{
+    mr_worker *w = c->worker;
+    const mr_pool_conf *pc = &w->gen->cfg->pools[c->listen_pool];
+    mr_bin_run_key keys[MR_BIN_RUN_MAX];
+    uint32_t n = 0, off = 0, line_len = 4 + 2; /* "gets" ... "\r\n" */
+    mr_bin_request r = *first;
+    for (;;) {
+        char tmp[MR_BIN_KEY_MAX];
+        bool b64 = false;
+        if (n == MR_BIN_RUN_MAX || (r.h.opcode != MR_BIN_OP_GETQ && r.h.opcode != MR_BIN_OP_GETKQ))
+            break;
+        if (r.h.keylen > MR_KEY_MAX || mr_bin_meta_key(r.key, r.h.keylen, tmp, sizeof(tmp), &b64) == 0 || b64)
+            break;
+        keys[n].opaque = r.h.opaque;
+        keys[n].opcode = r.h.opcode;
+        keys[n].key_len = (uint8_t)r.h.keylen;
+        keys[n].key_off = (uint32_t)(r.key - p); /* in the input, for now */
+        n++;
+        off += r.consumed;
+        line_len += 1 + r.h.keylen;
+        if (off >= avail || mr_bin_parse(p + off, avail - off, o, &r) != MR_BIN_OK)
+            break;
+    }
+    if (n < 2)
+        return -1;
+    uint32_t cap = 8 + n * (uint32_t)sizeof(mr_bin_run_key) + n * MR_BIN_REPLY_HEAD_MAX + line_len;
+    mr_mbuf *mb = mr_mbuf_get(&w->mbufs, cap);
+    if (!mb)
+        return -1;
+    size_t pad = (8 - ((uintptr_t)mb->data & 7)) & 7;
+    mr_bin_run_key *run = (mr_bin_run_key *)(void *)(mb->data + pad);
+    char *heads = (char *)(run + n);
+    char *line = heads + (size_t)n * MR_BIN_REPLY_HEAD_MAX;
+    uint32_t l = 4;
+    memcpy(line, "gets", 4);
+    for (uint32_t i = 0; i < n; i++) {
+        line[l++] = ' ';
+        memcpy(line + l, p + keys[i].key_off, keys[i].key_len);
+        run[i] = keys[i];
+        run[i].key_off = l;
+        l += keys[i].key_len;
+    }
+    line[l++] = '\r';
+    line[l++] = '\n';
+    mb->len = (uint32_t)(line + l - mb->data);
+    mr_request_head h;
+    mr_req *req = NULL;
+    if (mr_parse_request(line, l, pc->item_size_max, MR_ASCII_DEFAULT_MAX_LINE, &h) != MR_PARSE_OK || h.nkeys != n ||
+        !(req = mr_req_new(w))) {
+        mr_mbuf_unref(mb);
+        return -1;
+    }
+    req->cmd = h.cmd;
+    req->cls = mr_cmd_class_of(h.cmd);
+    req->head = h;
+    req->listen_pool = c->listen_pool;
+    req->conn_hint = c->id;
+    req->line = mr_slice_ref(mb, line, l);
+    mr_mbuf_unref(mb);
+    req->bin_run = run;
+    req->bin_run_len = n;
+    req->bin_out = heads;
+    req->client = c;
+    mr_inbuf_consume(&c->in, off);
+    queue_push(c, req);
+    mr_dispatch(req);
+    return 0;
+}
+
 /* One binary request at the start of the input: 0 to go on, -1 to stop
  * (waiting for bytes, or closing). A request that parsed becomes an mr_req
  * whose line is the meta command it translates to, in a block of its own
@@ -377,6 +454,8 @@ static int bin_process(mr_client *c, const char *p, uint32_t avail)
             c->closing = true;
         return 0;
     }
+    if ((r.h.opcode == MR_BIN_OP_GETQ || r.h.opcode == MR_BIN_OP_GETKQ) && bin_run(c, p, avail, &o, &r) == 0)
+        return 0;
     /* The block: the plan (aligned), the response head, then the meta line
      * with the value and its "\r\n". */
     uint32_t cap = 8 + (uint32_t)sizeof(mr_bin_plan) + MR_BIN_REPLY_HEAD_MAX + MR_BIN_META_LINE_MAX + r.value_len + 2;

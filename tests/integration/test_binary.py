@@ -228,6 +228,33 @@ def test_getkq_run_over_three_servers_keeps_order(memcached_factory, relay_facto
     assert [p[7][4 + p[2] :] for p in ps[:-1]] == [k * 2 for k in keys[::2]]
     held = [s for s in servers if s.keys_held(keys[::2])]
     assert len(held) > 1
+    # The run went out as multi-gets (counted per key in cmd_get), not as one mg per key.
+    with relay.conn() as c:
+        stats = c.request(b"stats\r\n", replies=1)
+    assert b"STAT cmd_get 100\r\n" in stats, stats
+
+
+@pytest.mark.needs_memrelay
+def test_getkq_run_with_a_dead_server_answers_its_keys_with_errors(memcached_factory, relay_factory):
+    servers = [memcached_factory() for _ in range(2)]
+    relay = relay_factory({"alpha": Pool(servers, timeout=500)})
+    keys = [b"dead:%d" % i for i in range(30)]
+    with relay.conn() as c:
+        c.send(b"".join(set_req(k, b"v" + k, opcode=SETQ) for k in keys) + req(NOOP, opaque=1))
+        assert [p[5] for p in packets(c.recv_idle(idle=0.3, timeout=3.0))] == [1]
+    alive = servers[0].keys_held(keys)
+    servers[1].stop()
+    with relay.conn() as c:
+        c.send(b"".join(req(GETKQ, k, opaque=i) for i, k in enumerate(keys)) + req(NOOP, opaque=999))
+        ps = packets(c.recv_idle(idle=0.5, timeout=5.0))
+    assert ps[-1][1] == NOOP and ps[-1][5] == 999
+    for p in ps[:-1]:
+        key = keys[p[5]]
+        if key in alive:
+            assert p[4] == 0 and p[7][4 + p[2]:] == b"v" + key
+        else:
+            assert p[4] in (0x0084, 0x0086), p  # the failure, never silent
+    assert sorted(p[5] for p in ps[:-1] if p[4] == 0) == sorted(i for i, k in enumerate(keys) if k in alive)
 
 
 @pytest.mark.needs_memrelay
