@@ -6,7 +6,6 @@
  */
 #include "memrelay/emit.h"
 
-#include <stdio.h>
 #include <string.h>
 
 #include "memrelay/ascii.h"
@@ -136,32 +135,53 @@ static int emit_broadcast(mr_outq *out, mr_req *req)
     return msg->error != MR_ERR_NONE ? push_failure(out, msg) : push_slice(out, &msg->line);
 }
 
-/* A VALUE item ("VALUE <key> <flags> <bytes> [<cas>]\r\n" data "\r\n") as
- * the meta VA line mg would have answered ("VA <bytes> f<flags> c<cas>\r\n");
- * the data then starts at *data. 0 when the item is not well formed. */
-static size_t value_as_va(const mr_slice *item, char *out, size_t cap, const char **data, uint32_t *data_len)
+static uint64_t dec(const char **pp, const char *end)
 {
-    const char *p = item->p, *end = item->p + item->len;
-    const char *nl = memchr(p, '\n', item->len);
-    if (!nl || item->len < 6)
+    uint64_t v = 0;
+    const char *p = *pp;
+    while (p < end && *p >= '0' && *p <= '9')
+        v = v * 10 + (uint64_t)(*p++ - '0');
+    while (p < end && *p == ' ')
+        p++;
+    *pp = p;
+    return v;
+}
+
+/* A hit of a GETQ/GETKQ run: the VALUE item ("VALUE <key> <flags> <bytes>
+ * <cas>\r\n" data "\r\n", as the backend checked it) as the binary response
+ * head memcached sends (flags as extras, the key for GETKQ, the CAS); the
+ * value follows it by reference. Returns the head's length, 0 if malformed. */
+static size_t run_hit_head(const mr_bin_plan *plan, const mr_slice *item, char *out, size_t cap,
+                           const char **data, uint32_t *data_len)
+{
+    const char *nl = memchr(item->p, '\n', item->len);
+    const char *p = item->p + 6 + plan->key_len + 1, *end = nl ? nl - 1 : NULL;
+    if (!nl || p >= end)
         return 0;
-    const char *f[4] = {0};
-    uint32_t fl[4] = {0}, n = 0;
-    for (const char *q = p + 6; q < nl && n < 4;) {
-        const char *sp = q;
-        while (sp < nl && *sp != ' ' && *sp != '\r')
-            sp++;
-        f[n] = q;
-        fl[n++] = (uint32_t)(sp - q);
-        q = sp + 1;
-    }
-    if (n < 3)
-        return 0;
-    int w = n == 4 ? snprintf(out, cap, "VA %.*s f%.*s c%.*s\r\n", (int)fl[2], f[2], (int)fl[1], f[1], (int)fl[3], f[3])
-                   : snprintf(out, cap, "VA %.*s f%.*s\r\n", (int)fl[2], f[2], (int)fl[1], f[1]);
+    uint32_t flags = (uint32_t)dec(&p, end);
+    dec(&p, end); /* bytes: known from the item's length */
+    uint64_t cas = dec(&p, end);
+    unsigned char ext[4] = {(unsigned char)(flags >> 24), (unsigned char)(flags >> 16), (unsigned char)(flags >> 8),
+                            (unsigned char)flags};
     *data = nl + 1;
-    *data_len = (uint32_t)(end - (nl + 1)) >= 2 ? (uint32_t)(end - (nl + 1)) - 2 : 0;
-    return w > 0 && (size_t)w < cap ? (size_t)w : 0;
+    *data_len = (uint32_t)(item->p + item->len - (nl + 1)) - 2;
+    mr_bin_response b = {.opcode = plan->opcode,
+                         .opaque = plan->opaque,
+                         .cas = cas,
+                         .extras = ext,
+                         .extlen = 4,
+                         .key = plan->wants_key ? plan->key : NULL,
+                         .keylen = plan->wants_key ? plan->key_len : 0};
+    size_t n = mr_bin_build(&b, out, cap);
+    if (n) { /* the body length counts the value sent after the head */
+        uint32_t body = 4u + b.keylen + *data_len;
+        unsigned char *h = (unsigned char *)out;
+        h[8] = (unsigned char)(body >> 24);
+        h[9] = (unsigned char)(body >> 16);
+        h[10] = (unsigned char)(body >> 8);
+        h[11] = (unsigned char)body;
+    }
+    return n;
 }
 
 /* A binary GETQ/GETKQ run sent as one `gets` per server: each key's hit
@@ -213,17 +233,17 @@ static int emit_binary_run(mr_outq *out, mr_req *req, mr_stats *stats)
             continue; /* a quiet miss */
         }
         m->cursor++;
-        char va[96];
         const char *data = NULL;
         uint32_t data_len = 0;
-        size_t vl = value_as_va(item, va, sizeof(va), &data, &data_len);
-        mr_bin_translate_reply(&plan, va, vl, data, data_len, head, MR_BIN_REPLY_HEAD_MAX, &r);
+        size_t hl = run_hit_head(&plan, item, head, MR_BIN_REPLY_HEAD_MAX, &data, &data_len);
+        if (hl == 0) {
+            hl = mr_bin_status_reply(&plan, MR_BIN_EINTERNAL, "invalid reply", head, MR_BIN_REPLY_HEAD_MAX);
+            data_len = 0;
+        }
         MR_STAT_INC(stats, get_hits);
-        if (r.suppressed || r.head_len == 0)
-            continue;
-        if (mr_outq_push(out, req->line.mb, head, (uint32_t)r.head_len) < 0)
+        if (mr_outq_push(out, req->line.mb, head, (uint32_t)hl) < 0)
             return -1;
-        if (r.value_len && mr_outq_push(out, item->mb, r.value, r.value_len) < 0)
+        if (data_len && mr_outq_push(out, item->mb, data, data_len) < 0)
             return -1;
     }
     return 0;
