@@ -12,12 +12,14 @@ then run against both and must see the same results.
 import json
 import os
 import shutil
+import socket
 import struct
 import subprocess
 
 import pytest
 
 from harness import Pool
+from test_tls import certs  # noqa: F401 (the session's test certificates)
 
 GET, SET, ADD, REPLACE, DELETE, INCR, DECR, QUIT, FLUSH, GETQ, NOOP, VERSION = range(0x0C)
 GETK, GETKQ, APPEND, PREPEND, STAT, SETQ, ADDQ = 0x0C, 0x0D, 0x0E, 0x0F, 0x10, 0x11, 0x12
@@ -493,3 +495,48 @@ def test_memjs_sasl(sasl_relay):
     argv, env = _memjs()
     got = _run(argv + ["%s:%d" % addr_of(sasl_relay), "alice", "secret"], env)
     assert "get k: \"hello\"" in got and not any(": error" in l for l in got), got
+
+
+# ---- every kind of listener ----
+
+def _read_packets(sock, n, timeout=5.0):
+    sock.settimeout(timeout)
+    data = b""
+    while len([p for p in packets(data) if p[0] != "tail"]) < n:
+        more = sock.recv(65536)
+        if not more:
+            break
+        data += more
+    return packets(data)
+
+
+@pytest.mark.needs_memrelay
+def test_binary_over_a_unix_socket(memcached_factory, relay_factory, tmp_path):
+    path = str(tmp_path / "mr.sock")
+    relay_factory({"alpha": Pool([memcached_factory()], listen=("unix", path, "0600"))})
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        s.connect(path)
+        s.sendall(set_req(b"u", b"unix", opaque=1) + req(GETK, b"u", opaque=2) + req(NOOP, opaque=3))
+        ps = _read_packets(s, 3)
+    finally:
+        s.close()
+    assert [(p[1], p[4], p[5]) for p in ps] == [(SET, 0, 1), (GETK, 0, 2), (NOOP, 0, 3)]
+    assert ps[1][7] == b"\0\0\0\0u" + b"unix"
+
+
+@pytest.mark.needs_memrelay
+def test_binary_over_tls(memcached_factory, relay_factory, certs):
+    from test_tls import client_ctx, tls_addr, tls_listener
+
+    pool = Pool([memcached_factory()], **tls_listener(certs))
+    relay_factory({"alpha": pool})
+    raw = socket.create_connection(tls_addr(pool), timeout=5.0)
+    s = client_ctx(certs).wrap_socket(raw, server_hostname="127.0.0.1")
+    try:
+        s.sendall(set_req(b"t", b"tls", opaque=1) + req(GETK, b"t", opaque=2) + req(GETKQ, b"t", opaque=3)
+                  + req(GETKQ, b"none", opaque=4) + req(NOOP, opaque=5))
+        ps = _read_packets(s, 4)
+    finally:
+        s.close()
+    assert [(p[1], p[4], p[5]) for p in ps] == [(SET, 0, 1), (GETK, 0, 2), (GETKQ, 0, 3), (NOOP, 0, 5)]
