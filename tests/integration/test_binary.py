@@ -540,3 +540,43 @@ def test_binary_over_tls(memcached_factory, relay_factory, certs):
     finally:
         s.close()
     assert [(p[1], p[4], p[5]) for p in ps] == [(SET, 0, 1), (GETK, 0, 2), (GETKQ, 0, 3), (NOOP, 0, 5)]
+
+
+# ---- SASL compared with memcached -S (Cyrus SASL PLAIN, a sasldb holding the same user) ----
+
+@pytest.fixture
+def sasl_pair(memcached_factory, relay_factory, tmp_path, monkeypatch):
+    saslpasswd2 = shutil.which("saslpasswd2") or "/usr/sbin/saslpasswd2"
+    if not os.access(saslpasswd2, os.X_OK):
+        pytest.skip("saslpasswd2 (Debian sasl2-bin) not installed")
+    db = tmp_path / "sasldb"
+    subprocess.run([saslpasswd2, "-p", "-a", "memcached", "-c", "-f", str(db), "alice"], input=b"secret",
+                   check=True, timeout=30)
+    (tmp_path / "memcached.conf").write_text("mech_list: plain\nsasldb_path: %s\n" % db)
+    monkeypatch.setenv("SASL_CONF_PATH", str(tmp_path))
+    direct = memcached_factory(extra_args=["-S"])
+    monkeypatch.delenv("SASL_CONF_PATH")
+    creds = tmp_path / "memrelay.creds"
+    creds.write_bytes(b"alice:secret\n")
+    os.chmod(creds, 0o600)
+    relay = relay_factory({"p": Pool([memcached_factory()], auth_file=str(creds), client_idle_timeout=5000)})
+    return relay, direct
+
+
+@pytest.mark.needs_memrelay
+@pytest.mark.parametrize("name,data,closes", [
+    ("list_wrong_right_then_commands",
+     req(SASL_LIST, opaque=1) + _auth(b"alice", b"wrong", 2) + _auth(b"alice", b"secret", 3) + req(NOOP, opaque=4)
+     + set_req(b"k", b"v", opaque=5) + req(GETK, b"k", opaque=6) + req(NOOP, opaque=7), False),
+    ("request_before_auth_closes", req(GET, b"k", opaque=9) + req(NOOP, opaque=10), True),
+    ("noop_before_auth_closes", req(NOOP, opaque=9), True),
+    ("empty_auth_then_step", req(SASL_AUTH, b"PLAIN", opaque=1)
+     + req(SASL_STEP, b"PLAIN", value=b"\0alice\0secret", opaque=2) + req(NOOP, opaque=3), False),
+    ("step_out_of_nowhere", req(SASL_STEP, b"PLAIN", value=b"\0alice\0secret", opaque=2)
+     + req(SASL_LIST, opaque=3), False),
+    ("lowercase_mechanism", req(SASL_AUTH, b"plain", value=b"\0alice\0secret", opaque=1) + req(NOOP, opaque=2), False),
+    ("unknown_user_then_relogin", _auth(b"mallory", b"secret", 1) + _auth(b"alice", b"secret", 2)
+     + _auth(b"alice", b"bad", 3) + req(GET, b"k", opaque=4), True),
+])
+def test_sasl_same_bytes_as_memcached_S(sasl_pair, name, data, closes):
+    same(sasl_pair, data, closes)
