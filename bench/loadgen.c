@@ -771,7 +771,8 @@ static void bin_hit(struct sock *s, const char *p, uint16_t kl, uint8_t el, uint
         bad_reply(s, p, BIN_HDR, "binary hit with unexpected extras or value length");
     }
     uint64_t k = 0;
-    bool ok = kl > opt.prefix_len && kl - opt.prefix_len <= 10 && memcmp(key, opt.prefix, opt.prefix_len) == 0;
+    bool ok =
+        kl > opt.prefix_len && kl - opt.prefix_len <= 10 && memcmp(key, opt.prefix, opt.prefix_len) == 0;
     for (size_t i = opt.prefix_len; ok && i < kl; i++) {
         ok = key[i] >= '0' && key[i] <= '9';
         k = k * 10 + (uint64_t)(key[i] - '0');
@@ -1143,32 +1144,33 @@ static double self_cpu(void)
 
 static void usage(FILE *f)
 {
-    fprintf(f, "usage: loadgen -s HOST:PORT [-s HOST:PORT ...] [options]\n"
-               "\n"
-               "A closed-loop memcached load generator; prints one JSON line with the results.\n"
-               "\n"
-               "  -s, --server HOST:PORT   a server (repeat, or comma-separate, for a direct run over\n"
-               "                           several memcached: keys placed by fnv1a_32(key) %% nservers)\n"
-               "  -c, --conns N            connections (default 50; one socket per server each)\n"
-               "  -p, --pipeline N         requests outstanding per connection (default 1)\n"
-               "  -d, --duration SECONDS   measured time (default 5; a limit also with -n)\n"
-               "  -n, --requests N         stop after N measured requests (default: run for -d)\n"
-               "  -k, --keys N             key space: keys PREFIX0 .. PREFIX<N-1> (default 10000)\n"
-               "  -v, --value-size BYTES   value size (default 100)\n"
-               "  -r, --ratio GET:SET      mix of gets and sets (default 9:1; 1:0 gets only)\n"
-               "  -m, --mget N             keys per get (default 1)\n"
-               "  -T, --threads N          worker threads, connections split among them (default 1)\n"
-               "      --prefix TEXT        key prefix (default lg<value-size>:)\n"
-               "      --no-warmup          do not set every key before measuring\n"
-               "      --warmup-only        set every key, print the JSON line, exit\n"
-               "      --watch-pid PID      report this process's CPU seconds over the window (repeatable)\n"
-               "      --label TEXT         copied into the JSON line\n"
-               "      --binary             memcached's binary protocol: SET, GETK for one key, GETKQ...NOOP for\n"
-               "                           several (default: text get/set)\n"
-               "  -h, --help               this text\n"
-               "\n"
-               "Exit status: 0 done (errors and misses are counted in the JSON), 1 bad usage or setup,\n"
-               "2 a malformed reply, a closed connection or a warm-up that did not finish.\n");
+    fprintf(
+        f, "usage: loadgen -s HOST:PORT [-s HOST:PORT ...] [options]\n"
+           "\n"
+           "A closed-loop memcached load generator; prints one JSON line with the results.\n"
+           "\n"
+           "  -s, --server HOST:PORT   a server (repeat, or comma-separate, for a direct run over\n"
+           "                           several memcached: keys placed by fnv1a_32(key) %% nservers)\n"
+           "  -c, --conns N            connections (default 50; one socket per server each)\n"
+           "  -p, --pipeline N         requests outstanding per connection (default 1)\n"
+           "  -d, --duration SECONDS   measured time (default 5; a limit also with -n)\n"
+           "  -n, --requests N         stop after N measured requests (default: run for -d)\n"
+           "  -k, --keys N             key space: keys PREFIX0 .. PREFIX<N-1> (default 10000)\n"
+           "  -v, --value-size BYTES   value size (default 100)\n"
+           "  -r, --ratio GET:SET      mix of gets and sets (default 9:1; 1:0 gets only)\n"
+           "  -m, --mget N             keys per get (default 1)\n"
+           "  -T, --threads N          worker threads, connections split among them (default 1)\n"
+           "      --prefix TEXT        key prefix (default lg<value-size>:)\n"
+           "      --no-warmup          do not set every key before measuring\n"
+           "      --warmup-only        set every key, print the JSON line, exit\n"
+           "      --watch-pid PID      report this process's CPU seconds over the window (repeatable)\n"
+           "      --label TEXT         copied into the JSON line\n"
+           "      --binary             memcached's binary protocol: SET, GETK for one key, GETKQ...NOOP for\n"
+           "                           several (default: text get/set)\n"
+           "  -h, --help               this text\n"
+           "\n"
+           "Exit status: 0 done (errors and misses are counted in the JSON), 1 bad usage or setup,\n"
+           "2 a malformed reply, a closed connection or a warm-up that did not finish.\n");
 }
 
 static long parse_long(const char *s, const char *what, long lo, long hi)

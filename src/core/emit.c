@@ -161,8 +161,8 @@ static size_t run_hit_head(const mr_bin_plan *plan, const mr_slice *item, char *
     uint32_t flags = (uint32_t)dec(&p, end);
     dec(&p, end); /* bytes: known from the item's length */
     uint64_t cas = dec(&p, end);
-    unsigned char ext[4] = {(unsigned char)(flags >> 24), (unsigned char)(flags >> 16), (unsigned char)(flags >> 8),
-                            (unsigned char)flags};
+    unsigned char ext[4] = {(unsigned char)(flags >> 24), (unsigned char)(flags >> 16),
+                            (unsigned char)(flags >> 8), (unsigned char)flags};
     *data = nl + 1;
     *data_len = (uint32_t)(item->p + item->len - (nl + 1)) - 2;
     mr_bin_response b = {.opcode = plan->opcode,
@@ -268,7 +268,8 @@ static int emit_binary(mr_outq *out, mr_req *req, mr_stats *stats)
     } else if (req->nmsgs == 0) {
         return 0;
     } else {
-        const mr_msg *msg = req->cls == MR_CLASS_BROADCAST ? broadcast_failure(req) : &req->msgs[req->reply_msg];
+        const mr_msg *msg =
+            req->cls == MR_CLASS_BROADCAST ? broadcast_failure(req) : &req->msgs[req->reply_msg];
         if (!msg) {
             text = ok_line;
             text_len = sizeof(ok_line) - 1;
@@ -277,7 +278,8 @@ static int emit_binary(mr_outq *out, mr_req *req, mr_stats *stats)
             text_len = (uint32_t)strlen(text);
         } else {
             mr_reply_elem e;
-            if (mr_reply_next(msg->line.p, msg->line.len, msg->line.len, msg->line.len, &e) == MR_REPLY_NEED_MORE)
+            if (mr_reply_next(msg->line.p, msg->line.len, msg->line.len, msg->line.len, &e) ==
+                MR_REPLY_NEED_MORE)
                 e.kind = MR_REPLY_BAD;
             mr_bin_translate_elem(req->bin, msg->line.p, &e, req->bin_out, MR_BIN_REPLY_HEAD_MAX, &r);
             ref = &msg->line;

@@ -270,7 +270,8 @@ static size_t bin_stats(mr_client *c, const mr_bin_plan *plan, mr_mbuf **out)
     mr_worker *w = c->worker;
     mr_slice text = {0};
     *out = NULL;
-    if (w->hooks->stats_reply(w, c->listen_pool, &text, plan->key, plan->key_len, plan->key + plan->key_len, 0) < 0)
+    if (w->hooks->stats_reply(w, c->listen_pool, &text, plan->key, plan->key_len, plan->key + plan->key_len,
+                              0) < 0)
         return 0;
     size_t n = mr_bin_stats_reply(plan, text.p, text.len, NULL, 0);
     mr_mbuf *mb = n <= UINT32_MAX ? mr_mbuf_get(&w->mbufs, (uint32_t)n) : NULL;
@@ -350,7 +351,8 @@ static void bin_local_cmd(mr_client *c, mr_req *req, mr_mbuf *mb, const mr_bin_r
  * stops at MR_BIN_RUN_MAX requests, at any other request, or where the
  * input ends. Returns 0 when the run was dispatched, -1 when there is no run
  * (fewer than two), and the caller goes on request by request. */
-static int bin_run(mr_client *c, const char *p, uint32_t avail, const mr_bin_opts *o, const mr_bin_request *first)
+static int bin_run(mr_client *c, const char *p, uint32_t avail, const mr_bin_opts *o,
+                   const mr_bin_request *first)
 {
     mr_worker *w = c->worker;
     const mr_pool_conf *pc = &w->gen->cfg->pools[c->listen_pool];
@@ -398,8 +400,8 @@ static int bin_run(mr_client *c, const char *p, uint32_t avail, const mr_bin_opt
     mb->len = (uint32_t)(line + l - mb->data);
     mr_request_head h;
     mr_req *req = NULL;
-    if (mr_parse_request(line, l, pc->item_size_max, MR_ASCII_DEFAULT_MAX_LINE, &h) != MR_PARSE_OK || h.nkeys != n ||
-        !(req = mr_req_new(w))) {
+    if (mr_parse_request(line, l, pc->item_size_max, MR_ASCII_DEFAULT_MAX_LINE, &h) != MR_PARSE_OK ||
+        h.nkeys != n || !(req = mr_req_new(w))) {
         mr_mbuf_unref(mb);
         return -1;
     }
@@ -429,7 +431,8 @@ static int bin_process(mr_client *c, const char *p, uint32_t avail)
 {
     mr_worker *w = c->worker;
     const mr_pool_conf *pc = &w->gen->cfg->pools[c->listen_pool];
-    mr_bin_opts o = {.item_size_max = pc->item_size_max, .sasl = pc->auth != NULL, .authenticated = c->authed};
+    mr_bin_opts o = {
+        .item_size_max = pc->item_size_max, .sasl = pc->auth != NULL, .authenticated = c->authed};
     mr_bin_request r;
     mr_bin_parse_status st = mr_bin_parse(p, avail, &o, &r);
     if (st == MR_BIN_NEED_MORE) {
@@ -458,7 +461,8 @@ static int bin_process(mr_client *c, const char *p, uint32_t avail)
         return 0;
     /* The block: the plan (aligned), the response head, then the meta line
      * with the value and its "\r\n". */
-    uint32_t cap = 8 + (uint32_t)sizeof(mr_bin_plan) + MR_BIN_REPLY_HEAD_MAX + MR_BIN_META_LINE_MAX + r.value_len + 2;
+    uint32_t cap =
+        8 + (uint32_t)sizeof(mr_bin_plan) + MR_BIN_REPLY_HEAD_MAX + MR_BIN_META_LINE_MAX + r.value_len + 2;
     mr_mbuf *mb = mr_mbuf_get(&w->mbufs, cap);
     mr_req *req = mb ? mr_req_new(w) : NULL;
     if (!req) {
