@@ -1,7 +1,8 @@
 /* test_emit.c: what the client is sent (emit.c): split gets merged back into
  * its key order, failures as misses or as errors, flush_all's verdict over
- * every server, meta quiet mode, and binary clients' responses. Server replies are memcached 1.6's
- * bytes (tests/integration/test_differential.py compares against it).
+ * every server, meta quiet mode, and binary clients' responses. Server
+ * replies are memcached 1.6's bytes (tests/integration/test_differential.py
+ * compares against it).
  */
 #include <criterion/criterion.h>
 #include <stdio.h>
