@@ -580,3 +580,23 @@ def sasl_pair(memcached_factory, relay_factory, tmp_path, monkeypatch):
 ])
 def test_sasl_same_bytes_as_memcached_S(sasl_pair, name, data, closes):
     same(sasl_pair, data, closes)
+
+
+# ---- features apply unchanged: replication ----
+
+@pytest.mark.needs_memrelay
+def test_binary_writes_replicate_and_reads_fail_over(memcached_factory, relay_factory):
+    mcs = [memcached_factory() for _ in range(3)]
+    relay = relay_factory({"alpha": Pool(mcs, replicas=3, write_ack="all", timeout=1000)})
+    with relay.conn() as c:
+        c.send(set_req(b"rk", b"replicated", flags=7, opaque=1) + req(NOOP, opaque=2))
+        ps = packets(c.recv_idle(idle=0.3, timeout=5.0))
+    assert [(p[1], p[4]) for p in ps] == [(SET, 0), (NOOP, 0)]
+    assert all(mc.keys_held([b"rk"]) == {b"rk"} for mc in mcs)
+    mcs[0].kill()
+    mcs[1].kill()
+    with relay.conn() as c:
+        c.send(req(GETK, b"rk", opaque=3))
+        ps = packets(c.recv_idle(idle=0.5, timeout=5.0))
+    assert [(p[1], p[4], p[5]) for p in ps] == [(GETK, 0, 3)]
+    assert ps[0][7] == b"\0\0\0\x07rk" + b"replicated"
