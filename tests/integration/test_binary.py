@@ -600,3 +600,10 @@ def test_binary_writes_replicate_and_reads_fail_over(memcached_factory, relay_fa
         ps = packets(c.recv_idle(idle=0.5, timeout=5.0))
     assert [(p[1], p[4], p[5]) for p in ps] == [(GETK, 0, 3)]
     assert ps[0][7] == b"\0\0\0\x07rk" + b"replicated"
+
+
+@pytest.mark.needs_memrelay
+def test_large_values_near_the_item_limit(pair):
+    got = same(pair, set_req(b"L", b"x" * 1000000, opaque=1) + req(GET, b"L", opaque=2)
+               + set_req(b"M", b"y" * 1048000, opaque=3) + req(NOOP, opaque=4))
+    assert [p[4] for p in packets(got)][:2] == [0, 0]
