@@ -607,3 +607,19 @@ def test_large_values_near_the_item_limit(pair):
     got = same(pair, set_req(b"L", b"x" * 1000000, opaque=1) + req(GET, b"L", opaque=2)
                + set_req(b"M", b"y" * 1048000, opaque=3) + req(NOOP, opaque=4))
     assert [p[4] for p in packets(got)][:2] == [0, 0]
+
+
+@pytest.mark.needs_memrelay
+def test_flush_reaches_every_server_and_flushq_is_silent(memcached_factory, relay_factory):
+    servers = [memcached_factory() for _ in range(3)]
+    relay = relay_factory({"alpha": Pool(servers)})
+    keys = [b"fl:%d" % i for i in range(30)]
+    with relay.conn() as c:
+        c.send(b"".join(set_req(k, b"v", opcode=SETQ) for k in keys) + req(FLUSHQ, opaque=1) + req(NOOP, opaque=2))
+        ps = packets(c.recv_idle(idle=0.3, timeout=3.0))
+    assert [(p[1], p[4], p[5]) for p in ps] == [(NOOP, 0, 2)]
+    assert all(not s.keys_held(keys) for s in servers)
+    with relay.conn() as c:
+        c.send(set_req(b"again", b"v") + req(FLUSH, opaque=3))
+        ps = packets(c.recv_idle(idle=0.3, timeout=3.0))
+    assert [(p[1], p[4], p[5]) for p in ps] == [(SET, 0, 0), (FLUSH, 0, 3)]
