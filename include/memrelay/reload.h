@@ -46,6 +46,7 @@ typedef struct mr_reloader {
     struct stat mark;         /* what poll saw last */
     ev_timer debounce;
     ev_async switched;        /* workers report switches and released generations */
+    ev_timer warm_close;      /* logs the end of the current generation's warm-up window */
     mr_reload_status status;
     /* Called on the main thread after a reload took a new config (process
      * settings such as logging); optional. */

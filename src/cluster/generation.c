@@ -4,20 +4,105 @@
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "memrelay/listener.h"
 #include "memrelay/tls.h"
+
+/* Would a key land on the same server in both pools? The same servers in
+ * the same order with the same weights, hash and distribution make the
+ * same ring. The random distribution has no owner to warm from. */
+static bool same_ring(const mr_pool *a, const mr_pool *b)
+{
+    const mr_pool_conf *ca = a->conf, *cb = b->conf;
+    if (a->nservers != b->nservers || ca->hash != cb->hash || ca->distribution != cb->distribution ||
+        ca->has_hash_tag != cb->has_hash_tag ||
+        (ca->has_hash_tag && memcmp(ca->hash_tag, cb->hash_tag, sizeof(ca->hash_tag)) != 0))
+        return false;
+    for (uint32_t i = 0; i < a->nservers; i++)
+        if (a->server_ids[i] != b->server_ids[i] || ca->servers[i].weight != cb->servers[i].weight)
+            return false;
+    return true;
+}
+
+int mr_gen_warm_open(mr_gen *gen, mr_gen *prev, double now)
+{
+    if (!prev)
+        return 0;
+    const mr_router *nr = gen->router, *pr = prev->router;
+    mr_gen_warm *warm = calloc(nr->npools ? nr->npools : 1, sizeof(*warm));
+    if (!warm)
+        return -1;
+    int n = 0;
+    double until = 0;
+    for (uint32_t i = 0; i < nr->npools; i++) {
+        const mr_pool *np = &nr->pools[i];
+        long j = mr_config_pool_index(prev->cfg, np->conf->name);
+        if (j < 0 || np->conf->warmup_window_ms == 0 || np->conf->distribution == MR_DIST_RANDOM)
+            continue;
+        const mr_pool *pp = &pr->pools[j];
+        if (pp->nservers == 0 || np->nservers == 0 || same_ring(np, pp))
+            continue;
+        warm[i].prev = pp;
+        warm[i].until = now + np->conf->warmup_window_ms / 1000.0;
+        if (warm[i].until > until)
+            until = warm[i].until;
+        n++;
+    }
+    if (n == 0) {
+        free(warm);
+        return 0;
+    }
+    __atomic_add_fetch(&prev->refs, 1, __ATOMIC_ACQ_REL);
+    gen->prev = prev;
+    gen->warm = warm;
+    gen->warm_until = until;
+    return n;
+}
+
+void mr_gen_warm_end(mr_gen *gen)
+{
+    mr_gen *prev = gen->prev;
+    if (!prev)
+        return;
+    /* Workers test warm_until before they read warm: closing it first
+     * keeps a late reader off the pools being freed. */
+    double closed = 0;
+    __atomic_store(&gen->warm_until, &closed, __ATOMIC_RELEASE);
+    gen->prev = NULL;
+    mr_gen_release(prev);
+}
+
+double mr_gen_warm_left(const mr_gen *gen, size_t pool, double now)
+{
+    double until = mr_gen_warm_until(gen);
+    if (!gen->warm || until <= now || pool >= gen->cfg->npools || !gen->warm[pool].prev)
+        return 0;
+    double left = gen->warm[pool].until - now;
+    return left > 0 ? left : 0;
+}
+
+void mr_gen_close_listeners(mr_gen *gen)
+{
+    for (size_t i = 0; gen->listen_fds && i < gen->cfg->npools; i++)
+        if (gen->listen_fds[i] >= 0) {
+            mr_listener_close(&gen->cfg->pools[i], gen->listen_fds[i]);
+            gen->listen_fds[i] = -1;
+        }
+    for (size_t i = 0; gen->tls_listen_fds && i < gen->cfg->npools; i++)
+        if (gen->tls_listen_fds[i] >= 0) {
+            mr_listener_close_at(&gen->cfg->pools[i].tls_listen, gen->tls_listen_fds[i]);
+            gen->tls_listen_fds[i] = -1;
+        }
+}
 
 void mr_gen_free(mr_gen *gen)
 {
     if (!gen)
         return;
-    for (size_t i = 0; gen->listen_fds && i < gen->cfg->npools; i++)
-        if (gen->listen_fds[i] >= 0)
-            mr_listener_close(&gen->cfg->pools[i], gen->listen_fds[i]);
-    for (size_t i = 0; gen->tls_listen_fds && i < gen->cfg->npools; i++)
-        if (gen->tls_listen_fds[i] >= 0)
-            mr_listener_close_at(&gen->cfg->pools[i].tls_listen, gen->tls_listen_fds[i]);
+    mr_gen_warm_end(gen);
+    free(gen->warm);
+    mr_gen_close_listeners(gen);
     free(gen->listen_fds);
     free(gen->tls_listen_fds);
     mr_tls_set_free(gen->tls);

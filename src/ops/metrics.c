@@ -219,6 +219,10 @@ static const struct {
     C(repl_replayed, "Queued writes replayed to a returning replica."),
     G(repl_queue_depth, "Writes waiting for replay now."),
     C(repl_queue_overflows, "Replay queues that overflowed."),
+    C(warm_lookups, "Misses on a key's new owner retried on its previous owner (warm-up window)."),
+    C(warm_hits, "Warm-up lookups the previous owner answered with a value."),
+    C(warm_copies, "Values copied from the previous owner to the new one."),
+    C(warm_stale_deletes, "Deletes sent to a moved key's previous owner after a write."),
 #undef C
 #undef G
 };
