@@ -86,6 +86,9 @@ void mr_gen_close_listeners(mr_gen *gen);
  * reference on prev when any does. Returns the number of pools warming,
  * or -1 out of memory (then none). */
 int mr_gen_warm_open(mr_gen *gen, mr_gen *prev, double now);
+/* Do two server lines name the same memcached (address)? A reload that
+ * changes only a server's connection count gives it a new id. */
+bool mr_gen_same_server(const mr_server_conf *a, const mr_server_conf *b);
 /* Drop the reference on the previous generation (main thread; only once no
  * worker can still be reading gen->warm: see mr_gen.prev). */
 void mr_gen_warm_end(mr_gen *gen);

@@ -9,9 +9,15 @@
 #include "memrelay/listener.h"
 #include "memrelay/tls.h"
 
+bool mr_gen_same_server(const mr_server_conf *a, const mr_server_conf *b)
+{
+    return a->addr.is_unix == b->addr.is_unix && a->addr.port == b->addr.port && strcmp(a->addr.host, b->addr.host) == 0;
+}
+
 /* Would a key land on the same server in both pools? The same servers in
- * the same order with the same weights, hash and distribution make the
- * same ring. The random distribution has no owner to warm from. */
+ * the same order (by address and ketama identity: a server whose
+ * connection count changed gets a new id but holds the same keys) with the
+ * same weights, hash and distribution make the same ring. */
 static bool same_ring(const mr_pool *a, const mr_pool *b)
 {
     const mr_pool_conf *ca = a->conf, *cb = b->conf;
@@ -19,9 +25,11 @@ static bool same_ring(const mr_pool *a, const mr_pool *b)
         ca->has_hash_tag != cb->has_hash_tag ||
         (ca->has_hash_tag && memcmp(ca->hash_tag, cb->hash_tag, sizeof(ca->hash_tag)) != 0))
         return false;
-    for (uint32_t i = 0; i < a->nservers; i++)
-        if (a->server_ids[i] != b->server_ids[i] || ca->servers[i].weight != cb->servers[i].weight)
+    for (uint32_t i = 0; i < a->nservers; i++) {
+        const mr_server_conf *sa = &ca->servers[i], *sb = &cb->servers[i];
+        if (!mr_gen_same_server(sa, sb) || sa->weight != sb->weight || strcmp(sa->ident, sb->ident) != 0)
             return false;
+    }
     return true;
 }
 

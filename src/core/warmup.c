@@ -53,6 +53,9 @@ static uint32_t prev_owner(mr_worker *w, const mr_gen *gen, const mr_pool *pool,
     uint32_t s = mr_router_server_for_key(wm->prev, key, len, 0);
     if (s == owner || s >= w->nbackends || !w->backends[s])
         return NO_SERVER;
+    const mr_server_conf *was = wm->prev->router->servers[s].conf, *is = gen->router->servers[owner].conf;
+    if (was && is && mr_gen_same_server(was, is))
+        return NO_SERVER; /* the same memcached under a new id (its connection count changed) */
     const mr_health *h = w->shared ? w->shared->health : NULL;
     if (h && (mr_health_state_of(h, s) != MR_HEALTH_UP ||
               __atomic_load_n(&mr_health_server(h, s)->ejected, __ATOMIC_RELAXED)))
