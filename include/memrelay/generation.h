@@ -18,12 +18,14 @@
 
 /* A pool's warm-up window (docs/operations.md, "Resizing a pool without a
  * miss storm"): after a reload that changed the pool's ring, a miss on a
- * key's new owner is retried on its owner in the previous generation
- * (warmup.c). `prev` points into the previous generation's router, which
- * this generation keeps alive (mr_gen.prev) until the window closes or the
- * next switch ends. */
+ * key's new owner is retried on its owner in the generation before
+ * (warmup.c). `prev` points into that generation's router, which the entry
+ * keeps alive with a reference on `from`. A later reload that leaves the
+ * pool's ring as it is carries the open window on (the same entry); one
+ * that changes it again warms from the generation just before it. */
 typedef struct mr_gen_warm {
-    const mr_pool *prev;   /* the pool of the same name in mr_gen.prev, or NULL: no window */
+    const mr_pool *prev;   /* the pool of the same name in `from`, or NULL: no window */
+    struct mr_gen *from;   /* holds one reference while prev is set */
     double until;          /* wall clock (ev_time) when the window closes */
 } mr_gen_warm;
 
@@ -82,15 +84,16 @@ void mr_gen_close_listeners(mr_gen *gen);
 
 /* Open the warm-up windows of `gen` over `prev` (main thread, before gen
  * is published): every pool whose name is in both, whose warmup_window is
- * not 0 and whose ring differs gets one ending `now` + its window. Takes a
- * reference on prev when any does. Returns the number of pools warming,
- * or -1 out of memory (then none). */
+ * not 0 and whose ring differs gets one ending `now` + its window (a
+ * reference on prev each); a pool whose ring is the same keeps prev's open
+ * window, if it has one. Returns the number of pools whose window opened
+ * now, or -1 out of memory (then none). */
 int mr_gen_warm_open(mr_gen *gen, mr_gen *prev, double now);
 /* Do two server lines name the same memcached (address)? A reload that
  * changes only a server's connection count gives it a new id. */
 bool mr_gen_same_server(const mr_server_conf *a, const mr_server_conf *b);
-/* Drop the reference on the previous generation (main thread; only once no
- * worker can still be reading gen->warm: see mr_gen.prev). */
+/* Close gen's windows and drop their references (main thread; only once
+ * no worker can still be reading gen->warm: see mr_gen.warm). */
 void mr_gen_warm_end(mr_gen *gen);
 /* Seconds left of pool `pool`'s window at `now` (0: closed or none). */
 double mr_gen_warm_left(const mr_gen *gen, size_t pool, double now);

@@ -37,6 +37,7 @@ typedef struct mr_reloader {
     mr_gen *current;          /* the main thread's reference; swapped under current_lock */
     pthread_mutex_t current_lock; /* for threads that take a reference of their own (admin HTTP) */
     mr_gen *switching;        /* published; not every worker has switched yet */
+    mr_gen *leaving;          /* the generation switching replaces: the main thread's reference until the switch ends */
     bool again;               /* asked to reload while switching */
     bool again_forced;
     bool paused;              /* shutting down: no more reloads (mr_reload_pause) */

@@ -41,8 +41,8 @@ int mr_gen_warm_open(mr_gen *gen, mr_gen *prev, double now)
     mr_gen_warm *warm = calloc(nr->npools ? nr->npools : 1, sizeof(*warm));
     if (!warm)
         return -1;
-    int n = 0;
-    double until = 0;
+    int opened = 0, n = 0;
+    double until = 0, prev_until = mr_gen_warm_until(prev);
     for (uint32_t i = 0; i < nr->npools; i++) {
         const mr_pool *np = &nr->pools[i];
         long j = mr_config_pool_index(prev->cfg, np->conf->name);
@@ -53,36 +53,51 @@ int mr_gen_warm_open(mr_gen *gen, mr_gen *prev, double now)
             mr_pool_replicated(np) || mr_pool_replicated(&pr->pools[j]))
             continue;
         const mr_pool *pp = &pr->pools[j];
-        if (pp->nservers == 0 || np->nservers == 0 || same_ring(np, pp))
+        if (pp->nservers == 0 || np->nservers == 0)
             continue;
-        warm[i].prev = pp;
-        warm[i].until = now + np->conf->warmup_window_ms / 1000.0;
-        if (warm[i].until > until)
-            until = warm[i].until;
-        n++;
+        if (same_ring(np, pp)) {
+            /* Nothing moved now: an open window of the pool carries on. */
+            if (prev->warm && prev->warm[j].prev && prev->warm[j].until > now && prev_until > now) {
+                warm[i] = prev->warm[j];
+                __atomic_add_fetch(&warm[i].from->refs, 1, __ATOMIC_ACQ_REL);
+            }
+        } else {
+            warm[i].prev = pp;
+            warm[i].from = prev;
+            warm[i].until = now + np->conf->warmup_window_ms / 1000.0;
+            __atomic_add_fetch(&prev->refs, 1, __ATOMIC_ACQ_REL);
+            opened++;
+        }
+        if (warm[i].prev) {
+            n++;
+            if (warm[i].until > until)
+                until = warm[i].until;
+        }
     }
     if (n == 0) {
         free(warm);
         return 0;
     }
-    __atomic_add_fetch(&prev->refs, 1, __ATOMIC_ACQ_REL);
-    gen->prev = prev;
     gen->warm = warm;
     gen->warm_until = until;
-    return n;
+    return opened;
 }
 
 void mr_gen_warm_end(mr_gen *gen)
 {
-    mr_gen *prev = gen->prev;
-    if (!prev)
+    if (!gen->warm)
         return;
     /* Workers test warm_until before they read warm: closing it first
      * keeps a late reader off the pools being freed. */
     double closed = 0;
     __atomic_store(&gen->warm_until, &closed, __ATOMIC_RELEASE);
-    gen->prev = NULL;
-    mr_gen_release(prev);
+    for (size_t i = 0; i < gen->cfg->npools; i++) {
+        mr_gen *from = gen->warm[i].from;
+        gen->warm[i].prev = NULL;
+        gen->warm[i].from = NULL;
+        if (from)
+            mr_gen_release(from);
+    }
 }
 
 double mr_gen_warm_left(const mr_gen *gen, size_t pool, double now)

@@ -259,13 +259,16 @@ static void finish_switch(mr_reloader *r)
 {
     if (!r->switching || !all_switched(r, r->switching))
         return;
-    mr_gen *prev = r->switching->prev;
-    if (prev) {
-        /* No worker serves prev any more: its generation before can go
-         * (only one generation back is warmed from), and the listeners it
-         * did not hand on close now rather than when the window ends. */
-        mr_gen_warm_end(prev);
-        mr_gen_close_listeners(prev);
+    mr_gen *left = r->leaving;
+    r->leaving = NULL;
+    if (left) {
+        /* No worker serves it any more: its warm-up windows' generations
+         * can go (the new one holds what it still warms from), and the
+         * listeners it did not hand on close now, even if a window keeps
+         * the generation itself a while longer. */
+        mr_gen_warm_end(left);
+        mr_gen_close_listeners(left);
+        mr_gen_release(left);
     }
     mr_log_info("config generation %" PRIu64 " (md5 %s) serving on every worker", r->switching->seq,
                 r->switching->cfg->hash);
@@ -371,11 +374,11 @@ static void open_warmup(mr_reloader *r, mr_gen *gen, mr_gen *old)
         return;
     }
     for (size_t i = 0; n > 0 && i < gen->cfg->npools; i++)
-        if (gen->warm[i].prev)
+        if (gen->warm[i].prev && gen->warm[i].from == old)
             mr_log_info("warm-up window opened for pool %s (%u ms): a miss on a key's new owner tries its owner in "
                         "generation %" PRIu64,
                         gen->cfg->pools[i].name, gen->cfg->pools[i].warmup_window_ms, old->seq);
-    if (n > 0 && r->loop) {
+    if (gen->warm && r->loop) {
         ev_timer_set(&r->warm_close, gen->warm_until - now, 0);
         ev_timer_start(r->loop, &r->warm_close);
     }
@@ -444,7 +447,7 @@ static int switch_to(mr_reloader *r, mr_config *cfg, const char *why)
     for (int i = 0; i < r->nworkers; i++)
         mr_worker_switch_to(&r->workers[i], sws[i]);
     free(sws);
-    mr_gen_release(old);
+    r->leaving = old; /* released when every worker has switched */
     finish_switch(r); /* no workers (yet): done at once */
     return 0;
 }
@@ -543,6 +546,8 @@ void mr_reload_free(mr_reloader *r)
     mr_gen *gen = r->current;
     r->current = NULL;
     pthread_mutex_unlock(&r->current_lock);
+    mr_gen_release(r->leaving);
+    r->leaving = NULL;
     mr_gen_release(gen);
     pthread_mutex_destroy(&r->status.lock);
     pthread_mutex_destroy(&r->current_lock);

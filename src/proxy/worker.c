@@ -342,12 +342,10 @@ static void switch_cb(struct ev_loop *loop, ev_async *a, int revents)
     start_accepting(w);
     remap_clients(w, old->cfg, gen);
 
-    /* Only the generation just before is warmed from: older windows end.
-     * While the new one is open, servers it dropped stay connected (as if
-     * a request held the old generation) so their keys can be read back;
-     * the trim tick after the window lets them go. */
-    for (mr_gen_hold *h = w->holds; h; h = h->next)
-        end_warm_hold(w, h);
+    /* While the new generation's warm-up window is open, servers it dropped
+     * stay connected (as if a request held the old generation) so their
+     * keys can be read back; the first trim tick after the window (which a
+     * later reload may carry on) lets them go. */
     if (hold->nretired && gen->warm_until > ev_now(loop)) {
         hold->warm = true;
         hold->reqs++;

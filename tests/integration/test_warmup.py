@@ -197,3 +197,19 @@ def test_window_zero_is_the_old_behaviour(factory):
         assert st["alpha:warm_lookups"] == 0 and st["alpha:warmup_window_left_ms"] == 0, st
         assert "warm-up window opened" not in relay.stderr()
     assert relay.running
+
+
+def test_a_reload_that_keeps_the_ring_keeps_the_window_open(factory):
+    mcs = [factory.memcached() for _ in range(4)]
+    relay = factory.relay({"alpha": Pool(mcs[:3])})
+    keys = keys_of(600, b"keep")
+    with relay.conn() as c:
+        store_many(c, [(k, b"v-" + k) for k in keys])
+        relay.reconfigure({"alpha": Pool(mcs)})
+        wait_generation(relay, 2)
+        # Only a timeout changes: nothing moves, and the open window carries on.
+        relay.reconfigure({"alpha": Pool(mcs, timeout=1500)})
+        wait_generation(relay, 3)
+        assert pool_stats(relay)["alpha:warmup_window_left_ms"] > 0
+        assert get_many(c, keys) == {k: (0, b"v-" + k) for k in keys}
+    assert relay.running
