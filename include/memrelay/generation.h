@@ -22,11 +22,22 @@
  * (warmup.c). `prev` points into that generation's router, which the entry
  * keeps alive with a reference on `from`. A later reload that leaves the
  * pool's ring as it is carries the open window on (the same entry); one
- * that changes it again warms from the generation just before it. */
+ * that changes it again warms from the generation just before it, and
+ * keeps the window it interrupted as `older`: a key whose owner did not
+ * change in the second reload is warmed from its owner before the first
+ * (a DNS change often comes as two switches: a server added, then one
+ * removed). Windows further back are given up. */
+typedef struct mr_gen_warm_ring {
+    const mr_pool *prev;   /* the pool of the same name in `from`, or NULL: none */
+    struct mr_gen *from;   /* holds one reference while prev is set */
+    double until;          /* wall clock (ev_time) when the window closes */
+} mr_gen_warm_ring;
+
 typedef struct mr_gen_warm {
     const mr_pool *prev;   /* the pool of the same name in `from`, or NULL: no window */
     struct mr_gen *from;   /* holds one reference while prev is set */
     double until;          /* wall clock (ev_time) when the window closes */
+    mr_gen_warm_ring older; /* the window this one interrupted, while it is open */
 } mr_gen_warm;
 
 typedef struct mr_gen {

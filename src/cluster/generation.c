@@ -55,17 +55,29 @@ int mr_gen_warm_open(mr_gen *gen, mr_gen *prev, double now)
         const mr_pool *pp = &pr->pools[j];
         if (pp->nservers == 0 || np->nservers == 0)
             continue;
+        const mr_gen_warm *open_before =
+            prev->warm && prev->warm[j].prev && prev->warm[j].until > now && prev_until > now ? &prev->warm[j] : NULL;
         if (same_ring(np, pp)) {
             /* Nothing moved now: an open window of the pool carries on. */
-            if (prev->warm && prev->warm[j].prev && prev->warm[j].until > now && prev_until > now) {
-                warm[i] = prev->warm[j];
+            if (open_before) {
+                warm[i] = *open_before;
                 __atomic_add_fetch(&warm[i].from->refs, 1, __ATOMIC_ACQ_REL);
+                if (warm[i].older.prev && warm[i].older.until > now)
+                    __atomic_add_fetch(&warm[i].older.from->refs, 1, __ATOMIC_ACQ_REL);
+                else
+                    warm[i].older = (mr_gen_warm_ring){0};
             }
         } else {
             warm[i].prev = pp;
             warm[i].from = prev;
             warm[i].until = now + np->conf->warmup_window_ms / 1000.0;
             __atomic_add_fetch(&prev->refs, 1, __ATOMIC_ACQ_REL);
+            if (open_before) { /* the window this reload interrupts */
+                warm[i].older.prev = open_before->prev;
+                warm[i].older.from = open_before->from;
+                warm[i].older.until = open_before->until;
+                __atomic_add_fetch(&warm[i].older.from->refs, 1, __ATOMIC_ACQ_REL);
+            }
             opened++;
         }
         if (warm[i].prev) {
@@ -92,11 +104,13 @@ void mr_gen_warm_end(mr_gen *gen)
     double closed = 0;
     __atomic_store(&gen->warm_until, &closed, __ATOMIC_RELEASE);
     for (size_t i = 0; i < gen->cfg->npools; i++) {
-        mr_gen *from = gen->warm[i].from;
-        gen->warm[i].prev = NULL;
-        gen->warm[i].from = NULL;
+        mr_gen *from = gen->warm[i].from, *older = gen->warm[i].older.from;
+        gen->warm[i].prev = gen->warm[i].older.prev = NULL;
+        gen->warm[i].from = gen->warm[i].older.from = NULL;
         if (from)
             mr_gen_release(from);
+        if (older)
+            mr_gen_release(older);
     }
 }
 

@@ -50,10 +50,18 @@ static uint32_t prev_owner(mr_worker *w, const mr_gen *gen, const mr_pool *pool,
     const mr_gen_warm *wm = &gen->warm[pool->index];
     if (!wm->prev || wm->until <= ev_now(w->loop))
         return NO_SERVER;
-    uint32_t s = mr_router_server_for_key(wm->prev, key, len, 0);
+    const mr_server_conf *is = gen->router->servers[owner].conf;
+    const mr_pool *ring = wm->prev;
+    uint32_t s = mr_router_server_for_key(ring, key, len, 0);
+    if ((s == owner || (is && mr_gen_same_server(ring->router->servers[s].conf, is))) && wm->older.prev &&
+        wm->older.until > ev_now(w->loop)) {
+        /* Not moved by the last reload: maybe by the one before. */
+        ring = wm->older.prev;
+        s = mr_router_server_for_key(ring, key, len, 0);
+    }
     if (s == owner || s >= w->nbackends || !w->backends[s])
         return NO_SERVER;
-    const mr_server_conf *was = wm->prev->router->servers[s].conf, *is = gen->router->servers[owner].conf;
+    const mr_server_conf *was = ring->router->servers[s].conf;
     if (was && is && mr_gen_same_server(was, is))
         return NO_SERVER; /* the same memcached under a new id (its connection count changed) */
     const mr_health *h = w->shared ? w->shared->health : NULL;
