@@ -228,3 +228,45 @@ Test(warmup, a_closed_window_is_the_old_behaviour)
     fb_reply(f, fb_to(f, NEW_SERVER), "STORED\r\n");
     fb_free(f);
 }
+
+Test(warmup, an_ejected_or_down_previous_owner_is_not_read)
+{
+    fb *f = resized();
+    char key[32], line[64];
+    moved_key(f, key);
+    uint32_t old = prev_owner(f, key);
+    snprintf(line, sizeof(line), "get %s\r\n", key);
+    __atomic_store_n(&mr_health_server(f->health, old)->ejected, 1, __ATOMIC_RELEASE);
+    fb_request(f, line);
+    fb_reply(f, fb_to(f, NEW_SERVER), "END\r\n");
+    cr_assert_eq(fb_nsent(f), 1, "an ejected server's keys are not warmed from it");
+    cr_assert_str_eq(fb_output(f), "END\r\n");
+    __atomic_store_n(&mr_health_server(f->health, old)->ejected, 0, __ATOMIC_RELEASE);
+    __atomic_store_n(&mr_health_server(f->health, old)->state, MR_HEALTH_DOWN, __ATOMIC_RELEASE);
+    fb_request(f, line);
+    fb_reply(f, fb_to(f, NEW_SERVER), "END\r\n");
+    cr_assert_eq(fb_nsent(f), 2, "nor a server held down");
+    cr_assert_str_eq(fb_output(f), "END\r\n");
+    __atomic_store_n(&mr_health_server(f->health, old)->state, MR_HEALTH_UP, __ATOMIC_RELEASE);
+    fb_free(f);
+}
+
+Test(warmup, a_reload_that_keeps_the_ring_carries_the_open_window_on)
+{
+    fb *f = resized();
+    mr_gen *mid = f->gen;
+    /* The same four servers again (a timeout changed): the window carries on. */
+    mr_config_error err;
+    mr_gen *again = calloc(1, sizeof(*again));
+    cr_assert_not_null(again);
+    again->cfg = mr_config_load_string(four, strlen(four), "again.yml", &err);
+    cr_assert_not_null(again->cfg, "%s", err.message);
+    again->router = mr_router_build_ids(again->cfg, mr_health_server_id, f->health);
+    again->refs = 1;
+    cr_assert_eq(mr_gen_warm_open(again, mid, ev_now(f->w.loop)), 0, "no window opens now");
+    cr_assert_not_null(again->warm, "the open one carries on");
+    cr_assert_eq(again->warm[0].prev, mid->warm[0].prev);
+    cr_assert_eq(again->warm[0].until, mid->warm[0].until);
+    mr_gen_release(again);
+    fb_free(f);
+}
