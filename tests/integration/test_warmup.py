@@ -213,3 +213,23 @@ def test_a_reload_that_keeps_the_ring_keeps_the_window_open(factory):
         assert pool_stats(relay)["alpha:warmup_window_left_ms"] > 0
         assert get_many(c, keys) == {k: (0, b"v-" + k) for k in keys}
     assert relay.running
+
+
+def test_a_slow_previous_owner_answers_as_a_miss(factory):
+    mcs = [factory.memcached() for _ in range(3)]
+    relay = factory.relay({"alpha": Pool(mcs[:2], timeout=300, server_failure_limit=1000)})
+    keys = keys_of(300, b"slow")
+    with relay.conn() as c:
+        store_many(c, [(k, b"v") for k in keys])
+        relay.reconfigure({"alpha": Pool(mcs, timeout=300, server_failure_limit=1000)})
+        wait_generation(relay, 2)
+        before = ring(mcs[:2])
+        moved = [k for k in keys if ring(mcs).server_for(k) == 2 and before.server_for(k) == 0]
+        assert moved
+        mcs[0].pause()
+        try:
+            for k in moved[:3]:
+                assert c.request(b"get " + k + b"\r\n", timeout=10) == b"END\r\n"  # a miss, not a timeout error
+        finally:
+            mcs[0].resume()
+    assert relay.running
