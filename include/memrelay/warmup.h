@@ -4,11 +4,11 @@
  * After a reload (or a DNS membership change) changes a pool's ring, its
  * generation carries a warm-up window (generation.h, mr_gen_warm) with the
  * previous generation's pool. While it is open:
- * - a get/gets key that misses on its new owner is read from its previous
- *   owner (`mg k v f t`); a hit is copied to the new owner (`ms k F T ME c`:
- *   only if the new owner still has nothing, so a write made since wins)
- *   and, once stored there, returned to the client (gets: with the new
- *   owner's CAS). A previous owner that is down, ejected, gone, slow or
+ * - a get/gets/gat/gats key that misses on its new owner is read from its
+ *   previous owner (`mg k v f t`); a hit is copied to the new owner (`ms k F
+ *   T ME c`: only if the new owner still has nothing, so a write made since
+ *   wins; gat/gats: with the touch's exptime) and, once stored there,
+ *   returned to the client (gets/gats: with the new owner's CAS). A previous owner that is down, ejected, gone, slow or
  *   failing answers as the miss it was.
  * - every write, delete, touch and arithmetic command to a moved key is
  *   followed by a delete of the key on its previous owner, so a value
@@ -32,7 +32,7 @@ static inline bool mr_warm_open(const mr_worker *w)
     return mr_gen_warm_until(w->gen) > ev_now(w->loop);
 }
 
-/* Dispatch of a get/gets over servers not replicated, window open, after
+/* Dispatch of a get/gets/gat/gats over servers not replicated, window open, after
  * pass 1 (key_msg[k] holds each key's owner id): how many more message
  * slots warm-up may use (two per key that moved: the read and the copy).
  * 0 when no key moved or the command is not warmed. */

@@ -98,8 +98,8 @@ static int make_line(mr_worker *w, mr_slice *out, uint32_t extra, const char *fm
 
 uint32_t mr_warm_retrieval_slots(const mr_req *req)
 {
-    if (req->cmd != MR_CMD_GET && req->cmd != MR_CMD_GETS)
-        return 0; /* gat/gats touch on the owner alone */
+    if (req->cmd != MR_CMD_GET && req->cmd != MR_CMD_GETS && req->cmd != MR_CMD_GAT && req->cmd != MR_CMD_GATS)
+        return 0;
     mr_worker *w = req->worker;
     const mr_router *router = w->gen->router;
     uint32_t moved = 0;
@@ -230,7 +230,13 @@ static void lookup_answered(mr_req *req, mr_msg *msg)
     if (!m)
         return;
     m->server = req->msgs[batch].server;
-    if (make_line(w, &m->out[0], 0, "ms %.*s %lu F%lu T%ld ME c\r\n", (int)len, key, bytes, flags, t) < 0) {
+    int rc;
+    if (req->cmd == MR_CMD_GAT || req->cmd == MR_CMD_GATS) /* the copy takes the touch's exptime */
+        rc = make_line(w, &m->out[0], 0, "ms %.*s %lu F%lu T%.*s ME c\r\n", (int)len, key, bytes, flags,
+                       (int)req->head.arg_len, req->line.p + req->head.arg_off);
+    else
+        rc = make_line(w, &m->out[0], 0, "ms %.*s %lu F%lu T%ld ME c\r\n", (int)len, key, bytes, flags, t);
+    if (rc < 0) {
         mr_msg_finish(m, MR_ERR_NOMEM);
         return;
     }
@@ -282,7 +288,7 @@ static void copy_answered(mr_req *req, mr_msg *msg)
     uint32_t slot = pool_slot_of(w, msg->server);
     WARM_STAT(w, slot, warm_copies);
     mr_slice item;
-    if (req->cmd == MR_CMD_GETS) {
+    if (req->cmd == MR_CMD_GETS || req->cmd == MR_CMD_GATS) {
         if (make_line(w, &item, data_len, "VALUE %.*s %lu %lu %llu\r\n", (int)len, key, flags, bytes, cas) < 0)
             return;
     } else if (make_line(w, &item, data_len, "VALUE %.*s %lu %lu\r\n", (int)len, key, flags, bytes) < 0) {

@@ -270,3 +270,21 @@ Test(warmup, a_reload_that_keeps_the_ring_carries_the_open_window_on)
     mr_gen_release(again);
     fb_free(f);
 }
+
+Test(warmup, gat_copies_with_the_touch_exptime_and_gats_carries_the_cas)
+{
+    fb *f = resized();
+    char key[32], want[160], line[64];
+    moved_key(f, key);
+    snprintf(line, sizeof(line), "gats 300 %s\r\n", key);
+    fb_request(f, line);
+    fb_reply(f, fb_to(f, NEW_SERVER), "END\r\n");
+    fb_reply(f, fb_to(f, prev_owner(f, key)), "VA 1 f3 t20\r\nv\r\n");
+    fb_sent *ms = fb_to(f, NEW_SERVER);
+    snprintf(want, sizeof(want), "ms %s 1 F3 T300 ME c\r\nv\r\n", key);
+    cr_assert_str_eq(ms->bytes, want);
+    fb_reply(f, ms, "HD c55\r\n");
+    snprintf(want, sizeof(want), "VALUE %s 3 1 55\r\nv\r\nEND\r\n", key);
+    cr_assert_str_eq(fb_output(f), want);
+    fb_free(f);
+}
