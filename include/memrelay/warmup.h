@@ -29,7 +29,8 @@
 /* Is a warm-up window open on the worker's current generation? */
 static inline bool mr_warm_open(const mr_worker *w)
 {
-    return mr_gen_warm_until(w->gen) > ev_now(w->loop);
+    double until = mr_gen_warm_until(w->gen);
+    return until > 0 && until > ev_now(w->loop); /* a generation without a window: no clock read */
 }
 
 /* Dispatch of a get/gets/gat/gats over servers not replicated, window open, after
