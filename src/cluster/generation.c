@@ -11,7 +11,8 @@
 
 bool mr_gen_same_server(const mr_server_conf *a, const mr_server_conf *b)
 {
-    return a->addr.is_unix == b->addr.is_unix && a->addr.port == b->addr.port && strcmp(a->addr.host, b->addr.host) == 0;
+    return a->addr.is_unix == b->addr.is_unix && a->addr.port == b->addr.port &&
+           strcmp(a->addr.host, b->addr.host) == 0;
 }
 
 /* Would a key land on the same server in both pools? The same servers in
@@ -56,7 +57,8 @@ int mr_gen_warm_open(mr_gen *gen, mr_gen *prev, double now)
         if (pp->nservers == 0 || np->nservers == 0)
             continue;
         const mr_gen_warm *open_before =
-            prev->warm && prev->warm[j].prev && prev->warm[j].until > now && prev_until > now ? &prev->warm[j] : NULL;
+            prev->warm && prev->warm[j].prev && prev->warm[j].until > now && prev_until > now ? &prev->warm[j]
+                                                                                              : NULL;
         if (same_ring(np, pp)) {
             /* Nothing moved now: an open window of the pool carries on. */
             if (open_before) {

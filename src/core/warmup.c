@@ -98,7 +98,8 @@ static int make_line(mr_worker *w, mr_slice *out, uint32_t extra, const char *fm
 
 uint32_t mr_warm_retrieval_slots(const mr_req *req)
 {
-    if (req->cmd != MR_CMD_GET && req->cmd != MR_CMD_GETS && req->cmd != MR_CMD_GAT && req->cmd != MR_CMD_GATS)
+    if (req->cmd != MR_CMD_GET && req->cmd != MR_CMD_GETS && req->cmd != MR_CMD_GAT &&
+        req->cmd != MR_CMD_GATS)
         return 0;
     mr_worker *w = req->worker;
     const mr_router *router = w->gen->router;
@@ -160,7 +161,8 @@ static void batch_answered(mr_req *req, mr_msg *msg)
         const char *key = req->line.p + req->keys[k].off;
         uint32_t len = req->keys[k].len;
         /* Walk the items as emit.c will: a hit stays with its batch. */
-        if (cursor < msg->nitems && mr_reply_value_has_key(msg->items[cursor].p, msg->items[cursor].len, key, len)) {
+        if (cursor < msg->nitems &&
+            mr_reply_value_has_key(msg->items[cursor].p, msg->items[cursor].len, key, len)) {
             cursor++;
             continue;
         }
@@ -200,7 +202,8 @@ static void lookup_answered(mr_req *req, mr_msg *msg)
     const char *key;
     uint32_t len;
     const mr_slice *va = &msg->line;
-    if (msg->error != MR_ERR_NONE || va->len < 5 || memcmp(va->p, "VA ", 3) != 0 || !warm_key(msg, &key, &len))
+    if (msg->error != MR_ERR_NONE || va->len < 5 || memcmp(va->p, "VA ", 3) != 0 ||
+        !warm_key(msg, &key, &len))
         return; /* a miss there too, or a failure: the miss stands */
     uint32_t batch = NO_SERVER;
     for (uint32_t k = 0; k < req->nkeys && batch == NO_SERVER; k++)
@@ -252,8 +255,8 @@ static const mr_msg *lookup_of(const mr_req *req, const char *key, uint32_t len)
         const mr_msg *m = &req->msgs[i];
         const char *k;
         uint32_t klen;
-        if (!m->retrieval && m->out[0].len > 3 && memcmp(m->out[0].p, "mg ", 3) == 0 && warm_key(m, &k, &klen) &&
-            klen == len && memcmp(k, key, len) == 0)
+        if (!m->retrieval && m->out[0].len > 3 && memcmp(m->out[0].p, "mg ", 3) == 0 &&
+            warm_key(m, &k, &klen) && klen == len && memcmp(k, key, len) == 0)
             return m;
     }
     return NULL;
@@ -289,7 +292,8 @@ static void copy_answered(mr_req *req, mr_msg *msg)
     WARM_STAT(w, slot, warm_copies);
     mr_slice item;
     if (req->cmd == MR_CMD_GETS || req->cmd == MR_CMD_GATS) {
-        if (make_line(w, &item, data_len, "VALUE %.*s %lu %lu %llu\r\n", (int)len, key, flags, bytes, cas) < 0)
+        if (make_line(w, &item, data_len, "VALUE %.*s %lu %lu %llu\r\n", (int)len, key, flags, bytes, cas) <
+            0)
             return;
     } else if (make_line(w, &item, data_len, "VALUE %.*s %lu %lu\r\n", (int)len, key, flags, bytes) < 0) {
         return;

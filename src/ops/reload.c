@@ -357,8 +357,10 @@ static void warm_close_cb(struct ev_loop *loop, ev_timer *t, int revents)
 {
     mr_reloader *r = t->data;
     if (r->current && r->current->warm)
-        mr_log_info("warm-up window of config generation %" PRIu64 " closed: misses no longer try the previous "
-                    "owner", r->current->seq);
+        mr_log_info("warm-up window of config generation %" PRIu64
+                    " closed: misses no longer try the previous "
+                    "owner",
+                    r->current->seq);
 }
 
 /* Pools whose ring changed get a warm-up window (warmup.c): one log line
@@ -375,9 +377,10 @@ static void open_warmup(mr_reloader *r, mr_gen *gen, mr_gen *old)
     }
     for (size_t i = 0; n > 0 && i < gen->cfg->npools; i++)
         if (gen->warm[i].prev && gen->warm[i].from == old)
-            mr_log_info("warm-up window opened for pool %s (%u ms): a miss on a key's new owner tries its owner in "
-                        "generation %" PRIu64,
-                        gen->cfg->pools[i].name, gen->cfg->pools[i].warmup_window_ms, old->seq);
+            mr_log_info(
+                "warm-up window opened for pool %s (%u ms): a miss on a key's new owner tries its owner in "
+                "generation %" PRIu64,
+                gen->cfg->pools[i].name, gen->cfg->pools[i].warmup_window_ms, old->seq);
     if (gen->warm && r->loop) {
         ev_timer_set(&r->warm_close, gen->warm_until - now, 0);
         ev_timer_start(r->loop, &r->warm_close);

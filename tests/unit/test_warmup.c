@@ -175,8 +175,8 @@ Test(warmup, a_multi_get_warms_per_key_and_keeps_the_client_order)
     cr_assert_eq(fb_pending_to(f, NEW_SERVER), 2);
     fb_reply(f, fb_sent_at(f, 5), "HD c1\r\n");
     fb_reply(f, fb_sent_at(f, 4), "HD c2\r\n");
-    snprintf(want, sizeof(want), "VALUE %s 0 1\r\nA\r\nVALUE %s 0 1\r\nS\r\nVALUE %s 0 1\r\nB\r\nEND\r\n", moved[0],
-             stay[0], moved[1]);
+    snprintf(want, sizeof(want), "VALUE %s 0 1\r\nA\r\nVALUE %s 0 1\r\nS\r\nVALUE %s 0 1\r\nB\r\nEND\r\n",
+             moved[0], stay[0], moved[1]);
     cr_assert_str_eq(fb_output(f), want);
     fb_free(f);
 }
@@ -187,8 +187,8 @@ Test(warmup, writes_to_a_moved_key_delete_it_on_the_previous_owner)
     char key[32], line[96], want[64];
     moved_key(f, key);
     uint32_t old = prev_owner(f, key);
-    const char *writes[] = {"set %s 0 0 1\r\nx\r\n", "delete %s\r\n", "incr %s 1\r\n", "touch %s 10\r\n",
-                            "ms %s 1\r\ny\r\n", "md %s\r\n"};
+    const char *writes[] = {"set %s 0 0 1\r\nx\r\n", "delete %s\r\n",    "incr %s 1\r\n",
+                            "touch %s 10\r\n",       "ms %s 1\r\ny\r\n", "md %s\r\n"};
     for (size_t i = 0; i < sizeof(writes) / sizeof(writes[0]); i++) {
         snprintf(line, sizeof(line), writes[i], key);
         fb_request(f, line);
