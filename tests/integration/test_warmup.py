@@ -233,3 +233,24 @@ def test_a_slow_previous_owner_answers_as_a_miss(factory):
         finally:
             mcs[0].resume()
     assert relay.running
+
+
+def test_a_removed_server_that_is_stopped_answers_as_a_miss(factory):
+    mcs = [factory.memcached() for _ in range(3)]
+    relay = factory.relay({"alpha": Pool(mcs, timeout=500)})
+    keys = keys_of(300, b"gone")
+    with relay.conn() as c:
+        store_many(c, [(k, b"v") for k in keys])
+        relay.reconfigure({"alpha": Pool(mcs[1:], timeout=500)})
+        wait_generation(relay, 2)
+        moved = [k for k in keys if ring(mcs).server_for(k) == 0]
+        assert moved
+        mcs[0].kill()
+        got = get_many(c, moved)  # misses, never an error
+        assert got == {}
+        for k in moved[:3]:
+            assert c.request(b"get " + k + b"\r\n") == b"END\r\n"
+        # Writes to those keys still work (their stale delete to the stopped server just fails).
+        assert c.request(b"set %s 0 0 1\r\nn\r\n" % moved[0]) == b"STORED\r\n"
+        assert get_many(c, [moved[0]]) == {moved[0]: (0, b"n")}
+    assert relay.running
