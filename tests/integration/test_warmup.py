@@ -254,3 +254,23 @@ def test_a_removed_server_that_is_stopped_answers_as_a_miss(factory):
         assert c.request(b"set %s 0 0 1\r\nn\r\n" % moved[0]) == b"STORED\r\n"
         assert get_many(c, [moved[0]]) == {moved[0]: (0, b"n")}
     assert relay.running
+
+
+def test_a_binary_getkq_run_is_warmed_too(factory):
+    from test_binary import GETKQ, NOOP, SETQ, packets, req, set_req
+
+    mcs = [factory.memcached() for _ in range(4)]
+    relay = factory.relay({"alpha": Pool(mcs[:3])})
+    keys = keys_of(200, b"bin")
+    with relay.conn() as c:
+        c.send(b"".join(set_req(k, b"v-" + k, flags=3, opcode=SETQ) for k in keys) + req(NOOP, opaque=1))
+        assert [p[5] for p in packets(c.recv_idle(idle=0.3, timeout=5.0))] == [1]
+        relay.reconfigure({"alpha": Pool(mcs)})
+        wait_generation(relay, 2)
+        c.send(b"".join(req(GETKQ, k, opaque=i) for i, k in enumerate(keys)) + req(NOOP, opaque=999))
+        ps = packets(c.recv_idle(idle=0.3, timeout=5.0))
+    assert [p[5] for p in ps] == list(range(len(keys))) + [999]  # every key hit, in order
+    assert [p[7][4 + p[2]:] for p in ps[:-1]] == [b"v-" + k for k in keys]
+    assert all(p[7][:4] == b"\0\0\0\3" for p in ps[:-1])  # the flags
+    moved = [k for k in keys if ring(mcs).server_for(k) == 3]
+    assert moved and mcs[3].get_raw(moved) == {k: (3, b"v-" + k) for k in moved}
