@@ -25,6 +25,8 @@ typedef struct mr_client {
     uint32_t listen_pool;    /* pool whose listener accepted it (index in the worker's current config) */
     uint32_t pool_slot;      /* that pool's stable slot (client_connections counting) */
     ev_io rio, wio;
+    ev_timer auth_wait;      /* running: not read after repeated authentication failures (auth_gate.h) */
+    uint32_t auth_failures;  /* failed authentication attempts on this connection */
     ev_timer idle;           /* client_idle_timeout: re-armed lazily from last_active; bounds a TLS handshake */
     ev_tstamp last_active;   /* last read from or write to it */
     mr_inbuf in;             /* request bytes */

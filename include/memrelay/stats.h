@@ -39,7 +39,9 @@
     X(backend_tls_handshakes) \
     X(backend_tls_handshake_failures) \
     X(auth_cmds)             \
-    X(auth_errors)
+    X(auth_errors)           \
+    X(auth_delays)           \
+    X(auth_failure_closes)
 
 typedef struct {
 #define MR_STAT_FIELD(name) uint64_t name;

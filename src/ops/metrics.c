@@ -136,6 +136,10 @@ static const struct {
         "Client authentication attempts that reached the credential check (memcached's auth_cmds)."),
     ROW(auth_errors, "memrelay_auth_errors_total", COUNTER,
         "Client authentication attempts that failed (memcached's auth_errors)."),
+    ROW(auth_delays, "memrelay_auth_delays_total", COUNTER,
+        "Times a client connection was not read for a while after repeated authentication failures."),
+    ROW(auth_failure_closes, "memrelay_auth_failure_closes_total", COUNTER,
+        "Client connections closed after too many authentication failures."),
 #undef ROW
 };
 _Static_assert(sizeof(process_rows) / sizeof(process_rows[0]) == sizeof(mr_stats) / sizeof(uint64_t),

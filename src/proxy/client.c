@@ -30,6 +30,7 @@
 static void client_read_cb(struct ev_loop *loop, ev_io *io, int revents);
 static void client_write_cb(struct ev_loop *loop, ev_io *io, int revents);
 static void idle_cb(struct ev_loop *loop, ev_timer *t, int revents);
+static void auth_wait_cb(struct ev_loop *loop, ev_timer *t, int revents);
 
 void mr_client_accept(mr_worker *w, int fd, uint32_t listen_pool, uint32_t pool_slot, SSL_CTX *tls)
 {
@@ -51,6 +52,8 @@ void mr_client_accept(mr_worker *w, int fd, uint32_t listen_pool, uint32_t pool_
     c->last_active = ev_now(w->loop);
     ev_init(&c->idle, idle_cb);
     c->idle.data = c;
+    ev_init(&c->auth_wait, auth_wait_cb);
+    c->auth_wait.data = c;
     uint32_t idle_ms = w->gen->cfg->pools[listen_pool].client_idle_timeout_ms;
     /* A TLS client has its idle timeout, or MR_TLS_HANDSHAKE_TIMEOUT, to
      * finish the handshake (idle_cb). */
@@ -95,6 +98,7 @@ void mr_client_close(mr_client *c)
     ev_io_stop(w->loop, &c->rio);
     ev_io_stop(w->loop, &c->wio);
     ev_timer_stop(w->loop, &c->idle);
+    ev_timer_stop(w->loop, &c->auth_wait);
     mr_tls_conn_free(c->tls);
     close(c->fd);
     /* Requests still waiting on backends become orphans; their replies are dropped. */
@@ -165,7 +169,8 @@ static mr_req *local_reply(mr_client *c, const char *text)
 static bool over_bounds(const mr_client *c)
 {
     const mr_pool_conf *pc = &c->worker->gen->cfg->pools[c->listen_pool];
-    return c->nqueued >= pc->client_queue_limit || c->out.bytes >= pc->client_output_limit;
+    return c->nqueued >= pc->client_queue_limit || c->out.bytes >= pc->client_output_limit ||
+           ev_is_active(&c->auth_wait);
 }
 
 /* client_idle_timeout: one timer per client, re-armed only when it fires
@@ -190,6 +195,48 @@ static void idle_cb(struct ev_loop *loop, ev_timer *t, int revents)
     }
     MR_STAT_INC(&c->worker->stats, client_idle_closed);
     mr_client_close(c);
+}
+
+static const char *peer_text(int fd, char *buf, size_t cap);
+
+/* A failed attempt (its reply is queued): count it, log it (rate-limited,
+ * with the peer's address, never the credentials) and apply the
+ * connection's penalty: go on, stop reading for a while, or close.
+ * Returns 0 to go on with the input, -1 to stop. */
+static int auth_denied(mr_client *c)
+{
+    mr_worker *w = c->worker;
+    MR_STAT_INC(&w->stats, auth_errors);
+    c->auth_failures++;
+    mr_auth_penalty pen = mr_auth_failure_penalty(c->auth_failures);
+    char peer[INET6_ADDRSTRLEN + 16];
+    mr_log_warn("client %s (pool %s): authentication failure %u on this connection%s",
+                peer_text(c->fd, peer, sizeof(peer)), w->gen->cfg->pools[c->listen_pool].name, c->auth_failures,
+                pen == MR_AUTH_SHUT ? ", closing" : pen == MR_AUTH_DELAY ? ", delaying" : "");
+    if (pen == MR_AUTH_SHUT) {
+        MR_STAT_INC(&w->stats, auth_failure_closes);
+        c->closing = true;
+        mr_client_mark_dirty(c);
+        return -1;
+    }
+    if (pen == MR_AUTH_DELAY) {
+        MR_STAT_INC(&w->stats, auth_delays);
+        c->paused = true;
+        ev_io_stop(w->loop, &c->rio);
+        ev_timer_set(&c->auth_wait, mr_auth_failure_delay(c->auth_failures), 0);
+        ev_timer_start(w->loop, &c->auth_wait);
+        return -1;
+    }
+    return 0;
+}
+
+/* The delay after a failed attempt is over: the flush resumes reading
+ * (and parses what is buffered) once nothing else holds it back. */
+static void auth_wait_cb(struct ev_loop *loop, ev_timer *t, int revents)
+{
+    (void)loop;
+    (void)revents;
+    mr_client_mark_dirty(t->data);
 }
 
 /* memcached -Y: until a client authenticates, its input goes through the
@@ -221,11 +268,11 @@ static int auth_gate(mr_client *c, const char *p, uint32_t avail)
      * check, and those of them that failed. */
     if (st.outcome != MR_AUTH_NOT_TRIED)
         MR_STAT_INC(&w->stats, auth_cmds);
-    if (st.outcome == MR_AUTH_DENIED)
-        MR_STAT_INC(&w->stats, auth_errors);
     c->authed = st.outcome == MR_AUTH_GRANTED;
     local_reply(c, st.reply);
     mr_inbuf_consume(&c->in, st.consumed);
+    if (st.outcome == MR_AUTH_DENIED)
+        return auth_denied(c);
     return 0;
 }
 
