@@ -78,6 +78,7 @@ typedef struct mr_msg {
     bool replied;           /* reply complete or failed */
     bool fenced;            /* sent with its q and then "mn": zero or one reply element, then MN */
     bool fence_got;         /* fenced: that one element has arrived */
+    uint8_t fit;            /* mr_reply_fit of out[0] (reply_fit.h), found at its first reply element; 0 before */
     mr_err error;           /* MR_ERR_NONE unless it failed without a reply */
     mr_slice out[2];        /* command line, data block */
     uint32_t nout;

@@ -22,6 +22,7 @@
 #include "memrelay/log.h"
 #include "memrelay/net.h"
 #include "memrelay/reply.h"
+#include "memrelay/reply_fit.h"
 #include "memrelay/tls.h"
 #include "memrelay/worker.h"
 
@@ -836,7 +837,7 @@ static void bconn_parse(mr_bconn *bc, uint32_t *need)
         mr_msg *msg = bc->sent_head;
         if (!msg) {
             mr_log_warn("backend %s: unexpected bytes with no request outstanding", bc->be->server->conf->spec);
-            bconn_reset(bc, MR_ERR_BAD_REPLY);
+            bconn_reset(bc, MR_ERR_MISMATCH);
             return;
         }
         mr_reply_elem e;
@@ -852,17 +853,27 @@ static void bconn_parse(mr_bconn *bc, uint32_t *need)
             return;
         }
         bool complete;
-        if (kind == MR_REPLY_BAD || (msg->retrieval && kind == MR_REPLY_VA) ||
-            (!msg->retrieval && (kind == MR_REPLY_VALUE || kind == MR_REPLY_END)) ||
-            (kind == MR_REPLY_LINE && !mr_reply_line_known(p, e.line_len))) {
+        if (kind == MR_REPLY_BAD || (kind == MR_REPLY_LINE && !mr_reply_line_known(p, e.line_len))) {
             mr_log_warn("backend %s: invalid reply", bc->be->server->conf->spec);
             bconn_reset(bc, MR_ERR_BAD_REPLY);
+            return;
+        }
+        /* A reply of the wrong kind for its command: the stream is out of
+         * step (reply_fit.h). */
+        if (!msg->fit)
+            msg->fit = (uint8_t)mr_reply_fit_of(msg->out[0].p, msg->out[0].len);
+        char why[96];
+        if (mr_reply_misfit((mr_reply_fit)msg->fit, msg->fenced, msg->retrieval, kind, p, e.line_len, why,
+                            sizeof(why))) {
+            mr_log_warn("backend %s: reply does not fit its request (%s): closing the connection",
+                        bc->be->server->conf->spec, why);
+            bconn_reset(bc, MR_ERR_MISMATCH);
             return;
         }
         bool wanted = !msg->replied; /* timed-out messages drop their late reply */
         if (kind == MR_REPLY_VALUE && !value_was_asked(msg, p + e.key_off, e.key_len)) {
             mr_log_warn("backend %s: VALUE for a key that was not asked for", bc->be->server->conf->spec);
-            bconn_reset(bc, MR_ERR_BAD_REPLY);
+            bconn_reset(bc, MR_ERR_MISMATCH);
             return;
         }
         if (kind == MR_REPLY_VALUE) {
@@ -875,7 +886,7 @@ static void bconn_parse(mr_bconn *bc, uint32_t *need)
             /* The one reply q let through, before the fence's MN. */
             if (msg->fence_got) {
                 mr_log_warn("backend %s: two replies to one quiet request", bc->be->server->conf->spec);
-                bconn_reset(bc, MR_ERR_BAD_REPLY);
+                bconn_reset(bc, MR_ERR_MISMATCH);
                 return;
             }
             msg->fence_got = true;

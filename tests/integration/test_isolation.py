@@ -110,3 +110,147 @@ def test_a_delayed_connection_does_not_delay_others(factory, creds):
         user.send(AUTH + b"get k\r\n")
         assert user.recv_exact(len(b"STORED\r\nEND\r\n"), timeout=5.0) == b"STORED\r\nEND\r\n"
         assert guesser.recv_exact(len(FAILURE), timeout=10.0) == FAILURE
+
+
+# --------------------------------------------------------------------------
+# 4. a reply must fit its request
+
+MISMATCH = b"SERVER_ERROR backend reply did not fit its request\r\n"
+STORAGE = (b"set", b"add", b"replace", b"append", b"prepend", b"cas")
+NORMAL = {b"get": b"END\r\n", b"set": b"STORED\r\n", b"delete": b"DELETED\r\n", b"mg": b"EN\r\n",
+          b"version": b"VERSION 1.6.18-fake\r\n"}
+
+
+class ScriptedBackend:
+    """A loopback server answering each request with answer(cmd, key): bytes.
+
+    batch: wait until that many requests are in before answering any (so
+    the stream memrelay sees is the same whatever the timing). `version`
+    (the health probes) is always answered normally."""
+
+    def __init__(self, answer, batch=1):
+        self.answer, self.batch = answer, batch
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(16)
+        self.sock.settimeout(0.2)
+        self.port = self.sock.getsockname()[1]
+        self.stopping = threading.Event()
+        self.thread = threading.Thread(target=self._accept, daemon=True)
+        self.thread.start()
+
+    def spec(self, weight=1, name=None):
+        s = "127.0.0.1:%d:%d" % (self.port, weight)
+        return s + " " + name if name else s
+
+    def ident(self, name=None):
+        return name or "127.0.0.1:%d" % self.port
+
+    def _accept(self):
+        while not self.stopping.is_set():
+            try:
+                conn, _ = self.sock.accept()
+            except (socket.timeout, OSError):
+                continue
+            threading.Thread(target=self._serve, args=(conn,), daemon=True).start()
+
+    def _serve(self, conn):
+        conn.settimeout(0.2)
+        buf, waiting = b"", []
+        try:
+            while not self.stopping.is_set():
+                nl = buf.find(b"\n")
+                parts = buf[:nl].split() if nl >= 0 else []
+                need = nl + 1 + (int(parts[4]) + 2 if parts and parts[0] in STORAGE and len(parts) >= 5 else 0)
+                if nl < 0 or len(buf) < need:
+                    try:
+                        data = conn.recv(65536)
+                    except socket.timeout:
+                        continue
+                    if not data:
+                        return
+                    buf += data
+                    continue
+                buf = buf[need:]
+                if not parts:
+                    continue
+                cmd, key = parts[0], parts[1] if len(parts) > 1 else b""
+                if cmd == b"version":
+                    conn.sendall(NORMAL[cmd])
+                    continue
+                waiting.append((cmd, key))
+                if len(waiting) >= self.batch:
+                    conn.sendall(b"".join(self.answer(c, k) for c, k in waiting))
+                    waiting = []
+        except OSError:
+            return
+        finally:
+            conn.close()
+
+    def stop(self):
+        self.stopping.set()
+        self.sock.close()
+        self.thread.join(2)
+
+
+@pytest.fixture
+def scripted():
+    made = []
+
+    def make(answer, batch=1):
+        b = ScriptedBackend(answer, batch)
+        made.append(b)
+        return b
+    yield make
+    for b in made:
+        b.stop()
+
+
+def relay_for(factory, backend):
+    return factory.relay({"p": Pool([backend], server_failure_limit=1000, timeout=2000)})
+
+
+def test_a_reply_sent_twice_reaches_no_other_request(factory, scripted):
+    # Each reply twice: the get's second copy would pair with the delete
+    # (a value for a delete), and the delete's with the set.
+    def twice(cmd, key):
+        one = b"VALUE %s 0 1\r\nx\r\nEND\r\n" % key if cmd == b"get" else NORMAL[cmd]
+        return one * 2
+    relay = relay_for(factory, scripted(twice, batch=3))
+    with relay.conn() as c:
+        c.send(b"get a\r\ndelete b\r\nset c 0 0 1\r\nv\r\n")
+        want = b"VALUE a 0 1\r\nx\r\nEND\r\n" + MISMATCH * 2
+        assert c.recv_exact(len(want), timeout=5.0) == want
+        assert c.recv_idle(idle=0.2) == b""
+    err = relay.stderr()
+    assert "reply does not fit its request (VALUE for a delete)" in err, err[-2000:]
+
+
+@pytest.mark.parametrize("request_, wrong", [
+    (b"set k 0 0 1\r\nv\r\n", b"NOT_FOUND\r\n"),                  # NOT_FOUND is a cas's
+    (b"set k 0 0 1\r\nv\r\n", b"VA 1\r\nx\r\n"),                  # VA for a classic set
+    (b"delete k\r\n", b"VALUE other 0 1\r\nx\r\nEND\r\n"),         # a value for a delete
+    (b"get k\r\n", b"STORED\r\n"),
+    (b"get k\r\n", b"VALUE other 0 1\r\nx\r\nEND\r\n"),            # a key that was not asked
+    (b"mg k v\r\n", b"VALUE k 0 1\r\nx\r\nEND\r\n"),
+    (b"incr k 1\r\n", b"DELETED\r\n"),
+], ids=["notfound_for_set", "va_for_set", "value_for_delete", "stored_for_get", "unasked_key",
+        "value_for_mg", "deleted_for_incr"])
+def test_a_reply_of_the_wrong_kind_fails_its_request_and_nothing_of_it_reaches_the_client(
+        factory, scripted, request_, wrong):
+    relay = relay_for(factory, scripted(lambda cmd, key: wrong))
+    with relay.conn() as c:
+        c.send(request_)
+        got = c.recv_until_term(b"\r\n", timeout=5.0)
+        assert got.startswith(b"SERVER_ERROR backend"), got
+        assert c.recv_idle(idle=0.2) == b""
+        assert b"x" not in got and b"other" not in got
+
+
+def test_replies_that_fit_still_pass(factory, scripted):
+    relay = relay_for(factory, scripted(lambda cmd, key: NORMAL[cmd]))
+    with relay.conn() as c:
+        c.send(b"get a\r\nset b 0 0 1\r\nv\r\ndelete c\r\n")
+        want = b"END\r\nSTORED\r\nDELETED\r\n"
+        assert c.recv_exact(len(want), timeout=5.0) == want
