@@ -83,7 +83,8 @@ typedef struct mr_msg {
     mr_slice out[2];        /* command line, data block */
     uint32_t nout;
     uint32_t written;       /* bytes of out[] already written */
-    ev_tstamp deadline;     /* when it times out: enqueue time + pool timeout */
+    ev_tstamp deadline;     /* enqueue time + pool timeout: bounds the wait for a connect (backend.c msg_deadline) */
+    ev_tstamp sent_at;      /* loop time its last byte was written to the server (0: not yet) */
     ev_tstamp queued_at;    /* loop time it was handed to its backend (0: never was); per-server stats */
     /* The reply. Retrievals: the VALUE items, and `line` only if the backend
      * answered with an error line instead. Others: `line` is the reply. */

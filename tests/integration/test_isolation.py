@@ -254,3 +254,68 @@ def test_replies_that_fit_still_pass(factory, scripted):
         c.send(b"get a\r\nset b 0 0 1\r\nv\r\ndelete c\r\n")
         want = b"END\r\nSTORED\r\nDELETED\r\n"
         assert c.recv_exact(len(want), timeout=5.0) == want
+
+
+# --------------------------------------------------------------------------
+# 2. timeouts measure the server, not the queue
+
+
+VLEN, NGETS = int(os.environ.get("ISO_VLEN", 200 * 1024)), int(os.environ.get("ISO_N", 800))
+
+
+def read_replies(c, n, vlen, timeout=60.0):
+    """Read n get replies of vlen-byte values; returns (values, errors)."""
+    values = errors = 0
+    buf = b""
+    deadline = __import__("time").monotonic() + timeout
+    sock = c.sock if hasattr(c, "sock") else c
+    while values + errors < n:
+        nl = buf.find(b"\r\n")
+        if nl < 0:
+            assert __import__("time").monotonic() < deadline, "replies stopped: %d values, %d errors" % (values, errors)
+            data = sock.recv(1 << 20)
+            assert data, "closed after %d values, %d errors" % (values, errors)
+            buf += data
+            continue
+        line = buf[:nl]
+        if line.startswith(b"VALUE "):
+            need = nl + 2 + vlen + 2 + 5
+            while len(buf) < need:
+                data = sock.recv(1 << 20)
+                assert data, "closed inside a value"
+                buf += data
+            assert buf[need - 5:need] == b"END\r\n"
+            buf = buf[need:]
+            values += 1
+        else:
+            assert line.startswith(b"SERVER_ERROR"), line[:100]
+            buf = buf[nl + 2:]
+            errors += 1
+    return values, errors
+
+
+@pytest.mark.parametrize("pause", [0.0, 1.5], ids=["reading", "reading_later"])
+def test_deep_pipeline_of_large_values_on_a_healthy_server_gets_no_timeout(factory, pause):
+    import time
+    backend = factory.memcached(memory_mb=64)
+    relay = factory.relay({"p": Pool([backend], timeout=100, server_failure_limit=2)})
+    # 160 MB of replies through one server connection with a 100 ms timeout.
+    # Before timeouts ran from write time (2026-12), this answered 364 of
+    # 800 with SERVER_ERROR timeout while reading and 165 reading later;
+    # 2,000 gets: 1,403 and 1,355.
+    vlen, n = VLEN, NGETS
+    with relay.conn() as c:
+        c.send(b"set big 0 0 %d\r\n%s\r\n" % (vlen, b"v" * vlen))
+        assert c.recv_until_term(b"\r\n") == b"STORED\r\n"
+    s = socket.create_connection(relay.addr("p"), timeout=30)
+    try:
+        s.sendall(b"get big\r\n" * n)
+        time.sleep(pause)  # not reading: memrelay drains the server meanwhile
+        values, errors = read_replies(s, n, vlen)
+    finally:
+        s.close()
+    assert (values, errors) == (n, 0)
+    with relay.conn() as c:
+        c.send(b"stats\r\n")
+        text = c.recv_until_term(b"END\r\n")
+    assert b"STAT backend_timeouts 0\r\n" in text, text
