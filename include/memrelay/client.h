@@ -36,6 +36,8 @@ typedef struct mr_client {
     mr_req *q_head, *q_tail; /* requests awaiting their turn to reply, in arrival order */
     uint32_t nqueued;
     mr_outq out;             /* reply bytes to write, in order (references into the servers' replies) */
+    ev_timer stuck;          /* client_output_timeout: running while paused with a write blocked */
+    uint32_t reply_avg;      /* its replies' size, rising at once, falling slowly: bounds requests in flight (over_bounds) */
     bool paused;             /* not reading: too much queued (backpressure) */
     bool closing;            /* close once the queued replies are written */
     bool eof;                /* peer closed its side */

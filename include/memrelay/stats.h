@@ -33,6 +33,7 @@
     X(client_errors)         \
     X(client_backpressure)   \
     X(client_idle_closed)    \
+    X(client_output_closed)  \
     X(backend_queue_full)    \
     X(tls_handshakes)        \
     X(tls_handshake_failures) \

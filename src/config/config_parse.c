@@ -964,6 +964,7 @@ static const struct pool_key pool_keys[] = {
     {"client_output_limit", key_u32, FIELD(client_output_limit), 4096, INT32_MAX},
     {"server_queue_limit", key_u32, FIELD(server_queue_limit), 1, 10000000},
     {"client_idle_timeout", key_u32, FIELD(client_idle_timeout_ms), 0, INT32_MAX},
+    {"client_output_timeout", key_u32, FIELD(client_output_timeout_ms), 0, INT32_MAX},
     {"quarantine_period", key_u32, FIELD(quarantine_ms), 1, INT32_MAX},
     /* TLS (docs/security.md) */
     {"tls", key_bool, FIELD(tls), 0, 0},
@@ -1019,6 +1020,7 @@ static void pool_defaults(mr_pool_conf *p)
     p->client_output_limit = 8u * 1024u * 1024u;
     p->server_queue_limit = 65536;
     p->client_idle_timeout_ms = 0;
+    p->client_output_timeout_ms = 60000;
     p->tls_min_version = 12;
     p->server_tls_verify = true;
     p->dns_refresh_ms = 30000;

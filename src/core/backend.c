@@ -1034,6 +1034,18 @@ static void bconn_timer_cb(struct ev_loop *loop, ev_timer *t, int revents)
     mr_bconn *bc = t->data;
     mr_backend *be = bc->be;
     ev_tstamp now = ev_now(loop);
+    /* Replies the server sent that the loop has not read yet (it was busy,
+     * or the process was not scheduled) are not a timeout: take them first,
+     * then look again (the read re-arms the timer). */
+    if (bc->state == MR_BCONN_CONNECTED && bc->sent_head) {
+        bconn_read_cb(loop, &bc->rio, EV_READ);
+        if (bc->state != MR_BCONN_CONNECTED)
+            return; /* reset by what it read */
+        if (bc->last_read == now) {
+            arm_timer(bc);
+            return;
+        }
+    }
     if (bc->state == MR_BCONN_CONNECTING) {
         mr_msg *m = first_unanswered(bc);
         if (bc->connect_deadline <= now || (m && msg_deadline(bc, m) <= now)) {

@@ -123,6 +123,8 @@ static const struct {
         "Times reading from a client paused because its queue or output was full."),
     ROW(client_idle_closed, "memrelay_client_idle_closed_total", COUNTER,
         "Client connections closed by client_idle_timeout."),
+    ROW(client_output_closed, "memrelay_client_output_closed_total", COUNTER,
+        "Client connections closed by client_output_timeout (held back by their output, reading nothing)."),
     ROW(backend_queue_full, "memrelay_backend_queue_full_total", COUNTER,
         "Requests refused because a server connection's queue was full."),
     ROW(tls_handshakes, "memrelay_tls_handshakes_total", COUNTER, "Client TLS handshakes completed."),

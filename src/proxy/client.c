@@ -26,11 +26,16 @@
 #include "memrelay/worker.h"
 
 #define WRITE_IOV_MAX 512
+/* Requests a new client may have in flight before its first reply tells
+ * their size (window()). */
+#define CLIENT_FIRST_WINDOW 16u
 
 static void client_read_cb(struct ev_loop *loop, ev_io *io, int revents);
 static void client_write_cb(struct ev_loop *loop, ev_io *io, int revents);
 static void idle_cb(struct ev_loop *loop, ev_timer *t, int revents);
 static void auth_wait_cb(struct ev_loop *loop, ev_timer *t, int revents);
+static void stuck_cb(struct ev_loop *loop, ev_timer *t, int revents);
+static const char *peer_text(int fd, char *buf, size_t cap);
 
 void mr_client_accept(mr_worker *w, int fd, uint32_t listen_pool, uint32_t pool_slot, SSL_CTX *tls)
 {
@@ -54,6 +59,8 @@ void mr_client_accept(mr_worker *w, int fd, uint32_t listen_pool, uint32_t pool_
     c->idle.data = c;
     ev_init(&c->auth_wait, auth_wait_cb);
     c->auth_wait.data = c;
+    ev_init(&c->stuck, stuck_cb);
+    c->stuck.data = c;
     uint32_t idle_ms = w->gen->cfg->pools[listen_pool].client_idle_timeout_ms;
     /* A TLS client has its idle timeout, or MR_TLS_HANDSHAKE_TIMEOUT, to
      * finish the handshake (idle_cb). */
@@ -99,6 +106,7 @@ void mr_client_close(mr_client *c)
     ev_io_stop(w->loop, &c->wio);
     ev_timer_stop(w->loop, &c->idle);
     ev_timer_stop(w->loop, &c->auth_wait);
+    ev_timer_stop(w->loop, &c->stuck);
     mr_tls_conn_free(c->tls);
     close(c->fd);
     /* Requests still waiting on backends become orphans; their replies are dropped. */
@@ -166,11 +174,57 @@ static mr_req *local_reply(mr_client *c, const char *text)
     return req;
 }
 
+/* Requests this client may have in flight: client_output_limit's worth of
+ * replies of the size its replies have had (reply_avg), or of the pool's
+ * largest item before its first reply (but at least CLIENT_FIRST_WINDOW,
+ * so a short pipeline goes out at once); at least 1, at most
+ * client_queue_limit. Replies are always read from the servers, so this is
+ * what bounds the bytes a client that does not read can make memrelay hold:
+ * about client_output_limit in flight plus client_output_limit queued. */
+static uint32_t window(const mr_client *c, const mr_pool_conf *pc)
+{
+    uint64_t each = c->reply_avg ? c->reply_avg : (pc->item_size_max ? pc->item_size_max : 1);
+    uint64_t n = pc->client_output_limit / each;
+    if (n < (c->reply_avg ? 1 : CLIENT_FIRST_WINDOW))
+        n = c->reply_avg ? 1 : CLIENT_FIRST_WINDOW;
+    return n < pc->client_queue_limit ? (uint32_t)n : pc->client_queue_limit;
+}
+
 static bool over_bounds(const mr_client *c)
 {
     const mr_pool_conf *pc = &c->worker->gen->cfg->pools[c->listen_pool];
-    return c->nqueued >= pc->client_queue_limit || c->out.bytes >= pc->client_output_limit ||
-           ev_is_active(&c->auth_wait);
+    return c->nqueued >= window(c, pc) || c->out.bytes >= pc->client_output_limit || ev_is_active(&c->auth_wait);
+}
+
+/* A reply of `bytes` went out to the client's output: rise to a larger
+ * size at once, fall by a sixteenth of the gap (a run of small replies
+ * cannot hide the large ones that may follow for long). */
+static void note_reply_size(mr_client *c, uint64_t bytes)
+{
+    uint32_t b = bytes > UINT32_MAX ? UINT32_MAX : (uint32_t)bytes;
+    if (b == 0)
+        return;
+    if (b >= c->reply_avg)
+        c->reply_avg = b;
+    else
+        c->reply_avg -= (c->reply_avg - b) / 16;
+}
+
+/* client_output_timeout: paused by its own output, and not one byte of it
+ * written for that long: the client is not reading. Closed, logged, counted. */
+static void stuck_cb(struct ev_loop *loop, ev_timer *t, int revents)
+{
+    (void)loop;
+    (void)revents;
+    mr_client *c = t->data;
+    mr_worker *w = c->worker;
+    const mr_pool_conf *pc = &w->gen->cfg->pools[c->listen_pool];
+    char peer[INET6_ADDRSTRLEN + 16];
+    mr_log_warn("client %s (pool %s): read none of its %llu reply bytes for %u ms (client_output_timeout): closed",
+                peer_text(c->fd, peer, sizeof(peer)), pc->name, (unsigned long long)c->out.bytes,
+                (unsigned)pc->client_output_timeout_ms);
+    MR_STAT_INC(&w->stats, client_output_closed);
+    mr_client_close(c);
 }
 
 /* client_idle_timeout: one timer per client, re-armed only when it fires
@@ -196,8 +250,6 @@ static void idle_cb(struct ev_loop *loop, ev_timer *t, int revents)
     MR_STAT_INC(&c->worker->stats, client_idle_closed);
     mr_client_close(c);
 }
-
-static const char *peer_text(int fd, char *buf, size_t cap);
 
 /* A failed attempt (its reply is queued): count it, log it (rate-limited,
  * with the peer's address, never the credentials) and apply the
@@ -584,7 +636,9 @@ static int emit_ready(mr_client *c)
         if (!c->q_head)
             c->q_tail = NULL;
         c->nqueued--;
+        uint64_t before = c->out.bytes;
         int rc = mr_emit(&c->out, req, &c->worker->stats);
+        note_reply_size(c, c->out.bytes - before);
         bool close_after = req->close_after;
         mr_req_client_done(req);
         if (rc < 0)
@@ -604,6 +658,8 @@ static void client_wrote(mr_client *c, size_t wr)
     MR_STAT_ADD(&w->stats, bytes_written, (uint64_t)wr);
     c->last_active = ev_now(w->loop);
     mr_outq_wrote(&c->out, wr);
+    if (wr > 0)
+        ev_timer_stop(w->loop, &c->stuck); /* it reads */
 }
 
 /* Write the output: 0 all written, 1 waiting for the socket, -1 closed. */
@@ -662,8 +718,17 @@ void mr_client_flush(mr_client *c)
         mr_client_close(c);
         return;
     }
-    if ((c->tls ? client_write_tls(c) : client_write_plain(c)) != 0)
+    int wrc = c->tls ? client_write_tls(c) : client_write_plain(c);
+    if (wrc < 0)
         return;
+    if (wrc > 0) {
+        uint32_t to = w->gen->cfg->pools[c->listen_pool].client_output_timeout_ms;
+        if (c->paused && to && !ev_is_active(&c->stuck)) {
+            ev_timer_set(&c->stuck, to / 1000.0, 0);
+            ev_timer_start(w->loop, &c->stuck);
+        }
+        return;
+    }
     ev_io_stop(w->loop, &c->wio);
     if (c->closing && !c->q_head) {
         mr_client_close(c);
