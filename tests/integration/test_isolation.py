@@ -319,3 +319,105 @@ def test_deep_pipeline_of_large_values_on_a_healthy_server_gets_no_timeout(facto
         c.send(b"stats\r\n")
         text = c.recv_until_term(b"END\r\n")
     assert b"STAT backend_timeouts 0\r\n" in text, text
+
+
+# --------------------------------------------------------------------------
+# 1. a client that does not read slows only itself
+
+
+def rss_kib(pid):
+    with open("/proc/%d/status" % pid) as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    raise AssertionError("no VmRSS")
+
+
+def stat_values(relay):
+    with relay.conn() as c:
+        c.send(b"stats\r\n")
+        text = c.recv_until_term(b"END\r\n")
+    out = {}
+    for line in text.split(b"\r\n"):
+        parts = line.split(b" ")
+        if len(parts) == 3 and parts[0] == b"STAT":
+            out[parts[1].decode()] = parts[2].decode()
+    return out
+
+
+def non_reader(addr, data):
+    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 65536)
+    s.connect(addr)
+    s.setblocking(False)
+    try:
+        s.send(data)  # as much as the socket takes; the rest never goes
+    except BlockingIOError:
+        pass
+    return s
+
+
+@pytest.mark.time_limit(60)
+def test_clients_that_do_not_read_slow_only_themselves(factory):
+    import time
+    backend = factory.memcached(memory_mb=64)
+    relay = factory.relay({"p": Pool([backend], timeout=1000, server_failure_limit=2)})
+    vlen = 1000 * 1000
+    with relay.conn() as c:
+        c.send(b"set big 0 0 %d\r\n%s\r\n" % (vlen, b"v" * vlen))
+        assert c.recv_until_term(b"\r\n") == b"STORED\r\n"
+    rss0 = rss_kib(relay.proc.pid)
+    hogs = [non_reader(relay.addr("p"), b"get big\r\n" * 5000) for _ in range(5)]
+    try:
+        peak, errors, rounds = rss0, 0, 0
+        with relay.conn() as other:
+            for i in range(300):
+                v = b"%06d" % i
+                other.send(b"set o%d 0 0 6\r\n%s\r\nget o%d\r\n" % (i % 7, v, i % 7))
+                got = other.recv_exact(len(b"STORED\r\nVALUE o0 0 6\r\n000000\r\nEND\r\n"), timeout=5.0)
+                if got != b"STORED\r\nVALUE o%d 0 6\r\n%s\r\nEND\r\n" % (i % 7, v):
+                    errors += 1
+                rounds += 1
+                peak = max(peak, rss_kib(relay.proc.pid))
+                time.sleep(0.005)
+        st = stat_values(relay)
+    finally:
+        for s in hogs:
+            s.close()
+    growth = (peak - rss0) / 1024.0
+    print("5 non-reading clients x 5,000 gets of 1 MB: RSS +%.1f MiB (%.1f per client); other client: %d/%d ok"
+          % (growth, growth / 5, rounds - errors, rounds))
+    assert errors == 0
+    assert st["backend_timeouts"] == "0", st
+    # client_output_limit 8 MiB: about 16 MiB held per non-reading client
+    # (in flight plus queued), plus the first window and socket buffers.
+    assert growth < 5 * 40, "RSS grew %.1f MiB" % growth
+    assert "is down" not in relay.stderr()
+
+
+def test_a_client_held_back_by_its_output_too_long_is_closed_logged_and_counted(factory):
+    backend = factory.memcached(memory_mb=64)
+    relay = factory.relay({"p": Pool([backend], client_output_timeout=300, client_output_limit=65536)})
+    vlen = 100 * 1000
+    with relay.conn() as c:
+        c.send(b"set big 0 0 %d\r\n%s\r\n" % (vlen, b"v" * vlen))
+        assert c.recv_until_term(b"\r\n") == b"STORED\r\n"
+    hog = non_reader(relay.addr("p"), b"get big\r\n" * 2000)
+    try:
+        def closed():
+            try:
+                return hog.recv(1 << 20) == b""
+            except BlockingIOError:
+                return False
+            except OSError:
+                return True
+        # It never reads: what arrives is drained here only to see the close.
+        assert wait_for(lambda: stat_values(relay).get("client_output_closed") == "1", 10.0, 0.05)
+        assert wait_for(closed, 10.0, 0.01)
+    finally:
+        hog.close()
+    err = relay.stderr()
+    assert err.count("(client_output_timeout): closed") == 1, err[-2000:]
+    with relay.conn() as c:  # the others go on
+        c.send(b"get big\r\n")
+        assert c.recv_exact(vlen + len(b"VALUE big 0 100000\r\n\r\nEND\r\n"), timeout=5.0).endswith(b"END\r\n")
