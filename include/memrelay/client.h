@@ -35,6 +35,7 @@ typedef struct mr_client {
     mr_req *swallow_req;     /* its error reply, held back until the swallow ends (as memcached) */
     mr_req *q_head, *q_tail; /* requests awaiting their turn to reply, in arrival order */
     uint32_t nqueued;
+    uint64_t queued_bytes;   /* request bytes (line and data) of the queued requests: client_input_limit */
     mr_outq out;             /* reply bytes to write, in order (references into the servers' replies) */
     ev_timer stuck;          /* client_output_timeout: running while paused with a write blocked */
     uint32_t reply_avg;      /* its replies' size, rising at once, falling slowly: bounds requests in flight (over_bounds) */

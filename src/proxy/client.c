@@ -156,6 +156,7 @@ static void queue_push(mr_client *c, mr_req *req)
         c->q_head = req;
     c->q_tail = req;
     c->nqueued++;
+    c->queued_bytes += req->line.len;
 }
 
 /* A reply made by memrelay itself, from static text. */
@@ -193,7 +194,8 @@ static uint32_t window(const mr_client *c, const mr_pool_conf *pc)
 static bool over_bounds(const mr_client *c)
 {
     const mr_pool_conf *pc = &c->worker->gen->cfg->pools[c->listen_pool];
-    return c->nqueued >= window(c, pc) || c->out.bytes >= pc->client_output_limit || ev_is_active(&c->auth_wait);
+    return c->nqueued >= window(c, pc) || c->out.bytes >= pc->client_output_limit ||
+           c->queued_bytes >= pc->client_input_limit || ev_is_active(&c->auth_wait);
 }
 
 /* A reply of `bytes` went out to the client's output: rise to a larger
@@ -636,6 +638,7 @@ static int emit_ready(mr_client *c)
         if (!c->q_head)
             c->q_tail = NULL;
         c->nqueued--;
+        c->queued_bytes -= req->line.len;
         uint64_t before = c->out.bytes;
         int rc = mr_emit(&c->out, req, &c->worker->stats);
         note_reply_size(c, c->out.bytes - before);

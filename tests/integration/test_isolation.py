@@ -421,3 +421,42 @@ def test_a_client_held_back_by_its_output_too_long_is_closed_logged_and_counted(
     with relay.conn() as c:  # the others go on
         c.send(b"get big\r\n")
         assert c.recv_exact(vlen + len(b"VALUE big 0 100000\r\n\r\nEND\r\n"), timeout=5.0).endswith(b"END\r\n")
+
+
+# --------------------------------------------------------------------------
+# 3. memory bounded in bytes
+
+
+@pytest.mark.time_limit(60)
+def test_pipelined_large_sets_towards_a_stopped_server_are_bounded_in_bytes(factory):
+    import time
+    backend = factory.memcached(memory_mb=64)
+    relay = factory.relay({"p": Pool([backend], timeout=1000, server_failure_limit=1000)})
+    pid = relay.proc.pid
+    with relay.conn() as c:
+        assert c.request(b"version\r\n").startswith(b"VERSION")
+    rss0 = rss_kib(pid)
+    v = b"s" * (1000 * 1000)
+    data = b"".join(b"set s%d 0 0 %d\r\n%s\r\n" % (i, len(v), v) for i in range(300))
+    backend.pause()
+    s = socket.socket()
+    s.connect(relay.addr("p"))
+    s.setblocking(False)
+    view, peak = memoryview(data), rss0
+    try:
+        end = time.monotonic() + 3.0
+        while time.monotonic() < end:
+            try:
+                view = view[s.send(view[:1 << 20]):]
+            except BlockingIOError:
+                pass
+            peak = max(peak, rss_kib(pid))
+            time.sleep(0.01)
+    finally:
+        backend.resume()
+        s.close()
+    growth = (peak - rss0) / 1024.0
+    print("300 pipelined 1 MB sets towards a stopped server: RSS +%.1f MiB" % growth)
+    # client_input_limit 8 MiB: the queued requests, the one being read and
+    # the input block; 300 MB were offered.
+    assert growth < 40, "RSS grew %.1f MiB" % growth
