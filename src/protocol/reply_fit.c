@@ -108,10 +108,6 @@ const char *mr_reply_misfit(mr_reply_fit fit, bool fenced, bool retrieval, mr_re
 {
     uint32_t n = token_len(line, line_len);
     const char *word = line;
-    if (kind == MR_REPLY_LINE && is_error_word(word, n))
-        return NULL;
-    if (fenced && kind == MR_REPLY_LINE && n == 2 && memcmp(word, "MN", 2) == 0)
-        return NULL;
     bool ok;
     if (fit == MR_FIT_ANY || fit == MR_FIT_UNKNOWN || fit >= MR_FIT_COUNT) {
         /* Not a command of the table: the older, coarser rule. */
@@ -125,7 +121,9 @@ const char *mr_reply_misfit(mr_reply_fit fit, bool fenced, bool retrieval, mr_re
     } else {
         ok = in_list(fits[fit], word, n);
     }
-    if (ok)
+    /* The usual case, a fitting reply, has been decided by one list. */
+    if (ok || (kind == MR_REPLY_LINE && is_error_word(word, n)) ||
+        (fenced && kind == MR_REPLY_LINE && n == 2 && memcmp(word, "MN", 2) == 0))
         return NULL;
     uint32_t show = n > 32 ? 32 : n;
     if (n == 0)
