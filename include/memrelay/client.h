@@ -38,7 +38,7 @@ typedef struct mr_client {
     uint64_t queued_bytes;   /* request bytes (line and data) of the queued requests: client_input_limit */
     mr_outq out;             /* reply bytes to write, in order (references into the servers' replies) */
     ev_timer stuck;          /* client_output_timeout: running while paused with a write blocked */
-    uint32_t reply_avg;      /* its replies' size, rising at once, falling slowly: bounds requests in flight (over_bounds) */
+    uint32_t reply_avg;      /* its replies' running size: bounds its requests in flight (window) */
     bool paused;             /* not reading: too much queued (backpressure) */
     bool closing;            /* close once the queued replies are written */
     bool eof;                /* peer closed its side */

@@ -53,8 +53,8 @@ mr_reply_fit mr_reply_fit_of(const char *line, uint32_t len);
  * buf). `fenced`: the request was sent with q and a trailing mn, so its MN
  * also fits. `retrieval` is used for MR_FIT_ANY only. An error line
  * (ERROR, CLIENT_ERROR, SERVER_ERROR, BUSY) fits every request. */
-const char *mr_reply_misfit(mr_reply_fit fit, bool fenced, bool retrieval, mr_reply_kind kind, const char *line,
-                            uint32_t line_len, char *buf, uint32_t cap);
+const char *mr_reply_misfit(mr_reply_fit fit, bool fenced, bool retrieval, mr_reply_kind kind,
+                            const char *line, uint32_t line_len, char *buf, uint32_t cap);
 
 /* "a get", "a delete"... */
 const char *mr_reply_fit_name(mr_reply_fit fit);

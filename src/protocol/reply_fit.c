@@ -11,7 +11,7 @@
 #include <string.h>
 
 typedef struct {
-    const char *cmd;   /* first token of the request line */
+    const char *cmd; /* first token of the request line */
     mr_reply_fit fit;
 } cmd_row;
 
@@ -103,8 +103,8 @@ static bool is_error_word(const char *w, uint32_t n)
     return in_list("ERROR CLIENT_ERROR SERVER_ERROR BUSY", w, n);
 }
 
-const char *mr_reply_misfit(mr_reply_fit fit, bool fenced, bool retrieval, mr_reply_kind kind, const char *line,
-                            uint32_t line_len, char *buf, uint32_t cap)
+const char *mr_reply_misfit(mr_reply_fit fit, bool fenced, bool retrieval, mr_reply_kind kind,
+                            const char *line, uint32_t line_len, char *buf, uint32_t cap)
 {
     uint32_t n = token_len(line, line_len);
     const char *word = line;

@@ -84,7 +84,7 @@ Test(reply_fit, mn_fits_only_a_fenced_request)
 Test(reply_fit, the_cause_names_the_reply_and_the_command)
 {
     char buf[96];
-    const char *why = mr_reply_misfit(fit_of("set a 0 0 1\r\n"), false, false, MR_REPLY_LINE, "NOT_FOUND\r\n", 11,
-                                      buf, sizeof(buf));
+    const char *why = mr_reply_misfit(fit_of("set a 0 0 1\r\n"), false, false, MR_REPLY_LINE, "NOT_FOUND\r\n",
+                                      11, buf, sizeof(buf));
     cr_assert_str_eq(why, "NOT_FOUND for a storage command");
 }
