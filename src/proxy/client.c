@@ -222,9 +222,10 @@ static void stuck_cb(struct ev_loop *loop, ev_timer *t, int revents)
     mr_worker *w = c->worker;
     const mr_pool_conf *pc = &w->gen->cfg->pools[c->listen_pool];
     char peer[INET6_ADDRSTRLEN + 16];
-    mr_log_warn("client %s (pool %s): read none of its %llu reply bytes for %u ms (client_output_timeout): closed",
-                peer_text(c->fd, peer, sizeof(peer)), pc->name, (unsigned long long)c->out.bytes,
-                (unsigned)pc->client_output_timeout_ms);
+    mr_log_warn(
+        "client %s (pool %s): read none of its %llu reply bytes for %u ms (client_output_timeout): closed",
+        peer_text(c->fd, peer, sizeof(peer)), pc->name, (unsigned long long)c->out.bytes,
+        (unsigned)pc->client_output_timeout_ms);
     MR_STAT_INC(&w->stats, client_output_closed);
     mr_client_close(c);
 }
@@ -265,8 +266,11 @@ static int auth_denied(mr_client *c)
     mr_auth_penalty pen = mr_auth_failure_penalty(c->auth_failures);
     char peer[INET6_ADDRSTRLEN + 16];
     mr_log_warn("client %s (pool %s): authentication failure %u on this connection%s",
-                peer_text(c->fd, peer, sizeof(peer)), w->gen->cfg->pools[c->listen_pool].name, c->auth_failures,
-                pen == MR_AUTH_SHUT ? ", closing" : pen == MR_AUTH_DELAY ? ", delaying" : "");
+                peer_text(c->fd, peer, sizeof(peer)), w->gen->cfg->pools[c->listen_pool].name,
+                c->auth_failures,
+                pen == MR_AUTH_SHUT    ? ", closing"
+                : pen == MR_AUTH_DELAY ? ", delaying"
+                                       : "");
     if (pen == MR_AUTH_SHUT) {
         MR_STAT_INC(&w->stats, auth_failure_closes);
         c->closing = true;
