@@ -36,6 +36,8 @@ typedef struct mr_client {
     mr_req *q_head, *q_tail; /* requests awaiting their turn to reply, in arrival order */
     uint32_t nqueued;
     uint64_t queued_bytes;   /* request bytes (line and data) of the queued requests: client_input_limit */
+    mr_req *s_head, *s_tail; /* its noreply requests not yet answered (they emit nothing), in arrival order */
+    uint64_t silent_bytes;   /* their request bytes: client_input_limit too */
     mr_outq out;             /* reply bytes to write, in order (references into the servers' replies) */
     ev_timer stuck;          /* client_output_timeout: running while paused with a write blocked */
     uint32_t reply_avg;      /* its replies' running size: bounds its requests in flight (window) */

@@ -115,6 +115,11 @@ void mr_client_close(mr_client *c)
         mr_req_client_done(r);
         r = next;
     }
+    for (mr_req *r = c->s_head; r;) {
+        mr_req *next = r->next;
+        mr_req_client_done(r);
+        r = next;
+    }
     mr_outq_release(&c->out);
     mr_inbuf_release(&c->in);
     if (c->prev)
@@ -159,6 +164,31 @@ static void queue_push(mr_client *c, mr_req *req)
     c->queued_bytes += req->line.len;
 }
 
+static void silent_push(mr_client *c, mr_req *req)
+{
+    req->next = NULL;
+    if (c->s_tail)
+        c->s_tail->next = req;
+    else
+        c->s_head = req;
+    c->s_tail = req;
+    c->silent_bytes += req->line.len;
+}
+
+/* Answered noreply requests at the head of the silent list leave it (they
+ * are orphans from then on): their bytes no longer count. */
+static void silent_sweep(mr_client *c)
+{
+    while (c->s_head && c->s_head->done) {
+        mr_req *req = c->s_head;
+        c->s_head = req->next;
+        if (!c->s_head)
+            c->s_tail = NULL;
+        c->silent_bytes -= req->line.len;
+        mr_req_client_done(req);
+    }
+}
+
 /* A reply made by memrelay itself, from static text. */
 static mr_req *local_reply(mr_client *c, const char *text)
 {
@@ -195,7 +225,7 @@ static bool over_bounds(const mr_client *c)
 {
     const mr_pool_conf *pc = &c->worker->gen->cfg->pools[c->listen_pool];
     return c->nqueued >= window(c, pc) || c->out.bytes >= pc->client_output_limit ||
-           c->queued_bytes >= pc->client_input_limit || ev_is_active(&c->auth_wait);
+           c->queued_bytes + c->silent_bytes >= pc->client_input_limit || ev_is_active(&c->auth_wait);
 }
 
 /* A reply of `bytes` went out to the client's output: rise to a larger
@@ -480,11 +510,13 @@ static void client_process(mr_client *c)
         req->head = h;
         req->line = mr_slice_ref(c->in.mb, p, total);
         mr_inbuf_consume(&c->in, total);
-        /* A noreply request needs nothing from the client's queue: it runs
-         * as an orphan, and replies behind it do not wait for it. */
+        /* A noreply request needs nothing from the client's queue: replies
+         * behind it do not wait for it. It stays on the client's silent
+         * list until answered, so its bytes count (client_input_limit). */
         bool silent = h.noreply && req->cls != MR_CLASS_META_KEYED;
         if (silent) {
-            req->client = NULL;
+            req->client = c;
+            silent_push(c, req);
         } else {
             req->client = c;
             queue_push(c, req);
@@ -721,6 +753,7 @@ static int client_write_tls(mr_client *c)
 void mr_client_flush(mr_client *c)
 {
     mr_worker *w = c->worker;
+    silent_sweep(c);
     if (emit_ready(c) < 0) {
         mr_client_close(c);
         return;

@@ -460,3 +460,49 @@ def test_pipelined_large_sets_towards_a_stopped_server_are_bounded_in_bytes(fact
     # client_input_limit 8 MiB: the queued requests, the one being read and
     # the input block; 300 MB were offered.
     assert growth < 40, "RSS grew %.1f MiB" % growth
+
+
+@pytest.mark.time_limit(60)
+def test_a_noreply_flood_towards_a_stopped_server_is_bounded_in_bytes(factory):
+    import time
+    backend = factory.memcached(memory_mb=64)
+    relay = factory.relay({"p": Pool([backend], timeout=1000, server_failure_limit=1000)})
+    pid = relay.proc.pid
+    with relay.conn() as c:
+        assert c.request(b"version\r\n").startswith(b"VERSION")
+    rss0 = rss_kib(pid)
+    v = b"n" * 100000
+    data = b"".join(b"set n%d 0 0 %d noreply\r\n%s\r\n" % (i % 50, len(v), v) for i in range(5000))
+    backend.pause()
+    s = socket.socket()
+    s.connect(relay.addr("p"))
+    s.setblocking(False)
+    view, peak = memoryview(data), rss0
+    try:
+        end = time.monotonic() + 3.0
+        while time.monotonic() < end:
+            try:
+                view = view[s.send(view[:1 << 20]):]
+            except BlockingIOError:
+                pass
+            peak = max(peak, rss_kib(pid))
+            time.sleep(0.01)
+    finally:
+        backend.resume()
+    try:
+        growth = (peak - rss0) / 1024.0
+        print("noreply flood (100 KB sets) towards a stopped server: RSS +%.1f MiB" % growth)
+        assert growth < 40, "RSS grew %.1f MiB" % growth
+        # The connection goes on: the rest is read, and answered.
+        s.setblocking(True)
+        s.settimeout(20)
+        s.sendall(view.tobytes() + b"version\r\n")
+        buf = b""
+        while not buf.endswith(b"\r\n"):
+            d = s.recv(4096)
+            assert d, "closed"
+            buf += d
+        # The server was stopped past two timeouts: marked down until probed back.
+        assert buf.startswith(b"VERSION") or buf == b"SERVER_ERROR backend unavailable\r\n", buf[:200]
+    finally:
+        s.close()
