@@ -506,3 +506,27 @@ def test_a_noreply_flood_towards_a_stopped_server_is_bounded_in_bytes(factory):
         assert buf.startswith(b"VERSION") or buf == b"SERVER_ERROR backend unavailable\r\n", buf[:200]
     finally:
         s.close()
+
+
+def test_binary_sasl_guesses_are_bounded_as_ascii_ones(factory, creds):
+    import struct
+    backend = factory.memcached()
+    relay = factory.relay({"p": Pool([backend], auth_file=creds)})
+
+    def sasl_auth(password, opaque):
+        key, value = b"PLAIN", b"\0alice\0" + password
+        return struct.pack(">BBHBBHIIQ", 0x80, 0x21, len(key), 0, 0, 0, len(key) + len(value), opaque, 0) + key + value
+
+    with Conn(relay.addr("p"), timeout=15.0) as c:
+        c.send(b"".join(sasl_auth(b"guess%d" % i, i) for i in range(100)))
+        assert c.wait_closed(15.0), "still open after 5 failures"
+        data = c.recv_idle(idle=0.1)
+    statuses, off = [], 0
+    while off + 24 <= len(data):
+        magic, opcode, klen, elen, _, status, blen = struct.unpack(">BBHBBHI", data[off:off + 12])
+        assert magic == 0x81 and opcode == 0x21
+        statuses.append(status)
+        off += 24 + blen
+    assert statuses == [0x20] * 5, statuses
+    st = stats_of(relay.addr("p"))
+    assert st["auth_failure_closes"] == "1" and st["auth_delays"] == "2"
