@@ -42,6 +42,10 @@ typedef struct mr_reloader {
     bool again_forced;
     bool paused;              /* shutting down: no more reloads (mr_reload_pause) */
     bool again_members;       /* asked to apply a new DNS membership while switching */
+    mr_config *parked;        /* loaded, waiting for its new servers' first DNS answers (reload.c) */
+    char parked_why[300];
+    ev_tstamp parked_until;   /* switch anyway then */
+    ev_timer parked_timer;
     ev_stat watch;            /* inotify where it can (the path itself) */
     ev_timer poll;            /* stat() of the file the path leads to (symlinks followed) */
     struct stat mark;         /* what poll saw last */

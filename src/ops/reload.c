@@ -292,6 +292,61 @@ static void switched_cb(struct ev_loop *loop, ev_async *a, int revents)
 
 static int switch_to(mr_reloader *r, mr_config *cfg, const char *why);
 
+/* How long a switch waits for the first lookups of its new servers' names. */
+#define RESOLVE_WAIT_POLL 0.01
+
+/* Has every new server of `cfg` a first answer from DNS? Registering them
+ * here (the same stable ids the build will use) starts their lookups. */
+static bool names_resolved(mr_reloader *r, const mr_config *cfg)
+{
+    bool all = true;
+    for (size_t p = 0; p < cfg->npools; p++)
+        for (size_t s = 0; s < cfg->pools[p].nservers; s++) {
+            uint32_t id = mr_health_server_id(r->health, &cfg->pools[p], &cfg->pools[p].servers[s]);
+            if (id != UINT32_MAX && mr_health_first_lookup_pending(r->health, id))
+                all = false;
+        }
+    return all;
+}
+
+static void parked_cb(struct ev_loop *loop, ev_timer *t, int revents)
+{
+    mr_reloader *r = t->data;
+    if (!r->parked || r->switching || (!names_resolved(r, r->parked) && ev_now(loop) < r->parked_until))
+        return;
+    ev_timer_stop(loop, t);
+    mr_config *cfg = r->parked;
+    r->parked = NULL;
+    switch_to(r, cfg, r->parked_why);
+}
+
+/* Workers are running: a generation whose new servers are host names goes
+ * out once their names have answered (at most two DNS timeouts), so no
+ * request is sent to a server that has no address yet (DNS scale-up and
+ * reloads alike). Takes cfg. */
+static int switch_when_resolved(mr_reloader *r, mr_config *cfg, const char *why)
+{
+    if (!r->loop || names_resolved(r, cfg)) {
+        if (r->parked) { /* older than this one */
+            mr_config_free(r->parked);
+            r->parked = NULL;
+        }
+        return switch_to(r, cfg, why);
+    }
+    if (r->parked)
+        mr_config_free(r->parked); /* a newer one replaces it */
+    r->parked = cfg;
+    snprintf(r->parked_why, sizeof(r->parked_why), "%s", why);
+    r->parked_until = ev_now(r->loop) + 2.0 * cfg->dns_timeout_ms / 1000.0 + 0.5;
+    if (!ev_is_active(&r->parked_timer)) {
+        ev_timer_init(&r->parked_timer, parked_cb, RESOLVE_WAIT_POLL, RESOLVE_WAIT_POLL);
+        r->parked_timer.data = r;
+        ev_timer_start(r->loop, &r->parked_timer);
+    }
+    mr_log_debug("%s: waiting for new servers' names to resolve before switching", why);
+    return 0;
+}
+
 static void log_threads_change(const mr_reloader *r, const mr_config *cfg)
 {
     if (cfg->threads != r->current->cfg->threads)
@@ -327,7 +382,7 @@ int mr_reload_now(mr_reloader *r, const char *why, bool force)
         return 0;
     }
     log_threads_change(r, cfg);
-    return switch_to(r, cfg, why);
+    return switch_when_resolved(r, cfg, why);
 }
 
 int mr_reload_members(mr_reloader *r, const char *why)
@@ -350,7 +405,7 @@ int mr_reload_members(mr_reloader *r, const char *why)
         set_status_failed(r, cerr.message);
         return -1;
     }
-    return switch_to(r, cfg, why);
+    return switch_when_resolved(r, cfg, why);
 }
 
 static void warm_close_cb(struct ev_loop *loop, ev_timer *t, int revents)
@@ -520,6 +575,7 @@ void mr_reload_stop(mr_reloader *r)
     ev_timer_stop(r->loop, &r->poll);
     ev_timer_stop(r->loop, &r->debounce);
     ev_timer_stop(r->loop, &r->warm_close);
+    ev_timer_stop(r->loop, &r->parked_timer);
     ev_async_stop(r->loop, &r->switched);
 }
 
@@ -531,6 +587,7 @@ void mr_reload_pause(mr_reloader *r)
     ev_stat_stop(r->loop, &r->watch);
     ev_timer_stop(r->loop, &r->poll);
     ev_timer_stop(r->loop, &r->debounce);
+    ev_timer_stop(r->loop, &r->parked_timer);
 }
 
 mr_gen *mr_reload_acquire(mr_reloader *r)
@@ -551,6 +608,8 @@ void mr_reload_free(mr_reloader *r)
     pthread_mutex_unlock(&r->current_lock);
     mr_gen_release(r->leaving);
     r->leaving = NULL;
+    mr_config_free(r->parked);
+    r->parked = NULL;
     mr_gen_release(gen);
     pthread_mutex_destroy(&r->status.lock);
     pthread_mutex_destroy(&r->current_lock);
