@@ -43,6 +43,29 @@ typedef struct {
     mr_auth_outcome outcome;
 } mr_auth_step;
 
+/* Brute-force bounds, per connection (memcached has none: it answers
+ * every guess at once, ~900,000 a second on one pipelined connection).
+ * The first MR_AUTH_FREE_FAILURES failures are answered at once; each later
+ * one is answered, then the connection is not read for
+ * mr_auth_failure_delay() seconds; failure MR_AUTH_MAX_FAILURES is answered
+ * and the connection closed. A guesser gets at most 5 tries per connection
+ * and per ~1.5 s. */
+#define MR_AUTH_FREE_FAILURES 2u
+#define MR_AUTH_MAX_FAILURES 5u
+#define MR_AUTH_DELAY_FIRST 0.5
+
+/* What to do after the connection's `failures`-th failed attempt. */
+typedef enum {
+    MR_AUTH_GO_ON, /* read the next attempt now */
+    MR_AUTH_DELAY, /* stop reading for mr_auth_failure_delay(failures) seconds */
+    MR_AUTH_SHUT,  /* close once the failure reply is written */
+} mr_auth_penalty;
+
+mr_auth_penalty mr_auth_failure_penalty(uint32_t failures);
+/* Seconds the connection is not read after its `failures`-th failure:
+ * 0 for the free ones, then MR_AUTH_DELAY_FIRST doubling. */
+double mr_auth_failure_delay(uint32_t failures);
+
 /* Look at the first request of an unauthenticated connection's input
  * (`avail` bytes at `p`) and say what memcached -Y would do with it. */
 void mr_auth_gate(const char *p, uint32_t avail, const mr_auth_table *t, mr_auth_step *out);

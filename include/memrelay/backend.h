@@ -41,6 +41,7 @@ typedef struct mr_bconn {
     uint32_t need;           /* bytes the reply element being read needs in all (0 unknown) */
     ev_tstamp connect_deadline; /* CONNECTING: give up at this time */
     ev_tstamp last_read;     /* when the server last sent bytes (it is alive, if slow) */
+    ev_tstamp last_write;    /* when the server last took bytes of our requests */
     bool dirty;              /* on the worker's flush list */
     struct mr_bconn *next_dirty;
     uint32_t addr_version;   /* the server's address version it connected to (health.h) */

@@ -26,6 +26,8 @@ typedef struct mr_client {
     uint32_t listen_pool;    /* pool whose listener accepted it (index in the worker's current config) */
     uint32_t pool_slot;      /* that pool's stable slot (client_connections counting) */
     ev_io rio, wio;
+    ev_timer auth_wait;      /* running: not read after repeated authentication failures (auth_gate.h) */
+    uint32_t auth_failures;  /* failed authentication attempts on this connection */
     ev_timer idle;           /* client_idle_timeout: re-armed lazily from last_active; bounds a TLS handshake */
     ev_tstamp last_active;   /* last read from or write to it */
     mr_inbuf in;             /* request bytes */
@@ -34,7 +36,12 @@ typedef struct mr_client {
     mr_req *swallow_req;     /* its error reply, held back until the swallow ends (as memcached) */
     mr_req *q_head, *q_tail; /* requests awaiting their turn to reply, in arrival order */
     uint32_t nqueued;
+    uint64_t queued_bytes;   /* request bytes (line and data) of the queued requests: client_input_limit */
+    mr_req *s_head, *s_tail; /* its noreply requests not yet answered (they emit nothing), in arrival order */
+    uint64_t silent_bytes;   /* their request bytes: client_input_limit too */
     mr_outq out;             /* reply bytes to write, in order (references into the servers' replies) */
+    ev_timer stuck;          /* client_output_timeout: running while paused with a write blocked */
+    uint32_t reply_avg;      /* its replies' running size: bounds its requests in flight (window) */
     bool paused;             /* not reading: too much queued (backpressure) */
     bool closing;            /* close once the queued replies are written */
     bool eof;                /* peer closed its side */

@@ -106,8 +106,10 @@ typedef struct {
     /* Limits (hardening) */
     uint32_t client_queue_limit;  /* requests a client may have waiting before reading pauses; default 4096 */
     uint32_t client_output_limit; /* reply bytes queued for a client before reading pauses; default 8 MiB */
+    uint32_t client_input_limit;  /* request bytes awaiting replies before reading pauses; default 8 MiB */
     uint32_t server_queue_limit;  /* requests queued per backend connection; default 65536 */
     uint32_t client_idle_timeout_ms; /* close a client idle this long; 0 (default): never */
+    uint32_t client_output_timeout_ms; /* close a client blocked on output this long; default 60000 */
     bool on_rejoin_quarantine;   /* on_rejoin: quarantine (else flush, the default) */
     uint32_t quarantine_ms;      /* quarantine_period; default 60000 */
     uint32_t warmup_window_ms;   /* after a reload moves keys, misses try their previous owner this long; default 60000 (0: off) */

@@ -20,7 +20,8 @@
     X(DOWN, "down", "SERVER_ERROR backend unavailable\r\n")                     \
     X(TLS, "tls", "SERVER_ERROR backend TLS handshake failed\r\n")             \
     X(NO_SERVERS, "no_servers", "SERVER_ERROR no servers in pool\r\n")         \
-    X(UNRESOLVED, "unresolved", "SERVER_ERROR backend name does not resolve\r\n")
+    X(UNRESOLVED, "unresolved", "SERVER_ERROR backend name does not resolve\r\n") \
+    X(MISMATCH, "mismatch", "SERVER_ERROR backend reply did not fit its request\r\n")
 
 typedef enum {
 #define MR_ERR_ENUM(e, name, text) MR_ERR_##e,

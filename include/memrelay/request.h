@@ -79,11 +79,13 @@ typedef struct mr_msg {
     bool replied;           /* reply complete or failed */
     bool fenced;            /* sent with its q and then "mn": zero or one reply element, then MN */
     bool fence_got;         /* fenced: that one element has arrived */
+    uint8_t fit;            /* mr_reply_fit of out[0] (reply_fit.h), set at its first reply; 0 before */
     mr_err error;           /* MR_ERR_NONE unless it failed without a reply */
     mr_slice out[2];        /* command line, data block */
     uint32_t nout;
     uint32_t written;       /* bytes of out[] already written */
-    ev_tstamp deadline;     /* when it times out: enqueue time + pool timeout */
+    ev_tstamp deadline;     /* enqueue time + pool timeout: bounds a connect's wait (backend.c msg_deadline) */
+    ev_tstamp sent_at;      /* loop time its last byte was written to the server (0: not yet) */
     ev_tstamp queued_at;    /* loop time it was handed to its backend (0: never was); per-server stats */
     /* The reply. Retrievals: the VALUE items, and `line` only if the backend
      * answered with an error line instead. Others: `line` is the reply. */

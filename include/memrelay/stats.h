@@ -33,13 +33,16 @@
     X(client_errors)         \
     X(client_backpressure)   \
     X(client_idle_closed)    \
+    X(client_output_closed)  \
     X(backend_queue_full)    \
     X(tls_handshakes)        \
     X(tls_handshake_failures) \
     X(backend_tls_handshakes) \
     X(backend_tls_handshake_failures) \
     X(auth_cmds)             \
-    X(auth_errors)
+    X(auth_errors)           \
+    X(auth_delays)           \
+    X(auth_failure_closes)
 
 typedef struct {
 #define MR_STAT_FIELD(name) uint64_t name;

@@ -962,8 +962,10 @@ static const struct pool_key pool_keys[] = {
     {"on_rejoin", key_on_rejoin, 0, 0, 0},
     {"client_queue_limit", key_u32, FIELD(client_queue_limit), 1, 1000000},
     {"client_output_limit", key_u32, FIELD(client_output_limit), 4096, INT32_MAX},
+    {"client_input_limit", key_u32, FIELD(client_input_limit), 4096, INT32_MAX},
     {"server_queue_limit", key_u32, FIELD(server_queue_limit), 1, 10000000},
     {"client_idle_timeout", key_u32, FIELD(client_idle_timeout_ms), 0, INT32_MAX},
+    {"client_output_timeout", key_u32, FIELD(client_output_timeout_ms), 0, INT32_MAX},
     {"quarantine_period", key_u32, FIELD(quarantine_ms), 1, INT32_MAX},
     {"warmup_window", key_u32, FIELD(warmup_window_ms), 0, INT32_MAX},
     /* TLS (docs/security.md) */
@@ -1019,8 +1021,10 @@ static void pool_defaults(mr_pool_conf *p)
     p->warmup_window_ms = 60000;
     p->client_queue_limit = 4096;
     p->client_output_limit = 8u * 1024u * 1024u;
+    p->client_input_limit = 8u * 1024u * 1024u;
     p->server_queue_limit = 65536;
     p->client_idle_timeout_ms = 0;
+    p->client_output_timeout_ms = 60000;
     p->tls_min_version = 12;
     p->server_tls_verify = true;
     p->dns_refresh_ms = 30000;

@@ -1,11 +1,18 @@
 /* backend.c: pipelined connections to one memcached server.
  *
- * Timeouts: a message's clock starts when it is queued (so time spent
- * waiting for a connect counts) and it is answered `SERVER_ERROR timeout`
- * alone when the pool timeout passes. It stays on the queue so the late
- * reply, if any, still pairs with it and is dropped. Only when the oldest
- * timed-out message has waited a second full timeout with no reply is the
- * connection declared stalled and closed. Messages never written survive a
+ * Timeouts measure the server, not the queue in front of it. A written
+ * message's clock starts when its last byte was written or when the server
+ * last sent bytes, whichever is later: replies come in order, so while the
+ * server streams the replies of earlier requests (a deep pipeline of large
+ * values) nothing behind them times out. An unwritten message on a
+ * connected connection waits as long as the connection makes progress
+ * (bytes read or written) within each timeout; while connecting, its clock
+ * runs from when it was queued, so a connect that hangs fails it in time
+ * (msg_deadline). A message past its deadline is answered
+ * `SERVER_ERROR timeout` alone; it stays on the queue so the late reply, if
+ * any, still pairs with it and is dropped. Only when the oldest timed-out
+ * message has waited a second full timeout of silence is the connection
+ * declared stalled and closed. Messages never written survive a
  * reconnect; messages written to a connection that died are failed, since
  * memrelay cannot know whether the server executed them.
  */
@@ -22,6 +29,7 @@
 #include "memrelay/log.h"
 #include "memrelay/net.h"
 #include "memrelay/reply.h"
+#include "memrelay/reply_fit.h"
 #include "memrelay/tls.h"
 #include "memrelay/worker.h"
 
@@ -180,9 +188,25 @@ static mr_msg *sent_pop(mr_bconn *bc)
     return msg;
 }
 
+static ev_tstamp later(ev_tstamp a, ev_tstamp b)
+{
+    return a > b ? a : b;
+}
+
+/* When `m` times out (see the head of the file). */
+static ev_tstamp msg_deadline(const mr_bconn *bc, const mr_msg *m)
+{
+    ev_tstamp t = bc->be->timeout;
+    if (m->sent_at)
+        return later(m->sent_at, bc->last_read) + t;
+    if (bc->state == MR_BCONN_CONNECTED)
+        return later(m->queued_at, later(bc->last_read, bc->last_write)) + t;
+    return m->deadline;
+}
+
 /* The first message still waiting for its answer: the earliest deadline,
- * since every message of a connection has the same timeout and the queues
- * are in enqueue order. */
+ * since every message of a connection has the same timeout, the queues
+ * are in enqueue order and written ones were written in that order. */
 static mr_msg *first_unanswered(const mr_bconn *bc)
 {
     for (mr_msg *m = bc->sent_head; m; m = m->next)
@@ -200,13 +224,13 @@ static void arm_timer(mr_bconn *bc)
     ev_tstamp at = 0;
     mr_msg *m = first_unanswered(bc);
     if (m)
-        at = m->deadline;
+        at = msg_deadline(bc, m);
     if (bc->state == MR_BCONN_CONNECTING && (!at || bc->connect_deadline < at))
         at = bc->connect_deadline;
     /* A timed-out message at the head is waited on for one more timeout
      * before the connection counts as stalled. */
     if (bc->sent_head && bc->sent_head->replied) {
-        ev_tstamp stall = bc->sent_head->deadline + bc->be->timeout;
+        ev_tstamp stall = msg_deadline(bc, bc->sent_head) + bc->be->timeout;
         if (!at || stall < at)
             at = stall;
     }
@@ -259,8 +283,10 @@ static void bconn_reset(mr_bconn *bc, mr_err err)
     mr_msg *sent = bc->sent_head;
     bc->sent_head = bc->sent_tail = NULL;
     fail_list(bc, sent, err);
-    for (mr_msg *m = bc->pending_head; m; m = m->next)
+    for (mr_msg *m = bc->pending_head; m; m = m->next) {
         m->written = 0;
+        m->sent_at = 0;
+    }
     if (bc->pending_head && !usable(be)) {
         /* Held down by the health checker: the unwritten ones fail now
          * (replicated writes go to the replay queue, in order). */
@@ -375,6 +401,7 @@ static void bconn_push_front(mr_bconn *bc, mr_msg *msg)
     MR_CHECK(!msg->queued);
     msg->queued_at = ev_now(be->worker->loop);
     msg->deadline = msg->queued_at + be->timeout;
+    msg->sent_at = 0;
     msg->queued = true;
     msg->written = 0;
     msg->req->in_flight++;
@@ -629,6 +656,7 @@ void mr_backend_send(mr_backend *be, uint32_t conn_hint, mr_msg *msg)
     }
     MR_CHECK(!msg->queued); /* a message sits on one queue at a time */
     msg->deadline = now + be->timeout;
+    msg->sent_at = 0;
     msg->queued = true;
     msg->written = 0;
     msg->req->in_flight++;
@@ -650,6 +678,9 @@ void mr_backend_send(mr_backend *be, uint32_t conn_hint, mr_msg *msg)
 static void bconn_wrote(mr_bconn *bc, size_t w)
 {
     size_t left = w;
+    ev_tstamp now = ev_now(bc->be->worker->loop);
+    if (w > 0)
+        bc->last_write = now;
     while (bc->pending_head && left > 0) {
         mr_msg *m = bc->pending_head;
         uint32_t total = 0;
@@ -663,6 +694,7 @@ static void bconn_wrote(mr_bconn *bc, size_t w)
         }
         left -= remaining;
         m->written = total;
+        m->sent_at = now;
         bc->pending_head = m->next;
         if (!bc->pending_head)
             bc->pending_tail = NULL;
@@ -836,7 +868,7 @@ static void bconn_parse(mr_bconn *bc, uint32_t *need)
         mr_msg *msg = bc->sent_head;
         if (!msg) {
             mr_log_warn("backend %s: unexpected bytes with no request outstanding", bc->be->server->conf->spec);
-            bconn_reset(bc, MR_ERR_BAD_REPLY);
+            bconn_reset(bc, MR_ERR_MISMATCH);
             return;
         }
         mr_reply_elem e;
@@ -852,17 +884,27 @@ static void bconn_parse(mr_bconn *bc, uint32_t *need)
             return;
         }
         bool complete;
-        if (kind == MR_REPLY_BAD || (msg->retrieval && kind == MR_REPLY_VA) ||
-            (!msg->retrieval && (kind == MR_REPLY_VALUE || kind == MR_REPLY_END)) ||
-            (kind == MR_REPLY_LINE && !mr_reply_line_known(p, e.line_len))) {
+        if (kind == MR_REPLY_BAD || (kind == MR_REPLY_LINE && !mr_reply_line_known(p, e.line_len))) {
             mr_log_warn("backend %s: invalid reply", bc->be->server->conf->spec);
             bconn_reset(bc, MR_ERR_BAD_REPLY);
+            return;
+        }
+        /* A reply of the wrong kind for its command: the stream is out of
+         * step (reply_fit.h). */
+        if (!msg->fit)
+            msg->fit = (uint8_t)mr_reply_fit_of(msg->out[0].p, msg->out[0].len);
+        char why[96];
+        if (mr_reply_misfit((mr_reply_fit)msg->fit, msg->fenced, msg->retrieval, kind, p, e.line_len, why,
+                            sizeof(why))) {
+            mr_log_warn("backend %s: reply does not fit its request (%s): closing the connection",
+                        bc->be->server->conf->spec, why);
+            bconn_reset(bc, MR_ERR_MISMATCH);
             return;
         }
         bool wanted = !msg->replied; /* timed-out messages drop their late reply */
         if (kind == MR_REPLY_VALUE && !value_was_asked(msg, p + e.key_off, e.key_len)) {
             mr_log_warn("backend %s: VALUE for a key that was not asked for", bc->be->server->conf->spec);
-            bconn_reset(bc, MR_ERR_BAD_REPLY);
+            bconn_reset(bc, MR_ERR_MISMATCH);
             return;
         }
         if (kind == MR_REPLY_VALUE) {
@@ -875,7 +917,7 @@ static void bconn_parse(mr_bconn *bc, uint32_t *need)
             /* The one reply q let through, before the fence's MN. */
             if (msg->fence_got) {
                 mr_log_warn("backend %s: two replies to one quiet request", bc->be->server->conf->spec);
-                bconn_reset(bc, MR_ERR_BAD_REPLY);
+                bconn_reset(bc, MR_ERR_MISMATCH);
                 return;
             }
             msg->fence_got = true;
@@ -992,9 +1034,21 @@ static void bconn_timer_cb(struct ev_loop *loop, ev_timer *t, int revents)
     mr_bconn *bc = t->data;
     mr_backend *be = bc->be;
     ev_tstamp now = ev_now(loop);
+    /* Replies the server sent that the loop has not read yet (it was busy,
+     * or the process was not scheduled) are not a timeout: take them first,
+     * then look again (the read re-arms the timer). */
+    if (bc->state == MR_BCONN_CONNECTED && bc->sent_head) {
+        bconn_read_cb(loop, &bc->rio, EV_READ);
+        if (bc->state != MR_BCONN_CONNECTED)
+            return; /* reset by what it read */
+        if (bc->last_read == now) {
+            arm_timer(bc);
+            return;
+        }
+    }
     if (bc->state == MR_BCONN_CONNECTING) {
         mr_msg *m = first_unanswered(bc);
-        if (bc->connect_deadline <= now || (m && m->deadline <= now)) {
+        if (bc->connect_deadline <= now || (m && msg_deadline(bc, m) <= now)) {
             connect_failed(bc, MR_ERR_TIMEOUT, 0);
             return;
         }
@@ -1004,7 +1058,7 @@ static void bconn_timer_cb(struct ev_loop *loop, ev_timer *t, int revents)
      * to it may still run when it wakes up, so nothing newer may reach it
      * over a fresh connection before it has been probed back and given its
      * replay, in order. */
-    if (bc->sent_head && bc->sent_head->replied && bc->sent_head->deadline + be->timeout <= now) {
+    if (bc->sent_head && bc->sent_head->replied && msg_deadline(bc, bc->sent_head) + be->timeout <= now) {
         if (health_of(be))
             mr_health_failure(health_of(be), be->server->id, MR_ERR_TIMEOUT, true);
         bconn_reset(bc, MR_ERR_TIMEOUT);
@@ -1013,7 +1067,7 @@ static void bconn_timer_cb(struct ev_loop *loop, ev_timer *t, int revents)
     for (mr_msg *m = bc->sent_head; m; m = m->next) {
         if (m->replied)
             continue;
-        if (m->deadline > now)
+        if (msg_deadline(bc, m) > now)
             goto rearm;
         MR_STAT_INC(&be->worker->stats, backend_timeouts);
         /* A server that answered within the last timeout is slow, not dead:
@@ -1025,7 +1079,7 @@ static void bconn_timer_cb(struct ev_loop *loop, ev_timer *t, int revents)
     /* Unwritten messages past their deadline leave the queue at once, except
      * one partly written, which must stay to keep the stream in sync. */
     mr_msg *prev = NULL, *m = bc->pending_head;
-    while (m && m->deadline <= now) {
+    while (m && msg_deadline(bc, m) <= now) {
         mr_msg *next = m->next;
         if (m->replied) {
             prev = m;

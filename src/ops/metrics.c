@@ -124,6 +124,8 @@ static const struct {
         "Times reading from a client paused because its queue or output was full."),
     ROW(client_idle_closed, "memrelay_client_idle_closed_total", COUNTER,
         "Client connections closed by client_idle_timeout."),
+    ROW(client_output_closed, "memrelay_client_output_closed_total", COUNTER,
+        "Client connections closed by client_output_timeout (held back by their output, reading nothing)."),
     ROW(backend_queue_full, "memrelay_backend_queue_full_total", COUNTER,
         "Requests refused because a server connection's queue was full."),
     ROW(tls_handshakes, "memrelay_tls_handshakes_total", COUNTER, "Client TLS handshakes completed."),
@@ -137,6 +139,10 @@ static const struct {
         "Client authentication attempts that reached the credential check (memcached's auth_cmds)."),
     ROW(auth_errors, "memrelay_auth_errors_total", COUNTER,
         "Client authentication attempts that failed (memcached's auth_errors)."),
+    ROW(auth_delays, "memrelay_auth_delays_total", COUNTER,
+        "Times a client connection was not read for a while after repeated authentication failures."),
+    ROW(auth_failure_closes, "memrelay_auth_failure_closes_total", COUNTER,
+        "Client connections closed after too many authentication failures."),
 #undef ROW
 };
 _Static_assert(sizeof(process_rows) / sizeof(process_rows[0]) == sizeof(mr_stats) / sizeof(uint64_t),

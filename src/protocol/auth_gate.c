@@ -145,3 +145,20 @@ void mr_auth_gate(const char *p, uint32_t avail, const mr_auth_table *t, mr_auth
         out->outcome = MR_AUTH_DENIED;
     }
 }
+
+mr_auth_penalty mr_auth_failure_penalty(uint32_t failures)
+{
+    if (failures >= MR_AUTH_MAX_FAILURES)
+        return MR_AUTH_SHUT;
+    return failures > MR_AUTH_FREE_FAILURES ? MR_AUTH_DELAY : MR_AUTH_GO_ON;
+}
+
+double mr_auth_failure_delay(uint32_t failures)
+{
+    if (mr_auth_failure_penalty(failures) != MR_AUTH_DELAY)
+        return 0;
+    double d = MR_AUTH_DELAY_FIRST;
+    for (uint32_t i = MR_AUTH_FREE_FAILURES + 1; i < failures; i++)
+        d *= 2;
+    return d;
+}

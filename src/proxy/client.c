@@ -8,7 +8,9 @@
  */
 #include "memrelay/client.h"
 
+#include <arpa/inet.h>
 #include <errno.h>
+#include <netinet/in.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -25,10 +27,16 @@
 #include "memrelay/worker.h"
 
 #define WRITE_IOV_MAX 512
+/* Requests a new client may have in flight before its first reply tells
+ * their size (window()). */
+#define CLIENT_FIRST_WINDOW 16u
 
 static void client_read_cb(struct ev_loop *loop, ev_io *io, int revents);
 static void client_write_cb(struct ev_loop *loop, ev_io *io, int revents);
 static void idle_cb(struct ev_loop *loop, ev_timer *t, int revents);
+static void auth_wait_cb(struct ev_loop *loop, ev_timer *t, int revents);
+static void stuck_cb(struct ev_loop *loop, ev_timer *t, int revents);
+static const char *peer_text(int fd, char *buf, size_t cap);
 
 void mr_client_accept(mr_worker *w, int fd, uint32_t listen_pool, uint32_t pool_slot, SSL_CTX *tls)
 {
@@ -50,6 +58,10 @@ void mr_client_accept(mr_worker *w, int fd, uint32_t listen_pool, uint32_t pool_
     c->last_active = ev_now(w->loop);
     ev_init(&c->idle, idle_cb);
     c->idle.data = c;
+    ev_init(&c->auth_wait, auth_wait_cb);
+    c->auth_wait.data = c;
+    ev_init(&c->stuck, stuck_cb);
+    c->stuck.data = c;
     uint32_t idle_ms = w->gen->cfg->pools[listen_pool].client_idle_timeout_ms;
     /* A TLS client has its idle timeout, or MR_TLS_HANDSHAKE_TIMEOUT, to
      * finish the handshake (idle_cb). */
@@ -94,10 +106,17 @@ void mr_client_close(mr_client *c)
     ev_io_stop(w->loop, &c->rio);
     ev_io_stop(w->loop, &c->wio);
     ev_timer_stop(w->loop, &c->idle);
+    ev_timer_stop(w->loop, &c->auth_wait);
+    ev_timer_stop(w->loop, &c->stuck);
     mr_tls_conn_free(c->tls);
     close(c->fd);
     /* Requests still waiting on backends become orphans; their replies are dropped. */
     for (mr_req *r = c->q_head; r;) {
+        mr_req *next = r->next;
+        mr_req_client_done(r);
+        r = next;
+    }
+    for (mr_req *r = c->s_head; r;) {
         mr_req *next = r->next;
         mr_req_client_done(r);
         r = next;
@@ -143,6 +162,32 @@ static void queue_push(mr_client *c, mr_req *req)
         c->q_head = req;
     c->q_tail = req;
     c->nqueued++;
+    c->queued_bytes += req->line.len;
+}
+
+static void silent_push(mr_client *c, mr_req *req)
+{
+    req->next = NULL;
+    if (c->s_tail)
+        c->s_tail->next = req;
+    else
+        c->s_head = req;
+    c->s_tail = req;
+    c->silent_bytes += req->line.len;
+}
+
+/* Answered noreply requests at the head of the silent list leave it (they
+ * are orphans from then on): their bytes no longer count. */
+static void silent_sweep(mr_client *c)
+{
+    while (c->s_head && c->s_head->done) {
+        mr_req *req = c->s_head;
+        c->s_head = req->next;
+        if (!c->s_head)
+            c->s_tail = NULL;
+        c->silent_bytes -= req->line.len < c->silent_bytes ? req->line.len : c->silent_bytes;
+        mr_req_client_done(req);
+    }
 }
 
 /* A reply made by memrelay itself, from static text. */
@@ -161,10 +206,59 @@ static mr_req *local_reply(mr_client *c, const char *text)
     return req;
 }
 
+/* Requests this client may have in flight: client_output_limit's worth of
+ * replies of the size its replies have had (reply_avg), or of the pool's
+ * largest item before its first reply (but at least CLIENT_FIRST_WINDOW,
+ * so a short pipeline goes out at once); at least 1, at most
+ * client_queue_limit. Replies are always read from the servers, so this is
+ * what bounds the bytes a client that does not read can make memrelay hold:
+ * about client_output_limit in flight plus client_output_limit queued. */
+static uint32_t window(const mr_client *c, const mr_pool_conf *pc)
+{
+    uint64_t each = c->reply_avg ? c->reply_avg : (pc->item_size_max ? pc->item_size_max : 1);
+    uint64_t n = pc->client_output_limit / each;
+    if (n < (c->reply_avg ? 1 : CLIENT_FIRST_WINDOW))
+        n = c->reply_avg ? 1 : CLIENT_FIRST_WINDOW;
+    return n < pc->client_queue_limit ? (uint32_t)n : pc->client_queue_limit;
+}
+
 static bool over_bounds(const mr_client *c)
 {
     const mr_pool_conf *pc = &c->worker->gen->cfg->pools[c->listen_pool];
-    return c->nqueued >= pc->client_queue_limit || c->out.bytes >= pc->client_output_limit;
+    return c->nqueued >= window(c, pc) || c->out.bytes >= pc->client_output_limit ||
+           c->queued_bytes + c->silent_bytes >= pc->client_input_limit || ev_is_active(&c->auth_wait);
+}
+
+/* A reply of `bytes` went out to the client's output: rise to a larger
+ * size at once, fall by a sixteenth of the gap (a run of small replies
+ * cannot hide the large ones that may follow for long). */
+static void note_reply_size(mr_client *c, uint64_t bytes)
+{
+    uint32_t b = bytes > UINT32_MAX ? UINT32_MAX : (uint32_t)bytes;
+    if (b == 0)
+        return;
+    if (b >= c->reply_avg)
+        c->reply_avg = b;
+    else
+        c->reply_avg -= (c->reply_avg - b) / 16;
+}
+
+/* client_output_timeout: paused by its own output, and not one byte of it
+ * written for that long: the client is not reading. Closed, logged, counted. */
+static void stuck_cb(struct ev_loop *loop, ev_timer *t, int revents)
+{
+    (void)loop;
+    (void)revents;
+    mr_client *c = t->data;
+    mr_worker *w = c->worker;
+    const mr_pool_conf *pc = &w->gen->cfg->pools[c->listen_pool];
+    char peer[INET6_ADDRSTRLEN + 16];
+    mr_log_warn(
+        "client %s (pool %s): read none of its %llu reply bytes for %u ms (client_output_timeout): closed",
+        peer_text(c->fd, peer, sizeof(peer)), pc->name, (unsigned long long)c->out.bytes,
+        (unsigned)pc->client_output_timeout_ms);
+    MR_STAT_INC(&w->stats, client_output_closed);
+    mr_client_close(c);
 }
 
 /* client_idle_timeout: one timer per client, re-armed only when it fires
@@ -189,6 +283,71 @@ static void idle_cb(struct ev_loop *loop, ev_timer *t, int revents)
     }
     MR_STAT_INC(&c->worker->stats, client_idle_closed);
     mr_client_close(c);
+}
+
+/* The client's address for a log line: "ip:port", "[ip6]:port" or "unix". */
+static const char *peer_text(int fd, char *buf, size_t cap)
+{
+    struct sockaddr_storage ss;
+    socklen_t sl = sizeof(ss);
+    char ip[INET6_ADDRSTRLEN] = "?";
+    if (getpeername(fd, (struct sockaddr *)&ss, &sl) != 0)
+        return "?";
+    if (ss.ss_family == AF_INET) {
+        const struct sockaddr_in *a = (const struct sockaddr_in *)&ss;
+        inet_ntop(AF_INET, &a->sin_addr, ip, sizeof(ip));
+        snprintf(buf, cap, "%s:%u", ip, (unsigned)ntohs(a->sin_port));
+    } else if (ss.ss_family == AF_INET6) {
+        const struct sockaddr_in6 *a = (const struct sockaddr_in6 *)&ss;
+        inet_ntop(AF_INET6, &a->sin6_addr, ip, sizeof(ip));
+        snprintf(buf, cap, "[%s]:%u", ip, (unsigned)ntohs(a->sin6_port));
+    } else {
+        return "unix";
+    }
+    return buf;
+}
+
+/* A failed attempt (its reply is queued): count it, log it (rate-limited,
+ * with the peer's address, never the credentials) and apply the
+ * connection's penalty: go on, stop reading for a while, or close.
+ * Returns 0 to go on with the input, -1 to stop. */
+static int auth_denied(mr_client *c)
+{
+    mr_worker *w = c->worker;
+    MR_STAT_INC(&w->stats, auth_errors);
+    c->auth_failures++;
+    mr_auth_penalty pen = mr_auth_failure_penalty(c->auth_failures);
+    char peer[INET6_ADDRSTRLEN + 16];
+    mr_log_warn("client %s (pool %s): authentication failure %u on this connection%s",
+                peer_text(c->fd, peer, sizeof(peer)), w->gen->cfg->pools[c->listen_pool].name,
+                c->auth_failures,
+                pen == MR_AUTH_SHUT    ? ", closing"
+                : pen == MR_AUTH_DELAY ? ", delaying"
+                                       : "");
+    if (pen == MR_AUTH_SHUT) {
+        MR_STAT_INC(&w->stats, auth_failure_closes);
+        c->closing = true;
+        mr_client_mark_dirty(c);
+        return -1;
+    }
+    if (pen == MR_AUTH_DELAY) {
+        MR_STAT_INC(&w->stats, auth_delays);
+        c->paused = true;
+        ev_io_stop(w->loop, &c->rio);
+        ev_timer_set(&c->auth_wait, mr_auth_failure_delay(c->auth_failures), 0);
+        ev_timer_start(w->loop, &c->auth_wait);
+        return -1;
+    }
+    return 0;
+}
+
+/* The delay after a failed attempt is over: the flush resumes reading
+ * (and parses what is buffered) once nothing else holds it back. */
+static void auth_wait_cb(struct ev_loop *loop, ev_timer *t, int revents)
+{
+    (void)loop;
+    (void)revents;
+    mr_client_mark_dirty(t->data);
 }
 
 /* memcached -Y: until a client authenticates, its input goes through the
@@ -220,11 +379,11 @@ static int auth_gate(mr_client *c, const char *p, uint32_t avail)
      * check, and those of them that failed. */
     if (st.outcome != MR_AUTH_NOT_TRIED)
         MR_STAT_INC(&w->stats, auth_cmds);
-    if (st.outcome == MR_AUTH_DENIED)
-        MR_STAT_INC(&w->stats, auth_errors);
     c->authed = st.outcome == MR_AUTH_GRANTED;
     local_reply(c, st.reply);
     mr_inbuf_consume(&c->in, st.consumed);
+    if (st.outcome == MR_AUTH_DENIED)
+        return auth_denied(c);
     return 0;
 }
 
@@ -285,7 +444,9 @@ static size_t bin_stats(mr_client *c, const mr_bin_plan *plan, mr_mbuf **out)
 }
 
 /* SASL_AUTH/SASL_STEP against the pool's credentials (pool auth_file, the
- * table ASCII authentication uses): memcached's counters, never a log line. */
+ * table ASCII authentication uses): memcached's counters; a failure is
+ * logged (peer address, never the credentials) and penalised as in ASCII
+ * (auth_denied). */
 static size_t bin_sasl(mr_client *c, const mr_bin_request *r, const mr_bin_plan *plan, char *out, size_t cap)
 {
     mr_worker *w = c->worker;
@@ -294,9 +455,9 @@ static size_t bin_sasl(mr_client *c, const mr_bin_request *r, const mr_bin_plan 
     mr_bin_sasl(&c->sasl, r, t, &res);
     if (res.counts)
         MR_STAT_INC(&w->stats, auth_cmds);
-    if (res.status == MR_BIN_AUTH_ERROR)
-        MR_STAT_INC(&w->stats, auth_errors);
     c->authed = res.authenticated || t == NULL;
+    if (res.status == MR_BIN_AUTH_ERROR)
+        (void)auth_denied(c); /* counted, logged; the brute-force penalty takes effect after this reply */
     return mr_bin_sasl_reply(plan, &res, out, cap);
 }
 
@@ -617,11 +778,13 @@ static void client_process(mr_client *c)
         req->head = h;
         req->line = mr_slice_ref(c->in.mb, p, total);
         mr_inbuf_consume(&c->in, total);
-        /* A noreply request needs nothing from the client's queue: it runs
-         * as an orphan, and replies behind it do not wait for it. */
+        /* A noreply request needs nothing from the client's queue: replies
+         * behind it do not wait for it. It stays on the client's silent
+         * list until answered, so its bytes count (client_input_limit). */
         bool silent = h.noreply && req->cls != MR_CLASS_META_KEYED;
         if (silent) {
-            req->client = NULL;
+            req->client = c;
+            silent_push(c, req);
         } else {
             req->client = c;
             queue_push(c, req);
@@ -779,7 +942,10 @@ static int emit_ready(mr_client *c)
         if (!c->q_head)
             c->q_tail = NULL;
         c->nqueued--;
+        c->queued_bytes -= req->line.len < c->queued_bytes ? req->line.len : c->queued_bytes;
+        uint64_t before = c->out.bytes;
         int rc = mr_emit(&c->out, req, &c->worker->stats);
+        note_reply_size(c, c->out.bytes - before);
         bool close_after = req->close_after;
         mr_req_client_done(req);
         if (rc < 0)
@@ -799,6 +965,8 @@ static void client_wrote(mr_client *c, size_t wr)
     MR_STAT_ADD(&w->stats, bytes_written, (uint64_t)wr);
     c->last_active = ev_now(w->loop);
     mr_outq_wrote(&c->out, wr);
+    if (wr > 0)
+        ev_timer_stop(w->loop, &c->stuck); /* it reads */
 }
 
 /* Write the output: 0 all written, 1 waiting for the socket, -1 closed. */
@@ -853,12 +1021,22 @@ static int client_write_tls(mr_client *c)
 void mr_client_flush(mr_client *c)
 {
     mr_worker *w = c->worker;
+    silent_sweep(c);
     if (emit_ready(c) < 0) {
         mr_client_close(c);
         return;
     }
-    if ((c->tls ? client_write_tls(c) : client_write_plain(c)) != 0)
+    int wrc = c->tls ? client_write_tls(c) : client_write_plain(c);
+    if (wrc < 0)
         return;
+    if (wrc > 0) {
+        uint32_t to = w->gen->cfg->pools[c->listen_pool].client_output_timeout_ms;
+        if (c->paused && to && !ev_is_active(&c->stuck)) {
+            ev_timer_set(&c->stuck, to / 1000.0, 0);
+            ev_timer_start(w->loop, &c->stuck);
+        }
+        return;
+    }
     ev_io_stop(w->loop, &c->wio);
     if (c->closing && !c->q_head) {
         mr_client_close(c);

@@ -9,6 +9,7 @@ until a scenario tells it to misbehave:
   garbage       binary junk, no CRLF
   garbage_line  a well-formed line that is no reply to a get ("HELLO THERE")
   wrong_key     a VALUE for a key that was not asked, then END
+  misfit        a well-formed reply of the wrong kind (DELETED to a get, NOT_FOUND to a set, STORED to an mg)
   half_hang     half a VALUE, then silence with the connection open
   endless       "VALUE k 0 200000000" and then value bytes, forever
   endless_line  bytes with no newline, forever
@@ -46,7 +47,7 @@ TIMEOUT_MS = 500
 # as "known bug" and do not fail the run unless --strict is given. Remove an
 # entry once its bug is fixed (the run says so when one starts passing).
 KNOWN_BUGS = set()  # garbage_line fixed in ee73ecf, wrong_key in db4eab1
-SCENARIOS = ["garbage", "garbage_line", "wrong_key", "half_hang", "endless", "endless_line", "huge"]
+SCENARIOS = ["garbage", "garbage_line", "wrong_key", "misfit", "half_hang", "endless", "endless_line", "huge"]
 
 
 class FakeBackend:
@@ -147,6 +148,9 @@ class FakeBackend:
                 elif mode == "wrong_key":
                     conn.sendall(b"VALUE not-%s 0 5\r\nHIJCK\r\nEND\r\n" % key if cmd in (b"get", b"gets")
                                  else b"VALUE not-%s 0 5\r\nHIJCK\r\n" % key)
+                elif mode == "misfit":
+                    conn.sendall({b"get": b"DELETED\r\n", b"gets": b"DELETED\r\n", b"set": b"NOT_FOUND\r\n",
+                                  b"mg": b"STORED\r\n"}.get(cmd, b"DELETED\r\n"))
                 elif mode == "half_hang":
                     conn.sendall(b"VALUE %s 0 10\r\nabc" % key)
                     mode_at_hang = mode

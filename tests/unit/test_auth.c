@@ -294,3 +294,17 @@ Test(auth, refcount_keeps_the_table_alive)
     mr_auth_unref(held);
     mr_auth_unref(NULL);
 }
+
+Test(auth, failures_are_free_then_delayed_doubling_then_closed)
+{
+    cr_assert_eq(mr_auth_failure_penalty(1), MR_AUTH_GO_ON);
+    cr_assert_eq(mr_auth_failure_penalty(2), MR_AUTH_GO_ON);
+    cr_assert_eq(mr_auth_failure_penalty(3), MR_AUTH_DELAY);
+    cr_assert_eq(mr_auth_failure_penalty(4), MR_AUTH_DELAY);
+    cr_assert_eq(mr_auth_failure_penalty(5), MR_AUTH_SHUT);
+    cr_assert_eq(mr_auth_failure_penalty(900000), MR_AUTH_SHUT);
+    cr_assert_eq(mr_auth_failure_delay(2), 0.0);
+    cr_assert_eq(mr_auth_failure_delay(3), MR_AUTH_DELAY_FIRST);
+    cr_assert_eq(mr_auth_failure_delay(4), 2 * MR_AUTH_DELAY_FIRST);
+    cr_assert_eq(mr_auth_failure_delay(5), 0.0);
+}
