@@ -31,6 +31,7 @@ struct mr_worker;
 struct mr_req;
 struct mr_msg;
 struct mr_gen;
+struct mr_pool;
 
 /* What core reports to the layers above it, and the one thing it asks of
  * them. One table per process, built by main.c before the workers start
@@ -137,6 +138,9 @@ typedef struct mr_req {
     uint32_t replicas[MR_MAX_REPLICAS];
     uint32_t write_gen;        /* the key's write generation when this write or read-back started */
     uint8_t readback_tries;    /* read-backs redone because a newer write raced them */
+    uint32_t key_lock;         /* key stripe + 1 this replicated write holds (key_locks.h), 0: none */
+    struct mr_req *park_next;  /* the worker's wait list while parked for a key stripe */
+    const struct mr_pool *park_pool; /* parked: the pool it was dispatched to */
     mr_msg inline_msgs[MR_REQ_INLINE_MSGS];
     uint32_t inline_key_msg[MR_REQ_INLINE_KEYS];
     mr_key_ref inline_keys[MR_REQ_INLINE_KEYS];
