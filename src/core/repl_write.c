@@ -231,7 +231,13 @@ static void readback_answered(mr_req *rb, mr_msg *msg)
     int klen = (int)(key_end - key);
     bool b64 = rb->head.meta_base64;
     mr_slice line = {0}, data = {0};
-    if (msg->error == MR_ERR_NONE && line_is(reply, "VA ")) {
+    if (*gen_slot(w, rb) != rb->write_gen) {
+        /* Still overtaken after every retry: what was read may be older
+         * than what the others hold now. They drop the key instead. */
+        POOL_STAT_INC(w, key_pool(rb), repl_write_failures);
+        if (make_line(w, &line, "md %.*s%s\r\n", klen, key, b64 ? " b" : "") < 0)
+            return;
+    } else if (msg->error == MR_ERR_NONE && line_is(reply, "VA ")) {
         unsigned long len = 0, flags = 0;
         long ttl = -1;
         const char *p = reply->p + 3;

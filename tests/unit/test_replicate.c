@@ -544,3 +544,60 @@ Test(replicate, an_overflowed_replay_queue_is_flushed_first_on_rejoin)
     cr_assert_not(be->replay.overflowed);
     fb_free(f);
 }
+
+Test(replicate, an_incr_the_primary_never_answered_drops_the_key_everywhere)
+{
+    fb *f = repl(3, "");
+    uint32_t r[3];
+    replicas_of(f, "n", r, 3);
+    fb_request(f, "incr n 1\r\n");
+    fb_fail(f, fb_to(f, r[0]), MR_ERR_UNAVAILABLE);
+    cr_assert_str_eq(fb_output(f), "SERVER_ERROR backend unavailable\r\n");
+    /* It may have run on the primary, or not: the others drop the key, and
+     * so does the primary when it is back. */
+    cr_assert_eq(fb_nsent(f), 3);
+    cr_assert_str_eq(fb_sent_at(f, 1)->bytes, "md n\r\n");
+    cr_assert_str_eq(fb_sent_at(f, 2)->bytes, "md n\r\n");
+    const mr_replay_queue *q = &f->w.backends[r[0]]->replay;
+    cr_assert_eq(q->count, 1);
+    cr_assert(memcmp(q->head->out[0].p, "delete n\r\n", 10) == 0);
+    fb_free(f);
+}
+
+Test(replicate, an_incr_answered_after_its_timeout_is_read_back)
+{
+    fb *f = repl(3, "");
+    uint32_t r[3];
+    replicas_of(f, "n", r, 3);
+    fb_request(f, "incr n 1\r\n");
+    fb_sent *incr = fb_to(f, r[0]);
+    fb_timeout(f, incr);
+    cr_assert_str_eq(fb_output(f), "SERVER_ERROR timeout\r\n");
+    cr_assert_eq(fb_nsent(f), 1);
+    fb_reply(f, incr, "2\r\n");
+    /* It ran: the others get what the primary holds now. */
+    cr_assert_eq(fb_nsent(f), 2);
+    cr_assert_str_eq(fb_sent_at(f, 1)->bytes, "mg n v f t\r\n");
+    fb_reply(f, fb_sent_at(f, 1), "VA 1 f0 t-1\r\n2\r\n");
+    cr_assert_str_eq(fb_sent_at(f, 2)->bytes, "ms n 1 F0 T0\r\n2\r\n");
+    fb_free(f);
+}
+
+Test(replicate, a_read_back_overtaken_on_every_retry_drops_the_key_on_the_others)
+{
+    fb *f = repl(3, "");
+    fb_request(f, "incr k 1\r\n");
+    fb_reply(f, fb_sent_at(f, 0), "2\r\n");
+    for (int i = 0; i < 9; i++) {
+        uint32_t at = fb_nsent(f) - 1;
+        cr_assert_str_eq(fb_sent_at(f, at)->bytes, "mg k v f t\r\n", "read-back %d", i);
+        fb_request(f, "set k 0 0 1\r\nz\r\n"); /* overtakes the read-back */
+        fb_reply(f, fb_sent_at(f, at), "VA 1 f0 t-1\r\n2\r\n");
+    }
+    /* After 8 retries it stops copying what may be older than the others
+     * hold: they drop the key. */
+    uint32_t n = fb_nsent(f);
+    cr_assert_str_eq(fb_sent_at(f, n - 2)->bytes, "md k\r\n");
+    cr_assert_str_eq(fb_sent_at(f, n - 1)->bytes, "md k\r\n");
+    fb_free(f);
+}
