@@ -11,9 +11,13 @@
  * A changed address goes to new connections; each worker moves its
  * connections once the requests already written on them are answered
  * (backend.c). The ring position never changes: it follows the name.
- * A failed lookup keeps the last good address, counts as a failure of the
- * server (one that never resolved cannot be reached: down at once), and is
- * logged once per change between failing and answering.
+ * A failed lookup keeps the last good address and is counted as the
+ * server's (lookup_failures), logged once per change between failing and
+ * answering. It marks the server down only when the server has no address
+ * at all (it cannot be reached); a server with a last good address is judged
+ * by what it answers, so a DNS outage never takes a reachable server out
+ * (and a down server's probe, which looked it up first, tries the last good
+ * address when the lookup failed).
  */
 #include <netinet/in.h>
 #include <stdio.h>
@@ -112,10 +116,10 @@ static void answered(void *ctx, const mr_dns_host_result *r)
             mr_log_warn("server %s (pool %s): cannot resolve %s (%s); %s%s", sh->name, sh->pool, sh->host, why,
                         known ? "keeping its last address " : "it has no address yet", known ? was_text : "");
         sh->lookup_failing = true;
-        /* A failure of the server: one that never resolved cannot be reached at all. */
-        if (h->loop && mr_health_pool_conf(h, sh->id) &&
+        /* One that never resolved cannot be reached at all: down. */
+        if (!known && h->loop && mr_health_pool_conf(h, sh->id) &&
             __atomic_load_n(&sh->state, __ATOMIC_ACQUIRE) != MR_HEALTH_DOWN)
-            mr_health_failure(h, sh->id, MR_ERR_UNRESOLVED, !known);
+            mr_health_failure(h, sh->id, MR_ERR_UNRESOLVED, true);
     }
     sh->looked_up = true;
     schedule_refresh(sh, ttl);

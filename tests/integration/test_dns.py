@@ -263,6 +263,9 @@ def test_a_dns_server_that_stops_answering_keeps_the_pool_serving(dns, mcs, rela
     dns.pause()
     try:
         assert wait_for(lambda: "DNS lookup of srv %s failed" % SERVICE in r.log(), 10.0, 0.1), r.log()[-2000:]
+        # The targets' own lookups fail too (every dns_refresh, at least a second): the servers stay up.
+        assert wait_for(lambda: re.search(r":lookup_failures [1-9]", r.stats("servers")), 10.0, 0.1)
+        assert ":state down" not in r.stats("servers")
         with Conn(r.addr) as c:
             for k in keys:
                 assert c.request(b"get %s\r\n" % k).startswith(b"VALUE"), k
