@@ -26,10 +26,21 @@
 
 uint32_t mr_replicate_retrieval_slots(const mr_req *req, uint32_t npool_servers, uint32_t max_replicas)
 {
-    /* Each failover round regroups a batch's keys onto at most this many
-     * servers, and a key can fail over max_replicas - 1 times. */
-    uint32_t per_round = req->nkeys < npool_servers ? req->nkeys : npool_servers;
-    return per_round * (max_replicas - 1);
+    /* A key fails over at most max_replicas - 1 times. In each round every
+     * batch regroups its keys onto the other servers, each batch on new
+     * messages of its own: round r has at most n * (n - 1)^r of them (n
+     * batches first), and never more than there are keys. (Sizing a round
+     * by n alone ran out when several batches failed over at once, e.g.
+     * misses with read_miss_failover: the last keys were answered as
+     * misses.) */
+    uint64_t n = npool_servers, batches = n, total = 0;
+    for (uint32_t r = 1; r < max_replicas; r++) {
+        batches = n > 1 ? batches * (n - 1) : 1;
+        if (batches > req->nkeys)
+            batches = req->nkeys;
+        total += batches;
+    }
+    return (uint32_t)total;
 }
 
 void mr_replicate_retrieval_arm(mr_req *req)

@@ -601,3 +601,31 @@ Test(replicate, a_read_back_overtaken_on_every_retry_drops_the_key_on_the_others
     cr_assert_str_eq(fb_sent_at(f, n - 1)->bytes, "md k\r\n");
     fb_free(f);
 }
+
+Test(replicate, every_batch_of_a_multiget_missing_at_once_fails_over_every_key)
+{
+    fb *f = repl(2, "  read_miss_failover: true\n");
+    /* 30 keys over 3 servers: each batch's misses regroup onto both other
+     * servers, 6 new batches in all (more than one per server). */
+    char line[1024] = "get";
+    for (int i = 0; i < 30; i++) {
+        size_t at = strlen(line);
+        snprintf(line + at, sizeof(line) - at, " m%d", i);
+    }
+    strcat(line, "\r\n");
+    fb_request(f, line);
+    uint32_t first = fb_nsent(f);
+    cr_assert_eq(first, 3);
+    for (uint32_t i = 0; i < first; i++)
+        fb_reply(f, fb_sent_at(f, i), "END\r\n");
+    uint32_t keys_sent = 0;
+    for (uint32_t i = first; i < fb_nsent(f); i++) {
+        for (const char *p = fb_sent_at(f, i)->bytes; (p = strstr(p, " m")); p++)
+            keys_sent++;
+        fb_reply(f, fb_sent_at(f, i), "END\r\n");
+    }
+    cr_assert_eq(fb_nsent(f), 9, "three batches, each regrouped onto two servers");
+    cr_assert_eq(keys_sent, 30, "every key got its second replica");
+    cr_assert_str_eq(fb_output(f), "END\r\n");
+    fb_free(f);
+}
