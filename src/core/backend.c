@@ -440,6 +440,21 @@ static void replayed_finished(mr_req *req, mr_msg *msg, int err)
 
 static const mr_req_ops replay_ops = {.finished = replayed_finished};
 
+/* A flush_all that got no reply may not have run: the server is still to
+ * be flushed, and nothing queued meanwhile is to be replayed after it. */
+static void flush_finished(mr_req *req, mr_msg *msg, int err)
+{
+    mr_backend *be = req->worker->backends[msg->server];
+    if (err == MR_ERR_NONE || !be)
+        return;
+    mr_replay_queue *q = &be->replay;
+    MR_STAT_ADD(&req->worker->pool_stats[be->pool->slot], repl_queue_depth, (uint64_t)-(int64_t)q->count);
+    mr_replay_clear(q);
+    q->overflowed = true;
+}
+
+static const mr_req_ops flush_ops = {.finished = flush_finished};
+
 /* A connection is up: put the writes the server missed in front of
  * everything pending on it, in their original order (after a flush_all if
  * some were lost, or with the server quarantined: on_rejoin). */
@@ -493,7 +508,7 @@ static void replay_missed(mr_backend *be)
     }
     if (flush) {
         static const char flush_line[] = "flush_all\r\n";
-        mr_req *req = mr_req_new_background(w, NULL);
+        mr_req *req = mr_req_new_background(w, &flush_ops);
         if (req && mr_req_alloc_msgs(req, 1) == 0) {
             mr_msg *msg = &req->msgs[0];
             msg->server = be->server->id;
