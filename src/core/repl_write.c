@@ -67,7 +67,8 @@ static int delete_line_for(mr_worker *w, const mr_slice *line, mr_slice *del)
         k_end++;
     bool meta = line->len > 2 && line->p[0] == 'm' && line->p[2] == ' ';
     bool b64 = meta && memmem(k_end, (size_t)(end - k_end), " b", 2) != NULL;
-    return make_line(w, del, meta ? "md %.*s%s\r\n" : "delete %.*s\r\n", (int)(k_end - key), key, b64 ? " b" : "");
+    const char *fmt = meta ? "md %.*s%s\r\n" : "delete %.*s\r\n";
+    return make_line(w, del, fmt, (int)(k_end - key), key, b64 ? " b" : "");
 }
 
 /* A live replica refused a write (SERVER_ERROR, e.g. out of memory): it
