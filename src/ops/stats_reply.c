@@ -210,8 +210,9 @@ static int settings_stats(mr_worker *w, uint32_t listen_pool, mr_mbuf *mb)
     rc |= append(mb, "STAT shutdown_command no\r\n");
     rc |= append(mb, "STAT num_threads %d\r\n", w->shared->nworkers);
     rc |= append(mb, "STAT tcp_backlog %d\r\n", p->backlog);
-    rc |= append(mb, "STAT binding_protocol ascii\r\n");
-    rc |= append(mb, "STAT auth_enabled_sasl no\r\n");
+    /* both protocols on every listener, as memcached's default -B auto */
+    rc |= append(mb, "STAT binding_protocol auto-negotiate\r\n");
+    rc |= append(mb, "STAT auth_enabled_sasl %s\r\n", yes_no(p->auth != NULL)); /* binary SASL PLAIN */
     rc |= append(mb, "STAT auth_enabled_ascii %s\r\n", p->auth ? p->auth_file : "no");
     rc |= append(mb, "STAT item_size_max %u\r\n", (unsigned)p->item_size_max);
     rc |= append(mb, "STAT ssl_enabled %s\r\n", yes_no(tls));
