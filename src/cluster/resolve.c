@@ -161,8 +161,13 @@ void mr_health_resolve_stop(mr_server_health *sh)
 
 void mr_health_set_resolver(mr_health *h, mr_dns *dns, struct ev_loop *loop)
 {
+    /* Lookups of the resolver in use end here: the next one may be freed. */
+    for (uint32_t id = 0; h->dns && id < h->nids; id++)
+        mr_health_resolve_stop(mr_health_server(h, id));
     h->dns = dns;
-    h->dns_loop = loop;
+    h->dns_loop = dns ? loop : h->dns_loop;
+    if (!dns)
+        return;
     for (uint32_t id = 0; id < h->nids; id++) {
         mr_server_health *sh = mr_health_server(h, id);
         if (sh->host && mr_health_pool_conf(h, id))

@@ -116,6 +116,9 @@ static int pool_stats(mr_worker *w, mr_mbuf *mb)
         rc |= append(mb, "STAT %s:replicas %u\r\n", p->name, p->replicas);
         rc |= append(mb, "STAT %s:replicate_to %zu\r\n", p->name, p->nreplicate_to);
         rc |= append(mb, "STAT %s:write_ack %s\r\n", p->name, ack_names[p->write_ack]);
+        rc |= append(mb, "STAT %s:warmup_window %u\r\n", p->name, p->warmup_window_ms);
+        rc |= append(mb, "STAT %s:warmup_window_left_ms %lld\r\n", p->name,
+                     (long long)(mr_gen_warm_left(w->gen, i, ev_now(w->loop)) * 1000.0));
 #define MR_POOL_STAT_LINE(field) rc |= append(mb, "STAT %s:" #field " %llu\r\n", p->name, (unsigned long long)ps.field);
         MR_POOL_STATS(MR_POOL_STAT_LINE)
 #undef MR_POOL_STAT_LINE
