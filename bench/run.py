@@ -50,6 +50,10 @@ WORKLOADS = [
     dict(name="large", title="16 KiB values, get/set 1:1", value=16384, ratio="1:1", keys=2000, goal=1.2),
     dict(name="conns1000", title="small get/set 9:1, 1,000 connections", conns=1000, goal=1.3),
     dict(name="replicated", title="small get/set 9:1, pool of 2 replicas (ack one)", replicated=True),
+    # The same with 2 worker threads on both sides: the cost of the key locks (key_locks.h) that keep
+    # replicas converged across workers.
+    dict(name="replicated-t2", title="small get/set 9:1, pool of 2 replicas (ack one), -t 2", replicated=True,
+         threads2=True),
     # memcached's binary protocol (loadgen --binary): memrelay against memcached direct only (nutcracker
     # has no binary protocol); compare memrelay's CPU per request with the text rows above.
     dict(name="binary", title="small get/set 9:1 in the binary protocol (SET, GETK)", binary=True),
@@ -64,6 +68,7 @@ TARGET_TITLES = {
     "memrelay": "memrelay",
     "memrelay-t2": "memrelay -t 2",
     "memrelay-repl": "memrelay (replicas: 2)",
+    "memrelay-repl-t2": "memrelay -t 2 (replicas: 2)",
 }
 
 
@@ -399,7 +404,8 @@ def targets_of(w, bench):
     if w.get("replicated"):
         # Unreplicated memrelay in the same rounds: the target is a ratio to it, and a ratio between
         # two workloads run minutes apart would mostly measure how the machine changed meanwhile.
-        names = ["direct", "memrelay", "memrelay-repl"]
+        names = ["direct", "memrelay-t2", "memrelay-repl-t2"] if w.get("threads2") else \
+            ["direct", "memrelay", "memrelay-repl"]
     elif w.get("binary"):
         names = ["direct", "memrelay"]
     else:
@@ -423,7 +429,8 @@ def start_targets(bench, workloads):
             port, p = bench.start_nutcracker("nutcracker")
             bench.targets["nutcracker"] = dict(ports=[port], proc=p)
     for name, kw in (("memrelay", {}), ("memrelay-t2", dict(threads=bench.args.memrelay_threads)),
-                     ("memrelay-repl", dict(replicas=2))):
+                     ("memrelay-repl", dict(replicas=2)),
+                     ("memrelay-repl-t2", dict(replicas=2, threads=bench.args.memrelay_threads))):
         if name not in needed:
             continue
         try:
@@ -544,6 +551,8 @@ def summarize(results, workloads, bench):
                     row["vs_nutcracker"] = paired_ratio(res[name], res["nutcracker"])
                 if name == "memrelay-repl" and "memrelay" in res:
                     row["vs_unreplicated"] = paired_ratio(res[name], res["memrelay"])
+                if name == "memrelay-repl-t2" and "memrelay-t2" in res:
+                    row["vs_unreplicated"] = paired_ratio(res[name], res["memrelay-t2"])
             if row["failed"]:
                 row["note"] = f"{row['failed']} of {row['rounds']} rounds failed: " + \
                               next(x["error"] for x in res[name] if "error" in x)

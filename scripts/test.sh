@@ -23,12 +23,14 @@
 #   soak          tests/soak/soak.py on build/memrelay (SOAK_SECONDS, 120) and on
 #                 build-asan/memrelay (SOAK_ASAN_SECONDS, 60)
 #   bad_backends  tests/soak/bad_backends.py on both binaries
+#   replication convergence  tests/soak/replication_convergence.py on
+#                 build/memrelay, REPL_SOAK_SECONDS (20) per thread count 1, 2, 4
 # MEMRELAY_QUICK=1 skips them (so do CTEST_ARGS), except when CI=true.
 #
 # Environment: MEMRELAY_SANITIZE=1, MEMRELAY_BUILD_DIR (override the build
 # directory), MEMRELAY_JOBS (compile jobs; default: all cores),
 # CTEST_PARALLEL_LEVEL (tests run one at a time unless set), MEMRELAY_SKIP_DEPS=1,
-# MEMRELAY_QUICK=1, FUZZ_SECONDS, SOAK_SECONDS, SOAK_ASAN_SECONDS.
+# MEMRELAY_QUICK=1, FUZZ_SECONDS, SOAK_SECONDS, SOAK_ASAN_SECONDS, REPL_SOAK_SECONDS.
 set -euo pipefail
 
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -182,6 +184,8 @@ stage "fuzz: scripts/fuzz.sh, ${FUZZ_SECONDS:-60} s per target" scripts/fuzz.sh
 if [[ -n "$plain_bin" ]]; then
     stage "soak: $plain_bin, ${SOAK_SECONDS:-120} s" /usr/bin/python3 tests/soak/soak.py --memrelay "$plain_bin"
     stage "bad_backends: $plain_bin" /usr/bin/python3 tests/soak/bad_backends.py --memrelay "$plain_bin"
+    stage "replication convergence: $plain_bin, ${REPL_SOAK_SECONDS:-20} s per thread count" \
+        /usr/bin/python3 tests/soak/replication_convergence.py --memrelay "$plain_bin" --seconds "${REPL_SOAK_SECONDS:-20}"
 fi
 if [[ -x "$asan_bin" ]]; then
     stage "soak: $asan_bin, ${SOAK_ASAN_SECONDS:-60} s" /usr/bin/python3 tests/soak/soak.py --memrelay "$asan_bin" \

@@ -11,6 +11,7 @@
 #include "memrelay/client.h"
 #include "memrelay/config.h"
 #include "memrelay/health.h"
+#include "memrelay/key_locks.h"
 #include "memrelay/listener.h"
 #include "memrelay/log.h"
 #include "memrelay/membership.h"
@@ -389,6 +390,11 @@ int main(int argc, char **argv)
     shared.discovery = mr_membership_discovery(membership);
     shared.started = ev_time();
     shared.nworkers = nworkers;
+    /* One worker needs no key locks: its connections keep every key's order. */
+    if (nworkers > 1 && !(shared.key_locks = mr_key_locks_new((uint32_t)nworkers))) {
+        fprintf(stderr, "memrelay: out of memory\n");
+        return 1;
+    }
     shared.health = health;
     shared.hooks = &core_hooks;
     /* The health checker's async watcher, and the reloader's, must exist
@@ -467,6 +473,7 @@ int main(int argc, char **argv)
     ev_loop_destroy(main_loop);
     free(workers);
     mr_health_free(health);
+    mr_key_locks_free(shared.key_locks);
     free(opt.admin.host);
     return rc;
 }

@@ -89,10 +89,13 @@ void mr_backend_close(mr_backend *be);
  * queue is full. */
 void mr_backend_send(mr_backend *be, uint32_t conn_hint, mr_msg *msg);
 
-/* A replicated write `msg` did not reach the server: keep a copy to replay
- * when it is back (bounded by the pool's replay_queue; past it the queue
- * overflows and the server is flushed, or quarantined, on return). */
-void mr_backend_replay_later(mr_backend *be, const mr_msg *msg);
+/* A replicated write did not reach the server: keep `out[0..nout)` (the
+ * replication sends the key's delete) to replay when it is back, bounded by
+ * the pool's replay_queue. Past it, or with nout 0 (it could not be made),
+ * the queue overflows: with on_rejoin: flush it is emptied, keeps nothing
+ * more, and the server is flushed on return; with quarantine it keeps the
+ * oldest and the server is quarantined. */
+void mr_backend_replay_later(mr_backend *be, const mr_slice *out, uint32_t nout);
 
 /* Write what the connection has pending (called from the worker's flush). */
 void mr_bconn_flush(mr_bconn *bc);

@@ -19,10 +19,18 @@
 #include "memrelay/request.h"
 #include "memrelay/router.h"
 
+struct mr_worker;
+
 
 /* Send a keyed command (storage, delete/incr/decr/touch, meta) for a key of
  * a replicated pool. */
 void mr_replicate_keyed(mr_req *req, const mr_pool *pool, const char *key, size_t key_len);
+
+/* Start the replicated writes of this worker that waited for their key
+ * stripe and may go now (the worker's key_wake). */
+void mr_replicate_resume(struct mr_worker *w);
+/* Shutdown: answer the writes still waiting for a stripe (UNAVAILABLE). */
+void mr_replicate_drop_parked(struct mr_worker *w);
 
 /* Arm read failover on a retrieval whose keys live in replicated pools:
  * returns the message slots it may need beyond the first batch. */

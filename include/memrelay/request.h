@@ -32,6 +32,7 @@ struct mr_worker;
 struct mr_req;
 struct mr_msg;
 struct mr_gen;
+struct mr_pool;
 
 /* What core reports to the layers above it, and the one thing it asks of
  * them. One table per process, built by main.c before the workers start
@@ -152,6 +153,9 @@ typedef struct mr_req {
     uint32_t replicas[MR_MAX_REPLICAS];
     uint32_t write_gen;        /* the key's write generation when this write or read-back started */
     uint8_t readback_tries;    /* read-backs redone because a newer write raced them */
+    uint32_t key_lock;         /* key stripe + 1 this replicated write holds (key_locks.h), 0: none */
+    struct mr_req *park_next;  /* the worker's wait list while parked for a key stripe */
+    const struct mr_pool *park_pool; /* parked: the pool it was dispatched to */
     /* A binary protocol client's request (NULL: text). `line` is then the
      * meta command mr_bin_translate wrote, in a block of its own that also
      * holds the plan and room for the response's head (bin_out, at least

@@ -18,6 +18,7 @@
 #include "memrelay/backend.h"
 #include "memrelay/generation.h"
 #include "memrelay/health.h"
+#include "memrelay/key_locks.h"
 #include "memrelay/mbuf.h"
 #include "memrelay/request.h"
 #include "memrelay/router.h"
@@ -44,6 +45,8 @@ typedef struct {
     ev_async *switched;             /* on main_loop: a worker finished a switch or released a generation */
     const mr_core_hooks *hooks;     /* what core calls up into (request.h); set by main.c before any worker */
     const struct mr_discovery *discovery; /* pools whose servers come from DNS (discovery.h): their counters */
+    mr_key_locks *key_locks;        /* replicated writes: one worker per key stripe at a time (key_locks.h);
+                                       NULL with one worker */
 } mr_shared;
 
 typedef struct mr_worker {
@@ -83,6 +86,8 @@ typedef struct mr_worker {
     mr_stats stats;
     mr_pool_stats pool_stats[MR_MAX_POOL_SLOTS]; /* by pool slot (stable across reloads) */
     uint32_t write_gen[MR_WRITE_GEN_SLOTS]; /* bumped by every replicated write a key gets on this worker */
+    mr_key_waits key_waits;         /* its holds of key stripes and its requests waiting for one */
+    ev_async key_wake;              /* a key stripe it waits for was let go (key_locks.h) */
 } mr_worker;
 
 /* Free-list bounds per worker. They are sized for the working set of a busy

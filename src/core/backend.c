@@ -423,20 +423,32 @@ static void bconn_push_front(mr_bconn *bc, mr_msg *msg)
 
 /* ---- replay of the writes the server missed ---- */
 
-void mr_backend_replay_later(mr_backend *be, const mr_msg *msg)
+/* The queue no longer holds every write the server missed. With
+ * on_rejoin: flush the server comes back empty, so nothing queued is
+ * replayed after the flush (it is dropped now) and nothing more is kept. */
+static void replay_overflow(mr_backend *be)
 {
     mr_worker *w = be->worker;
     mr_replay_queue *q = &be->replay;
-    if (q->count >= be->pool->conf->replay_queue) {
-        if (!q->overflowed)
-            mr_log_warn("backend %s: replay queue full (%u writes); it will be flushed when it returns",
-                        be->server->conf->spec, q->count);
-        q->overflowed = true;
-        MR_STAT_INC(&w->pool_stats[be->pool->slot], repl_queue_overflows);
-        return;
+    if (!q->overflowed)
+        mr_log_warn("backend %s: replay queue full (%u writes); it will be flushed when it returns",
+                    be->server->conf->spec, q->count);
+    MR_STAT_INC(&w->pool_stats[be->pool->slot], repl_queue_overflows);
+    if (!be->pool->conf->on_rejoin_quarantine) {
+        MR_STAT_ADD(&w->pool_stats[be->pool->slot], repl_queue_depth, (uint64_t)-(int64_t)q->count);
+        mr_replay_clear(q);
     }
-    if (mr_replay_push(q, msg->out, msg->nout) < 0) {
-        q->overflowed = true;
+    q->overflowed = true;
+}
+
+void mr_backend_replay_later(mr_backend *be, const mr_slice *out, uint32_t nout)
+{
+    mr_worker *w = be->worker;
+    mr_replay_queue *q = &be->replay;
+    if (q->overflowed && !be->pool->conf->on_rejoin_quarantine)
+        return; /* flushed on return: nothing to keep */
+    if (nout == 0 || q->count >= be->pool->conf->replay_queue || mr_replay_push(q, out, nout) < 0) {
+        replay_overflow(be);
         return;
     }
     if (be->down_error != MR_ERR_NONE && !w->shared->health)
@@ -450,10 +462,25 @@ static void replayed_finished(mr_req *req, mr_msg *msg, int err)
     /* A replay that fails again (no reply at all) goes back on the queue.
      * One that timed out but was answered later did run: not again. */
     if (err != MR_ERR_NONE)
-        mr_backend_replay_later(req->worker->backends[msg->server], msg);
+        mr_backend_replay_later(req->worker->backends[msg->server], msg->out, msg->nout);
 }
 
 static const mr_req_ops replay_ops = {.finished = replayed_finished};
+
+/* A flush_all that got no reply may not have run: the server is still to
+ * be flushed, and nothing queued meanwhile is to be replayed after it. */
+static void flush_finished(mr_req *req, mr_msg *msg, int err)
+{
+    mr_backend *be = req->worker->backends[msg->server];
+    if (err == MR_ERR_NONE || !be)
+        return;
+    mr_replay_queue *q = &be->replay;
+    MR_STAT_ADD(&req->worker->pool_stats[be->pool->slot], repl_queue_depth, (uint64_t)-(int64_t)q->count);
+    mr_replay_clear(q);
+    q->overflowed = true;
+}
+
+static const mr_req_ops flush_ops = {.finished = flush_finished};
 
 /* A connection is up: put the writes the server missed in front of
  * everything pending on it, in their original order (after a flush_all if
@@ -508,7 +535,7 @@ static void replay_missed(mr_backend *be)
     }
     if (flush) {
         static const char flush_line[] = "flush_all\r\n";
-        mr_req *req = mr_req_new_background(w, NULL);
+        mr_req *req = mr_req_new_background(w, &flush_ops);
         if (req && mr_req_alloc_msgs(req, 1) == 0) {
             mr_msg *msg = &req->msgs[0];
             msg->server = be->server->id;

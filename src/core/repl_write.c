@@ -51,29 +51,52 @@ static bool fanout_ready(const mr_req *req)
     return req->acks >= req->acks_needed || req->fails > req->nmsgs - req->acks_needed;
 }
 
-static void background_write(mr_worker *w, uint32_t pool, uint32_t conn_hint, const uint32_t *servers, uint32_t n,
+static void background_write(const mr_req *parent, uint32_t pool, const uint32_t *servers, uint32_t n,
                              const mr_slice *line, const mr_slice *data);
 static int make_line(mr_worker *w, mr_slice *out, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 
-/* A live replica refused a write (SERVER_ERROR, e.g. out of memory): it
- * may still hold an older value, so it is told to drop the key rather than
- * serve that. Replaying the write later could land it over newer ones. */
-static void drop_stale_copy(mr_worker *w, const mr_msg *msg, uint32_t conn_hint)
+/* The delete of the key a write line names ("<cmd> <key> ..."): `delete
+ * <key>`, or `md <key>` (with b for a base64 key) for a meta line. */
+static int delete_line_for(mr_worker *w, const mr_slice *line, mr_slice *del)
 {
-    const mr_slice *line = &msg->out[0];
     const char *p = memchr(line->p, ' ', line->len), *end = line->p + line->len;
     if (!p)
-        return;
+        return -1;
     const char *key = p + 1, *k_end = key;
     while (k_end < end && *k_end != ' ' && *k_end != '\r' && *k_end != '\n')
         k_end++;
     bool meta = line->len > 2 && line->p[0] == 'm' && line->p[2] == ' ';
     bool b64 = meta && memmem(k_end, (size_t)(end - k_end), " b", 2) != NULL;
+    const char *fmt = meta ? "md %.*s%s\r\n" : "delete %.*s\r\n";
+    return make_line(w, del, fmt, (int)(k_end - key), key, b64 ? " b" : "");
+}
+
+/* A live replica refused a write (SERVER_ERROR, e.g. out of memory): it
+ * may still hold an older value, so it is told to drop the key rather than
+ * serve that. Replaying the write later could land it over newer ones. */
+static void drop_stale_copy(const mr_req *req, const mr_msg *msg)
+{
     mr_slice del;
-    if (make_line(w, &del, meta ? "md %.*s%s\r\n" : "delete %.*s\r\n", (int)(k_end - key), key, b64 ? " b" : "") < 0)
+    if (delete_line_for(req->worker, &msg->out[0], &del) < 0)
         return;
     uint32_t server = msg->server;
-    background_write(w, pool_of_server(w, server), conn_hint, &server, 1, &del, NULL);
+    background_write(req, pool_of_server(req->worker, server), &server, 1, &del, NULL);
+    mr_slice_release(&del);
+}
+
+/* A write (or a repair) to `server` got no reply: whether it ran is
+ * unknown. The server is told to drop the key when it is back, not given
+ * the write again: replays from several workers (or several replays) of
+ * one key may reach it in any order, and deletes give the same result in
+ * any order (the key comes back empty, never stale). */
+static void replay_delete(mr_worker *w, uint32_t server, const mr_slice *line)
+{
+    mr_slice del;
+    if (delete_line_for(w, line, &del) < 0) {
+        mr_backend_replay_later(w->backends[server], NULL, 0); /* lost: it overflows */
+        return;
+    }
+    mr_backend_replay_later(w->backends[server], &del, 1);
     mr_slice_release(&del);
 }
 
@@ -84,9 +107,9 @@ static void write_finished(mr_req *req, mr_msg *msg, int err)
         return;
     POOL_STAT_INC(req->worker, pool_of_server(req->worker, msg->server), repl_write_failures);
     if (refused)
-        drop_stale_copy(req->worker, msg, req->conn_hint);
+        drop_stale_copy(req, msg);
     else
-        mr_backend_replay_later(req->worker->backends[msg->server], msg);
+        replay_delete(req->worker, msg->server, &msg->out[0]);
 }
 
 /* Background writes: counted while pending, and failures kept for replay. */
@@ -103,10 +126,12 @@ const mr_req_ops mr_repl_fanout_ops = {
 /* Background writes (repairs): only failures matter, for replay. */
 static const mr_req_ops repair_ops = {.finished = repair_finished};
 
-/* Send `line` (+ data) to servers[0..n) as one background request. */
-static void background_write(mr_worker *w, uint32_t pool, uint32_t conn_hint, const uint32_t *servers, uint32_t n,
+/* Send `line` (+ data) to servers[0..n) as one background request for
+ * `parent`'s key: on its connections, holding its key stripe. */
+static void background_write(const mr_req *parent, uint32_t pool, const uint32_t *servers, uint32_t n,
                              const mr_slice *line, const mr_slice *data)
 {
+    mr_worker *w = parent->worker;
     if (n == 0)
         return;
     mr_req *req = mr_req_new_background(w, &repair_ops);
@@ -114,7 +139,8 @@ static void background_write(mr_worker *w, uint32_t pool, uint32_t conn_hint, co
         return;
     req->replicas[0] = servers[0];
     req->nreplicas = 1;
-    req->conn_hint = conn_hint; /* the key's connection, keeping its writes in order */
+    req->conn_hint = parent->conn_hint; /* the key's connection, keeping its writes in order */
+    mr_key_lock_inherit(req, parent);
     if (mr_req_alloc_msgs(req, n) < 0) {
         mr_req_dispatched(req);
         return;
@@ -171,7 +197,7 @@ static void repair_copy_set(mr_req *req)
                   exptime, bytes) < 0)
         return;
     data = mr_slice_ref(req->line.mb, req->line.p + h->line_len, h->data_len);
-    background_write(req->worker, key_pool(req), req->conn_hint, req->replicas + 1, req->nreplicas - 1u, &line, &data);
+    background_write(req, key_pool(req), req->replicas + 1, req->nreplicas - 1u, &line, &data);
     mr_slice_release(&line);
     mr_slice_release(&data);
 }
@@ -206,7 +232,13 @@ static void readback_answered(mr_req *rb, mr_msg *msg)
     int klen = (int)(key_end - key);
     bool b64 = rb->head.meta_base64;
     mr_slice line = {0}, data = {0};
-    if (msg->error == MR_ERR_NONE && line_is(reply, "VA ")) {
+    if (*gen_slot(w, rb) != rb->write_gen) {
+        /* Still overtaken after every retry: what was read may be older
+         * than what the others hold now. They drop the key instead. */
+        POOL_STAT_INC(w, key_pool(rb), repl_write_failures);
+        if (make_line(w, &line, "md %.*s%s\r\n", klen, key, b64 ? " b" : "") < 0)
+            return;
+    } else if (msg->error == MR_ERR_NONE && line_is(reply, "VA ")) {
         unsigned long len = 0, flags = 0;
         long ttl = -1;
         const char *p = reply->p + 3;
@@ -227,11 +259,13 @@ static void readback_answered(mr_req *rb, mr_msg *msg)
         if (make_line(w, &line, "md %.*s%s\r\n", klen, key, b64 ? " b" : "") < 0)
             return;
     } else {
-        /* The owner did not answer: nothing trustworthy to copy. */
+        /* The owner did not answer: nothing trustworthy to copy, and the
+         * others may hold an older value. They drop the key. */
         POOL_STAT_INC(w, key_pool(rb), repl_write_failures);
-        return;
+        if (make_line(w, &line, "md %.*s%s\r\n", klen, key, b64 ? " b" : "") < 0)
+            return;
     }
-    background_write(w, key_pool(rb), rb->conn_hint, rb->replicas + 1, rb->nreplicas - 1u, &line, data.len ? &data : NULL);
+    background_write(rb, key_pool(rb), rb->replicas + 1, rb->nreplicas - 1u, &line, data.len ? &data : NULL);
     mr_slice_release(&line);
     mr_slice_release(&data);
 }
@@ -251,6 +285,7 @@ static void start_read_back(const mr_req *from, const char *key, int klen, bool 
     rb->nreplicas = from->nreplicas;
     memcpy(rb->replicas, from->replicas, sizeof(rb->replicas));
     rb->conn_hint = from->conn_hint;
+    mr_key_lock_inherit(rb, from);
     rb->write_gen = *gen_slot(w, from);
     rb->readback_tries = from->readback_tries;
     if (mr_req_alloc_msgs(rb, 1) < 0) {
@@ -282,7 +317,7 @@ static void repair_delete_others(mr_req *req)
     if (make_line(req->worker, &line, "md %.*s%s\r\n", (int)h->key_len, req->line.p + h->key_off,
                   h->meta_base64 ? " b" : "") < 0)
         return;
-    background_write(req->worker, key_pool(req), req->conn_hint, req->replicas + 1, req->nreplicas - 1u, &line, NULL);
+    background_write(req, key_pool(req), req->replicas + 1, req->nreplicas - 1u, &line, NULL);
     mr_slice_release(&line);
 }
 
@@ -334,4 +369,24 @@ static void primary_answered(mr_req *req, mr_msg *msg)
     }
 }
 
-const mr_req_ops mr_repl_primary_ops = {.answered = primary_answered};
+/* The primary's message is off its queue. Without a reply (the
+ * connection failed or was declared stalled) the write may still have run
+ * there, or not: the other replicas drop the key, and so does the primary
+ * when it is back (its replay queue). A reply that came after the client
+ * was answered `timeout` was not seen by primary_answered: the others get
+ * whatever the primary holds now. */
+static void primary_finished(mr_req *req, mr_msg *msg, int err)
+{
+    if (req->nreplicas < 2)
+        return;
+    if (err == MR_ERR_NONE) {
+        if (msg->error == MR_ERR_TIMEOUT)
+            repair_read_back(req);
+        return;
+    }
+    POOL_STAT_INC(req->worker, key_pool(req), repl_write_failures);
+    replay_delete(req->worker, msg->server, &msg->out[0]);
+    repair_delete_others(req);
+}
+
+const mr_req_ops mr_repl_primary_ops = {.answered = primary_answered, .finished = primary_finished};

@@ -26,10 +26,21 @@
 
 uint32_t mr_replicate_retrieval_slots(const mr_req *req, uint32_t npool_servers, uint32_t max_replicas)
 {
-    /* Each failover round regroups a batch's keys onto at most this many
-     * servers, and a key can fail over max_replicas - 1 times. */
-    uint32_t per_round = req->nkeys < npool_servers ? req->nkeys : npool_servers;
-    return per_round * (max_replicas - 1);
+    /* A key fails over at most max_replicas - 1 times. In each round every
+     * batch regroups its keys onto the other servers, each batch on new
+     * messages of its own: round r has at most n * (n - 1)^r of them (n
+     * batches first), and never more than there are keys. (Sizing a round
+     * by n alone ran out when several batches failed over at once, e.g.
+     * misses with read_miss_failover: the last keys were answered as
+     * misses.) */
+    uint64_t n = npool_servers, batches = n, total = 0;
+    for (uint32_t r = 1; r < max_replicas; r++) {
+        batches = n > 1 ? batches * (n - 1) : 1;
+        if (batches > req->nkeys)
+            batches = req->nkeys;
+        total += batches;
+    }
+    return (uint32_t)total;
 }
 
 void mr_replicate_retrieval_arm(mr_req *req)
@@ -39,16 +50,55 @@ void mr_replicate_retrieval_arm(mr_req *req)
 
 /* ---- entry point ---- */
 
+static void start(mr_req *req, const mr_pool *pool, repl_op op);
+
 void mr_replicate_keyed(mr_req *req, const mr_pool *pool, const char *key, size_t key_len)
 {
     mr_worker *w = req->worker;
-    const mr_request_head *h = &req->head;
     req->nreplicas = (uint8_t)mr_router_replicas_for_key(pool, key, key_len, mr_rng_next(&w->rng),
                                                          req->replicas, MR_MAX_REPLICAS);
     /* One key always uses one connection per server, so writes to a key
      * from any client reach every replica in the same order. */
     req->conn_hint = mr_hash(MR_HASH_FNV1A_32, key, key_len);
     repl_op op = mr_repl_classify(req);
+    /* A write waits while another worker has one in flight on the key's
+     * stripe (key_locks.h): the replicas then see every key's writes in one
+     * order whatever the number of workers. */
+    if (op != OP_READ && op != OP_READ_PRIMARY && !mr_key_lock(req)) {
+        req->park_pool = pool;
+        return;
+    }
+    start(req, pool, op);
+}
+
+void mr_replicate_resume(mr_worker *w)
+{
+    mr_req *req = mr_key_locks_take_ready(w);
+    while (req) {
+        mr_req *next = req->park_next;
+        req->park_next = NULL;
+        start(req, req->park_pool, mr_repl_classify(req));
+        req = next;
+    }
+}
+
+void mr_replicate_drop_parked(mr_worker *w)
+{
+    mr_req *req = mr_key_locks_take_all(w);
+    while (req) {
+        mr_req *next = req->park_next;
+        req->park_next = NULL;
+        mr_req_fail_local(req, MR_ERR_UNAVAILABLE);
+        req = next;
+    }
+}
+
+/* Send a replicated command whose replicas and connection are chosen (and
+ * whose key stripe it holds, for a write). */
+static void start(mr_req *req, const mr_pool *pool, repl_op op)
+{
+    mr_worker *w = req->worker;
+    const mr_request_head *h = &req->head;
     uint32_t nmsgs = 1, cap = 1;
     if (op != OP_READ && op != OP_READ_PRIMARY)
         req->write_gen = ++*gen_slot(w, req);

@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "memrelay/health.h"
+#include "memrelay/key_locks.h"
 #include "memrelay/worker.h"
 
 mr_req *mr_req_new(mr_worker *w)
@@ -53,6 +54,7 @@ static void req_free(mr_req *req)
 {
     /* Nobody holds it: its client is done and no message is on a queue. */
     MR_CHECK(req->client == NULL && req->in_flight == 0);
+    mr_key_unlock(req);
     for (uint32_t i = 0; i < req->nmsgs; i++) {
         MR_CHECK(!req->msgs[i].queued);
         msg_release(&req->msgs[i]);
@@ -221,6 +223,15 @@ void mr_msg_answer(mr_msg *msg, mr_err err)
     req_pending_dec(req);
 }
 
+/* Every message is answered and off its queue: a replicated write's
+ * operation is over on every replica (its repairs hold the stripe on their
+ * own), so its key stripe goes. */
+static void settle(mr_req *req)
+{
+    if (req->key_lock && req->in_flight == 0 && req->pending == 0)
+        mr_key_unlock(req);
+}
+
 void mr_req_fail_unsent(mr_req *req, mr_err err)
 {
     for (uint32_t i = 0; i < req->nmsgs; i++)
@@ -239,6 +250,7 @@ void mr_req_fail_local(mr_req *req, mr_err err)
 void mr_req_done_local(mr_req *req)
 {
     req->done = true;
+    settle(req);
     if (req->client)
         req->worker->hooks->reply_ready(req->client, req);
     else
@@ -248,6 +260,7 @@ void mr_req_done_local(mr_req *req)
 void mr_req_dispatched(mr_req *req)
 {
     req_pending_dec(req);
+    settle(req);
     if (!req->client && req->in_flight == 0 && req->pending == 0)
         req_free(req);
 }
@@ -264,6 +277,7 @@ void mr_msg_finish(mr_msg *msg, mr_err err)
     if (req->ops && req->ops->finished)
         req->ops->finished(req, msg, (int)err);
     mr_msg_answer(msg, err);
+    settle(req);
     if (!req->client && req->in_flight == 0 && req->pending == 0)
         req_free(req);
 }

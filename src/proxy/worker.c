@@ -19,6 +19,7 @@
 #include "memrelay/health.h"
 #include "memrelay/log.h"
 #include "memrelay/net.h"
+#include "memrelay/replicate.h"
 #include "memrelay/tls.h"
 
 /* Connections accepted per readiness event, so one listener cannot starve the loop. */
@@ -383,6 +384,12 @@ void mr_worker_switch_to(mr_worker *w, mr_worker_switch *sw)
     ev_async_send(w->loop, &w->reload);
 }
 
+/* A key stripe this worker waits for was let go (key_locks.h). */
+static void key_wake_cb(struct ev_loop *loop, ev_async *a, int revents)
+{
+    mr_replicate_resume(a->data);
+}
+
 int mr_worker_init(mr_worker *w, uint32_t index, mr_shared *shared, mr_gen *gen)
 {
     memset(w, 0, sizeof(*w));
@@ -427,6 +434,11 @@ int mr_worker_init(mr_worker *w, uint32_t index, mr_shared *shared, mr_gen *gen)
     ev_async_init(&w->reload, switch_cb);
     w->reload.data = w;
     ev_async_start(w->loop, &w->reload);
+    ev_async_init(&w->key_wake, key_wake_cb);
+    w->key_wake.data = w;
+    ev_async_start(w->loop, &w->key_wake);
+    if (shared->key_locks)
+        mr_key_locks_register(shared->key_locks, index, w->loop, &w->key_wake);
     ev_prepare_init(&w->flush, flush_cb);
     w->flush.data = w;
     ev_prepare_start(w->loop, &w->flush);
@@ -464,6 +476,9 @@ void mr_worker_destroy(mr_worker *w)
 {
     if (!w->loop)
         return;
+    if (w->shared->key_locks)
+        mr_key_locks_register(w->shared->key_locks, w->index, NULL, NULL);
+    mr_replicate_drop_parked(w);
     while (w->clients)
         mr_client_close(w->clients);
     /* Every backend is closed before any is freed: closing one fails its

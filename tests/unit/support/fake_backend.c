@@ -15,6 +15,7 @@
 #include "memrelay/generation.h"
 #include "memrelay/health.h"
 #include "memrelay/log.h"
+#include "memrelay/replicate.h"
 #include "memrelay/reply.h"
 #include "memrelay/router.h"
 
@@ -209,6 +210,8 @@ void fb_free(fb *f)
     mr_worker *w = &f->w;
     /* The client goes: its requests become orphans. */
     fb_client_gone(f);
+    /* Writes still waiting for a key stripe (key_locks.h) are answered. */
+    mr_replicate_drop_parked(w);
     mr_outq_release(&f->out);
     /* Every message still out fails. What that sends (a read failing
      * over) comes to the fake too, and the loops see it. */
