@@ -202,8 +202,8 @@ Test(binary_parse, needs_the_24_byte_header_first)
 
 Test(binary_parse, needs_extras_and_key_before_judging_then_the_value)
 {
-    static char buf[64 + 1000];
-    size_t n = mkreq(buf, MR_BIN_OP_SET, "key", 3, "\0\0\0\0\0\0\0\0", 8, buf + 64, 1000, 0);
+    static char buf[64 + 1000], value[1000]; /* the value from its own buffer: memcpy must not overlap */
+    size_t n = mkreq(buf, MR_BIN_OP_SET, "key", 3, "\0\0\0\0\0\0\0\0", 8, value, sizeof(value), 0);
     mr_bin_request r;
     cr_assert_eq(parse(buf, 30, &r), MR_BIN_NEED_MORE);
     cr_assert_eq(r.need, 24 + 8 + 3);
