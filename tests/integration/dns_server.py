@@ -175,8 +175,8 @@ class SlowDns:
         self.port = self.sock.getsockname()[1]
         self.stopping = False
         self.lock = threading.Lock()
-        self.pending = 0   # queries received, not yet answered
-        self.answered = 0
+        self.held = 0           # queries received with a delay, not yet answered
+        self.held_answered = 0  # queries that were held and then answered
         self.thread = threading.Thread(target=self._run, daemon=True)
         self.thread.start()
 
@@ -185,10 +185,11 @@ class SlowDns:
         return "127.0.0.1:%d" % self.port
 
     def _answer(self, data, client):
+        delay = self.delay  # as it was when the query came
         with self.lock:
-            self.pending += 1
+            self.held += delay > 0
         try:
-            time.sleep(self.delay)
+            time.sleep(delay)
             with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as up:
                 up.settimeout(2)
                 up.sendto(data, self.upstream)
@@ -199,10 +200,10 @@ class SlowDns:
             if not self.stopping:
                 self.sock.sendto(reply, client)
                 with self.lock:
-                    self.answered += 1
+                    self.held_answered += delay > 0
         finally:
             with self.lock:
-                self.pending -= 1
+                self.held -= delay > 0
 
     def _run(self):
         while not self.stopping:
