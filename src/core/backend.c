@@ -840,8 +840,10 @@ static void bconn_read_cb(struct ev_loop *loop, ev_io *io, int revents)
     /* A read that fills the block may have left more replies in the
      * socket, and their clients are waiting for them: read on (a bounded
      * number of times) instead of leaving them for the next loop iteration,
-     * behind every client read that iteration brings. The timer is re-armed
-     * once, after the last read. */
+     * behind every client read that iteration brings. A plain read that
+     * comes back short drained the socket; a TLS read returns at most one
+     * record, so TLS reads on until OpenSSL says it needs the socket again.
+     * The timer is re-armed once, after the last read. */
     bool took = false;
     for (int reads = 0; reads < BACKEND_READS_PER_EVENT; reads++) {
         if (mr_inbuf_reserve(&bc->in, &bc->be->worker->mbufs, bc->need, BIG_REPLIES_AHEAD) < 0) {
@@ -866,12 +868,11 @@ static void bconn_read_cb(struct ev_loop *loop, ev_io *io, int revents)
             break; /* reset by what was read */
         if ((uint32_t)n < room && mr_conn_short_read_drains(&bc->conn))
             break; /* drained */
-        if (bc->conn.tls)
-            break; /* TLS: one read per event */
     }
     if (took && bc->state == MR_BCONN_CONNECTED) {
         arm_timer(bc);
-        /* Decrypted bytes libev cannot see: read again next iteration. */
+        /* Decrypted bytes libev cannot see (the 8 reads ran out, or a
+         * record is partly in): read again next iteration. */
         if (mr_conn_pending_input(&bc->conn))
             ev_feed_event(loop, &bc->rio, EV_READ);
     }
