@@ -13,6 +13,7 @@
 #include "memrelay/health.h"
 #include "memrelay/listener.h"
 #include "memrelay/log.h"
+#include "memrelay/membership.h"
 #include "memrelay/reload.h"
 #include "memrelay/router.h"
 #include "memrelay/stats_reply.h"
@@ -233,6 +234,7 @@ typedef struct {
     mr_reloader *reloader;
     mr_health *health;
     double started;
+    const mr_discovery *discovery;
 } admin_ctx;
 
 static bool admin_acquire(void *arg, mr_admin_view *v)
@@ -244,6 +246,7 @@ static bool admin_acquire(void *arg, mr_admin_view *v)
     v->cfg = gen->cfg;
     v->router = gen->router;
     v->health = a->health;
+    v->discovery = a->discovery;
     v->started = a->started;
     v->reload = &a->reloader->status;
     v->draining = __atomic_load_n(&shutdown_ctl.draining, __ATOMIC_ACQUIRE);
@@ -371,6 +374,18 @@ int main(int argc, char **argv)
     ev_signal_start(main_loop, &log_reopen);
     ev_timer_init(&log_tick, on_log_tick, 1.0, 1.0);
     ev_timer_start(main_loop, &log_tick);
+    /* The resolver, and the servers of pools that find theirs in DNS: the
+     * generation is rebuilt with the first answers before anything serves. */
+    mr_membership *membership = mr_membership_start(&reloader, main_loop);
+    if (!membership) {
+        mr_reload_free(&reloader);
+        mr_health_free(health);
+        free(workers);
+        free(opt.admin.host);
+        return 1;
+    }
+    cfg = reloader.current->cfg;
+    shared.discovery = mr_membership_discovery(membership);
     shared.started = ev_time();
     shared.nworkers = nworkers;
     shared.health = health;
@@ -404,7 +419,7 @@ int main(int argc, char **argv)
     else if (cfg->has_admin_listen)
         admin_addr = &cfg->admin_listen;
     static admin_ctx admin_arg;
-    admin_arg = (admin_ctx){&reloader, health, shared.started};
+    admin_arg = (admin_ctx){&reloader, health, shared.started, shared.discovery};
     mr_admin_source admin_source = {admin_acquire, admin_release, &admin_arg};
     mr_admin_http *admin = NULL;
     if (admin_addr && !mr_addr_is_loopback(admin_addr))
@@ -445,6 +460,7 @@ int main(int argc, char **argv)
     for (int i = 0; i < inited; i++)
         mr_worker_destroy(&workers[i]);
     mr_reload_stop(&reloader);
+    mr_membership_free(membership);
     mr_health_stop(health);
     mr_reload_free(&reloader);
     ev_loop_destroy(main_loop);

@@ -42,6 +42,9 @@ typedef struct mr_bconn {
     ev_tstamp last_read;     /* when the server last sent bytes (it is alive, if slow) */
     bool dirty;              /* on the worker's flush list */
     struct mr_bconn *next_dirty;
+    uint32_t addr_version;   /* the server's address version it connected to (health.h) */
+    bool moving;             /* the server's name resolves elsewhere now: write no more here;
+                                reconnect once what was written is answered (backend.c) */
 } mr_bconn;
 
 typedef struct mr_backend {
@@ -60,6 +63,10 @@ typedef struct mr_backend {
     ev_timer retry_timer;    /* reconnects on its own while writes wait to be replayed */
     uint32_t rejoin_acked;   /* the rejoin generation this worker has replayed for */
 } mr_backend;
+
+/* The server's name may resolve to a new address (health.h): connections
+ * made to an older one move there once their written requests are answered. */
+void mr_backend_follow_address(mr_backend *be);
 
 /* The health checker lets the server back: replay what it missed, then
  * tell the health checker (at once if nothing was missed). */

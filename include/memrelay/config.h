@@ -28,13 +28,21 @@ typedef struct {
     mode_t mode;    /* unix listeners: file mode (0 = leave the umask's) */
 } mr_addr_conf;
 
+/* Where a pool's server list comes from. */
+typedef enum {
+    MR_SERVERS_STATIC, /* `servers:` lines in the file */
+    MR_SERVERS_SRV,    /* `servers_srv:` one server per SRV target, named by the target host */
+    MR_SERVERS_DNS,    /* `servers_dns:` one server per A/AAAA address, named by the address */
+} mr_servers_source;
+
 typedef struct {
     char *spec;         /* the server line as written, for messages */
     mr_addr_conf addr;  /* where it is */
     uint32_t weight;    /* >= 1 */
     char *name;         /* explicit name after the space, or NULL */
     char *ident;        /* ketama identity: name, else host (port 11211), else host:port, else path */
-    int line, column;   /* position of the server line in the file (1-based) */
+    int line, column;   /* position of the server line in the file (1-based; discovered: the key's) */
+    mr_servers_source source; /* static, or found in DNS for its pool */
 } mr_server_conf;
 
 typedef enum { MR_MULTIGET_ERRORS_MISS, MR_MULTIGET_ERRORS_FAIL } mr_multiget_errors;
@@ -73,6 +81,12 @@ typedef struct {
     uint32_t client_connections; /* 0 = unlimited (default) */
     mr_server_conf *servers;
     size_t nservers;
+    /* memrelay: servers found in DNS instead (discovery.c). The file's text
+     * is parsed again with each new membership (mr_config_load_members). */
+    mr_servers_source discovery; /* MR_SERVERS_STATIC: the `servers` list */
+    char *discovery_name;        /* the SRV name, or servers_dns's host */
+    uint16_t discovery_port;     /* servers_dns: the port of every address */
+    uint32_t dns_refresh_ms;     /* re-resolve host names and re-read discovery records; default 30000 */
 
     /* memrelay additions */
     mr_route_conf *routes;       /* prefix routes, sorted longest prefix first */
@@ -137,6 +151,11 @@ typedef struct {
     uint32_t shutdown_timeout_ms; /* memrelay.shutdown_timeout: drain time on SIGTERM; default 10000 */
     char *log_file;    /* memrelay.log_file: append lines here; NULL (default): stderr. --log-file overrides */
     int log_level;     /* memrelay.log_level as an mr_log_level; default MR_LOG_INFO. -v/-q override */
+    char **dns_servers;           /* memrelay.dns_servers: "host:port" to ask instead of /etc/resolv.conf's */
+    size_t ndns_servers;
+    uint32_t dns_timeout_ms;      /* memrelay.dns_timeout: one lookup try; default 2000 (two tries) */
+    char *text;                   /* the file's bytes (parsed again for a new DNS membership) */
+    size_t text_len;
     bool has_admin_listen;        /* memrelay.admin_listen given (the --admin flag overrides it) */
     mr_addr_conf admin_listen;    /* the HTTP admin listener's address (TCP only) */
     mr_pool_conf *pools;
@@ -154,6 +173,26 @@ mr_config *mr_config_load(const char *path, mr_config_error *err);
 
 /* The same from a string (tests, fuzzing); `name` is used in messages. */
 mr_config *mr_config_load_string(const char *yaml, size_t len, const char *name, mr_config_error *err);
+
+/* The servers DNS gave one pool (servers_srv / servers_dns), as server
+ * lines ("host:port:weight"). */
+typedef struct {
+    const char *pool;
+    const char *const *servers;
+    size_t nservers;
+} mr_pool_members;
+
+/* Load `yaml` with these members for the pools that discover their
+ * servers (a pool not listed has none yet). */
+mr_config *mr_config_load_members(const char *yaml, size_t len, const char *name, const mr_pool_members *members,
+                                  size_t nmembers, mr_config_error *err);
+
+/* mr_config_load with members. */
+mr_config *mr_config_load_file_members(const char *path, const mr_pool_members *members, size_t nmembers,
+                                       mr_config_error *err);
+
+/* Does any pool find its servers in DNS? */
+bool mr_config_discovers(const mr_config *cfg);
 
 /* Human-readable resolved pools and routes (for --check-config). */
 void mr_config_print(FILE *out, const mr_config *cfg);

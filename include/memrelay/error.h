@@ -18,7 +18,9 @@
     X(QUEUE_FULL, "queue_full", "SERVER_ERROR backend queue full\r\n")          \
     X(NOMEM, "nomem", "SERVER_ERROR out of memory\r\n")                         \
     X(DOWN, "down", "SERVER_ERROR backend unavailable\r\n")                     \
-    X(TLS, "tls", "SERVER_ERROR backend TLS handshake failed\r\n")
+    X(TLS, "tls", "SERVER_ERROR backend TLS handshake failed\r\n")             \
+    X(NO_SERVERS, "no_servers", "SERVER_ERROR no servers in pool\r\n")         \
+    X(UNRESOLVED, "unresolved", "SERVER_ERROR backend name does not resolve\r\n")
 
 typedef enum {
 #define MR_ERR_ENUM(e, name, text) MR_ERR_##e,

@@ -16,6 +16,8 @@
 #ifndef MEMRELAY_HEALTH_H
 #define MEMRELAY_HEALTH_H
 
+#include <netinet/in.h>
+#include <pthread.h>
 #include <stdbool.h>
 #include <stdint.h>
 
@@ -28,6 +30,8 @@
 #include "memrelay/router.h"
 
 struct mr_tls_set;
+struct mr_dns;
+struct mr_dns_query;
 
 typedef enum { MR_HEALTH_UP = 0, MR_HEALTH_DOWN = 1, MR_HEALTH_REJOINING = 2 } mr_health_state;
 
@@ -35,7 +39,9 @@ typedef enum { MR_HEALTH_UP = 0, MR_HEALTH_DOWN = 1, MR_HEALTH_REJOINING = 2 } m
  * with mr_health_start). */
 typedef struct mr_health_hooks {
     /* Main thread: a server entered REJOINING; every worker must replay
-     * what it missed, then acknowledge (mr_health_rejoin_ack). */
+     * what it missed, then acknowledge (mr_health_rejoin_ack). Also called
+     * when a server's name resolves to a new address: each worker moves its
+     * connections (their addr_version is old). */
     void (*rejoin_started)(void *ctx);
     void *ctx;
 } mr_health_hooks;
@@ -65,7 +71,21 @@ typedef struct mr_server_health {
     char *identity;          /* registry key: pool, address, connections */
     char *name;              /* the server line as first written, for log lines */
     char *pool;              /* its pool's name */
-    mr_sockaddr addr;        /* resolved once */
+    /* Where it is (resolve.c). A unix path or an IP literal is fixed; a
+     * host name is looked up on the main thread without blocking: when the
+     * server first appears, before each probe while it is down, when a
+     * worker (re)connects, and every dns_refresh ms (or the record's TTL,
+     * when shorter) while it is up. Workers copy `addr` when they connect. */
+    char *host;              /* immutable: the name to look up, or NULL (fixed address) */
+    uint16_t port;           /* immutable */
+    uint8_t source;          /* immutable: mr_servers_source of the line that made it */
+    pthread_mutex_t addr_lock; /* guards addr, resolved_ms and resolve_error */
+    mr_sockaddr addr;        /* len 0: a name that has not resolved yet */
+    int64_t resolved_ms;     /* wall clock of the last good lookup (0: none; fixed addresses: 0) */
+    char resolve_error[96];  /* why the last lookup failed; "" after a good one */
+    uint32_t addr_version;   /* atomic: bumped whenever addr changes */
+    uint32_t resolve_wanted; /* atomic: a worker reconnects; look the name up again */
+    uint64_t lookups, lookup_failures; /* atomic */
     /* Shared: atomics only. */
     uint32_t failure_limit;  /* its pool's server_failure_limit (a reload may change it) */
     uint32_t state;          /* mr_health_state */
@@ -87,6 +107,11 @@ typedef struct mr_server_health {
     bool probing;            /* a probe is in flight */
     bool idle_probe;         /* the probe in flight checks a live server */
     mr_probe probe;          /* the probe's connection (probe.h); probe.error: why the last one failed */
+    struct mr_dns_query *lookup; /* the name's lookup in flight (resolve.c) */
+    ev_timer refresh;        /* the next lookup of a live server's name */
+    bool probe_after_lookup; /* a probe waits for the lookup in flight */
+    bool lookup_failing;     /* the last lookup failed (logged once per change) */
+    bool looked_up;          /* its first lookup has ended */
     /* Shared: atomics only. After the prober's fields, and padded, so it
      * shares no cache line with this or the next server's `state`. */
     mr_server_traffic traffic;
@@ -109,6 +134,8 @@ typedef struct mr_health {
     const mr_probe_ops *probe_ops;
     void (*probe_timer_cb)(struct ev_loop *loop, ev_timer *t, int revents);
     int nworkers;                  /* the acknowledgements a rejoin waits for */
+    struct mr_dns *dns;            /* looks up servers' names (mr_health_set_resolver); NULL: none yet */
+    struct ev_loop *dns_loop;      /* the main loop, which runs dns */
 } mr_health;
 
 mr_health *mr_health_create(void);
@@ -135,6 +162,33 @@ void mr_health_free(mr_health *h);
 static inline mr_server_health *mr_health_server(const mr_health *h, uint32_t id)
 {
     return &h->chunks[id / MR_HEALTH_CHUNK][id % MR_HEALTH_CHUNK];
+}
+
+/* Main thread: look servers' names up with `dns` from now on (each named
+ * server at once). Until then a named server has no address. */
+void mr_health_set_resolver(mr_health *h, struct mr_dns *dns, struct ev_loop *loop);
+/* Main thread: named servers whose first lookup has not ended yet. */
+uint32_t mr_health_lookups_pending(const mr_health *h);
+
+/* Any thread: where to connect to the server now, and the version of that
+ * address. False: nowhere yet (a name not resolved). `reconnecting` (a
+ * worker connects): the main thread is asked to look the name up again. */
+bool mr_health_addr(mr_health *h, uint32_t server, mr_sockaddr *out, uint32_t *version, bool reconnecting);
+/* Where a server is and how it got there, for `stats servers` and /metrics
+ * (any thread). */
+typedef struct {
+    char host[256];         /* the name it is looked up by, or "" (a fixed address) */
+    char address[INET6_ADDRSTRLEN + 16]; /* current address, or "unresolved" */
+    const char *source;     /* "static", "srv" or "dns": where its server line came from */
+    int64_t resolved_ms;    /* wall clock of the last good lookup (0: none, or fixed) */
+    char error[96];         /* why the last lookup failed, "" */
+    uint64_t lookups, lookup_failures;
+} mr_health_addr_info;
+void mr_health_addr_describe(const mr_health *h, uint32_t server, mr_health_addr_info *out);
+
+static inline uint32_t mr_health_addr_version(const mr_health *h, uint32_t server)
+{
+    return __atomic_load_n(&mr_health_server(h, server)->addr_version, __ATOMIC_ACQUIRE);
 }
 
 /* Worker side. `immediate`: the failure alone marks the server down. */

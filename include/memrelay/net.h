@@ -6,20 +6,26 @@
 #define MEMRELAY_NET_H
 
 #include <stdbool.h>
+#include <stddef.h>
 #include <sys/socket.h>
 
 #include "memrelay/config.h"
 #include "memrelay/error.h"
 
-/* A resolved address (a server's: resolved once, before workers use it). */
+/* An address to connect to; len 0: none (a host name not resolved yet). */
 typedef struct {
     struct sockaddr_storage addr;
     socklen_t len;
 } mr_sockaddr;
 
-/* Resolve a server's address (blocking: main thread only). -1 and a log
- * line on failure. */
+/* A server's address when its line gives one that needs no lookup (a unix
+ * path, an IP literal): 0. A host name: 1, *out empty (resolve.c looks it
+ * up without blocking). -1 and a log line when the line cannot be used.
+ * Never blocks. */
 int mr_net_resolve(const mr_server_conf *sc, mr_sockaddr *out);
+
+/* "127.0.0.1:11211", "[::1]:11211", the unix path, or "unresolved". */
+const char *mr_net_format(const mr_sockaddr *a, char *buf, size_t cap);
 
 /* Why a connect failed, from its errno (a synchronous connect() or SO_ERROR
  * after EINPROGRESS): MR_ERR_REFUSED when nobody listens (ECONNREFUSED, or

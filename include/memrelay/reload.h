@@ -40,6 +40,7 @@ typedef struct mr_reloader {
     bool again;               /* asked to reload while switching */
     bool again_forced;
     bool paused;              /* shutting down: no more reloads (mr_reload_pause) */
+    bool again_members;       /* asked to apply a new DNS membership while switching */
     ev_stat watch;            /* inotify where it can (the path itself) */
     ev_timer poll;            /* stat() of the file the path leads to (symlinks followed) */
     struct stat mark;         /* what poll saw last */
@@ -50,6 +51,10 @@ typedef struct mr_reloader {
      * settings such as logging); optional. */
     void (*on_config)(void *ctx, const mr_config *cfg);
     void *on_config_ctx;
+    /* The servers DNS found for the pools that discover theirs
+     * (discovery.c); every load of the file uses them. Optional. */
+    const mr_pool_members *(*members)(void *ctx, size_t *n);
+    void *members_ctx;
 } mr_reloader;
 
 /* Load the first generation (no workers yet). Returns -1 after logging. */
@@ -64,6 +69,9 @@ void mr_reload_pause(mr_reloader *r);
  * certificates and credentials it names may have). Returns 0 on success or
  * when there was nothing to do, -1 when the reload was refused. */
 int mr_reload_now(mr_reloader *r, const char *why, bool force);
+/* DNS changed a pool's membership: build the file's text (as last loaded)
+ * again with the new members and switch to it, as a reload does. */
+int mr_reload_members(mr_reloader *r, const char *why);
 /* A reference to the generation in force, for a thread other than a
  * worker (the admin listener); drop it with mr_gen_release. */
 mr_gen *mr_reload_acquire(mr_reloader *r);

@@ -43,6 +43,7 @@ typedef struct {
     struct ev_loop *main_loop;      /* the main thread's: reload and shutdown control */
     ev_async *switched;             /* on main_loop: a worker finished a switch or released a generation */
     const mr_core_hooks *hooks;     /* what core calls up into (request.h); set by main.c before any worker */
+    const struct mr_discovery *discovery; /* pools whose servers come from DNS (discovery.h): their counters */
 } mr_shared;
 
 typedef struct mr_worker {

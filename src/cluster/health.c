@@ -171,13 +171,42 @@ static void probe_done(mr_server_health *sh, bool ok)
     schedule_probe(sh, jitter(sh->backoff));
 }
 
+const mr_pool_conf *mr_health_pool_conf(const mr_health *h, uint32_t server)
+{
+    return pool_conf(h, server);
+}
+
+/* A down server given by name is looked up again first: it may have come
+ * back somewhere else (a pod restarted with a new IP). The probe follows the
+ * answer (mr_health_probe_connect), or the last good address if the lookup
+ * failed. A live server's idle probe uses the address it has. */
 static void probe_start(mr_server_health *sh, bool idle)
+{
+    sh->idle_probe = idle;
+    sh->probing = true;
+    if (sh->host && !idle && sh->health->dns) {
+        mr_health_resolve(sh, true);
+        return;
+    }
+    mr_health_probe_connect(sh);
+}
+
+void mr_health_probe_connect(mr_server_health *sh)
 {
     mr_health *h = sh->health;
     const mr_pool_conf *pc = pool_conf(h, sh->id);
-    sh->idle_probe = idle;
-    sh->probing = true;
-    if (mr_probe_start(&sh->probe, h->loop, &sh->addr) < 0) {
+    mr_sockaddr addr;
+    uint32_t version;
+    if (!pc) {
+        probe_done(sh, false); /* removed by a reload meanwhile */
+        return;
+    }
+    if (!mr_health_addr(h, sh->id, &addr, &version, false)) {
+        sh->probe.error = MR_ERR_UNRESOLVED;
+        probe_done(sh, false);
+        return;
+    }
+    if (mr_probe_start(&sh->probe, h->loop, &addr) < 0) {
         probe_done(sh, false);
         return;
     }
@@ -236,6 +265,8 @@ static void check_states(mr_health *h)
         if (!in_config(h->router, i))
             continue;
         mr_server_health *sh = mr_health_server(h, i);
+        if (__atomic_exchange_n(&sh->resolve_wanted, 0, __ATOMIC_ACQ_REL))
+            mr_health_resolve(sh, false); /* a worker reconnects to it */
         uint32_t state = __atomic_load_n(&sh->state, __ATOMIC_ACQUIRE);
         if (state == MR_HEALTH_DOWN && !sh->probing && !ev_is_active(&sh->timer)) {
             const mr_pool_conf *pc = pool_conf(h, i);
@@ -314,6 +345,7 @@ void mr_health_use(mr_health *h, const mr_router *router)
         }
         ev_timer_stop(h->loop, &sh->timer);
         probe_close(sh);
+        mr_health_resolve_stop(sh);
         __atomic_store_n(&sh->next_probe_ms, 0, __ATOMIC_RELAXED);
         /* A rejoin it was in cannot complete (workers ack only servers of
          * their config): back to down, so if it returns it is probed and
@@ -347,6 +379,7 @@ void mr_health_stop(mr_health *h)
     for (uint32_t i = 0; i < h->nids; i++) {
         ev_timer_stop(h->loop, &mr_health_server(h, i)->timer);
         probe_close(mr_health_server(h, i));
+        mr_health_resolve_stop(mr_health_server(h, i));
     }
     ev_async_stop(h->loop, &h->wake);
     ev_timer_stop(h->loop, &h->idle_timer);

@@ -2,8 +2,8 @@
  *
  * A server (its pool, address, connection count and TLS) gets the same id
  * in every configuration that has it, so a reload keeps its connections,
- * replay queue, health and counters; its address is resolved once, when it
- * first appears. Ids are never reused and their entries never move (fixed
+ * replay queue, health and counters. A host name's address is looked up
+ * asynchronously (resolve.c), never here. Ids are never reused and their entries never move (fixed
  * chunks), so workers read them without locking. Pools get stable counter
  * slots the same way, by name. Main thread only, except reading.
  */
@@ -49,7 +49,8 @@ uint32_t mr_health_server_id(void *ctx, const mr_pool_conf *pc, const mr_server_
         return UINT32_MAX;
     }
     mr_sockaddr addr;
-    if (mr_net_resolve(sc, &addr) < 0) {
+    int fixed = mr_net_resolve(sc, &addr);
+    if (fixed < 0) {
         free(ident);
         return UINT32_MAX;
     }
@@ -61,23 +62,31 @@ uint32_t mr_health_server_id(void *ctx, const mr_pool_conf *pc, const mr_server_
     mr_server_health *sh = mr_health_server(h, id);
     sh->name = strdup(sc->spec);
     sh->pool = strdup(pc->name);
-    if (!sh->name || !sh->pool) {
+    sh->host = fixed == 1 ? strdup(sc->addr.host) : NULL;
+    if (!sh->name || !sh->pool || (fixed == 1 && !sh->host)) {
         free(sh->name);
         free(sh->pool);
-        sh->name = sh->pool = NULL;
+        free(sh->host);
+        sh->name = sh->pool = sh->host = NULL;
         free(ident);
         return UINT32_MAX;
     }
     sh->identity = ident;
     sh->addr = addr;
+    sh->port = sc->addr.port;
+    sh->source = (uint8_t)sc->source;
+    pthread_mutex_init(&sh->addr_lock, NULL);
     sh->failure_limit = pc->server_failure_limit;
     sh->health = h;
     sh->id = id;
     mr_probe_init(&sh->probe, h->probe_ops);
     ev_init(&sh->timer, h->probe_timer_cb);
     sh->timer.data = sh;
+    mr_health_resolve_init(sh);
     /* Published last: readers iterate ids below nids. */
     __atomic_store_n(&h->nids, id + 1, __ATOMIC_RELEASE);
+    if (sh->host)
+        mr_health_resolve(sh, false); /* with no resolver yet: when mr_health_set_resolver gives one */
     return id;
 }
 
@@ -97,6 +106,8 @@ void mr_health_registry_free(mr_health *h)
         free(mr_health_server(h, i)->identity);
         free(mr_health_server(h, i)->name);
         free(mr_health_server(h, i)->pool);
+        free(mr_health_server(h, i)->host);
+        pthread_mutex_destroy(&mr_health_server(h, i)->addr_lock);
     }
     for (uint32_t c = 0; c < MR_HEALTH_MAX_CHUNKS; c++)
         free(h->chunks[c]);

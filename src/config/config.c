@@ -43,9 +43,10 @@ int mr_conf_fail(mr_conf_ctx *ctx, mr_conf_pos pos, const char *fmt, ...)
 }
 
 /* Load from memory: parse, validate, and on failure free what was built. */
-static mr_config *load(const char *yaml, size_t len, const char *name, mr_config_error *err)
+static mr_config *load(const char *yaml, size_t len, const char *name, const mr_pool_members *members,
+                       size_t nmembers, mr_config_error *err)
 {
-    mr_conf_ctx ctx = {.name = name, .err = err};
+    mr_conf_ctx ctx = {.name = name, .err = err, .members = members, .nmembers = nmembers};
 
     int rc = mr_conf_parse(&ctx, yaml, len);
     if (rc == 0)
@@ -64,11 +65,14 @@ static mr_config *load(const char *yaml, size_t len, const char *name, mr_config
         return NULL;
     }
     cfg->path = strdup(name);
-    if (cfg->path == NULL) {
+    cfg->text = malloc(len ? len : 1);
+    if (cfg->path == NULL || cfg->text == NULL) {
         mr_conf_fail(&ctx, (mr_conf_pos){0, 0}, "out of memory");
         mr_config_free(cfg);
         return NULL;
     }
+    memcpy(cfg->text, yaml, len);
+    cfg->text_len = len;
     uint8_t digest[16];
     mr_md5(yaml, len, digest);
     for (int i = 0; i < 16; i++)
@@ -84,7 +88,25 @@ mr_config *mr_config_load_string(const char *yaml, size_t len, const char *name,
     memset(err, 0, sizeof(*err));
     if (name == NULL)
         name = "<string>";
-    return load(yaml, len, name, err);
+    return load(yaml, len, name, NULL, 0, err);
+}
+
+mr_config *mr_config_load_members(const char *yaml, size_t len, const char *name, const mr_pool_members *members,
+                                  size_t nmembers, mr_config_error *err)
+{
+    mr_config_error scratch;
+    if (err == NULL)
+        err = &scratch;
+    memset(err, 0, sizeof(*err));
+    return load(yaml, len, name, members, nmembers, err);
+}
+
+bool mr_config_discovers(const mr_config *cfg)
+{
+    for (size_t i = 0; i < cfg->npools; i++)
+        if (cfg->pools[i].discovery != MR_SERVERS_STATIC)
+            return true;
+    return false;
 }
 
 /* The whole of `f` in a malloc'd buffer, or NULL with `why` set. */
@@ -124,6 +146,12 @@ static char *read_all(FILE *f, size_t *len_out, const char **why)
 
 mr_config *mr_config_load(const char *path, mr_config_error *err)
 {
+    return mr_config_load_file_members(path, NULL, 0, err);
+}
+
+mr_config *mr_config_load_file_members(const char *path, const mr_pool_members *members, size_t nmembers,
+                                       mr_config_error *err)
+{
     mr_config_error scratch;
     if (err == NULL)
         err = &scratch;
@@ -143,7 +171,7 @@ mr_config *mr_config_load(const char *path, mr_config_error *err)
         mr_conf_fail(&ctx, (mr_conf_pos){0, 0}, "cannot read configuration file: %s", why);
         return NULL;
     }
-    mr_config *cfg = load(buf, len, path, err);
+    mr_config *cfg = load(buf, len, path, members, nmembers, err);
     free(buf);
     return cfg;
 }
@@ -167,6 +195,7 @@ static void free_pool(mr_pool_conf *p)
         free(p->servers[i].ident);
     }
     free(p->servers);
+    free(p->discovery_name);
     for (size_t i = 0; i < p->nroutes; i++) {
         free(p->routes[i].prefix);
         free(p->routes[i].pool_name);
@@ -200,6 +229,10 @@ void mr_config_free(mr_config *cfg)
     free(cfg->admin_listen.host);
     free(cfg->path);
     free(cfg->log_file);
+    for (size_t i = 0; i < cfg->ndns_servers; i++)
+        free(cfg->dns_servers[i]);
+    free(cfg->dns_servers);
+    free(cfg->text);
     free(cfg);
 }
 

@@ -763,6 +763,74 @@ static int key_servers(parser *ps, mr_pool_conf *p, mr_conf_marks *m, const yaml
     return 0;
 }
 
+/* servers_srv: NAME. The pool's servers are the SRV targets of NAME
+ * (discovery.c reads them; the file is parsed again with what it found). */
+static int key_servers_srv(parser *ps, mr_pool_conf *p, mr_conf_marks *m, const yaml_node_t *key,
+                           const yaml_node_t *v, const struct pool_key *k, const char *what)
+{
+    const char *s = scalar(ps, v, what);
+    if (s == NULL)
+        return -1;
+    size_t len = strlen(s);
+    for (size_t i = 0; i < len; i++)
+        if (!host_char(s[i]))
+            return mr_conf_fail(ps->ctx, pos_of(v),
+                                "%s must be a DNS name (letters, digits, '-', '_' and '.'), e.g. "
+                                "_memcache._tcp.memcached.cache.svc.cluster.local, not '%s'",
+                                what, s);
+    if (len == 0 || len > 253)
+        return mr_conf_fail(ps->ctx, pos_of(v), "%s must be a DNS name of 1 to 253 bytes", what);
+    if (p->discovery != MR_SERVERS_STATIC)
+        return mr_conf_fail(ps->ctx, pos_of(key), "pool '%s' gives both servers_srv and servers_dns", p->name);
+    p->discovery = MR_SERVERS_SRV;
+    return (p->discovery_name = dup_n(ps, s, len)) == NULL ? -1 : 0;
+}
+
+/* servers_dns: HOST:PORT. One server per A/AAAA address of HOST. */
+static int key_servers_dns(parser *ps, mr_pool_conf *p, mr_conf_marks *m, const yaml_node_t *key,
+                           const yaml_node_t *v, const struct pool_key *k, const char *what)
+{
+    const char *s = scalar(ps, v, what);
+    if (s == NULL)
+        return -1;
+    size_t off, hl;
+    uint16_t port;
+    const char *why = split_hostport(s, strlen(s), &off, &hl, &port);
+    if (why != NULL)
+        return mr_conf_fail(ps->ctx, pos_of(v), "%s must be host:port, e.g. memcached.cache.svc.cluster.local:11211 (%s)",
+                            what, why);
+    if (p->discovery != MR_SERVERS_STATIC)
+        return mr_conf_fail(ps->ctx, pos_of(key), "pool '%s' gives both servers_srv and servers_dns", p->name);
+    p->discovery = MR_SERVERS_DNS;
+    p->discovery_port = port;
+    return (p->discovery_name = dup_n(ps, s + off, hl)) == NULL ? -1 : 0;
+}
+
+/* A discovering pool's servers: the lines DNS gave it (none yet: empty). */
+static int add_discovered(parser *ps, mr_pool_conf *p, mr_conf_pos at)
+{
+    const mr_pool_members *mine = NULL;
+    for (size_t i = 0; i < ps->ctx->nmembers && mine == NULL; i++)
+        if (strcmp(ps->ctx->members[i].pool, p->name) == 0)
+            mine = &ps->ctx->members[i];
+    if (mine == NULL || mine->nservers == 0)
+        return 0;
+    if ((p->servers = alloc_n(ps, mine->nservers, sizeof(*p->servers))) == NULL)
+        return -1;
+    for (size_t i = 0; i < mine->nservers; i++) {
+        mr_server_conf *sv = &p->servers[p->nservers++];
+        sv->line = at.line;
+        sv->column = at.column;
+        sv->source = p->discovery;
+        if (parse_server(ps, mine->servers[i], sv, p->name) != 0)
+            return -1;
+        for (size_t j = 0; j < i; j++)
+            if (strcmp(sv->ident, p->servers[j].ident) == 0)
+                return mr_conf_fail(ps->ctx, at, "pool '%s': DNS gave '%s' twice", p->name, sv->spec);
+    }
+    return 0;
+}
+
 /* One `{prefix: ..., pool: ...}` map. */
 static int parse_route(parser *ps, mr_pool_conf *p, mr_conf_marks *m, const yaml_node_t *item)
 {
@@ -876,6 +944,9 @@ static const struct pool_key pool_keys[] = {
     {"client_connections", key_u32, FIELD(client_connections), 0, INT32_MAX},
     {"servers", key_servers, 0, 0, 0},
     /* memrelay additions */
+    {"servers_srv", key_servers_srv, 0, 0, 0},
+    {"servers_dns", key_servers_dns, 0, 0, 0},
+    {"dns_refresh", key_u32, FIELD(dns_refresh_ms), 100, INT32_MAX},
     {"routes", key_routes, 0, 0, 0},
     {"multiget_errors", key_multiget_errors, 0, 0, 0},
     {"item_size_max", key_item_size_max, 0, 0, 0},
@@ -950,6 +1021,7 @@ static void pool_defaults(mr_pool_conf *p)
     p->client_idle_timeout_ms = 0;
     p->tls_min_version = 12;
     p->server_tls_verify = true;
+    p->dns_refresh_ms = 30000;
 }
 
 static int parse_pool(parser *ps, mr_pool_conf *p, mr_conf_marks *m, const yaml_node_t *map)
@@ -981,6 +1053,13 @@ static int parse_pool(parser *ps, mr_pool_conf *p, mr_conf_marks *m, const yaml_
         m->key_at[row - pool_keys] = pos_of(yaml_document_get_node(ps->doc, pr->value));
         if (row->parse(ps, p, m, key, yaml_document_get_node(ps->doc, pr->value), row, what) != 0)
             return -1;
+    }
+    if (p->discovery != MR_SERVERS_STATIC) {
+        mr_conf_pos at = mr_conf_key_pos(m, p->discovery == MR_SERVERS_SRV ? "servers_srv" : "servers_dns");
+        if (p->nservers > 0)
+            return mr_conf_fail(ps->ctx, at, "pool '%s' gives both servers and %s: choose one", p->name,
+                                p->discovery == MR_SERVERS_SRV ? "servers_srv" : "servers_dns");
+        return add_discovered(ps, p, at);
     }
     return 0;
 }
@@ -1045,6 +1124,59 @@ static int mkey_admin_listen(parser *ps, mr_config *cfg, const yaml_node_t *v, c
     return 0;
 }
 
+/* dns_servers: ["127.0.0.1:5353", "[::1]:53", "10.0.0.10"] (port 53 when
+ * none is given). */
+static int mkey_dns_servers(parser *ps, mr_config *cfg, const yaml_node_t *v, const char *what)
+{
+    if (v->type != YAML_SEQUENCE_NODE)
+        return mr_conf_fail(ps->ctx, pos_of(v), "%s must be a list of DNS server addresses, not %s", what,
+                            kind_of(v));
+    size_t n = (size_t)(v->data.sequence.items.top - v->data.sequence.items.start);
+    if (n > 16)
+        return mr_conf_fail(ps->ctx, pos_of(v), "%s: at most 16 servers", what);
+    if ((cfg->dns_servers = alloc_n(ps, n ? n : 1, sizeof(char *))) == NULL)
+        return -1;
+    for (size_t i = 0; i < n; i++) {
+        const yaml_node_t *item = yaml_document_get_node(ps->doc, v->data.sequence.items.start[i]);
+        const char *s = scalar(ps, item, what);
+        if (s == NULL)
+            return -1;
+        size_t len = strlen(s), off, hl;
+        uint16_t port;
+        char with_port[300];
+        unsigned char ip[16];
+        /* A bare address means port 53. */
+        if ((inet_pton(AF_INET, s, ip) == 1 || inet_pton(AF_INET6, s, ip) == 1) && len < 256) {
+            snprintf(with_port, sizeof(with_port), strchr(s, ':') ? "[%s]:53" : "%s:53", s);
+            s = with_port;
+            len = strlen(s);
+        }
+        const char *why = split_hostport(s, len, &off, &hl, &port);
+        char host[64];
+        if (why == NULL && hl < sizeof(host)) {
+            memcpy(host, s + off, hl);
+            host[hl] = '\0';
+            if (inet_pton(AF_INET, host, ip) != 1 && inet_pton(AF_INET6, host, ip) != 1)
+                why = "a DNS server must be an IP address (a name would need DNS to find it)";
+        }
+        if (why != NULL || hl >= sizeof(host))
+            return mr_conf_fail(ps->ctx, pos_of(item), "bad DNS server '%s' %s: %s", s, memrelay_where,
+                                why ? why : "address too long");
+        if ((cfg->dns_servers[cfg->ndns_servers++] = dup_n(ps, s, len)) == NULL)
+            return -1;
+    }
+    return 0;
+}
+
+static int mkey_dns_timeout(parser *ps, mr_config *cfg, const yaml_node_t *v, const char *what)
+{
+    uint64_t n;
+    if (get_uint(ps, v, what, 10, 60000, &n) != 0)
+        return -1;
+    cfg->dns_timeout_ms = (uint32_t)n;
+    return 0;
+}
+
 static const struct memrelay_key {
     const char *name;
     int (*parse)(parser *ps, mr_config *cfg, const yaml_node_t *v, const char *what);
@@ -1054,6 +1186,8 @@ static const struct memrelay_key {
     {"log_file", mkey_log_file},
     {"log_level", mkey_log_level},
     {"admin_listen", mkey_admin_listen},
+    {"dns_servers", mkey_dns_servers},
+    {"dns_timeout", mkey_dns_timeout},
 };
 #define NMEMRELAY_KEYS (sizeof(memrelay_keys) / sizeof(memrelay_keys[0]))
 
@@ -1187,6 +1321,7 @@ int mr_conf_parse(mr_conf_ctx *ctx, const char *yaml, size_t len)
         return mr_conf_fail(ctx, (mr_conf_pos){0, 0}, "out of memory");
     ctx->cfg->threads = 1;
     ctx->cfg->shutdown_timeout_ms = 10000;
+    ctx->cfg->dns_timeout_ms = 2000;
     ctx->cfg->log_level = MR_LOG_INFO;
     if (!yaml_parser_initialize(&yp))
         return mr_conf_fail(ctx, (mr_conf_pos){0, 0}, "out of memory");

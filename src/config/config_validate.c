@@ -116,6 +116,10 @@ static int check_servers(mr_conf_ctx *ctx, size_t pi)
                             p->nservers);
     if (p->nservers > 0)
         return 0;
+    /* Servers from DNS: none found yet (the first answer has not come, or
+     * had nothing); its requests get SERVER_ERROR no servers meanwhile. */
+    if (p->discovery != MR_SERVERS_STATIC)
+        return 0;
     if (!p->has_listen)
         return mr_conf_fail(ctx, at, "pool '%s' has no servers, but routes send keys to it", p->name);
     if (!has_catch_all(p))

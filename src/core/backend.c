@@ -111,7 +111,7 @@ static void report_failure(mr_backend *be, mr_err err)
     mr_health *h = health_of(be);
     if (!h || err == MR_ERR_NOMEM)
         return;
-    bool immediate = err == MR_ERR_REFUSED || err == MR_ERR_UNAVAILABLE || err == MR_ERR_TLS;
+    bool immediate = err == MR_ERR_REFUSED || err == MR_ERR_UNAVAILABLE || err == MR_ERR_TLS || err == MR_ERR_UNRESOLVED;
     mr_health_failure(h, be->server->id, err, immediate);
 }
 
@@ -280,7 +280,10 @@ static void connect_failed(mr_bconn *bc, mr_err err, int sys_errno)
     be->retry_at = ev_now(loop) + backoff;
     if (be->failures == 1)
         mr_log_warn("backend %s: connect failed: %s", be->server->conf->spec,
-                    sys_errno ? strerror(sys_errno) : err == MR_ERR_TLS ? "TLS handshake failed" : "timed out");
+                    sys_errno                  ? strerror(sys_errno)
+                    : err == MR_ERR_TLS        ? "TLS handshake failed"
+                    : err == MR_ERR_UNRESOLVED ? "its name has not resolved"
+                                               : "timed out");
     MR_STAT_INC(&be->worker->stats, backend_connect_failures);
     report_failure(be, err);
     bconn_close_fd(bc);
@@ -536,7 +539,13 @@ static void bconn_connect(mr_bconn *bc)
 {
     mr_backend *be = bc->be;
     struct ev_loop *loop = be->worker->loop;
-    const mr_sockaddr *addr = &mr_health_server(health_of(be), be->server->id)->addr;
+    mr_sockaddr where;
+    const mr_sockaddr *addr = &where;
+    bc->moving = false;
+    if (!mr_health_addr(health_of(be), be->server->id, &where, &bc->addr_version, true)) {
+        connect_failed(bc, MR_ERR_UNRESOLVED, 0); /* its name has not resolved (yet) */
+        return;
+    }
     int sys = 0;
     int rc = mr_conn_connect(&bc->conn, addr, true, be->pool->conf->tcpkeepalive, &sys);
     if (rc < 0) {
@@ -577,6 +586,10 @@ void mr_backend_close(mr_backend *be)
 void mr_backend_send(mr_backend *be, uint32_t conn_hint, mr_msg *msg)
 {
     struct ev_loop *loop = be->worker->loop;
+    if (__builtin_expect(be->conns == NULL, 0)) {
+        mr_msg_finish(msg, MR_ERR_UNAVAILABLE); /* closed (shutting down): a failover found it */
+        return;
+    }
     mr_bconn *bc = &be->conns[conn_hint % be->nconns];
     ev_tstamp now = ev_now(loop);
     msg->queued_at = now; /* counted in the server's stats from here on, whatever happens next */
@@ -648,10 +661,44 @@ static void bconn_wrote(mr_bconn *bc, size_t w)
     }
 }
 
+/* A moving connection (mr_backend_follow_address) that owes nothing more
+ * closes, and connects again to the new address if requests wait. */
+static void move_when_answered(mr_bconn *bc)
+{
+    if (bc->sent_head)
+        return; /* replies still due on this one */
+    bconn_close_fd(bc);
+    bc->moving = false;
+    if (bc->pending_head)
+        bconn_connect(bc);
+    else
+        arm_timer(bc);
+}
+
+void mr_backend_follow_address(mr_backend *be)
+{
+    mr_health *h = health_of(be);
+    if (!h)
+        return;
+    uint32_t now = mr_health_addr_version(h, be->server->id);
+    for (uint32_t i = 0; i < be->nconns; i++) {
+        mr_bconn *bc = &be->conns[i];
+        if (bc->state != MR_BCONN_IDLE && bc->addr_version != now && !bc->moving) {
+            bc->moving = true;
+            bconn_mark_dirty(bc);
+        }
+    }
+}
+
 void mr_bconn_flush(mr_bconn *bc)
 {
     if (bc->state != MR_BCONN_CONNECTED)
         return;
+    /* Moving: the request being written is finished first, then nothing more. */
+    if (bc->moving && !(bc->pending_head && bc->pending_head->written)) {
+        move_when_answered(bc);
+        return;
+    }
     while (bc->pending_head || mr_conn_has_output(&bc->conn)) {
         struct iovec iov[WRITE_IOV_MAX];
         int n = 0;
@@ -826,6 +873,8 @@ static void bconn_take(mr_bconn *bc, ssize_t n)
     bc->in.mb->len += (uint32_t)n;
     bc->last_read = ev_now(bc->be->worker->loop);
     bconn_parse(bc, &bc->need);
+    if (bc->moving && !bc->sent_head && bc->state == MR_BCONN_CONNECTED)
+        bconn_mark_dirty(bc); /* answered: the flush moves it */
 }
 
 static void bconn_read_cb(struct ev_loop *loop, ev_io *io, int revents)

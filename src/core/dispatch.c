@@ -40,6 +40,15 @@ static void fail_nomem(mr_req *req)
     mr_req_fail_local(req, MR_ERR_NOMEM);
 }
 
+/* A pool that finds its servers in DNS has none until DNS names some. */
+static bool no_servers(mr_req *req, const mr_pool *pool)
+{
+    if (__builtin_expect(pool->nservers != 0, 1))
+        return false;
+    mr_req_fail_local(req, MR_ERR_NO_SERVERS);
+    return true;
+}
+
 static const char *line_of(const mr_req *req)
 {
     return req->line.p;
@@ -79,6 +88,8 @@ static void dispatch_keyed(mr_req *req)
     req->quiet = req->cls == MR_CLASS_META_KEYED && h->noreply;
     count_command(w, req);
     const mr_pool *pool = mr_router_pool_for_key(w->gen->router, req->listen_pool, key, key_len);
+    if (no_servers(req, pool))
+        return;
     if (mr_pool_replicated(pool)) {
         mr_replicate_keyed(req, pool, key, key_len);
         return;
@@ -126,6 +137,8 @@ static void dispatch_retrieval(mr_req *req)
     if (h->nkeys == 1 && req->cmd == MR_CMD_GET) {
         /* One key in a replicated pool: a read that fails over. */
         const mr_pool *pool = mr_router_pool_for_key(router, req->listen_pool, line + h->key_off, h->key_len);
+        if (no_servers(req, pool))
+            return;
         if (mr_pool_replicated(pool)) {
             mr_replicate_keyed(req, pool, line + h->key_off, h->key_len);
             return;
@@ -142,6 +155,12 @@ static void dispatch_retrieval(mr_req *req)
     uint32_t max_replicas = 1;
     while (mr_next_key(line, h, &pos, &koff, &klen) && k < req->nkeys) {
         const mr_pool *pool = mr_router_pool_for_key(router, req->listen_pool, line + koff, klen);
+        if (pool->nservers == 0) { /* a key in a pool with no servers yet: the whole request fails */
+            for (uint32_t i = 0; i < k; i++)
+                w->server_slot[req->key_msg[i]] = UINT32_MAX;
+            no_servers(req, pool);
+            return;
+        }
         uint32_t s = mr_router_server_for_key(pool, line + koff, klen, mr_rng_next(&w->rng));
         uint32_t copies = pool->conf->replicas + (uint32_t)pool->conf->nreplicate_to;
         if (copies > max_replicas)
@@ -215,6 +234,8 @@ static void dispatch_broadcast(mr_req *req)
     uint32_t nmsgs = 0;
     for (uint32_t i = 0; i < npools; i++)
         nmsgs += router->pools[pools[i]].nservers;
+    if (nmsgs == 0 && no_servers(req, &router->pools[req->listen_pool]))
+        return;
     if (mr_req_alloc_msgs(req, nmsgs) < 0) {
         fail_nomem(req);
         return;
@@ -246,6 +267,8 @@ static void dispatch_any_server(mr_req *req)
 {
     mr_worker *w = req->worker;
     const mr_pool *pool = mr_router_default_pool(w->gen->router, req->listen_pool);
+    if (no_servers(req, pool))
+        return;
     if (mr_req_alloc_msgs(req, 1) < 0) {
         fail_nomem(req);
         return;
@@ -305,6 +328,8 @@ void mr_dispatch_unlink(mr_worker *w, uint32_t listen_pool, uint32_t conn_hint, 
         rlen = (size_t)n;
     }
     const mr_pool *pool = mr_router_pool_for_key(w->gen->router, listen_pool, rkey, rlen);
+    if (pool->nservers == 0)
+        return; /* nothing holds it */
     uint32_t servers[MR_MAX_REPLICAS];
     uint32_t n = mr_router_replicas_for_key(pool, rkey, rlen, mr_rng_next(&w->rng), servers, MR_MAX_REPLICAS);
     mr_req *req = mr_req_new(w);

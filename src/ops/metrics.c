@@ -18,6 +18,7 @@
 #include <pthread.h>
 #include <sys/time.h>
 
+#include "memrelay/discovery.h"
 #include "memrelay/health.h"
 #include "memrelay/latency.h"
 #include "memrelay/stats.h"
@@ -228,6 +229,7 @@ _Static_assert(sizeof(pool_rows) / sizeof(pool_rows[0]) == sizeof(mr_pool_stats)
 
 typedef struct {
     uint64_t requests, timeouts, downs, probes, probe_failures, rejoins; /* counters */
+    uint64_t lookups, lookup_failures;                                   /* counters: its name's DNS lookups */
     uint64_t failures, ejected, quarantined;                             /* gauges */
     uint64_t errors[MR_ERR_COUNT];
     uint32_t state;
@@ -251,6 +253,8 @@ static void snap_server(const mr_health *h, uint32_t id, server_snap *s)
     s->ejected = __atomic_load_n(&sh->ejected, __ATOMIC_RELAXED);
     s->quarantined = mr_health_quarantined(h, id) ? 1 : 0;
     s->state = __atomic_load_n(&sh->state, __ATOMIC_ACQUIRE);
+    s->lookups = __atomic_load_n(&sh->lookups, __ATOMIC_RELAXED);
+    s->lookup_failures = __atomic_load_n(&sh->lookup_failures, __ATOMIC_RELAXED);
 }
 
 static const struct {
@@ -269,6 +273,10 @@ static const struct {
     ROW(probes, "memrelay_server_probes_total", COUNTER, "Health probes sent to the server."),
     ROW(probe_failures, "memrelay_server_probe_failures_total", COUNTER, "Health probes that failed."),
     ROW(rejoins, "memrelay_server_rejoins_total", COUNTER, "Times the server came back into service."),
+    ROW(lookups, "memrelay_server_dns_lookups_total", COUNTER,
+        "DNS lookups of the server's host name (0 for a server given by address)."),
+    ROW(lookup_failures, "memrelay_server_dns_lookup_failures_total", COUNTER,
+        "DNS lookups of the server's host name that failed (its last good address was kept)."),
     ROW(failures, "memrelay_server_consecutive_failures", GAUGE,
         "Timeouts or invalid replies in a row now (server_failure_limit marks it down)."),
     ROW(ejected, "memrelay_server_ejected", GAUGE, "1 while the server is out of its pool's ring."),
@@ -412,6 +420,67 @@ static void put_servers(text *t, const mr_admin_view *v, const server_snap *snap
             put_histogram(t, "memrelay_server_latency_seconds", &snaps[s].latency, put_server_labels, v, s);
 }
 
+/* Where each server is now, and each discovering pool's DNS counters. */
+static void put_dns(text *t, const mr_admin_view *v)
+{
+    put_family(t, "memrelay_server_info", GAUGE,
+               "1 per server, labelled with its current address, its host name (\"\" for an address) and where its "
+               "line came from (static, srv, dns).");
+    for (uint32_t s = 0; s < v->router->nservers; s++) {
+        if (!v->router->servers[s].conf)
+            continue;
+        mr_health_addr_info a;
+        mr_health_addr_describe(v->health, s, &a);
+        put(t, "memrelay_server_info{");
+        put_server_labels(t, v, s);
+        put(t, ",");
+        put_label(t, "address", a.address);
+        put(t, ",");
+        put_label(t, "host", a.host);
+        put(t, ",");
+        put_label(t, "source", a.source);
+        put(t, "} 1\n");
+    }
+    put_family(t, "memrelay_server_dns_resolved_timestamp_seconds", GAUGE,
+               "When the server's host name last resolved (0: never; servers given by address are left out).");
+    for (uint32_t s = 0; s < v->router->nservers; s++) {
+        if (!v->router->servers[s].conf)
+            continue;
+        mr_health_addr_info a;
+        mr_health_addr_describe(v->health, s, &a);
+        if (!a.host[0])
+            continue;
+        put(t, "memrelay_server_dns_resolved_timestamp_seconds{");
+        put_server_labels(t, v, s);
+        put(t, "} %.3f\n", a.resolved_ms / 1000.0);
+    }
+    mr_discovery_pool_stats d[16];
+    size_t n = v->discovery ? mr_discovery_stats(v->discovery, d, 16) : 0;
+    static const struct {
+        const char *name, *type, *help;
+        size_t offset;
+    } rows[] = {
+        {"memrelay_pool_dns_lookups_total", COUNTER, "Lookups of the pool's servers_srv or servers_dns name.",
+         offsetof(mr_discovery_pool_stats, lookups)},
+        {"memrelay_pool_dns_lookup_failures_total", COUNTER,
+         "Of those, failed or empty answers (the last good membership was kept).",
+         offsetof(mr_discovery_pool_stats, failures)},
+        {"memrelay_pool_dns_membership_changes_total", COUNTER,
+         "Answers that changed the pool's servers (each switched like a reload).",
+         offsetof(mr_discovery_pool_stats, changes)},
+    };
+    for (size_t r = 0; r < sizeof(rows) / sizeof(rows[0]); r++) {
+        put_family(t, rows[r].name, rows[r].type, rows[r].help);
+        for (size_t i = 0; i < n; i++) {
+            uint64_t value;
+            memcpy(&value, (const char *)&d[i] + rows[r].offset, sizeof(value));
+            put(t, "%s{", rows[r].name);
+            put_label(t, "pool", d[i].pool);
+            put(t, "} %llu\n", (unsigned long long)value);
+        }
+    }
+}
+
 char *mr_metrics_render(const mr_admin_view *v, size_t *len)
 {
     text t = {.cap = 16384};
@@ -431,6 +500,7 @@ char *mr_metrics_render(const mr_admin_view *v, size_t *len)
     put_reload(&t, v);
     put_pools(&t, v, snaps);
     put_servers(&t, v, snaps);
+    put_dns(&t, v);
     free(snaps);
     if (t.failed) {
         free(t.p);

@@ -162,6 +162,14 @@ static bool same_mark(const struct stat *a, const struct stat *b)
            a->st_mtim.tv_sec == b->st_mtim.tv_sec && a->st_mtim.tv_nsec == b->st_mtim.tv_nsec;
 }
 
+/* The file with the current DNS members (if any pool discovers). */
+static mr_config *load_file(mr_reloader *r, mr_config_error *err)
+{
+    size_t n = 0;
+    const mr_pool_members *m = r->members ? r->members(r->members_ctx, &n) : NULL;
+    return mr_config_load_file_members(r->path, m, n, err);
+}
+
 int mr_reload_init(mr_reloader *r, const char *path, mr_health *health)
 {
     memset(r, 0, sizeof(*r));
@@ -174,7 +182,7 @@ int mr_reload_init(mr_reloader *r, const char *path, mr_health *health)
      * this read, before the watch) is still seen by the first poll. */
     file_mark(path, &r->mark);
     mr_config_error cerr;
-    mr_config *cfg = mr_config_load(path, &cerr);
+    mr_config *cfg = load_file(r, &cerr);
     if (!cfg) {
         mr_log_error("%s", cerr.message);
         return -1;
@@ -247,20 +255,31 @@ static bool all_switched(const mr_reloader *r, const mr_gen *gen)
     return true;
 }
 
-static void switched_cb(struct ev_loop *loop, ev_async *a, int revents)
+static void finish_switch(mr_reloader *r)
 {
-    mr_reloader *r = a->data;
     if (!r->switching || !all_switched(r, r->switching))
         return;
     mr_log_info("config generation %" PRIu64 " (md5 %s) serving on every worker", r->switching->seq,
                 r->switching->cfg->hash);
     r->switching = NULL;
+    if (r->again_members && !r->again) {
+        r->again_members = false;
+        mr_reload_members(r, "a DNS membership change that arrived during the last switch");
+    }
     if (r->again) {
+        r->again_members = false; /* the reload reads the members too */
         bool force = r->again_forced;
         r->again = r->again_forced = false;
         mr_reload_now(r, "a change that arrived during the last switch", force);
     }
 }
+
+static void switched_cb(struct ev_loop *loop, ev_async *a, int revents)
+{
+    finish_switch(a->data);
+}
+
+static int switch_to(mr_reloader *r, mr_config *cfg, const char *why);
 
 static void log_threads_change(const mr_reloader *r, const mr_config *cfg)
 {
@@ -284,7 +303,7 @@ int mr_reload_now(mr_reloader *r, const char *why, bool force)
     }
     file_mark(r->path, &r->mark); /* what this reload reads, or newer */
     mr_config_error cerr;
-    mr_config *cfg = mr_config_load(r->path, &cerr);
+    mr_config *cfg = load_file(r, &cerr);
     if (!cfg) {
         mr_log_error("reload (%s) refused, still serving generation %" PRIu64 ": %s", why, r->current->seq,
                      cerr.message);
@@ -297,6 +316,35 @@ int mr_reload_now(mr_reloader *r, const char *why, bool force)
         return 0;
     }
     log_threads_change(r, cfg);
+    return switch_to(r, cfg, why);
+}
+
+int mr_reload_members(mr_reloader *r, const char *why)
+{
+    if (r->paused)
+        return 0;
+    if (r->switching) {
+        r->again_members = true;
+        return 0;
+    }
+    size_t n = 0;
+    const mr_pool_members *m = r->members ? r->members(r->members_ctx, &n) : NULL;
+    const mr_config *now = r->current->cfg;
+    mr_config_error cerr;
+    mr_config *cfg = mr_config_load_members(now->text, now->text_len, now->path, m, n, &cerr);
+    if (!cfg) {
+        /* e.g. fewer servers than `replicas`: the old membership stays. */
+        mr_log_error("DNS membership (%s) refused, still serving generation %" PRIu64 ": %s", why, r->current->seq,
+                     cerr.message);
+        set_status_failed(r, cerr.message);
+        return -1;
+    }
+    return switch_to(r, cfg, why);
+}
+
+/* Build `cfg` into a generation and switch every worker to it (takes cfg). */
+static int switch_to(mr_reloader *r, mr_config *cfg, const char *why)
+{
     char err[512];
     size_t nold = r->current->cfg->npools ? r->current->cfg->npools : 1;
     bool *taken[NKINDS] = {calloc(nold, sizeof(bool)), calloc(nold, sizeof(bool))};
@@ -357,7 +405,7 @@ int mr_reload_now(mr_reloader *r, const char *why, bool force)
         mr_worker_switch_to(&r->workers[i], sws[i]);
     free(sws);
     mr_gen_release(old);
-    switched_cb(r->loop, &r->switched, 0); /* no workers: done at once */
+    finish_switch(r); /* no workers (yet): done at once */
     return 0;
 }
 

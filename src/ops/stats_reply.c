@@ -12,6 +12,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "memrelay/discovery.h"
 #include "memrelay/clock.h"
 #include "memrelay/health.h"
 #include "memrelay/latency.h"
@@ -76,18 +77,42 @@ static int full_stats(mr_worker *w, mr_mbuf *mb)
     return rc;
 }
 
+/* A discovering pool's DNS counters (discovery.h), or NULL. */
+static const mr_discovery_pool_stats *dns_stats_of(const mr_discovery_pool_stats *all, size_t n, const char *pool)
+{
+    for (size_t i = 0; i < n; i++)
+        if (strcmp(all[i].pool, pool) == 0)
+            return &all[i];
+    return NULL;
+}
+
 /* `stats pools`: each pool's settings that matter at a glance and its
  * replication counters, as "STAT <pool>:<name> <value>". */
 static int pool_stats(mr_worker *w, mr_mbuf *mb)
 {
     static const char *const ack_names[] = {"one", "quorum", "all"};
+    static const char *const sources[] = {"static", "srv", "dns"};
     const mr_config *cfg = w->gen->cfg;
+    mr_discovery_pool_stats dns[16];
+    size_t ndns = w->shared->discovery ? mr_discovery_stats(w->shared->discovery, dns, 16) : 0;
+    int64_t now = mr_wall_ms();
     int rc = 0;
     for (size_t i = 0; i < cfg->npools; i++) {
         const mr_pool_conf *p = &cfg->pools[i];
         mr_pool_stats ps;
         mr_pool_stats_sum(w->gen->router->pools[i].slot, &ps);
         rc |= append(mb, "STAT %s:servers %zu\r\n", p->name, p->nservers);
+        rc |= append(mb, "STAT %s:servers_from %s\r\n", p->name, sources[p->discovery]);
+        const mr_discovery_pool_stats *d = dns_stats_of(dns, ndns, p->name);
+        if (d) {
+            rc |= append(mb, "STAT %s:dns_name %s\r\n", p->name, d->name);
+            rc |= append(mb, "STAT %s:dns_lookups %llu\r\n", p->name, (unsigned long long)d->lookups);
+            rc |= append(mb, "STAT %s:dns_lookup_failures %llu\r\n", p->name, (unsigned long long)d->failures);
+            rc |= append(mb, "STAT %s:dns_membership_changes %llu\r\n", p->name, (unsigned long long)d->changes);
+            rc |= append(mb, "STAT %s:dns_last_answer_ms_ago %lld\r\n", p->name,
+                         d->last_answer_ms ? (long long)(now - d->last_answer_ms) : -1LL);
+            rc |= append(mb, "STAT %s:dns_last_error %s\r\n", p->name, d->last_error[0] ? d->last_error : "none");
+        }
         rc |= append(mb, "STAT %s:replicas %u\r\n", p->name, p->replicas);
         rc |= append(mb, "STAT %s:replicate_to %zu\r\n", p->name, p->nreplicate_to);
         rc |= append(mb, "STAT %s:write_ack %s\r\n", p->name, ack_names[p->write_ack]);
@@ -274,7 +299,19 @@ static int servers_stats(const mr_health *h, const mr_router *router, char *buf,
         int64_t down_at = __atomic_load_n(&sh->down_at_ms, __ATOMIC_RELAXED);
         int64_t next = __atomic_load_n(&sh->next_probe_ms, __ATOMIC_RELAXED);
         const char *err = mr_error_reply((mr_err)__atomic_load_n(&sh->last_error, __ATOMIC_RELAXED));
+        mr_health_addr_info where;
+        mr_health_addr_describe(h, i, &where);
         APPEND("STAT %s:%s:pool %s\r\n", pool, name, pool);
+        APPEND("STAT %s:%s:address %s\r\n", pool, name, where.address);
+        APPEND("STAT %s:%s:source %s\r\n", pool, name, where.source);
+        if (where.host[0]) {
+            APPEND("STAT %s:%s:host %s\r\n", pool, name, where.host);
+            APPEND("STAT %s:%s:resolved_ms_ago %lld\r\n", pool, name,
+                   where.resolved_ms ? (long long)(now - where.resolved_ms) : -1LL);
+            APPEND("STAT %s:%s:resolve_error %s\r\n", pool, name, where.error[0] ? where.error : "none");
+            APPEND("STAT %s:%s:lookups %llu\r\n", pool, name, (unsigned long long)where.lookups);
+            APPEND("STAT %s:%s:lookup_failures %llu\r\n", pool, name, (unsigned long long)where.lookup_failures);
+        }
         APPEND("STAT %s:%s:state %s\r\n", pool, name, mr_health_state_name(state));
         APPEND("STAT %s:%s:ejected %u\r\n", pool, name, __atomic_load_n(&sh->ejected, __ATOMIC_RELAXED));
         APPEND("STAT %s:%s:failures %u\r\n", pool, name, __atomic_load_n(&sh->failures, __ATOMIC_RELAXED));
@@ -362,13 +399,14 @@ int mr_stats_reply(mr_worker *w, uint32_t listen_pool, mr_slice *out, const char
         return mb ? reply_from(mb, mr_reload_status_stats(w->shared->reload, mb->data, mb->cap), out) : -1;
     }
     if (arg_len == 7 && memcmp(arg, "servers", 7) == 0 && w->shared->health) {
-        /* 26 lines per server, each naming its pool and server. */
+        /* Up to 36 lines per server, each naming its pool and server; the
+         * host name and lookup error take up to 350 bytes more. */
         const mr_router *r = w->gen->router;
         size_t cap = 1024;
         for (uint32_t i = 0; i < r->nservers; i++)
             if (r->servers[i].conf)
-                cap +=
-                32 * (strlen(r->servers[i].conf->spec) + strlen(r->cfg->pools[r->servers[i].pool].name) + 64);
+                cap += 40 * (strlen(r->servers[i].conf->spec) + strlen(r->cfg->pools[r->servers[i].pool].name) + 64) +
+                       512;
         mr_mbuf *mb = cap < UINT32_MAX ? mr_mbuf_get(&w->mbufs, (uint32_t)cap) : NULL;
         return mb ? reply_from(mb, servers_stats(w->shared->health, w->gen->router, mb->data, mb->cap), out) : -1;
     }

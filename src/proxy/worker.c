@@ -143,15 +143,20 @@ static void accept_cb(struct ev_loop *loop, ev_io *io, int revents)
     }
 }
 
-/* Servers the health checker lets back: replay what they missed here. */
+/* Servers the health checker lets back: replay what they missed here; and
+ * servers whose names resolve elsewhere now: move their connections. */
 static void health_cb(struct ev_loop *loop, ev_async *a, int revents)
 {
     mr_worker *w = a->data;
     mr_health *h = w->shared->health;
     const mr_router *r = w->gen->router;
-    for (uint32_t s = 0; s < r->nservers; s++)
-        if (r->servers[s].conf && w->backends[s] && mr_health_state_of(h, s) == MR_HEALTH_REJOINING)
+    for (uint32_t s = 0; s < r->nservers; s++) {
+        if (!r->servers[s].conf || !w->backends[s])
+            continue;
+        if (mr_health_state_of(h, s) == MR_HEALTH_REJOINING)
             mr_backend_rejoin(w->backends[s]);
+        mr_backend_follow_address(w->backends[s]);
+    }
 }
 
 void mr_worker_health_changed(mr_worker *w)
@@ -439,19 +444,24 @@ void mr_worker_destroy(mr_worker *w)
         return;
     while (w->clients)
         mr_client_close(w->clients);
+    /* Every backend is closed before any is freed: closing one fails its
+     * messages, and a replicated request may then look at (or fail over to)
+     * another backend of its replica set. */
     for (mr_gen_hold *hold = w->holds; hold; hold = hold->next)
         for (uint32_t i = 0; i < hold->nretired; i++) {
             uint32_t id = hold->retired[i]->server->id;
             if (id < w->nbackends && w->backends[id] == hold->retired[i])
                 w->backends[id] = NULL;
             mr_backend_close(hold->retired[i]);
-            free(hold->retired[i]);
         }
     for (uint32_t s = 0; s < w->nbackends && w->backends; s++)
-        if (w->backends[s]) {
+        if (w->backends[s])
             mr_backend_close(w->backends[s]);
-            free(w->backends[s]);
-        }
+    for (mr_gen_hold *hold = w->holds; hold; hold = hold->next)
+        for (uint32_t i = 0; i < hold->nretired; i++)
+            free(hold->retired[i]);
+    for (uint32_t s = 0; s < w->nbackends && w->backends; s++)
+        free(w->backends[s]);
     while (w->free_reqs) {
         mr_req *r = w->free_reqs;
         w->free_reqs = r->next;

@@ -148,7 +148,8 @@ def sanitizer_report(text, limit=6000):
 class Memcached:
     """A real memcached on 127.0.0.1; start(), kill(), pause(), restart()..."""
 
-    def __init__(self, workdir, port=None, extra_args=(), memory_mb=64):
+    def __init__(self, workdir, port=None, extra_args=(), memory_mb=64, host="127.0.0.1"):
+        self.host = host  # another loopback address (127.0.0.2, ...) stands for another machine
         self.workdir = workdir
         self.port = port
         self.extra_args = list(extra_args)
@@ -158,31 +159,31 @@ class Memcached:
 
     @property
     def addr(self):
-        return ("127.0.0.1", self.port)
+        return (self.host, self.port)
 
     def spec(self, weight=1, name=None):
         """The server line for a pool config."""
-        s = "127.0.0.1:%d:%d" % (self.port, weight)
+        s = "%s:%d:%d" % (self.host, self.port, weight)
         return s + " " + name if name else s
 
     def ident(self, name=None):
         """The ketama identity of this server (port is never 11211 here)."""
-        return name or "127.0.0.1:%d" % self.port
+        return name or "%s:%d" % (self.host, self.port)
 
     def start(self):
         assert self.proc is None or self.proc.poll() is not None, "already running"
         tries = 1 if self.port else 5
         last = None
         for _ in range(tries):
-            port = self.port or free_port()
-            self.log_path = os.path.join(self.workdir, "memcached-%d.log" % port)
+            port = self.port or free_port(self.host)
+            self.log_path = os.path.join(self.workdir, "memcached-%s-%d.log" % (self.host, port))
             log = open(self.log_path, "ab")
-            cmd = [MEMCACHED_BIN, "-l", "127.0.0.1", "-p", str(port), "-U", "0", "-u", "root",
+            cmd = [MEMCACHED_BIN, "-l", self.host, "-p", str(port), "-U", "0", "-u", "root",
                    "-m", str(self.memory_mb), "-c", "4096", "-t", "2"] + self.extra_args
             proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
             log.close()
             try:
-                wait_accepting(("127.0.0.1", port), proc)
+                wait_accepting((self.host, port), proc)
             except HarnessError as e:
                 last = e
                 _stop_process(proc)

@@ -311,9 +311,9 @@ def _memrelay_container(deploy):
     return spec, next(c for c in containers if c["name"] == "memrelay")
 
 
-def test_k8s_manifests_parse_and_hold_a_configmap_and_a_deployment():
+def test_k8s_manifests_parse_and_hold_a_configmap_a_deployment_and_memcached():
     kinds = sorted(d["kind"] for d in k8s_docs())
-    assert kinds == ["ConfigMap", "Deployment"], kinds
+    assert kinds == ["ConfigMap", "Deployment", "Service", "StatefulSet"], kinds
     deploy = _k8s("Deployment")
     spec, _ = _memrelay_container(deploy)
     assert len(spec["containers"]) >= 2, "an app container and the memrelay sidecar"
@@ -394,3 +394,16 @@ def test_every_shipped_config_is_covered():
     covered = {"conf/memrelay.yaml", "conf/examples/nutcracker.yml", "docker/memrelay.yaml"}
     assert set(shipped) <= covered, "add new config files to test_shipped_configs_pass_check_config: %s" % (
         set(shipped) - covered)
+
+
+def test_k8s_configmap_reads_the_srv_records_of_the_memcached_service():
+    """The ConfigMap's servers_srv is the SRV name cluster DNS gives the headless Service's port."""
+    svc, sts = _k8s("Service"), _k8s("StatefulSet")
+    assert svc["spec"]["clusterIP"] == "None", "a headless Service names the pods"
+    assert sts["spec"]["serviceName"] == svc["metadata"]["name"]
+    port = svc["spec"]["ports"][0]
+    want = "_%s._%s.%s.%s.svc.cluster.local" % (port["name"], port["protocol"].lower(), svc["metadata"]["name"],
+                                                svc["metadata"]["namespace"])
+    cfg = yaml.safe_load(_k8s_config_text())
+    assert cfg["cache"]["servers_srv"] == want
+    assert sts["spec"]["selector"]["matchLabels"].items() <= svc["spec"]["selector"].items()

@@ -682,3 +682,73 @@ Test(config, tls_rules_between_keys)
                  4, 19, "both server_tls_cert and server_tls_key");
     expect_error("p:\n  listen: 127.0.0.1:22121\n  tls_cert: \"\"\n  servers: [127.0.0.1:11211:1]\n", 3, 13, "is empty");
 }
+
+/* ---- servers from DNS (servers_srv, servers_dns, dns_*) ---- */
+
+Test(config_dns, servers_srv_pool_loads_empty_until_dns_answers)
+{
+    mr_config *cfg = must_load("p:\n  listen: 127.0.0.1:22121\n  servers_srv: _memcache._tcp.mc.cache.svc.cluster.local\n");
+    cr_assert_eq(cfg->pools[0].discovery, MR_SERVERS_SRV);
+    cr_assert_str_eq(cfg->pools[0].discovery_name, "_memcache._tcp.mc.cache.svc.cluster.local");
+    cr_assert_eq(cfg->pools[0].nservers, 0);
+    cr_assert_eq(cfg->pools[0].dns_refresh_ms, 30000);
+    cr_assert(mr_config_discovers(cfg));
+    mr_config_free(cfg);
+}
+
+Test(config_dns, members_become_the_pools_servers_with_their_source)
+{
+    const char *yaml = "p:\n  listen: 127.0.0.1:22121\n  dns_refresh: 5000\n  servers_srv: _mc._tcp.pool.test\n"
+                       "q:\n  listen: 127.0.0.1:22122\n  servers_dns: mc.pool.test:11311\n";
+    const char *p_lines[] = {"mc-0.pool.test:11211:5", "mc-1.pool.test:11211:1"};
+    const char *q_lines[] = {"127.0.0.2:11311:1", "[::1]:11311:1"};
+    mr_pool_members m[] = {{"p", p_lines, 2}, {"q", q_lines, 2}};
+    mr_config_error err;
+    mr_config *cfg = mr_config_load_members(yaml, strlen(yaml), "t.yml", m, 2, &err);
+    cr_assert_not_null(cfg, "%s", err.message);
+    const mr_pool_conf *p = &cfg->pools[0], *q = &cfg->pools[1];
+    cr_assert_eq(p->dns_refresh_ms, 5000);
+    cr_assert_eq(p->nservers, 2);
+    cr_assert_str_eq(p->servers[0].ident, "mc-0.pool.test", "the ring identity follows the name");
+    cr_assert_eq(p->servers[0].weight, 5);
+    cr_assert_eq(p->servers[0].source, MR_SERVERS_SRV);
+    cr_assert_eq(p->servers[0].line, 4, "points at the servers_srv line");
+    cr_assert_eq(q->discovery_port, 11311);
+    cr_assert_str_eq(q->discovery_name, "mc.pool.test");
+    cr_assert_eq(q->nservers, 2);
+    cr_assert_str_eq(q->servers[1].addr.host, "::1");
+    cr_assert_eq(q->servers[1].source, MR_SERVERS_DNS);
+    cr_assert(cfg->text_len == strlen(yaml) && memcmp(cfg->text, yaml, cfg->text_len) == 0);
+    mr_config_free(cfg);
+}
+
+Test(config_dns, servers_and_servers_srv_together_are_refused)
+{
+    expect_error("p:\n  listen: 127.0.0.1:22121\n  servers: [a:1:1]\n  servers_srv: _mc._tcp.x\n", 4, 16,
+                 "gives both servers and servers_srv");
+    expect_error("p:\n  listen: 127.0.0.1:22121\n  servers_srv: _mc._tcp.x\n  servers_dns: x:1\n", 4, 3,
+                 "both servers_srv and servers_dns");
+}
+
+Test(config_dns, bad_discovery_values_are_refused_where_written)
+{
+    expect_error("p:\n  listen: 127.0.0.1:22121\n  servers_dns: mc.pool.test\n", 3, 16, "must be host:port");
+    expect_error("p:\n  listen: 127.0.0.1:22121\n  servers_srv: 'a b'\n", 3, 16, "must be a DNS name");
+    expect_error("p:\n  listen: 127.0.0.1:22121\n  servers_srv: x\n  dns_refresh: 10\n", 4, 16, "dns_refresh");
+}
+
+Test(config_dns, dns_servers_take_addresses_with_or_without_a_port)
+{
+    mr_config *cfg = must_load("memrelay:\n  dns_servers: [127.0.0.1:5353, 10.0.0.10, '::1', '[::1]:53']\n"
+                               "  dns_timeout: 500\np:\n  listen: 127.0.0.1:22121\n  servers: [a:1:1]\n");
+    cr_assert_eq(cfg->ndns_servers, 4);
+    cr_assert_str_eq(cfg->dns_servers[0], "127.0.0.1:5353");
+    cr_assert_str_eq(cfg->dns_servers[1], "10.0.0.10:53");
+    cr_assert_str_eq(cfg->dns_servers[2], "[::1]:53");
+    cr_assert_str_eq(cfg->dns_servers[3], "[::1]:53");
+    cr_assert_eq(cfg->dns_timeout_ms, 500);
+    cr_assert(!mr_config_discovers(cfg));
+    mr_config_free(cfg);
+    expect_error("memrelay:\n  dns_servers: [dns.example.com:53]\n", 2, 17, "must be an IP address");
+    expect_error("memrelay:\n  dns_servers: 127.0.0.1\n", 2, 16, "must be a list");
+}
