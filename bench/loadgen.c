@@ -85,6 +85,7 @@ struct options {
     pid_t watch[MAX_WATCH]; /* processes whose CPU time is reported */
     int nwatch;
     const char *label; /* copied into the JSON line */
+    bool binary;       /* memcached's binary protocol: SET, GETK (one key) or GETKQ... NOOP (several) */
 };
 
 static struct options opt;
@@ -395,8 +396,59 @@ static void sock_add_part(struct sock *s, uint32_t slot, uint32_t key_off, uint3
     s->fifo_count++;
 }
 
+/* ---- the binary protocol (--binary) ---- */
+
+enum { BIN_HDR = 24, BIN_SET = 0x01, BIN_NOOP = 0x0a, BIN_GETK = 0x0c, BIN_GETKQ = 0x0d };
+
+static void bin_header(char *p, uint8_t opcode, uint16_t keylen, uint8_t extlen, uint32_t bodylen)
+{
+    memset(p, 0, BIN_HDR);
+    p[0] = (char)0x80;
+    p[1] = (char)opcode;
+    p[2] = (char)(keylen >> 8);
+    p[3] = (char)keylen;
+    p[4] = (char)extlen;
+    p[8] = (char)(bodylen >> 24);
+    p[9] = (char)(bodylen >> 16);
+    p[10] = (char)(bodylen >> 8);
+    p[11] = (char)bodylen;
+}
+
+static void bin_queue_set(struct sock *s, uint32_t slot, uint32_t k)
+{
+    char *o = out_reserve(s, BIN_HDR + 8 + KEY_BUF + opt.value_size);
+    size_t kl = key_format(o + BIN_HDR + 8, k);
+    bin_header(o, BIN_SET, (uint16_t)kl, 8, (uint32_t)(8 + kl + opt.value_size));
+    memset(o + BIN_HDR, 0, 8); /* flags 0, exptime 0 */
+    value_format(o + BIN_HDR + 8 + kl, k);
+    s->out_len += BIN_HDR + 8 + kl + opt.value_size;
+    sock_add_part(s, slot, 0, 1, true);
+}
+
+/* One key: GETK. Several: GETKQ each (misses are silent), then NOOP ends the part. */
+static void bin_queue_get(struct sock *s, uint32_t slot, const uint32_t *keys, uint32_t off, uint32_t cnt)
+{
+    char *o = out_reserve(s, (size_t)cnt * (BIN_HDR + KEY_BUF) + BIN_HDR);
+    char *p = o;
+    for (uint32_t i = 0; i < cnt; i++) {
+        size_t kl = key_format(p + BIN_HDR, keys[off + i]);
+        bin_header(p, cnt == 1 ? BIN_GETK : BIN_GETKQ, (uint16_t)kl, 0, (uint32_t)kl);
+        p += BIN_HDR + kl;
+    }
+    if (cnt > 1) {
+        bin_header(p, BIN_NOOP, 0, 0, 0);
+        p += BIN_HDR;
+    }
+    s->out_len += (size_t)(p - o);
+    sock_add_part(s, slot, off, cnt, false);
+}
+
 static void queue_set(struct sock *s, uint32_t slot, uint32_t k)
 {
+    if (opt.binary) {
+        bin_queue_set(s, slot, k);
+        return;
+    }
     /* "set " key " 0 0 " len "\r\n" value "\r\n" */
     char *o = out_reserve(s, 4 + KEY_BUF + 5 + 10 + 2 + opt.value_size + 2);
     char *p = o;
@@ -418,6 +470,10 @@ static void queue_set(struct sock *s, uint32_t slot, uint32_t k)
 
 static void queue_get(struct sock *s, uint32_t slot, const uint32_t *keys, uint32_t off, uint32_t cnt)
 {
+    if (opt.binary) {
+        bin_queue_get(s, slot, keys, off, cnt);
+        return;
+    }
     char *o = out_reserve(s, 3 + (size_t)cnt * (1 + KEY_BUF) + 2);
     char *p = o;
     memcpy(p, "get", 3);
@@ -704,9 +760,91 @@ static size_t parse_value(struct sock *s, const char *p, size_t line_len, size_t
     return total;
 }
 
+/* A binary GETK/GETKQ hit for the head part: its key must be one asked for, in order, and its
+ * value the one stored. */
+static void bin_hit(struct sock *s, const char *p, uint16_t kl, uint8_t el, uint32_t bl)
+{
+    const struct part *pt = &s->fifo[s->fifo_head];
+    const struct req *r = &s->conn->reqs[pt->slot];
+    const char *key = p + BIN_HDR + el;
+    if (el != 4 || bl != el + kl + opt.value_size) {
+        bad_reply(s, p, BIN_HDR, "binary hit with unexpected extras or value length");
+    }
+    uint64_t k = 0;
+    bool ok =
+        kl > opt.prefix_len && kl - opt.prefix_len <= 10 && memcmp(key, opt.prefix, opt.prefix_len) == 0;
+    for (size_t i = opt.prefix_len; ok && i < kl; i++) {
+        ok = key[i] >= '0' && key[i] <= '9';
+        k = k * 10 + (uint64_t)(key[i] - '0');
+    }
+    uint32_t j = s->cursor;
+    while (ok && j < pt->key_cnt && r->keys[pt->key_off + j] != k) {
+        j++;
+    }
+    if (!ok || j == pt->key_cnt) {
+        bad_reply(s, p, BIN_HDR + el + kl, "binary hit for a key not asked for here, or out of order");
+    }
+    if (!value_matches(key + kl, (uint32_t)k)) {
+        bad_reply(s, key + kl, opt.value_size, "value differs from the one stored under this key");
+    }
+    s->cursor = j + 1;
+    s->hits++;
+}
+
+/* Consumes every complete binary response in s's input. */
+static void sock_parse_binary(struct sock *s)
+{
+    while (s->in_len - s->in_off >= BIN_HDR) {
+        const char *p = s->in + s->in_off;
+        size_t avail = s->in_len - s->in_off;
+        const uint8_t *h = (const uint8_t *)p;
+        uint32_t bl = (uint32_t)h[8] << 24 | (uint32_t)h[9] << 16 | (uint32_t)h[10] << 8 | h[11];
+        uint16_t kl = (uint16_t)(h[2] << 8 | h[3]);
+        uint16_t status = (uint16_t)(h[6] << 8 | h[7]);
+        if (h[0] != 0x81) {
+            bad_reply(s, p, BIN_HDR, "not a binary response");
+        }
+        if (avail < BIN_HDR + (size_t)bl) {
+            s->need = BIN_HDR + (size_t)bl;
+            return;
+        }
+        s->need = 0;
+        if (s->fifo_count == 0) {
+            bad_reply(s, p, BIN_HDR, "reply with no request outstanding");
+        }
+        const struct part *pt = &s->fifo[s->fifo_head];
+        if (pt->is_set) {
+            if (h[1] != BIN_SET) {
+                bad_reply(s, p, BIN_HDR, "unexpected reply to a binary set");
+            }
+            part_done(s, status != 0);
+        } else if (h[1] == BIN_NOOP || h[1] == BIN_GETK) {
+            if (h[1] == BIN_GETK && status == 0) {
+                bin_hit(s, p, kl, h[4], bl);
+            }
+            part_done(s, status != 0 && status != 1); /* 1: a miss */
+        } else if (h[1] == BIN_GETKQ) {
+            if (status != 0) {
+                bad_reply(s, p, BIN_HDR + bl, "error reply to a binary GETKQ");
+            }
+            bin_hit(s, p, kl, h[4], bl);
+        } else {
+            bad_reply(s, p, BIN_HDR, "unexpected reply to a binary get");
+        }
+        s->in_off += BIN_HDR + bl;
+    }
+    if (s->in_off == s->in_len) {
+        s->in_off = s->in_len = 0;
+    }
+}
+
 /* Consumes every complete reply element in s's input. */
 static void sock_parse(struct sock *s)
 {
+    if (opt.binary) {
+        sock_parse_binary(s);
+        return;
+    }
     while (s->in_off < s->in_len) {
         const char *p = s->in + s->in_off;
         size_t avail = s->in_len - s->in_off;
@@ -1006,30 +1144,33 @@ static double self_cpu(void)
 
 static void usage(FILE *f)
 {
-    fprintf(f, "usage: loadgen -s HOST:PORT [-s HOST:PORT ...] [options]\n"
-               "\n"
-               "A closed-loop memcached load generator; prints one JSON line with the results.\n"
-               "\n"
-               "  -s, --server HOST:PORT   a server (repeat, or comma-separate, for a direct run over\n"
-               "                           several memcached: keys placed by fnv1a_32(key) %% nservers)\n"
-               "  -c, --conns N            connections (default 50; one socket per server each)\n"
-               "  -p, --pipeline N         requests outstanding per connection (default 1)\n"
-               "  -d, --duration SECONDS   measured time (default 5; a limit also with -n)\n"
-               "  -n, --requests N         stop after N measured requests (default: run for -d)\n"
-               "  -k, --keys N             key space: keys PREFIX0 .. PREFIX<N-1> (default 10000)\n"
-               "  -v, --value-size BYTES   value size (default 100)\n"
-               "  -r, --ratio GET:SET      mix of gets and sets (default 9:1; 1:0 gets only)\n"
-               "  -m, --mget N             keys per get (default 1)\n"
-               "  -T, --threads N          worker threads, connections split among them (default 1)\n"
-               "      --prefix TEXT        key prefix (default lg<value-size>:)\n"
-               "      --no-warmup          do not set every key before measuring\n"
-               "      --warmup-only        set every key, print the JSON line, exit\n"
-               "      --watch-pid PID      report this process's CPU seconds over the window (repeatable)\n"
-               "      --label TEXT         copied into the JSON line\n"
-               "  -h, --help               this text\n"
-               "\n"
-               "Exit status: 0 done (errors and misses are counted in the JSON), 1 bad usage or setup,\n"
-               "2 a malformed reply, a closed connection or a warm-up that did not finish.\n");
+    fprintf(
+        f, "usage: loadgen -s HOST:PORT [-s HOST:PORT ...] [options]\n"
+           "\n"
+           "A closed-loop memcached load generator; prints one JSON line with the results.\n"
+           "\n"
+           "  -s, --server HOST:PORT   a server (repeat, or comma-separate, for a direct run over\n"
+           "                           several memcached: keys placed by fnv1a_32(key) %% nservers)\n"
+           "  -c, --conns N            connections (default 50; one socket per server each)\n"
+           "  -p, --pipeline N         requests outstanding per connection (default 1)\n"
+           "  -d, --duration SECONDS   measured time (default 5; a limit also with -n)\n"
+           "  -n, --requests N         stop after N measured requests (default: run for -d)\n"
+           "  -k, --keys N             key space: keys PREFIX0 .. PREFIX<N-1> (default 10000)\n"
+           "  -v, --value-size BYTES   value size (default 100)\n"
+           "  -r, --ratio GET:SET      mix of gets and sets (default 9:1; 1:0 gets only)\n"
+           "  -m, --mget N             keys per get (default 1)\n"
+           "  -T, --threads N          worker threads, connections split among them (default 1)\n"
+           "      --prefix TEXT        key prefix (default lg<value-size>:)\n"
+           "      --no-warmup          do not set every key before measuring\n"
+           "      --warmup-only        set every key, print the JSON line, exit\n"
+           "      --watch-pid PID      report this process's CPU seconds over the window (repeatable)\n"
+           "      --label TEXT         copied into the JSON line\n"
+           "      --binary             memcached's binary protocol: SET, GETK for one key, GETKQ...NOOP for\n"
+           "                           several (default: text get/set)\n"
+           "  -h, --help               this text\n"
+           "\n"
+           "Exit status: 0 done (errors and misses are counted in the JSON), 1 bad usage or setup,\n"
+           "2 a malformed reply, a closed connection or a warm-up that did not finish.\n");
 }
 
 static long parse_long(const char *s, const char *what, long lo, long hi)
@@ -1071,7 +1212,7 @@ static void add_server(const char *text)
 
 static void parse_options(int argc, char **argv)
 {
-    enum { OPT_PREFIX = 256, OPT_NO_WARMUP, OPT_WARMUP_ONLY, OPT_WATCH, OPT_LABEL };
+    enum { OPT_PREFIX = 256, OPT_NO_WARMUP, OPT_WARMUP_ONLY, OPT_WATCH, OPT_LABEL, OPT_BINARY };
     static const struct option longopts[] = {
         {"server", required_argument, NULL, 's'},
         {"conns", required_argument, NULL, 'c'},
@@ -1088,6 +1229,7 @@ static void parse_options(int argc, char **argv)
         {"warmup-only", no_argument, NULL, OPT_WARMUP_ONLY},
         {"watch-pid", required_argument, NULL, OPT_WATCH},
         {"label", required_argument, NULL, OPT_LABEL},
+        {"binary", no_argument, NULL, OPT_BINARY},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
@@ -1174,6 +1316,9 @@ static void parse_options(int argc, char **argv)
                 die(EXIT_USAGE, "at most %d --watch-pid", MAX_WATCH);
             }
             opt.watch[opt.nwatch++] = (pid_t)parse_long(optarg, "--watch-pid", 1, 1L << 30);
+            break;
+        case OPT_BINARY:
+            opt.binary = true;
             break;
         case OPT_LABEL:
             if (strpbrk(optarg, "\"\\")) {
@@ -1265,6 +1410,7 @@ static void print_result(const struct counters *c, const struct hdr *h, double e
     if (opt.label) {
         printf("\"label\":\"%s\",", opt.label);
     }
+    printf("\"protocol\":\"%s\",", opt.binary ? "binary" : "text");
     printf("\"servers\":[");
     for (int i = 0; i < opt.nservers; i++) {
         printf("%s\"%s\"", i ? "," : "", opt.name[i]);

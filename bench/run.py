@@ -50,6 +50,11 @@ WORKLOADS = [
     dict(name="large", title="16 KiB values, get/set 1:1", value=16384, ratio="1:1", keys=2000, goal=1.2),
     dict(name="conns1000", title="small get/set 9:1, 1,000 connections", conns=1000, goal=1.3),
     dict(name="replicated", title="small get/set 9:1, pool of 2 replicas (ack one)", replicated=True),
+    # memcached's binary protocol (loadgen --binary): memrelay against memcached direct only (nutcracker
+    # has no binary protocol); compare memrelay's CPU per request with the text rows above.
+    dict(name="binary", title="small get/set 9:1 in the binary protocol (SET, GETK)", binary=True),
+    dict(name="binary-multiget", title="10-key multi-gets in the binary protocol (GETKQ x10 + NOOP, gets only)",
+         ratio="1:0", mget=10, binary=True),
 ]
 
 # What each target is called in the table.
@@ -338,7 +343,7 @@ class Bench:
         argv = [self.loadgen, "-s", ",".join(f"127.0.0.1:{p}" for p in servers),
                 "-c", str(w["conns"]), "-p", str(w["pipeline"]), "-d", str(seconds), "-k", str(w["keys"]),
                 "-v", str(w["value"]), "-r", w["ratio"], "-m", str(w["mget"]), "--label", label]
-        argv += extra + ["-T", str(self.args.loadgen_threads)]
+        argv += (["--binary"] if w.get("binary") else []) + extra + ["-T", str(self.args.loadgen_threads)]
         for pid in watch:
             argv += ["--watch-pid", str(pid)]
         if self.gen_cpu is not None:
@@ -395,6 +400,8 @@ def targets_of(w, bench):
         # Unreplicated memrelay in the same rounds: the target is a ratio to it, and a ratio between
         # two workloads run minutes apart would mostly measure how the machine changed meanwhile.
         names = ["direct", "memrelay", "memrelay-repl"]
+    elif w.get("binary"):
+        names = ["direct", "memrelay"]
     else:
         names = ["direct", "nutcracker", "memrelay"] + w.get("extra_targets", [])
     return names
@@ -869,7 +876,7 @@ def main():
     rounds = args.rounds or (5 if args.full else 3)
     seconds = args.seconds or (5.0 if args.full else 3.0)
     profile = args.callgrind or args.syscalls
-    workloads = [workload(w) for w in WORKLOADS if not (profile and w.get("replicated"))]
+    workloads = [workload(w) for w in WORKLOADS if not (profile and (w.get("replicated") or w.get("binary")))]
     if profile:
         workloads = [GETS] + workloads
     if profile and not args.only:

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # fuzz.sh: build the libFuzzer targets with clang and run each for a bounded time.
 #
-#   scripts/fuzz.sh [TARGET...]      TARGET: fuzz_request_parser fuzz_reply_parser fuzz_config fuzz_auth_gate (default: all)
+#   scripts/fuzz.sh [TARGET...]      TARGET: fuzz_request_parser fuzz_reply_parser fuzz_config fuzz_auth_gate
+#                                    fuzz_binary_parser (default: all)
 #
 # Builds tests/fuzz/ in build-fuzz/ (clang, -fsanitize=fuzzer, ASan, UBSan, MR_CHECK),
 # replays each target's seed corpus (tests/fuzz/corpus/TARGET/), then fuzzes it
@@ -19,15 +20,15 @@ set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"
 
-all_targets=(fuzz_request_parser fuzz_reply_parser fuzz_config fuzz_auth_gate)
+all_targets=(fuzz_request_parser fuzz_reply_parser fuzz_config fuzz_auth_gate fuzz_binary_parser)
 targets=()
 for arg in "$@"; do
     case "$arg" in
     -h | --help)
-        sed -n '2,17s/^# \{0,1\}//p' "$0"
+        sed -n '2,18s/^# \{0,1\}//p' "$0"
         exit 0
         ;;
-    fuzz_request_parser | fuzz_reply_parser | fuzz_config | fuzz_auth_gate) targets+=("$arg") ;;
+    fuzz_request_parser | fuzz_reply_parser | fuzz_config | fuzz_auth_gate | fuzz_binary_parser) targets+=("$arg") ;;
     *)
         echo "fuzz.sh: unknown target '$arg' (expected: ${all_targets[*]})" >&2
         exit 2
@@ -94,6 +95,7 @@ max_len() {
     case "$1" in
     fuzz_request_parser) echo 20000 ;;
     fuzz_reply_parser) echo 4096 ;;
+    fuzz_binary_parser) echo 20000 ;;
     *) echo 8192 ;;
     esac
 }

@@ -5,12 +5,13 @@
 #
 #   build  compiler, cmake, libev, libyaml, libmicrohttpd, OpenSSL and c-ares headers
 #   run    a local memcached for scripts/run-local.sh, libmicrohttpd (admin HTTP listener)
-#   test   criterion, libmemcached, memcached tools, pytest, pymemcache, PyYAML, prometheus-client, pylibmc, openssl CLI, dpkg-dev (dpkg-buildflags, for the
+#   test   criterion, clang-format (scripts/format.sh --check), libmemcached, memcached tools, pytest, pymemcache, PyYAML, prometheus-client, pylibmc, openssl CLI, dpkg-dev (dpkg-buildflags, for the
 #          hardened build in test.sh), nc (netcat-openbsd: half-close tests),
 #          dnsmasq (dnsmasq-base: a real DNS server for the DNS tests);
 #          the other ecosystems' clients (tests/integration/test_clients_ecosystem.py): Go and gomemcache,
 #          PHP and its memcached extension, Perl's Cache::Memcached::Fast, Node.js and npm (the tests
-#          install npm's memcached package themselves, under build/)
+#          install npm's memcached and memjs packages themselves, under build/), sasl2-bin
+#          (saslpasswd2: test_binary.py compares SASL with memcached -S)
 #   bench  nutcracker (twemproxy), to compare against
 #
 # Idempotent: packages already installed are left alone, and `apt-get update`
@@ -25,7 +26,7 @@ set -euo pipefail
 declare -A GROUP_PACKAGES=(
     [build]="cmake gcc libc6-dev make pkg-config libev-dev libyaml-dev libmicrohttpd-dev libssl-dev libc-ares-dev"
     [run]="memcached libmicrohttpd12 libssl3 libc-ares2"
-    [test]="libcriterion-dev memcached libmemcached-dev libmemcached-tools python3 python3-pytest python3-pymemcache python3-yaml python3-prometheus-client python3-pylibmc openssl dpkg-dev netcat-openbsd dnsmasq-base golang-go golang-github-bradfitz-gomemcache-dev php-cli php-memcached libcache-memcached-fast-perl nodejs npm"
+    [test]="libcriterion-dev clang-format memcached libmemcached-dev libmemcached-tools python3 python3-pytest python3-pymemcache python3-yaml python3-prometheus-client python3-pylibmc openssl dpkg-dev netcat-openbsd dnsmasq-base golang-go golang-github-bradfitz-gomemcache-dev php-cli php-memcached libcache-memcached-fast-perl nodejs npm sasl2-bin"
     [bench]="nutcracker"
 )
 

@@ -11,7 +11,8 @@
 # Exits non-zero if the build or any test fails.
 #
 # After the build, scripts/check_layers.py --strict checks src/'s calls and
-# includes against the layer order (docs/architecture.md) and fails on any breach.
+# includes against the layer order (docs/architecture.md) and fails on any breach,
+# and scripts/format.sh --check fails if a C file differs from .clang-format.
 #
 # Then the reliability stages (docs/reliability.md), each reported with its time:
 #   builds        configure and build only, with -Werror: build-release/
@@ -82,6 +83,8 @@ echo "== layers"
 # upward call or include, any cycle across layers or of more than 3 files
 # inside one fails the run.
 /usr/bin/python3 scripts/check_layers.py "$build_dir" --strict
+echo "== format"
+scripts/format.sh --check
 echo "== test"
 # --timeout applies to tests without their own TIMEOUT (the unit tests), so a
 # hung test fails instead of stalling CI; --no-tests=error catches an empty run.

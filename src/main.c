@@ -245,6 +245,7 @@ static bool admin_acquire(void *arg, mr_admin_view *v)
         return false;
     v->cfg = gen->cfg;
     v->router = gen->router;
+    v->gen = gen;
     v->health = a->health;
     v->discovery = a->discovery;
     v->started = a->started;

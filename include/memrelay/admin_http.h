@@ -30,6 +30,7 @@ struct mr_health;
 typedef struct mr_admin_view {
     const mr_config *cfg;           /* the configuration in force */
     const mr_router *router;        /* its servers and pools */
+    const struct mr_gen *gen;       /* the generation both come from (warm-up windows), or NULL */
     const struct mr_health *health; /* server states and traffic (atomics) */
     double started;                 /* process start, wall clock seconds */
     mr_reload_status *reload;       /* reload counters (generation.h), or NULL */

@@ -179,25 +179,10 @@ const char *mr_check_data_block(const char *data, uint32_t data_len);
 const char *mr_bad_data_reply(const mr_request_head *head);
 
 /* memcached switches a connection to its binary protocol when the very first
- * byte it reads is 0x80 (later 0x80 bytes are just text and get ERROR).
- * memrelay speaks no binary protocol: call this on a connection's first
- * bytes; when it returns true, answer with mr_binary_refusal() and close. */
+ * byte it reads is 0x80 (later 0x80 bytes are just text and get ERROR). Call
+ * this on a connection's first bytes; when it returns true, the connection
+ * speaks binary (binary.h) for its whole life. */
 bool mr_is_binary_protocol(const char *buf, size_t len);
-
-#define MR_BINARY_HEADER_LEN 24u
-/* The body text of the refusal. */
-#define MR_BINARY_REFUSAL_TEXT "binary protocol not supported by memrelay"
-/* Status 0x0083, "Not supported": the opcode may be a perfectly good one
- * (GET); what memrelay lacks is the binary protocol as a whole, which 0x0081
- * "Unknown command" would misstate. */
-#define MR_BINARY_STATUS_NOT_SUPPORTED 0x0083u
-
-/* The binary response refusing the request whose 24-byte header starts buf
- * (magic 0x80; len >= MR_BINARY_HEADER_LEN): magic 0x81, the request's opcode
- * and opaque, no key, no extras, status MR_BINARY_STATUS_NOT_SUPPORTED, CAS 0,
- * and MR_BINARY_REFUSAL_TEXT as the body. Writes it to out (cap bytes) and
- * returns its length, or 0 if cap is too small. *opcode gets the opcode. */
-size_t mr_binary_refusal(const char *buf, size_t len, char *out, size_t cap, uint8_t *opcode);
 
 /* Walk the keys of a retrieval command. `*pos` starts at head->keys_off.
  * Returns true and the next key's span, or false at the end of the line. */

@@ -9,6 +9,7 @@
 
 #include <ev.h>
 
+#include "memrelay/binary.h"
 #include "memrelay/conn.h"
 #include "memrelay/inbuf.h"
 #include "memrelay/outq.h"
@@ -37,6 +38,8 @@ typedef struct mr_client {
     bool closing;            /* close once the queued replies are written */
     bool eof;                /* peer closed its side */
     bool started;            /* its first bytes have been looked at (binary protocol check) */
+    bool binary;             /* its first byte was 0x80: memcached's binary protocol for its whole life */
+    mr_bin_sasl_state sasl;  /* binary: where its SASL exchange is */
     bool authed;             /* may send commands: authenticated, or its pool has no auth_file */
     bool dirty;              /* on the worker's flush list */
     struct mr_client *next_dirty;

@@ -110,6 +110,7 @@ typedef struct {
     uint32_t client_idle_timeout_ms; /* close a client idle this long; 0 (default): never */
     bool on_rejoin_quarantine;   /* on_rejoin: quarantine (else flush, the default) */
     uint32_t quarantine_ms;      /* quarantine_period; default 60000 */
+    uint32_t warmup_window_ms;   /* after a reload moves keys, misses try their previous owner this long; default 60000 (0: off) */
     char **replicate_to_names;   /* pools that also keep a copy of every key (cross-pool replication) */
     size_t *replicate_to;        /* resolved pool indices */
     size_t nreplicate_to;

@@ -165,10 +165,13 @@ static inline mr_server_health *mr_health_server(const mr_health *h, uint32_t id
 }
 
 /* Main thread: look servers' names up with `dns` from now on (each named
- * server at once). Until then a named server has no address. */
+ * server at once). Until then a named server has no address. NULL: stop
+ * every lookup of the resolver in use (before it is freed). */
 void mr_health_set_resolver(mr_health *h, struct mr_dns *dns, struct ev_loop *loop);
 /* Main thread: named servers whose first lookup has not ended yet. */
 uint32_t mr_health_lookups_pending(const mr_health *h);
+/* Main thread: is this server's first lookup still out? */
+bool mr_health_first_lookup_pending(const mr_health *h, uint32_t server);
 
 /* Any thread: where to connect to the server now, and the version of that
  * address. False: nowhere yet (a name not resolved). `reconnecting` (a

@@ -22,6 +22,7 @@
 #include <ev.h>
 
 #include "memrelay/ascii.h"
+#include "memrelay/binary.h"
 #include "memrelay/error.h"
 #include "memrelay/limits.h"
 #include "memrelay/mbuf.h"
@@ -104,6 +105,18 @@ typedef struct {
 #define MR_REQ_INLINE_KEYS 16
 #define MR_REQ_INLINE_MSGS 4
 
+/* One request of a binary GETQ/GETKQ run (a run becomes one `gets` split
+ * per server and merged like a text multi-get; client.c, emit.c). */
+typedef struct {
+    uint32_t opaque;
+    uint32_t key_off; /* the key in the request's line */
+    uint8_t key_len;
+    uint8_t opcode; /* GETQ or GETKQ */
+} mr_bin_run_key;
+
+/* The longest run batched into one request. */
+#define MR_BIN_RUN_MAX 64u
+
 typedef struct mr_req {
     struct mr_client *client;  /* NULL: orphan, nobody wants the reply */
     struct mr_worker *worker;
@@ -137,6 +150,18 @@ typedef struct mr_req {
     uint32_t replicas[MR_MAX_REPLICAS];
     uint32_t write_gen;        /* the key's write generation when this write or read-back started */
     uint8_t readback_tries;    /* read-backs redone because a newer write raced them */
+    /* A binary protocol client's request (NULL: text). `line` is then the
+     * meta command mr_bin_translate wrote, in a block of its own that also
+     * holds the plan and room for the response's head (bin_out, at least
+     * MR_BIN_REPLY_HEAD_MAX bytes), so emit translates the reply back
+     * without allocating. */
+    const mr_bin_plan *bin;
+    char *bin_out;
+    /* A binary GETQ/GETKQ run (bin NULL): its requests in order, and room
+     * for one response head each at bin_out (MR_BIN_REPLY_HEAD_MAX apart). */
+    const mr_bin_run_key *bin_run;
+    uint32_t bin_run_len;
+    bool local_framed;         /* binary: `local` already is binary responses (else a text line to translate) */
     mr_msg inline_msgs[MR_REQ_INLINE_MSGS];
     uint32_t inline_key_msg[MR_REQ_INLINE_KEYS];
     mr_key_ref inline_keys[MR_REQ_INLINE_KEYS];

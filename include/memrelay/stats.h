@@ -63,7 +63,11 @@ typedef struct {
     X(repl_queued)           \
     X(repl_replayed)         \
     X(repl_queue_depth)      \
-    X(repl_queue_overflows)
+    X(repl_queue_overflows)  \
+    X(warm_lookups)          \
+    X(warm_hits)             \
+    X(warm_copies)           \
+    X(warm_stale_deletes)
 
 typedef struct {
 #define MR_POOL_STAT_FIELD(name) uint64_t name;

@@ -33,6 +33,7 @@ typedef struct mr_gen_hold {
     uint32_t reqs;
     mr_backend **retired;           /* owned backends of servers no newer config has */
     uint32_t nretired;
+    bool warm;                      /* the newer generation's warm-up window holds it too (one of reqs) */
     struct mr_gen_hold *next;
 } mr_gen_hold;
 

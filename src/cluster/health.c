@@ -341,6 +341,7 @@ void mr_health_use(mr_health *h, const mr_router *router)
         if (in_config(router, id)) {
             const mr_pool_conf *pc = &router->cfg->pools[router->servers[id].pool];
             __atomic_store_n(&sh->failure_limit, pc->server_failure_limit, __ATOMIC_RELAXED);
+            mr_health_resolve_follow(sh);
             continue;
         }
         ev_timer_stop(h->loop, &sh->timer);

@@ -21,6 +21,9 @@ void mr_health_resolve_init(mr_server_health *sh);
  * `then_probe`: start its probe when the answer is in (health.c,
  * mr_health_probe_connect), good or not. No resolver yet: nothing now. */
 void mr_health_resolve(mr_server_health *sh, bool then_probe);
+/* resolve.c: a server (again) in the config: make sure its name is looked
+ * up now and then (its refresh timer runs). */
+void mr_health_resolve_follow(mr_server_health *sh);
 /* resolve.c: stop the server's lookups and refresh timer. */
 void mr_health_resolve_stop(mr_server_health *sh);
 /* health.c: the probe itself, to the server's current address. */

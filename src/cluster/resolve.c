@@ -149,6 +149,16 @@ void mr_health_resolve(mr_server_health *sh, bool then_probe)
     }
 }
 
+void mr_health_resolve_follow(mr_server_health *sh)
+{
+    if (sh->host && sh->health->dns && !sh->lookup && !ev_is_active(&sh->refresh)) {
+        if (sh->looked_up)
+            schedule_refresh(sh, 0);
+        else
+            mr_health_resolve(sh, false);
+    }
+}
+
 void mr_health_resolve_stop(mr_server_health *sh)
 {
     mr_health *h = sh->health;
@@ -161,8 +171,13 @@ void mr_health_resolve_stop(mr_server_health *sh)
 
 void mr_health_set_resolver(mr_health *h, mr_dns *dns, struct ev_loop *loop)
 {
+    /* Lookups of the resolver in use end here: the next one may be freed. */
+    for (uint32_t id = 0; h->dns && id < h->nids; id++)
+        mr_health_resolve_stop(mr_health_server(h, id));
     h->dns = dns;
-    h->dns_loop = loop;
+    h->dns_loop = dns ? loop : h->dns_loop;
+    if (!dns)
+        return;
     for (uint32_t id = 0; id < h->nids; id++) {
         mr_server_health *sh = mr_health_server(h, id);
         if (sh->host && mr_health_pool_conf(h, id))
@@ -178,6 +193,12 @@ uint32_t mr_health_lookups_pending(const mr_health *h)
         n += sh->host && !sh->looked_up && mr_health_pool_conf(h, id) != NULL;
     }
     return n;
+}
+
+bool mr_health_first_lookup_pending(const mr_health *h, uint32_t server)
+{
+    const mr_server_health *sh = mr_health_server(h, server);
+    return sh->host && !sh->looked_up && h->dns;
 }
 
 bool mr_health_addr(mr_health *h, uint32_t server, mr_sockaddr *out, uint32_t *version, bool reconnecting)

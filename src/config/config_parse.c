@@ -965,6 +965,7 @@ static const struct pool_key pool_keys[] = {
     {"server_queue_limit", key_u32, FIELD(server_queue_limit), 1, 10000000},
     {"client_idle_timeout", key_u32, FIELD(client_idle_timeout_ms), 0, INT32_MAX},
     {"quarantine_period", key_u32, FIELD(quarantine_ms), 1, INT32_MAX},
+    {"warmup_window", key_u32, FIELD(warmup_window_ms), 0, INT32_MAX},
     /* TLS (docs/security.md) */
     {"tls", key_bool, FIELD(tls), 0, 0},
     {"tls_listen", key_tls_listen, 0, 0, 0},
@@ -1015,6 +1016,7 @@ static void pool_defaults(mr_pool_conf *p)
     p->probe_backoff_max_ms = 30000;
     p->max_ejected_pct = 50;
     p->quarantine_ms = 60000;
+    p->warmup_window_ms = 60000;
     p->client_queue_limit = 4096;
     p->client_output_limit = 8u * 1024u * 1024u;
     p->server_queue_limit = 65536;

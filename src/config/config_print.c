@@ -106,6 +106,7 @@ static void print_pool(FILE *out, const mr_config *cfg, const mr_pool_conf *p)
     row_u(out, "client_idle_timeout", (unsigned)p->client_idle_timeout_ms, " ms (0: never)");
     row(out, "on_rejoin", p->on_rejoin_quarantine ? "quarantine" : "flush");
     row_u(out, "quarantine_period", (unsigned)p->quarantine_ms, " ms");
+    row_u(out, "warmup_window", (unsigned)p->warmup_window_ms, " ms (0: off)");
     for (size_t i = 0; i < p->nreplicate_to; i++)
         row(out, "replicate_to", p->replicate_to_names[i]);
     print_tls(out, p);

@@ -14,6 +14,7 @@
 #include "memrelay/log.h"
 #include "memrelay/rng.h"
 #include "memrelay/replicate.h"
+#include "memrelay/warmup.h"
 #include "memrelay/worker.h"
 
 
@@ -100,6 +101,8 @@ static void dispatch_keyed(mr_req *req)
     }
     mr_msg *msg = &req->msgs[0];
     msg->server = mr_router_server_for_key(pool, key, key_len, mr_rng_next(&w->rng));
+    if (__builtin_expect(mr_warm_open(w), 0))
+        mr_warm_write(req, pool, key, key_len, msg->server); /* the key's previous owner forgets it */
     if (h->quiet_by_server) {
         if (mr_forward_fenced(&w->mbufs, req, msg) < 0) {
             mr_msg_finish(msg, MR_ERR_NOMEM);
@@ -178,6 +181,8 @@ static void dispatch_retrieval(mr_req *req)
     req->nkeys = k;
     bool replicated = max_replicas > 1;
     uint32_t extra = replicated ? mr_replicate_retrieval_slots(req, router->nservers, max_replicas) : 0;
+    uint32_t warm = !replicated && __builtin_expect(mr_warm_open(w), 0) ? mr_warm_retrieval_slots(req) : 0;
+    extra += warm;
     if (mr_req_alloc_msgs_cap(req, nservers, nservers + extra) < 0) {
         for (uint32_t i = 0; i < k; i++)
             w->server_slot[req->key_msg[i]] = UINT32_MAX;
@@ -196,6 +201,8 @@ static void dispatch_retrieval(mr_req *req)
         w->server_slot[req->msgs[i].server] = UINT32_MAX;
     if (replicated && req->cmd == MR_CMD_GET)
         mr_replicate_retrieval_arm(req); /* gets/gat/gats stay on the owner */
+    else if (warm)
+        mr_warm_retrieval_arm(req); /* misses of moved keys try their previous owner */
 
     if (one_server) {
         /* The common case: forward the client's line untouched. */

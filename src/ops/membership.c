@@ -121,6 +121,8 @@ void mr_membership_free(mr_membership *m)
         m->reloader->on_config_ctx = m->next_ctx;
     }
     mr_discovery_free(m->discovery);
+    if (m->reloader && m->dns)
+        mr_health_set_resolver(m->reloader->health, NULL, NULL); /* its lookups end before the resolver */
     mr_dns_free(m->dns);
     for (size_t i = 0; i < m->ndns_servers; i++)
         free(m->dns_servers[i]);

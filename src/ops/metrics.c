@@ -19,6 +19,7 @@
 #include <sys/time.h>
 
 #include "memrelay/discovery.h"
+#include "memrelay/generation.h"
 #include "memrelay/health.h"
 #include "memrelay/latency.h"
 #include "memrelay/stats.h"
@@ -219,6 +220,10 @@ static const struct {
     C(repl_replayed, "Queued writes replayed to a returning replica."),
     G(repl_queue_depth, "Writes waiting for replay now."),
     C(repl_queue_overflows, "Replay queues that overflowed."),
+    C(warm_lookups, "Misses on a key's new owner retried on its previous owner (warm-up window)."),
+    C(warm_hits, "Warm-up lookups the previous owner answered with a value."),
+    C(warm_copies, "Values copied from the previous owner to the new one."),
+    C(warm_stale_deletes, "Deletes sent to a moved key's previous owner after a write."),
 #undef C
 #undef G
 };
@@ -341,6 +346,13 @@ static void put_pools(text *t, const mr_admin_view *v, const server_snap *snaps)
             put_pool_label(t, v, p);
             put(t, "} %llu\n", (unsigned long long)value);
         }
+    }
+    put_family(t, "memrelay_pool_warmup_window_left_seconds", GAUGE,
+               "Time left of the pool's warm-up window after a reload moved keys (0: none open).");
+    for (uint32_t p = 0; p < r->npools; p++) {
+        put(t, "memrelay_pool_warmup_window_left_seconds{");
+        put_pool_label(t, v, p);
+        put(t, "} %.3f\n", v->gen ? mr_gen_warm_left(v->gen, p, ev_time()) : 0.0);
     }
     put_family(t, "memrelay_pool_servers", GAUGE, "Servers configured in the pool.");
     for (uint32_t p = 0; p < r->npools; p++) {

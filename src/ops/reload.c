@@ -259,6 +259,17 @@ static void finish_switch(mr_reloader *r)
 {
     if (!r->switching || !all_switched(r, r->switching))
         return;
+    mr_gen *left = r->leaving;
+    r->leaving = NULL;
+    if (left) {
+        /* No worker serves it any more: its warm-up windows' generations
+         * can go (the new one holds what it still warms from), and the
+         * listeners it did not hand on close now, even if a window keeps
+         * the generation itself a while longer. */
+        mr_gen_warm_end(left);
+        mr_gen_close_listeners(left);
+        mr_gen_release(left);
+    }
     mr_log_info("config generation %" PRIu64 " (md5 %s) serving on every worker", r->switching->seq,
                 r->switching->cfg->hash);
     r->switching = NULL;
@@ -280,6 +291,61 @@ static void switched_cb(struct ev_loop *loop, ev_async *a, int revents)
 }
 
 static int switch_to(mr_reloader *r, mr_config *cfg, const char *why);
+
+/* How long a switch waits for the first lookups of its new servers' names. */
+#define RESOLVE_WAIT_POLL 0.01
+
+/* Has every new server of `cfg` a first answer from DNS? Registering them
+ * here (the same stable ids the build will use) starts their lookups. */
+static bool names_resolved(mr_reloader *r, const mr_config *cfg)
+{
+    bool all = true;
+    for (size_t p = 0; p < cfg->npools; p++)
+        for (size_t s = 0; s < cfg->pools[p].nservers; s++) {
+            uint32_t id = mr_health_server_id(r->health, &cfg->pools[p], &cfg->pools[p].servers[s]);
+            if (id != UINT32_MAX && mr_health_first_lookup_pending(r->health, id))
+                all = false;
+        }
+    return all;
+}
+
+static void parked_cb(struct ev_loop *loop, ev_timer *t, int revents)
+{
+    mr_reloader *r = t->data;
+    if (!r->parked || r->switching || (!names_resolved(r, r->parked) && ev_now(loop) < r->parked_until))
+        return;
+    ev_timer_stop(loop, t);
+    mr_config *cfg = r->parked;
+    r->parked = NULL;
+    switch_to(r, cfg, r->parked_why);
+}
+
+/* Workers are running: a generation whose new servers are host names goes
+ * out once their names have answered (at most two DNS timeouts), so no
+ * request is sent to a server that has no address yet (DNS scale-up and
+ * reloads alike). Takes cfg. */
+static int switch_when_resolved(mr_reloader *r, mr_config *cfg, const char *why)
+{
+    if (!r->loop || names_resolved(r, cfg)) {
+        if (r->parked) { /* older than this one */
+            mr_config_free(r->parked);
+            r->parked = NULL;
+        }
+        return switch_to(r, cfg, why);
+    }
+    if (r->parked)
+        mr_config_free(r->parked); /* a newer one replaces it */
+    r->parked = cfg;
+    snprintf(r->parked_why, sizeof(r->parked_why), "%s", why);
+    r->parked_until = ev_now(r->loop) + 2.0 * cfg->dns_timeout_ms / 1000.0 + 0.5;
+    if (!ev_is_active(&r->parked_timer)) {
+        ev_timer_init(&r->parked_timer, parked_cb, RESOLVE_WAIT_POLL, RESOLVE_WAIT_POLL);
+        r->parked_timer.data = r;
+        ev_timer_start(r->loop, &r->parked_timer);
+    }
+    mr_log_debug("%s: waiting for new servers' names to resolve before switching", why);
+    return 0;
+}
 
 static void log_threads_change(const mr_reloader *r, const mr_config *cfg)
 {
@@ -316,7 +382,7 @@ int mr_reload_now(mr_reloader *r, const char *why, bool force)
         return 0;
     }
     log_threads_change(r, cfg);
-    return switch_to(r, cfg, why);
+    return switch_when_resolved(r, cfg, why);
 }
 
 int mr_reload_members(mr_reloader *r, const char *why)
@@ -339,7 +405,41 @@ int mr_reload_members(mr_reloader *r, const char *why)
         set_status_failed(r, cerr.message);
         return -1;
     }
-    return switch_to(r, cfg, why);
+    return switch_when_resolved(r, cfg, why);
+}
+
+static void warm_close_cb(struct ev_loop *loop, ev_timer *t, int revents)
+{
+    mr_reloader *r = t->data;
+    if (r->current && r->current->warm)
+        mr_log_info("warm-up window of config generation %" PRIu64
+                    " closed: misses no longer try the previous "
+                    "owner",
+                    r->current->seq);
+}
+
+/* Pools whose ring changed get a warm-up window (warmup.c): one log line
+ * now, one when it closes. Out of memory only costs the window. */
+static void open_warmup(mr_reloader *r, mr_gen *gen, mr_gen *old)
+{
+    double now = ev_time();
+    int n = mr_gen_warm_open(gen, old, now);
+    if (r->loop)
+        ev_timer_stop(r->loop, &r->warm_close);
+    if (n < 0) {
+        mr_log_warn("warm-up window not opened (out of memory): moved keys miss on their new owner");
+        return;
+    }
+    for (size_t i = 0; n > 0 && i < gen->cfg->npools; i++)
+        if (gen->warm[i].prev && gen->warm[i].from == old)
+            mr_log_info(
+                "warm-up window opened for pool %s (%u ms): a miss on a key's new owner tries its owner in "
+                "generation %" PRIu64,
+                gen->cfg->pools[i].name, gen->cfg->pools[i].warmup_window_ms, old->seq);
+    if (gen->warm && r->loop) {
+        ev_timer_set(&r->warm_close, gen->warm_until - now, 0);
+        ev_timer_start(r->loop, &r->warm_close);
+    }
 }
 
 /* Build `cfg` into a generation and switch every worker to it (takes cfg). */
@@ -389,6 +489,7 @@ static int switch_to(mr_reloader *r, mr_config *cfg, const char *why)
     }
     gen->seq = old->seq + 1;
     gen->refs = 1 + (uint32_t)r->nworkers;
+    open_warmup(r, gen, old);
     mr_health_prepare(r->health, gen->router);
     mr_health_use(r->health, gen->router);
     pthread_mutex_lock(&r->current_lock);
@@ -404,7 +505,7 @@ static int switch_to(mr_reloader *r, mr_config *cfg, const char *why)
     for (int i = 0; i < r->nworkers; i++)
         mr_worker_switch_to(&r->workers[i], sws[i]);
     free(sws);
-    mr_gen_release(old);
+    r->leaving = old; /* released when every worker has switched */
     finish_switch(r); /* no workers (yet): done at once */
     return 0;
 }
@@ -454,6 +555,8 @@ void mr_reload_start(mr_reloader *r, struct ev_loop *loop, mr_shared *shared, mr
     ev_async_init(&r->switched, switched_cb);
     r->switched.data = r;
     ev_async_start(loop, &r->switched);
+    ev_init(&r->warm_close, warm_close_cb);
+    r->warm_close.data = r;
     ev_init(&r->debounce, debounce_cb);
     r->debounce.data = r;
     ev_stat_init(&r->watch, watch_cb, r->path, MR_RELOAD_POLL);
@@ -471,6 +574,8 @@ void mr_reload_stop(mr_reloader *r)
     ev_stat_stop(r->loop, &r->watch);
     ev_timer_stop(r->loop, &r->poll);
     ev_timer_stop(r->loop, &r->debounce);
+    ev_timer_stop(r->loop, &r->warm_close);
+    ev_timer_stop(r->loop, &r->parked_timer);
     ev_async_stop(r->loop, &r->switched);
 }
 
@@ -482,6 +587,7 @@ void mr_reload_pause(mr_reloader *r)
     ev_stat_stop(r->loop, &r->watch);
     ev_timer_stop(r->loop, &r->poll);
     ev_timer_stop(r->loop, &r->debounce);
+    ev_timer_stop(r->loop, &r->parked_timer);
 }
 
 mr_gen *mr_reload_acquire(mr_reloader *r)
@@ -500,6 +606,10 @@ void mr_reload_free(mr_reloader *r)
     mr_gen *gen = r->current;
     r->current = NULL;
     pthread_mutex_unlock(&r->current_lock);
+    mr_gen_release(r->leaving);
+    r->leaving = NULL;
+    mr_config_free(r->parked);
+    r->parked = NULL;
     mr_gen_release(gen);
     pthread_mutex_destroy(&r->status.lock);
     pthread_mutex_destroy(&r->current_lock);

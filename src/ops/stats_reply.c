@@ -116,6 +116,9 @@ static int pool_stats(mr_worker *w, mr_mbuf *mb)
         rc |= append(mb, "STAT %s:replicas %u\r\n", p->name, p->replicas);
         rc |= append(mb, "STAT %s:replicate_to %zu\r\n", p->name, p->nreplicate_to);
         rc |= append(mb, "STAT %s:write_ack %s\r\n", p->name, ack_names[p->write_ack]);
+        rc |= append(mb, "STAT %s:warmup_window %u\r\n", p->name, p->warmup_window_ms);
+        rc |= append(mb, "STAT %s:warmup_window_left_ms %lld\r\n", p->name,
+                     (long long)(mr_gen_warm_left(w->gen, i, ev_now(w->loop)) * 1000.0));
 #define MR_POOL_STAT_LINE(field) rc |= append(mb, "STAT %s:" #field " %llu\r\n", p->name, (unsigned long long)ps.field);
         MR_POOL_STATS(MR_POOL_STAT_LINE)
 #undef MR_POOL_STAT_LINE
@@ -210,8 +213,9 @@ static int settings_stats(mr_worker *w, uint32_t listen_pool, mr_mbuf *mb)
     rc |= append(mb, "STAT shutdown_command no\r\n");
     rc |= append(mb, "STAT num_threads %d\r\n", w->shared->nworkers);
     rc |= append(mb, "STAT tcp_backlog %d\r\n", p->backlog);
-    rc |= append(mb, "STAT binding_protocol ascii\r\n");
-    rc |= append(mb, "STAT auth_enabled_sasl no\r\n");
+    /* both protocols on every listener, as memcached's default -B auto */
+    rc |= append(mb, "STAT binding_protocol auto-negotiate\r\n");
+    rc |= append(mb, "STAT auth_enabled_sasl %s\r\n", yes_no(p->auth != NULL)); /* binary SASL PLAIN */
     rc |= append(mb, "STAT auth_enabled_ascii %s\r\n", p->auth ? p->auth_file : "no");
     rc |= append(mb, "STAT item_size_max %u\r\n", (unsigned)p->item_size_max);
     rc |= append(mb, "STAT ssl_enabled %s\r\n", yes_no(tls));

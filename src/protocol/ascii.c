@@ -498,31 +498,6 @@ bool mr_is_binary_protocol(const char *buf, size_t len)
     return len > 0 && (unsigned char)buf[0] == 0x80;
 }
 
-size_t mr_binary_refusal(const char *buf, size_t len, char *out, size_t cap, uint8_t *opcode)
-{
-    static const char text[] = MR_BINARY_REFUSAL_TEXT;
-    const uint32_t body = sizeof(text) - 1;
-    if (len < MR_BINARY_HEADER_LEN || cap < MR_BINARY_HEADER_LEN + body)
-        return 0;
-    /* Offsets of the memcached binary header, network byte order:
-     * 0 magic, 1 opcode, 2-3 key length, 4 extras length, 5 data type,
-     * 6-7 status (vbucket in a request), 8-11 body length, 12-15 opaque, 16-23 CAS. */
-    unsigned char *h = (unsigned char *)out;
-    memset(h, 0, MR_BINARY_HEADER_LEN);
-    h[0] = 0x81;
-    h[1] = (unsigned char)buf[1];
-    h[6] = (unsigned char)(MR_BINARY_STATUS_NOT_SUPPORTED >> 8);
-    h[7] = (unsigned char)(MR_BINARY_STATUS_NOT_SUPPORTED & 0xff);
-    h[8] = (unsigned char)(body >> 24);
-    h[9] = (unsigned char)(body >> 16);
-    h[10] = (unsigned char)(body >> 8);
-    h[11] = (unsigned char)body;
-    memcpy(h + 12, buf + 12, 4);
-    memcpy(out + MR_BINARY_HEADER_LEN, text, body);
-    *opcode = (uint8_t)buf[1];
-    return MR_BINARY_HEADER_LEN + body;
-}
-
 bool mr_next_key(const char *buf, const mr_request_head *head, uint32_t *pos, uint32_t *key_off,
                  uint32_t *key_len)
 {

@@ -8,8 +8,6 @@
  */
 #include "memrelay/client.h"
 
-#include <arpa/inet.h>
-#include <netinet/in.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -18,6 +16,7 @@
 #include <unistd.h>
 
 #include "memrelay/auth_gate.h"
+#include "memrelay/binary.h"
 #include "memrelay/dispatch.h"
 #include "memrelay/emit.h"
 #include "memrelay/log.h"
@@ -227,61 +226,302 @@ static int auth_gate(mr_client *c, const char *p, uint32_t avail)
     return 0;
 }
 
-/* The client's address for a log line: "ip:port", "[ip6]:port" or "unix". */
-static const char *peer_text(int fd, char *buf, size_t cap)
-{
-    struct sockaddr_storage ss;
-    socklen_t sl = sizeof(ss);
-    char ip[INET6_ADDRSTRLEN] = "?";
-    if (getpeername(fd, (struct sockaddr *)&ss, &sl) != 0)
-        return "?";
-    if (ss.ss_family == AF_INET) {
-        const struct sockaddr_in *a = (const struct sockaddr_in *)&ss;
-        inet_ntop(AF_INET, &a->sin_addr, ip, sizeof(ip));
-        snprintf(buf, cap, "%s:%u", ip, (unsigned)ntohs(a->sin_port));
-    } else if (ss.ss_family == AF_INET6) {
-        const struct sockaddr_in6 *a = (const struct sockaddr_in6 *)&ss;
-        inet_ntop(AF_INET6, &a->sin6_addr, ip, sizeof(ip));
-        snprintf(buf, cap, "[%s]:%u", ip, (unsigned)ntohs(a->sin6_port));
-    } else {
-        return "unix";
-    }
-    return buf;
-}
+/* ---- binary protocol clients (binary.h's contract) ---- */
 
-/* A binary protocol client (first byte 0x80): once its first 24-byte
- * header is in (until then it waits, like any partial request, bounded by
- * client_idle_timeout), answer it with a binary "not supported" response and
- * close after it is written. Everything read so far is dropped. */
-static void refuse_binary(mr_client *c, const char *p, uint32_t avail)
+/* A request answered by memrelay with binary responses built into `mb`
+ * (n bytes at p). Takes over the caller's reference on mb. */
+static mr_req *bin_local(mr_client *c, mr_req *req, mr_mbuf *mb, const char *p, size_t n)
 {
-    mr_worker *w = c->worker;
-    if (avail < MR_BINARY_HEADER_LEN) {
-        c->need = MR_BINARY_HEADER_LEN;
-        return;
+    if (!req && !(req = mr_req_new(c->worker))) {
+        mr_mbuf_unref(mb);
+        c->closing = true;
+        return NULL;
     }
-    c->started = true;
-    c->closing = true;
-    mr_client_mark_dirty(c);
-    mr_mbuf *mb = mr_mbuf_get(&w->mbufs, 128);
-    mr_req *req = mb ? mr_req_new(w) : NULL;
-    uint8_t opcode = 0;
-    size_t n = req ? mr_binary_refusal(p, avail, mb->data, mb->cap, &opcode) : 0;
-    char peer[INET6_ADDRSTRLEN + 16];
-    mr_log_warn(
-        "client %s (pool %s): binary protocol request (opcode 0x%02x): answered \"not supported\", closing",
-        peer_text(c->conn.fd, peer, sizeof(peer)), w->gen->cfg->pools[c->listen_pool].name, (unsigned)opcode);
-    mr_inbuf_consume(&c->in, avail);
+    req->client = c;
     if (n > 0) {
-        mb->len = (uint32_t)n;
-        req->client = c;
-        req->local = mr_slice_ref(mb, mb->data, mb->len);
-        req->done = true;
-        queue_push(c, req);
-    } else if (req) {
-        mr_req_client_done(req);
+        req->local = mr_slice_ref(mb, p, (uint32_t)n);
+        req->local_framed = true;
     }
     mr_mbuf_unref(mb);
+    req->done = true;
+    queue_push(c, req);
+    mr_client_mark_dirty(c);
+    return req;
+}
+
+/* The response to a request that failed to parse. */
+static void bin_error_reply(mr_client *c, const mr_bin_request *r)
+{
+    mr_mbuf *mb = mr_mbuf_get(&c->worker->mbufs, MR_BIN_REPLY_HEAD_MAX);
+    if (!mb) {
+        c->closing = true;
+        return;
+    }
+    size_t n = mr_bin_error_reply(r, mb->data, mb->cap);
+    mb->len = (uint32_t)n;
+    bin_local(c, NULL, mb, mb->data, n);
+}
+
+/* STAT: memrelay's own `stats <group>` text, as memcached's packets. */
+static size_t bin_stats(mr_client *c, const mr_bin_plan *plan, mr_mbuf **out)
+{
+    mr_worker *w = c->worker;
+    mr_slice text = {0};
+    *out = NULL;
+    if (w->hooks->stats_reply(w, c->listen_pool, &text, plan->key, plan->key_len, plan->key + plan->key_len,
+                              0) < 0)
+        return 0;
+    size_t n = mr_bin_stats_reply(plan, text.p, text.len, NULL, 0);
+    mr_mbuf *mb = n <= UINT32_MAX ? mr_mbuf_get(&w->mbufs, (uint32_t)n) : NULL;
+    if (mb) {
+        mr_bin_stats_reply(plan, text.p, text.len, mb->data, mb->cap);
+        mb->len = (uint32_t)n;
+    }
+    mr_slice_release(&text);
+    *out = mb;
+    return mb ? n : 0;
+}
+
+/* SASL_AUTH/SASL_STEP against the pool's credentials (pool auth_file, the
+ * table ASCII authentication uses): memcached's counters, never a log line. */
+static size_t bin_sasl(mr_client *c, const mr_bin_request *r, const mr_bin_plan *plan, char *out, size_t cap)
+{
+    mr_worker *w = c->worker;
+    const mr_auth_table *t = w->gen->cfg->pools[c->listen_pool].auth;
+    mr_bin_sasl_result res;
+    mr_bin_sasl(&c->sasl, r, t, &res);
+    if (res.counts)
+        MR_STAT_INC(&w->stats, auth_cmds);
+    if (res.status == MR_BIN_AUTH_ERROR)
+        MR_STAT_INC(&w->stats, auth_errors);
+    c->authed = res.authenticated || t == NULL;
+    return mr_bin_sasl_reply(plan, &res, out, cap);
+}
+
+/* A request memrelay answers itself (NOOP, QUIT, STAT, SASL_*). */
+static void bin_local_cmd(mr_client *c, mr_req *req, mr_mbuf *mb, const mr_bin_request *r, mr_bin_plan *plan,
+                          char *head)
+{
+    size_t n = 0;
+    switch (plan->kind) {
+    case MR_BIN_KIND_NOOP:
+        n = mr_bin_ok_reply(plan, head, MR_BIN_REPLY_HEAD_MAX);
+        break;
+    case MR_BIN_KIND_QUIT:
+        c->closing = true; /* nothing after quit is read */
+        if (plan->quiet) {
+            mr_mbuf_unref(mb);
+            mr_req_client_done(req);
+            return;
+        }
+        req->close_after = true;
+        n = mr_bin_ok_reply(plan, head, MR_BIN_REPLY_HEAD_MAX);
+        break;
+    case MR_BIN_KIND_SASL_LIST:
+        n = mr_bin_sasl_list_reply(plan, head, MR_BIN_REPLY_HEAD_MAX);
+        break;
+    case MR_BIN_KIND_SASL_AUTH:
+        n = bin_sasl(c, r, plan, head, MR_BIN_REPLY_HEAD_MAX);
+        break;
+    case MR_BIN_KIND_STAT: {
+        mr_mbuf *sm;
+        size_t sn = bin_stats(c, plan, &sm);
+        if (sn > 0) {
+            mr_mbuf_unref(mb); /* the plan is not needed past here */
+            req->bin = NULL;
+            bin_local(c, req, sm, sm->data, sn);
+            return;
+        }
+        n = mr_bin_status_reply(plan, MR_BIN_ENOMEM, NULL, head, MR_BIN_REPLY_HEAD_MAX);
+        break;
+    }
+    default:
+        n = mr_bin_status_reply(plan, MR_BIN_UNKNOWN_COMMAND, NULL, head, MR_BIN_REPLY_HEAD_MAX);
+        break;
+    }
+    bin_local(c, req, mb, head, n);
+}
+
+/* A run of GETQ/GETKQ requests already in the input (the first parsed in
+ * `first`) becomes one `gets` of their keys, which dispatch splits per
+ * server and emit merges back, one response per hit in request order, as
+ * for a text multi-get. Only keys a text line can carry join a run; a run
+ * stops at MR_BIN_RUN_MAX requests, at any other request, or where the
+ * input ends. Returns 0 when the run was dispatched, -1 when there is no run
+ * (fewer than two), and the caller goes on request by request. */
+static int bin_run(mr_client *c, const char *p, uint32_t avail, const mr_bin_opts *o,
+                   const mr_bin_request *first)
+{
+    mr_worker *w = c->worker;
+    const mr_pool_conf *pc = &w->gen->cfg->pools[c->listen_pool];
+    mr_bin_run_key keys[MR_BIN_RUN_MAX];
+    uint32_t n = 0, off = 0, line_len = 4 + 2; /* "gets" ... "\r\n" */
+    mr_bin_request r = *first;
+    for (;;) {
+        char tmp[MR_BIN_KEY_MAX];
+        bool b64 = false;
+        if (n == MR_BIN_RUN_MAX || (r.h.opcode != MR_BIN_OP_GETQ && r.h.opcode != MR_BIN_OP_GETKQ))
+            break;
+        if (r.h.keylen > MR_KEY_MAX || mr_bin_meta_key(r.key, r.h.keylen, tmp, sizeof(tmp), &b64) == 0 || b64)
+            break;
+        keys[n].opaque = r.h.opaque;
+        keys[n].opcode = r.h.opcode;
+        keys[n].key_len = (uint8_t)r.h.keylen;
+        keys[n].key_off = (uint32_t)(r.key - p); /* in the input, for now */
+        n++;
+        off += r.consumed;
+        line_len += 1 + r.h.keylen;
+        if (off >= avail || mr_bin_parse(p + off, avail - off, o, &r) != MR_BIN_OK)
+            break;
+    }
+    if (n < 2)
+        return -1;
+    uint32_t cap = 8 + n * (uint32_t)sizeof(mr_bin_run_key) + n * MR_BIN_REPLY_HEAD_MAX + line_len;
+    mr_mbuf *mb = mr_mbuf_get(&w->mbufs, cap);
+    if (!mb)
+        return -1;
+    size_t pad = (8 - ((uintptr_t)mb->data & 7)) & 7;
+    mr_bin_run_key *run = (mr_bin_run_key *)(void *)(mb->data + pad);
+    char *heads = (char *)(run + n);
+    char *line = heads + (size_t)n * MR_BIN_REPLY_HEAD_MAX;
+    uint32_t l = 4;
+    memcpy(line, "gets", 4);
+    for (uint32_t i = 0; i < n; i++) {
+        line[l++] = ' ';
+        memcpy(line + l, p + keys[i].key_off, keys[i].key_len);
+        run[i] = keys[i];
+        run[i].key_off = l;
+        l += keys[i].key_len;
+    }
+    line[l++] = '\r';
+    line[l++] = '\n';
+    mb->len = (uint32_t)(line + l - mb->data);
+    mr_request_head h;
+    mr_req *req = NULL;
+    if (mr_parse_request(line, l, pc->item_size_max, MR_ASCII_DEFAULT_MAX_LINE, &h) != MR_PARSE_OK ||
+        h.nkeys != n || !(req = mr_req_new(w))) {
+        mr_mbuf_unref(mb);
+        return -1;
+    }
+    req->cmd = h.cmd;
+    req->cls = mr_cmd_class_of(h.cmd);
+    req->head = h;
+    req->listen_pool = c->listen_pool;
+    req->conn_hint = c->id;
+    req->line = mr_slice_ref(mb, line, l);
+    mr_mbuf_unref(mb);
+    req->bin_run = run;
+    req->bin_run_len = n;
+    req->bin_out = heads;
+    req->client = c;
+    mr_inbuf_consume(&c->in, off);
+    queue_push(c, req);
+    mr_dispatch(req);
+    return 0;
+}
+
+/* One binary request at the start of the input: 0 to go on, -1 to stop
+ * (waiting for bytes, or closing). A request that parsed becomes an mr_req
+ * whose line is the meta command it translates to, in a block of its own
+ * (plan | response head | meta line, value, "\r\n"), and goes through the
+ * normal dispatch; emit translates its reply back (emit.c). */
+static int bin_process(mr_client *c, const char *p, uint32_t avail)
+{
+    mr_worker *w = c->worker;
+    const mr_pool_conf *pc = &w->gen->cfg->pools[c->listen_pool];
+    mr_bin_opts o = {
+        .item_size_max = pc->item_size_max, .sasl = pc->auth != NULL, .authenticated = c->authed};
+    mr_bin_request r;
+    mr_bin_parse_status st = mr_bin_parse(p, avail, &o, &r);
+    if (st == MR_BIN_NEED_MORE) {
+        c->need = r.need;
+        return -1;
+    }
+    if (st == MR_BIN_ERROR) {
+        MR_STAT_INC(&w->stats, client_errors);
+        if (r.reply)
+            bin_error_reply(c, &r);
+        if (r.error_unlinks_key) { /* memcached drops the old item too */
+            char key[MR_BIN_KEY_MAX];
+            bool b64 = false;
+            size_t kn = mr_bin_meta_key(r.key, r.h.keylen, key, sizeof(key), &b64);
+            if (kn)
+                mr_dispatch_unlink(w, c->listen_pool, c->id, key, (uint32_t)kn, b64);
+        }
+        mr_inbuf_consume(&c->in, r.consumed);
+        if (r.after == MR_BIN_AFTER_SWALLOW)
+            c->swallow = r.swallow;
+        else if (r.after == MR_BIN_AFTER_CLOSE)
+            c->closing = true;
+        return 0;
+    }
+    if ((r.h.opcode == MR_BIN_OP_GETQ || r.h.opcode == MR_BIN_OP_GETKQ) && bin_run(c, p, avail, &o, &r) == 0)
+        return 0;
+    /* The block: the plan (aligned), the response head, then the meta line
+     * with the value and its "\r\n". */
+    uint32_t cap =
+        8 + (uint32_t)sizeof(mr_bin_plan) + MR_BIN_REPLY_HEAD_MAX + MR_BIN_META_LINE_MAX + r.value_len + 2;
+    mr_mbuf *mb = mr_mbuf_get(&w->mbufs, cap);
+    mr_req *req = mb ? mr_req_new(w) : NULL;
+    if (!req) {
+        mr_mbuf_unref(mb);
+        c->closing = true;
+        return -1;
+    }
+    size_t pad = (8 - ((uintptr_t)mb->data & 7)) & 7;
+    mr_bin_plan *plan = (mr_bin_plan *)(void *)(mb->data + pad);
+    char *head = (char *)(plan + 1);
+    char *line = head + MR_BIN_REPLY_HEAD_MAX;
+    mr_bin_meta m;
+    mr_bin_status bs = mr_bin_translate(&r, line, MR_BIN_META_LINE_MAX, &m, plan);
+    req->bin = plan;
+    req->bin_out = head;
+    req->listen_pool = c->listen_pool;
+    req->conn_hint = c->id;
+    uint32_t total = (uint32_t)m.line_len;
+    if (bs == MR_BIN_SUCCESS && m.has_data) {
+        memcpy(line + total, m.data, m.data_len);
+        total += m.data_len;
+        line[total++] = '\r';
+        line[total++] = '\n';
+    }
+    mb->len = (uint32_t)(line + total - mb->data);
+    mr_inbuf_consume(&c->in, r.consumed);
+    if (bs != MR_BIN_SUCCESS) {
+        bin_local(c, req, mb, head, mr_bin_status_reply(plan, bs, NULL, head, MR_BIN_REPLY_HEAD_MAX));
+        return 0;
+    }
+    if (m.cls == MR_BIN_CLASS_LOCAL) {
+        bin_local_cmd(c, req, mb, &r, plan, head);
+        return 0;
+    }
+    /* The meta command goes through the text parser, so dispatch sees an
+     * ordinary meta request: routing (on the key's raw bytes), replication,
+     * health and every limit apply unchanged. */
+    mr_request_head h;
+    if (mr_parse_request(line, total, pc->item_size_max, MR_ASCII_DEFAULT_MAX_LINE, &h) != MR_PARSE_OK ||
+        h.line_len + h.data_len != total) {
+        /* The server would refuse it the same way (a value too large for
+         * the text rule): answer that refusal, translated. */
+        const char *why = h.error_reply ? h.error_reply : "SERVER_ERROR translation failed\r\n";
+        req->local = mr_slice_static(why, (uint32_t)strlen(why));
+        req->client = c;
+        req->line = mr_slice_ref(mb, mb->data, mb->len);
+        mr_mbuf_unref(mb);
+        req->done = true;
+        queue_push(c, req);
+        mr_client_mark_dirty(c);
+        return 0;
+    }
+    req->cmd = h.cmd;
+    req->cls = mr_cmd_class_of(h.cmd);
+    req->head = h;
+    req->line = mr_slice_ref(mb, line, total);
+    mr_mbuf_unref(mb);
+    req->client = c;
+    queue_push(c, req);
+    mr_dispatch(req);
+    return 0;
 }
 
 /* Parse and dispatch every complete request in the input. */
@@ -311,13 +551,15 @@ static void client_process(mr_client *c)
             return;
         }
         if (!c->started) {
-            /* memcached switches to its binary protocol on a first byte of
-             * 0x80; memrelay has none: a binary refusal, then close. */
-            if (mr_is_binary_protocol(p, avail)) {
-                refuse_binary(c, p, avail);
-                return;
-            }
+            /* memcached switches to its binary protocol for the whole
+             * connection on a first byte of 0x80. */
+            c->binary = mr_is_binary_protocol(p, avail);
             c->started = true;
+        }
+        if (c->binary) {
+            if (bin_process(c, p, avail) != 0)
+                return;
+            continue;
         }
         if (__builtin_expect(!c->authed, 0)) {
             if (auth_gate(c, p, avail) != 0)

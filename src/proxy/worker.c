@@ -61,6 +61,17 @@ bool mr_worker_drained(mr_worker *w)
 
 static void release_done_holds(mr_worker *w);
 
+/* A warm-up window kept this hold (and its retired backends) so misses can
+ * be retried on removed servers; the window is over. */
+static void end_warm_hold(mr_worker *w, struct mr_gen_hold *hold)
+{
+    if (!hold->warm)
+        return;
+    hold->warm = false;
+    if (--hold->reqs == 0)
+        w->holds_done = true;
+}
+
 /* Every TRIM_INTERVAL seconds, pooled blocks and requests nobody took since
  * the last tick are freed, and once memory use has fallen well below its
  * peak the freed heap goes back to the system: RSS returns near its
@@ -78,6 +89,9 @@ static void trim_cb(struct ev_loop *loop, ev_timer *t, int revents)
         w->reqs_freed_bytes += sizeof(*r);
     }
     w->low_free_reqs = w->nfree_reqs;
+    if (mr_gen_warm_until(w->gen) <= ev_now(loop))
+        for (struct mr_gen_hold *hold = w->holds; hold; hold = hold->next)
+            end_warm_hold(w, hold); /* released at the next flush */
     if (mr_mbuf_pool_shrink(&w->mbufs, w->reqs_freed_bytes))
         malloc_trim(0);
     w->reqs_freed_bytes = 0;
@@ -328,6 +342,14 @@ static void switch_cb(struct ev_loop *loop, ev_async *a, int revents)
     start_accepting(w);
     remap_clients(w, old->cfg, gen);
 
+    /* While the new generation's warm-up window is open, servers it dropped
+     * stay connected (as if a request held the old generation) so their
+     * keys can be read back; the first trim tick after the window (which a
+     * later reload may carry on) lets them go. */
+    if (hold->nretired && gen->warm_until > ev_now(loop)) {
+        hold->warm = true;
+        hold->reqs++;
+    }
     hold->next = w->holds;
     w->holds = hold;
     if (hold->reqs == 0)

@@ -419,6 +419,7 @@ def test_stats_settings_names_follow_memcached(memcached_factory, relay_factory)
     assert ours["udpport"] == "0" and ours["domain_socket"] == "NULL" and ours["ssl_enabled"] == "no"
     assert ours["auth_enabled_sasl"] == theirs["auth_enabled_sasl"] == "no"
     assert ours["shutdown_command"] == theirs["shutdown_command"] == "no"
+    assert ours["binding_protocol"] == theirs["binding_protocol"] == "auto-negotiate"
 
 
 @pytest.mark.needs_memrelay
@@ -446,7 +447,7 @@ def test_stats_settings_are_the_listening_pools(memcached_factory, relay_factory
     assert (b["hash"], b["hash_tag"], b["distribution"]) == ("md5", "{}", "modula")
     assert (a["hash"], a["hash_tag"], a["distribution"]) == ("fnv1a_64", "NULL", "ketama")
     assert a["shutdown_timeout"] == "2500" and a["log_level"] == "info"
-    assert a["binding_protocol"] == "ascii" and a["auth_enabled_ascii"] == "no"
+    assert a["binding_protocol"] == "auto-negotiate" and a["auth_enabled_ascii"] == "no"
     # Without client_connections the open-file limit is what bounds connections.
     import resource
     soft = resource.getrlimit(resource.RLIMIT_NOFILE)[0]

@@ -205,7 +205,8 @@ def test_dns_adds_and_removes_targets_moving_only_the_keys_ketama_says_with_no_f
     hosts = {n: [mc.host] for n, mc in zip(names, servers)}
     first = [(names[i], servers[i].port, 1) for i in (0, 1, 2)]
     dns.start(hosts=hosts, srv=[(SERVICE, n, p, 0, w) for n, p, w in first])
-    r = relay(srv_config(dns, refresh=200))
+    # warmup_window 0: misses show where ketama moved keys (test_warmup.py has the window).
+    r = relay(srv_config(dns, refresh=200, extra="  warmup_window: 0\n"))
     keys = [b"move:%d" % i for i in range(400)]
     set_get(r.addr, keys)
     load = Load(r.addr, [b"load:%d" % i for i in range(50)])
@@ -233,6 +234,31 @@ def test_dns_adds_and_removes_targets_moving_only_the_keys_ketama_says_with_no_f
             assert hit == (k not in moved), k
     # mc0's keys, plus the share the new mc3 takes from the others: about half.
     assert 0 < len(moved) < len(keys) * 3 // 4
+
+
+def test_a_dns_membership_change_opens_a_warm_up_window_no_key_misses(dns, mcs, relay):
+    servers = [mcs("127.0.0.%d" % i) for i in (2, 3, 4, 5)]
+    names = ["mc%d.pool.test" % i for i in range(4)]
+    hosts = {n: [mc.host] for n, mc in zip(names, servers)}
+    first = [(names[i], servers[i].port, 1) for i in (0, 1, 2)]
+    dns.start(hosts=hosts, srv=[(SERVICE, n, p, 0, w) for n, p, w in first])
+    r = relay(srv_config(dns, refresh=200))
+    keys = [b"warm:%d" % i for i in range(400)]
+    set_get(r.addr, keys)
+    # mc3 joins and mc0 (still running) leaves in one change of the records.
+    second = [(names[i], servers[i].port, 1) for i in (1, 2, 3)]
+    dns.set_srv([(SERVICE, n, p, 0, w) for n, p, w in second])
+    assert wait_for(lambda: "warm-up window opened for pool alpha" in r.log(), 15.0, 0.1), r.log()[-3000:]
+    assert wait_for(lambda: "serving on every worker" in r.log().split("warm-up window opened")[-1], 15.0, 0.1)
+    before, after = ring_for(first), ring_for(second)
+    moved = [k for k in keys if first[before.server_for(k)][0] != second[after.server_for(k)][0]]
+    assert moved
+    with Conn(r.addr) as c:
+        for k in keys:
+            assert c.request(b"get %s\r\n" % k).startswith(b"VALUE"), k
+    # The moved keys now live on their new owners.
+    for k in moved:
+        assert k in servers[1 + after.server_for(k)].keys_held([k]), k
 
 
 def test_a_target_missing_from_one_answer_stays_until_the_second(dns, mcs, relay):

@@ -234,31 +234,6 @@ Test(ascii_line, a_max_line_below_memcacheds_limits_lowers_them)
     cr_assert_eq(h.after, MR_AFTER_CLOSE);
 }
 
-Test(ascii_line, binary_refusal_is_a_not_supported_response_to_the_request)
-{
-    /* GET "foo", opaque 0xdeadbeef, CAS 0x0102030405060708 */
-    static const char req[] = "\x80\x00\x00\x03\x00\x00\x00\x00\x00\x00\x00\x03\xde\xad\xbe\xef"
-                              "\x01\x02\x03\x04\x05\x06\x07\x08"
-                              "foo";
-    static const char text[] = "binary protocol not supported by memrelay";
-    char out[128];
-    uint8_t opcode = 0xff;
-    cr_assert_eq(mr_binary_refusal(req, 23, out, sizeof(out), &opcode), 0, "a header needs 24 bytes");
-    size_t n = mr_binary_refusal(req, sizeof(req) - 1, out, sizeof(out), &opcode);
-    cr_assert_eq(n, 24 + sizeof(text) - 1);
-    cr_assert_eq(opcode, 0x00);
-    static const unsigned char head[24] = {
-        0x81, 0x00, 0,    0,    0, 0, 0x00, 0x83, 0, 0, 0, sizeof(text) - 1,
-        0xde, 0xad, 0xbe, 0xef, 0, 0, 0,    0,    0, 0, 0, 0};
-    cr_assert(memcmp(out, head, 24) == 0, "header");
-    cr_assert(memcmp(out + 24, text, sizeof(text) - 1) == 0, "body");
-    cr_assert_eq(mr_binary_refusal(req, sizeof(req) - 1, out, 64, &opcode), 0, "too small an output buffer");
-    char set[24] = "\x80\x01";
-    cr_assert_gt(mr_binary_refusal(set, sizeof(set), out, sizeof(out), &opcode), 0);
-    cr_assert_eq(opcode, 0x01);
-    cr_assert_eq((unsigned char)out[1], 0x01);
-}
-
 Test(ascii_line, binary_magic_is_recognised_only_as_a_first_byte)
 {
     cr_assert(mr_is_binary_protocol("\x80\x0a\0\0", 4));

@@ -1,12 +1,14 @@
 /* test_emit.c: what the client is sent (emit.c): split gets merged back into
  * its key order, failures as misses or as errors, flush_all's verdict over
- * every server, and meta quiet mode. Server replies are memcached 1.6's
- * bytes (tests/integration/test_differential.py compares against it).
+ * every server, meta quiet mode, and binary clients' responses. Server
+ * replies are memcached 1.6's bytes (tests/integration/test_differential.py
+ * compares against it).
  */
 #include <criterion/criterion.h>
 #include <stdio.h>
 #include <string.h>
 
+#include "memrelay/dispatch.h"
 #include "memrelay/emit.h"
 #include "support/fake_backend.h"
 
@@ -270,5 +272,82 @@ Test(emit, replies_leave_in_request_order)
     cr_assert_str_eq(fb_output(f), "", "a later reply waits for the earlier one");
     fb_reply(f, fb_sent_at(f, 0), "END\r\n");
     cr_assert_str_eq(fb_output(f), "END\r\nDELETED\r\n");
+    fb_free(f);
+}
+
+/* ---- binary clients (mr_req.bin, client.c's bin_process) ---- */
+
+/* A binary request as client.c makes it: parsed, translated, and the meta
+ * line dispatched with the plan on the request. */
+static mr_req *binary_request(fb *f, uint8_t opcode, const char *key, uint32_t opaque, mr_bin_plan *plan,
+                              char *head)
+{
+    unsigned char pkt[64] = {0x80, opcode, 0, (unsigned char)strlen(key)};
+    size_t kl = strlen(key);
+    pkt[11] = (unsigned char)kl;
+    pkt[12] = (unsigned char)(opaque >> 24);
+    pkt[13] = (unsigned char)(opaque >> 16);
+    pkt[14] = (unsigned char)(opaque >> 8);
+    pkt[15] = (unsigned char)opaque;
+    memcpy(pkt + 24, key, kl);
+    mr_bin_opts o = {0};
+    mr_bin_request r;
+    cr_assert_eq(mr_bin_parse((const char *)pkt, 24 + kl, &o, &r), MR_BIN_OK);
+    char line[MR_BIN_META_LINE_MAX + 1];
+    mr_bin_meta m;
+    cr_assert_eq(mr_bin_translate(&r, line, MR_BIN_META_LINE_MAX, &m, plan), MR_BIN_SUCCESS);
+    line[m.line_len] = '\0';
+    mr_req *req = fb_new_req(f, MISS, line);
+    req->bin = plan;
+    req->bin_out = head;
+    mr_dispatch(req);
+    return req;
+}
+
+Test(emit, a_binary_get_hit_is_memcached_binary_response)
+{
+    fb *f = fb_new(pools);
+    keyset k;
+    keys_of(f, MISS, &k);
+    static char head[MR_BIN_REPLY_HEAD_MAX];
+    mr_bin_plan plan;
+    binary_request(f, MR_BIN_OP_GETK, k.a[0], 0x11223344, &plan, head);
+    cr_assert_eq(fb_nsent(f), 1);
+    fb_reply(f, fb_to(f, fb_server(f, MISS, 0)), "VA 2 f5 c9\r\nhi\r\n");
+    const char *out = fb_output(f);
+    size_t kl = strlen(k.a[0]);
+    cr_assert_eq(f->output_len, 24 + 4 + kl + 2);
+    const unsigned char *h = (const unsigned char *)out;
+    cr_assert_eq(h[0], 0x81);
+    cr_assert_eq(h[1], MR_BIN_OP_GETK);
+    cr_assert_eq(h[3], kl);
+    cr_assert_eq(h[4], 4, "flags as extras");
+    cr_assert_eq(h[6] << 8 | h[7], 0, "success");
+    cr_assert_eq(h[11], 4 + kl + 2, "body: extras, key, value");
+    cr_assert_eq(h[12] << 24 | h[13] << 16 | h[14] << 8 | h[15], 0x11223344, "opaque echoed");
+    cr_assert_eq(h[23], 9, "the server's CAS");
+    cr_assert_eq(h[27], 5, "flags");
+    cr_assert(memcmp(out + 28, k.a[0], kl) == 0 && memcmp(out + 28 + kl, "hi", 2) == 0);
+    fb_free(f);
+}
+
+Test(emit, a_quiet_binary_miss_takes_no_place_and_an_error_is_translated)
+{
+    fb *f = fb_new(pools);
+    keyset k;
+    keys_of(f, MISS, &k);
+    static char heads[2][MR_BIN_REPLY_HEAD_MAX];
+    mr_bin_plan plan[2];
+    binary_request(f, MR_BIN_OP_GETKQ, k.a[0], 1, &plan[0], heads[0]);
+    binary_request(f, MR_BIN_OP_GET, k.b[0], 2, &plan[1], heads[1]);
+    fb_reply(f, fb_to(f, fb_server(f, MISS, 0)), "EN\r\n");
+    fb_fail(f, fb_to(f, fb_server(f, MISS, 1)), MR_ERR_TIMEOUT);
+    const char *out = fb_output(f);
+    const unsigned char *h = (const unsigned char *)out;
+    cr_assert_gt(f->output_len, 24, "only the GET's error");
+    cr_assert_eq(h[1], MR_BIN_OP_GET);
+    cr_assert_eq(h[15], 2);
+    cr_assert_eq(h[6] << 8 | h[7], MR_BIN_ETMPFAIL, "a timeout may succeed if retried");
+    cr_assert_eq(f->output_len, 24u + h[11]);
     fb_free(f);
 }

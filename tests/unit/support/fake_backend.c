@@ -327,6 +327,7 @@ const char *fb_output(fb *f)
         mr_outq_wrote(&f->out, got);
     }
     f->output[at] = '\0';
+    f->output_len = at;
     return f->output;
 }
 

@@ -65,6 +65,7 @@ typedef struct fb {
     mr_req *q_head, *q_tail;   /* its in-order request queue */
     mr_outq out;               /* its output queue (mr_emit writes here) */
     char *output;              /* fb_output's last result (owned) */
+    size_t output_len;         /* its length (binary responses hold NULs) */
 } fb;
 
 /* A worker for `yaml` (fails the test if it does not load). */

@@ -1,0 +1,49 @@
+/* Layer: core (src/core/; may use base, dist, config, protocol, net, cluster). */
+/* warmup.h: resizing a pool without a miss storm (warmup.c).
+ *
+ * After a reload (or a DNS membership change) changes a pool's ring, its
+ * generation carries a warm-up window (generation.h, mr_gen_warm) with the
+ * previous generation's pool. While it is open:
+ * - a get/gets/gat/gats key that misses on its new owner is read from its
+ *   previous owner (`mg k v f t`); a hit is copied to the new owner (`ms k F
+ *   T ME c`: only if the new owner still has nothing, so a write made since
+ *   wins; gat/gats: with the touch's exptime) and, once stored there,
+ *   returned to the client (gets/gats: with the new owner's CAS). A previous owner that is down, ejected, gone, slow or
+ *   failing answers as the miss it was.
+ * - every write, delete, touch and arithmetic command to a moved key is
+ *   followed by a delete of the key on its previous owner, so a value
+ *   changed after the reload never comes back from there.
+ * Outside a window, the cost is one compare of the generation's
+ * warm_until with the loop's clock per request.
+ */
+#ifndef MEMRELAY_WARMUP_H
+#define MEMRELAY_WARMUP_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "memrelay/request.h"
+#include "memrelay/worker.h"
+
+/* Is a warm-up window open on the worker's current generation? */
+static inline bool mr_warm_open(const mr_worker *w)
+{
+    double until = mr_gen_warm_until(w->gen);
+    return until > 0 && until > ev_now(w->loop); /* a generation without a window: no clock read */
+}
+
+/* Dispatch of a get/gets/gat/gats over servers not replicated, window open, after
+ * pass 1 (key_msg[k] holds each key's owner id): how many more message
+ * slots warm-up may use (two per key that moved: the read and the copy).
+ * 0 when no key moved or the command is not warmed. */
+uint32_t mr_warm_retrieval_slots(const mr_req *req);
+/* The messages are allocated with those slots: misses will be warmed. */
+void mr_warm_retrieval_arm(mr_req *req);
+
+/* A write (storage, delete, incr/decr, touch, ms/md/ma) of `key` went to
+ * `owner` in `pool` with a window open: if the key's previous owner is
+ * another server, delete the key there too (in the background). */
+void mr_warm_write(mr_req *req, const mr_pool *pool, const char *key, size_t key_len, uint32_t owner);
+
+#endif

@@ -1,0 +1,276 @@
+"""Warm resize: a reload that moves keys costs no misses (issue 20).
+
+What is checked, through the built binary against real memcached:
+- 2,000 keys, a server added by reload: every key still reads back, and
+  every moved key is then on its new owner (with its flags), so the next
+  read hits there directly;
+- the same when a server that is still running is removed;
+- a moved key deleted or rewritten after the reload is never served from
+  its previous owner (the previous owner lost it);
+- gets of a warmed key carries the new owner's CAS, and a cas with it works;
+- a previous owner that is down answers as a miss, not an error;
+- warmup_window: 0 is today's behaviour (moved keys miss);
+- the counters in `stats pools` and the log lines.
+"""
+
+import hashlib
+
+import pytest
+
+import harness
+from harness import Ketama, Pool, store_many
+
+from test_reload import stats_lines, wait_generation
+
+pytestmark = pytest.mark.skipif(harness.DIRECT, reason="warm-up needs memrelay")
+
+NKEYS = 2000
+
+
+def keys_of(n, tag=b"warm"):
+    return [tag + b":" + hashlib.sha1(b"%d" % i).hexdigest().encode()[:12] for i in range(n)]
+
+
+def ring(servers):
+    return Ketama([(mc.ident(), 1) for mc in servers])
+
+
+def get_many(conn, keys, cmd=b"get"):
+    """{key: (flags, value[, cas])} of a multi-get, in batches."""
+    out = {}
+    for i in range(0, len(keys), 100):
+        chunk = keys[i:i + 100]
+        conn.send(cmd + b" " + b" ".join(chunk) + b"\r\n")
+        reply = conn.recv_until_endswith(b"END\r\n", timeout=10)
+        assert reply.endswith(b"END\r\n"), reply[-300:]
+        rest = reply
+        while rest.startswith(b"VALUE "):
+            head, _, rest = rest.partition(b"\r\n")
+            parts = head.split()
+            n = int(parts[3])
+            value, rest = rest[:n], rest[n + 2:]
+            out[parts[1]] = (int(parts[2]), value) + ((int(parts[4]),) if len(parts) > 4 else ())
+        assert rest == b"END\r\n", rest[:300]
+    return out
+
+
+def pool_stats(relay):
+    return stats_lines(relay, b"pools")
+
+
+def test_adding_a_server_costs_no_misses_and_moves_the_keys_to_it(factory):
+    mcs = [factory.memcached() for _ in range(4)]
+    relay = factory.relay({"alpha": Pool(mcs[:3])})
+    keys = keys_of(NKEYS)
+    with relay.conn() as c:
+        store_many(c, [(k, b"v-" + k) for k in keys], flags=7)
+        before = ring(mcs[:3])
+        relay.reconfigure({"alpha": Pool(mcs)})
+        wait_generation(relay, 2)
+        assert "warm-up window opened for pool alpha" in relay.stderr()
+        after = ring(mcs)
+        moved = [k for k in keys if after.server_for(k) != before.server_for(k)]
+        assert len(moved) > 0.05 * NKEYS
+        got = get_many(c, keys)
+        assert got == {k: (7, b"v-" + k) for k in keys}  # 0 misses
+        # The moved keys were copied to their new owner, flags and all.
+        assert mcs[3].get_raw(moved) == {k: (7, b"v-" + k) for k in moved}
+        st = pool_stats(relay)
+        assert st["alpha:warm_lookups"] == len(moved), st
+        assert st["alpha:warm_hits"] == len(moved), st
+        assert st["alpha:warm_copies"] == len(moved), st
+        assert st["alpha:warmup_window_left_ms"] > 0, st
+        # Read again: hits on the new owner, no more warm-up traffic.
+        assert get_many(c, keys) == {k: (7, b"v-" + k) for k in keys}
+        assert pool_stats(relay)["alpha:warm_lookups"] == len(moved)
+    assert relay.running
+
+
+def test_removing_a_running_server_costs_no_misses(factory):
+    mcs = [factory.memcached() for _ in range(3)]
+    relay = factory.relay({"alpha": Pool(mcs)})
+    keys = keys_of(NKEYS, b"rm")
+    with relay.conn() as c:
+        store_many(c, [(k, b"v-" + k) for k in keys])
+        relay.reconfigure({"alpha": Pool(mcs[1:])})
+        wait_generation(relay, 2)
+        moved = [k for k in keys if ring(mcs).server_for(k) == 0]
+        assert moved
+        assert get_many(c, keys) == {k: (0, b"v-" + k) for k in keys}
+        now = ring(mcs[1:])
+        for i, mc in enumerate(mcs[1:]):
+            mine = [k for k in moved if now.server_for(k) == i]
+            assert mc.get_raw(mine) == {k: (0, b"v-" + k) for k in mine}
+    assert relay.running
+
+
+def test_a_key_deleted_or_rewritten_after_the_reload_never_comes_back(factory):
+    mcs = [factory.memcached() for _ in range(4)]
+    relay = factory.relay({"alpha": Pool(mcs[:3])})
+    keys = keys_of(400, b"stale")
+    with relay.conn() as c:
+        store_many(c, [(k, b"old") for k in keys])
+        before = ring(mcs[:3])
+        relay.reconfigure({"alpha": Pool(mcs)})
+        wait_generation(relay, 2)
+        moved = [k for k in keys if ring(mcs).server_for(k) != before.server_for(k)]
+        assert len(moved) >= 6
+        deleted, rewritten, touched, counted = moved[0::4], moved[1::4], moved[2::4], moved[3::4]
+        for k in deleted:
+            assert c.request(b"delete " + k + b"\r\n") == b"NOT_FOUND\r\n"  # not on the new owner yet
+        for k in rewritten:
+            assert c.request(b"set %s 0 0 3\r\nnew\r\n" % k) == b"STORED\r\n"
+        for k in counted:
+            assert c.request(b"ms %s 1 T0\r\n5\r\n" % k) == b"HD\r\n"
+        for k in touched:
+            assert c.request(b"touch %s 100\r\n" % k) == b"NOT_FOUND\r\n"
+        got = get_many(c, moved)
+        for k in deleted + touched:
+            assert k not in got, k  # the previous owner forgot it
+        for k in rewritten:
+            assert got[k] == (0, b"new"), k
+        for k in counted:
+            assert got[k] == (0, b"5"), k
+        # The previous owners hold none of the moved keys that were written.
+        for i, mc in enumerate(mcs[:3]):
+            assert not mc.keys_held(moved[: len(moved) // 4 * 4]), i
+        st = pool_stats(relay)
+        assert st["alpha:warm_stale_deletes"] == len(moved), st
+    assert relay.running
+
+
+def test_gets_of_a_warmed_key_carries_the_new_owners_cas(factory):
+    mcs = [factory.memcached() for _ in range(4)]
+    relay = factory.relay({"alpha": Pool(mcs[:3])})
+    keys = keys_of(200, b"cas")
+    with relay.conn() as c:
+        store_many(c, [(k, b"v") for k in keys])
+        before = ring(mcs[:3])
+        relay.reconfigure({"alpha": Pool(mcs)})
+        wait_generation(relay, 2)
+        moved = [k for k in keys if ring(mcs).server_for(k) != before.server_for(k)]
+        assert moved
+        got = get_many(c, moved, b"gets")
+        assert set(got) == set(moved)
+        k = moved[0]
+        cas = got[k][2]
+        with mcs[3].conn() as direct:
+            assert direct.request(b"gets " + k + b"\r\n").split(b"\r\n")[0].split()[4] == b"%d" % cas
+        assert c.request(b"cas %s 0 0 1 %d\r\nz\r\n" % (k, cas)) == b"STORED\r\n"
+        assert get_many(c, [k]) == {k: (0, b"z")}
+    assert relay.running
+
+
+def test_a_previous_owner_that_is_down_answers_as_a_miss(factory):
+    mcs = [factory.memcached() for _ in range(3)]
+    relay = factory.relay({"alpha": Pool(mcs[:2], timeout=500)})
+    keys = keys_of(300, b"down")
+    with relay.conn() as c:
+        store_many(c, [(k, b"v") for k in keys])
+        relay.reconfigure({"alpha": Pool(mcs, timeout=500)})
+        wait_generation(relay, 2)
+        moved = [k for k in keys if ring(mcs).server_for(k) == 2]
+        assert moved
+        mcs[0].kill()
+        mcs[1].kill()
+        got = get_many(c, moved)  # an END, never an error
+        assert got == {}
+        # Single-key gets too.
+        for k in moved[:5]:
+            assert c.request(b"get " + k + b"\r\n") == b"END\r\n"
+    assert relay.running
+
+
+def test_window_zero_is_the_old_behaviour(factory):
+    mcs = [factory.memcached() for _ in range(4)]
+    relay = factory.relay({"alpha": Pool(mcs[:3], warmup_window=0)})
+    keys = keys_of(500, b"cold")
+    with relay.conn() as c:
+        store_many(c, [(k, b"v") for k in keys])
+        before = ring(mcs[:3])
+        relay.reconfigure({"alpha": Pool(mcs, warmup_window=0)})
+        wait_generation(relay, 2)
+        moved = [k for k in keys if ring(mcs).server_for(k) != before.server_for(k)]
+        got = get_many(c, keys)
+        assert set(got) == set(keys) - set(moved)
+        st = pool_stats(relay)
+        assert st["alpha:warm_lookups"] == 0 and st["alpha:warmup_window_left_ms"] == 0, st
+        assert "warm-up window opened" not in relay.stderr()
+    assert relay.running
+
+
+def test_a_reload_that_keeps_the_ring_keeps_the_window_open(factory):
+    mcs = [factory.memcached() for _ in range(4)]
+    relay = factory.relay({"alpha": Pool(mcs[:3])})
+    keys = keys_of(600, b"keep")
+    with relay.conn() as c:
+        store_many(c, [(k, b"v-" + k) for k in keys])
+        relay.reconfigure({"alpha": Pool(mcs)})
+        wait_generation(relay, 2)
+        # Only a timeout changes: nothing moves, and the open window carries on.
+        relay.reconfigure({"alpha": Pool(mcs, timeout=1500)})
+        wait_generation(relay, 3)
+        assert pool_stats(relay)["alpha:warmup_window_left_ms"] > 0
+        assert get_many(c, keys) == {k: (0, b"v-" + k) for k in keys}
+    assert relay.running
+
+
+def test_a_slow_previous_owner_answers_as_a_miss(factory):
+    mcs = [factory.memcached() for _ in range(3)]
+    relay = factory.relay({"alpha": Pool(mcs[:2], timeout=300, server_failure_limit=1000)})
+    keys = keys_of(300, b"slow")
+    with relay.conn() as c:
+        store_many(c, [(k, b"v") for k in keys])
+        relay.reconfigure({"alpha": Pool(mcs, timeout=300, server_failure_limit=1000)})
+        wait_generation(relay, 2)
+        before = ring(mcs[:2])
+        moved = [k for k in keys if ring(mcs).server_for(k) == 2 and before.server_for(k) == 0]
+        assert moved
+        mcs[0].pause()
+        try:
+            for k in moved[:3]:
+                assert c.request(b"get " + k + b"\r\n", timeout=10) == b"END\r\n"  # a miss, not a timeout error
+        finally:
+            mcs[0].resume()
+    assert relay.running
+
+
+def test_a_removed_server_that_is_stopped_answers_as_a_miss(factory):
+    mcs = [factory.memcached() for _ in range(3)]
+    relay = factory.relay({"alpha": Pool(mcs, timeout=500)})
+    keys = keys_of(300, b"gone")
+    with relay.conn() as c:
+        store_many(c, [(k, b"v") for k in keys])
+        relay.reconfigure({"alpha": Pool(mcs[1:], timeout=500)})
+        wait_generation(relay, 2)
+        moved = [k for k in keys if ring(mcs).server_for(k) == 0]
+        assert moved
+        mcs[0].kill()
+        got = get_many(c, moved)  # misses, never an error
+        assert got == {}
+        for k in moved[:3]:
+            assert c.request(b"get " + k + b"\r\n") == b"END\r\n"
+        # Writes to those keys still work (their stale delete to the stopped server just fails).
+        assert c.request(b"set %s 0 0 1\r\nn\r\n" % moved[0]) == b"STORED\r\n"
+        assert get_many(c, [moved[0]]) == {moved[0]: (0, b"n")}
+    assert relay.running
+
+
+def test_a_binary_getkq_run_is_warmed_too(factory):
+    from test_binary import GETKQ, NOOP, SETQ, packets, req, set_req
+
+    mcs = [factory.memcached() for _ in range(4)]
+    relay = factory.relay({"alpha": Pool(mcs[:3])})
+    keys = keys_of(200, b"bin")
+    with relay.conn() as c:
+        c.send(b"".join(set_req(k, b"v-" + k, flags=3, opcode=SETQ) for k in keys) + req(NOOP, opaque=1))
+        assert [p[5] for p in packets(c.recv_idle(idle=0.3, timeout=5.0))] == [1]
+        relay.reconfigure({"alpha": Pool(mcs)})
+        wait_generation(relay, 2)
+        c.send(b"".join(req(GETKQ, k, opaque=i) for i, k in enumerate(keys)) + req(NOOP, opaque=999))
+        ps = packets(c.recv_idle(idle=0.3, timeout=5.0))
+    assert [p[5] for p in ps] == list(range(len(keys))) + [999]  # every key hit, in order
+    assert [p[7][4 + p[2]:] for p in ps[:-1]] == [b"v-" + k for k in keys]
+    assert all(p[7][:4] == b"\0\0\0\3" for p in ps[:-1])  # the flags
+    moved = [k for k in keys if ring(mcs).server_for(k) == 3]
+    assert moved and mcs[3].get_raw(moved) == {k: (3, b"v-" + k) for k in moved}

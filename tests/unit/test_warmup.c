@@ -1,0 +1,290 @@
+/* test_warmup.c: the warm-up window after a reload that moved keys
+ * (warmup.c), without sockets: a miss on a key's new owner is read from its
+ * previous owner and copied back before the client is answered; hits on the
+ * new owner cost nothing; a failing previous owner is a miss; writes delete
+ * the key on its previous owner; a closed window is today's behaviour.
+ *
+ * The worker serves `four` (servers w1..w4); the previous generation is
+ * `three` (w1..w3), built on the same server registry, so w1..w3 keep
+ * their ids and every key owned by w4 moved.
+ */
+#include <criterion/criterion.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "memrelay/generation.h"
+#include "support/fake_backend.h"
+
+static const char four[] = "alpha:\n"
+                           "  listen: 127.0.0.1:22400\n"
+                           "  hash: md5\n"
+                           "  distribution: ketama\n"
+                           "  servers:\n"
+                           "    - 127.0.0.1:22401:1\n"
+                           "    - 127.0.0.1:22402:1\n"
+                           "    - 127.0.0.1:22403:1\n"
+                           "    - 127.0.0.1:22404:1\n";
+
+static const char three[] = "alpha:\n"
+                            "  listen: 127.0.0.1:22400\n"
+                            "  hash: md5\n"
+                            "  distribution: ketama\n"
+                            "  servers:\n"
+                            "    - 127.0.0.1:22401:1\n"
+                            "    - 127.0.0.1:22402:1\n"
+                            "    - 127.0.0.1:22403:1\n";
+
+#define NEW_SERVER 3u
+
+/* The worker on `four`, with a window open over `three`. */
+static fb *resized(void)
+{
+    fb *f = fb_new(four);
+    mr_config_error err;
+    mr_gen *prev = calloc(1, sizeof(*prev));
+    cr_assert_not_null(prev);
+    prev->cfg = mr_config_load_string(three, strlen(three), "three.yml", &err);
+    cr_assert_not_null(prev->cfg, "%s", err.message);
+    prev->router = mr_router_build_ids(prev->cfg, mr_health_server_id, f->health);
+    cr_assert_not_null(prev->router);
+    prev->refs = 1;
+    cr_assert_eq(mr_gen_warm_open(f->gen, prev, ev_now(f->w.loop)), 1, "alpha's ring changed");
+    mr_gen_release(prev); /* the generation keeps its own reference */
+    return f;
+}
+
+static uint32_t prev_owner(fb *f, const char *key)
+{
+    return mr_router_server_for_key(f->gen->warm[0].prev, key, strlen(key), 0);
+}
+
+static void moved_key(fb *f, char out[32])
+{
+    char keys[1][32];
+    fb_keys_on(f, 0, NEW_SERVER, "k", keys, 1);
+    memcpy(out, keys[0], 32);
+}
+
+Test(warmup, a_miss_on_the_new_owner_is_read_from_the_previous_owner_and_copied_to_it)
+{
+    fb *f = resized();
+    char key[32], want[160];
+    moved_key(f, key);
+    uint32_t old = prev_owner(f, key);
+    cr_assert_neq(old, NEW_SERVER);
+    char line[64];
+    snprintf(line, sizeof(line), "get %s\r\n", key);
+    fb_request(f, line);
+    fb_reply(f, fb_to(f, NEW_SERVER), "END\r\n");
+    fb_sent *mg = fb_to(f, old);
+    snprintf(want, sizeof(want), "mg %s v f t\r\n", key);
+    cr_assert_str_eq(mg->bytes, want);
+    cr_assert_str_eq(fb_output(f), "", "the client waits for the warm-up");
+    fb_reply(f, mg, "VA 2 f5 t120\r\nhi\r\n");
+    fb_sent *ms = fb_to(f, NEW_SERVER);
+    snprintf(want, sizeof(want), "ms %s 2 F5 T120 ME c\r\nhi\r\n", key);
+    cr_assert_str_eq(ms->bytes, want, "flags and remaining TTL, only if the new owner has nothing");
+    fb_reply(f, ms, "HD c77\r\n");
+    snprintf(want, sizeof(want), "VALUE %s 5 2\r\nhi\r\nEND\r\n", key);
+    cr_assert_str_eq(fb_output(f), want);
+    mr_pool_stats *ps = &f->w.pool_stats[f->gen->router->pools[0].slot];
+    cr_assert_eq(ps->warm_lookups, 1);
+    cr_assert_eq(ps->warm_hits, 1);
+    cr_assert_eq(ps->warm_copies, 1);
+    fb_free(f);
+}
+
+Test(warmup, gets_of_a_warmed_key_carries_the_new_owners_cas)
+{
+    fb *f = resized();
+    char key[32], want[160], line[64];
+    moved_key(f, key);
+    snprintf(line, sizeof(line), "gets %s\r\n", key);
+    fb_request(f, line);
+    fb_reply(f, fb_to(f, NEW_SERVER), "END\r\n");
+    fb_reply(f, fb_to(f, prev_owner(f, key)), "VA 1 f0 t-1\r\nv\r\n");
+    fb_sent *ms = fb_to(f, NEW_SERVER);
+    snprintf(want, sizeof(want), "ms %s 1 F0 T0 ME c\r\nv\r\n", key);
+    cr_assert_str_eq(ms->bytes, want, "t-1 (never expires) is copied as T0");
+    fb_reply(f, ms, "HD c901\r\n");
+    snprintf(want, sizeof(want), "VALUE %s 0 1 901\r\nv\r\nEND\r\n", key);
+    cr_assert_str_eq(fb_output(f), want);
+    fb_free(f);
+}
+
+Test(warmup, a_hit_on_the_new_owner_costs_nothing_extra)
+{
+    fb *f = resized();
+    char key[32], line[64], reply[96];
+    moved_key(f, key);
+    snprintf(line, sizeof(line), "get %s\r\n", key);
+    snprintf(reply, sizeof(reply), "VALUE %s 0 1\r\nx\r\nEND\r\n", key);
+    fb_request(f, line);
+    fb_reply(f, fb_to(f, NEW_SERVER), reply);
+    cr_assert_eq(fb_nsent(f), 1);
+    cr_assert_str_eq(fb_output(f), reply);
+    fb_free(f);
+}
+
+Test(warmup, a_previous_owner_that_fails_or_misses_leaves_a_miss)
+{
+    fb *f = resized();
+    char key[32], line[64];
+    moved_key(f, key);
+    snprintf(line, sizeof(line), "get %s\r\n", key);
+    fb_request(f, line);
+    fb_reply(f, fb_to(f, NEW_SERVER), "END\r\n");
+    fb_fail(f, fb_to(f, prev_owner(f, key)), MR_ERR_TIMEOUT);
+    cr_assert_str_eq(fb_output(f), "END\r\n", "a miss, never an error");
+    fb_request(f, line);
+    fb_reply(f, fb_to(f, NEW_SERVER), "END\r\n");
+    fb_reply(f, fb_to(f, prev_owner(f, key)), "EN\r\n");
+    cr_assert_str_eq(fb_output(f), "END\r\n");
+    /* Written on the new owner meanwhile: the copy is refused, a miss. */
+    fb_request(f, line);
+    fb_reply(f, fb_to(f, NEW_SERVER), "END\r\n");
+    fb_reply(f, fb_to(f, prev_owner(f, key)), "VA 1 f0 t-1\r\nv\r\n");
+    fb_reply(f, fb_to(f, NEW_SERVER), "NS c0\r\n");
+    cr_assert_str_eq(fb_output(f), "END\r\n");
+    fb_free(f);
+}
+
+Test(warmup, a_multi_get_warms_per_key_and_keeps_the_client_order)
+{
+    fb *f = resized();
+    char moved[2][32], stay[1][32];
+    fb_keys_on(f, 0, NEW_SERVER, "m", moved, 2);
+    fb_keys_on(f, 0, 0, "s", stay, 1);
+    cr_assert_eq(prev_owner(f, stay[0]), 0u, "w1's keys stay");
+    char line[160], reply[160], want[400];
+    snprintf(line, sizeof(line), "get %s %s %s\r\n", moved[0], stay[0], moved[1]);
+    fb_request(f, line);
+    snprintf(reply, sizeof(reply), "VALUE %s 0 1\r\nS\r\nEND\r\n", stay[0]);
+    fb_reply(f, fb_to(f, 0), reply);
+    fb_reply(f, fb_to(f, NEW_SERVER), "END\r\n"); /* both moved keys miss */
+    cr_assert_eq(fb_nsent(f), 4, "one lookup per moved key");
+    for (uint32_t i = 2; i < 4; i++) {
+        fb_sent *s = fb_sent_at(f, i);
+        char first[64], va[64];
+        snprintf(first, sizeof(first), "mg %s v f t\r\n", moved[0]);
+        snprintf(va, sizeof(va), "VA 1 f0 t-1\r\n%c\r\n", strcmp(s->bytes, first) == 0 ? 'A' : 'B');
+        fb_reply(f, s, va);
+    }
+    /* Copies answered in the opposite order. */
+    cr_assert_eq(fb_pending_to(f, NEW_SERVER), 2);
+    fb_reply(f, fb_sent_at(f, 5), "HD c1\r\n");
+    fb_reply(f, fb_sent_at(f, 4), "HD c2\r\n");
+    snprintf(want, sizeof(want), "VALUE %s 0 1\r\nA\r\nVALUE %s 0 1\r\nS\r\nVALUE %s 0 1\r\nB\r\nEND\r\n",
+             moved[0], stay[0], moved[1]);
+    cr_assert_str_eq(fb_output(f), want);
+    fb_free(f);
+}
+
+Test(warmup, writes_to_a_moved_key_delete_it_on_the_previous_owner)
+{
+    fb *f = resized();
+    char key[32], line[96], want[64];
+    moved_key(f, key);
+    uint32_t old = prev_owner(f, key);
+    const char *writes[] = {"set %s 0 0 1\r\nx\r\n", "delete %s\r\n",    "incr %s 1\r\n",
+                            "touch %s 10\r\n",       "ms %s 1\r\ny\r\n", "md %s\r\n"};
+    for (size_t i = 0; i < sizeof(writes) / sizeof(writes[0]); i++) {
+        snprintf(line, sizeof(line), writes[i], key);
+        fb_request(f, line);
+        fb_sent *del = fb_to(f, old);
+        snprintf(want, sizeof(want), "delete %s\r\n", key);
+        cr_assert_str_eq(del->bytes, want, "%s", line);
+        fb_reply(f, del, "DELETED\r\n");
+        fb_reply(f, fb_to(f, NEW_SERVER), "NOT_FOUND\r\n");
+        fb_output(f);
+    }
+    cr_assert_eq(f->w.pool_stats[f->gen->router->pools[0].slot].warm_stale_deletes, 6);
+    /* A key that did not move: nothing extra. */
+    char stay[1][32];
+    fb_keys_on(f, 0, 0, "s", stay, 1);
+    uint32_t before = fb_nsent(f);
+    snprintf(line, sizeof(line), "set %s 0 0 1\r\nx\r\n", stay[0]);
+    fb_request(f, line);
+    cr_assert_eq(fb_nsent(f), before + 1);
+    fb_reply(f, fb_to(f, 0), "STORED\r\n");
+    fb_free(f);
+}
+
+Test(warmup, a_closed_window_is_the_old_behaviour)
+{
+    fb *f = resized();
+    mr_gen_warm_end(f->gen);
+    char key[32], line[64];
+    moved_key(f, key);
+    snprintf(line, sizeof(line), "get %s\r\n", key);
+    fb_request(f, line);
+    fb_reply(f, fb_to(f, NEW_SERVER), "END\r\n");
+    cr_assert_eq(fb_nsent(f), 1);
+    cr_assert_str_eq(fb_output(f), "END\r\n");
+    snprintf(line, sizeof(line), "set %s 0 0 1\r\nx\r\n", key);
+    fb_request(f, line);
+    cr_assert_eq(fb_nsent(f), 2, "no stale delete");
+    fb_reply(f, fb_to(f, NEW_SERVER), "STORED\r\n");
+    fb_free(f);
+}
+
+Test(warmup, an_ejected_or_down_previous_owner_is_not_read)
+{
+    fb *f = resized();
+    char key[32], line[64];
+    moved_key(f, key);
+    uint32_t old = prev_owner(f, key);
+    snprintf(line, sizeof(line), "get %s\r\n", key);
+    __atomic_store_n(&mr_health_server(f->health, old)->ejected, 1, __ATOMIC_RELEASE);
+    fb_request(f, line);
+    fb_reply(f, fb_to(f, NEW_SERVER), "END\r\n");
+    cr_assert_eq(fb_nsent(f), 1, "an ejected server's keys are not warmed from it");
+    cr_assert_str_eq(fb_output(f), "END\r\n");
+    __atomic_store_n(&mr_health_server(f->health, old)->ejected, 0, __ATOMIC_RELEASE);
+    __atomic_store_n(&mr_health_server(f->health, old)->state, MR_HEALTH_DOWN, __ATOMIC_RELEASE);
+    fb_request(f, line);
+    fb_reply(f, fb_to(f, NEW_SERVER), "END\r\n");
+    cr_assert_eq(fb_nsent(f), 2, "nor a server held down");
+    cr_assert_str_eq(fb_output(f), "END\r\n");
+    __atomic_store_n(&mr_health_server(f->health, old)->state, MR_HEALTH_UP, __ATOMIC_RELEASE);
+    fb_free(f);
+}
+
+Test(warmup, a_reload_that_keeps_the_ring_carries_the_open_window_on)
+{
+    fb *f = resized();
+    mr_gen *mid = f->gen;
+    /* The same four servers again (a timeout changed): the window carries on. */
+    mr_config_error err;
+    mr_gen *again = calloc(1, sizeof(*again));
+    cr_assert_not_null(again);
+    again->cfg = mr_config_load_string(four, strlen(four), "again.yml", &err);
+    cr_assert_not_null(again->cfg, "%s", err.message);
+    again->router = mr_router_build_ids(again->cfg, mr_health_server_id, f->health);
+    again->refs = 1;
+    cr_assert_eq(mr_gen_warm_open(again, mid, ev_now(f->w.loop)), 0, "no window opens now");
+    cr_assert_not_null(again->warm, "the open one carries on");
+    cr_assert_eq(again->warm[0].prev, mid->warm[0].prev);
+    cr_assert_eq(again->warm[0].until, mid->warm[0].until);
+    mr_gen_release(again);
+    fb_free(f);
+}
+
+Test(warmup, gat_copies_with_the_touch_exptime_and_gats_carries_the_cas)
+{
+    fb *f = resized();
+    char key[32], want[160], line[64];
+    moved_key(f, key);
+    snprintf(line, sizeof(line), "gats 300 %s\r\n", key);
+    fb_request(f, line);
+    fb_reply(f, fb_to(f, NEW_SERVER), "END\r\n");
+    fb_reply(f, fb_to(f, prev_owner(f, key)), "VA 1 f3 t20\r\nv\r\n");
+    fb_sent *ms = fb_to(f, NEW_SERVER);
+    snprintf(want, sizeof(want), "ms %s 1 F3 T300 ME c\r\nv\r\n", key);
+    cr_assert_str_eq(ms->bytes, want);
+    fb_reply(f, ms, "HD c55\r\n");
+    snprintf(want, sizeof(want), "VALUE %s 3 1 55\r\nv\r\nEND\r\n", key);
+    cr_assert_str_eq(fb_output(f), want);
+    fb_free(f);
+}
