@@ -15,6 +15,7 @@
 
 #include <ev.h>
 
+#include "memrelay/conn.h"
 #include "memrelay/inbuf.h"
 #include "memrelay/replay_queue.h"
 #include "memrelay/request.h"
@@ -22,15 +23,13 @@
 
 struct mr_worker;
 struct mr_backend;
-struct mr_tls_conn;
 
 typedef enum { MR_BCONN_IDLE, MR_BCONN_CONNECTING, MR_BCONN_CONNECTED } mr_bconn_state;
 
 typedef struct mr_bconn {
     struct mr_backend *be;
     mr_bconn_state state;    /* with server_tls, CONNECTING lasts until the TLS handshake is done */
-    int fd;
-    struct mr_tls_conn *tls; /* NULL: plain; else the connection's TLS state (tls.h) */
+    mr_conn conn;            /* the socket, and its TLS state with server_tls (conn.h) */
     ev_io rio;               /* readable */
     ev_io wio;               /* writable (connect completion, or a full socket) */
     ev_timer timer;          /* earliest deadline of the queued messages */

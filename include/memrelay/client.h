@@ -10,18 +10,17 @@
 #include <ev.h>
 
 #include "memrelay/binary.h"
+#include "memrelay/conn.h"
 #include "memrelay/inbuf.h"
 #include "memrelay/outq.h"
 #include "memrelay/request.h"
 
 struct mr_worker;
-struct mr_tls_conn;
 struct ssl_ctx_st;
 
 typedef struct mr_client {
     struct mr_worker *worker;
-    int fd;
-    struct mr_tls_conn *tls; /* NULL: plain TCP or unix socket; else its TLS state (tls.h) */
+    mr_conn conn;            /* the socket, and its TLS state on a TLS listener (conn.h) */
     uint32_t id;             /* picks the backend connection, so one client's requests to a server stay ordered */
     uint32_t listen_pool;    /* pool whose listener accepted it (index in the worker's current config) */
     uint32_t pool_slot;      /* that pool's stable slot (client_connections counting) */

@@ -15,16 +15,15 @@
 
 #include <ev.h>
 
+#include "memrelay/conn.h"
 #include "memrelay/net.h"
 
 struct mr_probe;
-struct mr_tls_conn;
 
 /* What a probe asks of its owner. */
 typedef struct mr_probe_ops {
-    /* The socket connected: start TLS on p->fd into p->tls if the server's
-     * pool wants it (mr_tls_connect_server: 1 started, 0 plain, -1 out of
-     * memory). */
+    /* The socket connected: start TLS on p->conn if the server's pool wants
+     * it (mr_conn_tls_connect: 1 started, 0 plain, -1 out of memory). */
     int (*tls_start)(struct mr_probe *p);
     /* The server's name for log lines. */
     const char *(*name)(const struct mr_probe *p);
@@ -36,12 +35,11 @@ typedef struct mr_probe_ops {
 typedef struct mr_probe {
     const mr_probe_ops *ops;
     struct ev_loop *loop; /* the loop it runs on (from mr_probe_start) */
-    int fd;               /* -1: not running */
+    mr_conn conn;         /* fd -1: not running; tls: server_tls pools (conn.h) */
     ev_io io;
-    int error;               /* mr_err: why the probe failed (UNAVAILABLE until it knows better) */
-    struct mr_tls_conn *tls; /* server_tls pools: the probe's TLS state */
-    bool tls_sent;           /* the probe's `version` went to TLS */
-    char buf[64];            /* the answer so far */
+    int error;     /* mr_err: why the probe failed (UNAVAILABLE until it knows better) */
+    bool tls_sent; /* the probe's `version` went to TLS */
+    char buf[64];  /* the answer so far */
     uint32_t buflen;
 } mr_probe;
 

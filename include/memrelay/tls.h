@@ -21,8 +21,9 @@
  * close. Single contexts: mr_tls_listener_ctx_new() / mr_tls_server_ctx_new()
  * return one reference each, released with SSL_CTX_free().
  *
- * I/O. A TLS connection is an mr_tls_conn next to the socket. Callers keep
- * their plain read()/writev() and branch once on `tls != NULL`:
+ * I/O. A TLS connection is an mr_tls_conn next to the socket, in an mr_conn
+ * (conn.h): clients, backends and the prober read and write through
+ * conn.h, which branches once on `tls != NULL` and calls these:
  *   - mr_tls_handshake(), mr_tls_read(), mr_tls_writev() never block; a
  *     status says which readiness to wait for. A read may need the socket
  *     writable and a write readable (read_wants_write, write_wants_read say

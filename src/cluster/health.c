@@ -227,8 +227,8 @@ static int probe_tls_start(mr_probe *p)
 {
     mr_server_health *sh = server_of(p);
     const mr_router *r = sh->health->router;
-    return mr_tls_connect_server(r->tls, r->servers[sh->id].pool, pool_conf(sh->health, sh->id),
-                                 r->servers[sh->id].conf, p->fd, &p->tls);
+    return mr_conn_tls_connect(&p->conn, r->tls, r->servers[sh->id].pool, pool_conf(sh->health, sh->id),
+                               r->servers[sh->id].conf);
 }
 
 static const char *probe_name(const mr_probe *p)

@@ -18,16 +18,12 @@
  */
 #include "memrelay/backend.h"
 
-#include <errno.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/socket.h>
 #include <sys/uio.h>
-#include <unistd.h>
 
 #include "memrelay/health.h"
 #include "memrelay/log.h"
-#include "memrelay/net.h"
 #include "memrelay/reply.h"
 #include "memrelay/reply_fit.h"
 #include "memrelay/tls.h"
@@ -76,7 +72,7 @@ int mr_backend_init(mr_backend *be, mr_worker *w, const mr_server *server, const
     for (uint32_t i = 0; i < be->nconns; i++) {
         mr_bconn *bc = &be->conns[i];
         bc->be = be;
-        bc->fd = -1;
+        bc->conn.fd = -1;
         ev_init(&bc->rio, bconn_read_cb);
         ev_init(&bc->wio, bconn_write_cb);
         ev_init(&bc->timer, bconn_timer_cb);
@@ -249,11 +245,7 @@ static void bconn_close_fd(mr_bconn *bc)
     struct ev_loop *loop = bc->be->worker->loop;
     ev_io_stop(loop, &bc->rio);
     ev_io_stop(loop, &bc->wio);
-    mr_tls_conn_free(bc->tls);
-    bc->tls = NULL;
-    if (bc->fd >= 0)
-        close(bc->fd);
-    bc->fd = -1;
+    mr_conn_close(&bc->conn);
     bc->state = MR_BCONN_IDLE;
     mr_inbuf_release(&bc->in);
 }
@@ -363,9 +355,9 @@ static void connected(mr_bconn *bc)
     bc->state = MR_BCONN_CONNECTED;
     MR_STAT_INC(&be->worker->stats, backend_connects);
     ev_io_stop(loop, &bc->wio);
-    ev_io_set(&bc->rio, bc->fd, EV_READ);
+    ev_io_set(&bc->rio, bc->conn.fd, EV_READ);
     ev_io_start(loop, &bc->rio);
-    ev_io_set(&bc->wio, bc->fd, EV_WRITE);
+    ev_io_set(&bc->wio, bc->conn.fd, EV_WRITE);
     replay_missed(be);
     rejoin_ack_if_due(be);
     bconn_mark_dirty(bc);
@@ -554,18 +546,18 @@ static void bconn_handshake(mr_bconn *bc)
     mr_backend *be = bc->be;
     struct ev_loop *loop = be->worker->loop;
     char why[256];
-    switch (mr_tls_handshake(bc->tls, why, sizeof(why))) {
-    case MR_TLS_OK:
+    switch (mr_conn_handshake(&bc->conn, why, sizeof(why))) {
+    case MR_IO_OK:
         ev_io_stop(loop, &bc->rio);
         ev_io_stop(loop, &bc->wio);
         MR_STAT_INC(&be->worker->stats, backend_tls_handshakes);
         connected(bc);
         return;
-    case MR_TLS_WANT_READ:
+    case MR_IO_WANT_READ:
         ev_io_stop(loop, &bc->wio);
         ev_io_start(loop, &bc->rio);
         return;
-    case MR_TLS_WANT_WRITE:
+    case MR_IO_WANT_WRITE:
         ev_io_stop(loop, &bc->rio);
         ev_io_start(loop, &bc->wio);
         return;
@@ -582,8 +574,8 @@ static void tcp_connected(mr_bconn *bc)
 {
     mr_backend *be = bc->be;
     /* Its config's contexts: the router's. */
-    int tls = mr_tls_connect_server(be->pool->router->tls, be->pool->index, be->pool->conf, be->server->conf, bc->fd,
-                                    &bc->tls);
+    int tls =
+        mr_conn_tls_connect(&bc->conn, be->pool->router->tls, be->pool->index, be->pool->conf, be->server->conf);
     if (tls == 0) {
         connected(bc);
         return;
@@ -593,7 +585,7 @@ static void tcp_connected(mr_bconn *bc)
         return;
     }
     ev_io_stop(be->worker->loop, &bc->wio);
-    ev_io_set(&bc->rio, bc->fd, EV_READ);
+    ev_io_set(&bc->rio, bc->conn.fd, EV_READ);
     bconn_handshake(bc);
 }
 
@@ -608,26 +600,20 @@ static void bconn_connect(mr_bconn *bc)
         connect_failed(bc, MR_ERR_UNRESOLVED, 0); /* its name has not resolved (yet) */
         return;
     }
-    int fd = socket(addr->addr.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-    if (fd < 0) {
-        connect_failed(bc, MR_ERR_UNAVAILABLE, errno);
+    int sys = 0;
+    int rc = mr_conn_connect(&bc->conn, addr, true, be->pool->conf->tcpkeepalive, &sys);
+    if (rc < 0) {
+        connect_failed(bc, mr_net_connect_error(sys), sys);
         return;
     }
-    mr_net_tune(fd, addr->addr.ss_family == AF_UNIX, be->pool->conf->tcpkeepalive);
-    bc->fd = fd;
     bc->state = MR_BCONN_CONNECTING;
     bc->connect_deadline = ev_now(loop) + be->timeout;
-    if (connect(fd, (const struct sockaddr *)&addr->addr, addr->len) == 0) {
+    if (rc == 0) {
         tcp_connected(bc);
         return;
     }
-    if (errno != EINPROGRESS) {
-        int e = errno;
-        connect_failed(bc, mr_net_connect_error(e), e);
-        return;
-    }
     /* Wait for writability; the timer bounds the wait by the first message's deadline. */
-    ev_io_set(&bc->wio, fd, EV_WRITE);
+    ev_io_set(&bc->wio, bc->conn.fd, EV_WRITE);
     ev_io_start(loop, &bc->wio);
     arm_timer(bc);
 }
@@ -772,7 +758,7 @@ void mr_bconn_flush(mr_bconn *bc)
         move_when_answered(bc);
         return;
     }
-    while (bc->pending_head || (bc->tls && mr_tls_has_output(bc->tls))) {
+    while (bc->pending_head || mr_conn_has_output(&bc->conn)) {
         struct iovec iov[WRITE_IOV_MAX];
         int n = 0;
         uint32_t skip = bc->pending_head ? bc->pending_head->written : 0;
@@ -789,31 +775,17 @@ void mr_bconn_flush(mr_bconn *bc)
                 n++;
             }
         }
-        if (bc->tls) {
-            /* Bytes taken count as written even when they wait in the TLS
-             * buffer: they go first on the next call, in order. */
-            mr_tls_status st;
-            bconn_wrote(bc, (size_t)mr_tls_writev(bc->tls, iov, n, &st));
-            if (st == MR_TLS_OK)
-                continue;
-            if (st == MR_TLS_WANT_WRITE)
-                ev_io_start(bc->be->worker->loop, &bc->wio);
-            else if (st != MR_TLS_WANT_READ) /* WANT_READ: the read watcher is always on */
-                bconn_reset(bc, MR_ERR_UNAVAILABLE);
-            return;
-        }
-        ssize_t w = writev(bc->fd, iov, n);
-        if (w < 0) {
-            if (errno == EAGAIN || errno == EWOULDBLOCK) {
-                ev_io_start(bc->be->worker->loop, &bc->wio);
-                return;
-            }
-            if (errno == EINTR)
-                continue;
+        /* Bytes taken count as written even when they wait in the TLS
+         * buffer: they go first on the next call, in order. */
+        mr_io_status st;
+        bconn_wrote(bc, (size_t)mr_conn_writev(&bc->conn, iov, n, &st));
+        if (st == MR_IO_OK)
+            continue;
+        if (st == MR_IO_WANT_WRITE)
+            ev_io_start(bc->be->worker->loop, &bc->wio);
+        else if (st != MR_IO_WANT_READ) /* WANT_READ (TLS): the read watcher is always on */
             bconn_reset(bc, MR_ERR_UNAVAILABLE);
-            return;
-        }
-        bconn_wrote(bc, (size_t)w);
+        return;
     }
     ev_io_stop(bc->be->worker->loop, &bc->wio);
 }
@@ -821,19 +793,16 @@ void mr_bconn_flush(mr_bconn *bc)
 static void bconn_write_cb(struct ev_loop *loop, ev_io *io, int revents)
 {
     mr_bconn *bc = io->data;
-    if (bc->state == MR_BCONN_CONNECTING && bc->tls) {
+    if (bc->state == MR_BCONN_CONNECTING && bc->conn.tls) {
         bconn_handshake(bc);
         return;
     }
-    if (bc->tls && bc->tls->read_wants_write) {
-        bc->tls->read_wants_write = false;
+    if (mr_conn_take_read_wants_write(&bc->conn)) {
         bconn_read_cb(loop, &bc->rio, EV_READ);
         return; /* still writable: called again for the flush */
     }
     if (bc->state == MR_BCONN_CONNECTING) {
-        int err = 0;
-        socklen_t len = sizeof(err);
-        getsockopt(bc->fd, SOL_SOCKET, SO_ERROR, &err, &len);
+        int err = mr_conn_connect_done(&bc->conn);
         if (err) {
             connect_failed(bc, mr_net_connect_error(err), err);
             return;
@@ -977,57 +946,22 @@ static void bconn_take(mr_bconn *bc, ssize_t n)
         bconn_mark_dirty(bc); /* answered: the flush moves it */
 }
 
-/* One read's worth: take it, and re-arm the timer for what is still owed. */
-static void bconn_got(mr_bconn *bc, ssize_t n)
-{
-    bconn_take(bc, n);
-    if (bc->state == MR_BCONN_CONNECTED)
-        arm_timer(bc);
-}
-
-static void bconn_read_tls(struct ev_loop *loop, mr_bconn *bc)
-{
-    mr_tls_conn *t = bc->tls;
-    if (bc->state == MR_BCONN_CONNECTING) {
-        bconn_handshake(bc);
-        return;
-    }
-    if (t->write_wants_read) { /* a blocked write can go on now */
-        t->write_wants_read = false;
-        bconn_mark_dirty(bc);
-    }
-    if (mr_inbuf_reserve(&bc->in, &bc->be->worker->mbufs, bc->need, BIG_REPLIES_AHEAD) < 0) {
-        bconn_reset(bc, MR_ERR_NOMEM);
-        return;
-    }
-    mr_tls_status st;
-    ssize_t n = mr_tls_read(t, bc->in.mb->data + bc->in.mb->len, mr_mbuf_room(bc->in.mb), &st);
-    if (n > 0) {
-        bconn_got(bc, n);
-        /* Decrypted bytes libev cannot see: read again next iteration. A
-         * reset meanwhile leaves the connection idle or connecting. */
-        if (bc->state == MR_BCONN_CONNECTED && mr_tls_readable(bc->tls))
-            ev_feed_event(loop, &bc->rio, EV_READ);
-        return;
-    }
-    if (st == MR_TLS_WANT_WRITE)
-        ev_io_start(loop, &bc->wio);
-    else if (st != MR_TLS_WANT_READ)
-        bconn_reset(bc, MR_ERR_UNAVAILABLE);
-}
-
 static void bconn_read_cb(struct ev_loop *loop, ev_io *io, int revents)
 {
     mr_bconn *bc = io->data;
-    if (bc->tls) {
-        bconn_read_tls(loop, bc);
+    if (bc->conn.tls && bc->state == MR_BCONN_CONNECTING) {
+        bconn_handshake(bc); /* only TLS watches rio while connecting */
         return;
     }
+    if (mr_conn_take_write_wants_read(&bc->conn))
+        bconn_mark_dirty(bc); /* a blocked write can go on now */
     /* A read that fills the block may have left more replies in the
      * socket, and their clients are waiting for them: read on (a bounded
      * number of times) instead of leaving them for the next loop iteration,
-     * behind every client read that iteration brings. The timer is re-armed
-     * once, after the last read. */
+     * behind every client read that iteration brings. A plain read that
+     * comes back short drained the socket; a TLS read returns at most one
+     * record, so TLS reads on until OpenSSL says it needs the socket again.
+     * The timer is re-armed once, after the last read. */
     bool took = false;
     for (int reads = 0; reads < BACKEND_READS_PER_EVENT; reads++) {
         if (mr_inbuf_reserve(&bc->in, &bc->be->worker->mbufs, bc->need, BIG_REPLIES_AHEAD) < 0) {
@@ -1036,24 +970,30 @@ static void bconn_read_cb(struct ev_loop *loop, ev_io *io, int revents)
         }
         mr_mbuf *mb = bc->in.mb;
         uint32_t room = mr_mbuf_room(mb);
-        ssize_t n = read(bc->fd, mb->data + mb->len, room);
+        mr_io_status st;
+        ssize_t n = mr_conn_read(&bc->conn, mb->data + mb->len, room, &st);
         if (n == 0) {
-            bconn_reset(bc, MR_ERR_UNAVAILABLE);
-            return;
-        }
-        if (n < 0) {
-            if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)
+            if (st == MR_IO_WANT_WRITE)
+                ev_io_start(loop, &bc->wio);
+            if (st == MR_IO_WANT_READ || st == MR_IO_WANT_WRITE)
                 break;
-            bconn_reset(bc, MR_ERR_UNAVAILABLE);
+            bconn_reset(bc, MR_ERR_UNAVAILABLE); /* closed, or broken */
             return;
         }
         bconn_take(bc, n);
         took = true;
-        if ((uint32_t)n < room || bc->state != MR_BCONN_CONNECTED)
-            break; /* drained, or reset by what was read */
+        if (bc->state != MR_BCONN_CONNECTED)
+            break; /* reset by what was read */
+        if ((uint32_t)n < room && mr_conn_short_read_drains(&bc->conn))
+            break; /* drained */
     }
-    if (took && bc->state == MR_BCONN_CONNECTED)
+    if (took && bc->state == MR_BCONN_CONNECTED) {
         arm_timer(bc);
+        /* Decrypted bytes libev cannot see (the 8 reads ran out, or a
+         * record is partly in): read again next iteration. */
+        if (mr_conn_pending_input(&bc->conn))
+            ev_feed_event(loop, &bc->rio, EV_READ);
+    }
 }
 
 static void bconn_timer_cb(struct ev_loop *loop, ev_timer *t, int revents)

@@ -46,7 +46,7 @@ void mr_client_accept(mr_worker *w, int fd, uint32_t listen_pool, uint32_t pool_
         return;
     }
     c->worker = w;
-    c->fd = fd;
+    c->conn.fd = fd;
     c->id = w->next_client_id++;
     c->listen_pool = listen_pool;
     c->pool_slot = pool_slot;
@@ -75,7 +75,7 @@ void mr_client_accept(mr_worker *w, int fd, uint32_t listen_pool, uint32_t pool_
     w->clients = c;
     MR_STAT_INC(&w->stats, curr_connections);
     MR_STAT_INC(&w->stats, total_connections);
-    if (tls && (c->tls = mr_tls_accept_new(tls, fd)) == NULL) {
+    if (mr_conn_accept(&c->conn, fd, tls) < 0) {
         mr_log_error("client: out of memory starting TLS");
         mr_client_close(c);
     }
@@ -83,7 +83,7 @@ void mr_client_accept(mr_worker *w, int fd, uint32_t listen_pool, uint32_t pool_
 
 bool mr_client_has_output(const mr_client *c)
 {
-    return c->out.count > 0 || (c->tls && mr_tls_has_output(c->tls));
+    return c->out.count > 0 || mr_conn_has_output(&c->conn);
 }
 
 bool mr_client_is_quiet(const mr_client *c)
@@ -92,12 +92,12 @@ bool mr_client_is_quiet(const mr_client *c)
         return false;
     if (c->eof)
         return true;
-    if (c->tls && c->tls->established && mr_tls_readable(c->tls))
+    if (mr_conn_established(&c->conn) && mr_conn_pending_input(&c->conn))
         return false;
     /* Bytes the kernel holds that the loop has not read yet: the client
      * sent them before it saw the connection close, so they are answered. */
     int unread = 0;
-    return ioctl(c->fd, FIONREAD, &unread) != 0 || unread == 0;
+    return ioctl(c->conn.fd, FIONREAD, &unread) != 0 || unread == 0;
 }
 
 void mr_client_close(mr_client *c)
@@ -108,8 +108,7 @@ void mr_client_close(mr_client *c)
     ev_timer_stop(w->loop, &c->idle);
     ev_timer_stop(w->loop, &c->auth_wait);
     ev_timer_stop(w->loop, &c->stuck);
-    mr_tls_conn_free(c->tls);
-    close(c->fd);
+    mr_conn_close(&c->conn);
     /* Requests still waiting on backends become orphans; their replies are dropped. */
     for (mr_req *r = c->q_head; r;) {
         mr_req *next = r->next;
@@ -255,7 +254,7 @@ static void stuck_cb(struct ev_loop *loop, ev_timer *t, int revents)
     char peer[INET6_ADDRSTRLEN + 16];
     mr_log_warn(
         "client %s (pool %s): read none of its %llu reply bytes for %u ms (client_output_timeout): closed",
-        peer_text(c->fd, peer, sizeof(peer)), pc->name, (unsigned long long)c->out.bytes,
+        peer_text(c->conn.fd, peer, sizeof(peer)), pc->name, (unsigned long long)c->out.bytes,
         (unsigned)pc->client_output_timeout_ms);
     MR_STAT_INC(&w->stats, client_output_closed);
     mr_client_close(c);
@@ -267,7 +266,7 @@ static void idle_cb(struct ev_loop *loop, ev_timer *t, int revents)
 {
     mr_client *c = t->data;
     const mr_pool_conf *pc = &c->worker->gen->cfg->pools[c->listen_pool];
-    if (c->tls && !c->tls->established) {
+    if (!mr_conn_established(&c->conn)) {
         MR_STAT_INC(&c->worker->stats, tls_handshake_failures);
         mr_tls_log_failure("client TLS handshake", pc->name, "not finished in time");
         mr_client_close(c);
@@ -319,7 +318,7 @@ static int auth_denied(mr_client *c)
     mr_auth_penalty pen = mr_auth_failure_penalty(c->auth_failures);
     char peer[INET6_ADDRSTRLEN + 16];
     mr_log_warn("client %s (pool %s): authentication failure %u on this connection%s",
-                peer_text(c->fd, peer, sizeof(peer)), w->gen->cfg->pools[c->listen_pool].name,
+                peer_text(c->conn.fd, peer, sizeof(peer)), w->gen->cfg->pools[c->listen_pool].name,
                 c->auth_failures,
                 pen == MR_AUTH_SHUT    ? ", closing"
                 : pen == MR_AUTH_DELAY ? ", delaying"
@@ -838,8 +837,8 @@ static int client_handshake(mr_client *c)
     mr_worker *w = c->worker;
     const mr_pool_conf *pc = &w->gen->cfg->pools[c->listen_pool];
     char why[256];
-    mr_tls_status st = mr_tls_handshake(c->tls, why, sizeof(why));
-    if (st == MR_TLS_OK) {
+    mr_io_status st = mr_conn_handshake(&c->conn, why, sizeof(why));
+    if (st == MR_IO_OK) {
         MR_STAT_INC(&w->stats, tls_handshakes);
         ev_io_stop(w->loop, &c->wio); /* no reply can be queued before the handshake */
         c->last_active = ev_now(w->loop);
@@ -847,17 +846,17 @@ static int client_handshake(mr_client *c)
             ev_timer_stop(w->loop, &c->idle);
         return 1;
     }
-    if (st == MR_TLS_WANT_READ) {
+    if (st == MR_IO_WANT_READ) {
         ev_io_stop(w->loop, &c->wio);
         return 0;
     }
-    if (st == MR_TLS_WANT_WRITE) {
+    if (st == MR_IO_WANT_WRITE) {
         ev_io_start(w->loop, &c->wio);
         return 0;
     }
     /* A peer that hangs up before a hello (a port check, a load balancer's
      * TCP probe) is not a failed handshake; anything else is. */
-    if (st == MR_TLS_ERROR) {
+    if (st == MR_IO_ERROR) {
         MR_STAT_INC(&w->stats, tls_handshake_failures);
         mr_tls_log_failure("client TLS handshake", pc->name, why);
     }
@@ -865,13 +864,15 @@ static int client_handshake(mr_client *c)
     return -1;
 }
 
-static void client_read_tls(struct ev_loop *loop, mr_client *c)
+/* Read once per readiness event (the request parser then takes all that
+ * arrived): plain or TLS alike, but a TLS connection first finishes its
+ * handshake, and may have decrypted more than fitted. */
+static void client_read_cb(struct ev_loop *loop, ev_io *io, int revents)
 {
-    mr_tls_conn *t = c->tls;
-    if (!t->established && client_handshake(c) <= 0)
+    mr_client *c = io->data;
+    if (!mr_conn_established(&c->conn) && client_handshake(c) <= 0)
         return;
-    if (t->write_wants_read) { /* a blocked write can go on now */
-        t->write_wants_read = false;
+    if (mr_conn_take_write_wants_read(&c->conn)) { /* a blocked write can go on now */
         mr_client_mark_dirty(c);
         if (c->paused || c->closing) {
             ev_io_stop(loop, &c->rio);
@@ -883,47 +884,23 @@ static void client_read_tls(struct ev_loop *loop, mr_client *c)
         mr_client_close(c);
         return;
     }
-    mr_tls_status st;
-    ssize_t n = mr_tls_read(t, c->in.mb->data + c->in.mb->len, mr_mbuf_room(c->in.mb), &st);
+    mr_mbuf *mb = c->in.mb;
+    mr_io_status st;
+    ssize_t n = mr_conn_read(&c->conn, mb->data + mb->len, mr_mbuf_room(mb), &st);
     if (n > 0) {
         client_got(c, n);
         /* OpenSSL may hold more decrypted bytes than fitted: libev will not
          * report them, so come back on the next loop iteration. */
-        if (mr_tls_readable(t) && ev_is_active(&c->rio))
+        if (mr_conn_pending_input(&c->conn) && ev_is_active(&c->rio))
             ev_feed_event(loop, &c->rio, EV_READ);
         return;
     }
-    if (st == MR_TLS_WANT_WRITE)
+    if (st == MR_IO_WANT_WRITE)
         ev_io_start(loop, &c->wio);
-    else if (st == MR_TLS_CLOSED)
-        client_peer_eof(c); /* close_notify or a bare FIN: as a plain read of 0 */
-    else if (st != MR_TLS_WANT_READ)
-        mr_client_close(c); /* broken */
-}
-
-static void client_read_cb(struct ev_loop *loop, ev_io *io, int revents)
-{
-    mr_client *c = io->data;
-    if (c->tls) {
-        client_read_tls(loop, c);
-        return;
-    }
-    mr_worker *w = c->worker;
-    if (mr_inbuf_reserve(&c->in, &w->mbufs, c->need, 1) < 0) {
-        mr_log_error("client: out of memory reading a request");
-        mr_client_close(c);
-        return;
-    }
-    mr_mbuf *mb = c->in.mb;
-    ssize_t n = read(c->fd, mb->data + mb->len, mr_mbuf_room(mb));
-    if (n > 0) {
-        client_got(c, n);
-        return;
-    }
-    if (n == 0)
-        client_peer_eof(c);
-    else if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)
-        mr_client_close(c); /* reset: nobody is left to read a reply */
+    else if (st == MR_IO_EOF)
+        client_peer_eof(c); /* a read of 0, a TLS close_notify or a bare FIN */
+    else if (st == MR_IO_ERROR)
+        mr_client_close(c); /* reset or broken: nobody is left to read a reply */
 }
 
 void mr_client_req_done(mr_client *c, mr_req *req)
@@ -969,47 +946,27 @@ static void client_wrote(mr_client *c, size_t wr)
         ev_timer_stop(w->loop, &c->stuck); /* it reads */
 }
 
-/* Write the output: 0 all written, 1 waiting for the socket, -1 closed. */
-static int client_write_plain(mr_client *c)
+/* Write the output: 0 all written, 1 waiting for the socket, -1 closed.
+ * Through TLS each round copies up to MR_TLS_WBUF bytes, and a round that
+ * waits still counts what it took (and refreshes last_active, as a write). */
+static int client_write(mr_client *c)
 {
-    while (c->out.count > 0) {
-        struct iovec iov[WRITE_IOV_MAX];
-        int n = mr_outq_iov(&c->out, iov, WRITE_IOV_MAX);
-        ssize_t wr = writev(c->fd, iov, n);
-        if (wr < 0) {
-            if (errno == EAGAIN || errno == EWOULDBLOCK) {
-                ev_io_start(c->worker->loop, &c->wio);
-                return 1;
-            }
-            if (errno == EINTR)
-                continue;
-            mr_client_close(c);
-            return -1;
-        }
-        client_wrote(c, (size_t)wr);
-    }
-    return 0;
-}
-
-/* The same through TLS: each round copies up to MR_TLS_WBUF bytes. */
-static int client_write_tls(mr_client *c)
-{
-    mr_tls_conn *t = c->tls;
-    if (!t->established)
+    if (!mr_conn_established(&c->conn))
         return 1; /* the handshake's watchers are running; nothing can be queued yet */
-    while (c->out.count > 0 || mr_tls_has_output(t)) {
+    while (c->out.count > 0 || mr_conn_has_output(&c->conn)) {
         struct iovec iov[WRITE_IOV_MAX];
-        mr_tls_status st;
-        ssize_t wr = mr_tls_writev(t, iov, mr_outq_iov(&c->out, iov, WRITE_IOV_MAX), &st);
-        client_wrote(c, (size_t)wr);
-        if (st == MR_TLS_OK)
+        mr_io_status st;
+        ssize_t wr = mr_conn_writev(&c->conn, iov, mr_outq_iov(&c->out, iov, WRITE_IOV_MAX), &st);
+        if (st == MR_IO_OK || c->conn.tls)
+            client_wrote(c, (size_t)wr);
+        if (st == MR_IO_OK)
             continue;
-        if (st == MR_TLS_WANT_WRITE) {
+        if (st == MR_IO_WANT_WRITE) {
             ev_io_start(c->worker->loop, &c->wio);
             return 1;
         }
-        if (st == MR_TLS_WANT_READ) {
-            ev_io_start(c->worker->loop, &c->rio); /* client_read_tls marks us dirty again */
+        if (st == MR_IO_WANT_READ) {
+            ev_io_start(c->worker->loop, &c->rio); /* client_read_cb marks us dirty again */
             return 1;
         }
         mr_client_close(c);
@@ -1026,7 +983,7 @@ void mr_client_flush(mr_client *c)
         mr_client_close(c);
         return;
     }
-    int wrc = c->tls ? client_write_tls(c) : client_write_plain(c);
+    int wrc = client_write(c);
     if (wrc < 0)
         return;
     if (wrc > 0) {
@@ -1047,7 +1004,7 @@ void mr_client_flush(mr_client *c)
          * already sent is answered), and parse what is already buffered. */
         c->paused = false;
         ev_io_start(w->loop, &c->rio);
-        if (c->tls && mr_tls_readable(c->tls)) /* decrypted while paused: libev cannot tell */
+        if (mr_conn_pending_input(&c->conn)) /* decrypted while paused: libev cannot tell */
             ev_feed_event(w->loop, &c->rio, EV_READ);
         client_process(c);
         if (c->out.count || (c->q_head && c->q_head->done))
@@ -1058,10 +1015,9 @@ void mr_client_flush(mr_client *c)
 static void client_write_cb(struct ev_loop *loop, ev_io *io, int revents)
 {
     mr_client *c = io->data;
-    if (c->tls && (!c->tls->established || c->tls->read_wants_write)) {
+    if (!mr_conn_established(&c->conn) || mr_conn_take_read_wants_write(&c->conn)) {
         /* The handshake, or a read, waits for writability. */
-        c->tls->read_wants_write = false;
-        client_read_tls(loop, c);
+        client_read_cb(loop, &c->rio, EV_READ);
         return;
     }
     mr_client_flush(c);

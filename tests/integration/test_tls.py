@@ -340,6 +340,22 @@ def test_backend_tls_verified(memcached_factory, relay_factory, certs):
     assert int(st["backend_tls_handshakes"]) >= 1 and st["backend_tls_handshake_failures"] == "0", st
 
 
+def test_backend_tls_burst_of_pipelined_replies_arrives_whole_and_in_order(memcached_factory, relay_factory, certs):
+    # Many replies, small and larger than a TLS record, come back to back on
+    # one TLS backend connection: every one reaches the client, in order.
+    mc = tls_memcached(memcached_factory, certs)
+    relay = relay_factory({"alpha": Pool([mc], server_tls=True, server_tls_ca=certs.ca_pem, server_connections=1)})
+    values = {b"tb%d" % i: bytes([97 + i % 26]) * (40000 if i % 7 == 0 else 1 + i * 13) for i in range(40)}
+    with Conn(relay.addr(), timeout=20.0) as c:
+        for k, v in values.items():
+            assert c.request(b"set %s 0 0 %d\r\n%s\r\n" % (k, len(v), v)) == b"STORED\r\n"
+        keys = [b"tb%d" % (i % 40) for i in range(1500)]
+        c.send(b"".join(b"get %s\r\n" % k for k in keys) + b"mn\r\n")
+        got = c.recv_until_endswith(b"MN\r\n", timeout=20.0)
+    want = b"".join(b"VALUE %s 0 %d\r\n%s\r\nEND\r\n" % (k, len(values[k]), values[k]) for k in keys) + b"MN\r\n"
+    assert got == want
+
+
 @pytest.mark.parametrize("case", ["wrong_ca", "wrong_name", "expired"])
 def test_backend_certificate_that_does_not_verify(memcached_factory, relay_factory, certs, case):
     mc = tls_memcached(memcached_factory, certs, cert="expired" if case == "expired" else "server")
