@@ -48,8 +48,8 @@ static int connected_pair(int *writer, int *reader)
     struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
     socklen_t len = sizeof(a);
     int l = socket(AF_INET, SOCK_STREAM, 0);
-    if (l < 0 || bind(l, (struct sockaddr *)&a, sizeof(a)) < 0 || getsockname(l, (struct sockaddr *)&a, &len) < 0 ||
-        listen(l, 1) < 0)
+    if (l < 0 || bind(l, (struct sockaddr *)&a, sizeof(a)) < 0 ||
+        getsockname(l, (struct sockaddr *)&a, &len) < 0 || listen(l, 1) < 0)
         return -1;
     *writer = socket(AF_INET, SOCK_STREAM, 0);
     if (*writer < 0 || connect(*writer, (struct sockaddr *)&a, sizeof(a)) < 0)
@@ -109,9 +109,10 @@ int main(int argc, char **argv)
         }
     }
     qsort(cpu, (size_t)repeats, sizeof(cpu[0]), cmp_double);
-    printf("{\"pairs\": %ld, \"repeats\": %d, \"bytes\": %zu, \"cpu_us_median\": %.3f, \"cpu_us_lowest\": %.3f, "
-           "\"wall_us_of_lowest\": %.3f}\n",
-           pairs, repeats, bytes, cpu[repeats / 2], lowest, best_wall);
+    printf(
+        "{\"pairs\": %ld, \"repeats\": %d, \"bytes\": %zu, \"cpu_us_median\": %.3f, \"cpu_us_lowest\": %.3f, "
+        "\"wall_us_of_lowest\": %.3f}\n",
+        pairs, repeats, bytes, cpu[repeats / 2], lowest, best_wall);
     free(out);
     free(in);
     return 0;

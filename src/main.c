@@ -49,28 +49,27 @@ static const mr_core_hooks core_hooks = {
 
 static void usage(FILE *out)
 {
-    fprintf(out,
-            "Usage: memrelay [options]\n"
-            "A memcached proxy: ketama pools, multi-get splitting, pipelining.\n\n"
-            "  -c, --config FILE   configuration file (default " DEFAULT_CONFIG ")\n"
-            "      --check-config  validate the configuration, print the resolved pools\n"
-            "                      and routes, and exit 0 (valid) or 1 (invalid)\n"
-            "  -t, --threads N     worker threads (overrides memrelay.threads; default 1)\n"
-            "      --admin ADDR    HTTP admin listener (/metrics, /healthz, /readyz) on\n"
-            "                      host:port, [v6]:port or a port on 127.0.0.1\n"
-            "                      (overrides memrelay.admin_listen; default off)\n"
-            "  -v, --verbose       more log output; repeat for more\n"
-            "  -q, --quiet         only warnings and errors\n"
-            "      --log-file PATH append log lines to PATH (overrides memrelay.log_file);\n"
-            "                      SIGUSR1 reopens it\n"
-            "  -V, --version       print the version and exit\n"
-            "  -h, --help          this help\n");
+    fprintf(out, "Usage: memrelay [options]\n"
+                 "A memcached proxy: ketama pools, multi-get splitting, pipelining.\n\n"
+                 "  -c, --config FILE   configuration file (default " DEFAULT_CONFIG ")\n"
+                 "      --check-config  validate the configuration, print the resolved pools\n"
+                 "                      and routes, and exit 0 (valid) or 1 (invalid)\n"
+                 "  -t, --threads N     worker threads (overrides memrelay.threads; default 1)\n"
+                 "      --admin ADDR    HTTP admin listener (/metrics, /healthz, /readyz) on\n"
+                 "                      host:port, [v6]:port or a port on 127.0.0.1\n"
+                 "                      (overrides memrelay.admin_listen; default off)\n"
+                 "  -v, --verbose       more log output; repeat for more\n"
+                 "  -q, --quiet         only warnings and errors\n"
+                 "      --log-file PATH append log lines to PATH (overrides memrelay.log_file);\n"
+                 "                      SIGUSR1 reopens it\n"
+                 "  -V, --version       print the version and exit\n"
+                 "  -h, --help          this help\n");
 }
 
 typedef struct {
     const char *config_path;
     bool check_only;
-    int threads; /* 0: from the config */
+    int threads;          /* 0: from the config */
     int verbosity;        /* 0: the config's log_level; -1: -q; n: -v n times */
     const char *log_file; /* --log-file, or NULL */
     bool has_admin;       /* --admin given */
@@ -80,12 +79,11 @@ typedef struct {
 static int parse_options(int argc, char **argv, options *opt)
 {
     static const struct option longopts[] = {
-        {"config", required_argument, NULL, 'c'}, {"check-config", no_argument, NULL, 'C'},
+        {"config", required_argument, NULL, 'c'},  {"check-config", no_argument, NULL, 'C'},
         {"threads", required_argument, NULL, 't'}, {"verbose", no_argument, NULL, 'v'},
         {"quiet", no_argument, NULL, 'q'},         {"version", no_argument, NULL, 'V'},
         {"help", no_argument, NULL, 'h'},          {"log-file", required_argument, NULL, 'L'},
-        {"admin", required_argument, NULL, 'A'},
-        {NULL, 0, NULL, 0},
+        {"admin", required_argument, NULL, 'A'},   {NULL, 0, NULL, 0},
     };
     int ch;
     while ((ch = getopt_long(argc, argv, "c:t:vqVh", longopts, NULL)) != -1) {
@@ -190,8 +188,8 @@ static void on_signal(struct ev_loop *loop, ev_signal *w, int revents)
         ev_break(loop, EVBREAK_ALL);
         return;
     }
-    mr_log_info("signal %d: draining (new connections refused; answering what clients sent, up to %u ms)", w->signum,
-                cfg->shutdown_timeout_ms);
+    mr_log_info("signal %d: draining (new connections refused; answering what clients sent, up to %u ms)",
+                w->signum, cfg->shutdown_timeout_ms);
     __atomic_store_n(&shutdown_ctl.draining, true, __ATOMIC_RELEASE); /* the admin thread reads it */
     /* New connections are refused from now on (a client fails over at once
      * instead of waiting on a backlog nobody serves), and no reload opens
@@ -213,9 +211,11 @@ static void log_listener(const mr_pool_conf *p, const mr_addr_conf *a, bool tls)
     if (a->is_unix)
         mr_log_info("pool %s listening on %s%s (%zu servers)", p->name, a->host, kind, p->nservers);
     else if (strchr(a->host, ':'))
-        mr_log_info("pool %s listening on [%s]:%u%s (%zu servers)", p->name, a->host, a->port, kind, p->nservers);
+        mr_log_info("pool %s listening on [%s]:%u%s (%zu servers)", p->name, a->host, a->port, kind,
+                    p->nservers);
     else
-        mr_log_info("pool %s listening on %s:%u%s (%zu servers)", p->name, a->host, a->port, kind, p->nservers);
+        mr_log_info("pool %s listening on %s:%u%s (%zu servers)", p->name, a->host, a->port, kind,
+                    p->nservers);
 }
 
 static void log_listeners(const mr_config *cfg)
@@ -430,9 +430,10 @@ int main(int argc, char **argv)
     mr_admin_source admin_source = {admin_acquire, admin_release, &admin_arg};
     mr_admin_http *admin = NULL;
     if (admin_addr && !mr_addr_is_loopback(admin_addr))
-        mr_log_warn("the HTTP admin listener is on %s, not loopback, and has no authentication: anyone who can "
-                    "reach it can read the metrics (keep it on 127.0.0.1 or firewall it)",
-                    admin_addr->host);
+        mr_log_warn(
+            "the HTTP admin listener is on %s, not loopback, and has no authentication: anyone who can "
+            "reach it can read the metrics (keep it on 127.0.0.1 or firewall it)",
+            admin_addr->host);
     bool run = started == nworkers;
     if (run && admin_addr && !(admin = mr_admin_http_start(admin_addr, &admin_source)))
         run = false; /* asked for and cannot listen: stop, as for a pool's listener */

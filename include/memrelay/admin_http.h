@@ -28,15 +28,15 @@ struct mr_health;
 
 /* What one HTTP request reads, valid from acquire() to release(). */
 typedef struct mr_admin_view {
-    const mr_config *cfg;           /* the configuration in force */
-    const mr_router *router;        /* its servers and pools */
-    const struct mr_gen *gen;       /* the generation both come from (warm-up windows), or NULL */
-    const struct mr_health *health; /* server states and traffic (atomics) */
-    double started;                 /* process start, wall clock seconds */
-    mr_reload_status *reload;       /* reload counters (generation.h), or NULL */
-    bool draining;                  /* a graceful shutdown has begun: not ready */
+    const mr_config *cfg;                 /* the configuration in force */
+    const mr_router *router;              /* its servers and pools */
+    const struct mr_gen *gen;             /* the generation both come from (warm-up windows), or NULL */
+    const struct mr_health *health;       /* server states and traffic (atomics) */
+    double started;                       /* process start, wall clock seconds */
+    mr_reload_status *reload;             /* reload counters (generation.h), or NULL */
+    bool draining;                        /* a graceful shutdown has begun: not ready */
     const struct mr_discovery *discovery; /* pools found in DNS (discovery.h), or NULL */
-    void *token;                    /* the source's: what release() lets go */
+    void *token;                          /* the source's: what release() lets go */
 } mr_admin_view;
 
 /* Where views come from. acquire() fills *view and returns true, or
@@ -58,7 +58,6 @@ mr_admin_http *mr_admin_http_start(const mr_addr_conf *addr, const mr_admin_sour
 
 /* Stop listening, close every admin connection, join the thread. NULL is fine. */
 void mr_admin_http_stop(mr_admin_http *admin);
-
 
 /* Readiness of a view: true, or false with the reason in `why`
  * (e.g. "pool 'alpha' has no server up"). */

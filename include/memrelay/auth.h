@@ -22,9 +22,9 @@
 /* Bounds of the credentials file. memcached keeps at most 8 entries of at
  * most 255 bytes a line (silently ignoring the rest); we keep more and refuse
  * what does not fit instead of ignoring it. */
-#define MR_AUTH_FIELD_MAX  255u          /* bytes of a user name or a password */
-#define MR_AUTH_ENTRIES_MAX 128u         /* lines */
-#define MR_AUTH_FILE_MAX   (64u * 1024u) /* bytes */
+#define MR_AUTH_FIELD_MAX 255u         /* bytes of a user name or a password */
+#define MR_AUTH_ENTRIES_MAX 128u       /* lines */
+#define MR_AUTH_FILE_MAX (64u * 1024u) /* bytes */
 
 typedef struct mr_auth_table mr_auth_table;
 

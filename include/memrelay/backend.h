@@ -28,23 +28,23 @@ typedef enum { MR_BCONN_IDLE, MR_BCONN_CONNECTING, MR_BCONN_CONNECTED } mr_bconn
 
 typedef struct mr_bconn {
     struct mr_backend *be;
-    mr_bconn_state state;    /* with server_tls, CONNECTING lasts until the TLS handshake is done */
-    mr_conn conn;            /* the socket, and its TLS state with server_tls (conn.h) */
-    ev_io rio;               /* readable */
-    ev_io wio;               /* writable (connect completion, or a full socket) */
-    ev_timer timer;          /* earliest deadline of the queued messages */
+    mr_bconn_state state; /* with server_tls, CONNECTING lasts until the TLS handshake is done */
+    mr_conn conn;         /* the socket, and its TLS state with server_tls (conn.h) */
+    ev_io rio;            /* readable */
+    ev_io wio;            /* writable (connect completion, or a full socket) */
+    ev_timer timer;       /* earliest deadline of the queued messages */
     mr_msg *pending_head, *pending_tail; /* not yet fully written */
     mr_msg *sent_head, *sent_tail;       /* written, awaiting replies, in order */
-    uint32_t nqueued;        /* messages on both queues */
-    mr_inbuf in;             /* reply bytes */
-    uint32_t need;           /* bytes the reply element being read needs in all (0 unknown) */
-    ev_tstamp connect_deadline; /* CONNECTING: give up at this time */
-    ev_tstamp last_read;     /* when the server last sent bytes (it is alive, if slow) */
-    ev_tstamp last_write;    /* when the server last took bytes of our requests */
-    bool dirty;              /* on the worker's flush list */
+    uint32_t nqueued;                    /* messages on both queues */
+    mr_inbuf in;                         /* reply bytes */
+    uint32_t need;                       /* bytes the reply element being read needs in all (0 unknown) */
+    ev_tstamp connect_deadline;          /* CONNECTING: give up at this time */
+    ev_tstamp last_read;                 /* when the server last sent bytes (it is alive, if slow) */
+    ev_tstamp last_write;                /* when the server last took bytes of our requests */
+    bool dirty;                          /* on the worker's flush list */
     struct mr_bconn *next_dirty;
-    uint32_t addr_version;   /* the server's address version it connected to (health.h) */
-    bool moving;             /* the server's name resolves elsewhere now: write no more here;
+    uint32_t addr_version; /* the server's address version it connected to (health.h) */
+    bool moving;           /* the server's name resolves elsewhere now: write no more here;
                                 reconnect once what was written is answered (backend.c) */
 } mr_bconn;
 
@@ -52,17 +52,17 @@ typedef struct mr_backend {
     struct mr_worker *worker;
     const mr_server *server;
     const mr_pool *pool;
-    ev_tstamp timeout;       /* pool timeout, seconds */
+    ev_tstamp timeout; /* pool timeout, seconds */
     mr_bconn *conns;
     uint32_t nconns;
     /* Reconnect backoff: after a failed connect, requests fail fast with
      * `down_error` until retry_at, then the next request tries again. */
     mr_err down_error;
     ev_tstamp retry_at;
-    uint32_t failures;       /* consecutive connect failures */
-    mr_replay_queue replay;  /* replicated writes this server missed */
-    ev_timer retry_timer;    /* reconnects on its own while writes wait to be replayed */
-    uint32_t rejoin_acked;   /* the rejoin generation this worker has replayed for */
+    uint32_t failures;      /* consecutive connect failures */
+    mr_replay_queue replay; /* replicated writes this server missed */
+    ev_timer retry_timer;   /* reconnects on its own while writes wait to be replayed */
+    uint32_t rejoin_acked;  /* the rejoin generation this worker has replayed for */
 } mr_backend;
 
 /* The server's name may resolve to a new address (health.h): connections
@@ -98,6 +98,5 @@ void mr_backend_replay_later(mr_backend *be, const mr_slice *out, uint32_t nout)
 
 /* Write what the connection has pending (called from the worker's flush). */
 void mr_bconn_flush(mr_bconn *bc);
-
 
 #endif

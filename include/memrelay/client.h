@@ -20,19 +20,19 @@ struct ssl_ctx_st;
 
 typedef struct mr_client {
     struct mr_worker *worker;
-    mr_conn conn;            /* the socket, and its TLS state on a TLS listener (conn.h) */
-    uint32_t id;             /* picks the backend connection, so one client's requests to a server stay ordered */
-    uint32_t listen_pool;    /* pool whose listener accepted it (index in the worker's current config) */
-    uint32_t pool_slot;      /* that pool's stable slot (client_connections counting) */
+    mr_conn conn; /* the socket, and its TLS state on a TLS listener (conn.h) */
+    uint32_t id;  /* picks the backend connection, so one client's requests to a server stay ordered */
+    uint32_t listen_pool; /* pool whose listener accepted it (index in the worker's current config) */
+    uint32_t pool_slot;   /* that pool's stable slot (client_connections counting) */
     ev_io rio, wio;
-    ev_timer auth_wait;      /* running: not read after repeated authentication failures (auth_gate.h) */
-    uint32_t auth_failures;  /* failed authentication attempts on this connection */
-    ev_timer idle;           /* client_idle_timeout: re-armed lazily from last_active; bounds a TLS handshake */
-    ev_tstamp last_active;   /* last read from or write to it */
-    mr_inbuf in;             /* request bytes */
-    uint32_t need;           /* bytes the request being read needs in all (0 unknown) */
-    uint32_t swallow;        /* bytes still to discard (memcached's swallow after an error) */
-    mr_req *swallow_req;     /* its error reply, held back until the swallow ends (as memcached) */
+    ev_timer auth_wait;     /* running: not read after repeated authentication failures (auth_gate.h) */
+    uint32_t auth_failures; /* failed authentication attempts on this connection */
+    ev_timer idle;         /* client_idle_timeout: re-armed lazily from last_active; bounds a TLS handshake */
+    ev_tstamp last_active; /* last read from or write to it */
+    mr_inbuf in;           /* request bytes */
+    uint32_t need;         /* bytes the request being read needs in all (0 unknown) */
+    uint32_t swallow;      /* bytes still to discard (memcached's swallow after an error) */
+    mr_req *swallow_req;   /* its error reply, held back until the swallow ends (as memcached) */
     mr_req *q_head, *q_tail; /* requests awaiting their turn to reply, in arrival order */
     uint32_t nqueued;
     uint64_t queued_bytes;   /* request bytes (line and data) of the queued requests: client_input_limit */
@@ -54,7 +54,8 @@ typedef struct mr_client {
 } mr_client;
 
 /* Take an accepted socket; `tls` is the listener's TLS context, or NULL. */
-void mr_client_accept(struct mr_worker *w, int fd, uint32_t listen_pool, uint32_t pool_slot, struct ssl_ctx_st *tls);
+void mr_client_accept(struct mr_worker *w, int fd, uint32_t listen_pool, uint32_t pool_slot,
+                      struct ssl_ctx_st *tls);
 /* Reply bytes not yet handed to the socket (queued, or in TLS's buffer)? */
 bool mr_client_has_output(const mr_client *c);
 /* Nothing queued, owed, buffered or unread: it may be closed between two
@@ -69,6 +70,5 @@ void mr_client_mark_dirty(mr_client *c);
 /* Write queued replies (called from the worker's flush). */
 void mr_client_flush(mr_client *c);
 void mr_client_close(mr_client *c);
-
 
 #endif

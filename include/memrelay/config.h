@@ -22,10 +22,10 @@ struct mr_auth_table;
 
 /* Where a server or listener lives. */
 typedef struct {
-    bool is_unix;   /* unix socket path instead of TCP */
-    char *host;     /* TCP: host text as written (brackets removed for IPv6); unix: the path */
-    uint16_t port;  /* TCP port; 0 for unix */
-    mode_t mode;    /* unix listeners: file mode (0 = leave the umask's) */
+    bool is_unix;  /* unix socket path instead of TCP */
+    char *host;    /* TCP: host text as written (brackets removed for IPv6); unix: the path */
+    uint16_t port; /* TCP port; 0 for unix */
+    mode_t mode;   /* unix listeners: file mode (0 = leave the umask's) */
 } mr_addr_conf;
 
 /* Where a pool's server list comes from. */
@@ -36,12 +36,12 @@ typedef enum {
 } mr_servers_source;
 
 typedef struct {
-    char *spec;         /* the server line as written, for messages */
-    mr_addr_conf addr;  /* where it is */
-    uint32_t weight;    /* >= 1 */
-    char *name;         /* explicit name after the space, or NULL */
-    char *ident;        /* ketama identity: name, else host (port 11211), else host:port, else path */
-    int line, column;   /* position of the server line in the file (1-based; discovered: the key's) */
+    char *spec;               /* the server line as written, for messages */
+    mr_addr_conf addr;        /* where it is */
+    uint32_t weight;          /* >= 1 */
+    char *name;               /* explicit name after the space, or NULL */
+    char *ident;              /* ketama identity: name, else host (port 11211), else host:port, else path */
+    int line, column;         /* position of the server line in the file (1-based; discovered: the key's) */
     mr_servers_source source; /* static, or found in DNS for its pool */
 } mr_server_conf;
 
@@ -56,29 +56,29 @@ typedef struct {
     char *prefix;
     size_t prefix_len;
     char *pool_name;
-    size_t pool_index;  /* resolved index into mr_config.pools */
+    size_t pool_index; /* resolved index into mr_config.pools */
 } mr_route_conf;
 
 typedef struct {
     char *name;
-    int line, column;  /* position of the pool's key */
+    int line, column; /* position of the pool's key */
 
     /* twemproxy keys */
-    bool has_listen;             /* a pool without `listen` only serves as a route target */
+    bool has_listen; /* a pool without `listen` only serves as a route target */
     mr_addr_conf listen;
-    mr_hash_kind hash;           /* default fnv1a_64 */
+    mr_hash_kind hash; /* default fnv1a_64 */
     bool has_hash_tag;
-    char hash_tag[2];            /* open and close characters */
-    mr_dist_kind distribution;   /* default ketama */
-    uint32_t timeout_ms;         /* per request; default 1000 (twemproxy: none) */
-    int backlog;                 /* default 512 */
-    bool preconnect;             /* default false */
-    uint32_t server_connections; /* per worker per server; default 1 */
-    bool auto_eject_hosts;       /* default false */
+    char hash_tag[2];                 /* open and close characters */
+    mr_dist_kind distribution;        /* default ketama */
+    uint32_t timeout_ms;              /* per request; default 1000 (twemproxy: none) */
+    int backlog;                      /* default 512 */
+    bool preconnect;                  /* default false */
+    uint32_t server_connections;      /* per worker per server; default 1 */
+    bool auto_eject_hosts;            /* default false */
     uint32_t server_retry_timeout_ms; /* default 30000 */
     uint32_t server_failure_limit;    /* default 2 */
-    bool tcpkeepalive;           /* default false */
-    uint32_t client_connections; /* 0 = unlimited (default) */
+    bool tcpkeepalive;                /* default false */
+    uint32_t client_connections;      /* 0 = unlimited (default) */
     mr_server_conf *servers;
     size_t nservers;
     /* memrelay: servers found in DNS instead (discovery.c). The file's text
@@ -89,56 +89,57 @@ typedef struct {
     uint32_t dns_refresh_ms;     /* re-resolve host names and re-read discovery records; default 30000 */
 
     /* memrelay additions */
-    mr_route_conf *routes;       /* prefix routes, sorted longest prefix first */
+    mr_route_conf *routes; /* prefix routes, sorted longest prefix first */
     size_t nroutes;
     mr_multiget_errors multiget_errors; /* default miss */
-    uint32_t item_size_max;      /* largest value accepted; default 1048576 */
-    uint32_t replicas;           /* copies of each key (1 = no replication); default 1 */
-    mr_write_ack write_ack;      /* replicated writes: acks before replying; default one */
-    bool read_miss_failover;     /* a miss on one replica tries the next; default false */
-    uint32_t replay_queue;       /* failed writes remembered per server for replay; default 1024 */
+    uint32_t item_size_max;             /* largest value accepted; default 1048576 */
+    uint32_t replicas;                  /* copies of each key (1 = no replication); default 1 */
+    mr_write_ack write_ack;             /* replicated writes: acks before replying; default one */
+    bool read_miss_failover;            /* a miss on one replica tries the next; default false */
+    uint32_t replay_queue;              /* failed writes remembered per server for replay; default 1024 */
     int replicas_line, replicas_column; /* where `replicas` was set, for validation messages */
     /* Health checking (health.c) */
-    uint32_t probe_success;      /* consecutive good probes before a server returns; default 2 */
-    uint32_t probe_interval_ms;  /* idle probe of live servers; default 5000 (0: off) */
+    uint32_t probe_success;        /* consecutive good probes before a server returns; default 2 */
+    uint32_t probe_interval_ms;    /* idle probe of live servers; default 5000 (0: off) */
     uint32_t probe_backoff_max_ms; /* cap of the probe backoff for down servers; default 30000 */
-    uint32_t max_ejected_pct;    /* max_ejected_fraction as a percentage; default 50 */
+    uint32_t max_ejected_pct;      /* max_ejected_fraction as a percentage; default 50 */
     /* Limits (hardening) */
     uint32_t client_queue_limit;  /* requests a client may have waiting before reading pauses; default 4096 */
     uint32_t client_output_limit; /* reply bytes queued for a client before reading pauses; default 8 MiB */
     uint32_t client_input_limit;  /* request bytes awaiting replies before reading pauses; default 8 MiB */
     uint32_t server_queue_limit;  /* requests queued per backend connection; default 65536 */
-    uint32_t client_idle_timeout_ms; /* close a client idle this long; 0 (default): never */
+    uint32_t client_idle_timeout_ms;   /* close a client idle this long; 0 (default): never */
     uint32_t client_output_timeout_ms; /* close a client blocked on output this long; default 60000 */
-    bool on_rejoin_quarantine;   /* on_rejoin: quarantine (else flush, the default) */
-    uint32_t quarantine_ms;      /* quarantine_period; default 60000 */
-    uint32_t warmup_window_ms;   /* after a reload moves keys, misses try their previous owner this long; default 60000 (0: off) */
-    char **replicate_to_names;   /* pools that also keep a copy of every key (cross-pool replication) */
-    size_t *replicate_to;        /* resolved pool indices */
+    bool on_rejoin_quarantine;         /* on_rejoin: quarantine (else flush, the default) */
+    uint32_t quarantine_ms;            /* quarantine_period; default 60000 */
+    uint32_t
+        warmup_window_ms; /* after a reload moves keys, misses try their previous owner this long; default 60000 (0: off) */
+    char **replicate_to_names; /* pools that also keep a copy of every key (cross-pool replication) */
+    size_t *replicate_to;      /* resolved pool indices */
     size_t nreplicate_to;
     int replicate_to_line, replicate_to_column;
     /* TLS towards clients (tls.c; docs/security.md). Paths are checked, and
      * the certificate matched with its key, when the file is loaded. */
-    bool tls;                    /* the `listen` socket itself speaks only TLS; default false */
-    bool has_tls_listen;         /* a second listener, TLS only, beside the plain `listen` */
+    bool tls;            /* the `listen` socket itself speaks only TLS; default false */
+    bool has_tls_listen; /* a second listener, TLS only, beside the plain `listen` */
     mr_addr_conf tls_listen;
-    char *tls_cert;              /* PEM certificate chain of the listeners */
-    char *tls_key;               /* PEM private key of tls_cert */
-    char *tls_ca;                /* PEM CAs that sign client certificates (with tls_verify_client) */
-    bool tls_verify_client;      /* mTLS: refuse clients without a certificate from tls_ca; default false */
-    char *tls_ciphers;           /* TLS 1.2 cipher list, OpenSSL syntax; NULL: OpenSSL's default */
-    char *tls_ciphersuites;      /* TLS 1.3 cipher suites; NULL: OpenSSL's default */
-    uint32_t tls_min_version;    /* 12 or 13: the oldest TLS a client may use; default 12 */
+    char *tls_cert;           /* PEM certificate chain of the listeners */
+    char *tls_key;            /* PEM private key of tls_cert */
+    char *tls_ca;             /* PEM CAs that sign client certificates (with tls_verify_client) */
+    bool tls_verify_client;   /* mTLS: refuse clients without a certificate from tls_ca; default false */
+    char *tls_ciphers;        /* TLS 1.2 cipher list, OpenSSL syntax; NULL: OpenSSL's default */
+    char *tls_ciphersuites;   /* TLS 1.3 cipher suites; NULL: OpenSSL's default */
+    uint32_t tls_min_version; /* 12 or 13: the oldest TLS a client may use; default 12 */
     /* TLS towards this pool's servers. */
-    bool server_tls;             /* default false */
-    char *server_tls_ca;         /* PEM CAs for server certificates; NULL: the system's store */
-    bool server_tls_verify;      /* check the certificate chain and name; default true */
-    char *server_tls_name;       /* name to check and send as SNI; NULL: each server's host as written */
-    char *server_tls_cert;       /* PEM client certificate for servers that require one, or NULL */
-    char *server_tls_key;        /* its private key */
+    bool server_tls;        /* default false */
+    char *server_tls_ca;    /* PEM CAs for server certificates; NULL: the system's store */
+    bool server_tls_verify; /* check the certificate chain and name; default true */
+    char *server_tls_name;  /* name to check and send as SNI; NULL: each server's host as written */
+    char *server_tls_cert;  /* PEM client certificate for servers that require one, or NULL */
+    char *server_tls_key;   /* its private key */
     /* Security */
-    char *auth_file;             /* credentials file (memcached -Y format), or NULL: no authentication */
-    struct mr_auth_table *auth;  /* its credentials, loaded with the configuration (one reference) */
+    char *auth_file;            /* credentials file (memcached -Y format), or NULL: no authentication */
+    struct mr_auth_table *auth; /* its credentials, loaded with the configuration (one reference) */
 } mr_pool_conf;
 
 /* Does any listener of the pool speak TLS? */
@@ -148,26 +149,26 @@ static inline bool mr_pool_tls_clients(const mr_pool_conf *p)
 }
 
 typedef struct {
-    char *path;        /* file it came from */
-    char hash[33];     /* md5 of the file's bytes, hex (`stats config`, reload change detection) */
-    int threads;       /* memrelay.threads; default 1 (the -t flag overrides) */
+    char *path;                   /* file it came from */
+    char hash[33];                /* md5 of the file's bytes, hex (`stats config`, reload change detection) */
+    int threads;                  /* memrelay.threads; default 1 (the -t flag overrides) */
     uint32_t shutdown_timeout_ms; /* memrelay.shutdown_timeout: drain time on SIGTERM; default 10000 */
-    char *log_file;    /* memrelay.log_file: append lines here; NULL (default): stderr. --log-file overrides */
-    int log_level;     /* memrelay.log_level as an mr_log_level; default MR_LOG_INFO. -v/-q override */
-    char **dns_servers;           /* memrelay.dns_servers: "host:port" to ask instead of /etc/resolv.conf's */
+    char *log_file; /* memrelay.log_file: append lines here; NULL (default): stderr. --log-file overrides */
+    int log_level;  /* memrelay.log_level as an mr_log_level; default MR_LOG_INFO. -v/-q override */
+    char **dns_servers; /* memrelay.dns_servers: "host:port" to ask instead of /etc/resolv.conf's */
     size_t ndns_servers;
-    uint32_t dns_timeout_ms;      /* memrelay.dns_timeout: one lookup try; default 2000 (two tries) */
-    char *text;                   /* the file's bytes (parsed again for a new DNS membership) */
+    uint32_t dns_timeout_ms; /* memrelay.dns_timeout: one lookup try; default 2000 (two tries) */
+    char *text;              /* the file's bytes (parsed again for a new DNS membership) */
     size_t text_len;
-    bool has_admin_listen;        /* memrelay.admin_listen given (the --admin flag overrides it) */
-    mr_addr_conf admin_listen;    /* the HTTP admin listener's address (TCP only) */
+    bool has_admin_listen;     /* memrelay.admin_listen given (the --admin flag overrides it) */
+    mr_addr_conf admin_listen; /* the HTTP admin listener's address (TCP only) */
     mr_pool_conf *pools;
     size_t npools;
 } mr_config;
 
 /* A load error: where and what. */
 typedef struct {
-    int line, column;  /* 1-based; 0 when not tied to a position */
+    int line, column; /* 1-based; 0 when not tied to a position */
     char message[512];
 } mr_config_error;
 
@@ -187,8 +188,8 @@ typedef struct {
 
 /* Load `yaml` with these members for the pools that discover their
  * servers (a pool not listed has none yet). */
-mr_config *mr_config_load_members(const char *yaml, size_t len, const char *name, const mr_pool_members *members,
-                                  size_t nmembers, mr_config_error *err);
+mr_config *mr_config_load_members(const char *yaml, size_t len, const char *name,
+                                  const mr_pool_members *members, size_t nmembers, mr_config_error *err);
 
 /* mr_config_load with members. */
 mr_config *mr_config_load_file_members(const char *path, const mr_pool_members *members, size_t nmembers,

@@ -52,8 +52,8 @@ const mr_pool_members *mr_discovery_members(const mr_discovery *d, size_t *n);
  * thread may ask. */
 typedef struct {
     char pool[256];
-    char name[256];        /* the SRV name or servers_dns host */
-    const char *kind;      /* "srv" or "dns" */
+    char name[256];   /* the SRV name or servers_dns host */
+    const char *kind; /* "srv" or "dns" */
     uint64_t lookups, failures, changes;
     size_t members;
     int64_t last_answer_ms; /* wall clock of the last good answer (0: none yet) */

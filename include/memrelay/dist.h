@@ -11,7 +11,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define MR_DISTS(X)                 \
+#define MR_DISTS(X)                         \
     X(KETAMA, "ketama", mr_dist_ketama_ops) \
     X(MODULA, "modula", mr_dist_modula_ops) \
     X(RANDOM, "random", mr_dist_random_ops)
@@ -25,8 +25,8 @@ typedef enum {
 
 /* One server as a distribution sees it. */
 typedef struct {
-    const char *ident;  /* ketama identity: explicit name, else host (port 11211), else host:port */
-    uint32_t weight;    /* >= 1 */
+    const char *ident; /* ketama identity: explicit name, else host (port 11211), else host:port */
+    uint32_t weight;   /* >= 1 */
 } mr_dist_server;
 
 typedef struct mr_dist mr_dist;

@@ -36,14 +36,14 @@ typedef struct {
 #define MR_DNS_MAX_SRV 256u  /* targets kept from one SRV answer */
 
 typedef struct {
-    int status;        /* 0, or a c-ares status (mr_dns_strerror) */
+    int status;         /* 0, or a c-ares status (mr_dns_strerror) */
     mr_dns_addr *addrs; /* owned by the result: valid during the callback */
     size_t naddrs;
-    uint32_t ttl_s;    /* the smallest TTL of the addresses (0: unknown, e.g. /etc/hosts) */
+    uint32_t ttl_s; /* the smallest TTL of the addresses (0: unknown, e.g. /etc/hosts) */
 } mr_dns_host_result;
 
 typedef struct {
-    char *target;      /* host name, without the trailing dot */
+    char *target; /* host name, without the trailing dot */
     uint16_t port, weight, priority;
 } mr_dns_srv_target;
 
@@ -67,7 +67,8 @@ void mr_dns_free(mr_dns *d);
 /* The addresses of `host` (`family`: AF_UNSPEC, AF_INET or AF_INET6), with
  * `port` filled in. An IP literal answers without a packet. Returns NULL
  * (callback never called) only when out of memory. */
-mr_dns_query *mr_dns_resolve(mr_dns *d, const char *host, uint16_t port, int family, mr_dns_host_cb cb, void *ctx);
+mr_dns_query *mr_dns_resolve(mr_dns *d, const char *host, uint16_t port, int family, mr_dns_host_cb cb,
+                             void *ctx);
 /* The SRV targets of `name`, ordered by priority then weight (heaviest
  * first), then name. */
 mr_dns_query *mr_dns_srv(mr_dns *d, const char *name, mr_dns_srv_cb cb, void *ctx);

@@ -9,17 +9,17 @@
 
 /* The enum, its class name in `stats servers` and /metrics
  * (`errors_<class>`), and its protocol text. */
-#define MR_ERRORS(X)                                                            \
-    X(NONE, "none", "")                                                         \
-    X(TIMEOUT, "timeout", "SERVER_ERROR timeout\r\n")                           \
-    X(REFUSED, "refused", "SERVER_ERROR connection refused\r\n")                \
-    X(UNAVAILABLE, "unavailable", "SERVER_ERROR backend unavailable\r\n")       \
-    X(BAD_REPLY, "bad_reply", "SERVER_ERROR backend sent an invalid reply\r\n") \
-    X(QUEUE_FULL, "queue_full", "SERVER_ERROR backend queue full\r\n")          \
-    X(NOMEM, "nomem", "SERVER_ERROR out of memory\r\n")                         \
-    X(DOWN, "down", "SERVER_ERROR backend unavailable\r\n")                     \
-    X(TLS, "tls", "SERVER_ERROR backend TLS handshake failed\r\n")             \
-    X(NO_SERVERS, "no_servers", "SERVER_ERROR no servers in pool\r\n")         \
+#define MR_ERRORS(X)                                                              \
+    X(NONE, "none", "")                                                           \
+    X(TIMEOUT, "timeout", "SERVER_ERROR timeout\r\n")                             \
+    X(REFUSED, "refused", "SERVER_ERROR connection refused\r\n")                  \
+    X(UNAVAILABLE, "unavailable", "SERVER_ERROR backend unavailable\r\n")         \
+    X(BAD_REPLY, "bad_reply", "SERVER_ERROR backend sent an invalid reply\r\n")   \
+    X(QUEUE_FULL, "queue_full", "SERVER_ERROR backend queue full\r\n")            \
+    X(NOMEM, "nomem", "SERVER_ERROR out of memory\r\n")                           \
+    X(DOWN, "down", "SERVER_ERROR backend unavailable\r\n")                       \
+    X(TLS, "tls", "SERVER_ERROR backend TLS handshake failed\r\n")                \
+    X(NO_SERVERS, "no_servers", "SERVER_ERROR no servers in pool\r\n")            \
     X(UNRESOLVED, "unresolved", "SERVER_ERROR backend name does not resolve\r\n") \
     X(MISMATCH, "mismatch", "SERVER_ERROR backend reply did not fit its request\r\n")
 

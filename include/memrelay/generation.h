@@ -28,36 +28,36 @@
  * (a DNS change often comes as two switches: a server added, then one
  * removed). Windows further back are given up. */
 typedef struct mr_gen_warm_ring {
-    const mr_pool *prev;   /* the pool of the same name in `from`, or NULL: none */
-    struct mr_gen *from;   /* holds one reference while prev is set */
-    double until;          /* wall clock (ev_time) when the window closes */
+    const mr_pool *prev; /* the pool of the same name in `from`, or NULL: none */
+    struct mr_gen *from; /* holds one reference while prev is set */
+    double until;        /* wall clock (ev_time) when the window closes */
 } mr_gen_warm_ring;
 
 typedef struct mr_gen_warm {
-    const mr_pool *prev;   /* the pool of the same name in `from`, or NULL: no window */
-    struct mr_gen *from;   /* holds one reference while prev is set */
-    double until;          /* wall clock (ev_time) when the window closes */
+    const mr_pool *prev;    /* the pool of the same name in `from`, or NULL: no window */
+    struct mr_gen *from;    /* holds one reference while prev is set */
+    double until;           /* wall clock (ev_time) when the window closes */
     mr_gen_warm_ring older; /* the window this one interrupted, while it is open */
 } mr_gen_warm;
 
 typedef struct mr_gen {
-    uint64_t seq;          /* 1 for the config loaded at start, +1 per successful reload */
-    mr_config *cfg;        /* owned */
-    mr_router *router;     /* owned; server ids are the registry's stable ids (health.h) */
-    int *listen_fds;       /* by pool; -1: no listener. Owned, except fds handed on to the next generation */
-    int *tls_listen_fds;   /* by pool: the tls_listen sockets, the same way */
+    uint64_t seq;           /* 1 for the config loaded at start, +1 per successful reload */
+    mr_config *cfg;         /* owned */
+    mr_router *router;      /* owned; server ids are the registry's stable ids (health.h) */
+    int *listen_fds;        /* by pool; -1: no listener. Owned, except fds handed on to the next generation */
+    int *tls_listen_fds;    /* by pool: the tls_listen sockets, the same way */
     struct mr_tls_set *tls; /* owned: TLS contexts of its pools (the router points at it) */
-    char hash[33];         /* md5 of the file's bytes, hex */
-    int64_t loaded_at_ms;  /* wall clock */
-    uint32_t refs;         /* atomic: the main thread's plus one per worker still using it */
+    char hash[33];          /* md5 of the file's bytes, hex */
+    int64_t loaded_at_ms;   /* wall clock */
+    uint32_t refs;          /* atomic: the main thread's plus one per worker still using it */
     /* Warm-up windows. `prev` holds one reference on the generation before,
      * set at build time and dropped by the main thread (mr_gen_warm_end)
      * once no worker can read it any more: when the next switch has ended
      * on every worker, or a grace period after the last window closed.
      * Workers read `warm` only while `warm_until` is ahead of their clock. */
     struct mr_gen *prev;
-    mr_gen_warm *warm;     /* by pool index; NULL when no pool warms */
-    double warm_until;     /* latest `until` of any pool (0: none): the hot path's one compare */
+    mr_gen_warm *warm; /* by pool index; NULL when no pool warms */
+    double warm_until; /* latest `until` of any pool (0: none): the hot path's one compare */
 } mr_gen;
 
 /* What `stats config` and /metrics report about loading (shared; the mutex
@@ -67,12 +67,12 @@ typedef struct mr_reload_status {
     char path[1024];
     char hash[33];
     uint64_t seq;
-    int64_t loaded_at_ms;       /* the config in use */
-    uint64_t reloads;           /* successful reloads */
-    uint64_t failures;          /* reloads refused (invalid file, bind failure, ...) */
+    int64_t loaded_at_ms; /* the config in use */
+    uint64_t reloads;     /* successful reloads */
+    uint64_t failures;    /* reloads refused (invalid file, bind failure, ...) */
     int64_t last_attempt_ms;
     int64_t last_failure_ms;
-    char last_error[600];       /* empty after a success */
+    char last_error[600]; /* empty after a success */
 } mr_reload_status;
 
 /* Drop a reference; the last one frees the generation (closing the

@@ -12,18 +12,18 @@
 #include <stdint.h>
 
 /* X(enum suffix, config name, function) */
-#define MR_HASHES(X)                                  \
+#define MR_HASHES(X)                                      \
     X(ONE_AT_A_TIME, "one_at_a_time", hash_one_at_a_time) \
-    X(MD5, "md5", hash_md5)                           \
-    X(CRC16, "crc16", hash_crc16)                     \
-    X(CRC32, "crc32", hash_crc32)                     \
-    X(CRC32A, "crc32a", hash_crc32a)                  \
-    X(FNV1_64, "fnv1_64", hash_fnv1_64)               \
-    X(FNV1A_64, "fnv1a_64", hash_fnv1a_64)            \
-    X(FNV1_32, "fnv1_32", hash_fnv1_32)               \
-    X(FNV1A_32, "fnv1a_32", hash_fnv1a_32)            \
-    X(HSIEH, "hsieh", hash_hsieh)                     \
-    X(MURMUR, "murmur", hash_murmur)                  \
+    X(MD5, "md5", hash_md5)                               \
+    X(CRC16, "crc16", hash_crc16)                         \
+    X(CRC32, "crc32", hash_crc32)                         \
+    X(CRC32A, "crc32a", hash_crc32a)                      \
+    X(FNV1_64, "fnv1_64", hash_fnv1_64)                   \
+    X(FNV1A_64, "fnv1a_64", hash_fnv1a_64)                \
+    X(FNV1_32, "fnv1_32", hash_fnv1_32)                   \
+    X(FNV1A_32, "fnv1a_32", hash_fnv1a_32)                \
+    X(HSIEH, "hsieh", hash_hsieh)                         \
+    X(MURMUR, "murmur", hash_murmur)                      \
     X(JENKINS, "jenkins", hash_jenkins)
 
 typedef enum {

@@ -68,50 +68,50 @@ typedef struct {
 
 typedef struct mr_server_health {
     /* Immutable once the id exists (any thread may read). */
-    char *identity;          /* registry key: pool, address, connections */
-    char *name;              /* the server line as first written, for log lines */
-    char *pool;              /* its pool's name */
+    char *identity; /* registry key: pool, address, connections */
+    char *name;     /* the server line as first written, for log lines */
+    char *pool;     /* its pool's name */
     /* Where it is (resolve.c). A unix path or an IP literal is fixed; a
      * host name is looked up on the main thread without blocking: when the
      * server first appears, before each probe while it is down, when a
      * worker (re)connects, and every dns_refresh ms (or the record's TTL,
      * when shorter) while it is up. Workers copy `addr` when they connect. */
-    char *host;              /* immutable: the name to look up, or NULL (fixed address) */
-    uint16_t port;           /* immutable */
-    uint8_t source;          /* immutable: mr_servers_source of the line that made it */
-    pthread_mutex_t addr_lock; /* guards addr, resolved_ms and resolve_error */
-    mr_sockaddr addr;        /* len 0: a name that has not resolved yet */
-    int64_t resolved_ms;     /* wall clock of the last good lookup (0: none; fixed addresses: 0) */
-    char resolve_error[96];  /* why the last lookup failed; "" after a good one */
-    uint32_t addr_version;   /* atomic: bumped whenever addr changes */
-    uint32_t resolve_wanted; /* atomic: a worker reconnects; look the name up again */
+    char *host;                        /* immutable: the name to look up, or NULL (fixed address) */
+    uint16_t port;                     /* immutable */
+    uint8_t source;                    /* immutable: mr_servers_source of the line that made it */
+    pthread_mutex_t addr_lock;         /* guards addr, resolved_ms and resolve_error */
+    mr_sockaddr addr;                  /* len 0: a name that has not resolved yet */
+    int64_t resolved_ms;               /* wall clock of the last good lookup (0: none; fixed addresses: 0) */
+    char resolve_error[96];            /* why the last lookup failed; "" after a good one */
+    uint32_t addr_version;             /* atomic: bumped whenever addr changes */
+    uint32_t resolve_wanted;           /* atomic: a worker reconnects; look the name up again */
     uint64_t lookups, lookup_failures; /* atomic */
     /* Shared: atomics only. */
-    uint32_t failure_limit;  /* its pool's server_failure_limit (a reload may change it) */
-    uint32_t state;          /* mr_health_state */
-    uint32_t failures;       /* consecutive failures seen by workers */
-    uint32_t last_error;     /* mr_err of the last failure */
-    uint32_t rejoin_gen;     /* bumped when a rejoin starts */
-    uint32_t rejoin_pending; /* workers that have not replayed yet */
-    uint32_t ejected;        /* out of its pool's ring now */
-    int64_t down_at_ms;      /* wall clock when it went down (0 if never) */
-    int64_t next_probe_ms;   /* wall clock of the next probe (0: none) */
+    uint32_t failure_limit;      /* its pool's server_failure_limit (a reload may change it) */
+    uint32_t state;              /* mr_health_state */
+    uint32_t failures;           /* consecutive failures seen by workers */
+    uint32_t last_error;         /* mr_err of the last failure */
+    uint32_t rejoin_gen;         /* bumped when a rejoin starts */
+    uint32_t rejoin_pending;     /* workers that have not replayed yet */
+    uint32_t ejected;            /* out of its pool's ring now */
+    int64_t down_at_ms;          /* wall clock when it went down (0 if never) */
+    int64_t next_probe_ms;       /* wall clock of the next probe (0: none) */
     int64_t quarantine_until_ms; /* on_rejoin quarantine: no reads before this (wall clock) */
     uint64_t downs, probes, probe_failures, rejoins;
     /* Main thread only: the prober. */
     struct mr_health *health;
     uint32_t id;
-    ev_timer timer;          /* the next probe, or the one in flight's deadline */
-    ev_tstamp backoff;       /* current wait between failed probes, seconds */
-    uint32_t successes;      /* good probes in a row */
-    bool probing;            /* a probe is in flight */
-    bool idle_probe;         /* the probe in flight checks a live server */
-    mr_probe probe;          /* the probe's connection (probe.h); probe.error: why the last one failed */
+    ev_timer timer;              /* the next probe, or the one in flight's deadline */
+    ev_tstamp backoff;           /* current wait between failed probes, seconds */
+    uint32_t successes;          /* good probes in a row */
+    bool probing;                /* a probe is in flight */
+    bool idle_probe;             /* the probe in flight checks a live server */
+    mr_probe probe;              /* the probe's connection (probe.h); probe.error: why the last one failed */
     struct mr_dns_query *lookup; /* the name's lookup in flight (resolve.c) */
-    ev_timer refresh;        /* the next lookup of a live server's name */
-    bool probe_after_lookup; /* a probe waits for the lookup in flight */
-    bool lookup_failing;     /* the last lookup failed (logged once per change) */
-    bool looked_up;          /* its first lookup has ended */
+    ev_timer refresh;            /* the next lookup of a live server's name */
+    bool probe_after_lookup;     /* a probe waits for the lookup in flight */
+    bool lookup_failing;         /* the last lookup failed (logged once per change) */
+    bool looked_up;              /* its first lookup has ended */
     /* Shared: atomics only. After the prober's fields, and padded, so it
      * shares no cache line with this or the next server's `state`. */
     mr_server_traffic traffic;
@@ -119,23 +119,23 @@ typedef struct mr_server_health {
 } mr_server_health;
 
 typedef struct mr_health {
-    struct ev_loop *loop;          /* the main thread's */
-    const mr_router *router;       /* the current config's (main thread only) */
+    struct ev_loop *loop;                           /* the main thread's */
+    const mr_router *router;                        /* the current config's (main thread only) */
     mr_server_health *chunks[MR_HEALTH_MAX_CHUNKS]; /* by server id / MR_HEALTH_CHUNK */
-    uint32_t nids;                 /* ids handed out so far */
-    char *pool_slots[MR_MAX_POOL_SLOTS]; /* pool name of each counter slot */
+    uint32_t nids;                                  /* ids handed out so far */
+    char *pool_slots[MR_MAX_POOL_SLOTS];            /* pool name of each counter slot */
     uint32_t npool_slots;
-    mr_live_ring *graveyard;       /* replaced rings, freed after a grace period */
-    ev_async wake;                 /* a worker changed a state */
-    ev_timer idle_timer;           /* idle probes of live servers */
-    ev_timer reaper;               /* frees old rings */
-    mr_health_hooks hooks;         /* from mr_health_start */
+    mr_live_ring *graveyard; /* replaced rings, freed after a grace period */
+    ev_async wake;           /* a worker changed a state */
+    ev_timer idle_timer;     /* idle probes of live servers */
+    ev_timer reaper;         /* frees old rings */
+    mr_health_hooks hooks;   /* from mr_health_start */
     /* What the registry sets up each new server's prober with (health.c's). */
     const mr_probe_ops *probe_ops;
     void (*probe_timer_cb)(struct ev_loop *loop, ev_timer *t, int revents);
-    int nworkers;                  /* the acknowledgements a rejoin waits for */
-    struct mr_dns *dns;            /* looks up servers' names (mr_health_set_resolver); NULL: none yet */
-    struct ev_loop *dns_loop;      /* the main loop, which runs dns */
+    int nworkers;             /* the acknowledgements a rejoin waits for */
+    struct mr_dns *dns;       /* looks up servers' names (mr_health_set_resolver); NULL: none yet */
+    struct ev_loop *dns_loop; /* the main loop, which runs dns */
 } mr_health;
 
 mr_health *mr_health_create(void);
@@ -180,11 +180,11 @@ bool mr_health_addr(mr_health *h, uint32_t server, mr_sockaddr *out, uint32_t *v
 /* Where a server is and how it got there, for `stats servers` and /metrics
  * (any thread). */
 typedef struct {
-    char host[256];         /* the name it is looked up by, or "" (a fixed address) */
+    char host[256];                      /* the name it is looked up by, or "" (a fixed address) */
     char address[INET6_ADDRSTRLEN + 16]; /* current address, or "unresolved" */
-    const char *source;     /* "static", "srv" or "dns": where its server line came from */
-    int64_t resolved_ms;    /* wall clock of the last good lookup (0: none, or fixed) */
-    char error[96];         /* why the last lookup failed, "" */
+    const char *source;                  /* "static", "srv" or "dns": where its server line came from */
+    int64_t resolved_ms;                 /* wall clock of the last good lookup (0: none, or fixed) */
+    char error[96];                      /* why the last lookup failed, "" */
     uint64_t lookups, lookup_failures;
 } mr_health_addr_info;
 void mr_health_addr_describe(const mr_health *h, uint32_t server, mr_health_addr_info *out);

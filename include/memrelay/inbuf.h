@@ -20,10 +20,10 @@
 #include "memrelay/mbuf.h"
 
 typedef struct {
-    mr_mbuf *mb;         /* current block, or NULL before the first read */
-    uint32_t start;      /* first unconsumed byte in mb->data */
-    uint32_t big;        /* size of the last element too large for a standard block, 0 none lately */
-    uint32_t small_run;  /* elements consumed since, each smaller than that; forgets `big` when long */
+    mr_mbuf *mb;        /* current block, or NULL before the first read */
+    uint32_t start;     /* first unconsumed byte in mb->data */
+    uint32_t big;       /* size of the last element too large for a standard block, 0 none lately */
+    uint32_t small_run; /* elements consumed since, each smaller than that; forgets `big` when long */
 } mr_inbuf;
 
 static inline const char *mr_inbuf_data(const mr_inbuf *ib)

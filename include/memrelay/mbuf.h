@@ -23,11 +23,11 @@
 typedef struct mr_mbuf_pool mr_mbuf_pool;
 
 typedef struct mr_mbuf {
-    uint32_t refs;          /* slices and owners holding it */
-    uint32_t cap;           /* bytes in data[] */
-    uint32_t len;           /* bytes filled so far */
-    mr_mbuf_pool *pool;     /* where a standard-size block returns to */
-    struct mr_mbuf *next;   /* free-list link */
+    uint32_t refs;        /* slices and owners holding it */
+    uint32_t cap;         /* bytes in data[] */
+    uint32_t len;         /* bytes filled so far */
+    mr_mbuf_pool *pool;   /* where a standard-size block returns to */
+    struct mr_mbuf *next; /* free-list link */
     char data[];
 } mr_mbuf;
 
@@ -35,14 +35,14 @@ typedef struct mr_mbuf {
  * the system after a spike; blocks it kept unused for a whole period of
  * mr_mbuf_pool_shrink() are freed too. */
 struct mr_mbuf_pool {
-    mr_mbuf *free;          /* free standard blocks */
-    uint32_t nfree;         /* how many */
-    uint32_t max_free;      /* bound on nfree */
-    uint32_t low_free;      /* fewest free since the last shrink: that many went unused */
-    uint64_t allocated;     /* blocks alive (stats) */
-    uint64_t live_bytes;    /* bytes of the blocks alive */
-    uint64_t peak_bytes;    /* most live_bytes since the last shrink */
-    uint64_t returned;      /* bytes handed back to malloc since the last trim */
+    mr_mbuf *free;       /* free standard blocks */
+    uint32_t nfree;      /* how many */
+    uint32_t max_free;   /* bound on nfree */
+    uint32_t low_free;   /* fewest free since the last shrink: that many went unused */
+    uint64_t allocated;  /* blocks alive (stats) */
+    uint64_t live_bytes; /* bytes of the blocks alive */
+    uint64_t peak_bytes; /* most live_bytes since the last shrink */
+    uint64_t returned;   /* bytes handed back to malloc since the last trim */
 };
 
 void mr_mbuf_pool_init(mr_mbuf_pool *pool, uint32_t max_free);

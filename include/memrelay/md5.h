@@ -7,9 +7,9 @@
 #include <stdint.h>
 
 typedef struct {
-    uint32_t state[4];  /* a b c d */
-    uint64_t bytes;     /* total bytes fed so far */
-    uint8_t block[64];  /* pending partial block */
+    uint32_t state[4]; /* a b c d */
+    uint64_t bytes;    /* total bytes fed so far */
+    uint8_t block[64]; /* pending partial block */
 } mr_md5_ctx;
 
 void mr_md5_init(mr_md5_ctx *ctx);

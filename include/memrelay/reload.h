@@ -34,24 +34,25 @@ typedef struct mr_reloader {
     mr_shared *shared;
     mr_worker *workers;
     int nworkers;
-    mr_gen *current;          /* the main thread's reference; swapped under current_lock */
+    mr_gen *current;              /* the main thread's reference; swapped under current_lock */
     pthread_mutex_t current_lock; /* for threads that take a reference of their own (admin HTTP) */
-    mr_gen *switching;        /* published; not every worker has switched yet */
-    mr_gen *leaving;          /* the generation switching replaces: the main thread's reference until the switch ends */
-    bool again;               /* asked to reload while switching */
+    mr_gen *switching;            /* published; not every worker has switched yet */
+    mr_gen
+        *leaving; /* the generation switching replaces: the main thread's reference until the switch ends */
+    bool again;   /* asked to reload while switching */
     bool again_forced;
-    bool paused;              /* shutting down: no more reloads (mr_reload_pause) */
-    bool again_members;       /* asked to apply a new DNS membership while switching */
-    mr_config *parked;        /* loaded, waiting for its new servers' first DNS answers (reload.c) */
+    bool paused;        /* shutting down: no more reloads (mr_reload_pause) */
+    bool again_members; /* asked to apply a new DNS membership while switching */
+    mr_config *parked;  /* loaded, waiting for its new servers' first DNS answers (reload.c) */
     char parked_why[300];
-    ev_tstamp parked_until;   /* switch anyway then */
+    ev_tstamp parked_until; /* switch anyway then */
     ev_timer parked_timer;
-    ev_stat watch;            /* inotify where it can (the path itself) */
-    ev_timer poll;            /* stat() of the file the path leads to (symlinks followed) */
-    struct stat mark;         /* what poll saw last */
+    ev_stat watch;    /* inotify where it can (the path itself) */
+    ev_timer poll;    /* stat() of the file the path leads to (symlinks followed) */
+    struct stat mark; /* what poll saw last */
     ev_timer debounce;
-    ev_async switched;        /* workers report switches and released generations */
-    ev_timer warm_close;      /* logs the end of the current generation's warm-up window */
+    ev_async switched;   /* workers report switches and released generations */
+    ev_timer warm_close; /* logs the end of the current generation's warm-up window */
     mr_reload_status status;
     /* Called on the main thread after a reload took a new config (process
      * settings such as logging); optional. */
@@ -66,7 +67,8 @@ typedef struct mr_reloader {
 /* Load the first generation (no workers yet). Returns -1 after logging. */
 int mr_reload_init(mr_reloader *r, const char *path, mr_health *health);
 /* Watch the file and take reloads from now on (workers running). */
-void mr_reload_start(mr_reloader *r, struct ev_loop *loop, mr_shared *shared, mr_worker *workers, int nworkers);
+void mr_reload_start(mr_reloader *r, struct ev_loop *loop, mr_shared *shared, mr_worker *workers,
+                     int nworkers);
 void mr_reload_stop(mr_reloader *r);
 /* Stop watching the file (a graceful shutdown): a switch already under way
  * still completes. */

@@ -21,7 +21,6 @@
 
 struct mr_worker;
 
-
 /* Send a keyed command (storage, delete/incr/decr/touch, meta) for a key of
  * a replicated pool. */
 void mr_replicate_keyed(mr_req *req, const mr_pool *pool, const char *key, size_t key_len);

@@ -27,10 +27,10 @@ typedef enum {
 
 typedef struct {
     mr_reply_kind kind;
-    uint32_t len;            /* bytes of the whole element, line and data */
-    uint32_t line_len;       /* bytes of its first line including "\r\n" */
+    uint32_t len;              /* bytes of the whole element, line and data */
+    uint32_t line_len;         /* bytes of its first line including "\r\n" */
     uint32_t key_off, key_len; /* VALUE: the key */
-    uint32_t need;           /* NEED_MORE: total bytes needed when known (VALUE/VA), else 0 */
+    uint32_t need;             /* NEED_MORE: total bytes needed when known (VALUE/VA), else 0 */
 } mr_reply_elem;
 
 /* Parse the element at the start of buf[0..len). `max_value` bounds the data

@@ -51,8 +51,8 @@ typedef struct mr_core_hooks {
     void (*req_freed)(struct mr_worker *w, struct mr_gen *gen);
     /* `stats [arg] [rest]` into *out: 0, or -1 out of memory (ops:
      * mr_stats_reply). */
-    int (*stats_reply)(struct mr_worker *w, uint32_t listen_pool, mr_slice *out, const char *arg, uint32_t arg_len,
-                       const char *rest, uint32_t rest_len);
+    int (*stats_reply)(struct mr_worker *w, uint32_t listen_pool, mr_slice *out, const char *arg,
+                       uint32_t arg_len, const char *rest, uint32_t rest_len);
     /* Test seam, NULL in the binary: when set, every message dispatch and
      * replication send goes here instead of to its server's backend
      * (mr_forward_send). */
@@ -72,29 +72,29 @@ typedef struct mr_req_ops {
 } mr_req_ops;
 
 typedef struct mr_msg {
-    struct mr_req *req;     /* owner */
-    struct mr_msg *next;    /* link in a backend connection queue */
-    uint32_t server;        /* global server id */
-    bool retrieval;         /* reply is VALUE items ended by END */
-    bool queued;            /* on a backend queue */
-    bool replied;           /* reply complete or failed */
-    bool fenced;            /* sent with its q and then "mn": zero or one reply element, then MN */
-    bool fence_got;         /* fenced: that one element has arrived */
-    uint8_t fit;            /* mr_reply_fit of out[0] (reply_fit.h), set at its first reply; 0 before */
-    mr_err error;           /* MR_ERR_NONE unless it failed without a reply */
-    mr_slice out[2];        /* command line, data block */
+    struct mr_req *req;  /* owner */
+    struct mr_msg *next; /* link in a backend connection queue */
+    uint32_t server;     /* global server id */
+    bool retrieval;      /* reply is VALUE items ended by END */
+    bool queued;         /* on a backend queue */
+    bool replied;        /* reply complete or failed */
+    bool fenced;         /* sent with its q and then "mn": zero or one reply element, then MN */
+    bool fence_got;      /* fenced: that one element has arrived */
+    uint8_t fit;         /* mr_reply_fit of out[0] (reply_fit.h), set at its first reply; 0 before */
+    mr_err error;        /* MR_ERR_NONE unless it failed without a reply */
+    mr_slice out[2];     /* command line, data block */
     uint32_t nout;
-    uint32_t written;       /* bytes of out[] already written */
-    ev_tstamp deadline;     /* enqueue time + pool timeout: bounds a connect's wait (backend.c msg_deadline) */
-    ev_tstamp sent_at;      /* loop time its last byte was written to the server (0: not yet) */
-    ev_tstamp queued_at;    /* loop time it was handed to its backend (0: never was); per-server stats */
+    uint32_t written;    /* bytes of out[] already written */
+    ev_tstamp deadline;  /* enqueue time + pool timeout: bounds a connect's wait (backend.c msg_deadline) */
+    ev_tstamp sent_at;   /* loop time its last byte was written to the server (0: not yet) */
+    ev_tstamp queued_at; /* loop time it was handed to its backend (0: never was); per-server stats */
     /* The reply. Retrievals: the VALUE items, and `line` only if the backend
      * answered with an error line instead. Others: `line` is the reply. */
     mr_slice line;
     mr_slice *items;
     uint32_t nitems, items_cap;
-    uint32_t cursor;        /* merge position in items */
-    uint32_t key_scan;      /* retrievals: where the next expected key is looked for in out[0] */
+    uint32_t cursor;   /* merge position in items */
+    uint32_t key_scan; /* retrievals: where the next expected key is looked for in out[0] */
     mr_slice inline_items[4];
 } mr_msg;
 
@@ -121,40 +121,40 @@ typedef struct {
 #define MR_BIN_RUN_MAX 64u
 
 typedef struct mr_req {
-    struct mr_client *client;  /* NULL: orphan, nobody wants the reply */
+    struct mr_client *client; /* NULL: orphan, nobody wants the reply */
     struct mr_worker *worker;
-    struct mr_gen *gen;        /* the config it started under: it finishes on it (worker holds a reference) */
-    struct mr_req *next;       /* client's queue, or the worker's free list */
+    struct mr_gen *gen;  /* the config it started under: it finishes on it (worker holds a reference) */
+    struct mr_req *next; /* client's queue, or the worker's free list */
     mr_cmd cmd;
     mr_cmd_class cls;
-    bool quiet;                /* meta q: some replies are suppressed */
-    bool done;                 /* every message answered (or a local reply set) */
-    bool close_after;          /* close the client once this reply is out */
-    bool fail_multiget;        /* pool's multiget_errors: fail */
-    uint32_t pending;          /* messages not yet replied */
-    uint32_t in_flight;        /* messages still on a backend queue */
-    mr_slice line;             /* the client's command line (keys for merging) */
-    mr_request_head head;      /* parse result (offsets relative to line.p) */
-    mr_slice local;            /* a reply made by memrelay itself */
-    mr_msg *msgs;              /* one per server involved */
+    bool quiet;           /* meta q: some replies are suppressed */
+    bool done;            /* every message answered (or a local reply set) */
+    bool close_after;     /* close the client once this reply is out */
+    bool fail_multiget;   /* pool's multiget_errors: fail */
+    uint32_t pending;     /* messages not yet replied */
+    uint32_t in_flight;   /* messages still on a backend queue */
+    mr_slice line;        /* the client's command line (keys for merging) */
+    mr_request_head head; /* parse result (offsets relative to line.p) */
+    mr_slice local;       /* a reply made by memrelay itself */
+    mr_msg *msgs;         /* one per server involved */
     uint32_t nmsgs;
-    uint32_t *key_msg;         /* retrievals over several servers: message of each key */
-    mr_key_ref *keys;          /* and where each key is in `line` */
+    uint32_t *key_msg; /* retrievals over several servers: message of each key */
+    mr_key_ref *keys;  /* and where each key is in `line` */
     uint32_t nkeys;
     /* Replication (replicate.c); ops NULL for plain requests. */
     const mr_req_ops *ops;
-    uint32_t reply_msg;        /* the message whose reply the client gets (single-key commands) */
-    uint32_t msgs_cap;         /* message slots allocated (failover adds messages) */
-    uint32_t conn_hint;        /* picks the backend connection */
-    uint32_t listen_pool;      /* pool whose listener the request came in on */
-    uint8_t nreplicas;         /* replicas[] in preference order, primary first */
-    uint8_t acks, fails;       /* replicated writes: replies counted so far */
+    uint32_t reply_msg;   /* the message whose reply the client gets (single-key commands) */
+    uint32_t msgs_cap;    /* message slots allocated (failover adds messages) */
+    uint32_t conn_hint;   /* picks the backend connection */
+    uint32_t listen_pool; /* pool whose listener the request came in on */
+    uint8_t nreplicas;    /* replicas[] in preference order, primary first */
+    uint8_t acks, fails;  /* replicated writes: replies counted so far */
     uint8_t acks_needed;
     uint32_t replicas[MR_MAX_REPLICAS];
-    uint32_t write_gen;        /* the key's write generation when this write or read-back started */
-    uint8_t readback_tries;    /* read-backs redone because a newer write raced them */
-    uint32_t key_lock;         /* key stripe + 1 this replicated write holds (key_locks.h), 0: none */
-    struct mr_req *park_next;  /* the worker's wait list while parked for a key stripe */
+    uint32_t write_gen;              /* the key's write generation when this write or read-back started */
+    uint8_t readback_tries;          /* read-backs redone because a newer write raced them */
+    uint32_t key_lock;               /* key stripe + 1 this replicated write holds (key_locks.h), 0: none */
+    struct mr_req *park_next;        /* the worker's wait list while parked for a key stripe */
     const struct mr_pool *park_pool; /* parked: the pool it was dispatched to */
     /* A binary protocol client's request (NULL: text). `line` is then the
      * meta command mr_bin_translate wrote, in a block of its own that also
@@ -167,7 +167,7 @@ typedef struct mr_req {
      * for one response head each at bin_out (MR_BIN_REPLY_HEAD_MAX apart). */
     const mr_bin_run_key *bin_run;
     uint32_t bin_run_len;
-    bool local_framed;         /* binary: `local` already is binary responses (else a text line to translate) */
+    bool local_framed; /* binary: `local` already is binary responses (else a text line to translate) */
     mr_msg inline_msgs[MR_REQ_INLINE_MSGS];
     uint32_t inline_key_msg[MR_REQ_INLINE_KEYS];
     mr_key_ref inline_keys[MR_REQ_INLINE_KEYS];

@@ -17,8 +17,8 @@
 
 typedef struct {
     const mr_server_conf *conf;
-    uint32_t id;       /* global server id */
-    uint32_t pool;     /* index of its pool */
+    uint32_t id;   /* global server id */
+    uint32_t pool; /* index of its pool */
 } mr_server;
 
 struct mr_router;
@@ -28,9 +28,9 @@ struct mr_tls_set;
  * servers out (built and swapped in by the health checker). */
 typedef struct mr_live_ring {
     mr_dist *dist;
-    uint32_t *server_ids;   /* global id of each live server, in config order */
+    uint32_t *server_ids; /* global id of each live server, in config order */
     uint32_t n;
-    const mr_dist_ops *ops; /* how to free dist */
+    const mr_dist_ops *ops;         /* how to free dist */
     struct mr_live_ring *next_dead; /* graveyard link until it is safe to free */
     double dead_since;
 } mr_live_ring;
@@ -38,11 +38,11 @@ typedef struct mr_live_ring {
 typedef struct mr_pool {
     const struct mr_router *router; /* the router it belongs to */
     const mr_pool_conf *conf;
-    uint32_t index;          /* in mr_router.pools (same as in the config) */
-    uint32_t slot;           /* stable across reloads (by name): per-pool counters */
-    const mr_dist_ops *ops;  /* its distribution */
-    mr_dist *dist;           /* NULL when the pool has no servers */
-    uint32_t *server_ids;    /* global id of each pool server, config order */
+    uint32_t index;         /* in mr_router.pools (same as in the config) */
+    uint32_t slot;          /* stable across reloads (by name): per-pool counters */
+    const mr_dist_ops *ops; /* its distribution */
+    mr_dist *dist;          /* NULL when the pool has no servers */
+    uint32_t *server_ids;   /* global id of each pool server, config order */
     uint32_t nservers;
 } mr_pool;
 
@@ -50,8 +50,8 @@ typedef struct mr_router {
     const mr_config *cfg; /* borrowed: outlives the router */
     mr_pool *pools;
     uint32_t npools;
-    mr_server *servers;   /* by server id; conf NULL for ids this config does not use */
-    uint32_t nservers;    /* 1 + the highest id (the length of servers) */
+    mr_server *servers; /* by server id; conf NULL for ids this config does not use */
+    uint32_t nservers;  /* 1 + the highest id (the length of servers) */
     /* The one mutable part, by pool: the live ring when servers are ejected
      * (NULL: the full ring). Swapped atomically by the health checker;
      * workers load it once per lookup. */
@@ -94,8 +94,8 @@ static inline bool mr_pool_replicated(const mr_pool *pool)
  * first, then the next distinct servers clockwise (pool `replicas` of
  * them), then the owner in each pool of `replicate_to`. Returns how many
  * were written to out (global ids). */
-uint32_t mr_router_replicas_for_key(const mr_pool *pool, const char *key, size_t len, uint32_t rnd, uint32_t *out,
-                                    uint32_t max);
+uint32_t mr_router_replicas_for_key(const mr_pool *pool, const char *key, size_t len, uint32_t rnd,
+                                    uint32_t *out, uint32_t max);
 
 /* The pool that answers pool-wide commands (version) for a listening pool:
  * itself if it has servers, else its catch-all route's pool. */

@@ -11,37 +11,37 @@
 
 #include <stdint.h>
 
-#define MR_STATS(X)          \
-    X(curr_connections)      \
-    X(total_connections)     \
-    X(rejected_connections)  \
-    X(cmd_get)               \
-    X(cmd_set)               \
-    X(cmd_flush)             \
-    X(cmd_touch)             \
-    X(cmd_meta)              \
-    X(get_hits)              \
-    X(get_misses)            \
-    X(bytes_read)            \
-    X(bytes_written)         \
-    X(backend_requests)      \
-    X(backend_timeouts)      \
-    X(backend_errors)        \
-    X(backend_connects)      \
-    X(backend_connect_failures) \
-    X(multiget_server_failures) \
-    X(client_errors)         \
-    X(client_backpressure)   \
-    X(client_idle_closed)    \
-    X(client_output_closed)  \
-    X(backend_queue_full)    \
-    X(tls_handshakes)        \
-    X(tls_handshake_failures) \
-    X(backend_tls_handshakes) \
+#define MR_STATS(X)                   \
+    X(curr_connections)               \
+    X(total_connections)              \
+    X(rejected_connections)           \
+    X(cmd_get)                        \
+    X(cmd_set)                        \
+    X(cmd_flush)                      \
+    X(cmd_touch)                      \
+    X(cmd_meta)                       \
+    X(get_hits)                       \
+    X(get_misses)                     \
+    X(bytes_read)                     \
+    X(bytes_written)                  \
+    X(backend_requests)               \
+    X(backend_timeouts)               \
+    X(backend_errors)                 \
+    X(backend_connects)               \
+    X(backend_connect_failures)       \
+    X(multiget_server_failures)       \
+    X(client_errors)                  \
+    X(client_backpressure)            \
+    X(client_idle_closed)             \
+    X(client_output_closed)           \
+    X(backend_queue_full)             \
+    X(tls_handshakes)                 \
+    X(tls_handshake_failures)         \
+    X(backend_tls_handshakes)         \
     X(backend_tls_handshake_failures) \
-    X(auth_cmds)             \
-    X(auth_errors)           \
-    X(auth_delays)           \
+    X(auth_cmds)                      \
+    X(auth_errors)                    \
+    X(auth_delays)                    \
     X(auth_failure_closes)
 
 typedef struct {
@@ -50,26 +50,27 @@ typedef struct {
 #undef MR_STAT_FIELD
 } mr_stats;
 
-#define MR_STAT_ADD(stats, field, n) \
-    __atomic_store_n(&(stats)->field, __atomic_load_n(&(stats)->field, __ATOMIC_RELAXED) + (n), __ATOMIC_RELAXED)
+#define MR_STAT_ADD(stats, field, n)                                                            \
+    __atomic_store_n(&(stats)->field, __atomic_load_n(&(stats)->field, __ATOMIC_RELAXED) + (n), \
+                     __ATOMIC_RELAXED)
 #define MR_STAT_INC(stats, field) MR_STAT_ADD(stats, field, 1)
 #define MR_STAT_DEC(stats, field) MR_STAT_ADD(stats, field, (uint64_t)-1)
 
 /* Per pool (replication), one array per worker indexed by pool. */
-#define MR_POOL_STATS(X)     \
-    X(repl_writes)           \
-    X(repl_write_failures)   \
-    X(repl_acks_unmet)       \
-    X(repl_repairs)          \
-    X(repl_read_failovers)   \
+#define MR_POOL_STATS(X)       \
+    X(repl_writes)             \
+    X(repl_write_failures)     \
+    X(repl_acks_unmet)         \
+    X(repl_repairs)            \
+    X(repl_read_failovers)     \
     X(repl_background_pending) \
-    X(repl_queued)           \
-    X(repl_replayed)         \
-    X(repl_queue_depth)      \
-    X(repl_queue_overflows)  \
-    X(warm_lookups)          \
-    X(warm_hits)             \
-    X(warm_copies)           \
+    X(repl_queued)             \
+    X(repl_replayed)           \
+    X(repl_queue_depth)        \
+    X(repl_queue_overflows)    \
+    X(warm_lookups)            \
+    X(warm_hits)               \
+    X(warm_copies)             \
     X(warm_stale_deletes)
 
 typedef struct {

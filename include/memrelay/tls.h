@@ -106,8 +106,8 @@ mr_tls_conn *mr_tls_connect_new(SSL_CTX *ctx, int fd, const char *name, bool ver
  * pool's server context, and the name checked and sent as SNI is the pool's
  * server_tls_name, else the server's host. 1 with *out set; 0 when the pool
  * has no server_tls (the connection stays plain); -1 when out of memory. */
-int mr_tls_connect_server(const mr_tls_set *set, uint32_t pool, const mr_pool_conf *pc, const mr_server_conf *sc,
-                          int fd, mr_tls_conn **out);
+int mr_tls_connect_server(const mr_tls_set *set, uint32_t pool, const mr_pool_conf *pc,
+                          const mr_server_conf *sc, int fd, mr_tls_conn **out);
 /* Send close_notify if it fits in the socket now (never waits), free. */
 void mr_tls_conn_free(mr_tls_conn *t);
 

@@ -17,13 +17,13 @@
  * main thread beforehand so the switch itself cannot fail. */
 typedef struct mr_worker_switch {
     mr_gen *gen;
-    mr_backend **backends;          /* the new table: nbackends slots, zeroed */
-    uint32_t *server_slot;          /* the new dispatch scratch, nbackends slots */
+    mr_backend **backends; /* the new table: nbackends slots, zeroed */
+    uint32_t *server_slot; /* the new dispatch scratch, nbackends slots */
     uint32_t nbackends;
-    mr_backend **fresh;             /* by id: set up for servers new to this config (NULL elsewhere) */
-    ev_io *accept_io;               /* by pool of the new config */
-    struct mr_gen_hold *hold;       /* for the generation the worker leaves */
-    mr_backend **retired;           /* its room for retired backends: nbackends slots */
+    mr_backend **fresh;       /* by id: set up for servers new to this config (NULL elsewhere) */
+    ev_io *accept_io;         /* by pool of the new config */
+    struct mr_gen_hold *hold; /* for the generation the worker leaves */
+    mr_backend **retired;     /* its room for retired backends: nbackends slots */
 } mr_worker_switch;
 
 /* An older generation this worker still needs: requests it started under
@@ -31,15 +31,15 @@ typedef struct mr_worker_switch {
 typedef struct mr_gen_hold {
     mr_gen *gen;
     uint32_t reqs;
-    mr_backend **retired;           /* owned backends of servers no newer config has */
+    mr_backend **retired; /* owned backends of servers no newer config has */
     uint32_t nretired;
-    bool warm;                      /* the newer generation's warm-up window holds it too (one of reqs) */
+    bool warm; /* the newer generation's warm-up window holds it too (one of reqs) */
     struct mr_gen_hold *next;
 } mr_gen_hold;
 
 int mr_worker_init(mr_worker *w, uint32_t index, mr_shared *shared, mr_gen *gen);
 int mr_worker_start(mr_worker *w);
-void mr_worker_stop(mr_worker *w);   /* from another thread */
+void mr_worker_stop(mr_worker *w); /* from another thread */
 void mr_worker_join(mr_worker *w);
 void mr_worker_destroy(mr_worker *w);
 

@@ -20,7 +20,8 @@ void mr_pool_stats_sum(uint32_t pool, mr_pool_stats *out)
 {
     memset(out, 0, sizeof(*out));
     for (int i = 0; i < nregistered_pools; i++) {
-#define MR_POOL_STAT_SUM(name) out->name += __atomic_load_n(&registered_pools[i][pool].name, __ATOMIC_RELAXED);
+#define MR_POOL_STAT_SUM(name) \
+    out->name += __atomic_load_n(&registered_pools[i][pool].name, __ATOMIC_RELAXED);
         MR_POOL_STATS(MR_POOL_STAT_SUM)
 #undef MR_POOL_STAT_SUM
     }

@@ -2,8 +2,8 @@
 #include "memrelay/discovery.h"
 
 #include <arpa/inet.h>
-#include <pthread.h>
 #include <netinet/in.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -39,22 +39,22 @@ typedef struct disc_pool {
     char *pool;
     char *name;
     mr_servers_source kind;
-    uint16_t port;                 /* servers_dns */
+    uint16_t port; /* servers_dns */
     uint32_t refresh_ms;
     uint32_t max_ejected_pct;
     ev_timer timer;
-    mr_dns_query *q;               /* the lookup in flight, or NULL */
-    member *members;               /* sorted by key */
+    mr_dns_query *q; /* the lookup in flight, or NULL */
+    member *members; /* sorted by key */
     size_t n;
-    const char **lines;            /* members' lines, same order (mr_pool_members) */
-    bool answered;                 /* the first lookup has ended */
-    bool replace_all;              /* its name changed: the next good answer is the membership */
-    bool failing;                  /* the last lookup failed (logged once per change) */
+    const char **lines; /* members' lines, same order (mr_pool_members) */
+    bool answered;      /* the first lookup has ended */
+    bool replace_all;   /* its name changed: the next good answer is the membership */
+    bool failing;       /* the last lookup failed (logged once per change) */
     uint64_t lookups, failures, changes;
     int64_t last_answer_ms;
     char last_error[128];
-    bool keep;                     /* configure: still in the config */
-    bool notify;                   /* the answer being applied changed the membership */
+    bool keep;   /* configure: still in the config */
+    bool notify; /* the answer being applied changed the membership */
 } disc_pool;
 
 struct mr_discovery {
@@ -67,7 +67,7 @@ struct mr_discovery {
     void *ctx;
     disc_pool **pools;
     size_t npools;
-    mr_pool_members *members;      /* by pool, rebuilt by mr_discovery_members */
+    mr_pool_members *members; /* by pool, rebuilt by mr_discovery_members */
 };
 
 static const char *kind_name(mr_servers_source k)
@@ -196,9 +196,9 @@ static bool apply(disc_pool *p, found *f, size_t nf)
         mr_log_error("pool %s: out of memory keeping its DNS membership", p->pool);
     if (changed) {
         p->changes++;
-        mr_log_info("pool %s: DNS membership from %s %s changed: %zu servers; added [%s], removed [%s]%s%s%s", p->pool,
-                    kind_name(p->kind), p->name, p->n, added, removed, reweighted[0] ? ", new weight [" : "",
-                    reweighted, reweighted[0] ? "]" : "");
+        mr_log_info("pool %s: DNS membership from %s %s changed: %zu servers; added [%s], removed [%s]%s%s%s",
+                    p->pool, kind_name(p->kind), p->name, p->n, added, removed,
+                    reweighted[0] ? ", new weight [" : "", reweighted, reweighted[0] ? "]" : "");
     }
     return changed;
 }
@@ -208,16 +208,16 @@ static void lookup_failed(disc_pool *p, const char *why)
     p->failures++;
     snprintf(p->last_error, sizeof(p->last_error), "%s", why);
     if (!p->failing)
-        mr_log_warn("pool %s: DNS lookup of %s %s failed (%s): keeping its %zu servers", p->pool, kind_name(p->kind),
-                    p->name, why, p->n);
+        mr_log_warn("pool %s: DNS lookup of %s %s failed (%s): keeping its %zu servers", p->pool,
+                    kind_name(p->kind), p->name, why, p->n);
     p->failing = true;
 }
 
 static void lookup_ok(disc_pool *p, found *f, size_t nf)
 {
     if (p->failing)
-        mr_log_info("pool %s: DNS lookup of %s %s answers again (%zu records)", p->pool, kind_name(p->kind), p->name,
-                    nf);
+        mr_log_info("pool %s: DNS lookup of %s %s answers again (%zu records)", p->pool, kind_name(p->kind),
+                    p->name, nf);
     p->failing = false;
     p->last_error[0] = '\0';
     p->last_answer_ms = wall_ms();

@@ -68,9 +68,10 @@ void mr_health_eject_update(mr_health *h, const mr_router *r, uint32_t pool_inde
         bool down = __atomic_load_n(&sh->state, __ATOMIC_ACQUIRE) != MR_HEALTH_UP;
         bool eject = chosen[i];
         if (down && !eject && !__atomic_load_n(&sh->ejected, __ATOMIC_RELAXED))
-            mr_log_warn("pool %s: server %s stays in the ring (max_ejected_fraction %u%% reached); its requests "
-                        "fail fast instead",
-                        pc->name, r->servers[id].conf->spec, pc->max_ejected_pct);
+            mr_log_warn(
+                "pool %s: server %s stays in the ring (max_ejected_fraction %u%% reached); its requests "
+                "fail fast instead",
+                pc->name, r->servers[id].conf->spec, pc->max_ejected_pct);
         if (eject)
             continue;
         ds[n].ident = r->servers[id].conf->ident;
@@ -100,7 +101,8 @@ void mr_health_eject_update(mr_health *h, const mr_router *r, uint32_t pool_inde
      * sees `ejected` (stats, metrics, a test) finds the ring without it. */
     for (uint32_t i = 0; i < pool->nservers; i++) {
         uint32_t id = pool->server_ids[i];
-        bool was = __atomic_exchange_n(&mr_health_server(h, id)->ejected, chosen[i] ? 1u : 0u, __ATOMIC_RELAXED);
+        bool was =
+            __atomic_exchange_n(&mr_health_server(h, id)->ejected, chosen[i] ? 1u : 0u, __ATOMIC_RELAXED);
         if (chosen[i] != was)
             mr_log_warn("pool %s: server %s %s the ring", pc->name, r->servers[id].conf->spec,
                         chosen[i] ? "ejected from" : "back in");

@@ -176,8 +176,8 @@ int mr_reload_status_stats(mr_reload_status *st, char *buf, size_t cap)
                      "STAT last_reload_failure_ms %" PRId64 "\r\n"
                      "STAT last_reload_error %s\r\n"
                      "END\r\n",
-                     st->path, st->hash, st->seq, st->loaded_at_ms, st->reloads, st->failures, st->last_attempt_ms,
-                     st->last_failure_ms, st->last_error[0] ? st->last_error : "none");
+                     st->path, st->hash, st->seq, st->loaded_at_ms, st->reloads, st->failures,
+                     st->last_attempt_ms, st->last_failure_ms, st->last_error[0] ? st->last_error : "none");
     pthread_mutex_unlock(&st->lock);
     return n < 0 || (size_t)n >= cap ? -1 : n;
 }

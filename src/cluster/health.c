@@ -52,13 +52,15 @@ void mr_health_failure(mr_health *h, uint32_t server, int err, bool immediate)
     uint32_t state = __atomic_load_n(&sh->state, __ATOMIC_ACQUIRE);
     if (state == MR_HEALTH_DOWN)
         return;
-    if (!__atomic_compare_exchange_n(&sh->state, &state, MR_HEALTH_DOWN, false, __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE))
+    if (!__atomic_compare_exchange_n(&sh->state, &state, MR_HEALTH_DOWN, false, __ATOMIC_ACQ_REL,
+                                     __ATOMIC_ACQUIRE))
         return; /* another worker got there first and logs it */
     __atomic_store_n(&sh->last_error, (uint32_t)err, __ATOMIC_RELAXED);
     __atomic_store_n(&sh->down_at_ms, mr_wall_ms(), __ATOMIC_RELAXED);
     __atomic_add_fetch(&sh->downs, 1, __ATOMIC_RELAXED);
     const char *why = mr_error_reply((mr_err)err);
-    mr_log_warn("server %s (pool %s) is down: %.*s%s", sh->name, sh->pool, (int)strlen(why) - 2, why, immediate ? "" : " (failure limit reached)");
+    mr_log_warn("server %s (pool %s) is down: %.*s%s", sh->name, sh->pool, (int)strlen(why) - 2, why,
+                immediate ? "" : " (failure limit reached)");
     ev_async_send(h->loop, &h->wake);
 }
 
@@ -68,7 +70,8 @@ void mr_health_rejoin_ack(mr_health *h, uint32_t server)
     if (__atomic_sub_fetch(&sh->rejoin_pending, 1, __ATOMIC_ACQ_REL) != 0)
         return;
     uint32_t expect = MR_HEALTH_REJOINING;
-    if (__atomic_compare_exchange_n(&sh->state, &expect, MR_HEALTH_UP, false, __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE)) {
+    if (__atomic_compare_exchange_n(&sh->state, &expect, MR_HEALTH_UP, false, __ATOMIC_ACQ_REL,
+                                    __ATOMIC_ACQUIRE)) {
         __atomic_store_n(&sh->failures, 0, __ATOMIC_RELAXED);
         __atomic_add_fetch(&sh->rejoins, 1, __ATOMIC_RELAXED);
         mr_log_warn("server %s is back in service (missed writes replayed)", sh->name);
@@ -81,8 +84,9 @@ void mr_health_quarantine(mr_health *h, uint32_t server, uint32_t ms)
     int64_t until = mr_wall_ms() + ms;
     mr_server_health *sh = mr_health_server(h, server);
     __atomic_store_n(&sh->quarantine_until_ms, until, __ATOMIC_RELAXED);
-    mr_log_warn("server %s: quarantined for %u ms (its replay queue overflowed): writes only, reads elsewhere",
-                sh->name, ms);
+    mr_log_warn(
+        "server %s: quarantined for %u ms (its replay queue overflowed): writes only, reads elsewhere",
+        sh->name, ms);
 }
 
 bool mr_health_quarantined(const mr_health *h, uint32_t server)
@@ -395,4 +399,3 @@ void mr_health_free(mr_health *h)
     mr_health_registry_free(h);
     free(h);
 }
-

@@ -93,7 +93,8 @@ static void answered(void *ctx, const mr_dns_host_result *r)
             mr_net_format(&found, now_text, sizeof(now_text));
             if (was.len)
                 mr_log_info("server %s (pool %s): %s now resolves to %s (was %s): new connections go there",
-                            sh->name, sh->pool, sh->host, now_text, mr_net_format(&was, was_text, sizeof(was_text)));
+                            sh->name, sh->pool, sh->host, now_text,
+                            mr_net_format(&was, was_text, sizeof(was_text)));
             else
                 mr_log_info("server %s (pool %s): %s resolves to %s", sh->name, sh->pool, sh->host, now_text);
             if (h->hooks.rejoin_started)
@@ -113,8 +114,9 @@ static void answered(void *ctx, const mr_dns_host_result *r)
             mr_net_format(&sh->addr, was_text, sizeof(was_text));
         pthread_mutex_unlock(&sh->addr_lock);
         if (!sh->lookup_failing)
-            mr_log_warn("server %s (pool %s): cannot resolve %s (%s); %s%s", sh->name, sh->pool, sh->host, why,
-                        known ? "keeping its last address " : "it has no address yet", known ? was_text : "");
+            mr_log_warn("server %s (pool %s): cannot resolve %s (%s); %s%s", sh->name, sh->pool, sh->host,
+                        why, known ? "keeping its last address " : "it has no address yet",
+                        known ? was_text : "");
         sh->lookup_failing = true;
         /* One that never resolved cannot be reached at all: down. */
         if (!known && h->loop && mr_health_pool_conf(h, sh->id) &&

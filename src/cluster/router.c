@@ -164,8 +164,8 @@ uint32_t mr_router_server_for_key(const mr_pool *pool, const char *key, size_t l
 static uint32_t own_replicas(const mr_pool *pool, const char *key, size_t len, uint32_t rnd, uint32_t *out,
                              uint32_t want);
 
-uint32_t mr_router_replicas_for_key(const mr_pool *pool, const char *key, size_t len, uint32_t rnd, uint32_t *out,
-                                    uint32_t max)
+uint32_t mr_router_replicas_for_key(const mr_pool *pool, const char *key, size_t len, uint32_t rnd,
+                                    uint32_t *out, uint32_t max)
 {
     uint32_t want = pool->conf->replicas < max ? pool->conf->replicas : max;
     if (want == 0)

@@ -34,7 +34,7 @@ typedef struct {
 } auth_entry;
 
 struct mr_auth_table {
-    uint32_t refs;  /* atomic */
+    uint32_t refs; /* atomic */
     size_t n;
     auth_entry e[]; /* n entries */
 };
@@ -60,7 +60,8 @@ static const char *bad_field(const char *s, size_t len)
         return "is longer than 255 bytes";
     for (size_t i = 0; i < len; i++) {
         if (s[i] == ' ')
-            return "contains a space (clients send \"user password\", split at spaces, so it could never match)";
+            return "contains a space (clients send \"user password\", split at spaces, so it could never "
+                   "match)";
         if (s[i] == '\0')
             return "contains a NUL byte";
         if (s[i] == '\r')

@@ -7,8 +7,8 @@
  */
 #include "config_internal.h"
 
-#include "memrelay/md5.h"
 #include "memrelay/auth.h"
+#include "memrelay/md5.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
@@ -91,8 +91,8 @@ mr_config *mr_config_load_string(const char *yaml, size_t len, const char *name,
     return load(yaml, len, name, NULL, 0, err);
 }
 
-mr_config *mr_config_load_members(const char *yaml, size_t len, const char *name, const mr_pool_members *members,
-                                  size_t nmembers, mr_config_error *err)
+mr_config *mr_config_load_members(const char *yaml, size_t len, const char *name,
+                                  const mr_pool_members *members, size_t nmembers, mr_config_error *err)
 {
     mr_config_error scratch;
     if (err == NULL)

@@ -23,26 +23,27 @@ typedef struct {
 /* Positions the validator needs after parsing, one set per pool. */
 typedef struct {
     mr_conf_pos key_at[MR_CONF_MAX_POOL_KEYS]; /* each key's value, by key table row ({0,0}: not set) */
-    mr_conf_pos listen;        /* the `listen` value */
-    mr_conf_pos routes;        /* the `routes` key */
-    mr_conf_pos *route_prefix; /* per route, in file order (before sorting) */
-    mr_conf_pos *route_pool;   /* per route, the `pool` value */
+    mr_conf_pos listen;                        /* the `listen` value */
+    mr_conf_pos routes;                        /* the `routes` key */
+    mr_conf_pos *route_prefix;                 /* per route, in file order (before sorting) */
+    mr_conf_pos *route_pool;                   /* per route, the `pool` value */
 } mr_conf_marks;
 
 typedef struct {
-    const char *name;     /* file name used in messages */
-    mr_config_error *err; /* filled by the first failure */
-    mr_config *cfg;       /* being built; freed by the caller on failure */
-    mr_conf_marks *marks; /* cfg->npools entries (capacity: pool keys in the file) */
-    mr_conf_pos root;     /* position of the top-level node */
-    mr_conf_pos admin_listen; /* the memrelay.admin_listen value */
+    const char *name;               /* file name used in messages */
+    mr_config_error *err;           /* filled by the first failure */
+    mr_config *cfg;                 /* being built; freed by the caller on failure */
+    mr_conf_marks *marks;           /* cfg->npools entries (capacity: pool keys in the file) */
+    mr_conf_pos root;               /* position of the top-level node */
+    mr_conf_pos admin_listen;       /* the memrelay.admin_listen value */
     const mr_pool_members *members; /* servers found in DNS, by pool (mr_config_load_members) */
     size_t nmembers;
 } mr_conf_ctx;
 
 /* Record "name:line:col: message" in ctx->err. Always returns -1 so callers
  * can `return mr_conf_fail(...)`. */
-int mr_conf_fail(mr_conf_ctx *ctx, mr_conf_pos pos, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+int mr_conf_fail(mr_conf_ctx *ctx, mr_conf_pos pos, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
 
 /* Parse `len` bytes of YAML into ctx->cfg (allocated here). 0 or -1. */
 int mr_conf_parse(mr_conf_ctx *ctx, const char *yaml, size_t len);

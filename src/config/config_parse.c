@@ -18,13 +18,13 @@
 #include <string.h>
 #include <yaml.h>
 
-#define PORT_MAX      65535
-#define WEIGHT_MAX    65535
-#define UNIX_PATH_MAX 107 /* sun_path holds 108 bytes including the NUL */
+#define PORT_MAX 65535
+#define WEIGHT_MAX 65535
+#define UNIX_PATH_MAX 107                  /* sun_path holds 108 bytes including the NUL */
 #define MR_LISTEN_DEFAULT_HOST "127.0.0.1" /* a listen address without a host */
 #define ITEM_SIZE_MIN 1024u
 #define ITEM_SIZE_MAX (1024u * 1024u * 1024u)
-#define LOG_PATH_MAX  4095 /* PATH_MAX less the NUL */
+#define LOG_PATH_MAX 4095 /* PATH_MAX less the NUL */
 
 typedef struct {
     mr_conf_ctx *ctx;
@@ -40,7 +40,9 @@ static mr_conf_pos pos_of(const yaml_node_t *n)
 
 static const char *kind_of(const yaml_node_t *n)
 {
-    return n->type == YAML_MAPPING_NODE ? "a map" : n->type == YAML_SEQUENCE_NODE ? "a list" : "a single value";
+    return n->type == YAML_MAPPING_NODE    ? "a map"
+           : n->type == YAML_SEQUENCE_NODE ? "a list"
+                                           : "a single value";
 }
 
 static const char *text_of(const yaml_node_t *n)
@@ -121,7 +123,8 @@ static int decimal(const char *s, size_t len, uint64_t max, uint64_t *out)
     return v > max ? -2 : 0;
 }
 
-static int get_uint(parser *ps, const yaml_node_t *n, const char *what, uint64_t min, uint64_t max, uint64_t *out)
+static int get_uint(parser *ps, const yaml_node_t *n, const char *what, uint64_t min, uint64_t max,
+                    uint64_t *out)
 {
     const char *s = scalar(ps, n, what);
     if (s == NULL)
@@ -180,7 +183,8 @@ static const yaml_node_t *earlier_key(parser *ps, const yaml_node_t *map, const 
 }
 
 /* Check a map's key: a single value, not repeated. Returns its text or NULL. */
-static const char *map_key(parser *ps, const yaml_node_t *map, const yaml_node_pair_t *pair, const char *where)
+static const char *map_key(parser *ps, const yaml_node_t *map, const yaml_node_pair_t *pair,
+                           const char *where)
 {
     const yaml_node_t *key = yaml_document_get_node(ps->doc, pair->key);
     if (key->type != YAML_SCALAR_NODE || is_null(key)) {
@@ -226,15 +230,16 @@ static size_t distance(const char *a, const char *b)
 
 static bool host_char(char c)
 {
-    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '-' || c == '.' ||
-           c == '_';
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '-' ||
+           c == '.' || c == '_';
 }
 
 /* Split `host:port` or `[v6]:port` (len bytes of s). On success returns
  * NULL and sets the host's offset and length (brackets excluded) and the
  * port; otherwise returns what is wrong. An unbracketed IPv6 literal is
  * accepted as twemproxy does: the port is after the last colon. */
-static const char *split_hostport(const char *s, size_t len, size_t *host_off, size_t *host_len, uint16_t *port)
+static const char *split_hostport(const char *s, size_t len, size_t *host_off, size_t *host_len,
+                                  uint16_t *port)
 {
     const char *colon = memrchr(s, ':', len);
     if (colon == NULL)
@@ -325,8 +330,8 @@ static bool octal_mode(const char *s, mode_t *out)
 /* ---- pool keys ---- */
 
 struct pool_key;
-typedef int (*pool_key_fn)(parser *ps, mr_pool_conf *p, mr_conf_marks *m, const yaml_node_t *key, const yaml_node_t *v,
-                           const struct pool_key *k, const char *what);
+typedef int (*pool_key_fn)(parser *ps, mr_pool_conf *p, mr_conf_marks *m, const yaml_node_t *key,
+                           const yaml_node_t *v, const struct pool_key *k, const char *what);
 
 struct pool_key {
     const char *name;
@@ -335,8 +340,8 @@ struct pool_key {
     uint64_t min, max; /* range, for plain numbers */
 };
 
-static int key_u32(parser *ps, mr_pool_conf *p, mr_conf_marks *m, const yaml_node_t *key, const yaml_node_t *v,
-                   const struct pool_key *k, const char *what)
+static int key_u32(parser *ps, mr_pool_conf *p, mr_conf_marks *m, const yaml_node_t *key,
+                   const yaml_node_t *v, const struct pool_key *k, const char *what)
 {
     uint64_t n = 0;
     if (get_uint(ps, v, what, k->min, k->max, &n) != 0)
@@ -345,8 +350,8 @@ static int key_u32(parser *ps, mr_pool_conf *p, mr_conf_marks *m, const yaml_nod
     return 0;
 }
 
-static int key_int(parser *ps, mr_pool_conf *p, mr_conf_marks *m, const yaml_node_t *key, const yaml_node_t *v,
-                   const struct pool_key *k, const char *what)
+static int key_int(parser *ps, mr_pool_conf *p, mr_conf_marks *m, const yaml_node_t *key,
+                   const yaml_node_t *v, const struct pool_key *k, const char *what)
 {
     uint64_t n = 0;
     if (get_uint(ps, v, what, k->min, k->max, &n) != 0)
@@ -355,14 +360,14 @@ static int key_int(parser *ps, mr_pool_conf *p, mr_conf_marks *m, const yaml_nod
     return 0;
 }
 
-static int key_bool(parser *ps, mr_pool_conf *p, mr_conf_marks *m, const yaml_node_t *key, const yaml_node_t *v,
-                    const struct pool_key *k, const char *what)
+static int key_bool(parser *ps, mr_pool_conf *p, mr_conf_marks *m, const yaml_node_t *key,
+                    const yaml_node_t *v, const struct pool_key *k, const char *what)
 {
     return get_bool(ps, v, what, (bool *)(void *)((char *)p + k->offset));
 }
 
-static int key_redis(parser *ps, mr_pool_conf *p, mr_conf_marks *m, const yaml_node_t *key, const yaml_node_t *v,
-                     const struct pool_key *k, const char *what)
+static int key_redis(parser *ps, mr_pool_conf *p, mr_conf_marks *m, const yaml_node_t *key,
+                     const yaml_node_t *v, const struct pool_key *k, const char *what)
 {
     bool redis;
     if (get_bool(ps, v, what, &redis) != 0)
@@ -374,8 +379,8 @@ static int key_redis(parser *ps, mr_pool_conf *p, mr_conf_marks *m, const yaml_n
 }
 
 /* twemproxy keys that only make sense for redis pools. */
-static int key_redis_only(parser *ps, mr_pool_conf *p, mr_conf_marks *m, const yaml_node_t *key, const yaml_node_t *v,
-                          const struct pool_key *k, const char *what)
+static int key_redis_only(parser *ps, mr_pool_conf *p, mr_conf_marks *m, const yaml_node_t *key,
+                          const yaml_node_t *v, const struct pool_key *k, const char *what)
 {
     return mr_conf_fail(ps->ctx, pos_of(key),
                         "%s is a redis setting; redis pools are not supported: memrelay speaks only the "
@@ -383,8 +388,8 @@ static int key_redis_only(parser *ps, mr_pool_conf *p, mr_conf_marks *m, const y
                         what);
 }
 
-static int key_hash(parser *ps, mr_pool_conf *p, mr_conf_marks *m, const yaml_node_t *key, const yaml_node_t *v,
-                    const struct pool_key *k, const char *what)
+static int key_hash(parser *ps, mr_pool_conf *p, mr_conf_marks *m, const yaml_node_t *key,
+                    const yaml_node_t *v, const struct pool_key *k, const char *what)
 {
 #define MR_HASH_WORD(e, name, fn) " " name
     static const char known[] = MR_HASHES(MR_HASH_WORD);
@@ -393,12 +398,13 @@ static int key_hash(parser *ps, mr_pool_conf *p, mr_conf_marks *m, const yaml_no
     if (s == NULL)
         return -1;
     if (mr_hash_from_name(s, &p->hash) != 0)
-        return mr_conf_fail(ps->ctx, pos_of(v), "unknown hash '%s' in pool '%s' (known:%s)", s, p->name, known);
+        return mr_conf_fail(ps->ctx, pos_of(v), "unknown hash '%s' in pool '%s' (known:%s)", s, p->name,
+                            known);
     return 0;
 }
 
-static int key_distribution(parser *ps, mr_pool_conf *p, mr_conf_marks *m, const yaml_node_t *key, const yaml_node_t *v,
-                            const struct pool_key *k, const char *what)
+static int key_distribution(parser *ps, mr_pool_conf *p, mr_conf_marks *m, const yaml_node_t *key,
+                            const yaml_node_t *v, const struct pool_key *k, const char *what)
 {
 #define MR_DIST_WORD(e, name, ops) " " name
     static const char known[] = MR_DISTS(MR_DIST_WORD);
@@ -407,15 +413,17 @@ static int key_distribution(parser *ps, mr_pool_conf *p, mr_conf_marks *m, const
     if (s == NULL)
         return -1;
     if (mr_dist_from_name(s, &p->distribution) != 0)
-        return mr_conf_fail(ps->ctx, pos_of(v), "unknown distribution '%s' in pool '%s' (known:%s)", s, p->name, known);
+        return mr_conf_fail(ps->ctx, pos_of(v), "unknown distribution '%s' in pool '%s' (known:%s)", s,
+                            p->name, known);
     return 0;
 }
 
-static int key_hash_tag(parser *ps, mr_pool_conf *p, mr_conf_marks *m, const yaml_node_t *key, const yaml_node_t *v,
-                        const struct pool_key *k, const char *what)
+static int key_hash_tag(parser *ps, mr_pool_conf *p, mr_conf_marks *m, const yaml_node_t *key,
+                        const yaml_node_t *v, const struct pool_key *k, const char *what)
 {
     if (v->type != YAML_SCALAR_NODE || is_null(v))
-        return mr_conf_fail(ps->ctx, pos_of(v), "%s must be two characters in quotes, e.g. hash_tag: \"{}\"", what);
+        return mr_conf_fail(ps->ctx, pos_of(v), "%s must be two characters in quotes, e.g. hash_tag: \"{}\"",
+                            what);
     if (v->data.scalar.length != 2)
         return mr_conf_fail(ps->ctx, pos_of(v),
                             "%s must be exactly 2 characters (open and close), e.g. \"{}\", got '%s'", what,
@@ -540,18 +548,19 @@ static int key_item_size_max(parser *ps, mr_pool_conf *p, mr_conf_marks *m, cons
     int rc = decimal(s, len, ITEM_SIZE_MAX, &n);
     if (rc == -1)
         return mr_conf_fail(ps->ctx, pos_of(v),
-                            "%s must be a plain decimal number of bytes, optionally with k or m, got '%s'", what, s);
+                            "%s must be a plain decimal number of bytes, optionally with k or m, got '%s'",
+                            what, s);
     if (rc == -2 || n * unit < ITEM_SIZE_MIN || n * unit > ITEM_SIZE_MAX)
-        return mr_conf_fail(ps->ctx, pos_of(v), "%s must be between %u (1k) and %u (1024m) bytes, got %s", what,
-                            ITEM_SIZE_MIN, ITEM_SIZE_MAX, s);
+        return mr_conf_fail(ps->ctx, pos_of(v), "%s must be between %u (1k) and %u (1024m) bytes, got %s",
+                            what, ITEM_SIZE_MIN, ITEM_SIZE_MAX, s);
     p->item_size_max = (uint32_t)(n * unit);
     return 0;
 }
 
 /* A listen address: `host:port`, `[v6]:port`, or `/path [mode]`, into
  * `addr`. `key` names the setting (listen, tls_listen) in messages. */
-static int parse_listen_addr(parser *ps, mr_pool_conf *p, const yaml_node_t *v, const char *what, const char *key,
-                             mr_addr_conf *addr)
+static int parse_listen_addr(parser *ps, mr_pool_conf *p, const yaml_node_t *v, const char *what,
+                             const char *key, mr_addr_conf *addr)
 {
     const char *s = scalar(ps, v, what);
     if (s == NULL)
@@ -579,7 +588,7 @@ static int parse_listen_addr(parser *ps, mr_pool_conf *p, const yaml_node_t *v, 
                                 UNIX_PATH_MAX);
         addr->is_unix = true;
         addr->host = dup_n(ps, s, path_len);
-            } else if (s[0] == ':' || strspn(s, "0123456789") == len) {
+    } else if (s[0] == ':' || strspn(s, "0123456789") == len) {
         /* A port alone (`22121` or `:22121`): loopback, never every
          * interface, so a forgotten host does not expose the pool. */
         const char *digits = s[0] == ':' ? s + 1 : s;
@@ -591,8 +600,9 @@ static int parse_listen_addr(parser *ps, mr_pool_conf *p, const yaml_node_t *v, 
         addr->host = dup_n(ps, MR_LISTEN_DEFAULT_HOST, strlen(MR_LISTEN_DEFAULT_HOST));
     } else {
         size_t off, hl;
-        const char *why = memchr(s, ' ', len) != NULL ? "unexpected space (a mode follows only a unix socket path)"
-                                                      : split_hostport(s, len, &off, &hl, &addr->port);
+        const char *why = memchr(s, ' ', len) != NULL
+                              ? "unexpected space (a mode follows only a unix socket path)"
+                              : split_hostport(s, len, &off, &hl, &addr->port);
         if (why != NULL)
             return mr_conf_fail(ps->ctx, at, "bad %s address '%s' in pool '%s': %s", key, s, p->name, why);
         addr->host = dup_n(ps, s + off, hl);
@@ -600,8 +610,8 @@ static int parse_listen_addr(parser *ps, mr_pool_conf *p, const yaml_node_t *v, 
     return addr->host == NULL ? -1 : 0;
 }
 
-static int key_listen(parser *ps, mr_pool_conf *p, mr_conf_marks *m, const yaml_node_t *key, const yaml_node_t *v,
-                      const struct pool_key *k, const char *what)
+static int key_listen(parser *ps, mr_pool_conf *p, mr_conf_marks *m, const yaml_node_t *key,
+                      const yaml_node_t *v, const struct pool_key *k, const char *what)
 {
     m->listen = pos_of(v);
     if (parse_listen_addr(ps, p, v, what, "listen", &p->listen) != 0)
@@ -611,8 +621,8 @@ static int key_listen(parser *ps, mr_pool_conf *p, mr_conf_marks *m, const yaml_
 }
 
 /* A second, TLS-only listener of the pool (same address forms as listen). */
-static int key_tls_listen(parser *ps, mr_pool_conf *p, mr_conf_marks *m, const yaml_node_t *key, const yaml_node_t *v,
-                          const struct pool_key *k, const char *what)
+static int key_tls_listen(parser *ps, mr_pool_conf *p, mr_conf_marks *m, const yaml_node_t *key,
+                          const yaml_node_t *v, const struct pool_key *k, const char *what)
 {
     if (parse_listen_addr(ps, p, v, what, "tls_listen", &p->tls_listen) != 0)
         return -1;
@@ -623,8 +633,8 @@ static int key_tls_listen(parser *ps, mr_pool_conf *p, mr_conf_marks *m, const y
 /* A string setting (a file path, a cipher list, a name): one line of
  * printable text, stored at the row's offset. Whether a file is there and
  * readable is checked by the validator, which knows the whole pool. */
-static int key_text(parser *ps, mr_pool_conf *p, mr_conf_marks *m, const yaml_node_t *key, const yaml_node_t *v,
-                    const struct pool_key *k, const char *what)
+static int key_text(parser *ps, mr_pool_conf *p, mr_conf_marks *m, const yaml_node_t *key,
+                    const yaml_node_t *v, const struct pool_key *k, const char *what)
 {
     const char *s = scalar(ps, v, what);
     if (s == NULL)
@@ -650,8 +660,9 @@ static int key_tls_min_version(parser *ps, mr_pool_conf *p, mr_conf_marks *m, co
     else if (strcmp(s, "1.3") == 0)
         p->tls_min_version = 13;
     else
-        return mr_conf_fail(ps->ctx, pos_of(v), "%s must be 1.2 or 1.3 (older TLS versions are never accepted), got '%s'",
-                            what, s);
+        return mr_conf_fail(ps->ctx, pos_of(v),
+                            "%s must be 1.2 or 1.3 (older TLS versions are never accepted), got '%s'", what,
+                            s);
     return 0;
 }
 
@@ -666,26 +677,29 @@ static int parse_server(parser *ps, const char *s, mr_server_conf *sv, const cha
     if ((sv->spec = dup_n(ps, s, len)) == NULL)
         return -1;
     if (has_control(s, len))
-        return mr_conf_fail(ps->ctx, at, "bad server '%s' in pool '%s': contains a tab or control character", s, pool);
+        return mr_conf_fail(ps->ctx, at, "bad server '%s' in pool '%s': contains a tab or control character",
+                            s, pool);
     const char *sp = strrchr(s, ' ');
     if (sp != NULL) {
         if (sp[1] == '\0')
-            return mr_conf_fail(ps->ctx, at, "bad server '%s' in pool '%s': trailing space after the address", s, pool);
+            return mr_conf_fail(ps->ctx, at, "bad server '%s' in pool '%s': trailing space after the address",
+                                s, pool);
         if ((sv->name = dup_n(ps, sp + 1, len - (size_t)(sp + 1 - s))) == NULL)
             return -1;
         alen = (size_t)(sp - s);
         while (alen > 0 && s[alen - 1] == ' ')
             alen--;
         if (alen == 0 || memchr(s, ' ', alen) != NULL)
-            return mr_conf_fail(ps->ctx, at, "bad server '%s' in pool '%s': expected host:port:weight [name]", s, pool);
+            return mr_conf_fail(ps->ctx, at, "bad server '%s' in pool '%s': expected host:port:weight [name]",
+                                s, pool);
     }
 
     const char *colon = memrchr(s, ':', alen);
     uint64_t w = 0;
     if (colon == NULL)
-        return mr_conf_fail(ps->ctx, at,
-                            "bad server '%s' in pool '%s': expected host:port:weight [name] or /path:weight [name]", s,
-                            pool);
+        return mr_conf_fail(
+            ps->ctx, at,
+            "bad server '%s' in pool '%s': expected host:port:weight [name] or /path:weight [name]", s, pool);
     if (decimal(colon + 1, alen - (size_t)(colon + 1 - s), WEIGHT_MAX, &w) != 0 || w == 0)
         return mr_conf_fail(ps->ctx, at,
                             "bad server '%s' in pool '%s': the weight must be a decimal number from "
@@ -696,7 +710,8 @@ static int parse_server(parser *ps, const char *s, mr_server_conf *sv, const cha
 
     if (s[0] == '/') {
         if (hp > UNIX_PATH_MAX)
-            return mr_conf_fail(ps->ctx, at, "bad server '%s' in pool '%s': unix socket path longer than %d bytes", s,
+            return mr_conf_fail(ps->ctx, at,
+                                "bad server '%s' in pool '%s': unix socket path longer than %d bytes", s,
                                 pool, UNIX_PATH_MAX);
         sv->addr.is_unix = true;
         sv->addr.host = dup_n(ps, s, hp);
@@ -721,14 +736,14 @@ static int parse_server(parser *ps, const char *s, mr_server_conf *sv, const cha
     return 0;
 }
 
-static int key_servers(parser *ps, mr_pool_conf *p, mr_conf_marks *m, const yaml_node_t *key, const yaml_node_t *v,
-                       const struct pool_key *k, const char *what)
+static int key_servers(parser *ps, mr_pool_conf *p, mr_conf_marks *m, const yaml_node_t *key,
+                       const yaml_node_t *v, const struct pool_key *k, const char *what)
 {
     if (is_null(v))
         return 0; /* `servers:` with nothing under it: no servers; the validator decides if that is fine */
     if (v->type != YAML_SEQUENCE_NODE)
-        return mr_conf_fail(ps->ctx, pos_of(v), "%s must be a list of 'host:port:weight [name]' lines, not %s", what,
-                            kind_of(v));
+        return mr_conf_fail(ps->ctx, pos_of(v),
+                            "%s must be a list of 'host:port:weight [name]' lines, not %s", what, kind_of(v));
     size_t n = (size_t)(v->data.sequence.items.top - v->data.sequence.items.start);
     if ((p->servers = alloc_n(ps, n, sizeof(*p->servers))) == NULL)
         return -1;
@@ -748,16 +763,18 @@ static int key_servers(parser *ps, mr_pool_conf *p, mr_conf_marks *m, const yaml
         for (size_t j = 0; j < i; j++) {
             const mr_server_conf *o = &p->servers[j];
             if (mr_conf_addr_equal(&o->addr, &sv->addr))
-                return mr_conf_fail(ps->ctx, at, "duplicate server '%s' in pool '%s': same address as '%s' at line %d",
+                return mr_conf_fail(ps->ctx, at,
+                                    "duplicate server '%s' in pool '%s': same address as '%s' at line %d",
                                     sv->spec, p->name, o->spec, o->line);
             if (sv->name != NULL && o->name != NULL && strcmp(sv->name, o->name) == 0)
-                return mr_conf_fail(ps->ctx, at, "duplicate server name '%s' in pool '%s' (also at line %d)", sv->name,
-                                    p->name, o->line);
+                return mr_conf_fail(ps->ctx, at, "duplicate server name '%s' in pool '%s' (also at line %d)",
+                                    sv->name, p->name, o->line);
             if (strcmp(sv->ident, o->ident) == 0)
-                return mr_conf_fail(ps->ctx, at,
-                                    "server '%s' in pool '%s' has the same ketama identity '%s' as '%s' at line "
-                                    "%d; give one of them a name",
-                                    sv->spec, p->name, sv->ident, o->spec, o->line);
+                return mr_conf_fail(
+                    ps->ctx, at,
+                    "server '%s' in pool '%s' has the same ketama identity '%s' as '%s' at line "
+                    "%d; give one of them a name",
+                    sv->spec, p->name, sv->ident, o->spec, o->line);
         }
     }
     return 0;
@@ -781,7 +798,8 @@ static int key_servers_srv(parser *ps, mr_pool_conf *p, mr_conf_marks *m, const 
     if (len == 0 || len > 253)
         return mr_conf_fail(ps->ctx, pos_of(v), "%s must be a DNS name of 1 to 253 bytes", what);
     if (p->discovery != MR_SERVERS_STATIC)
-        return mr_conf_fail(ps->ctx, pos_of(key), "pool '%s' gives both servers_srv and servers_dns", p->name);
+        return mr_conf_fail(ps->ctx, pos_of(key), "pool '%s' gives both servers_srv and servers_dns",
+                            p->name);
     p->discovery = MR_SERVERS_SRV;
     return (p->discovery_name = dup_n(ps, s, len)) == NULL ? -1 : 0;
 }
@@ -797,10 +815,12 @@ static int key_servers_dns(parser *ps, mr_pool_conf *p, mr_conf_marks *m, const 
     uint16_t port;
     const char *why = split_hostport(s, strlen(s), &off, &hl, &port);
     if (why != NULL)
-        return mr_conf_fail(ps->ctx, pos_of(v), "%s must be host:port, e.g. memcached.cache.svc.cluster.local:11211 (%s)",
-                            what, why);
+        return mr_conf_fail(ps->ctx, pos_of(v),
+                            "%s must be host:port, e.g. memcached.cache.svc.cluster.local:11211 (%s)", what,
+                            why);
     if (p->discovery != MR_SERVERS_STATIC)
-        return mr_conf_fail(ps->ctx, pos_of(key), "pool '%s' gives both servers_srv and servers_dns", p->name);
+        return mr_conf_fail(ps->ctx, pos_of(key), "pool '%s' gives both servers_srv and servers_dns",
+                            p->name);
     p->discovery = MR_SERVERS_DNS;
     p->discovery_port = port;
     return (p->discovery_name = dup_n(ps, s + off, hl)) == NULL ? -1 : 0;
@@ -844,7 +864,8 @@ static int parse_route(parser *ps, mr_pool_conf *p, mr_conf_marks *m, const yaml
                             "each route of pool '%s' must be a map {prefix: ..., pool: ...}, not %s", p->name,
                             kind_of(item));
     const yaml_node_t *prefix = NULL, *pool = NULL;
-    for (const yaml_node_pair_t *pr = item->data.mapping.pairs.start; pr < item->data.mapping.pairs.top; pr++) {
+    for (const yaml_node_pair_t *pr = item->data.mapping.pairs.start; pr < item->data.mapping.pairs.top;
+         pr++) {
         const char *k = map_key(ps, item, pr, where);
         if (k == NULL)
             return -1;
@@ -863,14 +884,16 @@ static int parse_route(parser *ps, mr_pool_conf *p, mr_conf_marks *m, const yaml
 
     if (prefix->type != YAML_SCALAR_NODE || is_null(prefix))
         return mr_conf_fail(ps->ctx, pos_of(prefix),
-                            "route prefix in pool '%s' must be a string (write \"\" for a catch-all route)", p->name);
+                            "route prefix in pool '%s' must be a string (write \"\" for a catch-all route)",
+                            p->name);
     const char *pfx = text_of(prefix);
     size_t plen = prefix->data.scalar.length;
     if (plen > MR_KEY_MAX || has_control(pfx, plen) || memchr(pfx, ' ', plen) != NULL)
-        return mr_conf_fail(ps->ctx, pos_of(prefix),
-                            "route prefix '%s' in pool '%s' can never match: memcached keys are at most %u bytes "
-                            "without spaces or control characters",
-                            pfx, p->name, MR_KEY_MAX);
+        return mr_conf_fail(
+            ps->ctx, pos_of(prefix),
+            "route prefix '%s' in pool '%s' can never match: memcached keys are at most %u bytes "
+            "without spaces or control characters",
+            pfx, p->name, MR_KEY_MAX);
     char what[320];
     snprintf(what, sizeof(what), "the target pool of route '%s' in pool '%s'", pfx, p->name);
     const char *target = scalar(ps, pool, what);
@@ -880,18 +903,19 @@ static int parse_route(parser *ps, mr_pool_conf *p, mr_conf_marks *m, const yaml
     m->route_prefix[i] = pos_of(prefix);
     m->route_pool[i] = pos_of(pool);
     r->prefix_len = plen;
-    if ((r->prefix = dup_n(ps, pfx, plen)) == NULL || (r->pool_name = dup_n(ps, target, strlen(target))) == NULL)
+    if ((r->prefix = dup_n(ps, pfx, plen)) == NULL ||
+        (r->pool_name = dup_n(ps, target, strlen(target))) == NULL)
         return -1;
     return 0;
 }
 
-static int key_routes(parser *ps, mr_pool_conf *p, mr_conf_marks *m, const yaml_node_t *key, const yaml_node_t *v,
-                      const struct pool_key *k, const char *what)
+static int key_routes(parser *ps, mr_pool_conf *p, mr_conf_marks *m, const yaml_node_t *key,
+                      const yaml_node_t *v, const struct pool_key *k, const char *what)
 {
     m->routes = pos_of(key);
     if (v->type != YAML_SEQUENCE_NODE)
-        return mr_conf_fail(ps->ctx, pos_of(v), "%s must be a list of {prefix: ..., pool: ...} maps, not %s", what,
-                            is_null(v) ? "empty" : kind_of(v));
+        return mr_conf_fail(ps->ctx, pos_of(v), "%s must be a list of {prefix: ..., pool: ...} maps, not %s",
+                            what, is_null(v) ? "empty" : kind_of(v));
     size_t n = (size_t)(v->data.sequence.items.top - v->data.sequence.items.start);
     if ((p->routes = alloc_n(ps, n, sizeof(*p->routes))) == NULL ||
         (m->route_prefix = alloc_n(ps, n, sizeof(mr_conf_pos))) == NULL ||
@@ -907,8 +931,8 @@ static int key_routes(parser *ps, mr_pool_conf *p, mr_conf_marks *m, const yaml_
  * is a configuration error with this key's position, and so that a reload
  * (a new configuration) brings a fresh table. Messages never quote the
  * file's contents. */
-static int key_auth_file(parser *ps, mr_pool_conf *p, mr_conf_marks *m, const yaml_node_t *key, const yaml_node_t *v,
-                         const struct pool_key *k, const char *what)
+static int key_auth_file(parser *ps, mr_pool_conf *p, mr_conf_marks *m, const yaml_node_t *key,
+                         const yaml_node_t *v, const struct pool_key *k, const char *what)
 {
     const char *s = scalar(ps, v, what);
     if (s == NULL)
@@ -1051,8 +1075,8 @@ static int parse_pool(parser *ps, mr_pool_conf *p, mr_conf_marks *m, const yaml_
         }
         if (row == NULL) {
             if (near != NULL)
-                return mr_conf_fail(ps->ctx, pos_of(key), "unknown key '%s' %s (did you mean '%s'?)", k, where,
-                                    near->name);
+                return mr_conf_fail(ps->ctx, pos_of(key), "unknown key '%s' %s (did you mean '%s'?)", k,
+                                    where, near->name);
             return mr_conf_fail(ps->ctx, pos_of(key), "unknown key '%s' %s", k, where);
         }
         snprintf(what, sizeof(what), "'%s' %s", k, where);
@@ -1099,8 +1123,9 @@ static int mkey_log_file(parser *ps, mr_config *cfg, const yaml_node_t *v, const
         return -1;
     size_t len = strlen(s);
     if (len == 0 || len > LOG_PATH_MAX || has_control(s, len))
-        return mr_conf_fail(ps->ctx, pos_of(v), "%s must be a file path of 1 to %d bytes without control characters",
-                            what, LOG_PATH_MAX);
+        return mr_conf_fail(ps->ctx, pos_of(v),
+                            "%s must be a file path of 1 to %d bytes without control characters", what,
+                            LOG_PATH_MAX);
     free(cfg->log_file);
     return (cfg->log_file = dup_n(ps, s, len)) == NULL ? -1 : 0;
 }
@@ -1112,7 +1137,8 @@ static int mkey_log_level(parser *ps, mr_config *cfg, const yaml_node_t *v, cons
         return -1;
     int level = mr_log_level_from_name(s);
     if (level < 0)
-        return mr_conf_fail(ps->ctx, pos_of(v), "%s must be error, warn, info, debug or trace, not '%s'", what, s);
+        return mr_conf_fail(ps->ctx, pos_of(v), "%s must be error, warn, info, debug or trace, not '%s'",
+                            what, s);
     cfg->log_level = level;
     return 0;
 }
@@ -1124,7 +1150,8 @@ static int mkey_admin_listen(parser *ps, mr_config *cfg, const yaml_node_t *v, c
         return -1;
     const char *why = mr_config_admin_addr(s, &cfg->admin_listen);
     if (why != NULL)
-        return mr_conf_fail(ps->ctx, pos_of(v), "bad admin_listen address '%s' %s: %s", s, memrelay_where, why);
+        return mr_conf_fail(ps->ctx, pos_of(v), "bad admin_listen address '%s' %s: %s", s, memrelay_where,
+                            why);
     cfg->has_admin_listen = true;
     ps->ctx->admin_listen = pos_of(v);
     return 0;
@@ -1187,12 +1214,9 @@ static const struct memrelay_key {
     const char *name;
     int (*parse)(parser *ps, mr_config *cfg, const yaml_node_t *v, const char *what);
 } memrelay_keys[] = {
-    {"threads", mkey_threads},
-    {"shutdown_timeout", mkey_shutdown_timeout},
-    {"log_file", mkey_log_file},
-    {"log_level", mkey_log_level},
-    {"admin_listen", mkey_admin_listen},
-    {"dns_servers", mkey_dns_servers},
+    {"threads", mkey_threads},           {"shutdown_timeout", mkey_shutdown_timeout},
+    {"log_file", mkey_log_file},         {"log_level", mkey_log_level},
+    {"admin_listen", mkey_admin_listen}, {"dns_servers", mkey_dns_servers},
     {"dns_timeout", mkey_dns_timeout},
 };
 #define NMEMRELAY_KEYS (sizeof(memrelay_keys) / sizeof(memrelay_keys[0]))
@@ -1236,7 +1260,8 @@ static int parse_root(parser *ps, const yaml_node_t *root)
                             "the configuration is empty: expected a map of pool names to pool settings");
     ctx->root = pos_of(root);
     if (root->type != YAML_MAPPING_NODE)
-        return mr_conf_fail(ctx, pos_of(root), "the top level must be a map of pool names to pool settings, not %s",
+        return mr_conf_fail(ctx, pos_of(root),
+                            "the top level must be a map of pool names to pool settings, not %s",
                             kind_of(root));
 
     size_t cap = (size_t)(root->data.mapping.pairs.top - root->data.mapping.pairs.start);
@@ -1244,7 +1269,8 @@ static int parse_root(parser *ps, const yaml_node_t *root)
         (ctx->marks = alloc_n(ps, cap, sizeof(*ctx->marks))) == NULL)
         return -1;
 
-    for (const yaml_node_pair_t *pr = root->data.mapping.pairs.start; pr < root->data.mapping.pairs.top; pr++) {
+    for (const yaml_node_pair_t *pr = root->data.mapping.pairs.start; pr < root->data.mapping.pairs.top;
+         pr++) {
         const yaml_node_t *key = yaml_document_get_node(ps->doc, pr->key);
         const yaml_node_t *val = yaml_document_get_node(ps->doc, pr->value);
         const char *name = map_key(ps, root, pr, "at the top level");
@@ -1287,7 +1313,8 @@ static bool bracket_address_on(const char *yaml, size_t len, size_t line)
     size_t n = end ? (size_t)(end - start) : len - i;
     const char *open = memchr(start, '[', n);
     return open != NULL && memmem(open, n - (size_t)(open - start), "]:", 2) != NULL &&
-           memchr(start, '"', (size_t)(open - start)) == NULL && memchr(start, '\'', (size_t)(open - start)) == NULL;
+           memchr(start, '"', (size_t)(open - start)) == NULL &&
+           memchr(start, '\'', (size_t)(open - start)) == NULL;
 }
 
 /* libyaml's own complaint, placed where it found the problem. */
@@ -1303,17 +1330,19 @@ static int syntax_error(mr_conf_ctx *ctx, const yaml_parser_t *yp, const char *y
             else if (((unsigned char)yaml[i] & 0xc0) != 0x80)
                 at.column++;
         }
-        return mr_conf_fail(ctx, at, "not readable as YAML text: %s", yp->problem ? yp->problem : "bad input");
+        return mr_conf_fail(ctx, at, "not readable as YAML text: %s",
+                            yp->problem ? yp->problem : "bad input");
     }
     mr_conf_pos at = {(int)yp->problem_mark.line + 1, (int)yp->problem_mark.column + 1};
-    const char *hint = bracket_address_on(yaml, len, yp->problem_mark.line) ||
-                               (yp->context != NULL && bracket_address_on(yaml, len, yp->context_mark.line))
-                           ? "; a value starting with '[' is a YAML list: quote IPv6 addresses, e.g. \"[::1]:11211:1\""
-                           : "";
+    const char *hint =
+        bracket_address_on(yaml, len, yp->problem_mark.line) ||
+                (yp->context != NULL && bracket_address_on(yaml, len, yp->context_mark.line))
+            ? "; a value starting with '[' is a YAML list: quote IPv6 addresses, e.g. \"[::1]:11211:1\""
+            : "";
     if (yp->context != NULL)
         return mr_conf_fail(ctx, at, "YAML syntax error: %s (%s at line %d, column %d)%s",
-                            yp->problem ? yp->problem : "invalid", yp->context, (int)yp->context_mark.line + 1,
-                            (int)yp->context_mark.column + 1, hint);
+                            yp->problem ? yp->problem : "invalid", yp->context,
+                            (int)yp->context_mark.line + 1, (int)yp->context_mark.column + 1, hint);
     return mr_conf_fail(ctx, at, "YAML syntax error: %s%s", yp->problem ? yp->problem : "invalid", hint);
 }
 
@@ -1348,7 +1377,8 @@ int mr_conf_parse(mr_conf_ctx *ctx, const char *yaml, size_t len)
         } else {
             const yaml_node_t *root = yaml_document_get_root_node(&extra);
             if (root != NULL)
-                rc = mr_conf_fail(ctx, pos_of(root), "only one YAML document is allowed in a configuration file");
+                rc = mr_conf_fail(ctx, pos_of(root),
+                                  "only one YAML document is allowed in a configuration file");
             yaml_document_delete(&extra);
         }
     }

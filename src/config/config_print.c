@@ -74,7 +74,8 @@ static void print_pool(FILE *out, const mr_config *cfg, const mr_pool_conf *p)
     char buf[160];
 
     fprintf(out, "pool %s (line %d)\n", p->name, p->line);
-    row(out, "listen", p->has_listen ? mr_conf_addr_format(&p->listen, buf, sizeof(buf)) : "(none: route target only)");
+    row(out, "listen",
+        p->has_listen ? mr_conf_addr_format(&p->listen, buf, sizeof(buf)) : "(none: route target only)");
     row(out, "hash", mr_hash_name(p->hash));
     if (p->has_hash_tag)
         fprintf(out, "  %-22s \"%c%c\"\n", "hash_tag", p->hash_tag[0], p->hash_tag[1]);
@@ -89,11 +90,15 @@ static void print_pool(FILE *out, const mr_config *cfg, const mr_pool_conf *p)
     row_u(out, "server_retry_timeout", (unsigned)p->server_retry_timeout_ms, " ms");
     row_u(out, "server_failure_limit", (unsigned)p->server_failure_limit, "");
     row(out, "tcpkeepalive", yes_no(p->tcpkeepalive));
-    row_u(out, "client_connections", (unsigned)p->client_connections, p->client_connections == 0 ? " (unlimited)" : "");
+    row_u(out, "client_connections", (unsigned)p->client_connections,
+          p->client_connections == 0 ? " (unlimited)" : "");
     row(out, "multiget_errors", p->multiget_errors == MR_MULTIGET_ERRORS_FAIL ? "fail" : "miss");
     row_u(out, "item_size_max", (unsigned)p->item_size_max, " bytes");
     row_u(out, "replicas", (unsigned)p->replicas, "");
-    row(out, "write_ack", p->write_ack == MR_WRITE_ACK_ALL ? "all" : p->write_ack == MR_WRITE_ACK_QUORUM ? "quorum" : "one");
+    row(out, "write_ack",
+        p->write_ack == MR_WRITE_ACK_ALL      ? "all"
+        : p->write_ack == MR_WRITE_ACK_QUORUM ? "quorum"
+                                              : "one");
     row(out, "read_miss_failover", p->read_miss_failover ? "true" : "false");
     row_u(out, "replay_queue", (unsigned)p->replay_queue, " writes per server");
     row_u(out, "probe_success", (unsigned)p->probe_success, " probes");
@@ -136,15 +141,16 @@ static void print_pool(FILE *out, const mr_config *cfg, const mr_pool_conf *p)
             const mr_route_conf *r = &p->routes[i];
             fputs("    ", out);
             print_quoted(out, r->prefix, r->prefix_len);
-            fprintf(out, "%s -> pool %s\n", r->prefix_len == 0 ? " (catch-all)" : "", cfg->pools[r->pool_index].name);
+            fprintf(out, "%s -> pool %s\n", r->prefix_len == 0 ? " (catch-all)" : "",
+                    cfg->pools[r->pool_index].name);
         }
     }
 }
 
 void mr_config_print(FILE *out, const mr_config *cfg)
 {
-    fprintf(out, "configuration %s: %zu pool%s, %d thread%s\n", cfg->path ? cfg->path : "(unnamed)", cfg->npools,
-            cfg->npools == 1 ? "" : "s", cfg->threads, cfg->threads == 1 ? "" : "s");
+    fprintf(out, "configuration %s: %zu pool%s, %d thread%s\n", cfg->path ? cfg->path : "(unnamed)",
+            cfg->npools, cfg->npools == 1 ? "" : "s", cfg->threads, cfg->threads == 1 ? "" : "s");
     fprintf(out, "logging: level %s, to %s\n", mr_log_level_name((mr_log_level)cfg->log_level),
             cfg->log_file ? cfg->log_file : "stderr");
     if (cfg->has_admin_listen) {

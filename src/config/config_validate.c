@@ -32,21 +32,23 @@ static int check_routes(mr_conf_ctx *ctx, size_t pi)
     const mr_conf_marks *m = &ctx->marks[pi];
 
     if (p->nroutes > 0 && !p->has_listen)
-        return mr_conf_fail(ctx, m->routes,
-                            "pool '%s' has routes but no listen: routes apply to the keys a listening pool receives",
-                            p->name);
+        return mr_conf_fail(
+            ctx, m->routes,
+            "pool '%s' has routes but no listen: routes apply to the keys a listening pool receives",
+            p->name);
     for (size_t i = 0; i < p->nroutes; i++) {
         mr_route_conf *r = &p->routes[i];
         for (size_t j = 0; j < i; j++)
-            if (r->prefix_len == p->routes[j].prefix_len && memcmp(r->prefix, p->routes[j].prefix, r->prefix_len) == 0)
+            if (r->prefix_len == p->routes[j].prefix_len &&
+                memcmp(r->prefix, p->routes[j].prefix, r->prefix_len) == 0)
                 return mr_conf_fail(ctx, m->route_prefix[i],
-                                    "duplicate route prefix '%s' in pool '%s' (also at line %d)", r->prefix, p->name,
-                                    m->route_prefix[j].line);
+                                    "duplicate route prefix '%s' in pool '%s' (also at line %d)", r->prefix,
+                                    p->name, m->route_prefix[j].line);
         long target = mr_config_pool_index(cfg, r->pool_name);
         if (target < 0)
             return mr_conf_fail(ctx, m->route_pool[i],
-                                "route '%s' in pool '%s' targets pool '%s', which does not exist", r->prefix, p->name,
-                                r->pool_name);
+                                "route '%s' in pool '%s' targets pool '%s', which does not exist", r->prefix,
+                                p->name, r->pool_name);
         r->pool_index = (size_t)target;
     }
     return 0;
@@ -98,7 +100,8 @@ static int check_replicate_to(mr_conf_ctx *ctx, size_t pi)
     if (p->nreplicate_to > 0 && p->nservers == 0)
         return mr_conf_fail(ctx, at, "pool '%s' has replicate_to but no servers of its own", p->name);
     if (p->replicas + p->nreplicate_to > MR_MAX_REPLICAS)
-        return mr_conf_fail(ctx, at, "pool '%s' keeps more than %d copies of a key", p->name, MR_MAX_REPLICAS);
+        return mr_conf_fail(ctx, at, "pool '%s' keeps more than %d copies of a key", p->name,
+                            MR_MAX_REPLICAS);
     return 0;
 }
 
@@ -123,10 +126,11 @@ static int check_servers(mr_conf_ctx *ctx, size_t pi)
     if (!p->has_listen)
         return mr_conf_fail(ctx, at, "pool '%s' has no servers, but routes send keys to it", p->name);
     if (!has_catch_all(p))
-        return mr_conf_fail(ctx, at,
-                            "pool '%s' has no servers (a listening pool needs servers unless it has a catch-all "
-                            "route with prefix \"\")",
-                            p->name);
+        return mr_conf_fail(
+            ctx, at,
+            "pool '%s' has no servers (a listening pool needs servers unless it has a catch-all "
+            "route with prefix \"\")",
+            p->name);
     if (targeted)
         return mr_conf_fail(ctx, at, "pool '%s' has no servers, but routes send keys to it", p->name);
     return 0;
@@ -170,8 +174,8 @@ static int check_listeners(mr_conf_ctx *ctx)
                 for (int b = 0; b < m && (j < i || b < a); b++)
                     if (mr_conf_addr_equal(theirs[b], mine[a]))
                         return mr_conf_fail(ctx, mine_at[a],
-                                            "pool '%s' listens on %s, as pool '%s' already does (line %d)", p->name,
-                                            mr_conf_addr_format(mine[a], buf, sizeof(buf)), o->name,
+                                            "pool '%s' listens on %s, as pool '%s' already does (line %d)",
+                                            p->name, mr_conf_addr_format(mine[a], buf, sizeof(buf)), o->name,
                                             theirs_at[b].line);
         }
     }
@@ -186,10 +190,11 @@ static int check_listeners(mr_conf_ctx *ctx)
                 int n = listen_addrs(ctx, l, ours, ours_at);
                 for (int a = 0; a < n; a++)
                     if (mr_conf_addr_equal(ours[a], &s->addr))
-                        return mr_conf_fail(ctx, (mr_conf_pos){s->line, s->column},
-                                            "server '%s' in pool '%s' is the listen address of pool '%s': requests "
-                                            "would loop back into memrelay",
-                                            s->spec, p->name, cfg->pools[l].name);
+                        return mr_conf_fail(
+                            ctx, (mr_conf_pos){s->line, s->column},
+                            "server '%s' in pool '%s' is the listen address of pool '%s': requests "
+                            "would loop back into memrelay",
+                            s->spec, p->name, cfg->pools[l].name);
             }
         }
     }
@@ -234,42 +239,47 @@ static int check_unused(mr_conf_ctx *ctx, size_t pi, const char *const *keys, si
 {
     for (size_t k = 0; k < n; k++)
         if (is_set(ctx, pi, keys[k]))
-            return mr_conf_fail(ctx, key_or_pool(ctx, pi, keys[k]), "'%s' in pool '%s' has no effect: %s", keys[k],
-                                ctx->cfg->pools[pi].name, because);
+            return mr_conf_fail(ctx, key_or_pool(ctx, pi, keys[k]), "'%s' in pool '%s' has no effect: %s",
+                                keys[k], ctx->cfg->pools[pi].name, because);
     return 0;
 }
 
 /* A file check's failure, placed at the key that named the file. */
 static int file_fail(mr_conf_ctx *ctx, size_t pi, const char *key, const char *why)
 {
-    return mr_conf_fail(ctx, key_or_pool(ctx, pi, key), "'%s' in pool '%s': %s", key, ctx->cfg->pools[pi].name, why);
+    return mr_conf_fail(ctx, key_or_pool(ctx, pi, key), "'%s' in pool '%s': %s", key,
+                        ctx->cfg->pools[pi].name, why);
 }
 
 static int check_tls_clients(mr_conf_ctx *ctx, size_t pi)
 {
-    static const char *const keys[] = {"tls_cert", "tls_key", "tls_ca", "tls_verify_client",
-                                       "tls_ciphers", "tls_ciphersuites", "tls_min_version"};
+    static const char *const keys[] = {"tls_cert",          "tls_key",     "tls_ca",
+                                       "tls_verify_client", "tls_ciphers", "tls_ciphersuites",
+                                       "tls_min_version"};
     const mr_pool_conf *p = &ctx->cfg->pools[pi];
     char why[512];
 
     if (p->has_tls_listen && !p->has_listen)
-        return mr_conf_fail(ctx, key_or_pool(ctx, pi, "tls_listen"),
-                            "pool '%s' has tls_listen but no listen: tls_listen adds a TLS port beside listen; for a "
-                            "TLS-only pool write listen with tls: true",
-                            p->name);
+        return mr_conf_fail(
+            ctx, key_or_pool(ctx, pi, "tls_listen"),
+            "pool '%s' has tls_listen but no listen: tls_listen adds a TLS port beside listen; for a "
+            "TLS-only pool write listen with tls: true",
+            p->name);
     if (p->tls && !p->has_listen)
-        return mr_conf_fail(ctx, key_or_pool(ctx, pi, "tls"), "'tls' in pool '%s' has no effect: the pool has no listen",
-                            p->name);
+        return mr_conf_fail(ctx, key_or_pool(ctx, pi, "tls"),
+                            "'tls' in pool '%s' has no effect: the pool has no listen", p->name);
     if (!mr_pool_tls_clients(p))
         return check_unused(ctx, pi, keys, sizeof(keys) / sizeof(keys[0]),
                             "the pool has no TLS listener (set tls: true, or tls_listen)");
     if (p->tls_cert == NULL || p->tls_key == NULL)
         return mr_conf_fail(ctx, key_or_pool(ctx, pi, p->tls ? "tls" : "tls_listen"),
-                            "pool '%s' has a TLS listener but no %s", p->name, p->tls_cert ? "tls_key" : "tls_cert");
+                            "pool '%s' has a TLS listener but no %s", p->name,
+                            p->tls_cert ? "tls_key" : "tls_cert");
     if (p->tls_verify_client && p->tls_ca == NULL)
-        return mr_conf_fail(ctx, key_or_pool(ctx, pi, "tls_verify_client"),
-                            "pool '%s' has tls_verify_client: true but no tls_ca to check client certificates against",
-                            p->name);
+        return mr_conf_fail(
+            ctx, key_or_pool(ctx, pi, "tls_verify_client"),
+            "pool '%s' has tls_verify_client: true but no tls_ca to check client certificates against",
+            p->name);
     if (p->tls_ca && !p->tls_verify_client)
         return mr_conf_fail(ctx, key_or_pool(ctx, pi, "tls_ca"),
                             "'tls_ca' in pool '%s' has no effect without tls_verify_client: true", p->name);
@@ -288,8 +298,8 @@ static int check_tls_clients(mr_conf_ctx *ctx, size_t pi)
 
 static int check_tls_servers(mr_conf_ctx *ctx, size_t pi)
 {
-    static const char *const keys[] = {"server_tls_ca", "server_tls_verify", "server_tls_name", "server_tls_cert",
-                                       "server_tls_key"};
+    static const char *const keys[] = {"server_tls_ca", "server_tls_verify", "server_tls_name",
+                                       "server_tls_cert", "server_tls_key"};
     const mr_pool_conf *p = &ctx->cfg->pools[pi];
     char why[512];
 
@@ -297,17 +307,20 @@ static int check_tls_servers(mr_conf_ctx *ctx, size_t pi)
         return check_unused(ctx, pi, keys, sizeof(keys) / sizeof(keys[0]), "server_tls is not true");
     for (size_t i = 0; i < p->nservers; i++)
         if (p->servers[i].addr.is_unix)
-            return mr_conf_fail(ctx, (mr_conf_pos){p->servers[i].line, p->servers[i].column},
-                                "server '%s' in pool '%s' is a unix socket: server_tls applies to TCP servers",
-                                p->servers[i].spec, p->name);
+            return mr_conf_fail(
+                ctx, (mr_conf_pos){p->servers[i].line, p->servers[i].column},
+                "server '%s' in pool '%s' is a unix socket: server_tls applies to TCP servers",
+                p->servers[i].spec, p->name);
     if ((p->server_tls_cert == NULL) != (p->server_tls_key == NULL))
-        return mr_conf_fail(ctx, key_or_pool(ctx, pi, p->server_tls_cert ? "server_tls_cert" : "server_tls_key"),
-                            "pool '%s' needs both server_tls_cert and server_tls_key (a client certificate and its "
-                            "key), or neither",
-                            p->name);
+        return mr_conf_fail(
+            ctx, key_or_pool(ctx, pi, p->server_tls_cert ? "server_tls_cert" : "server_tls_key"),
+            "pool '%s' needs both server_tls_cert and server_tls_key (a client certificate and its "
+            "key), or neither",
+            p->name);
     if (p->server_tls_ca && !p->server_tls_verify)
         return mr_conf_fail(ctx, key_or_pool(ctx, pi, "server_tls_ca"),
-                            "'server_tls_ca' in pool '%s' has no effect with server_tls_verify: false", p->name);
+                            "'server_tls_ca' in pool '%s' has no effect with server_tls_verify: false",
+                            p->name);
     if (p->server_tls_ca && mr_tls_check_ca(p->server_tls_ca, why, sizeof(why)) != 0)
         return file_fail(ctx, pi, "server_tls_ca", why);
     if (p->server_tls_cert && mr_tls_check_cert(p->server_tls_cert, why, sizeof(why)) != 0)
@@ -394,10 +407,11 @@ size_t mr_config_warn_unprotected(const mr_config *cfg)
         if (mr_listener_is_protected(p))
             continue;
         n++;
-        mr_log_warn("pool %s listens on %s, which is not a loopback address, without TLS or authentication: "
-                    "anyone who can reach it can read and change the cache (set auth_file or tls, or listen on "
-                    "127.0.0.1 or a unix socket)",
-                    p->name, mr_conf_addr_format(&p->listen, buf, sizeof(buf)));
+        mr_log_warn(
+            "pool %s listens on %s, which is not a loopback address, without TLS or authentication: "
+            "anyone who can reach it can read and change the cache (set auth_file or tls, or listen on "
+            "127.0.0.1 or a unix socket)",
+            p->name, mr_conf_addr_format(&p->listen, buf, sizeof(buf)));
     }
     return n;
 }

@@ -105,8 +105,6 @@ bool mr_backend_idle(const mr_backend *be)
     return true;
 }
 
-
-
 static mr_health *health_of(const mr_backend *be)
 {
     return be->worker->shared->health;
@@ -119,7 +117,8 @@ static void report_failure(mr_backend *be, mr_err err)
     mr_health *h = health_of(be);
     if (!h || err == MR_ERR_NOMEM)
         return;
-    bool immediate = err == MR_ERR_REFUSED || err == MR_ERR_UNAVAILABLE || err == MR_ERR_TLS || err == MR_ERR_UNRESOLVED;
+    bool immediate =
+        err == MR_ERR_REFUSED || err == MR_ERR_UNAVAILABLE || err == MR_ERR_TLS || err == MR_ERR_UNRESOLVED;
     mr_health_failure(h, be->server->id, err, immediate);
 }
 
@@ -133,7 +132,8 @@ static bool usable(const mr_backend *be)
     if (st == MR_HEALTH_UP)
         return true;
     return st == MR_HEALTH_REJOINING &&
-           be->rejoin_acked == __atomic_load_n(&mr_health_server(h, be->server->id)->rejoin_gen, __ATOMIC_ACQUIRE);
+           be->rejoin_acked ==
+               __atomic_load_n(&mr_health_server(h, be->server->id)->rejoin_gen, __ATOMIC_ACQUIRE);
 }
 
 static void rejoin_ack_if_due(mr_backend *be)
@@ -427,7 +427,7 @@ static void replay_overflow(mr_backend *be)
                     be->server->conf->spec, q->count);
     MR_STAT_INC(&w->pool_stats[be->pool->slot], repl_queue_overflows);
     if (!be->pool->conf->on_rejoin_quarantine) {
-        MR_STAT_ADD(&w->pool_stats[be->pool->slot], repl_queue_depth, (uint64_t)-(int64_t)q->count);
+        MR_STAT_ADD(&w->pool_stats[be->pool->slot], repl_queue_depth, (uint64_t) - (int64_t)q->count);
         mr_replay_clear(q);
     }
     q->overflowed = true;
@@ -467,7 +467,7 @@ static void flush_finished(mr_req *req, mr_msg *msg, int err)
     if (err == MR_ERR_NONE || !be)
         return;
     mr_replay_queue *q = &be->replay;
-    MR_STAT_ADD(&req->worker->pool_stats[be->pool->slot], repl_queue_depth, (uint64_t)-(int64_t)q->count);
+    MR_STAT_ADD(&req->worker->pool_stats[be->pool->slot], repl_queue_depth, (uint64_t) - (int64_t)q->count);
     mr_replay_clear(q);
     q->overflowed = true;
 }
@@ -495,7 +495,7 @@ static void replay_missed(mr_backend *be)
         mr_health_quarantine(w->shared->health, be->server->id, be->pool->conf->quarantine_ms);
     uint32_t count = q->count;
     mr_replay_entry *list = mr_replay_take(q);
-    MR_STAT_ADD(&w->pool_stats[be->pool->slot], repl_queue_depth, (uint64_t)-(int64_t)count);
+    MR_STAT_ADD(&w->pool_stats[be->pool->slot], repl_queue_depth, (uint64_t) - (int64_t)count);
     mr_log_warn("backend %s: back; replaying %u missed writes%s", be->server->conf->spec, count,
                 flush ? " after flush_all (its replay queue overflowed)" : "");
     /* Pushed to the front in reverse, so they go out in their original order. */
@@ -574,8 +574,8 @@ static void tcp_connected(mr_bconn *bc)
 {
     mr_backend *be = bc->be;
     /* Its config's contexts: the router's. */
-    int tls =
-        mr_conn_tls_connect(&bc->conn, be->pool->router->tls, be->pool->index, be->pool->conf, be->server->conf);
+    int tls = mr_conn_tls_connect(&bc->conn, be->pool->router->tls, be->pool->index, be->pool->conf,
+                                  be->server->conf);
     if (tls == 0) {
         connected(bc);
         return;
@@ -863,7 +863,8 @@ static void bconn_parse(mr_bconn *bc, uint32_t *need)
     while (mr_inbuf_len(&bc->in) > 0) {
         mr_msg *msg = bc->sent_head;
         if (!msg) {
-            mr_log_warn("backend %s: unexpected bytes with no request outstanding", bc->be->server->conf->spec);
+            mr_log_warn("backend %s: unexpected bytes with no request outstanding",
+                        bc->be->server->conf->spec);
             bconn_reset(bc, MR_ERR_MISMATCH);
             return;
         }

@@ -12,11 +12,10 @@
 
 #include "memrelay/forward.h"
 #include "memrelay/log.h"
-#include "memrelay/rng.h"
 #include "memrelay/replicate.h"
+#include "memrelay/rng.h"
 #include "memrelay/warmup.h"
 #include "memrelay/worker.h"
-
 
 /* The client's requests to one server share a connection (conn_hint is
  * its id), so they reach the server in order. */
@@ -308,8 +307,8 @@ static void dispatch_local(mr_req *req)
         if (h->arg_len == 0)
             rest = eol;
         mr_worker *w = req->worker;
-        if (w->hooks->stats_reply(w, req->listen_pool, &req->local, line_of(req) + h->arg_off, h->arg_len, rest,
-                                  (uint32_t)(eol - rest)) < 0) {
+        if (w->hooks->stats_reply(w, req->listen_pool, &req->local, line_of(req) + h->arg_off, h->arg_len,
+                                  rest, (uint32_t)(eol - rest)) < 0) {
             fail_nomem(req);
             return;
         }
@@ -321,8 +320,8 @@ static void dispatch_local(mr_req *req)
     mr_req_done_local(req);
 }
 
-void mr_dispatch_unlink(mr_worker *w, uint32_t listen_pool, uint32_t conn_hint, const char *key, uint32_t key_len,
-                        bool base64)
+void mr_dispatch_unlink(mr_worker *w, uint32_t listen_pool, uint32_t conn_hint, const char *key,
+                        uint32_t key_len, bool base64)
 {
     char decoded[MR_KEY_MAX * 2]; /* a base64 key of MR_KEY_MAX decodes to fewer bytes */
     const char *rkey = key;
@@ -344,8 +343,9 @@ void mr_dispatch_unlink(mr_worker *w, uint32_t listen_pool, uint32_t conn_hint, 
         return;
     req->cls = MR_CLASS_KEYED;
     req->cmd = MR_CMD_DELETE;
-    req->conn_hint =
-        pool->conf->replicas > 1 || pool->conf->nreplicate_to ? mr_hash(MR_HASH_FNV1A_32, rkey, rlen) : conn_hint;
+    req->conn_hint = pool->conf->replicas > 1 || pool->conf->nreplicate_to
+                         ? mr_hash(MR_HASH_FNV1A_32, rkey, rlen)
+                         : conn_hint;
     mr_mbuf *mb = mr_mbuf_get(&w->mbufs, key_len + 16);
     if (!mb || mr_req_alloc_msgs(req, n) < 0) {
         mr_mbuf_unref(mb);
@@ -369,12 +369,9 @@ void mr_dispatch_unlink(mr_worker *w, uint32_t listen_pool, uint32_t conn_hint, 
 typedef void (*dispatch_fn)(mr_req *req);
 
 static const dispatch_fn handlers[] = {
-    [MR_CLASS_RETRIEVAL] = dispatch_retrieval,
-    [MR_CLASS_STORAGE] = dispatch_keyed,
-    [MR_CLASS_KEYED] = dispatch_keyed,
-    [MR_CLASS_META_KEYED] = dispatch_keyed,
-    [MR_CLASS_LOCAL] = dispatch_local,
-    [MR_CLASS_BROADCAST] = dispatch_broadcast,
+    [MR_CLASS_RETRIEVAL] = dispatch_retrieval,   [MR_CLASS_STORAGE] = dispatch_keyed,
+    [MR_CLASS_KEYED] = dispatch_keyed,           [MR_CLASS_META_KEYED] = dispatch_keyed,
+    [MR_CLASS_LOCAL] = dispatch_local,           [MR_CLASS_BROADCAST] = dispatch_broadcast,
     [MR_CLASS_ANY_SERVER] = dispatch_any_server,
 };
 

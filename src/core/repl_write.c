@@ -193,8 +193,8 @@ static void repair_copy_set(mr_req *req)
     if (sscanf(p, " %lu %ld %lu", &flags, &exptime, &bytes) != 3)
         return;
     mr_slice line, data;
-    if (make_line(req->worker, &line, "set %.*s %lu %ld %lu\r\n", (int)h->key_len, req->line.p + h->key_off, flags,
-                  exptime, bytes) < 0)
+    if (make_line(req->worker, &line, "set %.*s %lu %ld %lu\r\n", (int)h->key_len, req->line.p + h->key_off,
+                  flags, exptime, bytes) < 0)
         return;
     data = mr_slice_ref(req->line.mb, req->line.p + h->line_len, h->data_len);
     background_write(req, key_pool(req), req->replicas + 1, req->nreplicas - 1u, &line, &data);
@@ -249,8 +249,8 @@ static void readback_answered(mr_req *rb, mr_msg *msg)
             flags = strtoul(f + 2, NULL, 10);
         if (t && t < eol)
             ttl = strtol(t + 2, NULL, 10);
-        if (!eol || make_line(w, &line, "ms %.*s %lu F%lu T%ld%s\r\n", klen, key, len, flags, ttl < 0 ? 0 : ttl,
-                              b64 ? " b" : "") < 0)
+        if (!eol || make_line(w, &line, "ms %.*s %lu F%lu T%ld%s\r\n", klen, key, len, flags,
+                              ttl < 0 ? 0 : ttl, b64 ? " b" : "") < 0)
             return;
         uint32_t head_len = (uint32_t)(eol - reply->p) + 2;
         data = mr_slice_ref(reply->mb, reply->p + head_len, reply->len - head_len);

@@ -6,7 +6,9 @@
  */
 #include "memrelay/hash.h"
 
-/* CRC-16/XMODEM: polynomial 0x1021, most significant bit first. */
+/* CRC-16/XMODEM: polynomial 0x1021, most significant bit first. (The tables keep
+ * eight entries a row, as CRC references print them: clang-format is off there.) */
+/* clang-format off */
 static const uint16_t crc16_table[256] = {
     0x0000, 0x1021, 0x2042, 0x3063, 0x4084, 0x50a5, 0x60c6, 0x70e7,
     0x8108, 0x9129, 0xa14a, 0xb16b, 0xc18c, 0xd1ad, 0xe1ce, 0xf1ef,
@@ -41,8 +43,10 @@ static const uint16_t crc16_table[256] = {
     0xef1f, 0xff3e, 0xcf5d, 0xdf7c, 0xaf9b, 0xbfba, 0x8fd9, 0x9ff8,
     0x6e17, 0x7e36, 0x4e55, 0x5e74, 0x2e93, 0x3eb2, 0x0ed1, 0x1ef0,
 };
+/* clang-format on */
 
 /* CRC-32 (IEEE 802.3): reflected polynomial 0xedb88320. */
+/* clang-format off */
 static const uint32_t crc32_table[256] = {
     0x00000000, 0x77073096, 0xee0e612c, 0x990951ba, 0x076dc419, 0x706af48f,
     0xe963a535, 0x9e6495a3, 0x0edb8832, 0x79dcb8a4, 0xe0d5e91e, 0x97d2d988,
@@ -88,6 +92,7 @@ static const uint32_t crc32_table[256] = {
     0x54de5729, 0x23d967bf, 0xb3667a2e, 0xc4614ab8, 0x5d681b02, 0x2a6f2b94,
     0xb40bbe37, 0xc30c8ea1, 0x5a05df1b, 0x2d02ef8d,
 };
+/* clang-format on */
 
 /* twemproxy keeps the running value in 32 bits and never masks it to 16,
  * so bits shifted past bit 15 stay in the result. Kept for placement. */

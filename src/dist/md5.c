@@ -28,8 +28,8 @@ static void transform(uint32_t state[4], const uint8_t block[64])
 {
     uint32_t m[16];
     for (int i = 0; i < 16; i++)
-        m[i] = (uint32_t)block[4 * i] | (uint32_t)block[4 * i + 1] << 8 |
-               (uint32_t)block[4 * i + 2] << 16 | (uint32_t)block[4 * i + 3] << 24;
+        m[i] = (uint32_t)block[4 * i] | (uint32_t)block[4 * i + 1] << 8 | (uint32_t)block[4 * i + 2] << 16 |
+               (uint32_t)block[4 * i + 3] << 24;
 
     uint32_t a = state[0], b = state[1], c = state[2], d = state[3];
     for (int i = 0; i < 64; i++) {

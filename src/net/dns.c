@@ -26,12 +26,12 @@ struct mr_dns_query {
     struct mr_dns *dns;
     bool is_srv;
     bool cancelled;
-    bool finished;               /* the answer is in; on the done list */
+    bool finished; /* the answer is in; on the done list */
     mr_dns_host_cb host_cb;
     mr_dns_srv_cb srv_cb;
     void *ctx;
     uint16_t port;
-    mr_dns_host_result host;     /* owned copies, freed after delivery */
+    mr_dns_host_result host; /* owned copies, freed after delivery */
     mr_dns_srv_result srv;
     struct mr_dns_query *prev, *next; /* the dns's pending or done list */
 };
@@ -39,11 +39,11 @@ struct mr_dns_query {
 struct mr_dns {
     struct ev_loop *loop;
     ares_channel channel;
-    ev_timer timeout;            /* ares_timeout() */
-    ev_timer deliver;            /* zero-delay: hand finished answers over */
+    ev_timer timeout; /* ares_timeout() */
+    ev_timer deliver; /* zero-delay: hand finished answers over */
     sock_watch *socks;
-    mr_dns_query *pending;       /* started, not finished */
-    mr_dns_query *done;          /* finished, not delivered */
+    mr_dns_query *pending; /* started, not finished */
+    mr_dns_query *done;    /* finished, not delivered */
     uint64_t lookups, failures;
 };
 
@@ -319,7 +319,8 @@ static void host_answer_cb(void *arg, int status, int timeouts, struct ares_addr
     query_finished(q, status);
 }
 
-mr_dns_query *mr_dns_resolve(mr_dns *d, const char *host, uint16_t port, int family, mr_dns_host_cb cb, void *ctx)
+mr_dns_query *mr_dns_resolve(mr_dns *d, const char *host, uint16_t port, int family, mr_dns_host_cb cb,
+                             void *ctx)
 {
     mr_dns_query *q = query_new(d, ctx);
     if (q == NULL)

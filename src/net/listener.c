@@ -67,8 +67,7 @@ static int open_tcp(const mr_pool_conf *pool, const mr_addr_conf *addr)
             setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof(one));
         if (bind(fd, ai->ai_addr, ai->ai_addrlen) == 0 && listen(fd, pool->backlog) == 0)
             break;
-        mr_log_error("pool %s: listen on %s:%u: %s", pool->name, addr->host, addr->port,
-                     strerror(errno));
+        mr_log_error("pool %s: listen on %s:%u: %s", pool->name, addr->host, addr->port, strerror(errno));
         close(fd);
         fd = -1;
     }

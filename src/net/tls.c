@@ -40,8 +40,8 @@ static SSL_CTX *ctx_new(const SSL_METHOD *method, int min_version, char *why, si
 SSL_CTX *mr_tls_listener_ctx_new(const mr_pool_conf *p, char *err, size_t errlen)
 {
     char why[400];
-    SSL_CTX *ctx = ctx_new(TLS_server_method(), p->tls_min_version == 13 ? TLS1_3_VERSION : TLS1_2_VERSION, why,
-                           sizeof(why));
+    SSL_CTX *ctx = ctx_new(TLS_server_method(), p->tls_min_version == 13 ? TLS1_3_VERSION : TLS1_2_VERSION,
+                           why, sizeof(why));
     if (ctx == NULL)
         goto fail;
     /* A client that shuts its side with a bare FIN (no close_notify) has
@@ -207,8 +207,8 @@ mr_tls_conn *mr_tls_connect_new(SSL_CTX *ctx, int fd, const char *name, bool ver
     return t;
 }
 
-int mr_tls_connect_server(const mr_tls_set *set, uint32_t pool, const mr_pool_conf *pc, const mr_server_conf *sc,
-                          int fd, mr_tls_conn **out)
+int mr_tls_connect_server(const mr_tls_set *set, uint32_t pool, const mr_pool_conf *pc,
+                          const mr_server_conf *sc, int fd, mr_tls_conn **out)
 {
     SSL_CTX *ctx = set ? set->servers[pool] : NULL;
     if (ctx == NULL)
@@ -342,8 +342,8 @@ ssize_t mr_tls_writev(mr_tls_conn *t, const struct iovec *iov, int iovcnt, mr_tl
 
 /* ---- logging ---- */
 
-static int64_t last_log_ms;   /* atomic: when the last failure was logged */
-static uint64_t suppressed;   /* atomic: failures not logged since */
+static int64_t last_log_ms; /* atomic: when the last failure was logged */
+static uint64_t suppressed; /* atomic: failures not logged since */
 
 void mr_tls_log_failure(const char *what, const char *who, const char *why)
 {
@@ -358,8 +358,8 @@ void mr_tls_log_failure(const char *what, const char *who, const char *why)
     }
     uint64_t quiet = __atomic_exchange_n(&suppressed, 0, __ATOMIC_RELAXED);
     if (quiet)
-        mr_log_warn("%s failed (%s): %s (%llu more TLS failures in the last second not logged)", what, who, why,
-                    (unsigned long long)quiet);
+        mr_log_warn("%s failed (%s): %s (%llu more TLS failures in the last second not logged)", what, who,
+                    why, (unsigned long long)quiet);
     else
         mr_log_warn("%s failed (%s): %s", what, who, why);
 }

@@ -71,8 +71,8 @@ mr_membership *mr_membership_start(mr_reloader *r, struct ev_loop *loop)
     }
     m->reloader = r;
     m->loop = loop;
-    m->dns = mr_dns_new(loop, (const char *const *)cfg->dns_servers, cfg->ndns_servers, cfg->dns_timeout_ms / 2, 2,
-                        err, sizeof(err));
+    m->dns = mr_dns_new(loop, (const char *const *)cfg->dns_servers, cfg->ndns_servers,
+                        cfg->dns_timeout_ms / 2, 2, err, sizeof(err));
     m->dns_servers = cfg->ndns_servers ? calloc(cfg->ndns_servers, sizeof(char *)) : NULL;
     for (size_t i = 0; m->dns_servers && i < cfg->ndns_servers; i++)
         if ((m->dns_servers[i] = strdup(cfg->dns_servers[i])) != NULL)

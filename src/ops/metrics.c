@@ -9,13 +9,13 @@
  */
 #include "memrelay/metrics.h"
 
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <pthread.h>
 #include <sys/time.h>
 
 #include "memrelay/discovery.h"
@@ -189,12 +189,14 @@ static void put_reload(text *t, const mr_admin_view *v)
     put_family(t, "memrelay_config_reloads_total", COUNTER, "Configuration reloads that took effect.");
     put(t, "memrelay_config_reloads_total %llu\n", (unsigned long long)reloads);
     put_family(t, "memrelay_config_reload_failures_total", COUNTER,
-               "Configuration reloads refused (invalid file, unbindable listener, ...); the old config kept serving.");
+               "Configuration reloads refused (invalid file, unbindable listener, ...); the old config kept "
+               "serving.");
     put(t, "memrelay_config_reload_failures_total %llu\n", (unsigned long long)failures);
     put_family(t, "memrelay_config_last_reload_success_timestamp_seconds", GAUGE,
                "When the configuration in force was loaded (Unix time).");
     put(t, "memrelay_config_last_reload_success_timestamp_seconds %.3f\n", loaded_at / 1000.0);
-    put_family(t, "memrelay_config_generation", GAUGE, "Generation of the configuration in force (1 at start).");
+    put_family(t, "memrelay_config_generation", GAUGE,
+               "Generation of the configuration in force (1 at start).");
     put(t, "memrelay_config_generation %llu\n", (unsigned long long)seq);
     put_family(t, "memrelay_config_last_reload_failed", GAUGE,
                "1 if the last reload attempt was refused (stats config: last_reload_error), else 0.");
@@ -240,8 +242,8 @@ _Static_assert(sizeof(pool_rows) / sizeof(pool_rows[0]) == sizeof(mr_pool_stats)
 
 typedef struct {
     uint64_t requests, timeouts, downs, probes, probe_failures, rejoins; /* counters */
-    uint64_t lookups, lookup_failures;                                   /* counters: its name's DNS lookups */
-    uint64_t failures, ejected, quarantined;                             /* gauges */
+    uint64_t lookups, lookup_failures;       /* counters: its name's DNS lookups */
+    uint64_t failures, ejected, quarantined; /* gauges */
     uint64_t errors[MR_ERR_COUNT];
     uint32_t state;
     mr_latency_hist latency;
@@ -441,9 +443,10 @@ static void put_servers(text *t, const mr_admin_view *v, const server_snap *snap
 /* Where each server is now, and each discovering pool's DNS counters. */
 static void put_dns(text *t, const mr_admin_view *v)
 {
-    put_family(t, "memrelay_server_info", GAUGE,
-               "1 per server, labelled with its current address, its host name (\"\" for an address) and where its "
-               "line came from (static, srv, dns).");
+    put_family(
+        t, "memrelay_server_info", GAUGE,
+        "1 per server, labelled with its current address, its host name (\"\" for an address) and where its "
+        "line came from (static, srv, dns).");
     for (uint32_t s = 0; s < v->router->nservers; s++) {
         if (!v->router->servers[s].conf)
             continue;
@@ -459,8 +462,9 @@ static void put_dns(text *t, const mr_admin_view *v)
         put_label(t, "source", a.source);
         put(t, "} 1\n");
     }
-    put_family(t, "memrelay_server_dns_resolved_timestamp_seconds", GAUGE,
-               "When the server's host name last resolved (0: never; servers given by address are left out).");
+    put_family(
+        t, "memrelay_server_dns_resolved_timestamp_seconds", GAUGE,
+        "When the server's host name last resolved (0: never; servers given by address are left out).");
     for (uint32_t s = 0; s < v->router->nservers; s++) {
         if (!v->router->servers[s].conf)
             continue;

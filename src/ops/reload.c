@@ -25,12 +25,30 @@ typedef struct {
     int *(*fds)(const mr_gen *gen);
 } listener_kind;
 
-static bool has_plain(const mr_pool_conf *p) { return p->has_listen; }
-static const mr_addr_conf *plain_addr(const mr_pool_conf *p) { return &p->listen; }
-static int *plain_fds(const mr_gen *gen) { return gen->listen_fds; }
-static bool has_tls(const mr_pool_conf *p) { return p->has_tls_listen; }
-static const mr_addr_conf *tls_addr(const mr_pool_conf *p) { return &p->tls_listen; }
-static int *tls_fds(const mr_gen *gen) { return gen->tls_listen_fds; }
+static bool has_plain(const mr_pool_conf *p)
+{
+    return p->has_listen;
+}
+static const mr_addr_conf *plain_addr(const mr_pool_conf *p)
+{
+    return &p->listen;
+}
+static int *plain_fds(const mr_gen *gen)
+{
+    return gen->listen_fds;
+}
+static bool has_tls(const mr_pool_conf *p)
+{
+    return p->has_tls_listen;
+}
+static const mr_addr_conf *tls_addr(const mr_pool_conf *p)
+{
+    return &p->tls_listen;
+}
+static int *tls_fds(const mr_gen *gen)
+{
+    return gen->tls_listen_fds;
+}
 
 static const listener_kind kinds[] = {{has_plain, plain_addr, plain_fds}, {has_tls, tls_addr, tls_fds}};
 #define NKINDS (sizeof(kinds) / sizeof(kinds[0]))
@@ -51,7 +69,8 @@ static int open_listeners(mr_gen *gen, const mr_gen *old, bool *taken[NKINDS], c
                 continue;
             const int *old_fds = old ? kinds[k].fds(old) : NULL;
             for (size_t j = 0; old && j < old->cfg->npools; j++) {
-                if (!taken[k][j] && old_fds[j] >= 0 && same_listen(kinds[k].addr(p), kinds[k].addr(&old->cfg->pools[j]))) {
+                if (!taken[k][j] && old_fds[j] >= 0 &&
+                    same_listen(kinds[k].addr(p), kinds[k].addr(&old->cfg->pools[j]))) {
                     fds[i] = old_fds[j];
                     taken[k][j] = true;
                     break;
@@ -60,8 +79,8 @@ static int open_listeners(mr_gen *gen, const mr_gen *old, bool *taken[NKINDS], c
             if (fds[i] >= 0)
                 continue;
             if ((fds[i] = mr_listener_open_at(p, kinds[k].addr(p))) < 0) {
-                snprintf(err, errlen, "pool %s: cannot listen on its %s address (see the log line before)", p->name,
-                         k == 0 ? "listen" : "tls_listen");
+                snprintf(err, errlen, "pool %s: cannot listen on its %s address (see the log line before)",
+                         p->name, k == 0 ? "listen" : "tls_listen");
                 return -1;
             }
         }
@@ -102,11 +121,13 @@ static mr_gen *build(mr_reloader *r, mr_config *cfg, char *err, size_t errlen)
     gen->tls_listen_fds = malloc((cfg->npools ? cfg->npools : 1) * sizeof(int));
     for (size_t i = 0; gen->listen_fds && gen->tls_listen_fds && i < cfg->npools; i++)
         gen->listen_fds[i] = gen->tls_listen_fds[i] = -1;
-    gen->router = gen->listen_fds && gen->tls_listen_fds ? mr_router_build_ids(cfg, mr_health_server_id, r->health)
-                                                         : NULL;
+    gen->router = gen->listen_fds && gen->tls_listen_fds
+                      ? mr_router_build_ids(cfg, mr_health_server_id, r->health)
+                      : NULL;
     if (!gen->router) {
-        snprintf(err, errlen, "cannot set up its servers (out of memory, or an address that does not resolve: "
-                              "see the log line before)");
+        snprintf(err, errlen,
+                 "cannot set up its servers (out of memory, or an address that does not resolve: "
+                 "see the log line before)");
         mr_gen_free(gen);
         return NULL;
     }
@@ -223,7 +244,8 @@ static mr_worker_switch *prepare_switch(mr_reloader *r, mr_worker *w, mr_gen *ge
     sw->backends = calloc(slots, sizeof(*sw->backends));
     sw->server_slot = malloc(slots * sizeof(*sw->server_slot));
     sw->fresh = calloc(slots, sizeof(*sw->fresh));
-    sw->accept_io = calloc(2 * (gen->cfg->npools ? gen->cfg->npools : 1), sizeof(ev_io)); /* listen, tls_listen */
+    sw->accept_io =
+        calloc(2 * (gen->cfg->npools ? gen->cfg->npools : 1), sizeof(ev_io)); /* listen, tls_listen */
     sw->hold = calloc(1, sizeof(*sw->hold));
     sw->retired = calloc(slots, sizeof(*sw->retired));
     if (!sw->backends || !sw->server_slot || !sw->fresh || !sw->accept_io || !sw->hold || !sw->retired) {
@@ -400,8 +422,8 @@ int mr_reload_members(mr_reloader *r, const char *why)
     mr_config *cfg = mr_config_load_members(now->text, now->text_len, now->path, m, n, &cerr);
     if (!cfg) {
         /* e.g. fewer servers than `replicas`: the old membership stays. */
-        mr_log_error("DNS membership (%s) refused, still serving generation %" PRIu64 ": %s", why, r->current->seq,
-                     cerr.message);
+        mr_log_error("DNS membership (%s) refused, still serving generation %" PRIu64 ": %s", why,
+                     r->current->seq, cerr.message);
         set_status_failed(r, cerr.message);
         return -1;
     }
@@ -474,7 +496,8 @@ static int switch_to(mr_reloader *r, mr_config *cfg, const char *why)
         free(sws);
         free(taken[0]);
         free(taken[1]);
-        mr_log_error("reload (%s) refused, still serving generation %" PRIu64 ": %s", why, r->current->seq, err);
+        mr_log_error("reload (%s) refused, still serving generation %" PRIu64 ": %s", why, r->current->seq,
+                     err);
         set_status_failed(r, err);
         return -1;
     }
@@ -497,8 +520,8 @@ static int switch_to(mr_reloader *r, mr_config *cfg, const char *why)
     pthread_mutex_unlock(&r->current_lock);
     r->switching = gen;
     set_status_ok(r, gen, true);
-    mr_log_info("reload (%s): config generation %" PRIu64 " (md5 %s), %zu pools; switching workers", why, gen->seq,
-                gen->cfg->hash, gen->cfg->npools);
+    mr_log_info("reload (%s): config generation %" PRIu64 " (md5 %s), %zu pools; switching workers", why,
+                gen->seq, gen->cfg->hash, gen->cfg->npools);
     if (r->on_config)
         r->on_config(r->on_config_ctx, gen->cfg);
     mr_config_warn_unprotected(gen->cfg);
@@ -543,7 +566,8 @@ static void poll_cb(struct ev_loop *loop, ev_timer *t, int revents)
     }
 }
 
-void mr_reload_start(mr_reloader *r, struct ev_loop *loop, mr_shared *shared, mr_worker *workers, int nworkers)
+void mr_reload_start(mr_reloader *r, struct ev_loop *loop, mr_shared *shared, mr_worker *workers,
+                     int nworkers)
 {
     r->loop = loop;
     r->shared = shared;

@@ -12,8 +12,8 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "memrelay/discovery.h"
 #include "memrelay/clock.h"
+#include "memrelay/discovery.h"
 #include "memrelay/health.h"
 #include "memrelay/latency.h"
 #include "memrelay/limits.h"
@@ -68,7 +68,7 @@ static int full_stats(mr_worker *w, mr_mbuf *mb)
     rc |= append(mb, "STAT rusage_user %ld.%06ld\r\n", (long)ru.ru_utime.tv_sec, (long)ru.ru_utime.tv_usec);
     rc |= append(mb, "STAT rusage_system %ld.%06ld\r\n", (long)ru.ru_stime.tv_sec, (long)ru.ru_stime.tv_usec);
     rc |= append(mb, "STAT threads %d\r\n", w->shared->nworkers);
-#define MR_STAT_LINE(name) \
+#define MR_STAT_LINE(name)                      \
     rc |= append(mb, "STAT " #name " %llu\r\n", \
                  (unsigned long long)(is_gauge(#name) ? total.name : total.name - base.name));
     MR_STATS(MR_STAT_LINE)
@@ -78,7 +78,8 @@ static int full_stats(mr_worker *w, mr_mbuf *mb)
 }
 
 /* A discovering pool's DNS counters (discovery.h), or NULL. */
-static const mr_discovery_pool_stats *dns_stats_of(const mr_discovery_pool_stats *all, size_t n, const char *pool)
+static const mr_discovery_pool_stats *dns_stats_of(const mr_discovery_pool_stats *all, size_t n,
+                                                   const char *pool)
 {
     for (size_t i = 0; i < n; i++)
         if (strcmp(all[i].pool, pool) == 0)
@@ -107,11 +108,14 @@ static int pool_stats(mr_worker *w, mr_mbuf *mb)
         if (d) {
             rc |= append(mb, "STAT %s:dns_name %s\r\n", p->name, d->name);
             rc |= append(mb, "STAT %s:dns_lookups %llu\r\n", p->name, (unsigned long long)d->lookups);
-            rc |= append(mb, "STAT %s:dns_lookup_failures %llu\r\n", p->name, (unsigned long long)d->failures);
-            rc |= append(mb, "STAT %s:dns_membership_changes %llu\r\n", p->name, (unsigned long long)d->changes);
+            rc |=
+                append(mb, "STAT %s:dns_lookup_failures %llu\r\n", p->name, (unsigned long long)d->failures);
+            rc |= append(mb, "STAT %s:dns_membership_changes %llu\r\n", p->name,
+                         (unsigned long long)d->changes);
             rc |= append(mb, "STAT %s:dns_last_answer_ms_ago %lld\r\n", p->name,
                          d->last_answer_ms ? (long long)(now - d->last_answer_ms) : -1LL);
-            rc |= append(mb, "STAT %s:dns_last_error %s\r\n", p->name, d->last_error[0] ? d->last_error : "none");
+            rc |= append(mb, "STAT %s:dns_last_error %s\r\n", p->name,
+                         d->last_error[0] ? d->last_error : "none");
         }
         rc |= append(mb, "STAT %s:replicas %u\r\n", p->name, p->replicas);
         rc |= append(mb, "STAT %s:replicate_to %zu\r\n", p->name, p->nreplicate_to);
@@ -119,7 +123,8 @@ static int pool_stats(mr_worker *w, mr_mbuf *mb)
         rc |= append(mb, "STAT %s:warmup_window %u\r\n", p->name, p->warmup_window_ms);
         rc |= append(mb, "STAT %s:warmup_window_left_ms %lld\r\n", p->name,
                      (long long)(mr_gen_warm_left(w->gen, i, ev_now(w->loop)) * 1000.0));
-#define MR_POOL_STAT_LINE(field) rc |= append(mb, "STAT %s:" #field " %llu\r\n", p->name, (unsigned long long)ps.field);
+#define MR_POOL_STAT_LINE(field) \
+    rc |= append(mb, "STAT %s:" #field " %llu\r\n", p->name, (unsigned long long)ps.field);
         MR_POOL_STATS(MR_POOL_STAT_LINE)
 #undef MR_POOL_STAT_LINE
     }
@@ -137,7 +142,8 @@ static int route_explain(mr_worker *w, uint32_t listen_pool, mr_mbuf *mb, const 
     const mr_pool *pool = mr_router_pool_for_key(r, listen_pool, key, klen);
     const char *via = "own servers";
     for (size_t i = 0; i < lp->nroutes; i++) {
-        if (lp->routes[i].prefix_len <= klen && memcmp(lp->routes[i].prefix, key, lp->routes[i].prefix_len) == 0) {
+        if (lp->routes[i].prefix_len <= klen &&
+            memcmp(lp->routes[i].prefix, key, lp->routes[i].prefix_len) == 0) {
             via = lp->routes[i].prefix;
             break;
         }
@@ -147,7 +153,8 @@ static int route_explain(mr_worker *w, uint32_t listen_pool, mr_mbuf *mb, const 
     if (pool->conf->has_hash_tag)
         mr_hash_tag_span(key, klen, pool->conf->hash_tag, &span, &span_len);
     uint32_t servers[MR_MAX_REPLICAS];
-    uint32_t n = pool->nservers ? mr_router_replicas_for_key(pool, key, klen, 0, servers, MR_MAX_REPLICAS) : 0;
+    uint32_t n =
+        pool->nservers ? mr_router_replicas_for_key(pool, key, klen, 0, servers, MR_MAX_REPLICAS) : 0;
     int rc = 0;
     rc |= append(mb, "STAT key %.*s\r\n", (int)klen, key);
     rc |= append(mb, "STAT listener_pool %s\r\n", lp->name);
@@ -162,9 +169,10 @@ static int route_explain(mr_worker *w, uint32_t listen_pool, mr_mbuf *mb, const 
     rc |= append(mb, "STAT hash_value %u\r\n", mr_hash(pool->conf->hash, span, span_len));
     for (uint32_t i = 0; i < n; i++) {
         const mr_server *s = &r->servers[servers[i]];
-        const char *state = w->shared->health ? mr_health_state_name(mr_health_state_of(w->shared->health, s->id)) : "up";
-        rc |= append(mb, "STAT %s %s ident=%s pool=%s state=%s\r\n", i == 0 ? "primary" : "replica", s->conf->spec,
-                     s->conf->ident, r->cfg->pools[s->pool].name, state);
+        const char *state =
+            w->shared->health ? mr_health_state_name(mr_health_state_of(w->shared->health, s->id)) : "up";
+        rc |= append(mb, "STAT %s %s ident=%s pool=%s state=%s\r\n", i == 0 ? "primary" : "replica",
+                     s->conf->spec, s->conf->ident, r->cfg->pools[s->pool].name, state);
     }
     rc |= append(mb, "END\r\n");
     return rc;
@@ -288,12 +296,12 @@ static int servers_stats(const mr_health *h, const mr_router *router, char *buf,
 {
     size_t off = 0;
     int64_t now = mr_wall_ms();
-#define APPEND(...)                                                        \
-    do {                                                                   \
-        int n_ = snprintf(buf + off, cap - off, __VA_ARGS__);              \
-        if (n_ < 0 || (size_t)n_ >= cap - off)                             \
-            return -1;                                                     \
-        off += (size_t)n_;                                                 \
+#define APPEND(...)                                           \
+    do {                                                      \
+        int n_ = snprintf(buf + off, cap - off, __VA_ARGS__); \
+        if (n_ < 0 || (size_t)n_ >= cap - off)                \
+            return -1;                                        \
+        off += (size_t)n_;                                    \
     } while (0)
     for (uint32_t i = 0; i < router->nservers; i++) {
         if (!router->servers[i].conf)
@@ -316,21 +324,27 @@ static int servers_stats(const mr_health *h, const mr_router *router, char *buf,
                    where.resolved_ms ? (long long)(now - where.resolved_ms) : -1LL);
             APPEND("STAT %s:%s:resolve_error %s\r\n", pool, name, where.error[0] ? where.error : "none");
             APPEND("STAT %s:%s:lookups %llu\r\n", pool, name, (unsigned long long)where.lookups);
-            APPEND("STAT %s:%s:lookup_failures %llu\r\n", pool, name, (unsigned long long)where.lookup_failures);
+            APPEND("STAT %s:%s:lookup_failures %llu\r\n", pool, name,
+                   (unsigned long long)where.lookup_failures);
         }
         APPEND("STAT %s:%s:state %s\r\n", pool, name, mr_health_state_name(state));
         APPEND("STAT %s:%s:ejected %u\r\n", pool, name, __atomic_load_n(&sh->ejected, __ATOMIC_RELAXED));
         APPEND("STAT %s:%s:failures %u\r\n", pool, name, __atomic_load_n(&sh->failures, __ATOMIC_RELAXED));
-        APPEND("STAT %s:%s:last_error %.*s\r\n", pool, name, *err ? (int)strlen(err) - 2 : 4, *err ? err : "none");
-        APPEND("STAT %s:%s:down_since_ms %lld\r\n", pool, name, state == MR_HEALTH_UP ? 0LL : (long long)down_at);
+        APPEND("STAT %s:%s:last_error %.*s\r\n", pool, name, *err ? (int)strlen(err) - 2 : 4,
+               *err ? err : "none");
+        APPEND("STAT %s:%s:down_since_ms %lld\r\n", pool, name,
+               state == MR_HEALTH_UP ? 0LL : (long long)down_at);
         APPEND("STAT %s:%s:next_probe_in_ms %lld\r\n", pool, name,
                state == MR_HEALTH_DOWN && next > now ? (long long)(next - now) : 0LL);
         APPEND("STAT %s:%s:quarantined %d\r\n", pool, name, mr_health_quarantined(h, i) ? 1 : 0);
-        APPEND("STAT %s:%s:downs %llu\r\n", pool, name, (unsigned long long)__atomic_load_n(&sh->downs, __ATOMIC_RELAXED));
-        APPEND("STAT %s:%s:probes %llu\r\n", pool, name, (unsigned long long)__atomic_load_n(&sh->probes, __ATOMIC_RELAXED));
+        APPEND("STAT %s:%s:downs %llu\r\n", pool, name,
+               (unsigned long long)__atomic_load_n(&sh->downs, __ATOMIC_RELAXED));
+        APPEND("STAT %s:%s:probes %llu\r\n", pool, name,
+               (unsigned long long)__atomic_load_n(&sh->probes, __ATOMIC_RELAXED));
         APPEND("STAT %s:%s:probe_failures %llu\r\n", pool, name,
                (unsigned long long)__atomic_load_n(&sh->probe_failures, __ATOMIC_RELAXED));
-        APPEND("STAT %s:%s:rejoins %llu\r\n", pool, name, (unsigned long long)__atomic_load_n(&sh->rejoins, __ATOMIC_RELAXED));
+        APPEND("STAT %s:%s:rejoins %llu\r\n", pool, name,
+               (unsigned long long)__atomic_load_n(&sh->rejoins, __ATOMIC_RELAXED));
         /* Traffic: every worker's requests to this server. */
         const mr_server_traffic *t = &sh->traffic;
         APPEND("STAT %s:%s:requests %llu\r\n", pool, name,
@@ -411,10 +425,12 @@ int mr_stats_reply(mr_worker *w, uint32_t listen_pool, mr_slice *out, const char
         size_t cap = 1024;
         for (uint32_t i = 0; i < r->nservers; i++)
             if (r->servers[i].conf)
-                cap += 40 * (strlen(r->servers[i].conf->spec) + strlen(r->cfg->pools[r->servers[i].pool].name) + 64) +
+                cap += 40 * (strlen(r->servers[i].conf->spec) +
+                             strlen(r->cfg->pools[r->servers[i].pool].name) + 64) +
                        512;
         mr_mbuf *mb = cap < UINT32_MAX ? mr_mbuf_get(&w->mbufs, (uint32_t)cap) : NULL;
-        return mb ? reply_from(mb, servers_stats(w->shared->health, w->gen->router, mb->data, mb->cap), out) : -1;
+        return mb ? reply_from(mb, servers_stats(w->shared->health, w->gen->router, mb->data, mb->cap), out)
+                  : -1;
     }
     if (arg_len == 5 && memcmp(arg, "pools", 5) == 0) {
         mr_mbuf *mb = mr_mbuf_get(&w->mbufs, 64 * 1024);

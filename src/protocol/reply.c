@@ -97,9 +97,9 @@ int mr_reply_line_known(const char *line, size_t len)
 {
     /* First tokens of every reply line of the classic and meta protocols. */
     static const char *const words[] = {
-        "STORED", "NOT_STORED", "EXISTS", "NOT_FOUND", "DELETED", "TOUCHED", "OK", "END", "VERSION",
-        "ERROR", "CLIENT_ERROR", "SERVER_ERROR", "RESET", "STAT", "HD", "EN", "NF", "NS", "EX", "MN", "ME",
-        "BUSY", NULL,
+        "STORED",  "NOT_STORED", "EXISTS",       "NOT_FOUND",    "DELETED", "TOUCHED", "OK", "END",
+        "VERSION", "ERROR",      "CLIENT_ERROR", "SERVER_ERROR", "RESET",   "STAT",    "HD", "EN",
+        "NF",      "NS",         "EX",           "MN",           "ME",      "BUSY",    NULL,
     };
     size_t n = 0;
     while (n < len && line[n] != ' ' && line[n] != '\r')
@@ -119,6 +119,7 @@ int mr_reply_line_known(const char *line, size_t len)
 
 int mr_reply_is_error(const char *line, size_t len)
 {
-    return (len >= 5 && memcmp(line, "ERROR", 5) == 0) || (len >= 12 && memcmp(line, "CLIENT_ERROR", 12) == 0) ||
+    return (len >= 5 && memcmp(line, "ERROR", 5) == 0) ||
+           (len >= 12 && memcmp(line, "CLIENT_ERROR", 12) == 0) ||
            (len >= 12 && memcmp(line, "SERVER_ERROR", 12) == 0);
 }

@@ -15,12 +15,12 @@
 
 #include "memrelay/auth_gate.h"
 
-#define CHECK(cond)                                                                                     \
-    do {                                                                                                \
-        if (!(cond)) {                                                                                  \
-            fprintf(stderr, "fuzz_auth_gate: %s:%d: check failed: %s\n", __FILE__, __LINE__, #cond);  \
-            abort();                                                                                    \
-        }                                                                                               \
+#define CHECK(cond)                                                                                  \
+    do {                                                                                             \
+        if (!(cond)) {                                                                               \
+            fprintf(stderr, "fuzz_auth_gate: %s:%d: check failed: %s\n", __FILE__, __LINE__, #cond); \
+            abort();                                                                                 \
+        }                                                                                            \
     } while (0)
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
@@ -47,7 +47,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         CHECK(st.consumed > 0 && st.consumed <= left);
         CHECK(st.reply != NULL && strlen(st.reply) >= 2);
         if (st.outcome == MR_AUTH_GRANTED)
-            CHECK(st.consumed >= 14 && memmem(p, st.consumed, "alice", 5) && memmem(p, st.consumed, "secret", 6));
+            CHECK(st.consumed >= 14 && memmem(p, st.consumed, "alice", 5) &&
+                  memmem(p, st.consumed, "secret", 6));
         p += st.consumed;
         left -= st.consumed;
     }

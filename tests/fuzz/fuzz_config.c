@@ -12,13 +12,12 @@
 
 #include "memrelay/config.h"
 
-#define CHECK(cond)                                                                          \
-    do {                                                                                     \
-        if (!(cond)) {                                                                       \
-            fprintf(stderr, "fuzz_config: %s:%d: check failed: %s\n", __FILE__, __LINE__,   \
-                    #cond);                                                                  \
-            abort();                                                                         \
-        }                                                                                    \
+#define CHECK(cond)                                                                               \
+    do {                                                                                          \
+        if (!(cond)) {                                                                            \
+            fprintf(stderr, "fuzz_config: %s:%d: check failed: %s\n", __FILE__, __LINE__, #cond); \
+            abort();                                                                              \
+        }                                                                                         \
     } while (0)
 
 static FILE *devnull;

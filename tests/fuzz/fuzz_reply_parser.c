@@ -20,13 +20,12 @@
 
 #include "memrelay/reply.h"
 
-#define CHECK(cond)                                                                          \
-    do {                                                                                     \
-        if (!(cond)) {                                                                       \
-            fprintf(stderr, "fuzz_reply_parser: %s:%d: check failed: %s\n", __FILE__,       \
-                    __LINE__, #cond);                                                        \
-            abort();                                                                         \
-        }                                                                                    \
+#define CHECK(cond)                                                                                     \
+    do {                                                                                                \
+        if (!(cond)) {                                                                                  \
+            fprintf(stderr, "fuzz_reply_parser: %s:%d: check failed: %s\n", __FILE__, __LINE__, #cond); \
+            abort();                                                                                    \
+        }                                                                                               \
     } while (0)
 
 #define ALL_PREFIXES_MAX 256u

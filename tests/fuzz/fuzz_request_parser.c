@@ -20,13 +20,12 @@
 
 #include "memrelay/ascii.h"
 
-#define CHECK(cond)                                                                          \
-    do {                                                                                     \
-        if (!(cond)) {                                                                       \
-            fprintf(stderr, "fuzz_request_parser: %s:%d: check failed: %s\n", __FILE__,     \
-                    __LINE__, #cond);                                                        \
-            abort();                                                                         \
-        }                                                                                    \
+#define CHECK(cond)                                                                                       \
+    do {                                                                                                  \
+        if (!(cond)) {                                                                                    \
+            fprintf(stderr, "fuzz_request_parser: %s:%d: check failed: %s\n", __FILE__, __LINE__, #cond); \
+            abort();                                                                                      \
+        }                                                                                                 \
     } while (0)
 
 /* Lines up to this long have every prefix checked; longer ones a sample. */
@@ -227,8 +226,8 @@ static void fuzz_base64(const char *buf, size_t len)
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     const char *buf = (const char *)data;
-    walk(buf, size, 0, 0);          /* defaults: 1 MiB items, 2 MiB lines */
-    walk(buf, size, 200, 300);      /* tight: reach the size limits */
+    walk(buf, size, 0, 0);     /* defaults: 1 MiB items, 2 MiB lines */
+    walk(buf, size, 200, 300); /* tight: reach the size limits */
     fuzz_base64(buf, size);
     if (size > 0)
         (void)mr_is_binary_protocol(buf, size);

@@ -241,9 +241,25 @@ Test(auth, gate_everything_else_is_unauthenticated)
 {
     mr_auth_table *t = table("alice:secret\n");
     static const char *const lines[] = {
-        "get foo\r\n", "version\r\n", "quit\r\n", "stats\r\n", "mn\r\n", "mg foo v\r\n", "\r\n", "\n", "ab\n",
-        "add a 0 0 12\r\n", "cas a 0 0 12 5\r\n", "SET a 0 0 12\r\n", "setx a 0 0 12\r\n", "set\ta 0 0 12\r\n",
-        "set a 0 0\r\n", "set a 0 0 abc\r\n", "set a 0 0 12x\r\n", "set a 0 0 -1\r\n", "set a 0 0 \r\n",
+        "get foo\r\n",
+        "version\r\n",
+        "quit\r\n",
+        "stats\r\n",
+        "mn\r\n",
+        "mg foo v\r\n",
+        "\r\n",
+        "\n",
+        "ab\n",
+        "add a 0 0 12\r\n",
+        "cas a 0 0 12 5\r\n",
+        "SET a 0 0 12\r\n",
+        "setx a 0 0 12\r\n",
+        "set\ta 0 0 12\r\n",
+        "set a 0 0\r\n",
+        "set a 0 0 abc\r\n",
+        "set a 0 0 12x\r\n",
+        "set a 0 0 -1\r\n",
+        "set a 0 0 \r\n",
         "set a 0 0 99999999999999999999\r\n",
     };
     for (size_t i = 0; i < sizeof(lines) / sizeof(lines[0]); i++)

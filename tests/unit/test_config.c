@@ -23,8 +23,8 @@ static void expect_error(const char *yaml, int line, int col, const char *needle
     snprintf(prefix, sizeof(prefix), "t.yml:%d:%d: ", line, col);
     cr_expect_eq(err.line, line, "line %d, message: %s", err.line, err.message);
     cr_expect_eq(err.column, col, "column %d, message: %s", err.column, err.message);
-    cr_expect(strncmp(err.message, prefix, strlen(prefix)) == 0, "message '%s' should start with '%s'", err.message,
-              prefix);
+    cr_expect(strncmp(err.message, prefix, strlen(prefix)) == 0, "message '%s' should start with '%s'",
+              err.message, prefix);
     cr_expect(strstr(err.message, needle) != NULL, "message '%s' should contain '%s'", err.message, needle);
 }
 
@@ -136,7 +136,8 @@ Test(config, every_default)
 
 Test(config, memrelay_section_sets_threads)
 {
-    mr_config *cfg = must_load("memrelay:\n  threads: 4\np:\n  listen: 127.0.0.1:22121\n  servers: [a:1:1]\n");
+    mr_config *cfg =
+        must_load("memrelay:\n  threads: 4\np:\n  listen: 127.0.0.1:22121\n  servers: [a:1:1]\n");
     cr_assert_eq(cfg->threads, 4);
     cr_assert_eq(cfg->npools, 1, "the memrelay key is not a pool");
     mr_config_free(cfg);
@@ -145,14 +146,15 @@ Test(config, memrelay_section_sets_threads)
 Test(config, memrelay_section_rejects_unknown_keys_and_zero_threads)
 {
     expect_error("memrelay:\n  thread: 2\n", 2, 3, "unknown key 'thread' in the memrelay section");
-    expect_error("memrelay:\n  threads: 0\n", 2, 12, "'threads' in the memrelay section must be between 1 and");
+    expect_error("memrelay:\n  threads: 0\n", 2, 12,
+                 "'threads' in the memrelay section must be between 1 and");
 }
 
 Test(config, booleans_accept_yaml_1_1_words)
 {
-    mr_config *cfg =
-        must_load("p:\n  listen: 127.0.0.1:1\n  preconnect: yes\n  tcpkeepalive: On\n  auto_eject_hosts: TRUE\n"
-                  "  redis: no\n  servers: [a:1:1]\n");
+    mr_config *cfg = must_load(
+        "p:\n  listen: 127.0.0.1:1\n  preconnect: yes\n  tcpkeepalive: On\n  auto_eject_hosts: TRUE\n"
+        "  redis: no\n  servers: [a:1:1]\n");
     cr_assert(cfg->pools[0].preconnect && cfg->pools[0].tcpkeepalive && cfg->pools[0].auto_eject_hosts);
     mr_config_free(cfg);
     expect_error("p:\n  preconnect: maybe\n", 2, 15, "'preconnect' in pool 'p' must be true or false");
@@ -161,9 +163,10 @@ Test(config, booleans_accept_yaml_1_1_words)
 Test(config, error_unknown_key)
 {
     mr_config_error err;
-    cr_assert_null(load("alpha:\n  listen: 127.0.0.1:22121\n  servers: [a:1:1]\n\nbeta:\n  listen: 127.0.0.1:2\n    \n"
-                        "  listn: :3\n",
-                        &err));
+    cr_assert_null(
+        load("alpha:\n  listen: 127.0.0.1:22121\n  servers: [a:1:1]\n\nbeta:\n  listen: 127.0.0.1:2\n    \n"
+             "  listn: :3\n",
+             &err));
     cr_assert_str_eq(err.message, "t.yml:8:3: unknown key 'listn' in pool 'beta' (did you mean 'listen'?)");
     expect_error("p:\n  listen: 127.0.0.1:1\n  wombat: 3\n", 3, 3, "unknown key 'wombat' in pool 'p'");
 }
@@ -197,10 +200,13 @@ Test(config, error_redis_true)
 
 Test(config, error_duplicate_server)
 {
-    expect_error("p:\n  listen: 127.0.0.1:1\n  servers:\n    - 10.0.0.1:11211:1\n    - 10.0.0.1:11211:2 other\n", 5, 7,
-                 "duplicate server '10.0.0.1:11211:2 other' in pool 'p': same address as '10.0.0.1:11211:1' at line 4");
-    expect_error("p:\n  listen: 127.0.0.1:1\n  servers:\n    - \"[::1]:11211:1\"\n    - \"[0::1]:11211:1 b\"\n", 5, 7,
-                 "duplicate server");
+    expect_error(
+        "p:\n  listen: 127.0.0.1:1\n  servers:\n    - 10.0.0.1:11211:1\n    - 10.0.0.1:11211:2 other\n", 5, 7,
+        "duplicate server '10.0.0.1:11211:2 other' in pool 'p': same address as '10.0.0.1:11211:1' at line "
+        "4");
+    expect_error(
+        "p:\n  listen: 127.0.0.1:1\n  servers:\n    - \"[::1]:11211:1\"\n    - \"[0::1]:11211:1 b\"\n", 5, 7,
+        "duplicate server");
 }
 
 Test(config, error_duplicate_server_name)
@@ -217,8 +223,9 @@ Test(config, error_same_ketama_identity)
 
 Test(config, error_route_to_missing_pool)
 {
-    expect_error("p:\n  listen: 127.0.0.1:1\n  servers: [a:1:1]\n  routes:\n    - {prefix: \"s:\", pool: nosuch}\n", 5,
-                 28, "route 's:' in pool 'p' targets pool 'nosuch', which does not exist");
+    expect_error(
+        "p:\n  listen: 127.0.0.1:1\n  servers: [a:1:1]\n  routes:\n    - {prefix: \"s:\", pool: nosuch}\n", 5,
+        28, "route 's:' in pool 'p' targets pool 'nosuch', which does not exist");
 }
 
 Test(config, error_missing_servers)
@@ -226,13 +233,16 @@ Test(config, error_missing_servers)
     expect_error("p:\n  listen: 127.0.0.1:1\n", 1, 1, "pool 'p' has no servers");
     expect_error("p:\n  listen: 127.0.0.1:1\n  servers: []\n", 1, 1, "pool 'p' has no servers");
     expect_error("p:\n  listen: 127.0.0.1:1\n  servers:\n", 1, 1, "pool 'p' has no servers");
-    expect_error("p:\n  listen: 127.0.0.1:1\n  servers: a:1:1\n", 3, 12, "'servers' in pool 'p' must be a list");
+    expect_error("p:\n  listen: 127.0.0.1:1\n  servers: a:1:1\n", 3, 12,
+                 "'servers' in pool 'p' must be a list");
 }
 
 Test(config, error_bad_listen)
 {
-    expect_error("p:\n  listen: 127.0.0.1\n", 2, 11, "bad listen address '127.0.0.1' in pool 'p': missing ':port'");
-    expect_error("p:\n  listen: 127.0.0.1:99999\n", 2, 11, "the port must be a decimal number from 1 to 65535");
+    expect_error("p:\n  listen: 127.0.0.1\n", 2, 11,
+                 "bad listen address '127.0.0.1' in pool 'p': missing ':port'");
+    expect_error("p:\n  listen: 127.0.0.1:99999\n", 2, 11,
+                 "the port must be a decimal number from 1 to 65535");
     expect_error("p:\n  listen: \"[::1:22121\"\n", 2, 11, "expected [IPv6 address]:port");
     expect_error("p:\n  listen: \"[nothost]:1\"\n", 2, 11, "not a valid IPv6 address");
     expect_error("p:\n  listen: fe80::zz:1\n", 2, 11, "write IPv6 addresses in brackets");
@@ -251,13 +261,16 @@ Test(config, error_bad_mode)
 
 Test(config, error_bad_integer)
 {
-    expect_error("p:\n  timeout: -5\n", 2, 12,
-                 "'timeout' in pool 'p' must be a plain non-negative decimal integer (no sign, leading zero or "
-                 "suffix), got '-5'");
-    expect_error("p:\n  backlog: 0x10\n", 2, 12, "'backlog' in pool 'p' must be a plain non-negative decimal");
+    expect_error(
+        "p:\n  timeout: -5\n", 2, 12,
+        "'timeout' in pool 'p' must be a plain non-negative decimal integer (no sign, leading zero or "
+        "suffix), got '-5'");
+    expect_error("p:\n  backlog: 0x10\n", 2, 12,
+                 "'backlog' in pool 'p' must be a plain non-negative decimal");
     expect_error("p:\n  timeout: 0400\n", 2, 12, "must be a plain non-negative decimal integer");
     expect_error("p:\n  timeout: 1.5\n", 2, 12, "must be a plain non-negative decimal integer");
-    expect_error("p:\n  timeout: 0\n", 2, 12, "'timeout' in pool 'p' must be between 1 and 2147483647, got 0");
+    expect_error("p:\n  timeout: 0\n", 2, 12,
+                 "'timeout' in pool 'p' must be between 1 and 2147483647, got 0");
     expect_error("p:\n  server_connections: 99999999999999999999999\n", 2, 23, "must be between 1 and 1024");
     expect_error("p:\n  client_connections: 4294967296\n", 2, 23, "must be between 0 and 2147483647");
 }
@@ -286,9 +299,11 @@ Test(config, error_yaml_syntax_has_position)
 Test(config, error_structure)
 {
     expect_error("", 1, 1, "the configuration is empty");
-    expect_error("- a\n- b\n", 1, 1, "the top level must be a map of pool names to pool settings, not a list");
+    expect_error("- a\n- b\n", 1, 1,
+                 "the top level must be a map of pool names to pool settings, not a list");
     expect_error("p: 3\n", 1, 4, "pool 'p' must be a map of settings, not a single value");
-    expect_error("p:\n  listen: 127.0.0.1:1\n  servers: [a:1:1]\n---\nq: {}\n", 5, 1, "only one YAML document");
+    expect_error("p:\n  listen: 127.0.0.1:1\n  servers: [a:1:1]\n---\nq: {}\n", 5, 1,
+                 "only one YAML document");
 }
 
 Test(config, error_unreachable_pool_without_listen)
@@ -299,9 +314,10 @@ Test(config, error_unreachable_pool_without_listen)
 
 Test(config, error_routes_need_listen)
 {
-    expect_error("p:\n  listen: 127.0.0.1:1\n  servers: [a:1:1]\nq:\n  servers: [b:1:1]\n  routes:\n    - {prefix: x, "
-                 "pool: p}\n",
-                 6, 3, "pool 'q' has routes but no listen");
+    expect_error(
+        "p:\n  listen: 127.0.0.1:1\n  servers: [a:1:1]\nq:\n  servers: [b:1:1]\n  routes:\n    - {prefix: x, "
+        "pool: p}\n",
+        6, 3, "pool 'q' has routes but no listen");
 }
 
 Test(config, error_route_shape)
@@ -322,8 +338,9 @@ Test(config, error_route_shape)
 
 Test(config, error_two_pools_on_one_address)
 {
-    expect_error("p:\n  listen: 127.0.0.1:1\n  servers: [a:1:1]\nq:\n  listen: 127.0.0.1:1\n  servers: [b:1:1]\n", 5,
-                 11, "pool 'q' listens on 127.0.0.1:1, as pool 'p' already does (line 2)");
+    expect_error(
+        "p:\n  listen: 127.0.0.1:1\n  servers: [a:1:1]\nq:\n  listen: 127.0.0.1:1\n  servers: [b:1:1]\n", 5,
+        11, "pool 'q' listens on 127.0.0.1:1, as pool 'p' already does (line 2)");
 }
 
 Test(config, error_no_pools)
@@ -379,9 +396,9 @@ Test(config, unix_server_and_listener_with_mode)
 
 Test(config, ident_rule_for_port_11211_and_names)
 {
-    mr_config *cfg =
-        must_load("p:\n  listen: 127.0.0.1:1\n  servers:\n    - 127.0.0.2:11211:1\n    - cache.local:11211:1\n"
-                  "    - 127.0.0.1:21214:1\n    - 127.0.0.1:11211:5 server1\n");
+    mr_config *cfg = must_load(
+        "p:\n  listen: 127.0.0.1:1\n  servers:\n    - 127.0.0.2:11211:1\n    - cache.local:11211:1\n"
+        "    - 127.0.0.1:21214:1\n    - 127.0.0.1:11211:5 server1\n");
     const mr_pool_conf *p = &cfg->pools[0];
     cr_assert_str_eq(p->servers[0].ident, "127.0.0.2");
     cr_assert_null(p->servers[0].name);
@@ -435,7 +452,8 @@ Test(config, item_size_max_accepts_k_and_m)
     cr_assert_eq(cfg->pools[1].item_size_max, 512 * 1024);
     cr_assert_eq(cfg->pools[2].item_size_max, 1024);
     mr_config_free(cfg);
-    expect_error("p:\n  item_size_max: 1023\n", 2, 18, "must be between 1024 (1k) and 1073741824 (1024m) bytes");
+    expect_error("p:\n  item_size_max: 1023\n", 2, 18,
+                 "must be between 1024 (1k) and 1073741824 (1024m) bytes");
     expect_error("p:\n  item_size_max: 2g\n", 2, 18, "optionally with k or m");
     expect_error("p:\n  item_size_max: 1025m\n", 2, 18, "must be between 1024");
 }
@@ -445,15 +463,16 @@ Test(config, multiget_errors_miss_or_fail)
     mr_config *cfg = must_load("p:\n  listen: 127.0.0.1:1\n  servers: [a:1:1]\n  multiget_errors: fail\n");
     cr_assert_eq(cfg->pools[0].multiget_errors, MR_MULTIGET_ERRORS_FAIL);
     mr_config_free(cfg);
-    expect_error("p:\n  multiget_errors: ignore\n", 2, 20, "'multiget_errors' in pool 'p' must be miss or fail");
+    expect_error("p:\n  multiget_errors: ignore\n", 2, 20,
+                 "'multiget_errors' in pool 'p' must be miss or fail");
 }
 
 Test(config, print_shows_effective_values)
 {
-    mr_config *cfg =
-        must_load("front:\n  listen: \"[::1]:22121\"\n  hash_tag: \"{}\"\n  servers:\n    - 10.0.0.1:11212:2 one\n"
-                  "  routes: [{prefix: \"sess:\", pool: sessions}]\n"
-                  "sessions:\n  servers: [/run/mc.sock:1]\n");
+    mr_config *cfg = must_load(
+        "front:\n  listen: \"[::1]:22121\"\n  hash_tag: \"{}\"\n  servers:\n    - 10.0.0.1:11212:2 one\n"
+        "  routes: [{prefix: \"sess:\", pool: sessions}]\n"
+        "sessions:\n  servers: [/run/mc.sock:1]\n");
     char *text = NULL;
     size_t len = 0;
     FILE *out = open_memstream(&text, &len);
@@ -515,23 +534,28 @@ Test(config, listener_protection)
         const char *listen;
         bool is_protected;
     } cases[] = {
-        {"127.0.0.1:1", true}, {"127.9.9.9:1", true},  {"\"[::1]:1\"", true},     {"localhost:1", true},
-        {"/tmp/x.sock", true}, {"0.0.0.0:1", false},   {"10.0.0.1:1", false},     {"\"[::]:1\"", false},
+        {"127.0.0.1:1", true},      {"127.9.9.9:1", true},
+        {"\"[::1]:1\"", true},      {"localhost:1", true},
+        {"/tmp/x.sock", true},      {"0.0.0.0:1", false},
+        {"10.0.0.1:1", false},      {"\"[::]:1\"", false},
         {"cache.example:1", false}, {"\"[::ffff:127.0.0.1]:1\"", true},
     };
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
         char yaml[200];
-        snprintf(yaml, sizeof(yaml), "p:\n  listen: %s\n  servers:\n    - 127.0.0.2:11211:1\n", cases[i].listen);
+        snprintf(yaml, sizeof(yaml), "p:\n  listen: %s\n  servers:\n    - 127.0.0.2:11211:1\n",
+                 cases[i].listen);
         mr_config *cfg = must_load(yaml);
-        cr_expect_eq(mr_listener_is_protected(&cfg->pools[0]), cases[i].is_protected, "listen %s", cases[i].listen);
+        cr_expect_eq(mr_listener_is_protected(&cfg->pools[0]), cases[i].is_protected, "listen %s",
+                     cases[i].listen);
         mr_config_free(cfg);
     }
 }
 
 Test(config, error_server_is_our_own_listener)
 {
-    expect_error("p:\n  listen: /run/p.sock 0666\n  servers:\n    - 10.0.0.1:11211:1\n    - /run/p.sock:1\n", 5, 7,
-                 "server '/run/p.sock:1' in pool 'p' is the listen address of pool 'p': requests would loop back");
+    expect_error(
+        "p:\n  listen: /run/p.sock 0666\n  servers:\n    - 10.0.0.1:11211:1\n    - /run/p.sock:1\n", 5, 7,
+        "server '/run/p.sock:1' in pool 'p' is the listen address of pool 'p': requests would loop back");
 }
 
 Test(config, print_says_when_a_catch_all_replaces_servers)
@@ -634,8 +658,9 @@ Test(config, tls_defaults_are_off_with_server_verification_on)
 
 Test(config, server_tls_with_the_system_store_loads)
 {
-    mr_config *cfg = must_load("p:\n  listen: 127.0.0.1:22121\n  server_tls: true\n  server_tls_name: cache.internal\n"
-                               "  servers:\n    - 127.0.0.1:11211:1\n");
+    mr_config *cfg =
+        must_load("p:\n  listen: 127.0.0.1:22121\n  server_tls: true\n  server_tls_name: cache.internal\n"
+                  "  servers:\n    - 127.0.0.1:11211:1\n");
     cr_assert(cfg->pools[0].server_tls);
     cr_assert_str_eq(cfg->pools[0].server_tls_name, "cache.internal");
     mr_config_free(cfg);
@@ -650,19 +675,22 @@ Test(config, tls_listen_needs_a_plain_listen)
 
 Test(config, tls_listen_may_not_share_an_address)
 {
-    expect_error("a:\n  listen: 127.0.0.1:22121\n  servers: [127.0.0.1:11211:1]\n"
-                 "b:\n  listen: 127.0.0.1:22122\n  tls_listen: 127.0.0.1:22121\n  servers: [127.0.0.1:11212:1]\n",
-                 6, 15, "as pool 'a' already does");
-    expect_error("a:\n  listen: 127.0.0.1:22121\n  tls_listen: 127.0.0.1:11211\n  servers: [127.0.0.1:11211:1]\n", 4,
-                 13, "would loop back");
+    expect_error(
+        "a:\n  listen: 127.0.0.1:22121\n  servers: [127.0.0.1:11211:1]\n"
+        "b:\n  listen: 127.0.0.1:22122\n  tls_listen: 127.0.0.1:22121\n  servers: [127.0.0.1:11212:1]\n",
+        6, 15, "as pool 'a' already does");
+    expect_error(
+        "a:\n  listen: 127.0.0.1:22121\n  tls_listen: 127.0.0.1:11211\n  servers: [127.0.0.1:11211:1]\n", 4,
+        13, "would loop back");
 }
 
 Test(config, tls_settings_without_their_switch_are_errors)
 {
-    expect_error("p:\n  listen: 127.0.0.1:22121\n  tls_verify_client: true\n  servers: [127.0.0.1:11211:1]\n", 3, 22,
-                 "no TLS listener");
-    expect_error("p:\n  listen: 127.0.0.1:22121\n  server_tls_verify: false\n  servers: [127.0.0.1:11211:1]\n", 3, 22,
-                 "server_tls is not true");
+    expect_error("p:\n  listen: 127.0.0.1:22121\n  tls_verify_client: true\n  servers: [127.0.0.1:11211:1]\n",
+                 3, 22, "no TLS listener");
+    expect_error(
+        "p:\n  listen: 127.0.0.1:22121\n  server_tls_verify: false\n  servers: [127.0.0.1:11211:1]\n", 3, 22,
+        "server_tls is not true");
     expect_error("q:\n  listen: 127.0.0.1:22121\n  routes: [{prefix: \"\", pool: p}]\n"
                  "p:\n  tls: true\n  servers: [127.0.0.1:11211:1]\n",
                  5, 8, "has no listen");
@@ -670,7 +698,8 @@ Test(config, tls_settings_without_their_switch_are_errors)
 
 Test(config, tls_rules_between_keys)
 {
-    expect_error("p:\n  listen: 127.0.0.1:22121\n  tls: true\n  tls_min_version: 1.0\n  servers: [127.0.0.1:11211:1]\n",
+    expect_error("p:\n  listen: 127.0.0.1:22121\n  tls: true\n  tls_min_version: 1.0\n  servers: "
+                 "[127.0.0.1:11211:1]\n",
                  4, 20, "must be 1.2 or 1.3");
     expect_error("p:\n  listen: 127.0.0.1:22121\n  server_tls: true\n  servers: [/run/mc.sock:1]\n", 4, 13,
                  "server_tls applies to TCP servers");
@@ -680,14 +709,16 @@ Test(config, tls_rules_between_keys)
     expect_error("p:\n  listen: 127.0.0.1:22121\n  server_tls: true\n  server_tls_key: /x.key\n"
                  "  servers: [127.0.0.1:11211:1]\n",
                  4, 19, "both server_tls_cert and server_tls_key");
-    expect_error("p:\n  listen: 127.0.0.1:22121\n  tls_cert: \"\"\n  servers: [127.0.0.1:11211:1]\n", 3, 13, "is empty");
+    expect_error("p:\n  listen: 127.0.0.1:22121\n  tls_cert: \"\"\n  servers: [127.0.0.1:11211:1]\n", 3, 13,
+                 "is empty");
 }
 
 /* ---- servers from DNS (servers_srv, servers_dns, dns_*) ---- */
 
 Test(config_dns, servers_srv_pool_loads_empty_until_dns_answers)
 {
-    mr_config *cfg = must_load("p:\n  listen: 127.0.0.1:22121\n  servers_srv: _memcache._tcp.mc.cache.svc.cluster.local\n");
+    mr_config *cfg = must_load(
+        "p:\n  listen: 127.0.0.1:22121\n  servers_srv: _memcache._tcp.mc.cache.svc.cluster.local\n");
     cr_assert_eq(cfg->pools[0].discovery, MR_SERVERS_SRV);
     cr_assert_str_eq(cfg->pools[0].discovery_name, "_memcache._tcp.mc.cache.svc.cluster.local");
     cr_assert_eq(cfg->pools[0].nservers, 0);
@@ -698,8 +729,9 @@ Test(config_dns, servers_srv_pool_loads_empty_until_dns_answers)
 
 Test(config_dns, members_become_the_pools_servers_with_their_source)
 {
-    const char *yaml = "p:\n  listen: 127.0.0.1:22121\n  dns_refresh: 5000\n  servers_srv: _mc._tcp.pool.test\n"
-                       "q:\n  listen: 127.0.0.1:22122\n  servers_dns: mc.pool.test:11311\n";
+    const char *yaml =
+        "p:\n  listen: 127.0.0.1:22121\n  dns_refresh: 5000\n  servers_srv: _mc._tcp.pool.test\n"
+        "q:\n  listen: 127.0.0.1:22122\n  servers_dns: mc.pool.test:11311\n";
     const char *p_lines[] = {"mc-0.pool.test:11211:5", "mc-1.pool.test:11211:1"};
     const char *q_lines[] = {"127.0.0.2:11311:1", "[::1]:11311:1"};
     mr_pool_members m[] = {{"p", p_lines, 2}, {"q", q_lines, 2}};
@@ -734,7 +766,8 @@ Test(config_dns, bad_discovery_values_are_refused_where_written)
 {
     expect_error("p:\n  listen: 127.0.0.1:22121\n  servers_dns: mc.pool.test\n", 3, 16, "must be host:port");
     expect_error("p:\n  listen: 127.0.0.1:22121\n  servers_srv: 'a b'\n", 3, 16, "must be a DNS name");
-    expect_error("p:\n  listen: 127.0.0.1:22121\n  servers_srv: x\n  dns_refresh: 10\n", 4, 16, "dns_refresh");
+    expect_error("p:\n  listen: 127.0.0.1:22121\n  servers_srv: x\n  dns_refresh: 10\n", 4, 16,
+                 "dns_refresh");
 }
 
 Test(config_dns, dns_servers_take_addresses_with_or_without_a_port)

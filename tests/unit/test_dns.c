@@ -263,8 +263,8 @@ Test(dns, a_name_resolves_through_the_given_server_with_its_ttl_and_port)
 
 Test(dns, several_a_records_are_all_returned)
 {
-    struct ev_loop *loop = setup_loop("127.0.0.2 many.pool.test\n127.0.0.3 many.pool.test\n127.0.0.4 many.pool.test\n",
-                                      NULL, 0);
+    struct ev_loop *loop =
+        setup_loop("127.0.0.2 many.pool.test\n127.0.0.3 many.pool.test\n127.0.0.4 many.pool.test\n", NULL, 0);
     mr_dns *d = dns_for(loop, server, 1000);
     answer a = {0};
     mr_dns_resolve(d, "many.pool.test", 1, AF_INET, on_host, &a);

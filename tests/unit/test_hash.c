@@ -21,10 +21,12 @@ Test(hash, apple_vectors_match_twemproxy)
         mr_hash_kind kind;
         uint32_t want;
     } v[] = {
-        {MR_HASH_ONE_AT_A_TIME, 2297466611u}, {MR_HASH_MD5, 3195025439u},   {MR_HASH_CRC16, 3662830516u},
-        {MR_HASH_CRC32, 10542u},              {MR_HASH_CRC32A, 2838417488u}, {MR_HASH_FNV1_32, 67176023u},
-        {MR_HASH_FNV1A_32, 280767167u},       {MR_HASH_FNV1_64, 473199127u}, {MR_HASH_FNV1A_64, 1488911807u},
-        {MR_HASH_HSIEH, 3738850110u},         {MR_HASH_JENKINS, 1442444624u}, {MR_HASH_MURMUR, 4142305122u},
+        {MR_HASH_ONE_AT_A_TIME, 2297466611u}, {MR_HASH_MD5, 3195025439u},
+        {MR_HASH_CRC16, 3662830516u},         {MR_HASH_CRC32, 10542u},
+        {MR_HASH_CRC32A, 2838417488u},        {MR_HASH_FNV1_32, 67176023u},
+        {MR_HASH_FNV1A_32, 280767167u},       {MR_HASH_FNV1_64, 473199127u},
+        {MR_HASH_FNV1A_64, 1488911807u},      {MR_HASH_HSIEH, 3738850110u},
+        {MR_HASH_JENKINS, 1442444624u},       {MR_HASH_MURMUR, 4142305122u},
     };
     cr_assert_eq(sizeof(v) / sizeof(v[0]), MR_HASH_COUNT, "every hash has an apple vector");
     for (size_t i = 0; i < sizeof(v) / sizeof(v[0]); i++)
@@ -121,7 +123,8 @@ Test(md5, rfc1321_test_suite)
         {"abc", "900150983cd24fb0d6963f7d28e17f72"},
         {"message digest", "f96b697d7cb7938d525a2f31aaf161d0"},
         {"abcdefghijklmnopqrstuvwxyz", "c3fcd3d76192e4007dfb496cca67e13b"},
-        {"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789", "d174ab98d277d9f5a5611c2c9f419d9f"},
+        {"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789",
+         "d174ab98d277d9f5a5611c2c9f419d9f"},
         {"12345678901234567890123456789012345678901234567890123456789012345678901234567890",
          "57edf4a22be3c955ac49da2e2107b67a"},
     };

@@ -52,20 +52,26 @@ Test(oracle, key_hashes_match_libhashkit)
         mr_hash_kind ours;
         memcached_hash_t theirs;
     } pairs[] = {
-        {MR_HASH_ONE_AT_A_TIME, MEMCACHED_HASH_DEFAULT}, {MR_HASH_MD5, MEMCACHED_HASH_MD5},
-        {MR_HASH_CRC32, MEMCACHED_HASH_CRC},             {MR_HASH_FNV1_64, MEMCACHED_HASH_FNV1_64},
-        {MR_HASH_FNV1A_64, MEMCACHED_HASH_FNV1A_64},     {MR_HASH_FNV1_32, MEMCACHED_HASH_FNV1_32},
-        {MR_HASH_FNV1A_32, MEMCACHED_HASH_FNV1A_32},     {MR_HASH_MURMUR, MEMCACHED_HASH_MURMUR},
+        {MR_HASH_ONE_AT_A_TIME, MEMCACHED_HASH_DEFAULT},
+        {MR_HASH_MD5, MEMCACHED_HASH_MD5},
+        {MR_HASH_CRC32, MEMCACHED_HASH_CRC},
+        {MR_HASH_FNV1_64, MEMCACHED_HASH_FNV1_64},
+        {MR_HASH_FNV1A_64, MEMCACHED_HASH_FNV1A_64},
+        {MR_HASH_FNV1_32, MEMCACHED_HASH_FNV1_32},
+        {MR_HASH_FNV1A_32, MEMCACHED_HASH_FNV1A_32},
+        {MR_HASH_MURMUR, MEMCACHED_HASH_MURMUR},
         {MR_HASH_JENKINS, MEMCACHED_HASH_JENKINS},
     };
     for (size_t p = 0; p < sizeof(pairs) / sizeof(pairs[0]); p++) {
         int mismatches = 0;
         for (int i = 0; i < NKEYS; i++) {
             const key *k = &keys[i];
-            if (mr_hash(pairs[p].ours, k->bytes, k->len) != memcached_generate_hash_value(k->bytes, k->len, pairs[p].theirs))
+            if (mr_hash(pairs[p].ours, k->bytes, k->len) !=
+                memcached_generate_hash_value(k->bytes, k->len, pairs[p].theirs))
                 mismatches++;
         }
-        cr_expect_eq(mismatches, 0, "%s: %d of %d keys differ", mr_hash_name(pairs[p].ours), mismatches, NKEYS);
+        cr_expect_eq(mismatches, 0, "%s: %d of %d keys differ", mr_hash_name(pairs[p].ours), mismatches,
+                     NKEYS);
     }
 }
 
@@ -129,8 +135,11 @@ Test(oracle, equal_weights)
 
 Test(oracle, mixed_weights)
 {
-    static const server s[] = {{"127.0.0.1", 21211, 1}, {"127.0.0.1", 21212, 2}, {"127.0.0.1", 21213, 3},
-                               {"127.0.0.1", 21214, 5}, {"10.1.2.3", 11300, 17}};
+    static const server s[] = {{"127.0.0.1", 21211, 1},
+                               {"127.0.0.1", 21212, 2},
+                               {"127.0.0.1", 21213, 3},
+                               {"127.0.0.1", 21214, 5},
+                               {"10.1.2.3", 11300, 17}};
     compare_both_hashes(s, 5);
 }
 
@@ -156,7 +165,9 @@ Test(oracle, twenty_five_servers)
  * host on port 11211 yields the same ident ("name") as a named server. */
 Test(oracle, named_servers)
 {
-    static const server s[] = {{"cache-a", 11211, 1}, {"cache-b", 11211, 2}, {"cache-c", 11211, 1},
+    static const server s[] = {{"cache-a", 11211, 1},
+                               {"cache-b", 11211, 2},
+                               {"cache-c", 11211, 1},
                                {"cache-d.example.com", 11211, 3}};
     compare_both_hashes(s, 4);
 }

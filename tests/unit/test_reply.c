@@ -57,8 +57,8 @@ Test(reply, meta_va_carries_data)
 Test(reply, single_lines)
 {
     mr_reply_elem e;
-    const char *lines[] = {"STORED\r\n", "HD\r\n", "EN\r\n", "42\r\n", "SERVER_ERROR out of memory\r\n",
-                           "VERSION 1.6.18\r\n"};
+    const char *lines[] = {
+        "STORED\r\n", "HD\r\n", "EN\r\n", "42\r\n", "SERVER_ERROR out of memory\r\n", "VERSION 1.6.18\r\n"};
     for (size_t i = 0; i < sizeof(lines) / sizeof(lines[0]); i++) {
         cr_assert_eq(parse(lines[i], &e), MR_REPLY_LINE, "%s", lines[i]);
         cr_assert_eq(e.len, strlen(lines[i]));
@@ -97,11 +97,12 @@ Test(reply, error_lines_are_recognised)
 
 Test(reply, only_memcached_reply_lines_are_known)
 {
-    const char *good[] = {"STORED\r\n", "NOT_FOUND\r\n", "42\r\n", "HD c1\r\n", "EN\r\n", "VERSION 1.6\r\n",
-                          "SERVER_ERROR x\r\n", "OK\r\n"};
+    const char *good[] = {"STORED\r\n",      "NOT_FOUND\r\n",      "42\r\n", "HD c1\r\n", "EN\r\n",
+                          "VERSION 1.6\r\n", "SERVER_ERROR x\r\n", "OK\r\n"};
     for (size_t i = 0; i < sizeof(good) / sizeof(good[0]); i++)
         cr_assert(mr_reply_line_known(good[i], strlen(good[i])), "%s", good[i]);
-    const char *bad[] = {"HTTP/1.1 400 Bad Request\r\n", "Content-Length: 0\r\n", "\r\n", "12ab\r\n", "stored\r\n"};
+    const char *bad[] = {"HTTP/1.1 400 Bad Request\r\n", "Content-Length: 0\r\n", "\r\n", "12ab\r\n",
+                         "stored\r\n"};
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
         cr_assert_not(mr_reply_line_known(bad[i], strlen(bad[i])), "%s", bad[i]);
 }
