@@ -10,38 +10,95 @@
 #include <stdio.h>
 #include <string.h>
 
+/* The reply words the table knows, one bit each: a reply is checked with
+ * one mask test (this runs for every reply element). */
+enum {
+    W_VALUE = 1u << 0,
+    W_END = 1u << 1,
+    W_STORED = 1u << 2,
+    W_NOT_STORED = 1u << 3,
+    W_EXISTS = 1u << 4,
+    W_NOT_FOUND = 1u << 5,
+    W_DELETED = 1u << 6,
+    W_NUMBER = 1u << 7, /* an incr/decr result */
+    W_TOUCHED = 1u << 8,
+    W_VA = 1u << 9,
+    W_HD = 1u << 10,
+    W_EN = 1u << 11,
+    W_NS = 1u << 12,
+    W_EX = 1u << 13,
+    W_NF = 1u << 14,
+    W_ME = 1u << 15,
+    W_MN = 1u << 16,
+    W_OK = 1u << 17,
+    W_VERSION = 1u << 18,
+    W_ERROR = 1u << 19, /* ERROR, CLIENT_ERROR, SERVER_ERROR, BUSY: fit every command */
+};
+
+typedef struct {
+    const char *word;
+    uint8_t len;
+    uint32_t bit;
+} word_row;
+
+static const word_row words[] = {
+    {"VALUE", 5, W_VALUE},
+    {"END", 3, W_END},
+    {"STORED", 6, W_STORED},
+    {"NOT_STORED", 10, W_NOT_STORED},
+    {"EXISTS", 6, W_EXISTS},
+    {"NOT_FOUND", 9, W_NOT_FOUND},
+    {"DELETED", 7, W_DELETED},
+    {"TOUCHED", 7, W_TOUCHED},
+    {"VA", 2, W_VA},
+    {"HD", 2, W_HD},
+    {"EN", 2, W_EN},
+    {"NS", 2, W_NS},
+    {"EX", 2, W_EX},
+    {"NF", 2, W_NF},
+    {"ME", 2, W_ME},
+    {"MN", 2, W_MN},
+    {"OK", 2, W_OK},
+    {"VERSION", 7, W_VERSION},
+    {"ERROR", 5, W_ERROR},
+    {"CLIENT_ERROR", 12, W_ERROR},
+    {"SERVER_ERROR", 12, W_ERROR},
+    {"BUSY", 4, W_ERROR},
+};
+
 typedef struct {
     const char *cmd; /* first token of the request line */
+    uint8_t len;
     mr_reply_fit fit;
 } cmd_row;
 
 static const cmd_row cmds[] = {
-    {"get", MR_FIT_RETRIEVAL},   {"gets", MR_FIT_RETRIEVAL}, {"gat", MR_FIT_RETRIEVAL},
-    {"gats", MR_FIT_RETRIEVAL},  {"set", MR_FIT_STORE},      {"add", MR_FIT_STORE},
-    {"replace", MR_FIT_STORE},   {"append", MR_FIT_STORE},   {"prepend", MR_FIT_STORE},
-    {"cas", MR_FIT_CAS},         {"delete", MR_FIT_DELETE},  {"incr", MR_FIT_ARITH},
-    {"decr", MR_FIT_ARITH},      {"touch", MR_FIT_TOUCH},    {"mg", MR_FIT_MG},
-    {"ms", MR_FIT_MS},           {"md", MR_FIT_MD},          {"ma", MR_FIT_MA},
-    {"me", MR_FIT_ME},           {"mn", MR_FIT_MN},          {"flush_all", MR_FIT_FLUSH},
-    {"version", MR_FIT_VERSION},
+    {"get", 3, MR_FIT_RETRIEVAL},   {"gets", 4, MR_FIT_RETRIEVAL}, {"gat", 3, MR_FIT_RETRIEVAL},
+    {"gats", 4, MR_FIT_RETRIEVAL},  {"set", 3, MR_FIT_STORE},      {"add", 3, MR_FIT_STORE},
+    {"replace", 7, MR_FIT_STORE},   {"append", 6, MR_FIT_STORE},   {"prepend", 7, MR_FIT_STORE},
+    {"cas", 3, MR_FIT_CAS},         {"delete", 6, MR_FIT_DELETE},  {"incr", 4, MR_FIT_ARITH},
+    {"decr", 4, MR_FIT_ARITH},      {"touch", 5, MR_FIT_TOUCH},    {"mg", 2, MR_FIT_MG},
+    {"ms", 2, MR_FIT_MS},           {"md", 2, MR_FIT_MD},          {"ma", 2, MR_FIT_MA},
+    {"me", 2, MR_FIT_ME},           {"mn", 2, MR_FIT_MN},          {"flush_all", 9, MR_FIT_FLUSH},
+    {"version", 7, MR_FIT_VERSION},
 };
 
-/* Space-separated reply keywords each family may get, besides error lines. */
-static const char *const fits[MR_FIT_COUNT] = {
-    [MR_FIT_RETRIEVAL] = "VALUE END",
-    [MR_FIT_STORE] = "STORED NOT_STORED",
-    [MR_FIT_CAS] = "STORED NOT_STORED EXISTS NOT_FOUND",
-    [MR_FIT_DELETE] = "DELETED NOT_FOUND",
-    [MR_FIT_ARITH] = "# NOT_FOUND",
-    [MR_FIT_TOUCH] = "TOUCHED NOT_FOUND",
-    [MR_FIT_MG] = "VA HD EN",
-    [MR_FIT_MS] = "HD NS EX NF",
-    [MR_FIT_MD] = "HD NF EX",
-    [MR_FIT_MA] = "VA HD NF NS EX EN",
-    [MR_FIT_ME] = "ME EN",
-    [MR_FIT_MN] = "MN",
-    [MR_FIT_FLUSH] = "OK",
-    [MR_FIT_VERSION] = "VERSION",
+/* The reply words each family may get, besides error lines. */
+static const uint32_t fits[MR_FIT_COUNT] = {
+    [MR_FIT_RETRIEVAL] = W_VALUE | W_END,
+    [MR_FIT_STORE] = W_STORED | W_NOT_STORED,
+    [MR_FIT_CAS] = W_STORED | W_NOT_STORED | W_EXISTS | W_NOT_FOUND,
+    [MR_FIT_DELETE] = W_DELETED | W_NOT_FOUND,
+    [MR_FIT_ARITH] = W_NUMBER | W_NOT_FOUND,
+    [MR_FIT_TOUCH] = W_TOUCHED | W_NOT_FOUND,
+    [MR_FIT_MG] = W_VA | W_HD | W_EN,
+    [MR_FIT_MS] = W_HD | W_NS | W_EX | W_NF,
+    [MR_FIT_MD] = W_HD | W_NF | W_EX,
+    [MR_FIT_MA] = W_VA | W_HD | W_NF | W_NS | W_EX | W_EN,
+    [MR_FIT_ME] = W_ME | W_EN,
+    [MR_FIT_MN] = W_MN,
+    [MR_FIT_FLUSH] = W_OK,
+    [MR_FIT_VERSION] = W_VERSION,
 };
 
 static const char *const names[MR_FIT_COUNT] = {
@@ -67,25 +124,9 @@ mr_reply_fit mr_reply_fit_of(const char *line, uint32_t len)
 {
     uint32_t n = token_len(line, len);
     for (size_t i = 0; i < sizeof(cmds) / sizeof(cmds[0]); i++)
-        if (strlen(cmds[i].cmd) == n && memcmp(cmds[i].cmd, line, n) == 0)
+        if (cmds[i].len == n && cmds[i].cmd[0] == line[0] && memcmp(cmds[i].cmd, line, n) == 0)
             return cmds[i].fit;
     return MR_FIT_ANY;
-}
-
-/* Is the word w[0..n) one of the space-separated words of `list`? */
-static bool in_list(const char *list, const char *w, uint32_t n)
-{
-    const char *p = list;
-    while (*p) {
-        const char *e = strchr(p, ' ');
-        size_t l = e ? (size_t)(e - p) : strlen(p);
-        if (l == n && memcmp(p, w, n) == 0)
-            return true;
-        if (!e)
-            break;
-        p = e + 1;
-    }
-    return false;
 }
 
 static bool is_number(const char *w, uint32_t n)
@@ -98,9 +139,23 @@ static bool is_number(const char *w, uint32_t n)
     return true;
 }
 
-static bool is_error_word(const char *w, uint32_t n)
+/* The element's word as a bit: its kind says it for items, a line is looked up. */
+static uint32_t word_bit(mr_reply_kind kind, const char *w, uint32_t n)
 {
-    return in_list("ERROR CLIENT_ERROR SERVER_ERROR BUSY", w, n);
+    if (kind == MR_REPLY_VALUE)
+        return W_VALUE;
+    if (kind == MR_REPLY_END)
+        return W_END;
+    if (kind == MR_REPLY_VA)
+        return W_VA;
+    if (kind != MR_REPLY_LINE)
+        return 0;
+    if (is_number(w, n))
+        return W_NUMBER;
+    for (size_t i = 0; i < sizeof(words) / sizeof(words[0]); i++)
+        if (words[i].len == n && words[i].word[0] == w[0] && memcmp(words[i].word, w, n) == 0)
+            return words[i].bit;
+    return 0;
 }
 
 const char *mr_reply_misfit(mr_reply_fit fit, bool fenced, bool retrieval, mr_reply_kind kind,
@@ -108,6 +163,7 @@ const char *mr_reply_misfit(mr_reply_fit fit, bool fenced, bool retrieval, mr_re
 {
     uint32_t n = token_len(line, line_len);
     const char *word = line;
+    uint32_t bit = word_bit(kind, word, n);
     bool ok;
     if (fit == MR_FIT_ANY || fit == MR_FIT_UNKNOWN || fit >= MR_FIT_COUNT) {
         /* Not a command of the table: the older, coarser rule. */
@@ -116,14 +172,11 @@ const char *mr_reply_misfit(mr_reply_fit fit, bool fenced, bool retrieval, mr_re
                  (kind == MR_REPLY_LINE && mr_reply_line_known(line, line_len));
         else
             ok = kind == MR_REPLY_VA || (kind == MR_REPLY_LINE && mr_reply_line_known(line, line_len));
-    } else if (kind == MR_REPLY_LINE && is_number(word, n)) {
-        ok = in_list(fits[fit], "#", 1);
     } else {
-        ok = in_list(fits[fit], word, n);
+        ok = (fits[fit] & bit) != 0;
     }
-    /* The usual case, a fitting reply, has been decided by one list. */
-    if (ok || (kind == MR_REPLY_LINE && is_error_word(word, n)) ||
-        (fenced && kind == MR_REPLY_LINE && n == 2 && memcmp(word, "MN", 2) == 0))
+    /* The usual case, a fitting reply, has been decided by one mask. */
+    if (ok || (kind == MR_REPLY_LINE && bit == W_ERROR) || (fenced && kind == MR_REPLY_LINE && bit == W_MN))
         return NULL;
     uint32_t show = n > 32 ? 32 : n;
     if (n == 0)
