@@ -16,6 +16,7 @@ Nothing here asserts on elapsed time; every wait is bounded.
 
 import os
 import socket
+import subprocess
 import threading
 
 import pytest
@@ -427,6 +428,18 @@ def test_a_client_held_back_by_its_output_too_long_is_closed_logged_and_counted(
 # 3. memory bounded in bytes
 
 
+def _rss_allowance():
+    """MiB of RSS growth that is not memrelay's: AddressSanitizer keeps freed memory in its quarantine
+    (256 MiB by default), so under the ASan build (test.sh's asan stage) the bound below is memrelay's
+    own plus that. The plain build checks memrelay's bound alone."""
+    binary = os.environ.get("MEMRELAY_BIN", "")
+    try:
+        out = subprocess.run(["ldd", binary], capture_output=True, text=True, timeout=10).stdout
+    except (OSError, subprocess.SubprocessError):
+        return 0
+    return 256 if "libasan" in out else 0
+
+
 @pytest.mark.time_limit(60)
 def test_pipelined_large_sets_towards_a_stopped_server_are_bounded_in_bytes(factory):
     import time
@@ -459,7 +472,7 @@ def test_pipelined_large_sets_towards_a_stopped_server_are_bounded_in_bytes(fact
     print("300 pipelined 1 MB sets towards a stopped server: RSS +%.1f MiB" % growth)
     # client_input_limit 8 MiB: the queued requests, the one being read and
     # the input block; 300 MB were offered.
-    assert growth < 40, "RSS grew %.1f MiB" % growth
+    assert growth < 40 + _rss_allowance(), "RSS grew %.1f MiB" % growth
 
 
 @pytest.mark.time_limit(60)
@@ -492,7 +505,7 @@ def test_a_noreply_flood_towards_a_stopped_server_is_bounded_in_bytes(factory):
     try:
         growth = (peak - rss0) / 1024.0
         print("noreply flood (100 KB sets) towards a stopped server: RSS +%.1f MiB" % growth)
-        assert growth < 40, "RSS grew %.1f MiB" % growth
+        assert growth < 40 + _rss_allowance(), "RSS grew %.1f MiB" % growth
         # The connection goes on: the rest is read, and answered.
         s.setblocking(True)
         s.settimeout(20)
