@@ -648,9 +648,24 @@ def callgrind_total(path):
     raise BenchError(f"no totals in {path}")
 
 
-def profile_targets(bench, with_direct, wrap):
-    """(title, starter) of every process profiled (--proxies); starters return (ports, measured proc)."""
+def profile_targets(bench, with_direct, wrap, replicated=None):
+    """(title, starter) of every process profiled (--proxies); starters return (ports, measured proc).
+    A replicated workload profiles memrelay twice instead: unreplicated and with `replicas: 2`, at the
+    workload's thread count, so the two counts differ only by replication."""
     wanted = bench.args.proxies.split(",")
+    if replicated is not None:
+        threads = bench.args.memrelay_threads if replicated.get("threads2") else 1
+
+        def memrelay_with(replicas):
+            def start():
+                port, proc = bench.start_memrelay(f"cg-memrelay-t{threads}-r{replicas or 1}", threads=threads,
+                                                  replicas=replicas, wrap=wrap)
+                return [port], proc
+            return start
+        if "memrelay" not in wanted:
+            return []
+        t = f"memrelay -t {threads}"
+        return [(t, memrelay_with(None)), (f"{t} (replicas: 2)", memrelay_with(2))]
 
     def direct():
         ports, procs = bench.start_memcached(1, wrap=wrap)
@@ -676,7 +691,18 @@ def run_profiled(bench, workloads, requests, measure):
     bench.mc_ports, bench.mc = bench.start_memcached(BACKENDS)
     rows = []
     only_gets = [w["name"] for w in workloads] == ["gets"]
-    for title, start in profile_targets(bench, only_gets, measure.wrap):
+    plain = [w for w in workloads if not w.get("replicated")]
+    groups = [(plain, profile_targets(bench, only_gets, measure.wrap))] if plain else []
+    groups += [([w], profile_targets(bench, False, measure.wrap, replicated=w))
+               for w in workloads if w.get("replicated")]
+    for group, targets in groups:
+        rows += profile_group(bench, group, targets, requests, measure)
+    return rows
+
+
+def profile_group(bench, workloads, targets, requests, measure):
+    rows = []
+    for title, start in targets:
         try:
             ports, proc = start()
         except BenchError as e:
@@ -720,7 +746,14 @@ class Callgrind:
         out = run()
         before = set(os.listdir(self.outdir))
         subprocess.run(["callgrind_control", "-d", str(proc.pid)], check=True, capture_output=True, timeout=60)
-        dumps = sorted(f for f in set(os.listdir(self.outdir)) - before if ".cg" in f)
+        # A dump is written when the process next runs valgrind's scheduler, which can be after
+        # callgrind_control returns (seen with two worker threads): wait for the file a while.
+        deadline = time.monotonic() + 30
+        while True:
+            dumps = sorted(f for f in set(os.listdir(self.outdir)) - before if ".cg" in f)
+            if dumps or time.monotonic() > deadline:
+                break
+            time.sleep(0.2)
         if not dumps:
             raise BenchError("callgrind wrote no dump")
         return callgrind_total(os.path.join(self.outdir, dumps[-1])), out
@@ -885,7 +918,9 @@ def main():
     rounds = args.rounds or (5 if args.full else 3)
     seconds = args.seconds or (5.0 if args.full else 3.0)
     profile = args.callgrind or args.syscalls
-    workloads = [workload(w) for w in WORKLOADS if not (profile and (w.get("replicated") or w.get("binary")))]
+    # Profiled replicated workloads compare memrelay with itself (profile_targets); the binary ones need a
+    # direct memcached target, which the profiled runs only start for the plain gets.
+    workloads = [workload(w) for w in WORKLOADS if not (profile and w.get("binary"))]
     if profile:
         workloads = [GETS] + workloads
     if profile and not args.only:

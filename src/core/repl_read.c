@@ -116,6 +116,11 @@ void mr_repl_reads_avoid_quarantine(mr_worker *w, mr_req *req)
     mr_health *h = w->shared->health;
     if (!h)
         return;
+    uint32_t first = 0;
+    while (first < req->nreplicas && !mr_health_quarantined(h, req->replicas[first]))
+        first++;
+    if (first == req->nreplicas)
+        return; /* the usual case: nobody quarantined, the order stands */
     uint32_t order[MR_MAX_REPLICAS], n = 0;
     for (uint32_t pass = 0; pass < 2; pass++)
         for (uint32_t i = 0; i < req->nreplicas; i++)

@@ -57,14 +57,20 @@ void mr_replicate_keyed(mr_req *req, const mr_pool *pool, const char *key, size_
     mr_worker *w = req->worker;
     req->nreplicas = (uint8_t)mr_router_replicas_for_key(pool, key, key_len, mr_rng_next(&w->rng),
                                                          req->replicas, MR_MAX_REPLICAS);
-    /* One key always uses one connection per server, so writes to a key
-     * from any client reach every replica in the same order. */
-    req->conn_hint = mr_hash(MR_HASH_FNV1A_32, key, key_len);
     repl_op op = mr_repl_classify(req);
+    bool write = op != OP_READ && op != OP_READ_PRIMARY;
+    /* One key always uses one connection per server, so writes to a key
+     * from any client reach every replica in the same order (and a read
+     * follows them). The hint also names the key's lock stripe and write
+     * generation slot, which only writes use: a read on a pool with one
+     * connection per server skips the second hash of the key (~90
+     * instructions, 2.5% of a get). */
+    req->conn_hint =
+        write || pool->conf->server_connections > 1 ? mr_hash(MR_HASH_FNV1A_32, key, key_len) : 0;
     /* A write waits while another worker has one in flight on the key's
      * stripe (key_locks.h): the replicas then see every key's writes in one
      * order whatever the number of workers. */
-    if (op != OP_READ && op != OP_READ_PRIMARY && !mr_key_lock(req)) {
+    if (write && !mr_key_lock(req)) {
         req->park_pool = pool;
         return;
     }
