@@ -139,8 +139,9 @@ static bool is_number(const char *w, uint32_t n)
     return true;
 }
 
-/* The element's word as a bit: its kind says it for items, a line is looked up. */
-static uint32_t word_bit(mr_reply_kind kind, const char *w, uint32_t n)
+/* The element's word as a bit: its kind says it for items (no scan of the
+ * line: a get's VALUE and END cost a compare each), a line is looked up. */
+static uint32_t word_bit(mr_reply_kind kind, const char *line, uint32_t line_len)
 {
     if (kind == MR_REPLY_VALUE)
         return W_VALUE;
@@ -150,6 +151,8 @@ static uint32_t word_bit(mr_reply_kind kind, const char *w, uint32_t n)
         return W_VA;
     if (kind != MR_REPLY_LINE)
         return 0;
+    const char *w = line;
+    uint32_t n = token_len(line, line_len);
     if (is_number(w, n))
         return W_NUMBER;
     for (size_t i = 0; i < sizeof(words) / sizeof(words[0]); i++)
@@ -161,9 +164,7 @@ static uint32_t word_bit(mr_reply_kind kind, const char *w, uint32_t n)
 const char *mr_reply_misfit(mr_reply_fit fit, bool fenced, bool retrieval, mr_reply_kind kind,
                             const char *line, uint32_t line_len, char *buf, uint32_t cap)
 {
-    uint32_t n = token_len(line, line_len);
-    const char *word = line;
-    uint32_t bit = word_bit(kind, word, n);
+    uint32_t bit = word_bit(kind, line, line_len);
     bool ok;
     if (fit == MR_FIT_ANY || fit == MR_FIT_UNKNOWN || fit >= MR_FIT_COUNT) {
         /* Not a command of the table: the older, coarser rule. */
@@ -178,6 +179,8 @@ const char *mr_reply_misfit(mr_reply_fit fit, bool fenced, bool retrieval, mr_re
     /* The usual case, a fitting reply, has been decided by one mask. */
     if (ok || (kind == MR_REPLY_LINE && bit == W_ERROR) || (fenced && kind == MR_REPLY_LINE && bit == W_MN))
         return NULL;
+    const char *word = line;
+    uint32_t n = token_len(line, line_len);
     uint32_t show = n > 32 ? 32 : n;
     if (n == 0)
         snprintf(buf, cap, "an empty line for %s", mr_reply_fit_name(fit));
