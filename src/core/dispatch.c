@@ -54,8 +54,38 @@ static const char *line_of(const mr_req *req)
     return req->line.p;
 }
 
+/* A binary request is counted as memcached counts it (by its opcode), not
+ * as the meta command it was translated to: dashboards built on cmd_get and
+ * cmd_set read the same with memrelay in front. Its hits and misses are
+ * counted by emit.c. */
+static void count_binary(mr_worker *w, const mr_bin_plan *plan)
+{
+    switch (plan->kind) {
+    case MR_BIN_KIND_GET: {
+        MR_STAT_INC(&w->stats, cmd_get);
+        uint8_t op = mr_bin_base_opcode(plan->opcode);
+        if (op == MR_BIN_OP_GAT || op == MR_BIN_OP_GATK)
+            MR_STAT_INC(&w->stats, cmd_touch);
+        break;
+    }
+    case MR_BIN_KIND_TOUCH:
+        MR_STAT_INC(&w->stats, cmd_touch);
+        break;
+    case MR_BIN_KIND_STORE:
+    case MR_BIN_KIND_CONCAT:
+        MR_STAT_INC(&w->stats, cmd_set);
+        break;
+    default:
+        break; /* delete, incr/decr: no counter of their own, as in text */
+    }
+}
+
 static void count_command(mr_worker *w, const mr_req *req)
 {
+    if (req->bin) {
+        count_binary(w, req->bin);
+        return;
+    }
     switch (req->cls) {
     case MR_CLASS_STORAGE:
         MR_STAT_INC(&w->stats, cmd_set);

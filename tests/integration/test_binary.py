@@ -216,6 +216,40 @@ def test_binary_keys_and_stat(pair):
     assert b"pid" in names and b"curr_connections" in names
 
 
+def counters(target, names):
+    with target.conn() as c:
+        text = c.request(b"stats\r\n", replies=1)
+    got = dict(line.split(b" ")[1:3] for line in text.split(b"\r\n") if line.startswith(b"STAT "))
+    return {n: int(got[n.encode()]) for n in names}
+
+
+@pytest.mark.needs_memrelay
+def test_binary_requests_are_counted_as_memcached_counts_them(pair):
+    """cmd_get/cmd_set/cmd_touch and hits move as on memcached (not as the meta commands sent)."""
+    relay, direct = pair
+    names = ["cmd_get", "cmd_set", "cmd_touch", "get_hits", "get_misses"]
+    data = (set_req(b"ck", b"v", opaque=1) + req(GET, b"ck", opaque=2) + req(GETK, b"nokey", opaque=3)
+            + req(APPEND, b"ck", value=b"w", opaque=4) + req(ADD, b"ck2", struct.pack(">II", 0, 0), b"x", opaque=5)
+            + req(TOUCH, b"ck", struct.pack(">I", 100), opaque=6) + req(DELETE, b"ck2", opaque=7)
+            + req(NOOP, opaque=8))
+    deltas = []
+    for target in (direct, relay):
+        before = counters(target, names)
+        with target.conn() as c:
+            c.send(data)
+            assert packets(c.recv_idle(idle=0.3, timeout=3.0))[-1][5] == 8
+        after = counters(target, names)
+        deltas.append({n: after[n] - before[n] for n in names})
+    assert deltas[1] == deltas[0] == dict(cmd_get=2, cmd_set=3, cmd_touch=1, get_hits=1, get_misses=1)
+    names = ["cmd_get", "cmd_touch", "cmd_meta"]
+    before = counters(relay, names)
+    exchange(relay, req(GET, b"ck") + req(GAT, b"ck", struct.pack(">I", 100)))
+    after = counters(relay, names)
+    # memrelay's rule for a gat, text or binary: a key asked for (cmd_get) and a touch (cmd_touch);
+    # nothing in cmd_meta, though both went to memcached as mg.
+    assert {n: after[n] - before[n] for n in names} == dict(cmd_get=2, cmd_touch=1, cmd_meta=0)
+
+
 @pytest.mark.needs_memrelay
 def test_getkq_run_over_three_servers_keeps_order(memcached_factory, relay_factory):
     servers = [memcached_factory() for _ in range(3)]
