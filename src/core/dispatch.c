@@ -228,8 +228,11 @@ static void dispatch_retrieval(mr_req *req)
     }
     for (uint32_t i = 0; i < nservers; i++)
         w->server_slot[req->msgs[i].server] = UINT32_MAX;
-    if (replicated && req->cmd == MR_CMD_GET)
-        mr_replicate_retrieval_arm(req); /* gets/gat/gats stay on the owner */
+    /* gets/gat/gats stay on the owner (a CAS is one server's); a binary
+     * GETQ/GETKQ run is sent as gets for its CAS, but fails over as a
+     * single binary GET does. */
+    if (replicated && (req->cmd == MR_CMD_GET || req->bin_run))
+        mr_replicate_retrieval_arm(req);
     else if (warm)
         mr_warm_retrieval_arm(req); /* misses of moved keys try their previous owner */
 

@@ -619,6 +619,28 @@ def test_sasl_same_bytes_as_memcached_S(sasl_pair, name, data, closes):
 # ---- features apply unchanged: replication ----
 
 @pytest.mark.needs_memrelay
+def test_getkq_run_in_a_replicated_pool_fails_over_to_the_next_replica(memcached_factory, relay_factory):
+    mcs = [memcached_factory() for _ in range(3)]
+    relay = relay_factory({"alpha": Pool(mcs, replicas=2, write_ack="all", timeout=1000)})
+    keys = [b"rrun:%d" % i for i in range(40)]
+    with relay.conn() as c:
+        c.send(b"".join(set_req(k, b"v" + k, opcode=SETQ) for k in keys) + req(NOOP, opaque=1))
+        assert [p[5] for p in packets(c.recv_idle(idle=0.3, timeout=5.0))] == [1]
+    # Stopped, not killed: its batch of the run times out (a refused connection would have taken the
+    # server out of the ring before the run was split).
+    mcs[0].pause()
+    try:
+        with relay.conn() as c:
+            c.send(b"".join(req(GETKQ, k, opaque=i) for i, k in enumerate(keys)) + req(NOOP, opaque=999))
+            ps = packets(c.recv_idle(idle=1.5, timeout=10.0))
+    finally:
+        mcs[0].resume()
+    # Every key has a second copy: all are hits, in request order, none an error.
+    assert [(p[4], p[5]) for p in ps] == [(0, i) for i in range(len(keys))] + [(0, 999)]
+    assert [p[7][4 + p[2] :] for p in ps[:-1]] == [b"v" + k for k in keys]
+
+
+@pytest.mark.needs_memrelay
 def test_binary_writes_replicate_and_reads_fail_over(memcached_factory, relay_factory):
     mcs = [memcached_factory() for _ in range(3)]
     relay = relay_factory({"alpha": Pool(mcs, replicas=3, write_ack="all", timeout=1000)})
