@@ -107,10 +107,12 @@ def test_stopped_backend_times_out_within_pool_timeout(cl):
             elapsed = time.monotonic() - t0
             assert reply == TIMEOUT_REPLY, reply
             assert elapsed >= 0.8 * POOL_TIMEOUT_MS / 1000.0, elapsed
-            # Each request has its own clock: a set times out too, the connection stays usable.
-            t0 = time.monotonic()
+            # Each request has its own clock: a set times out too, the
+            # connection stays usable. (No lower bound for this one: it may be
+            # answered before its own deadline, when the get has gone a second
+            # full timeout unanswered and memrelay declares the backend
+            # connection stalled, src/core/backend.c.)
             assert c.request(b"set %s 0 0 1\r\nz\r\n" % slow[1], timeout=5) == TIMEOUT_REPLY
-            assert time.monotonic() - t0 >= 0.8 * POOL_TIMEOUT_MS / 1000.0
             _healthy_round_trip(c, fast[1], b"g")
             # memrelay counted exactly those two timeouts, both for the
             # stopped server; the other servers had no timeout or error.

@@ -487,10 +487,12 @@ def test_stopped_backend_is_down_after_failure_limit_timeouts_and_returns_after_
             assert row["state"] == "up" and row["failures"] == 1 and row["timeouts"] == 1, row
             # Other keys are served meanwhile.
             assert_round_trips(c, live_keys, b"meanwhile")
-            # Second timeout in a row: down.
-            reply, took = timed_request(c, b"get %s\r\n" % keys[1])
+            # Second timeout in a row: down. No lower bound here: this
+            # request may be answered before its own deadline, when the first
+            # one has gone a second full timeout unanswered and memrelay
+            # declares the connection stalled (src/core/backend.c).
+            reply = c.request(b"get %s\r\n" % keys[1], timeout=5)
             assert reply == TIMEOUT_REPLY, reply
-            assert took >= 0.8 * TIMEOUT_MS / 1000.0, took
             _, row = watch.until(state_is("down"))
             # It was these two timeouts, and nothing else, that marked it down.
             assert row["last_error"] == "SERVER_ERROR timeout", row
@@ -550,15 +552,20 @@ def test_silent_listener_times_out_then_is_down_and_probes_back_off(factory, fak
     live_keys = keys_on(ring, 0, 2, "k3live") + keys_on(ring, 2, 2, "k3live")
     watch = Watch(relay, silent)
     with relay.conn() as c:
-        # Each request is answered at its timeout: SERVER_ERROR timeout, never
-        # sooner (a lower bound a slow machine cannot break: the deadline
-        # starts after our clock did and timers fire late, never early), and
-        # it is counted as one timeout each. "Never later" is the harness's
-        # bounded read: a request left hanging gets no reply and fails here.
+        # Each request is answered SERVER_ERROR timeout and counted as one
+        # timeout each. "Never later" is the harness's bounded read: a request
+        # left hanging gets no reply and fails here. The first is answered at
+        # its deadline, never sooner (a lower bound a slow machine cannot
+        # break: the deadline starts after our clock did and timers fire
+        # late, never early). The second may be answered before its own
+        # deadline, when the first has gone a second full timeout unanswered
+        # and memrelay declares the connection stalled (src/core/backend.c),
+        # so it has no lower bound.
         for i, k in enumerate(keys[:2]):
             reply, took = timed_request(c, b"get %s\r\n" % k if i == 0 else set_cmd(k, b"x"))
             assert reply == TIMEOUT_REPLY, reply
-            assert took >= 0.8 * TIMEOUT_MS / 1000.0, took
+            if i == 0:
+                assert took >= 0.8 * TIMEOUT_MS / 1000.0, took
         _, row = watch.until(state_is("down"))
         assert row["last_error"] == "SERVER_ERROR timeout", row
         assert row["timeouts"] == 2 and row["downs"] == 1, row

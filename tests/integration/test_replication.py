@@ -427,13 +427,15 @@ def test_ack_all_set_with_stopped_replica_times_out_then_fails_at_once_and_conve
     finally:
         cl.backends[2].resume()
     timeout = POOL_TIMEOUT_MS / 1000.0
-    # The timeouts are answered at the deadline, never sooner (a lower bound
-    # a slow machine cannot break); there is no upper bound.
+    # The first set is answered at its deadline, never sooner (a lower bound
+    # a slow machine cannot break); there is no upper bound. Later timeouts
+    # get no lower bound: one may be answered before its own deadline when
+    # the first has gone a second full timeout unanswered and memrelay
+    # declares the connection stalled (src/core/backend.c).
     assert results[0][0] == TIMEOUT_REPLY, results
+    assert results[0][1] >= timeout * 0.8, results
     for reply, took in results:
         assert SERVER_ERROR.match(reply), results
-        if reply == TIMEOUT_REPLY:
-            assert took >= timeout * 0.8, results
     # Once memrelay holds the replica down, the last sets fail at once: with
     # the fast-failure reply, not a timeout ...
     for reply, took in results[-2:]:
