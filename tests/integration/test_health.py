@@ -477,26 +477,32 @@ def test_stopped_backend_is_down_after_failure_limit_timeouts_and_returns_after_
         harness.store_many(c, {k: b"old-" + k for k in keys})
         victim.pause()
         try:
-            # First timeout: answered at the pool timeout (never earlier: the
-            # deadline starts after the send began, and a late timer only
-            # makes it later; no upper bound), the server stays up.
-            reply, took = timed_request(c, b"get %s\r\n" % keys[0])
-            assert reply == TIMEOUT_REPLY, reply
+            # Two requests in a row, pipelined so that both reach their own
+            # deadline before the first could count as a stalled connection
+            # (a full timeout after its deadline; a stall marks the server down
+            # whatever server_failure_limit says, src/core/backend.c). Sent one
+            # after the other, the second would only ever be answered by the
+            # stall, and the failure limit would go untested.
+            t0 = time.monotonic()
+            c.send(b"get %s\r\nget %s\r\n" % (keys[0], keys[1]))
+            # Meanwhile other keys are served, over another connection.
+            with relay.conn() as other:
+                assert_round_trips(other, live_keys, b"meanwhile")
+            # Both answered at the pool timeout: SERVER_ERROR timeout, never
+            # sooner (the deadlines start after our clock did and timers fire
+            # late, never early; no upper bound, the read is bounded).
+            replies = c.recv_replies(2, timeout=5)
+            took = time.monotonic() - t0
+            assert replies == TIMEOUT_REPLY * 2, replies
             assert took >= 0.8 * TIMEOUT_MS / 1000.0, took
-            row = server_stats(relay, victim)
-            assert row["state"] == "up" and row["failures"] == 1 and row["timeouts"] == 1, row
-            # Other keys are served meanwhile.
-            assert_round_trips(c, live_keys, b"meanwhile")
-            # Second timeout in a row: down. No lower bound here: this
-            # request may be answered before its own deadline, when the first
-            # one has gone a second full timeout unanswered and memrelay
-            # declares the connection stalled (src/core/backend.c).
-            reply = c.request(b"get %s\r\n" % keys[1], timeout=5)
-            assert reply == TIMEOUT_REPLY, reply
             _, row = watch.until(state_is("down"))
-            # It was these two timeouts, and nothing else, that marked it down.
+            # It was these two timeouts, and nothing else, that marked it
+            # down, through the failure limit (not as a stalled connection,
+            # which memrelay logs without "failure limit reached").
             assert row["last_error"] == "SERVER_ERROR timeout", row
             assert row["downs"] == 1 and row["timeouts"] == 2, row
+            assert log_count(relay, "server %s (pool alpha) is down: SERVER_ERROR timeout (failure limit reached)"
+                             % victim.spec()) == 1, relay.stderr()[-3000:]
 
             # From now on nothing waits for the timeout.
             assert_fast_failure(c, relay, victim, keys[2:], "stopped")
@@ -519,7 +525,11 @@ def test_stopped_backend_is_down_after_failure_limit_timeouts_and_returns_after_
 
 @pytest.mark.time_limit(30)
 def test_timeouts_that_are_not_consecutive_do_not_mark_a_server_down(factory):
-    relay, mcs, ring = three_servers(factory, server_failure_limit=2)
+    # A 2 s pool timeout: a timed-out request left unanswered for a second
+    # full timeout makes the connection stalled and the server down whatever
+    # the failure limit says, so the resume below must come within it; 2 s
+    # leaves room for a starved test client (no assertion on time here).
+    relay, mcs, ring = three_servers(factory, server_failure_limit=2, timeout=2000)
     victim = mcs[0]
     keys = keys_on(ring, 0, 3, "k2b")
     with relay.conn() as c:
