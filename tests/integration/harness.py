@@ -914,6 +914,33 @@ def wait_for(pred, timeout, interval=0.05):
         time.sleep(interval)
 
 
+def stats_servers(relay, pool=None):
+    """memrelay's `stats servers` as {server spec: {field: value}} (ints where
+    they parse), for one pool's rows or (pool=None) every pool's."""
+    with relay.conn(timeout=5) as c:
+        c.send(b"stats servers\r\n")
+        reply = c.recv_until_endswith(b"END\r\n", timeout=5)
+    assert reply.endswith(b"END\r\n"), reply[-300:]
+    out = {}
+    for line in reply.split(b"\r\n"):
+        if not line.startswith(b"STAT "):
+            continue
+        name, _, value = line[5:].decode().partition(" ")
+        row_pool, _, rest = name.partition(":")
+        if pool is not None and row_pool != pool:
+            continue
+        spec, _, field = rest.rpartition(":")
+        out.setdefault(spec, {})[field] = int(value) if re.fullmatch(r"-?\d+", value) else value
+    return out
+
+
+def server_timeouts(relay, servers, pool=None):
+    """{spec: timeouts} for these servers (Memcached objects): how many requests
+    memrelay answered SERVER_ERROR timeout for each, counted at the deadline."""
+    rows = stats_servers(relay, pool)
+    return {mc.spec(): rows[mc.spec()]["timeouts"] for mc in servers}
+
+
 def is_conn_refused(e):
     return isinstance(e, ConnectionRefusedError) or getattr(e, "errno", None) == errno.ECONNREFUSED
 

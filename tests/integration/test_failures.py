@@ -4,6 +4,13 @@ Backends are killed (SIGKILL: connection refused), stopped (SIGSTOP: the
 pool's timeout fires) and restarted on the same port. The client's
 connection stays open throughout and keys on other servers keep working.
 These need a multi-server pool, so they are skipped in DIRECT mode.
+
+Nothing here asserts an elapsed-time upper bound (CI is a shared, loaded
+machine): a timeout is proved by its reply, by memrelay's timeouts counter
+for that server and by a lower bound (never answered before the pool
+timeout, which a slow machine cannot break); "other clients are served" by
+their replies and by no error or timeout counted for their servers. Every
+wait is bounded.
 """
 
 import re
@@ -11,6 +18,7 @@ import time
 
 import pytest
 
+import harness
 from harness import assert_same, store_many, wait_for
 
 POOL_TIMEOUT_MS = 500
@@ -87,21 +95,36 @@ def test_stopped_backend_times_out_within_pool_timeout(cl):
         try:
             t0 = time.monotonic()
             c.send(b"get %s\r\n" % slow[0])
-            # Meanwhile another client is served at once.
+            # Meanwhile another client is served: every reply right (its
+            # latency is printed, not asserted).
             t1 = time.monotonic()
             _healthy_round_trip(other, fast[0], b"f")
-            assert time.monotonic() - t1 < POOL_TIMEOUT_MS / 1000.0, "other keys waited for the stopped server"
+            other_ms = (time.monotonic() - t1) * 1000.0
+            # Answered at the pool timeout: SERVER_ERROR timeout, never
+            # sooner (the clock started before the send; timers fire late on
+            # a busy machine, never early). The bounded read is the hang guard.
             reply = c.recv_replies(1, timeout=5)
             elapsed = time.monotonic() - t0
             assert reply == TIMEOUT_REPLY, reply
-            assert 0.8 * POOL_TIMEOUT_MS / 1000.0 <= elapsed <= POOL_TIMEOUT_MS / 1000.0 + 1.0, elapsed
-            # Each request has its own clock: a set times out too, the connection stays usable.
-            t0 = time.monotonic()
+            assert elapsed >= 0.8 * POOL_TIMEOUT_MS / 1000.0, elapsed
+            # Each request has its own clock: a set times out too, the
+            # connection stays usable. (No lower bound for this one: it may be
+            # answered before its own deadline, when the get has gone a second
+            # full timeout unanswered and memrelay declares the backend
+            # connection stalled, src/core/backend.c.)
             assert c.request(b"set %s 0 0 1\r\nz\r\n" % slow[1], timeout=5) == TIMEOUT_REPLY
-            assert time.monotonic() - t0 <= POOL_TIMEOUT_MS / 1000.0 + 1.0
             _healthy_round_trip(c, fast[1], b"g")
+            # memrelay counted exactly those two timeouts, both for the
+            # stopped server; the other servers had no timeout or error.
+            rows = harness.stats_servers(cl.relay)
+            assert rows[stopped.spec()]["timeouts"] == 2, rows[stopped.spec()]
+            for mc in cl.backends[:2]:
+                row = rows[mc.spec()]
+                assert row["timeouts"] == 0 and row["state"] == "up", row
+                assert not {k: v for k, v in row.items() if k.startswith("errors_") and v}, row
         finally:
             stopped.resume()
+    print("other client's round trip during the stall: %.1f ms" % other_ms)
 
 
 @pytest.mark.time_limit(60)
@@ -172,12 +195,18 @@ def test_multiget_with_stopped_server_returns_its_keys_as_misses_after_timeout(c
         try:
             t0 = time.monotonic()
             reply = c.request(b"gets " + b" ".join(order) + b"\r\n", timeout=5)
-            assert time.monotonic() - t0 <= POOL_TIMEOUT_MS / 1000.0 + 1.0
+            elapsed = time.monotonic() - t0
+            timeouts = harness.server_timeouts(cl.relay, cl.backends)
         finally:
             cl.backends[0].resume()
         got = [line.split(b" ")[1] for line in reply.split(b"\r\n") if line.startswith(b"VALUE ")]
         assert got == [k for k in order if k not in keys[0]]
         assert reply.endswith(b"END\r\n")
+        # The stopped server's part timed out (counted once, for it alone) and
+        # the reply waited for that deadline, never less (a lower bound a slow
+        # machine cannot break); the bounded read is the hang guard.
+        assert timeouts == {cl.backends[0].spec(): 1, cl.backends[1].spec(): 0, cl.backends[2].spec(): 0}, timeouts
+        assert elapsed >= 0.8 * POOL_TIMEOUT_MS / 1000.0, elapsed
 
 
 def test_multiget_with_dead_server_fail_mode_answers_server_error(cluster):

@@ -3,15 +3,21 @@ client_output_limit), slow writers, server_queue_limit, client_connections and
 item_size_max. Each test checks the reply, the connection's fate and the
 `stats` counter that memrelay keeps for the limit.
 
-Timing bounds are generous: CI may run the rest of the suite alongside.
+Nothing here asserts an elapsed-time upper bound (CI is a shared, loaded
+machine): "another client is not slowed" is proved by the order of events
+(its round trips complete, every reply right, while the slow client is
+stuck) and by memrelay's counters (no errors, no timeouts, the server never
+marked down); latencies are printed, not asserted. The idle timeout keeps
+only its lower bound, which a slow machine cannot break. Every wait is
+bounded.
 """
 
 import socket
-import threading
 import time
 
 import pytest
 
+import harness
 from harness import Pool, wait_for
 
 pytestmark = pytest.mark.needs_memrelay
@@ -52,6 +58,20 @@ def start(factory, memcached_factory, **settings):
     return mc, relay
 
 
+def assert_server_untroubled(relay, before, what):
+    """Since `before` (stats(relay)): memrelay counted no backend timeout or
+    error and no client error, and its one server is up with no timeout or
+    error of any class counted for it."""
+    after = stats(relay)
+    for name in ("backend_timeouts", "backend_errors", "client_errors"):
+        assert after[name] == before[name], (what, name, before[name], after[name])
+    for spec, row in harness.stats_servers(relay).items():
+        assert row["state"] == "up" and row["downs"] == 0, (what, spec, row)
+        assert row["timeouts"] == 0, (what, spec, row)
+        errors = {k: v for k, v in row.items() if k.startswith("errors_") and v}
+        assert not errors, (what, spec, errors)
+
+
 def round_trip_ms(conn, key, value):
     t0 = time.monotonic()
     conn.send(b"set %s 0 0 %d\r\n%s\r\n" % (key, len(value), value))
@@ -69,16 +89,19 @@ def test_idle_client_is_closed_after_timeout(factory, memcached_factory):
     _, relay = start(factory, memcached_factory, client_idle_timeout=300)
     before = stats(relay)["client_idle_closed"]
     with relay.conn() as c:
-        assert c.request(b"version\r\n").startswith(b"VERSION ")
+        # The clock starts before the request: memrelay saw the client last
+        # after this, so closing it sooner than 300 ms later would be early
+        # (timers fire late on a busy machine, never early). No upper bound:
+        # the bounded wait is a hang guard.
         t0 = time.monotonic()
-        assert c.wait_closed(timeout=3.0), "idle client still open after 3 s"
+        assert c.request(b"version\r\n").startswith(b"VERSION ")
+        assert c.wait_closed(timeout=10.0), "idle client still open after 10 s"
         elapsed = time.monotonic() - t0
         assert c.buf == b""
         # recv returns b'' (an orderly close, not a reply)
-        # nominally 0.3-1 s; the upper bound allows for a loaded CI machine
-        assert 0.25 <= elapsed <= 2.0, elapsed
+        assert elapsed >= 0.3 - 0.02, elapsed
         print("idle client closed after %.3f s" % elapsed)
-    assert wait_for(lambda: stats(relay)["client_idle_closed"] >= before + 1, 2.0)
+    assert wait_for(lambda: stats(relay)["client_idle_closed"] >= before + 1, 10.0)
 
 
 def test_active_client_is_not_closed_by_idle_timeout(factory, memcached_factory):
@@ -130,8 +153,8 @@ def test_client_with_pending_reply_is_not_closed_by_idle_timeout(factory, memcac
         assert not c.closed
         assert stats(relay)["client_idle_closed"] == before
         # and once nothing is pending, the idle timeout applies again
-        assert c.wait_closed(timeout=3.0)
-    assert wait_for(lambda: stats(relay)["client_idle_closed"] >= before + 1, 2.0)
+        assert c.wait_closed(timeout=10.0)
+    assert wait_for(lambda: stats(relay)["client_idle_closed"] >= before + 1, 10.0)
 
 
 # --------------------------------------------------------------------------
@@ -149,7 +172,8 @@ def test_backpressure_bounds_memory_of_a_client_that_does_not_read(factory, memc
     with relay.conn() as c:
         for k, v in zip(keys, values):
             assert c.request(b"set %s 3 0 %d\r\n%s\r\n" % (k, len(v), v)) == b"STORED\r\n"
-    before = stats(relay)["client_backpressure"]
+    before_stats = stats(relay)
+    before = before_stats["client_backpressure"]
     time.sleep(0.2)
     rss0 = rss_kib(pid)
 
@@ -158,22 +182,23 @@ def test_backpressure_bounds_memory_of_a_client_that_does_not_read(factory, memc
     try:
         slow.sendall(b"".join(b"get %s\r\n" % keys[i % nkeys] for i in range(count)))
 
-        # While the slow client reads nothing: RSS stays bounded, others are fast.
+        # While the slow client reads nothing: RSS stays bounded, others are
+        # served. The slow client reads nothing until the loop ends, so every
+        # one of these round trips completed while it was stuck; a proxy
+        # blocked on it would leave them unanswered (the reads are bounded).
         peak, worst = rss0, 0.0
         with relay.conn() as other:
-            t_end = time.monotonic() + 1.5
-            i = 0
-            while time.monotonic() < t_end:
+            for i in range(60):
                 worst = max(worst, round_trip_ms(other, b"other:%d" % (i % 4), b"x" * 100))
                 peak = max(peak, rss_kib(pid))
-                i += 1
                 time.sleep(0.02)
         growth_mib = (peak - rss0) / 1024.0
         assert growth_mib < 32, "RSS grew %.1f MiB (%d -> %d KiB)" % (growth_mib, rss0, peak)
-        # nominally under 100 ms (a few ms when idle); generous for CI load. A
-        # proxy blocked on the slow client would stall it for seconds.
-        assert worst < 250, "another client's round trip took %.0f ms" % worst
         assert stats(relay)["client_backpressure"] > before
+        # ... and nothing went wrong for them: no error, no timeout, the
+        # server never down. (The round-trip time is printed below, not
+        # asserted: it is the machine's load as much as memrelay's.)
+        assert_server_untroubled(relay, before_stats, "during backpressure")
 
         # Now it reads: every reply, in order, correct.
         want = b"".join(b"VALUE %s 3 %d\r\n%s\r\nEND\r\n" % (keys[i % nkeys], size, values[i % nkeys])
@@ -200,36 +225,30 @@ def test_slow_writer_does_not_slow_other_clients(factory, memcached_factory):
     _, relay = start(factory, memcached_factory)
     before = stats(relay)
     cmd = b"set slowloris:key 0 0 20\r\n" + b"s" * 20 + b"\r\n"  # 48 bytes, ~2.4 s at one per 50 ms
-    result = {}
-
-    def dribble():
-        try:
-            with relay.conn(timeout=10) as s:
-                s.send(cmd, chunk=1, delay=0.05)
-                result["reply"] = s.recv_replies(1, timeout=5)
-                result["closed"] = s.closed
-        except Exception as e:  # reported below
-            result["error"] = repr(e)
-
-    t = threading.Thread(target=dribble, daemon=True)
-    t.start()
+    # One byte of the slow command at a time, 50 ms apart, and after each
+    # byte another client's full round trip: each of those completes while
+    # memrelay holds the slow client's unfinished command (the order is
+    # fixed by this loop, not by timing). A proxy that waited for the rest
+    # of the command would leave the round trip unanswered (bounded reads).
     worst, n = 0.0, 0
-    with relay.conn() as other:
-        while t.is_alive() and n < 500:
-            worst = max(worst, round_trip_ms(other, b"fast:%d" % (n % 8), b"v%d" % n))
-            n += 1
-            time.sleep(0.01)
-    t.join(10)
-    assert not t.is_alive()
-    assert "error" not in result, result
-    assert result["reply"] == b"STORED\r\n" and not result["closed"], result
-    assert n >= 20, "only %d round trips during the slow write" % n
-    assert worst < 250, "round trip took %.0f ms while a client dribbled" % worst
+    with relay.conn(timeout=10) as slow, relay.conn() as other:
+        for i in range(len(cmd)):
+            slow.send(cmd[i:i + 1])
+            if i < len(cmd) - 1:
+                worst = max(worst, round_trip_ms(other, b"fast:%d" % (n % 8), b"v%d" % n))
+                n += 1
+                # Nothing is owed to the slow client before its last byte.
+                assert slow.buf == b"" and not slow.closed, (i, slow.buf)
+            time.sleep(0.05)
+        assert slow.recv_replies(1, timeout=5) == b"STORED\r\n"
+        assert not slow.closed
+    assert n == len(cmd) - 1
     with relay.conn() as c:
         assert c.request(b"get slowloris:key\r\n") == b"VALUE slowloris:key 0 20\r\n" + b"s" * 20 + b"\r\nEND\r\n"
     after = stats(relay)
     assert after["client_errors"] == before["client_errors"]
     assert after["client_idle_closed"] == before["client_idle_closed"]
+    assert_server_untroubled(relay, before, "while a client dribbled")
     print("slow writer: %d round trips, worst %.1f ms" % (n, worst))
 
 
@@ -249,13 +268,16 @@ def test_server_queue_limit_answers_queue_full_at_once(factory, memcached_factor
             # a fills the backend connection's queue (4 requests) ...
             a.send(b"get q\r\n" * 4)
             time.sleep(0.2)
-            # ... so b's pipelined requests are refused at once
-            t0 = time.monotonic()
+            # ... so b's pipelined requests are refused at once: answered
+            # while the backend is still stopped (so not queued behind it:
+            # queued, they could only get a value after SIGCONT or
+            # SERVER_ERROR timeout at 2 s), as queue-full, with no timeout
+            # counted meanwhile.
             b.send(b"get q\r\n" * 3)
-            got = b.recv_replies(3, timeout=1.5)
-            elapsed = time.monotonic() - t0
+            got = b.recv_replies(3, timeout=5)
             assert got == b"SERVER_ERROR backend queue full\r\n" * 3, got
-            assert elapsed < 1.0, elapsed
+            row = harness.stats_servers(relay)[mc.spec()]
+            assert row["timeouts"] == 0 and row["errors_queue_full"] == 3, row
             assert not b.closed
             # a's own requests are still waiting, not refused
             assert a.buf == b"" and not a.closed

@@ -6,6 +6,12 @@ The contract tested is docs/replication.md; which command takes which path
 is listed at the top of src/core/replicate.c.
 
 These need memrelay itself, so they are skipped in DIRECT mode.
+
+Nothing here asserts an elapsed-time upper bound (CI is a shared, loaded
+machine): a request that must not wait for a dead or stopped replica is
+proved not to by its reply and by memrelay's own counters (`stats servers`
+timeouts of that replica), and "answered at the timeout" keeps only the
+lower bound, which a slow machine cannot break. Every wait is bounded.
 """
 
 import bisect
@@ -245,10 +251,12 @@ def _sets_with_killed_replica(cl, victim):
     replies = {}
     with cl.conn() as c:
         for k in keys:
-            reply, took = timed(c, set_cmd(k, b"v-" + k, flags=7))
-            replies[k] = reply
-            # refused is immediate: nothing waits for the pool timeout
-            assert took < POOL_TIMEOUT_MS / 1000.0, (k, reply, took)
+            replies[k] = c.request(set_cmd(k, b"v-" + k, flags=7), timeout=10)
+    # refused is immediate: nothing waited for the pool timeout (no reply
+    # says timeout, and memrelay counted no timeout for any server)
+    assert TIMEOUT_REPLY not in replies.values(), replies
+    assert set(harness.server_timeouts(cl.relay, cl.backends).values()) == {0}, \
+        harness.server_timeouts(cl.relay, cl.backends)
     return keys, replies
 
 
@@ -288,9 +296,11 @@ def test_ack_quorum_with_two_of_three_replicas_killed_fails(cluster):
     cl.backends[2].kill()
     with cl.conn() as c:
         for k in keys_for(cl, "q2", 10):
-            reply, took = timed(c, set_cmd(k, b"x"))
+            reply = c.request(set_cmd(k, b"x"), timeout=10)
             assert REFUSED.match(reply), reply
-            assert took < POOL_TIMEOUT_MS / 1000.0
+        # refused at once: no timeout counted for any server
+        assert set(harness.server_timeouts(cl.relay, cl.backends).values()) == {0}, \
+            harness.server_timeouts(cl.relay, cl.backends)
         # "The replicas that did ack keep the write."
         want = {k: (b"x", 0, -1) for k in keys_for(cl, "q2", 10)}
         assert wait_for(lambda: holdings(cl.backends[1], want) == want, 3.0, 0.1), (
@@ -328,6 +338,38 @@ def _sets_with_stopped_replica(cl, victim, keys, value, limit):
     return out
 
 
+# For the "answers fast" tests: a pool timeout far longer than the test runs.
+# The stopped replica cannot answer, and its deadline is still far off when
+# every set has been acknowledged; so an acknowledgement that waited for the
+# stopped replica (its answer or its timeout) could not have arrived within
+# the harness's bounded read. memrelay's timeouts counter for it, still 0
+# after the last ack, shows that no deadline passed meanwhile.
+LONG_TIMEOUT_MS = 30000
+
+
+def _assert_acked_without_the_stopped_replica(cl, victim, results):
+    for reply, _took in results:
+        assert reply == b"STORED\r\n", results
+    # The live replicas answer every copy (with write_ack one the later
+    # copies may still be on their way when the client has its ack).
+    live = [mc.spec() for i, mc in enumerate(cl.backends) if i != victim]
+    state = {}
+
+    def live_answered():
+        state["rows"] = harness.stats_servers(cl.relay)
+        return all(state["rows"][spec]["requests"] >= len(results) for spec in live)
+    assert wait_for(live_answered, 10.0, 0.05), state["rows"]
+    rows = state["rows"]
+    timeouts = {spec: r["timeouts"] for spec, r in rows.items()}
+    assert set(timeouts.values()) == {0}, timeouts
+    # The stopped replica's copies are all still owed (a request is counted
+    # in `requests` when it leaves the server's queue) and its deadline has
+    # not passed: the acks waited neither for its answer nor its timeout.
+    stopped = rows[cl.backends[victim].spec()]
+    assert stopped["requests"] == 0 and stopped["state"] == "up", stopped
+    print("acks while a replica was stopped: worst %.1f ms" % (1000 * max(t for _, t in results)))
+
+
 def _converged(cl, keys, value, may_miss=()):
     """Every replica holds `value + key` for every key; backends[i] for i in
     `may_miss` (a replica that was held down: its missed writes are replayed
@@ -345,30 +387,26 @@ def _converged(cl, keys, value, may_miss=()):
 
 
 def test_ack_one_set_with_stopped_replica_answers_fast_and_converges_after_sigcont(cluster):
-    cl = repl_cluster(cluster, n=3, write_ack="one")
+    cl = repl_cluster(cluster, n=3, write_ack="one", timeout=LONG_TIMEOUT_MS)
     keys = keys_for(cl, "stop1", 10)
     cl.backends[1].pause()
     try:
         results = _sets_with_stopped_replica(cl, 1, keys, b"a-", 5)
+        _assert_acked_without_the_stopped_replica(cl, 1, results)
     finally:
         cl.backends[1].resume()
-    for reply, took in results:
-        assert reply == b"STORED\r\n"
-        assert took < POOL_TIMEOUT_MS / 1000.0 / 2, took
     _converged(cl, keys, b"a-")
 
 
 def test_ack_quorum_set_with_stopped_replica_answers_fast_and_converges_after_sigcont(cluster):
-    cl = repl_cluster(cluster, n=3, write_ack="quorum")
+    cl = repl_cluster(cluster, n=3, write_ack="quorum", timeout=LONG_TIMEOUT_MS)
     keys = keys_for(cl, "stopq", 10)
     cl.backends[2].pause()
     try:
         results = _sets_with_stopped_replica(cl, 2, keys, b"q-", 5)
+        _assert_acked_without_the_stopped_replica(cl, 2, results)
     finally:
         cl.backends[2].resume()
-    for reply, took in results:
-        assert reply == b"STORED\r\n"
-        assert took < POOL_TIMEOUT_MS / 1000.0 / 2, took
     _converged(cl, keys, b"q-")
 
 
@@ -383,19 +421,32 @@ def test_ack_all_set_with_stopped_replica_times_out_then_fails_at_once_and_conve
     cl.backends[2].pause()
     try:
         results = _sets_with_stopped_replica(cl, 2, keys, b"all-", 5)
+        # Read while it is still stopped: nothing it does can change them.
+        timeouts = harness.server_timeouts(cl.relay, cl.backends)
+        row = harness.stats_servers(cl.relay)[cl.backends[2].spec()]
     finally:
         cl.backends[2].resume()
     timeout = POOL_TIMEOUT_MS / 1000.0
+    # The first set is answered at its deadline, never sooner (a lower bound
+    # a slow machine cannot break); there is no upper bound. Later timeouts
+    # get no lower bound: one may be answered before its own deadline when
+    # the first has gone a second full timeout unanswered and memrelay
+    # declares the connection stalled (src/core/backend.c).
     assert results[0][0] == TIMEOUT_REPLY, results
-    assert timeout * 0.8 <= results[0][1] < timeout * 3, results
+    assert results[0][1] >= timeout * 0.8, results
     for reply, took in results:
         assert SERVER_ERROR.match(reply), results
-        if reply == TIMEOUT_REPLY:
-            assert timeout * 0.8 <= took < timeout * 3, results
-        else:
-            assert took < 0.1, results
+    # Once memrelay holds the replica down, the last sets fail at once: with
+    # the fast-failure reply, not a timeout ...
     for reply, took in results[-2:]:
-        assert took < 0.1, results
+        assert reply != TIMEOUT_REPLY, results
+    # ... and memrelay counted a timeout for the stopped replica for exactly
+    # the sets answered SERVER_ERROR timeout, none for the others (each of
+    # which would have been counted had it waited for the deadline).
+    n_timeout = sum(1 for reply, _ in results if reply == TIMEOUT_REPLY)
+    assert timeouts[cl.backends[2].spec()] == n_timeout, (timeouts, results)
+    assert timeouts[cl.backends[0].spec()] == timeouts[cl.backends[1].spec()] == 0, timeouts
+    assert row["state"] == "down" and row["errors_down"] >= 2, row
     _converged(cl, keys, b"all-", may_miss=(2,))
 
 
@@ -831,14 +882,16 @@ def test_get_and_mg_fail_over_to_the_next_replica_when_the_primary_is_killed(clu
         settle(cl)
         cl.backends[0].kill()
         for k in keys:
-            reply, took = timed(c, b"get %s\r\n" % k)
+            reply = _req(c, b"get %s\r\n" % k)
             assert reply == b"VALUE %s 3 %d\r\nval-%s\r\nEND\r\n" % (k, 4 + len(k), k), reply
-            assert took < 0.5, took
-            reply, took = timed(c, b"mg %s v f\r\n" % k)
+            reply = _req(c, b"mg %s v f\r\n" % k)
             assert reply == b"VA %d f3\r\nval-%s\r\n" % (4 + len(k), k), reply
-            assert took < 0.5, took
         st = stats_pools(c)["alpha"]
         assert st["repl_read_failovers"] >= 2 * len(keys), st
+    # The failover is on the refusal, at once: no read waited for the dead
+    # primary's timeout (2 s here), none was counted for any server.
+    timeouts = harness.server_timeouts(cl.relay, cl.backends)
+    assert set(timeouts.values()) == {0}, timeouts
 
 
 def test_multiget_of_200_keys_over_four_servers_with_one_dead_returns_every_key(cluster):
@@ -851,12 +904,14 @@ def test_multiget_of_200_keys_over_four_servers_with_one_dead_returns_every_key(
         assert {replica_indices(cl, k, 1)[0] for k in keys} == {0, 1, 2, 3}
         cl.backends[2].kill()
         for attempt in range(2):
-            reply, took = timed(c, b"get " + b" ".join(keys) + b"\r\n")
+            reply = _req(c, b"get " + b" ".join(keys) + b"\r\n")
             got = {k: v for k, _, _, v in harness.parse_values(reply)}
             assert reply.endswith(b"END\r\n"), reply[-200:]
             assert [k for k, _, _, _ in harness.parse_values(reply)] == keys
             assert got == {k: b"m-" + k for k in keys}
-            assert took < 1.0, took
+            # Nothing waited for the dead server's timeout.
+            timeouts = harness.server_timeouts(cl.relay, cl.backends)
+            assert set(timeouts.values()) == {0}, (attempt, timeouts)
 
 
 def test_read_miss_failover_hits_the_next_replica_when_the_primary_restarted_empty(cluster):
@@ -1075,9 +1130,12 @@ def test_replicate_to_serves_gets_from_the_second_pool_when_the_first_is_dead(tw
         for mc in a:
             mc.kill()
         for k in keys:
-            reply, took = timed(c, b"get %s\r\n" % k)
+            reply = _req(c, b"get %s\r\n" % k)
             assert reply == b"VALUE %s 0 %d\r\ndr-%s\r\nEND\r\n" % (k, 3 + len(k), k), reply
-            assert took < 0.5, took
+        # Served by beta on alpha's refusal, at once: no read waited for a
+        # dead alpha server's timeout.
+        timeouts = harness.server_timeouts(relay, a + b)
+        assert set(timeouts.values()) == {0}, timeouts
         reply = _req(c, b"mg %s v\r\n" % keys[0])
         assert reply == b"VA %d\r\ndr-%s\r\n" % (3 + len(keys[0]), keys[0]), reply
         reply = _req(c, b"get " + b" ".join(keys) + b"\r\n")

@@ -1,6 +1,12 @@
 """Graceful shutdown: SIGTERM makes the listeners refuse new connections at
 once; connections already open are read and answered until each is quiet
-(nothing unread, nothing owed), up to memrelay.shutdown_timeout; then exit 0."""
+(nothing unread, nothing owed), up to memrelay.shutdown_timeout; then exit 0.
+
+Nothing here asserts an elapsed-time upper bound (CI is a shared, loaded
+machine): what ended a drain is proved by memrelay's log and by what the
+stuck client got (no reply: the backend timeout, far longer than any wait
+here, never fired), with only lower bounds on time, which a slow machine
+cannot break. Every wait is bounded."""
 import signal
 import socket
 import subprocess
@@ -140,7 +146,10 @@ def test_sigterm_closes_idle_connections_at_once(memrelay_bin, memcached_factory
 
 def test_shutdown_timeout_bounds_the_drain(memrelay_bin, memcached_factory, tmp_path):
     mc = memcached_factory()
-    proc, port = _start(memrelay_bin, tmp_path, mc, shutdown_timeout=500, timeout=10000)
+    # The backend timeout (120 s) is far beyond the hang guard below (30 s):
+    # a drain that waited for the stuck request to time out, or forever,
+    # fails the bounded wait; one cut short by shutdown_timeout exits 0.
+    proc, port = _start(memrelay_bin, tmp_path, mc, shutdown_timeout=500, timeout=120000)
     try:
         with Conn(("127.0.0.1", port), timeout=10) as c:
             mc.pause()
@@ -149,19 +158,30 @@ def test_shutdown_timeout_bounds_the_drain(memrelay_bin, memcached_factory, tmp_
                 time.sleep(0.2)
                 t0 = time.monotonic()
                 proc.send_signal(signal.SIGTERM)
-                assert proc.wait(timeout=5) == 0
+                assert proc.wait(timeout=30) == 0
                 took = time.monotonic() - t0
-                assert 0.4 <= took < 2.0, took
+                # Not before shutdown_timeout: the clock started before the
+                # signal and memrelay's timer fires late, never early.
+                assert took >= 0.5 - 0.02, took
+                # The stuck request was never answered (its timeout did not
+                # fire): the connection just closed.
+                assert c.wait_closed(5)
+                assert c.buf == b"", c.buf
             finally:
                 mc.resume()
-        assert "shutdown_timeout reached" in open(str(tmp_path / "stderr")).read()
+        err = open(str(tmp_path / "stderr")).read()
+        assert "shutdown_timeout reached" in err, err
+        assert "shutting down now" not in err, err
     finally:
         _stop(proc)
 
 
 def test_second_signal_exits_at_once(memrelay_bin, memcached_factory, tmp_path):
     mc = memcached_factory()
-    proc, port = _start(memrelay_bin, tmp_path, mc, shutdown_timeout=30000, timeout=20000)
+    # shutdown_timeout (120 s) and the backend timeout (120 s) are far beyond
+    # the hang guard below (30 s): only the second signal can end the drain
+    # within it, and the log and the client say that is what ended it.
+    proc, port = _start(memrelay_bin, tmp_path, mc, shutdown_timeout=120000, timeout=120000)
     try:
         with Conn(("127.0.0.1", port), timeout=10) as c:
             mc.pause()
@@ -169,12 +189,16 @@ def test_second_signal_exits_at_once(memrelay_bin, memcached_factory, tmp_path):
                 c.send(b"get stuck\r\n")
                 time.sleep(0.2)
                 proc.send_signal(signal.SIGTERM)
-                time.sleep(0.2)
-                t0 = time.monotonic()
+                _wait_draining(tmp_path, proc)
+                assert proc.poll() is None, "exited on the first signal with a request in flight"
                 proc.send_signal(signal.SIGINT)
-                assert proc.wait(timeout=5) == 0
-                assert time.monotonic() - t0 < 2.0
+                assert proc.wait(timeout=30) == 0
+                assert c.wait_closed(5)
+                assert c.buf == b"", c.buf
             finally:
                 mc.resume()
+        err = open(str(tmp_path / "stderr")).read()
+        assert "signal %d: shutting down now" % signal.SIGINT in err, err
+        assert "shutdown_timeout reached" not in err, err
     finally:
         _stop(proc)
