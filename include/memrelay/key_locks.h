@@ -35,6 +35,21 @@ struct mr_worker;
 
 #define MR_KEY_STRIPES 4096u
 
+/* Writes to keys a warm-up window moved, per key stripe (warmup.c), shared
+ * by every worker (mr_shared.warm_writes; atomics). `started` counts the
+ * writes whose delete on the key's previous owner went out, `finished`
+ * those whose delete is over. A warm lookup of a key reads the previous
+ * owner only while the two are equal (no such delete is in flight from any
+ * worker), and its copy is given up (or undone) when `started` moved
+ * since: a write raced it. `lost_seq` is the generation (mr_gen.seq) in
+ * which such a delete could not be made or got no answer: the previous
+ * owner may still hold an old value, so the stripe is not warmed in that
+ * generation and the next. */
+typedef struct {
+    uint32_t started, finished;
+    uint32_t lost_seq;
+} mr_key_writes;
+
 /* The table the workers share (mr_shared.key_locks). */
 typedef struct mr_key_locks mr_key_locks;
 

@@ -81,6 +81,7 @@ typedef struct mr_msg {
     bool fenced;         /* sent with its q and then "mn": zero or one reply element, then MN */
     bool fence_got;      /* fenced: that one element has arrived */
     uint8_t fit;         /* mr_reply_fit of out[0] (reply_fit.h), set at its first reply; 0 before */
+    bool warm_raced;     /* warm-up copy (warmup.c): a write to its key raced it, it was undone */
     mr_err error;        /* MR_ERR_NONE unless it failed without a reply */
     mr_slice out[2];     /* command line, data block */
     uint32_t nout;
@@ -95,6 +96,7 @@ typedef struct mr_msg {
     uint32_t nitems, items_cap;
     uint32_t cursor;   /* merge position in items */
     uint32_t key_scan; /* retrievals: where the next expected key is looked for in out[0] */
+    uint32_t warm_seq; /* warm-up lookup and copy (warmup.c): the key stripe's writes started when it began */
     mr_slice inline_items[4];
 } mr_msg;
 

@@ -10,9 +10,16 @@
  *   wins; gat/gats: with the touch's exptime) and, once stored there,
  *   returned to the client (gets/gats: with the new owner's CAS). A previous owner that is down, ejected, gone, slow or
  *   failing answers as the miss it was.
+ * - an mg (and a binary GET, which arrives as one) of a moved key that
+ *   answers EN is warmed the same way; the client's line is then sent
+ *   again behind the copy, and its answer (memcached's own, with every flag
+ *   asked and the new owner's CAS) is the reply.
  * - every write, delete, touch and arithmetic command to a moved key is
  *   followed by a delete of the key on its previous owner, so a value
- *   changed after the reload never comes back from there.
+ *   changed after the reload never comes back from there. A warm lookup
+ *   waits for no such delete: it gives up (a miss) while one is in flight
+ *   or when one started since it began, and a copy stored after such a
+ *   write started is deleted again (warmup.c, "Races with writes").
  * Outside a window, the cost is one compare of the generation's
  * warm_until with the loop's clock per request.
  */
@@ -41,9 +48,13 @@ uint32_t mr_warm_retrieval_slots(const mr_req *req);
 /* The messages are allocated with those slots: misses will be warmed. */
 void mr_warm_retrieval_arm(mr_req *req);
 
-/* A write (storage, delete, incr/decr, touch, ms/md/ma) of `key` went to
- * `owner` in `pool` with a window open: if the key's previous owner is
- * another server, delete the key there too (in the background). */
-void mr_warm_write(mr_req *req, const mr_pool *pool, const char *key, size_t key_len, uint32_t owner);
+/* A keyed command for `key`, whose owner in `pool` is `owner`, with a
+ * window open, before its message is allocated. A write (storage, delete,
+ * incr/decr, touch, ms/md/ma): if the key's previous owner is another
+ * server, the key is deleted there too (in the background); returns 0.
+ * An mg: returns how many more message slots its warm-up may use (0: not
+ * warmed) and arms it, so a miss (EN) is read from the previous owner,
+ * copied, and the client's line sent again behind the copy. */
+uint32_t mr_warm_keyed(mr_req *req, const mr_pool *pool, const char *key, size_t key_len, uint32_t owner);
 
 #endif

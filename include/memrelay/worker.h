@@ -49,6 +49,7 @@ typedef struct {
         *discovery;          /* pools whose servers come from DNS (discovery.h): their counters */
     mr_key_locks *key_locks; /* replicated writes: one worker per key stripe at a time (key_locks.h);
                                        NULL with one worker */
+    mr_key_writes warm_writes[MR_KEY_STRIPES]; /* writes to moved keys in a warm-up window (key_locks.h) */
 } mr_shared;
 
 typedef struct mr_worker {

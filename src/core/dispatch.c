@@ -94,14 +94,15 @@ static void dispatch_keyed(mr_req *req)
         mr_replicate_keyed(req, pool, key, key_len);
         return;
     }
-    if (mr_req_alloc_msgs(req, 1) < 0) {
+    uint32_t server = mr_router_server_for_key(pool, key, key_len, mr_rng_next(&w->rng));
+    /* Warm-up: a write's previous owner forgets the key; an mg may need more messages. */
+    uint32_t warm = __builtin_expect(mr_warm_open(w), 0) ? mr_warm_keyed(req, pool, key, key_len, server) : 0;
+    if (mr_req_alloc_msgs_cap(req, 1, 1 + warm) < 0) {
         fail_nomem(req);
         return;
     }
     mr_msg *msg = &req->msgs[0];
-    msg->server = mr_router_server_for_key(pool, key, key_len, mr_rng_next(&w->rng));
-    if (__builtin_expect(mr_warm_open(w), 0))
-        mr_warm_write(req, pool, key, key_len, msg->server); /* the key's previous owner forgets it */
+    msg->server = server;
     if (h->quiet_by_server) {
         if (mr_forward_fenced(&w->mbufs, req, msg) < 0) {
             mr_msg_finish(msg, MR_ERR_NOMEM);

@@ -14,6 +14,24 @@
  * The read of the previous owner and the stale deletes there use one
  * connection per key (its hash picks it), so a delete sent after a write is
  * read by every later warm lookup of that key on this worker.
+ *
+ * A meta get (`mg`, and the binary GET family, which arrives as one) that
+ * answers EN on its new owner is warmed the same way, and once the copy is
+ * sent the client's own line is sent again right behind it, on the same
+ * connection: its reply, whatever flags were asked (v f t k s c h l O T
+ * q b...), is memcached's for the hit, with the new owner's CAS.
+ *
+ * Races with writes (key_locks.h, mr_key_writes): every write to a moved
+ * key counts on its key stripe, shared by the workers, as started when its
+ * delete on the previous owner is sent and finished when that delete is
+ * over. A lookup reads the previous owner only when no such delete is in
+ * flight (then the previous owner already lost every value a write
+ * replaced), and gives its copy up when a write started since. A write
+ * that starts after the copy was sent may still reach the new owner first
+ * (it travels on the client's connection, the copy on another): when the
+ * copy's answer shows a write started since, the copy is undone with
+ * `md <key> C<its cas>` (a later write has another CAS and stays), and
+ * the client that asked gets the miss.
  */
 #include "memrelay/warmup.h"
 
@@ -40,9 +58,45 @@ static uint32_t key_hint(const char *key, size_t len)
     return mr_hash(MR_HASH_FNV1A_32, key, len);
 }
 
-/* The key's owner in the previous generation when it is another server this
- * worker can reach and may read from: not down, not ejected. */
-static uint32_t prev_owner(mr_worker *w, const mr_gen *gen, const mr_pool *pool, const char *key, size_t len,
+/* ---- writes to moved keys, per key stripe (key_locks.h, mr_key_writes) ---- */
+
+static mr_key_writes *writes_of(mr_worker *w, uint32_t hint)
+{
+    return w->shared ? &w->shared->warm_writes[mr_key_stripe(hint)] : NULL;
+}
+
+/* May a lookup of the key read its previous owner now: no write's delete
+ * there is in flight, and none was lost lately? *seq: the writes started. */
+static bool writes_settled(mr_worker *w, const mr_gen *gen, uint32_t hint, uint32_t *seq)
+{
+    mr_key_writes *kw = writes_of(w, hint);
+    *seq = 0;
+    if (!kw)
+        return true;
+    uint32_t lost = __atomic_load_n(&kw->lost_seq, __ATOMIC_ACQUIRE);
+    if (lost && lost + 1 >= (uint32_t)gen->seq)
+        return false; /* lost in this generation or the one before, whose window may still be read */
+    *seq = __atomic_load_n(&kw->started, __ATOMIC_ACQUIRE);
+    return __atomic_load_n(&kw->finished, __ATOMIC_ACQUIRE) == *seq;
+}
+
+/* Did a write of the key's stripe start since `seq` was read? */
+static bool write_raced(mr_worker *w, uint32_t hint, uint32_t seq)
+{
+    mr_key_writes *kw = writes_of(w, hint);
+    return kw && __atomic_load_n(&kw->started, __ATOMIC_ACQUIRE) != seq;
+}
+
+static void writes_lost(mr_worker *w, const mr_gen *gen, uint32_t hint)
+{
+    mr_key_writes *kw = writes_of(w, hint);
+    if (kw)
+        __atomic_store_n(&kw->lost_seq, (uint32_t)gen->seq, __ATOMIC_RELEASE);
+}
+
+/* The key's owner in the previous generation when it is another server
+ * this worker has a backend for (readable or not). */
+static uint32_t moved_from(mr_worker *w, const mr_gen *gen, const mr_pool *pool, const char *key, size_t len,
                            uint32_t owner)
 {
     if (!gen->warm || pool->index >= gen->cfg->npools)
@@ -64,11 +118,24 @@ static uint32_t prev_owner(mr_worker *w, const mr_gen *gen, const mr_pool *pool,
     const mr_server_conf *was = ring->router->servers[s].conf;
     if (was && is && mr_gen_same_server(was, is))
         return NO_SERVER; /* the same memcached under a new id (its connection count changed) */
-    const mr_health *h = w->shared ? w->shared->health : NULL;
-    if (h && (mr_health_state_of(h, s) != MR_HEALTH_UP ||
-              __atomic_load_n(&mr_health_server(h, s)->ejected, __ATOMIC_RELAXED)))
-        return NO_SERVER;
     return s;
+}
+
+/* May a server be read from: not down, not ejected. */
+static bool readable(const mr_worker *w, uint32_t s)
+{
+    const mr_health *h = w->shared ? w->shared->health : NULL;
+    return !h || (mr_health_state_of(h, s) == MR_HEALTH_UP &&
+                  !__atomic_load_n(&mr_health_server(h, s)->ejected, __ATOMIC_RELAXED));
+}
+
+/* The key's previous owner when it is another server this worker can reach
+ * and may read from. */
+static uint32_t prev_owner(mr_worker *w, const mr_gen *gen, const mr_pool *pool, const char *key, size_t len,
+                           uint32_t owner)
+{
+    uint32_t s = moved_from(w, gen, pool, key, len, owner);
+    return s != NO_SERVER && readable(w, s) ? s : NO_SERVER;
 }
 
 static int make_line(mr_worker *w, mr_slice *out, uint32_t extra, const char *fmt, ...)
@@ -172,13 +239,18 @@ static void batch_answered(mr_req *req, mr_msg *msg)
         if (repeated)
             continue; /* one lookup answers every copy of the key */
         const mr_pool *pool = mr_router_pool_for_key(router, req->listen_pool, key, len);
-        uint32_t from = prev_owner(w, req->gen, pool, key, len, msg->server);
+        uint32_t from = prev_owner(w, req->gen, pool, key, len, msg->server), seq;
         if (from == NO_SERVER)
             continue;
+        if (!writes_settled(w, req->gen, key_hint(key, len), &seq)) {
+            WARM_STAT(w, pool->slot, warm_races); /* a write's delete there is in flight: the miss stands */
+            continue;
+        }
         mr_msg *m = mr_req_add_msg(req);
         if (!m)
             return;
         m->server = from;
+        m->warm_seq = seq;
         WARM_STAT(w, pool->slot, warm_lookups);
         if (make_line(w, &m->out[0], 0, "mg %.*s v f t\r\n", (int)len, key) < 0) {
             mr_msg_finish(m, MR_ERR_NOMEM);
@@ -213,6 +285,10 @@ static void lookup_answered(mr_req *req, mr_msg *msg)
     if (batch == NO_SERVER || !eol)
         return;
     WARM_STAT(w, pool_slot_of(w, req->msgs[batch].server), warm_hits);
+    if (write_raced(w, key_hint(key, len), msg->warm_seq)) {
+        WARM_STAT(w, pool_slot_of(w, req->msgs[batch].server), warm_races); /* what was read may be gone */
+        return;
+    }
     unsigned long bytes = strtoul(va->p + 3, NULL, 10), flags = 0;
     long ttl = -1;
     for (const char *p = va->p + 3; p < eol; p++) {
@@ -233,6 +309,7 @@ static void lookup_answered(mr_req *req, mr_msg *msg)
     if (!m)
         return;
     m->server = req->msgs[batch].server;
+    m->warm_seq = msg->warm_seq;
     int rc;
     if (req->cmd == MR_CMD_GAT || req->cmd == MR_CMD_GATS) /* the copy takes the touch's exptime */
         rc = make_line(w, &m->out[0], 0, "ms %.*s %lu F%lu T%.*s ME c\r\n", (int)len, key, bytes, flags,
@@ -246,6 +323,39 @@ static void lookup_answered(mr_req *req, mr_msg *msg)
     m->out[1] = mr_slice_ref(va->mb, va->p + head, va->len - head);
     m->nout = 2;
     mr_forward_send(w, key_hint(key, len), m);
+}
+
+/* The copy was stored (HD c<cas>) but a write of the key started after
+ * its lookup: that write may have reached the new owner before the copy
+ * (it went on another connection), so the copy is undone there, and only
+ * if it is still the copy (`md <key> C<cas>`: a later write has another
+ * CAS). The client that asked gets the miss. */
+static bool copy_raced_raw(mr_worker *w, mr_msg *copy, const char *key, uint32_t len, const char *raw,
+                           uint32_t raw_len, bool b64, unsigned long long cas)
+{
+    uint32_t hint = key_hint(key, len);
+    if (!write_raced(w, hint, copy->warm_seq))
+        return false;
+    copy->warm_raced = true;
+    WARM_STAT(w, pool_slot_of(w, copy->server), warm_races);
+    mr_req *undo = mr_req_new_background(w, NULL);
+    if (!undo)
+        return true;
+    if (mr_req_alloc_msgs(undo, 1) < 0) {
+        mr_req_client_done(undo);
+        return true;
+    }
+    mr_msg *m = &undo->msgs[0];
+    m->server = copy->server;
+    undo->conn_hint = hint;
+    if (make_line(w, &m->out[0], 0, "md %.*s C%llu%s\r\n", (int)raw_len, raw, cas, b64 ? " b" : "") < 0) {
+        mr_msg_finish(m, MR_ERR_NOMEM);
+    } else {
+        m->nout = 1;
+        mr_forward_send(w, hint, m); /* behind the copy, on its connection */
+    }
+    mr_req_dispatched(undo);
+    return true;
 }
 
 /* The lookup of a key (its `mg` message), found by the key its line names. */
@@ -282,6 +392,8 @@ static void copy_answered(mr_req *req, mr_msg *msg)
     const char *c = memmem(msg->line.p, msg->line.len, " c", 2);
     if (c)
         cas = strtoull(c + 2, NULL, 10);
+    if (copy_raced_raw(w, msg, key, len, key, len, false, cas))
+        return;
     unsigned long bytes = strtoul(va->p + 3, NULL, 10), flags = 0;
     for (const char *p = va->p + 3; p < eol; p++)
         if (p[0] == ' ' && p + 1 < eol && p[1] == 'f')
@@ -326,35 +438,252 @@ static void warm_answered(mr_req *req, mr_msg *msg)
 
 static const mr_req_ops warm_ops = {.answered = warm_answered};
 
-/* ---- writes ---- */
+/* ---- meta gets ---- */
 
-void mr_warm_write(mr_req *req, const mr_pool *pool, const char *key, size_t key_len, uint32_t owner)
+/* A warmed mg's messages, in the order they are added: the client's line
+ * to the new owner, the lookup, then the copy and the client's line again. */
+enum { MG_FIRST, MG_LOOKUP, MG_COPY, MG_AGAIN, MG_SLOTS };
+
+/* The key of the request's line, decoded when it is base64 (into buf). */
+static bool request_key(const mr_req *req, char *buf, size_t cap, const char **key, uint32_t *len)
+{
+    const mr_request_head *h = &req->head;
+    *key = req->line.p + h->key_off;
+    *len = h->key_len;
+    if (!h->meta_base64)
+        return true;
+    long n = mr_base64_decode(*key, *len, buf, cap);
+    if (n < 0)
+        return false;
+    *key = buf;
+    *len = (uint32_t)n;
+    return true;
+}
+
+/* Does the client's mg line carry the flag `f` (a token after the key)? */
+static bool mg_has_flag(const mr_req *req, char f)
+{
+    const mr_request_head *h = &req->head;
+    const char *p = req->line.p + h->key_off + h->key_len, *end = req->line.p + h->end_off;
+    for (; p + 1 < end; p++)
+        if (p[0] == ' ' && p[1] == f)
+            return true;
+    return false;
+}
+
+static bool code_is(const mr_slice *l, const char *code)
+{
+    return l->len >= 2 && l->p[0] == code[0] && l->p[1] == code[1] &&
+           (l->len == 2 || l->p[2] == ' ' || l->p[2] == '\r');
+}
+
+/* The client's mg missed on the key's new owner: read the previous one. */
+static void mg_missed(mr_req *req, mr_msg *msg)
 {
     mr_worker *w = req->worker;
-    switch (req->cmd) {
-    case MR_CMD_MG:
-    case MR_CMD_ME:
-        return; /* reads */
-    default:
-        break;
-    }
-    uint32_t from = prev_owner(w, w->gen, pool, key, key_len, owner);
+    if (req->gen != w->gen || !mr_warm_open(w) || msg->error != MR_ERR_NONE || !code_is(&msg->line, "EN"))
+        return;
+    char buf[MR_KEY_MAX * 2];
+    const char *key;
+    uint32_t len, seq;
+    if (!request_key(req, buf, sizeof(buf), &key, &len))
+        return;
+    const mr_pool *pool = mr_router_pool_for_key(req->gen->router, req->listen_pool, key, len);
+    uint32_t from = prev_owner(w, req->gen, pool, key, len, msg->server);
     if (from == NO_SERVER)
         return;
+    if (!writes_settled(w, req->gen, key_hint(key, len), &seq)) {
+        WARM_STAT(w, pool->slot, warm_races);
+        return;
+    }
+    mr_msg *m = mr_req_add_msg(req);
+    if (!m)
+        return;
+    m->server = from;
+    m->warm_seq = seq;
+    WARM_STAT(w, pool->slot, warm_lookups);
+    const mr_request_head *h = &req->head;
+    if (make_line(w, &m->out[0], 0, "mg %.*s v f t%s\r\n", (int)h->key_len, req->line.p + h->key_off,
+                  h->meta_base64 ? " b" : "") < 0) {
+        mr_msg_finish(m, MR_ERR_NOMEM);
+        return;
+    }
+    m->nout = 1;
+    mr_forward_send(w, key_hint(key, len), m);
+}
+
+/* The previous owner answered: on a hit, send the copy (`ms ... ME c`) and
+ * the client's line again behind it to the new owner, on one connection. */
+static void mg_lookup_answered(mr_req *req, mr_msg *msg)
+{
+    mr_worker *w = req->worker;
+    const mr_slice *va = &msg->line;
+    if (msg->error != MR_ERR_NONE || va->len < 5 || memcmp(va->p, "VA ", 3) != 0)
+        return;
+    const char *eol = memchr(va->p, '\r', va->len);
+    if (!eol)
+        return;
+    char buf[MR_KEY_MAX * 2];
+    const char *key;
+    uint32_t len;
+    if (!request_key(req, buf, sizeof(buf), &key, &len))
+        return;
+    const mr_msg *first = &req->msgs[MG_FIRST];
+    uint32_t slot = pool_slot_of(w, first->server), hint = key_hint(key, len);
+    WARM_STAT(w, slot, warm_hits);
+    if (write_raced(w, hint, msg->warm_seq)) {
+        WARM_STAT(w, slot, warm_races);
+        return;
+    }
+    unsigned long bytes = strtoul(va->p + 3, NULL, 10), flags = 0;
+    long ttl = -1;
+    for (const char *p = va->p + 3; p < eol; p++) {
+        if (p[0] != ' ' || p + 1 >= eol)
+            continue;
+        if (p[1] == 'f')
+            flags = strtoul(p + 2, NULL, 10);
+        else if (p[1] == 't')
+            ttl = strtol(p + 2, NULL, 10);
+    }
+    uint32_t head = (uint32_t)(eol - va->p) + 2;
+    if (head + bytes + 2 != va->len)
+        return;
+    mr_msg *copy = mr_req_add_msg(req);
+    if (!copy)
+        return;
+    copy->server = first->server;
+    copy->warm_seq = msg->warm_seq;
+    const mr_request_head *h = &req->head;
+    if (make_line(w, &copy->out[0], 0, "ms %.*s %lu F%lu T%ld ME c%s\r\n", (int)h->key_len,
+                  req->line.p + h->key_off, bytes, flags,
+                  ttl < 0    ? 0
+                  : ttl == 0 ? 1
+                             : ttl,
+                  h->meta_base64 ? " b" : "") < 0) {
+        mr_msg_finish(copy, MR_ERR_NOMEM);
+        return;
+    }
+    copy->out[1] = mr_slice_ref(va->mb, va->p + head, va->len - head);
+    copy->nout = 2;
+    mr_msg *again = mr_req_add_msg(req);
+    if (!again) {
+        mr_msg_finish(copy, MR_ERR_NOMEM);
+        return;
+    }
+    again->server = first->server;
+    again->out[0] = mr_slice_ref(first->out[0].mb, first->out[0].p, first->out[0].len);
+    again->nout = 1;
+    mr_forward_send(w, hint, copy);
+    mr_forward_send(w, hint, again);
+}
+
+static void mg_copy_answered(mr_req *req, mr_msg *msg)
+{
+    mr_worker *w = req->worker;
+    if (msg->error != MR_ERR_NONE || !code_is(&msg->line, "HD"))
+        return; /* NS: the key was written there since; the line sent again reads that */
+    const char *c = memmem(msg->line.p, msg->line.len, " c", 2);
+    unsigned long long cas = c ? strtoull(c + 2, NULL, 10) : 0;
+    const mr_request_head *h = &req->head;
+    char buf[MR_KEY_MAX * 2];
+    const char *key;
+    uint32_t len;
+    if (!request_key(req, buf, sizeof(buf), &key, &len))
+        return;
+    if (!c || copy_raced_raw(w, msg, key, len, req->line.p + h->key_off, h->key_len, h->meta_base64, cas))
+        return;
+    WARM_STAT(w, pool_slot_of(w, msg->server), warm_copies);
+}
+
+/* The client's line again, right behind the copy: unless the copy was
+ * undone, its answer (a hit) is the client's reply. */
+static void mg_again_answered(mr_req *req, mr_msg *msg)
+{
+    if (req->msgs[MG_COPY].warm_raced || msg->error != MR_ERR_NONE || msg->line.len == 0 ||
+        code_is(&msg->line, "EN") || mr_reply_is_error(msg->line.p, msg->line.len))
+        return;
+    req->reply_msg = MG_AGAIN;
+}
+
+static void mg_answered(mr_req *req, mr_msg *msg)
+{
+    switch (msg - req->msgs) {
+    case MG_FIRST:
+        mg_missed(req, msg);
+        break;
+    case MG_LOOKUP:
+        mg_lookup_answered(req, msg);
+        break;
+    case MG_COPY:
+        mg_copy_answered(req, msg);
+        break;
+    default:
+        mg_again_answered(req, msg);
+        break;
+    }
+}
+
+static const mr_req_ops warm_mg_ops = {.answered = mg_answered};
+
+/* An mg of a moved key: warmed when it misses, unless it has N (a miss
+ * there creates the item: nothing to warm) or memcached applies its q. */
+static uint32_t mg_slots(mr_req *req, const mr_pool *pool, const char *key, size_t key_len, uint32_t owner)
+{
+    if (req->head.quiet_by_server || mg_has_flag(req, 'N') ||
+        prev_owner(req->worker, req->worker->gen, pool, key, key_len, owner) == NO_SERVER)
+        return 0;
+    req->ops = &warm_mg_ops;
+    return MG_SLOTS - 1;
+}
+
+/* ---- writes ---- */
+
+/* A write's delete on the previous owner is over: answered, or lost. */
+static void stale_delete_finished(mr_req *req, mr_msg *msg, int err)
+{
+    mr_worker *w = req->worker;
+    if (err != MR_ERR_NONE || msg->error != MR_ERR_NONE || msg->line.len == 0 ||
+        mr_reply_is_error(msg->line.p, msg->line.len))
+        writes_lost(w, req->gen, req->conn_hint); /* it may still hold the old value */
+    mr_key_writes *kw = writes_of(w, req->conn_hint);
+    if (kw)
+        __atomic_add_fetch(&kw->finished, 1, __ATOMIC_ACQ_REL);
+}
+
+static const mr_req_ops stale_delete_ops = {.finished = stale_delete_finished};
+
+static void stale_delete(mr_req *req, const mr_pool *pool, const char *key, size_t key_len, uint32_t owner)
+{
+    mr_worker *w = req->worker;
+    uint32_t from = moved_from(w, w->gen, pool, key, key_len, owner), hint = key_hint(key, key_len);
+    if (from == NO_SERVER)
+        return;
+    if (!readable(w, from)) {
+        writes_lost(w, w->gen, hint); /* down or ejected now, maybe read again later */
+        return;
+    }
     const mr_request_head *h = &req->head;
     /* The key as the client wrote it (base64 for meta b). */
     const char *raw = req->line.p + h->key_off;
     bool b64 = req->cls == MR_CLASS_META_KEYED && h->meta_base64;
-    mr_req *del = mr_req_new_background(w, NULL);
-    if (!del)
+    mr_req *del = mr_req_new_background(w, &stale_delete_ops);
+    if (!del) {
+        writes_lost(w, w->gen, hint);
         return;
+    }
+    del->conn_hint = hint;
+    mr_key_writes *kw = writes_of(w, hint);
+    if (kw) /* counted before the delete is sent: a lookup from now on waits for it */
+        __atomic_add_fetch(&kw->started, 1, __ATOMIC_ACQ_REL);
     if (mr_req_alloc_msgs(del, 1) < 0) {
+        writes_lost(w, w->gen, hint);
+        if (kw)
+            __atomic_add_fetch(&kw->finished, 1, __ATOMIC_ACQ_REL);
         mr_req_client_done(del);
         return;
     }
     mr_msg *m = &del->msgs[0];
     m->server = from;
-    del->conn_hint = key_hint(key, key_len);
     WARM_STAT(w, pool->slot, warm_stale_deletes);
     if (make_line(w, &m->out[0], 0, b64 ? "md %.*s b\r\n" : "delete %.*s\r\n", (int)h->key_len, raw) < 0) {
         mr_msg_finish(m, MR_ERR_NOMEM);
@@ -363,4 +692,17 @@ void mr_warm_write(mr_req *req, const mr_pool *pool, const char *key, size_t key
         mr_forward_send(w, del->conn_hint, m);
     }
     mr_req_dispatched(del);
+}
+
+uint32_t mr_warm_keyed(mr_req *req, const mr_pool *pool, const char *key, size_t key_len, uint32_t owner)
+{
+    switch (req->cmd) {
+    case MR_CMD_MG:
+        return mg_slots(req, pool, key, key_len, owner);
+    case MR_CMD_ME:
+        return 0; /* a read */
+    default:
+        stale_delete(req, pool, key, key_len, owner);
+        return 0;
+    }
 }
