@@ -288,3 +288,128 @@ Test(warmup, gat_copies_with_the_touch_exptime_and_gats_carries_the_cas)
     cr_assert_str_eq(fb_output(f), want);
     fb_free(f);
 }
+
+Test(warmup, an_mg_miss_is_warmed_and_the_clients_line_answers_after_the_copy)
+{
+    fb *f = resized();
+    char key[32], line[64], want[160];
+    moved_key(f, key);
+    uint32_t old = prev_owner(f, key);
+    snprintf(line, sizeof(line), "mg %s v f c k\r\n", key);
+    fb_request(f, line);
+    fb_reply(f, fb_to(f, NEW_SERVER), "EN\r\n");
+    fb_sent *mg = fb_to(f, old);
+    snprintf(want, sizeof(want), "mg %s v f t\r\n", key);
+    cr_assert_str_eq(mg->bytes, want);
+    cr_assert_str_eq(fb_output(f), "", "the client waits for the warm-up");
+    fb_reply(f, mg, "VA 2 f5 t-1\r\nhi\r\n");
+    cr_assert_eq(fb_pending_to(f, NEW_SERVER), 2, "the copy, and the client's line behind it");
+    fb_sent *ms = fb_sent_at(f, fb_nsent(f) - 2), *again = fb_sent_at(f, fb_nsent(f) - 1);
+    snprintf(want, sizeof(want), "ms %s 2 F5 T0 ME c\r\nhi\r\n", key);
+    cr_assert_str_eq(ms->bytes, want);
+    cr_assert_str_eq(again->bytes, line, "the client's own line");
+    cr_assert_eq(ms->conn_hint, again->conn_hint, "on one connection, in order");
+    fb_reply(f, ms, "HD c9\r\n");
+    snprintf(want, sizeof(want), "VA 2 f5 c9 k%s\r\nhi\r\n", key);
+    fb_reply(f, again, want);
+    cr_assert_str_eq(fb_output(f), want, "memcached's reply for the hit, flags as asked");
+    mr_pool_stats *ps = &f->w.pool_stats[f->gen->router->pools[0].slot];
+    cr_assert_eq(ps->warm_lookups, 1);
+    cr_assert_eq(ps->warm_copies, 1);
+    fb_free(f);
+}
+
+Test(warmup, an_mg_that_misses_on_the_previous_owner_too_is_the_miss)
+{
+    fb *f = resized();
+    char key[32], line[64];
+    moved_key(f, key);
+    snprintf(line, sizeof(line), "mg %s v\r\n", key);
+    fb_request(f, line);
+    fb_reply(f, fb_to(f, NEW_SERVER), "EN\r\n");
+    fb_reply(f, fb_to(f, prev_owner(f, key)), "EN\r\n");
+    cr_assert_str_eq(fb_output(f), "EN\r\n");
+    /* mg with N creates the item on a miss: not warmed. */
+    snprintf(line, sizeof(line), "mg %s v N30\r\n", key);
+    uint32_t before = fb_nsent(f);
+    fb_request(f, line);
+    fb_reply(f, fb_to(f, NEW_SERVER), "EN W\r\n");
+    cr_assert_eq(fb_nsent(f), before + 1);
+    cr_assert_str_eq(fb_output(f), "EN W\r\n");
+    fb_free(f);
+}
+
+Test(warmup, a_lookup_waits_for_no_stale_delete_in_flight_it_misses_instead)
+{
+    fb *f = resized();
+    char key[32], line[64];
+    moved_key(f, key);
+    uint32_t old = prev_owner(f, key);
+    snprintf(line, sizeof(line), "delete %s\r\n", key);
+    fb_request(f, line);
+    fb_sent *del = fb_to(f, old); /* not answered yet */
+    fb_reply(f, fb_to(f, NEW_SERVER), "NOT_FOUND\r\n");
+    cr_assert_str_eq(fb_output(f), "NOT_FOUND\r\n");
+    snprintf(line, sizeof(line), "get %s\r\n", key);
+    fb_request(f, line);
+    uint32_t before = fb_nsent(f);
+    fb_reply(f, fb_to(f, NEW_SERVER), "END\r\n");
+    cr_assert_eq(fb_nsent(f), before, "no lookup while the delete may not have run there");
+    cr_assert_str_eq(fb_output(f), "END\r\n");
+    cr_assert_eq(f->w.pool_stats[f->gen->router->pools[0].slot].warm_races, 1);
+    fb_reply(f, del, "DELETED\r\n");
+    fb_request(f, line);
+    fb_reply(f, fb_to(f, NEW_SERVER), "END\r\n");
+    fb_reply(f, fb_to(f, old), "EN\r\n"); /* once it ran, lookups read there again */
+    cr_assert_str_eq(fb_output(f), "END\r\n");
+    fb_free(f);
+}
+
+Test(warmup, a_write_between_the_lookup_and_the_copy_gives_the_copy_up)
+{
+    fb *f = resized();
+    char key[32], line[64];
+    moved_key(f, key);
+    uint32_t old = prev_owner(f, key);
+    snprintf(line, sizeof(line), "get %s\r\n", key);
+    fb_request(f, line);
+    fb_reply(f, fb_to(f, NEW_SERVER), "END\r\n");
+    fb_sent *mg = fb_to(f, old);
+    snprintf(line, sizeof(line), "delete %s\r\n", key);
+    fb_request(f, line);
+    fb_reply(f, fb_sent_at(f, fb_nsent(f) - 1), "NOT_FOUND\r\n"); /* the new owner's */
+    fb_reply(f, fb_sent_at(f, fb_nsent(f) - 2), "DELETED\r\n");   /* the previous owner's */
+    uint32_t before = fb_nsent(f);
+    fb_reply(f, mg, "VA 3 f0 t-1\r\nold\r\n"); /* read before the delete ran there */
+    cr_assert_eq(fb_nsent(f), before, "no copy");
+    cr_assert_str_eq(fb_output(f), "END\r\nNOT_FOUND\r\n");
+    fb_free(f);
+}
+
+Test(warmup, a_write_after_the_copy_was_sent_undoes_the_copy_by_its_cas)
+{
+    fb *f = resized();
+    char key[32], line[64], want[96];
+    moved_key(f, key);
+    uint32_t old = prev_owner(f, key);
+    snprintf(line, sizeof(line), "get %s\r\n", key);
+    fb_request(f, line);
+    fb_reply(f, fb_to(f, NEW_SERVER), "END\r\n");
+    fb_reply(f, fb_to(f, old), "VA 3 f0 t-1\r\nold\r\n");
+    fb_sent *ms = fb_to(f, NEW_SERVER);
+    snprintf(line, sizeof(line), "delete %s\r\n", key);
+    fb_request(f, line); /* may reach the new owner before the copy: another connection */
+    fb_sent *del_new = fb_sent_at(f, fb_nsent(f) - 1), *del_old = fb_sent_at(f, fb_nsent(f) - 2);
+    cr_assert_eq(del_new->server, NEW_SERVER);
+    fb_reply(f, del_new, "NOT_FOUND\r\n");
+    fb_reply(f, del_old, "DELETED\r\n");
+    fb_reply(f, ms, "HD c41\r\n");
+    fb_sent *undo = fb_to(f, NEW_SERVER);
+    snprintf(want, sizeof(want), "md %s C41\r\n", key);
+    cr_assert_str_eq(undo->bytes, want, "the copy, and only the copy, is deleted again");
+    cr_assert_eq(undo->conn_hint, ms->conn_hint, "behind the copy");
+    fb_reply(f, undo, "HD\r\n");
+    cr_assert_str_eq(fb_output(f), "END\r\nNOT_FOUND\r\n", "the reader gets the miss");
+    cr_assert_eq(f->w.pool_stats[f->gen->router->pools[0].slot].warm_races, 1);
+    fb_free(f);
+}
