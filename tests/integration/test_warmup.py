@@ -274,3 +274,93 @@ def test_a_binary_getkq_run_is_warmed_too(factory):
     assert all(p[7][:4] == b"\0\0\0\3" for p in ps[:-1])  # the flags
     moved = [k for k in keys if ring(mcs).server_for(k) == 3]
     assert moved and mcs[3].get_raw(moved) == {k: (3, b"v-" + k) for k in moved}
+
+
+def mg_many(conn, keys, flags):
+    """The reply (line and value, or the line alone) of `mg <key> <flags>` for
+    every key, pipelined in batches ended by `mn`."""
+    out = []
+    for i in range(0, len(keys), 100):
+        chunk = keys[i:i + 100]
+        conn.send(b"".join(b"mg %s %s\r\n" % (k, flags) for k in chunk) + b"mn\r\n")
+        rest = conn.recv_until_endswith(b"MN\r\n", timeout=10)
+        for _ in chunk:
+            line, _, rest = rest.partition(b"\r\n")
+            if line.startswith(b"VA "):
+                n = int(line.split()[1])
+                line, rest = line + b"\r\n" + rest[:n], rest[n + 2:]
+            out.append(line)
+        assert rest == b"MN\r\n", rest[:300]
+    return out
+
+
+def test_an_mg_of_a_moved_key_is_warmed_with_memcacheds_reply_for_the_flags_asked(factory):
+    mcs = [factory.memcached() for _ in range(4)]
+    relay = factory.relay({"alpha": Pool(mcs[:3])})
+    keys = keys_of(NKEYS, b"mg")
+    with relay.conn() as c:
+        store_many(c, [(k, b"v-" + k) for k in keys], flags=7)
+        before = ring(mcs[:3])
+        relay.reconfigure({"alpha": Pool(mcs)})
+        wait_generation(relay, 2)
+        after = ring(mcs)
+        moved = [k for k in keys if after.server_for(k) != before.server_for(k)]
+        assert len(moved) > 0.05 * NKEYS
+        flags = b"v f t k s c O123"
+        got = mg_many(c, keys, flags)
+        assert not [k for k, r in zip(keys, got) if not r.startswith(b"VA ")]  # 0 misses
+        # Exactly what the key's owner now answers itself: the moved keys with
+        # their copy's CAS, flags, size and key.
+        for i, mc in enumerate(mcs):
+            mine = [(k, r) for k, r in zip(keys, got) if after.server_for(k) == i]
+            with mc.conn() as direct:
+                assert mg_many(direct, [k for k, _ in mine], flags) == [r for _, r in mine], i
+        st = pool_stats(relay)
+        assert st["alpha:warm_lookups"] == len(moved), st
+        assert st["alpha:warm_copies"] == len(moved), st
+        assert st["alpha:warm_races"] == 0, st
+        # Read again: hits on the new owner, no more warm-up traffic.
+        assert mg_many(c, moved, b"v") == [b"VA %d\r\nv-%s" % (len(k) + 2, k) for k in moved]
+        assert pool_stats(relay)["alpha:warm_lookups"] == len(moved)
+    assert relay.running
+
+
+def test_an_mg_after_a_running_server_is_removed_costs_no_misses(factory):
+    mcs = [factory.memcached() for _ in range(3)]
+    relay = factory.relay({"alpha": Pool(mcs)})
+    keys = keys_of(NKEYS, b"mgrm")
+    with relay.conn() as c:
+        store_many(c, [(k, b"v-" + k) for k in keys])
+        relay.reconfigure({"alpha": Pool(mcs[1:])})
+        wait_generation(relay, 2)
+        moved = [k for k in keys if ring(mcs).server_for(k) == 0]
+        assert moved
+        # Without v: HD for a hit; with q: hits still answer, misses are silent.
+        assert mg_many(c, moved, b"") == [b"HD"] * len(moved)
+        assert mg_many(c, keys, b"v q") == [b"VA %d\r\nv-%s" % (len(k) + 2, k) for k in keys]
+        assert pool_stats(relay)["alpha:warm_copies"] == len(moved)
+    assert relay.running
+
+
+def test_a_binary_get_is_warmed_too(factory):
+    from test_binary import GET, GETK, packets, req
+
+    mcs = [factory.memcached() for _ in range(4)]
+    relay = factory.relay({"alpha": Pool(mcs[:3])})
+    keys = keys_of(300, b"bget")
+    with relay.conn() as c:
+        store_many(c, [(k, b"v-" + k) for k in keys], flags=3)
+        relay.reconfigure({"alpha": Pool(mcs)})
+        wait_generation(relay, 2)
+        moved = [k for k in keys if ring(mcs).server_for(k) == 3]
+        assert moved
+    with relay.conn() as c:  # a connection speaks the protocol of its first byte
+        for i, k in enumerate(moved):
+            c.send(req(GET if i % 2 else GETK, k, opaque=i))
+            head = c.recv_exact(24, timeout=5.0)
+            (p,) = packets(head + c.recv_exact(int.from_bytes(head[8:12], "big"), timeout=5.0))
+            assert p[4] == 0, (k, p)  # status: found
+            assert p[7] == b"\0\0\0\3" + (b"" if i % 2 else k) + b"v-" + k
+            assert p[6] != 0  # the new owner's CAS
+    assert mcs[3].get_raw(moved) == {k: (3, b"v-" + k) for k in moved}
+    assert relay.running
