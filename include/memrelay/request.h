@@ -82,6 +82,7 @@ typedef struct mr_msg {
     bool fence_got;      /* fenced: that one element has arrived */
     uint8_t fit;         /* mr_reply_fit of out[0] (reply_fit.h), set at its first reply; 0 before */
     bool warm_raced;     /* warm-up copy (warmup.c): a write to its key raced it, it was undone */
+    bool warm_counted;   /* warm-up copy: counted in its stripe's mr_key_writes.copies until answered */
     mr_err error;        /* MR_ERR_NONE unless it failed without a reply */
     mr_slice out[2];     /* command line, data block */
     uint32_t nout;
@@ -156,7 +157,10 @@ typedef struct mr_req {
     uint32_t write_gen;              /* the key's write generation when this write or read-back started */
     uint8_t readback_tries;          /* read-backs redone because a newer write raced them */
     uint32_t key_lock;               /* key stripe + 1 this replicated write holds (key_locks.h), 0: none */
-    struct mr_req *park_next;        /* the worker's wait list while parked for a key stripe */
+    struct mr_req *park_next;        /* the worker's wait list while parked for a key stripe, or while
+                                        held for warm copies (warmup.c; never both) */
+    uint32_t warm_hint;              /* held for warm copies: its key's hash (key stripe) */
+    ev_tstamp warm_held_at;          /* held for warm copies: since when (loop time) */
     const struct mr_pool *park_pool; /* parked: the pool it was dispatched to */
     /* A binary protocol client's request (NULL: text). `line` is then the
      * meta command mr_bin_translate wrote, in a block of its own that also

@@ -55,6 +55,15 @@ void mr_warm_retrieval_arm(mr_req *req);
  * An mg: returns how many more message slots its warm-up may use (0: not
  * warmed) and arms it, so a miss (EN) is read from the previous owner,
  * copied, and the client's line sent again behind the copy. */
-uint32_t mr_warm_keyed(mr_req *req, const mr_pool *pool, const char *key, size_t key_len, uint32_t owner);
+uint32_t mr_warm_keyed(mr_req *req, const mr_pool *pool, const char *key, size_t key_len, uint32_t owner,
+                       bool *hold);
+/* Dispatch of a write that mr_warm_keyed asked to *hold is over: as
+ * mr_req_dispatched, but while warm copies of its key's stripe (any
+ * worker's) are still out, its reply waits for them (polled every 0.2 ms,
+ * at most 2 s): a copy sent before the write may land after it on the new
+ * owner, and is then undone before the client hears the write is done. */
+void mr_warm_dispatched(mr_req *req);
+/* Shutdown: every held write goes (before the worker's clients close). */
+void mr_warm_release_all(mr_worker *w);
 
 #endif

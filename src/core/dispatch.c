@@ -71,6 +71,14 @@ static void count_command(mr_worker *w, const mr_req *req)
 }
 
 /* delete incr decr touch, storage commands, and meta commands. */
+static void keyed_dispatched(mr_req *req, bool hold)
+{
+    if (__builtin_expect(hold, 0))
+        mr_warm_dispatched(req);
+    else
+        mr_req_dispatched(req);
+}
+
 static void dispatch_keyed(mr_req *req)
 {
     mr_worker *w = req->worker;
@@ -95,8 +103,11 @@ static void dispatch_keyed(mr_req *req)
         return;
     }
     uint32_t server = mr_router_server_for_key(pool, key, key_len, mr_rng_next(&w->rng));
-    /* Warm-up: a write's previous owner forgets the key; an mg may need more messages. */
-    uint32_t warm = __builtin_expect(mr_warm_open(w), 0) ? mr_warm_keyed(req, pool, key, key_len, server) : 0;
+    /* Warm-up: a write's previous owner forgets the key (and its reply may
+     * wait for warm copies in flight); an mg may need more messages. */
+    bool hold = false;
+    uint32_t warm =
+        __builtin_expect(mr_warm_open(w), 0) ? mr_warm_keyed(req, pool, key, key_len, server, &hold) : 0;
     if (mr_req_alloc_msgs_cap(req, 1, 1 + warm) < 0) {
         fail_nomem(req);
         return;
@@ -106,23 +117,23 @@ static void dispatch_keyed(mr_req *req)
     if (h->quiet_by_server) {
         if (mr_forward_fenced(&w->mbufs, req, msg) < 0) {
             mr_msg_finish(msg, MR_ERR_NOMEM);
-            mr_req_dispatched(req);
+            keyed_dispatched(req, hold);
             return;
         }
         send_msg(req, msg);
-        mr_req_dispatched(req);
+        keyed_dispatched(req, hold);
         return;
     }
     if (mr_forward_slice(&w->mbufs, req, &msg->out[0]) < 0) {
         mr_msg_finish(msg, MR_ERR_NOMEM);
-        mr_req_dispatched(req);
+        keyed_dispatched(req, hold);
         return;
     }
     msg->nout = 1;
     if (h->data_len)
         msg->out[msg->nout++] = mr_slice_ref(req->line.mb, line_of(req) + h->line_len, h->data_len);
     send_msg(req, msg);
-    mr_req_dispatched(req);
+    keyed_dispatched(req, hold);
 }
 
 /* get gets gat gats: one message per server holding that server's keys in

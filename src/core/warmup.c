@@ -94,6 +94,36 @@ static void writes_lost(mr_worker *w, const mr_gen *gen, uint32_t hint)
         __atomic_store_n(&kw->lost_seq, (uint32_t)gen->seq, __ATOMIC_RELEASE);
 }
 
+/* A copy is about to be sent: count it, unless a write started since the
+ * lookup began (then it is given up). Sequentially consistent with the
+ * write's count and look (mr_warm_keyed): either the write sees this copy
+ * and holds its reply for it, or this sees the write. */
+static bool copy_begin(mr_worker *w, mr_msg *copy, uint32_t hint)
+{
+    mr_key_writes *kw = writes_of(w, hint);
+    if (!kw)
+        return true;
+    __atomic_add_fetch(&kw->copies, 1, __ATOMIC_SEQ_CST);
+    if (__atomic_load_n(&kw->started, __ATOMIC_SEQ_CST) != copy->warm_seq) {
+        __atomic_sub_fetch(&kw->copies, 1, __ATOMIC_SEQ_CST);
+        return false;
+    }
+    copy->warm_counted = true;
+    return true;
+}
+
+static void held_release(mr_worker *w, bool all);
+
+/* A counted copy is over (answered, and undone if it raced). */
+static void copy_end(mr_worker *w, uint32_t hint)
+{
+    mr_key_writes *kw = writes_of(w, hint);
+    if (kw)
+        __atomic_sub_fetch(&kw->copies, 1, __ATOMIC_SEQ_CST);
+    if (w->warm_held)
+        held_release(w, false); /* this worker's own writes need no tick */
+}
+
 /* The key's owner in the previous generation when it is another server
  * this worker has a backend for (readable or not). */
 static uint32_t moved_from(mr_worker *w, const mr_gen *gen, const mr_pool *pool, const char *key, size_t len,
@@ -322,8 +352,24 @@ static void lookup_answered(mr_req *req, mr_msg *msg)
     }
     m->out[1] = mr_slice_ref(va->mb, va->p + head, va->len - head);
     m->nout = 2;
+    if (!copy_begin(w, m, key_hint(key, len))) {
+        WARM_STAT(w, pool_slot_of(w, m->server), warm_races);
+        m->warm_raced = true;
+        mr_msg_finish(m, MR_ERR_UNAVAILABLE);
+        return;
+    }
     mr_forward_send(w, key_hint(key, len), m);
 }
+
+/* The undo of a raced copy is over: so is the copy. */
+static void undo_finished(mr_req *req, mr_msg *msg, int err)
+{
+    (void)msg;
+    (void)err;
+    copy_end(req->worker, req->conn_hint);
+}
+
+static const mr_req_ops undo_ops = {.finished = undo_finished};
 
 /* The copy was stored (HD c<cas>) but a write of the key started after
  * its lookup: that write may have reached the new owner before the copy
@@ -338,13 +384,14 @@ static bool copy_raced_raw(mr_worker *w, mr_msg *copy, const char *key, uint32_t
         return false;
     copy->warm_raced = true;
     WARM_STAT(w, pool_slot_of(w, copy->server), warm_races);
-    mr_req *undo = mr_req_new_background(w, NULL);
+    mr_req *undo = mr_req_new_background(w, &undo_ops);
     if (!undo)
         return true;
     if (mr_req_alloc_msgs(undo, 1) < 0) {
         mr_req_client_done(undo);
         return true;
     }
+    copy->warm_counted = false; /* the undo's end ends the copy's count */
     mr_msg *m = &undo->msgs[0];
     m->server = copy->server;
     undo->conn_hint = hint;
@@ -426,6 +473,19 @@ static void copy_answered(mr_req *req, mr_msg *msg)
     msg->line = (mr_slice){0};
 }
 
+/* A copy answered: `answered` looks at it, then its count ends (unless its
+ * undo now carries it). */
+static void copy_over(mr_req *req, mr_msg *msg, void (*answered)(mr_req *, mr_msg *))
+{
+    answered(req, msg);
+    const char *key;
+    uint32_t len;
+    if (msg->warm_counted && warm_key(msg, &key, &len)) {
+        msg->warm_counted = false;
+        copy_end(req->worker, key_hint(key, len));
+    }
+}
+
 static void warm_answered(mr_req *req, mr_msg *msg)
 {
     if (msg->retrieval)
@@ -433,7 +493,7 @@ static void warm_answered(mr_req *req, mr_msg *msg)
     else if (msg->out[0].len > 3 && memcmp(msg->out[0].p, "mg ", 3) == 0)
         lookup_answered(req, msg);
     else if (msg->out[0].len > 3 && memcmp(msg->out[0].p, "ms ", 3) == 0)
-        copy_answered(req, msg);
+        copy_over(req, msg, copy_answered);
 }
 
 static const mr_req_ops warm_ops = {.answered = warm_answered};
@@ -573,6 +633,13 @@ static void mg_lookup_answered(mr_req *req, mr_msg *msg)
     again->server = first->server;
     again->out[0] = mr_slice_ref(first->out[0].mb, first->out[0].p, first->out[0].len);
     again->nout = 1;
+    if (!copy_begin(w, copy, hint)) {
+        WARM_STAT(w, slot, warm_races);
+        copy->warm_raced = true;
+        mr_msg_finish(copy, MR_ERR_UNAVAILABLE);
+        mr_msg_finish(again, MR_ERR_UNAVAILABLE);
+        return;
+    }
     mr_forward_send(w, hint, copy);
     mr_forward_send(w, hint, again);
 }
@@ -615,7 +682,7 @@ static void mg_answered(mr_req *req, mr_msg *msg)
         mg_lookup_answered(req, msg);
         break;
     case MG_COPY:
-        mg_copy_answered(req, msg);
+        copy_over(req, msg, mg_copy_answered);
         break;
     default:
         mg_again_answered(req, msg);
@@ -652,36 +719,38 @@ static void stale_delete_finished(mr_req *req, mr_msg *msg, int err)
 
 static const mr_req_ops stale_delete_ops = {.finished = stale_delete_finished};
 
-static void stale_delete(mr_req *req, const mr_pool *pool, const char *key, size_t key_len, uint32_t owner)
+/* A write of a moved key: counted on its stripe, and its delete sent to
+ * the previous owner. Returns true when warm copies of the stripe were in
+ * flight as it counted itself: its reply waits for them (held_add). */
+static bool stale_delete(mr_req *req, const mr_pool *pool, const char *key, size_t key_len, uint32_t owner)
 {
     mr_worker *w = req->worker;
     uint32_t from = moved_from(w, w->gen, pool, key, key_len, owner), hint = key_hint(key, key_len);
     if (from == NO_SERVER)
-        return;
-    if (!readable(w, from)) {
-        writes_lost(w, w->gen, hint); /* down or ejected now, maybe read again later */
-        return;
+        return false;
+    mr_key_writes *kw = writes_of(w, hint);
+    bool hold = false;
+    if (kw) { /* counted before the delete is sent: a lookup from now on waits for it */
+        __atomic_add_fetch(&kw->started, 1, __ATOMIC_SEQ_CST);
+        hold = __atomic_load_n(&kw->copies, __ATOMIC_SEQ_CST) != 0;
+    }
+    mr_req *del = NULL;
+    if (!readable(w, from) || !(del = mr_req_new_background(w, &stale_delete_ops)) ||
+        mr_req_alloc_msgs(del, 1) < 0) {
+        /* Down or ejected now (maybe read again later), or out of memory:
+         * the previous owner may keep the old value. */
+        writes_lost(w, w->gen, hint);
+        if (kw)
+            __atomic_add_fetch(&kw->finished, 1, __ATOMIC_SEQ_CST);
+        if (del)
+            mr_req_client_done(del);
+        return hold;
     }
     const mr_request_head *h = &req->head;
     /* The key as the client wrote it (base64 for meta b). */
     const char *raw = req->line.p + h->key_off;
     bool b64 = req->cls == MR_CLASS_META_KEYED && h->meta_base64;
-    mr_req *del = mr_req_new_background(w, &stale_delete_ops);
-    if (!del) {
-        writes_lost(w, w->gen, hint);
-        return;
-    }
     del->conn_hint = hint;
-    mr_key_writes *kw = writes_of(w, hint);
-    if (kw) /* counted before the delete is sent: a lookup from now on waits for it */
-        __atomic_add_fetch(&kw->started, 1, __ATOMIC_ACQ_REL);
-    if (mr_req_alloc_msgs(del, 1) < 0) {
-        writes_lost(w, w->gen, hint);
-        if (kw)
-            __atomic_add_fetch(&kw->finished, 1, __ATOMIC_ACQ_REL);
-        mr_req_client_done(del);
-        return;
-    }
     mr_msg *m = &del->msgs[0];
     m->server = from;
     WARM_STAT(w, pool->slot, warm_stale_deletes);
@@ -692,9 +761,82 @@ static void stale_delete(mr_req *req, const mr_pool *pool, const char *key, size
         mr_forward_send(w, del->conn_hint, m);
     }
     mr_req_dispatched(del);
+    return hold;
 }
 
-uint32_t mr_warm_keyed(mr_req *req, const mr_pool *pool, const char *key, size_t key_len, uint32_t owner)
+/* ---- writes holding their reply for warm copies ---- */
+
+/* A held write is let go at the latest after this long (seconds): copies
+ * end by their server's timeout well before. */
+#define HOLD_MAX 2.0
+/* How often a held write looks at its stripe again (seconds): copies of
+ * another worker end there. */
+#define HOLD_POLL 0.0002
+
+static bool copies_out(mr_worker *w, uint32_t hint)
+{
+    mr_key_writes *kw = writes_of(w, hint);
+    return kw && __atomic_load_n(&kw->copies, __ATOMIC_SEQ_CST) != 0;
+}
+
+/* Let the held writes whose stripe has no copy left go (all: every one). */
+static void held_release(mr_worker *w, bool all)
+{
+    mr_req **p = &w->warm_held, *go = NULL, **tail = &go;
+    ev_tstamp now = ev_now(w->loop);
+    while (*p) {
+        mr_req *req = *p;
+        if (all || !copies_out(w, req->warm_hint) || now - req->warm_held_at > HOLD_MAX) {
+            *p = req->park_next;
+            req->park_next = NULL;
+            *tail = req; /* released after the walk: a release may end more copies */
+            tail = &req->park_next;
+        } else {
+            p = &req->park_next;
+        }
+    }
+    if (!w->warm_held)
+        ev_timer_stop(w->loop, &w->warm_poll);
+    while (go) {
+        mr_req *next = go->park_next;
+        go->park_next = NULL;
+        mr_req_dispatched(go);
+        go = next;
+    }
+}
+
+static void warm_poll_cb(struct ev_loop *loop, ev_timer *t, int revents)
+{
+    (void)loop;
+    (void)revents;
+    held_release(t->data, false);
+}
+
+void mr_warm_dispatched(mr_req *req)
+{
+    mr_worker *w = req->worker;
+    if (!copies_out(w, req->warm_hint)) {
+        mr_req_dispatched(req);
+        return;
+    }
+    req->warm_held_at = ev_now(w->loop);
+    req->park_next = w->warm_held;
+    w->warm_held = req;
+    if (!ev_is_active(&w->warm_poll)) {
+        ev_timer_init(&w->warm_poll, warm_poll_cb, HOLD_POLL, HOLD_POLL);
+        w->warm_poll.data = w;
+        ev_timer_start(w->loop, &w->warm_poll);
+    }
+}
+
+void mr_warm_release_all(mr_worker *w)
+{
+    if (w->warm_held)
+        held_release(w, true);
+}
+
+uint32_t mr_warm_keyed(mr_req *req, const mr_pool *pool, const char *key, size_t key_len, uint32_t owner,
+                       bool *hold)
 {
     switch (req->cmd) {
     case MR_CMD_MG:
@@ -702,7 +844,8 @@ uint32_t mr_warm_keyed(mr_req *req, const mr_pool *pool, const char *key, size_t
     case MR_CMD_ME:
         return 0; /* a read */
     default:
-        stale_delete(req, pool, key, key_len, owner);
+        *hold = stale_delete(req, pool, key, key_len, owner);
+        req->warm_hint = key_hint(key, key_len);
         return 0;
     }
 }

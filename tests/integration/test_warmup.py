@@ -364,3 +364,96 @@ def test_a_binary_get_is_warmed_too(factory):
             assert p[6] != 0  # the new owner's CAS
     assert mcs[3].get_raw(moved) == {k: (3, b"v-" + k) for k in moved}
     assert relay.running
+
+
+def test_a_delete_or_set_racing_warm_reads_never_brings_the_old_value_back(factory):
+    """Per moved key: an old value on its previous owner only, readers on
+    several connections (two workers) reading it through the warm-up path
+    with get and mg, and a write (delete, or set) sent while they read.
+    Every read sent after the write was acknowledged must see the write:
+    never the old value."""
+    import random
+    import threading
+    import time
+
+    mcs = [factory.memcached() for _ in range(4)]
+    relay = factory.relay({"alpha": Pool(mcs[:3])}, threads=2)
+    keys = keys_of(NKEYS, b"race")
+    before, after = ring(mcs[:3]), ring(mcs)
+    relay.reconfigure({"alpha": Pool(mcs)})
+    wait_generation(relay, 2)
+    moved = [k for k in keys if after.server_for(k) != before.server_for(k)]
+    assert len(moved) > 300
+    current = [None]  # (key, old value) being raced
+    stop = threading.Event()
+    seen = []  # (key, sent at, reply)
+    errors = []
+
+    def reader(n):
+        try:
+            with relay.conn() as c:
+                while not stop.is_set():
+                    cur = current[0]
+                    if cur is None:
+                        time.sleep(0.0002)
+                        continue
+                    k = cur[0]
+                    t = time.monotonic()
+                    if n % 2:
+                        c.send(b"mg " + k + b" v\r\n")
+                        r = c.recv_until_term(b"\r\n", timeout=10)
+                        if r.startswith(b"VA "):
+                            r = c.recv_exact(int(r.split()[1]) + 2, timeout=10)[:-2]
+                        else:
+                            r = None
+                    else:
+                        c.send(b"get " + k + b"\r\n")
+                        r = c.recv_until_endswith(b"END\r\n", timeout=10)
+                        r = r.split(b"\r\n")[1] if r.startswith(b"VALUE ") else None
+                    seen.append((k, t, r))
+        except Exception as e:  # noqa: BLE001 - reported by the main thread
+            errors.append(e)
+
+    threads = [threading.Thread(target=reader, args=(n,)) for n in range(4)]
+    for t in threads:
+        t.start()
+    acked = {}  # key -> (acknowledged at, value a later read must see: None for a miss)
+    rng = random.Random(20)
+    deadline = time.monotonic() + 30
+    try:
+        with relay.conn() as w:
+            for i, k in enumerate(moved[:400]):
+                if time.monotonic() > deadline:
+                    break
+                old = b"old-%d" % i
+                with mcs[before.server_for(k)].conn() as direct:
+                    assert direct.request(b"set %s 0 0 %d\r\n%s\r\n" % (k, len(old), old)) == b"STORED\r\n"
+                current[0] = (k, old)
+                time.sleep(rng.random() * 0.002)
+                if i % 3 == 2:
+                    assert w.request(b"set %s 0 0 3\r\nnew\r\n" % k) == b"STORED\r\n"
+                    acked[k] = (time.monotonic(), b"new", old)
+                else:
+                    assert w.request(b"delete " + k + b"\r\n") in (b"DELETED\r\n", b"NOT_FOUND\r\n")
+                    acked[k] = (time.monotonic(), None, old)
+                time.sleep(0.003)  # reads after the ack
+                assert w.request(b"get " + k + b"\r\n").startswith(b"VALUE" if i % 3 == 2 else b"END")
+    finally:
+        current[0] = None
+        stop.set()
+        for t in threads:
+            t.join(10)
+    assert not errors, errors
+    late = [(k, r, round((t - acked[k][0]) * 1e6)) for k, t, r in seen
+            if k in acked and t > acked[k][0] and r != acked[k][1]]
+    assert not late, late[:5]
+    reads_after = sum(1 for k, t, _ in seen if k in acked and t > acked[k][0])
+    assert reads_after > len(acked)
+    # The old values are gone from every server.
+    for mc in mcs:
+        held = mc.get_raw(list(acked))
+        assert not [k for k, (_, v) in held.items() if v.startswith(b"old-")]
+    st = pool_stats(relay)
+    print("warm-up race:", len(acked), "keys,", len(seen), "reads,", reads_after, "after the ack;",
+          {k: st["alpha:" + k] for k in ("warm_lookups", "warm_hits", "warm_copies", "warm_races")})
+    assert relay.running

@@ -386,7 +386,7 @@ Test(warmup, a_write_between_the_lookup_and_the_copy_gives_the_copy_up)
     fb_free(f);
 }
 
-Test(warmup, a_write_after_the_copy_was_sent_undoes_the_copy_by_its_cas)
+Test(warmup, a_write_after_the_copy_was_sent_undoes_the_copy_by_its_cas_before_it_is_answered)
 {
     fb *f = resized();
     char key[32], line[64], want[96];
@@ -408,8 +408,30 @@ Test(warmup, a_write_after_the_copy_was_sent_undoes_the_copy_by_its_cas)
     snprintf(want, sizeof(want), "md %s C41\r\n", key);
     cr_assert_str_eq(undo->bytes, want, "the copy, and only the copy, is deleted again");
     cr_assert_eq(undo->conn_hint, ms->conn_hint, "behind the copy");
+    cr_assert_str_eq(fb_output(f), "END\r\n", "the reader gets the miss; the delete waits for the undo");
     fb_reply(f, undo, "HD\r\n");
-    cr_assert_str_eq(fb_output(f), "END\r\nNOT_FOUND\r\n", "the reader gets the miss");
+    cr_assert_str_eq(fb_output(f), "NOT_FOUND\r\n", "the copy is gone: now the delete is done");
     cr_assert_eq(f->w.pool_stats[f->gen->router->pools[0].slot].warm_races, 1);
+    fb_free(f);
+}
+
+Test(warmup, a_write_with_no_copy_in_flight_is_answered_at_once)
+{
+    fb *f = resized();
+    char key[32], line[64];
+    moved_key(f, key);
+    snprintf(line, sizeof(line), "get %s\r\n", key);
+    fb_request(f, line);
+    fb_reply(f, fb_to(f, NEW_SERVER), "END\r\n");
+    fb_reply(f, fb_to(f, prev_owner(f, key)), "VA 3 f0 t-1\r\nold\r\n");
+    cr_assert_eq(f->shared.warm_writes[mr_key_stripe(mr_hash(MR_HASH_FNV1A_32, key, strlen(key)))].copies, 1);
+    fb_reply(f, fb_to(f, NEW_SERVER), "HD c3\r\n"); /* the copy is over */
+    cr_assert_eq(f->shared.warm_writes[mr_key_stripe(mr_hash(MR_HASH_FNV1A_32, key, strlen(key)))].copies, 0);
+    snprintf(line, sizeof(line), "delete %s\r\n", key);
+    fb_request(f, line);
+    fb_reply(f, fb_sent_at(f, fb_nsent(f) - 1), "DELETED\r\n");
+    char want[128];
+    snprintf(want, sizeof(want), "VALUE %s 0 3\r\nold\r\nEND\r\nDELETED\r\n", key);
+    cr_assert_str_eq(fb_output(f), want, "nothing to wait for");
     fb_free(f);
 }
