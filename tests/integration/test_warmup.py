@@ -457,3 +457,28 @@ def test_a_delete_or_set_racing_warm_reads_never_brings_the_old_value_back(facto
     print("warm-up race:", len(acked), "keys,", len(seen), "reads,", reads_after, "after the ack;",
           {k: st["alpha:" + k] for k in ("warm_lookups", "warm_hits", "warm_copies", "warm_races")})
     assert relay.running
+
+
+def test_a_modula_pool_is_warmed_too_and_a_random_one_gets_no_window(factory):
+    mcs = [factory.memcached() for _ in range(4)]
+    relay = factory.relay({"alpha": Pool(mcs[:3], distribution="modula"),
+                           "beta": Pool(mcs[:3], distribution="random")})
+    keys = keys_of(NKEYS, b"mod")
+    with relay.conn() as c:
+        store_many(c, [(k, b"v-" + k) for k in keys])
+        held = [mc.keys_held(keys) for mc in mcs[:3]]
+        relay.reconfigure({"alpha": Pool(mcs, distribution="modula"),
+                           "beta": Pool(mcs, distribution="random")})
+        wait_generation(relay, 2)
+        assert "warm-up window opened for pool alpha" in relay.stderr()
+        assert "warm-up window opened for pool beta" not in relay.stderr()
+        assert get_many(c, keys) == {k: (0, b"v-" + k) for k in keys}  # 0 misses
+        # Modula moves most keys (3 -> 4 servers: three in four); read again,
+        # every key hits its new owner: no more lookups.
+        st = pool_stats(relay)
+        assert get_many(c, keys) == {k: (0, b"v-" + k) for k in keys}
+        assert pool_stats(relay)["alpha:warm_lookups"] == st["alpha:warm_lookups"]
+        assert st["alpha:warm_copies"] == st["alpha:warm_lookups"] > NKEYS // 2, st
+        assert st["beta:warmup_window_left_ms"] == 0 and st["beta:warm_lookups"] == 0, st
+        assert sum(len(h) for h in held) == NKEYS
+    assert relay.running
