@@ -95,9 +95,12 @@ typedef struct mr_msg {
     mr_slice line;
     mr_slice *items;
     uint32_t nitems, items_cap;
-    uint32_t cursor;   /* merge position in items */
-    uint32_t key_scan; /* retrievals: where the next expected key is looked for in out[0] */
-    uint32_t warm_seq; /* warm-up lookup and copy (warmup.c): the key stripe's writes started when it began */
+    uint32_t cursor; /* merge position in items */
+    union {
+        uint32_t key_scan; /* retrievals: where the next expected key is looked for in out[0] */
+        uint32_t warm_seq; /* warm-up lookups and copies (never retrievals, warmup.c): the writes its key's
+                              stripe had started when the lookup began */
+    };
     mr_slice inline_items[4];
 } mr_msg;
 
@@ -154,14 +157,18 @@ typedef struct mr_req {
     uint8_t acks, fails;  /* replicated writes: replies counted so far */
     uint8_t acks_needed;
     uint32_t replicas[MR_MAX_REPLICAS];
-    uint32_t write_gen;              /* the key's write generation when this write or read-back started */
-    uint8_t readback_tries;          /* read-backs redone because a newer write raced them */
-    uint32_t key_lock;               /* key stripe + 1 this replicated write holds (key_locks.h), 0: none */
-    struct mr_req *park_next;        /* the worker's wait list while parked for a key stripe, or while
+    union {
+        uint32_t write_gen; /* replicated: the key's write generation when this write or read-back started */
+        uint32_t warm_hint; /* not replicated, held for warm copies (warmup.c): its key's hash (key stripe) */
+    };
+    uint8_t readback_tries;   /* read-backs redone because a newer write raced them */
+    uint32_t key_lock;        /* key stripe + 1 this replicated write holds (key_locks.h), 0: none */
+    struct mr_req *park_next; /* the worker's wait list while parked for a key stripe, or while
                                         held for warm copies (warmup.c; never both) */
-    uint32_t warm_hint;              /* held for warm copies: its key's hash (key stripe) */
-    ev_tstamp warm_held_at;          /* held for warm copies: since when (loop time) */
-    const struct mr_pool *park_pool; /* parked: the pool it was dispatched to */
+    union {
+        const struct mr_pool *park_pool; /* parked (replicated): the pool it was dispatched to */
+        ev_tstamp warm_held_at;          /* held for warm copies (not replicated): since when (loop time) */
+    };
     /* A binary protocol client's request (NULL: text). `line` is then the
      * meta command mr_bin_translate wrote, in a block of its own that also
      * holds the plan and room for the response's head (bin_out, at least
