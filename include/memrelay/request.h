@@ -160,8 +160,11 @@ typedef struct mr_req {
     union {
         uint32_t write_gen; /* replicated: the key's write generation when this write or read-back started */
         uint32_t warm_hint; /* not replicated, held for warm copies (warmup.c): its key's hash (key stripe) */
+        uint32_t
+            warm_copy_seq; /* a replicated warm copy (warm_copy), until it starts: its lookup's warm_seq */
     };
     uint8_t readback_tries;   /* read-backs redone because a newer write raced them */
+    bool warm_copy;           /* a warm-up copy to a replicated key's new replica set (warmup.c) */
     uint32_t key_lock;        /* key stripe + 1 this replicated write holds (key_locks.h), 0: none */
     struct mr_req *park_next; /* the worker's wait list while parked for a key stripe, or while
                                         held for warm copies (warmup.c; never both) */

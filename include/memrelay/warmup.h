@@ -66,4 +66,24 @@ void mr_warm_dispatched(mr_req *req);
 /* Shutdown: every held write goes (before the worker's clients close). */
 void mr_warm_release_all(mr_worker *w);
 
+/* Replicated pools (replicate.c, repl_read.c), window open. A key's
+ * previous replica set is its set in the previous generation's ring; the
+ * members of it that are not in the new set are the ones warm-up reads
+ * and cleans. */
+/* A replicated write of `key` (new set in req->replicas), before it takes
+ * its key stripe: the key is deleted on the previous set's members that
+ * are not in the new one (background, counted on the key's stripe). */
+void mr_warm_repl_write(mr_req *req, const mr_pool *pool, const char *key, size_t key_len);
+/* A replicated single-key get's last answer (msg) was a miss: read the key
+ * from a live member of its previous set (one more message slot). */
+void mr_warm_repl_missed(mr_req *req, mr_msg *msg);
+/* Was msg such a lookup? Then it is handled: on a hit the value is the
+ * client's reply and is copied to the new set (an `add` through
+ * replication, so the key stripe and the per-key order hold). */
+bool mr_warm_repl_answered(mr_req *req, mr_msg *msg);
+/* A warm copy (req->warm_copy) is about to start, holding its key stripe:
+ * false when a write to the key started since its lookup began (the copy
+ * is then dropped: that write wins). */
+bool mr_warm_repl_copy_may_start(mr_req *req);
+
 #endif

@@ -5,6 +5,7 @@
  */
 #include "memrelay/health.h"
 #include "memrelay/rng.h"
+#include "memrelay/warmup.h"
 #include "repl_internal.h"
 
 static void copy_out(mr_msg *to, const mr_msg *from)
@@ -25,14 +26,20 @@ static bool read_missed(const mr_req *req, const mr_msg *msg)
 
 static void read_answered(mr_req *req, mr_msg *msg)
 {
-    uint32_t idx = (uint32_t)(msg - req->msgs);
-    if (idx + 1 >= req->nreplicas)
+    /* A slot beyond the replicas: a warm-up window was open at dispatch. */
+    bool warm = req->msgs_cap > req->nreplicas;
+    if (__builtin_expect(warm, 0) && mr_warm_repl_answered(req, msg))
         return;
+    uint32_t idx = (uint32_t)(msg - req->msgs);
     /* The key's own pool (its primary's) decides, also for cross-pool copies. */
     const mr_pool_conf *pc = &req->gen->cfg->pools[req->gen->router->servers[req->replicas[0]].pool];
-    bool retry = msg_failed(msg) || (pc->read_miss_failover && read_missed(req, msg));
-    if (!retry)
+    bool retry =
+        idx + 1 < req->nreplicas && (msg_failed(msg) || (pc->read_miss_failover && read_missed(req, msg)));
+    if (!retry) {
+        if (__builtin_expect(warm, 0) && !msg_failed(msg) && read_missed(req, msg))
+            mr_warm_repl_missed(req, msg); /* the new set missed: try the previous one */
         return;
+    }
     mr_msg *next = mr_req_add_msg(req);
     if (!next)
         return;

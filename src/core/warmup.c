@@ -42,6 +42,7 @@
 
 #include "memrelay/forward.h"
 #include "memrelay/hash.h"
+#include "memrelay/replicate.h"
 #include "memrelay/reply.h"
 
 #define NO_SERVER UINT32_MAX
@@ -719,32 +720,22 @@ static void stale_delete_finished(mr_req *req, mr_msg *msg, int err)
 
 static const mr_req_ops stale_delete_ops = {.finished = stale_delete_finished};
 
-/* A write of a moved key: counted on its stripe, and its delete sent to
- * the previous owner. Returns true when warm copies of the stripe were in
- * flight as it counted itself: its reply waits for them (held_add). */
-static bool stale_delete(mr_req *req, const mr_pool *pool, const char *key, size_t key_len, uint32_t owner)
+/* One delete of a written key on a server of its previous generation,
+ * counted as started on the stripe `kw` by the caller: sent, or (the
+ * server is down or ejected now and may be read again later, or memory
+ * ran out) counted as finished at once with the stripe marked lost. */
+static void stale_delete_to(mr_req *req, const mr_pool *pool, uint32_t hint, uint32_t from, mr_key_writes *kw)
 {
     mr_worker *w = req->worker;
-    uint32_t from = moved_from(w, w->gen, pool, key, key_len, owner), hint = key_hint(key, key_len);
-    if (from == NO_SERVER)
-        return false;
-    mr_key_writes *kw = writes_of(w, hint);
-    bool hold = false;
-    if (kw) { /* counted before the delete is sent: a lookup from now on waits for it */
-        __atomic_add_fetch(&kw->started, 1, __ATOMIC_SEQ_CST);
-        hold = __atomic_load_n(&kw->copies, __ATOMIC_SEQ_CST) != 0;
-    }
     mr_req *del = NULL;
     if (!readable(w, from) || !(del = mr_req_new_background(w, &stale_delete_ops)) ||
         mr_req_alloc_msgs(del, 1) < 0) {
-        /* Down or ejected now (maybe read again later), or out of memory:
-         * the previous owner may keep the old value. */
         writes_lost(w, w->gen, hint);
         if (kw)
             __atomic_add_fetch(&kw->finished, 1, __ATOMIC_SEQ_CST);
         if (del)
             mr_req_client_done(del);
-        return hold;
+        return;
     }
     const mr_request_head *h = &req->head;
     /* The key as the client wrote it (base64 for meta b). */
@@ -761,6 +752,24 @@ static bool stale_delete(mr_req *req, const mr_pool *pool, const char *key, size
         mr_forward_send(w, del->conn_hint, m);
     }
     mr_req_dispatched(del);
+}
+
+/* A write of a moved key: counted on its stripe, and its delete sent to
+ * the previous owner. Returns true when warm copies of the stripe were in
+ * flight as it counted itself: its reply waits for them (mr_warm_dispatched). */
+static bool stale_delete(mr_req *req, const mr_pool *pool, const char *key, size_t key_len, uint32_t owner)
+{
+    mr_worker *w = req->worker;
+    uint32_t from = moved_from(w, w->gen, pool, key, key_len, owner), hint = key_hint(key, key_len);
+    if (from == NO_SERVER)
+        return false;
+    mr_key_writes *kw = writes_of(w, hint);
+    bool hold = false;
+    if (kw) { /* counted before the delete is sent: a lookup from now on waits for it */
+        __atomic_add_fetch(&kw->started, 1, __ATOMIC_SEQ_CST);
+        hold = __atomic_load_n(&kw->copies, __ATOMIC_SEQ_CST) != 0;
+    }
+    stale_delete_to(req, pool, hint, from, kw);
     return hold;
 }
 
@@ -848,4 +857,186 @@ uint32_t mr_warm_keyed(mr_req *req, const mr_pool *pool, const char *key, size_t
         req->warm_hint = key_hint(key, key_len);
         return 0;
     }
+}
+
+/* ---- replicated pools ---- */
+
+/* The members of the key's replica set in the previous generation (or,
+ * when that set has none, in the one before, while its window is open)
+ * that are not in `set` (the new set) and that this worker has a backend
+ * for, into out; how many. */
+static uint32_t prev_only(mr_worker *w, const mr_gen *gen, const mr_pool *pool, const char *key, size_t len,
+                          const uint32_t *set, uint32_t n, uint32_t *out)
+{
+    if (!gen->warm || pool->index >= gen->cfg->npools)
+        return 0;
+    const mr_gen_warm *wm = &gen->warm[pool->index];
+    ev_tstamp now = ev_now(w->loop);
+    if (!wm->prev || wm->until <= now)
+        return 0;
+    const mr_pool *rings[2] = {wm->prev, wm->older.prev && wm->older.until > now ? wm->older.prev : NULL};
+    for (uint32_t r = 0; r < 2 && rings[r]; r++) {
+        uint32_t was[MR_MAX_REPLICAS], nwas, k = 0;
+        nwas = mr_router_replicas_for_key(rings[r], key, len, 0, was, MR_MAX_REPLICAS);
+        for (uint32_t i = 0; i < nwas; i++) {
+            uint32_t s = was[i];
+            const mr_server_conf *sc = rings[r]->router->servers[s].conf;
+            bool kept = s >= w->nbackends || !w->backends[s];
+            for (uint32_t j = 0; j < n && !kept; j++) {
+                const mr_server_conf *is = gen->router->servers[set[j]].conf;
+                kept = set[j] == s || (sc && is && mr_gen_same_server(sc, is));
+            }
+            if (!kept)
+                out[k++] = s;
+        }
+        if (k)
+            return k;
+    }
+    return 0;
+}
+
+void mr_warm_repl_write(mr_req *req, const mr_pool *pool, const char *key, size_t key_len)
+{
+    mr_worker *w = req->worker;
+    uint32_t from[MR_MAX_REPLICAS];
+    uint32_t n = prev_only(w, w->gen, pool, key, key_len, req->replicas, req->nreplicas, from);
+    uint32_t hint = key_hint(key, key_len);
+    mr_key_writes *kw = writes_of(w, hint);
+    for (uint32_t i = 0; i < n; i++) {
+        if (kw) /* before the delete goes out, and before the write may take its stripe */
+            __atomic_add_fetch(&kw->started, 1, __ATOMIC_SEQ_CST);
+        stale_delete_to(req, pool, hint, from[i], kw);
+    }
+}
+
+void mr_warm_repl_missed(mr_req *req, mr_msg *msg)
+{
+    mr_worker *w = req->worker;
+    if (req->cmd != MR_CMD_GET || req->gen != w->gen || !mr_warm_open(w) || req->nmsgs >= req->msgs_cap)
+        return;
+    const char *key = req->line.p + req->head.key_off;
+    uint32_t len = req->head.key_len, from[MR_MAX_REPLICAS], seq;
+    const mr_pool *pool = mr_router_pool_for_key(req->gen->router, req->listen_pool, key, len);
+    uint32_t n = prev_only(w, req->gen, pool, key, len, req->replicas, req->nreplicas, from),
+             pick = NO_SERVER;
+    for (uint32_t i = 0; i < n && pick == NO_SERVER; i++)
+        if (readable(w, from[i]))
+            pick = from[i]; /* any live member: one that is down or ejected answers as a miss */
+    if (pick == NO_SERVER)
+        return;
+    if (!writes_settled(w, req->gen, key_hint(key, len), &seq)) {
+        WARM_STAT(w, pool->slot, warm_races);
+        return;
+    }
+    mr_msg *m = mr_req_add_msg(req);
+    if (!m)
+        return;
+    m->server = pick;
+    m->warm_seq = seq;
+    WARM_STAT(w, pool->slot, warm_lookups);
+    (void)msg;
+    if (make_line(w, &m->out[0], 0, "mg %.*s v f t\r\n", (int)len, key) < 0) {
+        mr_msg_finish(m, MR_ERR_NOMEM);
+        return;
+    }
+    m->nout = 1;
+    mr_forward_send(w, req->conn_hint, m); /* the key's connection, as its writes */
+}
+
+/* A hit on the previous set: the copy is an `add` of the value with its
+ * flags and remaining TTL, written to the new set through replication
+ * (replicate.c: the primary, then a `set` to the others), in the key's
+ * stripe like any write to it. */
+static void repl_copy(mr_req *req, const mr_pool *pool, const char *key, uint32_t len, unsigned long flags,
+                      long ttl, const char *data, uint32_t data_len, uint32_t seq)
+{
+    mr_worker *w = req->worker;
+    mr_req *bg = mr_req_new_background(w, NULL);
+    if (!bg)
+        return;
+    mr_mbuf *mb = mr_mbuf_get(&w->mbufs, len + 64 + data_len);
+    int n = mb ? snprintf(mb->data, mb->cap, "add %.*s %lu %ld %u\r\n", (int)len, key, flags,
+                          ttl < 0    ? 0
+                          : ttl == 0 ? 1
+                                     : ttl,
+                          data_len - 2)
+               : -1;
+    if (n < 0 || (uint32_t)n + data_len > mb->cap) {
+        mr_mbuf_unref(mb);
+        mr_req_client_done(bg);
+        return;
+    }
+    memcpy(mb->data + n, data, data_len);
+    mb->len = (uint32_t)n + data_len;
+    bg->line = mr_slice_ref(mb, mb->data, mb->len);
+    mr_mbuf_unref(mb);
+    bg->cls = MR_CLASS_STORAGE;
+    bg->cmd = MR_CMD_ADD;
+    bg->listen_pool = req->listen_pool;
+    bg->head.key_off = 4;
+    bg->head.key_len = len;
+    bg->head.line_len = (uint32_t)n;
+    bg->head.data_len = data_len;
+    bg->warm_copy = true;
+    bg->warm_copy_seq = seq;
+    mr_replicate_keyed(bg, pool, key, len);
+}
+
+bool mr_warm_repl_answered(mr_req *req, mr_msg *msg)
+{
+    if (req->cmd != MR_CMD_GET || msg->out[0].len < 3 || memcmp(msg->out[0].p, "mg ", 3) != 0)
+        return false;
+    mr_worker *w = req->worker;
+    const mr_slice *va = &msg->line;
+    const char *eol = va->len > 5 ? memchr(va->p, '\r', va->len) : NULL;
+    if (msg->error != MR_ERR_NONE || !eol || memcmp(va->p, "VA ", 3) != 0)
+        return true; /* a miss there too, or a failure: the miss stands */
+    const char *key = req->line.p + req->head.key_off;
+    uint32_t len = req->head.key_len;
+    const mr_pool *pool = mr_router_pool_for_key(req->gen->router, req->listen_pool, key, len);
+    WARM_STAT(w, pool->slot, warm_hits);
+    if (write_raced(w, key_hint(key, len), msg->warm_seq)) {
+        WARM_STAT(w, pool->slot, warm_races);
+        return true;
+    }
+    unsigned long bytes = strtoul(va->p + 3, NULL, 10), flags = 0;
+    long ttl = -1;
+    for (const char *p = va->p + 3; p < eol; p++) {
+        if (p[0] != ' ' || p + 1 >= eol)
+            continue;
+        if (p[1] == 'f')
+            flags = strtoul(p + 2, NULL, 10);
+        else if (p[1] == 't')
+            ttl = strtol(p + 2, NULL, 10);
+    }
+    uint32_t head = (uint32_t)(eol - va->p) + 2, data_len = va->len - head;
+    if (bytes + 2 != data_len)
+        return true;
+    mr_slice item;
+    if (make_line(w, &item, data_len, "VALUE %.*s %lu %lu\r\n", (int)len, key, flags, bytes) < 0)
+        return true;
+    memcpy(item.mb->data + item.len, va->p + head, data_len);
+    item.mb->len += data_len;
+    if (mr_msg_add_item(msg, item.mb, item.p, item.len + data_len) == 0) {
+        msg->retrieval = true;
+        req->reply_msg = (uint32_t)(msg - req->msgs); /* the client's value */
+        repl_copy(req, pool, key, len, flags, ttl, va->p + head, data_len, msg->warm_seq);
+        /* The line was ours (VA), not the client's: what is left is the item. */
+        mr_slice_release(&msg->line);
+        msg->line = (mr_slice){0};
+    }
+    mr_slice_release(&item);
+    return true;
+}
+
+bool mr_warm_repl_copy_may_start(mr_req *req)
+{
+    mr_worker *w = req->worker;
+    req->warm_copy = false;
+    if (write_raced(w, req->conn_hint, req->warm_copy_seq)) {
+        WARM_STAT(w, pool_slot_of(w, req->replicas[0]), warm_races);
+        return false;
+    }
+    WARM_STAT(w, pool_slot_of(w, req->replicas[0]), warm_copies);
+    return true;
 }

@@ -14,6 +14,7 @@ What is checked, through the built binary against real memcached:
 """
 
 import hashlib
+import time
 
 import pytest
 
@@ -481,4 +482,81 @@ def test_a_modula_pool_is_warmed_too_and_a_random_one_gets_no_window(factory):
         assert st["alpha:warm_copies"] == st["alpha:warm_lookups"] > NKEYS // 2, st
         assert st["beta:warmup_window_left_ms"] == 0 and st["beta:warm_lookups"] == 0, st
         assert sum(len(h) for h in held) == NKEYS
+    assert relay.running
+
+
+def get_each(conn, keys):
+    """{key: value} of single-key gets, pipelined in batches."""
+    out = {}
+    for i in range(0, len(keys), 100):
+        chunk = keys[i:i + 100]
+        conn.send(b"".join(b"get " + k + b"\r\n" for k in chunk))
+        for k in chunk:
+            head = conn.recv_until_term(b"\r\n", timeout=10)
+            if head == b"END\r\n":
+                continue
+            assert head.startswith(b"VALUE " + k + b" "), head
+            n = int(head.split()[3])
+            out[k] = conn.recv_exact(n + 2, timeout=10)[:-2]
+            assert conn.recv_until_term(b"\r\n", timeout=10) == b"END\r\n"
+    return out
+
+
+def held_by(mcs, keys):
+    return [mc.keys_held(keys) for mc in mcs]
+
+
+@pytest.mark.parametrize("change", ["add", "remove"])
+def test_a_replicated_pool_is_warmed_from_the_previous_replica_set(factory, change):
+    mcs = [factory.memcached() for _ in range(4)]
+    first, then = (mcs[:3], mcs) if change == "add" else (mcs, mcs[1:])
+    relay = factory.relay({"alpha": Pool(first, replicas=2)})
+    keys = keys_of(NKEYS, b"repl" + change.encode())
+    with relay.conn() as c:
+        store_many(c, [(k, b"v-" + k) for k in keys])
+        relay.reconfigure({"alpha": Pool(then, replicas=2)})
+        wait_generation(relay, 2)
+        assert "warm-up window opened for pool alpha" in relay.stderr()
+        assert get_each(c, keys) == {k: b"v-" + k for k in keys}  # 0 misses
+        st = pool_stats(relay)
+        on_new = [k for k in keys if ring(then).server_for(k) == 3] if change == "add" else []
+        if change == "add":
+            # Keys whose new primary is the new server miss there and are read
+            # from the member of their previous set that is not in the new one.
+            assert len(on_new) > 0.05 * NKEYS
+            assert st["alpha:warm_lookups"] == len(on_new), st
+        # (A removed server's keys have their next replica as new primary: they hit.)
+        assert st["alpha:warm_hits"] == st["alpha:warm_lookups"], st
+        assert st["alpha:warm_copies"] == st["alpha:warm_lookups"], st
+        # The copies went through replication: read again, every key hits its
+        # new primary (no more lookups), and each key is on two servers of the
+        # new set at least.
+        deadline = time.monotonic() + 5
+        while pool_stats(relay)["alpha:repl_background_pending"] and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert get_each(c, keys) == {k: b"v-" + k for k in keys}
+        assert pool_stats(relay)["alpha:warm_lookups"] == st["alpha:warm_lookups"]
+        if change == "add":  # the new primary holds its keys now
+            assert mcs[3].get_raw(on_new) == {k: (0, b"v-" + k) for k in on_new}
+    assert relay.running
+
+
+def test_a_replicated_write_to_a_moved_key_is_not_undone_by_the_previous_set(factory):
+    mcs = [factory.memcached() for _ in range(4)]
+    relay = factory.relay({"alpha": Pool(mcs[:3], replicas=2)})
+    keys = keys_of(400, b"replw")
+    with relay.conn() as c:
+        store_many(c, [(k, b"old") for k in keys])
+        relay.reconfigure({"alpha": Pool(mcs, replicas=2)})
+        wait_generation(relay, 2)
+        for i, k in enumerate(keys):
+            if i % 2:
+                assert c.request(b"delete " + k + b"\r\n") in (b"DELETED\r\n", b"NOT_FOUND\r\n")
+            else:
+                assert c.request(b"set %s 0 0 3\r\nnew\r\n" % k) == b"STORED\r\n"
+        got = get_each(c, keys)
+        assert got == {k: b"new" for i, k in enumerate(keys) if i % 2 == 0}
+        st = pool_stats(relay)
+        assert st["alpha:warm_stale_deletes"] > 0, st
+        assert st["alpha:warm_copies"] == 0, st
     assert relay.running
