@@ -77,9 +77,14 @@ void mr_warm_repl_write(mr_req *req, const mr_pool *pool, const char *key, size_
 /* A replicated single-key get's last answer (msg) was a miss: read the key
  * from a live member of its previous set (one more message slot). */
 void mr_warm_repl_missed(mr_req *req, mr_msg *msg);
-/* Was msg such a lookup? Then it is handled: on a hit the value is the
- * client's reply and is copied to the new set (an `add` through
- * replication, so the key stripe and the per-key order hold). */
+/* A replicated multi-key get's batch (msg) answered, after its failover:
+ * each key still on it that missed is read from a live member of its
+ * previous set (the request reserved a slot per key at dispatch). */
+void mr_warm_repl_batch_missed(mr_req *req, mr_msg *msg);
+/* Was msg such a lookup (single- or multi-key get)? Then it is handled: on
+ * a hit the value is the client's reply for the key and is copied to the
+ * new set (an `add` through replication, so the key stripe and the
+ * per-key order hold). */
 bool mr_warm_repl_answered(mr_req *req, mr_msg *msg);
 /* A warm copy (req->warm_copy) is about to start, holding its key stripe:
  * false when a write to the key started since its lookup began (the copy

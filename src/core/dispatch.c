@@ -192,7 +192,9 @@ static void dispatch_retrieval(mr_req *req)
     req->nkeys = k;
     bool replicated = max_replicas > 1;
     uint32_t extra = replicated ? mr_replicate_retrieval_slots(req, router->nservers, max_replicas) : 0;
-    uint32_t warm = !replicated && __builtin_expect(mr_warm_open(w), 0) ? mr_warm_retrieval_slots(req) : 0;
+    uint32_t warm = 0;
+    if (__builtin_expect(mr_warm_open(w), 0)) /* replicated get: a lookup per key at most */
+        warm = !replicated ? mr_warm_retrieval_slots(req) : req->cmd == MR_CMD_GET ? req->nkeys : 0;
     extra += warm;
     if (mr_req_alloc_msgs_cap(req, nservers, nservers + extra) < 0) {
         for (uint32_t i = 0; i < k; i++)
@@ -212,7 +214,7 @@ static void dispatch_retrieval(mr_req *req)
         w->server_slot[req->msgs[i].server] = UINT32_MAX;
     if (replicated && req->cmd == MR_CMD_GET)
         mr_replicate_retrieval_arm(req); /* gets/gat/gats stay on the owner */
-    else if (warm)
+    else if (warm && !replicated)
         mr_warm_retrieval_arm(req); /* misses of moved keys try their previous owner */
 
     if (one_server) {

@@ -55,7 +55,7 @@ const mr_req_ops mr_repl_read_ops = {.answered = read_answered};
 
 /* ---- multi-get failover, per server batch ---- */
 
-static void mget_answered(mr_req *req, mr_msg *msg)
+static void mget_failover(mr_req *req, mr_msg *msg)
 {
     mr_worker *w = req->worker;
     const mr_router *router = req->gen->router;
@@ -110,6 +110,20 @@ static void mget_answered(mr_req *req, mr_msg *msg)
     }
     for (uint32_t s = first_new; s < first_new + added; s++)
         send_to(w, req, &req->msgs[s]);
+}
+
+/* Warm-up (a window open on the request's generation, which reserved a
+ * lookup slot per key at dispatch): a lookup's answer is warm-up's; a
+ * batch's keys that still miss after failover try their previous set. */
+static void mget_answered(mr_req *req, mr_msg *msg)
+{
+    mr_worker *w = req->worker;
+    bool warm = __builtin_expect(req->gen == w->gen && mr_warm_open(w), 0);
+    if (warm && mr_warm_repl_answered(req, msg))
+        return;
+    mget_failover(req, msg);
+    if (warm && msg->retrieval && !msg_failed(msg))
+        mr_warm_repl_batch_missed(req, msg);
 }
 
 const mr_req_ops mr_repl_mget_ops = {.answered = mget_answered};

@@ -44,6 +44,7 @@
 #include "memrelay/hash.h"
 #include "memrelay/replicate.h"
 #include "memrelay/reply.h"
+#include "memrelay/rng.h"
 
 #define NO_SERVER UINT32_MAX
 
@@ -909,17 +910,15 @@ void mr_warm_repl_write(mr_req *req, const mr_pool *pool, const char *key, size_
     }
 }
 
-void mr_warm_repl_missed(mr_req *req, mr_msg *msg)
+/* Read `key`, which its new set (set, n) missed, from a live member of
+ * its previous set that is not in the new one. */
+static void repl_lookup(mr_req *req, const char *key, uint32_t len, const uint32_t *set, uint32_t n)
 {
     mr_worker *w = req->worker;
-    if (req->cmd != MR_CMD_GET || req->gen != w->gen || !mr_warm_open(w) || req->nmsgs >= req->msgs_cap)
-        return;
-    const char *key = req->line.p + req->head.key_off;
-    uint32_t len = req->head.key_len, from[MR_MAX_REPLICAS], seq;
+    uint32_t from[MR_MAX_REPLICAS], seq;
     const mr_pool *pool = mr_router_pool_for_key(req->gen->router, req->listen_pool, key, len);
-    uint32_t n = prev_only(w, req->gen, pool, key, len, req->replicas, req->nreplicas, from),
-             pick = NO_SERVER;
-    for (uint32_t i = 0; i < n && pick == NO_SERVER; i++)
+    uint32_t nfrom = prev_only(w, req->gen, pool, key, len, set, n, from), pick = NO_SERVER;
+    for (uint32_t i = 0; i < nfrom && pick == NO_SERVER; i++)
         if (readable(w, from[i]))
             pick = from[i]; /* any live member: one that is down or ejected answers as a miss */
     if (pick == NO_SERVER)
@@ -934,13 +933,49 @@ void mr_warm_repl_missed(mr_req *req, mr_msg *msg)
     m->server = pick;
     m->warm_seq = seq;
     WARM_STAT(w, pool->slot, warm_lookups);
-    (void)msg;
     if (make_line(w, &m->out[0], 0, "mg %.*s v f t\r\n", (int)len, key) < 0) {
         mr_msg_finish(m, MR_ERR_NOMEM);
         return;
     }
     m->nout = 1;
-    mr_forward_send(w, req->conn_hint, m); /* the key's connection, as its writes */
+    mr_forward_send(w, key_hint(key, len), m); /* the key's connection, as its replicated writes */
+}
+
+void mr_warm_repl_missed(mr_req *req, mr_msg *msg)
+{
+    mr_worker *w = req->worker;
+    (void)msg;
+    if (req->cmd != MR_CMD_GET || req->gen != w->gen || !mr_warm_open(w))
+        return;
+    repl_lookup(req, req->line.p + req->head.key_off, req->head.key_len, req->replicas, req->nreplicas);
+}
+
+void mr_warm_repl_batch_missed(mr_req *req, mr_msg *msg)
+{
+    mr_worker *w = req->worker;
+    if (req->cmd != MR_CMD_GET || msg->line.len > 0)
+        return;
+    uint32_t idx = (uint32_t)(msg - req->msgs), cursor = 0;
+    for (uint32_t k = 0; k < req->nkeys; k++) {
+        if (req->key_msg[k] != idx)
+            continue;
+        const char *key = req->line.p + req->keys[k].off;
+        uint32_t len = req->keys[k].len;
+        if (cursor < msg->nitems &&
+            mr_reply_value_has_key(msg->items[cursor].p, msg->items[cursor].len, key, len)) {
+            cursor++; /* a hit stays with its batch */
+            continue;
+        }
+        bool repeated = false;
+        for (uint32_t j = 0; j < k && !repeated; j++)
+            repeated = req->key_msg[j] == idx && key_is(req, j, key, len);
+        if (repeated)
+            continue;
+        const mr_pool *pool = mr_router_pool_for_key(req->gen->router, req->listen_pool, key, len);
+        uint32_t set[MR_MAX_REPLICAS];
+        uint32_t n = mr_router_replicas_for_key(pool, key, len, mr_rng_next(&w->rng), set, MR_MAX_REPLICAS);
+        repl_lookup(req, key, len, set, n);
+    }
 }
 
 /* A hit on the previous set: the copy is an `add` of the value with its
@@ -993,6 +1028,8 @@ bool mr_warm_repl_answered(mr_req *req, mr_msg *msg)
         return true; /* a miss there too, or a failure: the miss stands */
     const char *key = req->line.p + req->head.key_off;
     uint32_t len = req->head.key_len;
+    if (req->key_msg && !warm_key(msg, &key, &len))
+        return true; /* a multi-key get: the key its line names */
     const mr_pool *pool = mr_router_pool_for_key(req->gen->router, req->listen_pool, key, len);
     WARM_STAT(w, pool->slot, warm_hits);
     if (write_raced(w, key_hint(key, len), msg->warm_seq)) {
@@ -1017,9 +1054,24 @@ bool mr_warm_repl_answered(mr_req *req, mr_msg *msg)
         return true;
     memcpy(item.mb->data + item.len, va->p + head, data_len);
     item.mb->len += data_len;
-    if (mr_msg_add_item(msg, item.mb, item.p, item.len + data_len) == 0) {
+    uint32_t at = (uint32_t)(msg - req->msgs);
+    bool given = false;
+    if (!req->key_msg) {
+        given = mr_msg_add_item(msg, item.mb, item.p, item.len + data_len) == 0;
+        req->reply_msg = at; /* the client's value */
+    } else {
+        /* Every copy of the key in the client's line takes its value from here. */
+        for (uint32_t k = 0; k < req->nkeys; k++) {
+            if (!key_is(req, k, key, len) || !req->msgs[req->key_msg[k]].retrieval)
+                continue;
+            if (mr_msg_add_item(msg, item.mb, item.p, item.len + data_len) < 0)
+                break; /* out of memory: the keys left miss */
+            req->key_msg[k] = at;
+            given = true;
+        }
+    }
+    if (given) {
         msg->retrieval = true;
-        req->reply_msg = (uint32_t)(msg - req->msgs); /* the client's value */
         repl_copy(req, pool, key, len, flags, ttl, va->p + head, data_len, msg->warm_seq);
         /* The line was ours (VA), not the client's: what is left is the item. */
         mr_slice_release(&msg->line);

@@ -412,8 +412,8 @@ def test_a_delete_or_set_racing_warm_reads_never_brings_the_old_value_back(facto
                             r = c.recv_exact(int(r.split()[1]) + 2, timeout=10)[:-2]
                         else:
                             r = None
-                    else:
-                        c.send(b"get " + k + b"\r\n")
+                    else:  # a single-key get, or a multi-get (with a key nobody has)
+                        c.send(b"get " + k + (b" race:none" if n == 2 else b"") + b"\r\n")
                         r = c.recv_until_endswith(b"END\r\n", timeout=10)
                         r = r.split(b"\r\n")[1] if r.startswith(b"VALUE ") else None
                     seen.append((k, t, r))
@@ -513,8 +513,14 @@ def held_by(mcs, keys):
     return [mc.keys_held(keys) for mc in mcs]
 
 
+@pytest.mark.parametrize("reads", ["get", "multi-get"])
 @pytest.mark.parametrize("change", ["add", "remove"])
-def test_a_replicated_pool_is_warmed_from_the_previous_replica_set(factory, change):
+def test_a_replicated_pool_is_warmed_from_the_previous_replica_set(factory, change, reads):
+    if reads == "multi-get":
+        def get_each(c, keys):  # noqa: F811 - the same reads, 100 keys a request
+            return {k: v for k, (_, v) in get_many(c, keys).items()}
+    else:
+        get_each = globals()["get_each"]
     mcs = [factory.memcached() for _ in range(4)]
     first, then = (mcs[:3], mcs) if change == "add" else (mcs, mcs[1:])
     relay = factory.relay({"alpha": Pool(first, replicas=2)})
