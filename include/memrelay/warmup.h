@@ -40,6 +40,10 @@ static inline bool mr_warm_open(const mr_worker *w)
     return until > 0 && until > ev_now(w->loop); /* a generation without a window: no clock read */
 }
 
+/* Replicated pools: a `get` that misses on a key's new replica set is read
+ * from its previous set's members not in the new one, and the copy is an
+ * `add` through replication (mr_warm_repl_*, below). */
+
 /* Dispatch of a get/gets/gat/gats over servers not replicated, window open, after
  * pass 1 (key_msg[k] holds each key's owner id): how many more message
  * slots warm-up may use (two per key that moved: the read and the copy).
