@@ -435,3 +435,117 @@ Test(warmup, a_write_with_no_copy_in_flight_is_answered_at_once)
     cr_assert_str_eq(fb_output(f), want, "nothing to wait for");
     fb_free(f);
 }
+
+/* ---- replicated pools ---- */
+
+static const char four_r[] = "alpha:\n"
+                             "  listen: 127.0.0.1:22400\n"
+                             "  hash: md5\n"
+                             "  distribution: ketama\n"
+                             "  replicas: 2\n"
+                             "  servers:\n"
+                             "    - 127.0.0.1:22401:1\n"
+                             "    - 127.0.0.1:22402:1\n"
+                             "    - 127.0.0.1:22403:1\n"
+                             "    - 127.0.0.1:22404:1\n";
+
+static const char three_r[] = "alpha:\n"
+                              "  listen: 127.0.0.1:22400\n"
+                              "  hash: md5\n"
+                              "  distribution: ketama\n"
+                              "  replicas: 2\n"
+                              "  servers:\n"
+                              "    - 127.0.0.1:22401:1\n"
+                              "    - 127.0.0.1:22402:1\n"
+                              "    - 127.0.0.1:22403:1\n";
+
+static fb *resized_replicated(void)
+{
+    fb *f = fb_new(four_r);
+    mr_config_error err;
+    mr_gen *prev = calloc(1, sizeof(*prev));
+    cr_assert_not_null(prev);
+    prev->cfg = mr_config_load_string(three_r, strlen(three_r), "three.yml", &err);
+    cr_assert_not_null(prev->cfg, "%s", err.message);
+    prev->router = mr_router_build_ids(prev->cfg, mr_health_server_id, f->health);
+    cr_assert_not_null(prev->router);
+    prev->refs = 1;
+    cr_assert_eq(mr_gen_warm_open(f->gen, prev, ev_now(f->w.loop)), 1, "a replicated pool warms too");
+    mr_gen_release(prev);
+    return f;
+}
+
+/* The member of the key's previous set that is not in its new one. */
+static uint32_t prev_only_member(fb *f, const char *key)
+{
+    uint32_t was[8], now[8];
+    uint32_t nwas = mr_router_replicas_for_key(f->gen->warm[0].prev, key, strlen(key), 0, was, 8);
+    uint32_t nnow = fb_replicas(f, 0, key, now);
+    for (uint32_t i = 0; i < nwas; i++) {
+        bool in = false;
+        for (uint32_t j = 0; j < nnow; j++)
+            in |= was[i] == now[j];
+        if (!in)
+            return was[i];
+    }
+    return UINT32_MAX;
+}
+
+Test(warmup, a_replicated_get_is_read_from_the_previous_set_and_copied_through_replication)
+{
+    fb *f = resized_replicated();
+    char key[32], line[64], want[128];
+    moved_key(f, key);
+    uint32_t from = prev_only_member(f, key), now[8];
+    cr_assert_neq(from, UINT32_MAX);
+    cr_assert_eq(fb_replicas(f, 0, key, now), 2);
+    cr_assert_eq(now[0], NEW_SERVER);
+    snprintf(line, sizeof(line), "get %s\r\n", key);
+    fb_request(f, line);
+    fb_reply(f, fb_to(f, NEW_SERVER), "END\r\n");
+    fb_sent *mg = fb_to(f, from);
+    snprintf(want, sizeof(want), "mg %s v f t\r\n", key);
+    cr_assert_str_eq(mg->bytes, want);
+    fb_reply(f, mg, "VA 2 f3 t-1\r\nhi\r\n");
+    snprintf(want, sizeof(want), "VALUE %s 3 2\r\nhi\r\nEND\r\n", key);
+    cr_assert_str_eq(fb_output(f), want, "the value at once");
+    fb_sent *add = fb_to(f, NEW_SERVER);
+    snprintf(want, sizeof(want), "add %s 3 0 2\r\nhi\r\n", key);
+    cr_assert_str_eq(add->bytes, want, "the copy: an add to the new primary");
+    fb_reply(f, add, "STORED\r\n");
+    fb_sent *set = fb_to(f, now[1]);
+    snprintf(want, sizeof(want), "set %s 3 0 2\r\nhi\r\n", key);
+    cr_assert_str_eq(set->bytes, want, "then a set to the other replica (replication's repair)");
+    fb_reply(f, set, "STORED\r\n");
+    cr_assert_eq(f->w.pool_stats[f->gen->router->pools[0].slot].warm_copies, 1);
+    fb_free(f);
+}
+
+Test(warmup, a_replicated_write_deletes_on_the_previous_set_and_a_raced_lookup_copies_nothing)
+{
+    fb *f = resized_replicated();
+    char key[32], line[64], want[64];
+    moved_key(f, key);
+    uint32_t from = prev_only_member(f, key), now[8];
+    fb_replicas(f, 0, key, now);
+    snprintf(line, sizeof(line), "get %s\r\n", key);
+    fb_request(f, line);
+    fb_reply(f, fb_to(f, NEW_SERVER), "END\r\n");
+    fb_sent *mg = fb_to(f, from);
+    snprintf(line, sizeof(line), "delete %s\r\n", key);
+    fb_request(f, line);
+    uint32_t n = fb_nsent(f);
+    fb_sent *stale = fb_sent_at(f, n - 3);
+    snprintf(want, sizeof(want), "delete %s\r\n", key);
+    cr_assert_eq(stale->server, from, "the previous set's member not in the new one");
+    cr_assert_str_eq(stale->bytes, want);
+    fb_reply(f, stale, "DELETED\r\n");
+    fb_reply(f, fb_sent_at(f, n - 2), "NOT_FOUND\r\n");
+    fb_reply(f, fb_sent_at(f, n - 1), "DELETED\r\n");
+    uint32_t before = fb_nsent(f);
+    fb_reply(f, mg, "VA 3 f0 t-1\r\nold\r\n"); /* read before the delete ran there */
+    cr_assert_eq(fb_nsent(f), before, "no copy");
+    cr_assert_str_eq(fb_output(f), "END\r\nNOT_FOUND\r\n");
+    cr_assert_eq(f->w.pool_stats[f->gen->router->pools[0].slot].warm_races, 1);
+    fb_free(f);
+}
