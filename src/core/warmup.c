@@ -31,7 +31,16 @@
  * (it travels on the client's connection, the copy on another): when the
  * copy's answer shows a write started since, the copy is undone with
  * `md <key> C<its cas>` (a later write has another CAS and stays), and
- * the client that asked gets the miss.
+ * the client that asked gets the miss. Copies are counted on the stripe
+ * while out (and their undo): a write that finds some holds its reply
+ * until they are over (mr_warm_dispatched), so no copy lands after a
+ * write's reply.
+ *
+ * Replicated pools (the last section): a get that misses on the new replica
+ * set reads a member of the previous set that is not in the new one; the
+ * copy is an `add` handed to replication (mr_replicate_keyed), which orders
+ * it with the key's writes by its stripe; it is dropped when it starts
+ * after a write of the key started since its lookup.
  */
 #include "memrelay/warmup.h"
 
