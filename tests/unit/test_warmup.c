@@ -549,3 +549,24 @@ Test(warmup, a_replicated_write_deletes_on_the_previous_set_and_a_raced_lookup_c
     cr_assert_eq(f->w.pool_stats[f->gen->router->pools[0].slot].warm_races, 1);
     fb_free(f);
 }
+
+Test(warmup, a_stale_delete_that_fails_ends_warm_up_for_its_stripe)
+{
+    fb *f = resized();
+    char key[32], line[64];
+    moved_key(f, key);
+    uint32_t old = prev_owner(f, key);
+    fb_set_down(f, old, MR_ERR_UNAVAILABLE); /* the delete there fails: it may still hold the old value */
+    snprintf(line, sizeof(line), "delete %s\r\n", key);
+    fb_request(f, line);
+    fb_reply(f, fb_to(f, NEW_SERVER), "NOT_FOUND\r\n");
+    cr_assert_str_eq(fb_output(f), "NOT_FOUND\r\n");
+    fb_set_down(f, old, MR_ERR_NONE); /* back, with whatever it held */
+    snprintf(line, sizeof(line), "get %s\r\n", key);
+    fb_request(f, line);
+    uint32_t before = fb_nsent(f);
+    fb_reply(f, fb_to(f, NEW_SERVER), "END\r\n");
+    cr_assert_eq(fb_nsent(f), before, "not read there again in this window");
+    cr_assert_str_eq(fb_output(f), "END\r\n");
+    fb_free(f);
+}
