@@ -165,6 +165,7 @@ typedef struct mr_req {
     };
     uint8_t readback_tries;   /* read-backs redone because a newer write raced them */
     bool warm_copy;           /* a warm-up copy to a replicated key's new replica set (warmup.c) */
+    uint8_t warm_again;       /* replicated mg being warmed: index + 1 of its line sent again (0: none) */
     uint32_t key_lock;        /* key stripe + 1 this replicated write holds (key_locks.h), 0: none */
     struct mr_req *park_next; /* the worker's wait list while parked for a key stripe, or while
                                         held for warm copies (warmup.c; never both) */

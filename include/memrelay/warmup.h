@@ -40,9 +40,9 @@ static inline bool mr_warm_open(const mr_worker *w)
     return until > 0 && until > ev_now(w->loop); /* a generation without a window: no clock read */
 }
 
-/* Replicated pools: a `get` that misses on a key's new replica set is read
- * from its previous set's members not in the new one, and the copy is an
- * `add` through replication (mr_warm_repl_*, below). */
+/* Replicated pools: a `get` or `mg` that misses on a key's new replica set
+ * is read from its previous set's members not in the new one, and the copy
+ * is an `add` through replication (mr_warm_repl_*, below). */
 
 /* Dispatch of a get/gets/gat/gats over servers not replicated, window open, after
  * pass 1 (key_msg[k] holds each key's owner id): how many more message
@@ -78,8 +78,12 @@ void mr_warm_release_all(mr_worker *w);
  * its key stripe: the key is deleted on the previous set's members that
  * are not in the new one (background, counted on the key's stripe). */
 void mr_warm_repl_write(mr_req *req, const mr_pool *pool, const char *key, size_t key_len);
-/* A replicated single-key get's last answer (msg) was a miss: read the key
- * from a live member of its previous set (one more message slot). */
+/* How many more message slots a replicated single-key read may use for
+ * its warm-up: get 1 (the lookup), mg 2 (the lookup, and its line sent
+ * again to the new primary behind the copy); 0 for the others. */
+uint32_t mr_warm_repl_read_slots(const mr_req *req);
+/* A replicated single-key get's or mg's last answer (msg) was a miss:
+ * read the key from a live member of its previous set. */
 void mr_warm_repl_missed(mr_req *req, mr_msg *msg);
 /* A replicated multi-key get's batch (msg) answered, after its failover:
  * each key still on it that missed is read from a live member of its

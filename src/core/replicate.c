@@ -118,7 +118,7 @@ static void start(mr_req *req, const mr_pool *pool, repl_op op)
         POOL_STAT_INC(w, pool->slot, repl_writes);
     } else if (op == OP_READ) {
         /* Warm-up: one more for a lookup on the previous replica set. */
-        cap = req->nreplicas + (__builtin_expect(mr_warm_open(w), 0) && req->cmd == MR_CMD_GET);
+        cap = req->nreplicas + (__builtin_expect(mr_warm_open(w), 0) ? mr_warm_repl_read_slots(req) : 0);
         req->ops = &mr_repl_read_ops;
         mr_repl_reads_avoid_quarantine(w, req);
     } else if (op != OP_READ_PRIMARY) {

@@ -950,11 +950,19 @@ static void repl_lookup(mr_req *req, const char *key, uint32_t len, const uint32
     mr_forward_send(w, key_hint(key, len), m); /* the key's connection, as its replicated writes */
 }
 
+uint32_t mr_warm_repl_read_slots(const mr_req *req)
+{
+    if (req->cmd == MR_CMD_GET)
+        return 1;
+    /* mg: not with a base64 key (the copy is a classic add) */
+    return req->cmd == MR_CMD_MG && !req->head.meta_base64 && !req->head.quiet_by_server ? 2 : 0;
+}
+
 void mr_warm_repl_missed(mr_req *req, mr_msg *msg)
 {
     mr_worker *w = req->worker;
     (void)msg;
-    if (req->cmd != MR_CMD_GET || req->gen != w->gen || !mr_warm_open(w))
+    if (mr_warm_repl_read_slots(req) == 0 || req->gen != w->gen || !mr_warm_open(w))
         return;
     repl_lookup(req, req->line.p + req->head.key_off, req->head.key_len, req->replicas, req->nreplicas);
 }
@@ -1026,9 +1034,46 @@ static void repl_copy(mr_req *req, const mr_pool *pool, const char *key, uint32_
     mr_replicate_keyed(bg, pool, key, len);
 }
 
+static bool in_set(const mr_req *req, uint32_t server)
+{
+    for (uint32_t i = 0; i < req->nreplicas; i++)
+        if (req->replicas[i] == server)
+            return true;
+    return false;
+}
+
+/* A replicated mg hit on the previous set: the copy, then the client's own
+ * line to the new primary on the key's connection, behind the copy's add
+ * (when the copy had to wait for the key's stripe, the line comes first
+ * and misses). Its answer, a hit, is memcached's reply for the flags asked. */
+static void repl_mg_again(mr_req *req, const mr_pool *pool, const char *key, uint32_t len)
+{
+    mr_worker *w = req->worker;
+    uint32_t set[MR_MAX_REPLICAS];
+    if (mr_router_replicas_for_key(pool, key, len, mr_rng_next(&w->rng), set, MR_MAX_REPLICAS) == 0)
+        return;
+    mr_msg *again = mr_req_add_msg(req);
+    if (!again)
+        return;
+    const mr_msg *first = &req->msgs[0];
+    again->server = set[0]; /* the copy's primary */
+    again->out[0] = mr_slice_ref(first->out[0].mb, first->out[0].p, first->out[0].len);
+    again->nout = 1;
+    req->warm_again = (uint8_t)(again - req->msgs + 1);
+    mr_forward_send(w, req->conn_hint, again);
+}
+
 bool mr_warm_repl_answered(mr_req *req, mr_msg *msg)
 {
-    if (req->cmd != MR_CMD_GET || msg->out[0].len < 3 || memcmp(msg->out[0].p, "mg ", 3) != 0)
+    uint32_t idx = (uint32_t)(msg - req->msgs);
+    if (req->warm_again && idx + 1 == req->warm_again) {
+        if (msg->error == MR_ERR_NONE && msg->line.len > 0 && !code_is(&msg->line, "EN") &&
+            !mr_reply_is_error(msg->line.p, msg->line.len))
+            req->reply_msg = idx; /* the new primary's own reply for the hit */
+        return true;
+    }
+    if ((req->cmd != MR_CMD_GET && req->cmd != MR_CMD_MG) || msg->out[0].len < 3 ||
+        memcmp(msg->out[0].p, "mg ", 3) != 0 || (req->cmd == MR_CMD_MG && in_set(req, msg->server)))
         return false;
     mr_worker *w = req->worker;
     const mr_slice *va = &msg->line;
@@ -1058,6 +1103,11 @@ bool mr_warm_repl_answered(mr_req *req, mr_msg *msg)
     uint32_t head = (uint32_t)(eol - va->p) + 2, data_len = va->len - head;
     if (bytes + 2 != data_len)
         return true;
+    if (req->cmd == MR_CMD_MG) {
+        repl_copy(req, pool, key, len, flags, ttl, va->p + head, data_len, msg->warm_seq);
+        repl_mg_again(req, pool, key, len);
+        return true;
+    }
     mr_slice item;
     if (make_line(w, &item, data_len, "VALUE %.*s %lu %lu\r\n", (int)len, key, flags, bytes) < 0)
         return true;

@@ -577,3 +577,23 @@ def test_a_replicated_write_to_a_moved_key_is_not_undone_by_the_previous_set(fac
         assert st["alpha:warm_stale_deletes"] > 0, st
         assert st["alpha:warm_copies"] == 0, st
     assert relay.running
+
+
+def test_an_mg_in_a_replicated_pool_is_warmed_with_the_new_primarys_reply(factory):
+    mcs = [factory.memcached() for _ in range(4)]
+    relay = factory.relay({"alpha": Pool(mcs[:3], replicas=2)})
+    keys = keys_of(NKEYS, b"replmg")
+    with relay.conn() as c:
+        store_many(c, [(k, b"v-" + k) for k in keys], flags=5)
+        relay.reconfigure({"alpha": Pool(mcs, replicas=2)})
+        wait_generation(relay, 2)
+        flags = b"v f t k s c O7"
+        got = mg_many(c, keys, flags)
+        assert not [k for k, r in zip(keys, got) if not r.startswith(b"VA ")]  # 0 misses
+        on_new = [(k, r) for k, r in zip(keys, got) if ring(mcs).server_for(k) == 3]
+        assert len(on_new) > 0.05 * NKEYS
+        with mcs[3].conn() as direct:  # exactly the new primary's reply, its CAS included
+            assert mg_many(direct, [k for k, _ in on_new], flags) == [r for _, r in on_new]
+        st = pool_stats(relay)
+        assert st["alpha:warm_lookups"] == st["alpha:warm_copies"] == len(on_new), st
+    assert relay.running
