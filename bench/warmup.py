@@ -13,6 +13,9 @@ adds the fourth server by reload, and times one `get` at a time (a request, then
 - moved warm, window:    a moved key's first read with the window: the miss, the previous owner's
                          mg, the ms copy to the new owner, then the reply
 - moved hit after warm:  the same keys read again: they now hit on their new owner
+- the same three with `replicas: 2` (replicated hit, window open; replicated moved warm: the miss on
+  the new primary, the mg on the previous set's member that is not in the new set, and the reply; the
+  copy goes through replication in the background; replicated moved hit after warm)
 
 Prints the mean and p50/p99 per request in microseconds. Round-trip time on loopback dominates: the point
 is the shape (a warm read costs about three round trips once, a hit costs the same with or without a
@@ -70,9 +73,9 @@ class Conn:
         return out
 
 
-def config(listen, ports, window):
+def config(listen, ports, window, replicas=1):
     lines = ["alpha:", "  listen: 127.0.0.1:%d" % listen, "  hash: fnv1a_64", "  distribution: ketama",
-             "  warmup_window: %d" % window, "  servers:"]
+             "  warmup_window: %d" % window, "  replicas: %d" % replicas, "  servers:"]
     lines += ["    - 127.0.0.1:%d:1" % p for p in ports]
     return "\n".join(lines) + "\n"
 
@@ -94,7 +97,7 @@ def summary(name, samples, misses):
                                                            s[min(len(s) - 1, int(len(s) * 0.99))], misses))
 
 
-def run(args, window, procs, tmp):
+def run(args, window, procs, tmp, replicas=1):
     mc_ports = free_ports(4)
     listen = free_ports(1)[0]
     for p in mc_ports:
@@ -104,7 +107,7 @@ def run(args, window, procs, tmp):
         wait_port(p)
     path = os.path.join(tmp, "warm-%d.yml" % window)
     with open(path, "w") as f:
-        f.write(config(listen, mc_ports[:3], window))
+        f.write(config(listen, mc_ports[:3], window, replicas))
     relay = subprocess.Popen([args.memrelay, "-c", path], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     procs.append(relay)
     wait_port(listen)
@@ -114,14 +117,16 @@ def run(args, window, procs, tmp):
         c.call(b"set %s 0 0 8\r\nvalue-%02d\r\n" % (k, len(k) % 100), b"\r\n")
     # Which keys the reload moves: ask the new server afterwards (it holds none before).
     with open(path, "w") as f:
-        f.write(config(listen, mc_ports, window))
+        f.write(config(listen, mc_ports, window, replicas))
     relay.send_signal(signal.SIGHUP)
     time.sleep(0.5)
-    # Where each key lives now: stats route names its server.
+    # Where each key lives now: stats route names its server (its primary first).
     moved, stay = [], []
     for k in keys:
         r = c.call(b"stats route " + k + b"\r\n", b"END\r\n")
-        (moved if (b":%d" % mc_ports[3]) in r else stay).append(k)
+        primary = r.split(b"STAT primary ", 1)[1].split(b" ", 1)[0]
+        (moved if primary.endswith(b":%d" % mc_ports[3]) or primary.endswith(b":%d:1" % mc_ports[3])
+         else stay).append(k)
     return c, moved, stay, relay
 
 
@@ -142,6 +147,11 @@ def main():
         summary("hit, window open", *timed_gets(c, stay))
         summary("moved warm, window", *timed_gets(c, moved))
         summary("moved hit after warm", *timed_gets(c, moved))
+        c, moved, stay, _ = run(args, 600000, procs, tmp, replicas=2)
+        summary("repl hit, window open", *timed_gets(c, stay))
+        summary("repl moved warm", *timed_gets(c, moved))
+        time.sleep(0.2)  # the copies' replication
+        summary("repl moved hit after", *timed_gets(c, moved))
     finally:
         for p in procs:
             p.terminate()

@@ -35,6 +35,25 @@ struct mr_worker;
 
 #define MR_KEY_STRIPES 4096u
 
+/* Writes to keys a warm-up window moved, per key stripe (warmup.c), shared
+ * by every worker (mr_shared.warm_writes; atomics). `started` counts the
+ * writes whose delete on the key's previous owner went out, `finished`
+ * those whose delete is over. A warm lookup of a key reads the previous
+ * owner only while the two are equal (no such delete is in flight from any
+ * worker), and its copy is given up (or undone) when `started` moved
+ * since: a write raced it. `lost_seq` is the generation (mr_gen.seq) in
+ * which such a delete could not be made or got no answer: the previous
+ * owner may still hold an old value, so the stripe is not warmed in that
+ * generation and the next. A write that finds `copies` non-zero right after
+ * counting itself holds its reply until they are all answered (and undone
+ * where they raced it): a copy sent before the write may reach the new
+ * owner after it, on another connection. */
+typedef struct {
+    uint32_t started, finished;
+    uint32_t lost_seq;
+    uint32_t copies; /* warm copies sent and not yet answered (nor their undo): writes wait for them */
+} mr_key_writes;
+
 /* The table the workers share (mr_shared.key_locks). */
 typedef struct mr_key_locks mr_key_locks;
 

@@ -81,6 +81,8 @@ typedef struct mr_msg {
     bool fenced;         /* sent with its q and then "mn": zero or one reply element, then MN */
     bool fence_got;      /* fenced: that one element has arrived */
     uint8_t fit;         /* mr_reply_fit of out[0] (reply_fit.h), set at its first reply; 0 before */
+    bool warm_raced;     /* warm-up copy (warmup.c): a write to its key raced it, it was undone */
+    bool warm_counted;   /* warm-up copy: counted in its stripe's mr_key_writes.copies until answered */
     mr_err error;        /* MR_ERR_NONE unless it failed without a reply */
     mr_slice out[2];     /* command line, data block */
     uint32_t nout;
@@ -93,8 +95,12 @@ typedef struct mr_msg {
     mr_slice line;
     mr_slice *items;
     uint32_t nitems, items_cap;
-    uint32_t cursor;   /* merge position in items */
-    uint32_t key_scan; /* retrievals: where the next expected key is looked for in out[0] */
+    uint32_t cursor; /* merge position in items */
+    union {
+        uint32_t key_scan; /* retrievals: where the next expected key is looked for in out[0] */
+        uint32_t warm_seq; /* warm-up lookups and copies (never retrievals, warmup.c): the writes its key's
+                              stripe had started when the lookup began */
+    };
     mr_slice inline_items[4];
 } mr_msg;
 
@@ -151,11 +157,22 @@ typedef struct mr_req {
     uint8_t acks, fails;  /* replicated writes: replies counted so far */
     uint8_t acks_needed;
     uint32_t replicas[MR_MAX_REPLICAS];
-    uint32_t write_gen;              /* the key's write generation when this write or read-back started */
-    uint8_t readback_tries;          /* read-backs redone because a newer write raced them */
-    uint32_t key_lock;               /* key stripe + 1 this replicated write holds (key_locks.h), 0: none */
-    struct mr_req *park_next;        /* the worker's wait list while parked for a key stripe */
-    const struct mr_pool *park_pool; /* parked: the pool it was dispatched to */
+    union {
+        uint32_t write_gen; /* replicated: the key's write generation when this write or read-back started */
+        uint32_t warm_hint; /* not replicated, held for warm copies (warmup.c): its key's hash (key stripe) */
+        uint32_t
+            warm_copy_seq; /* a replicated warm copy (warm_copy), until it starts: its lookup's warm_seq */
+    };
+    uint8_t readback_tries;   /* read-backs redone because a newer write raced them */
+    bool warm_copy;           /* a warm-up copy to a replicated key's new replica set (warmup.c) */
+    uint8_t warm_again;       /* replicated mg being warmed: index + 1 of its line sent again (0: none) */
+    uint32_t key_lock;        /* key stripe + 1 this replicated write holds (key_locks.h), 0: none */
+    struct mr_req *park_next; /* the worker's wait list while parked for a key stripe, or while
+                                        held for warm copies (warmup.c; never both) */
+    union {
+        const struct mr_pool *park_pool; /* parked (replicated): the pool it was dispatched to */
+        ev_tstamp warm_held_at;          /* held for warm copies (not replicated): since when (loop time) */
+    };
     /* A binary protocol client's request (NULL: text). `line` is then the
      * meta command mr_bin_translate wrote, in a block of its own that also
      * holds the plan and room for the response's head (bin_out, at least

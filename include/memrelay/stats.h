@@ -71,7 +71,8 @@ typedef struct {
     X(warm_lookups)            \
     X(warm_hits)               \
     X(warm_copies)             \
-    X(warm_stale_deletes)
+    X(warm_stale_deletes)      \
+    X(warm_races)
 
 typedef struct {
 #define MR_POOL_STAT_FIELD(name) uint64_t name;

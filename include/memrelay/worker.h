@@ -49,6 +49,7 @@ typedef struct {
         *discovery;          /* pools whose servers come from DNS (discovery.h): their counters */
     mr_key_locks *key_locks; /* replicated writes: one worker per key stripe at a time (key_locks.h);
                                        NULL with one worker */
+    mr_key_writes warm_writes[MR_KEY_STRIPES]; /* writes to moved keys in a warm-up window (key_locks.h) */
 } mr_shared;
 
 typedef struct mr_worker {
@@ -90,6 +91,8 @@ typedef struct mr_worker {
     uint32_t write_gen[MR_WRITE_GEN_SLOTS]; /* bumped by every replicated write a key gets on this worker */
     mr_key_waits key_waits;                 /* its holds of key stripes and its requests waiting for one */
     ev_async key_wake;                      /* a key stripe it waits for was let go (key_locks.h) */
+    struct mr_req *warm_held;               /* writes holding their reply for warm copies (warmup.c) */
+    ev_timer warm_poll;                     /* while warm_held is not empty: looks at their copies again */
 } mr_worker;
 
 /* Free-list bounds per worker. They are sized for the working set of a busy

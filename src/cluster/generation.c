@@ -47,11 +47,8 @@ int mr_gen_warm_open(mr_gen *gen, mr_gen *prev, double now)
     for (uint32_t i = 0; i < nr->npools; i++) {
         const mr_pool *np = &nr->pools[i];
         long j = mr_config_pool_index(prev->cfg, np->conf->name);
-        /* Replicated pools keep no window (yet): their reads fail over along
-         * the replica set and their writes fan out, and neither consults a
-         * previous generation (docs/operations.md says so). */
-        if (j < 0 || np->conf->warmup_window_ms == 0 || np->conf->distribution == MR_DIST_RANDOM ||
-            mr_pool_replicated(np) || mr_pool_replicated(&pr->pools[j]))
+        /* A random pool has no owner to warm from (docs/operations.md). */
+        if (j < 0 || np->conf->warmup_window_ms == 0 || np->conf->distribution == MR_DIST_RANDOM)
             continue;
         const mr_pool *pp = &pr->pools[j];
         if (pp->nservers == 0 || np->nservers == 0)

@@ -101,6 +101,14 @@ static void count_command(mr_worker *w, const mr_req *req)
 }
 
 /* delete incr decr touch, storage commands, and meta commands. */
+static void keyed_dispatched(mr_req *req, bool hold)
+{
+    if (__builtin_expect(hold, 0))
+        mr_warm_dispatched(req);
+    else
+        mr_req_dispatched(req);
+}
+
 static void dispatch_keyed(mr_req *req)
 {
     mr_worker *w = req->worker;
@@ -124,34 +132,38 @@ static void dispatch_keyed(mr_req *req)
         mr_replicate_keyed(req, pool, key, key_len);
         return;
     }
-    if (mr_req_alloc_msgs(req, 1) < 0) {
+    uint32_t server = mr_router_server_for_key(pool, key, key_len, mr_rng_next(&w->rng));
+    /* Warm-up: a write's previous owner forgets the key (and its reply may
+     * wait for warm copies in flight); an mg may need more messages. */
+    bool hold = false;
+    uint32_t warm =
+        __builtin_expect(mr_warm_open(w), 0) ? mr_warm_keyed(req, pool, key, key_len, server, &hold) : 0;
+    if (mr_req_alloc_msgs_cap(req, 1, 1 + warm) < 0) {
         fail_nomem(req);
         return;
     }
     mr_msg *msg = &req->msgs[0];
-    msg->server = mr_router_server_for_key(pool, key, key_len, mr_rng_next(&w->rng));
-    if (__builtin_expect(mr_warm_open(w), 0))
-        mr_warm_write(req, pool, key, key_len, msg->server); /* the key's previous owner forgets it */
+    msg->server = server;
     if (h->quiet_by_server) {
         if (mr_forward_fenced(&w->mbufs, req, msg) < 0) {
             mr_msg_finish(msg, MR_ERR_NOMEM);
-            mr_req_dispatched(req);
+            keyed_dispatched(req, hold);
             return;
         }
         send_msg(req, msg);
-        mr_req_dispatched(req);
+        keyed_dispatched(req, hold);
         return;
     }
     if (mr_forward_slice(&w->mbufs, req, &msg->out[0]) < 0) {
         mr_msg_finish(msg, MR_ERR_NOMEM);
-        mr_req_dispatched(req);
+        keyed_dispatched(req, hold);
         return;
     }
     msg->nout = 1;
     if (h->data_len)
         msg->out[msg->nout++] = mr_slice_ref(req->line.mb, line_of(req) + h->line_len, h->data_len);
     send_msg(req, msg);
-    mr_req_dispatched(req);
+    keyed_dispatched(req, hold);
 }
 
 /* get gets gat gats: one message per server holding that server's keys in
@@ -210,7 +222,9 @@ static void dispatch_retrieval(mr_req *req)
     req->nkeys = k;
     bool replicated = max_replicas > 1;
     uint32_t extra = replicated ? mr_replicate_retrieval_slots(req, router->nservers, max_replicas) : 0;
-    uint32_t warm = !replicated && __builtin_expect(mr_warm_open(w), 0) ? mr_warm_retrieval_slots(req) : 0;
+    uint32_t warm = 0;
+    if (__builtin_expect(mr_warm_open(w), 0)) /* replicated get: a lookup per key at most */
+        warm = !replicated ? mr_warm_retrieval_slots(req) : req->cmd == MR_CMD_GET ? req->nkeys : 0;
     extra += warm;
     if (mr_req_alloc_msgs_cap(req, nservers, nservers + extra) < 0) {
         for (uint32_t i = 0; i < k; i++)
@@ -233,7 +247,7 @@ static void dispatch_retrieval(mr_req *req)
      * single binary GET does. */
     if (replicated && (req->cmd == MR_CMD_GET || req->bin_run))
         mr_replicate_retrieval_arm(req);
-    else if (warm)
+    else if (warm && !replicated)
         mr_warm_retrieval_arm(req); /* misses of moved keys try their previous owner */
 
     if (one_server) {

@@ -5,6 +5,7 @@
  */
 #include "memrelay/health.h"
 #include "memrelay/rng.h"
+#include "memrelay/warmup.h"
 #include "repl_internal.h"
 
 static void copy_out(mr_msg *to, const mr_msg *from)
@@ -25,14 +26,20 @@ static bool read_missed(const mr_req *req, const mr_msg *msg)
 
 static void read_answered(mr_req *req, mr_msg *msg)
 {
-    uint32_t idx = (uint32_t)(msg - req->msgs);
-    if (idx + 1 >= req->nreplicas)
+    /* A slot beyond the replicas: a warm-up window was open at dispatch. */
+    bool warm = req->msgs_cap > req->nreplicas;
+    if (__builtin_expect(warm, 0) && mr_warm_repl_answered(req, msg))
         return;
+    uint32_t idx = (uint32_t)(msg - req->msgs);
     /* The key's own pool (its primary's) decides, also for cross-pool copies. */
     const mr_pool_conf *pc = &req->gen->cfg->pools[req->gen->router->servers[req->replicas[0]].pool];
-    bool retry = msg_failed(msg) || (pc->read_miss_failover && read_missed(req, msg));
-    if (!retry)
+    bool retry =
+        idx + 1 < req->nreplicas && (msg_failed(msg) || (pc->read_miss_failover && read_missed(req, msg)));
+    if (!retry) {
+        if (__builtin_expect(warm, 0) && !msg_failed(msg) && read_missed(req, msg))
+            mr_warm_repl_missed(req, msg); /* the new set missed: try the previous one */
         return;
+    }
     mr_msg *next = mr_req_add_msg(req);
     if (!next)
         return;
@@ -48,7 +55,7 @@ const mr_req_ops mr_repl_read_ops = {.answered = read_answered};
 
 /* ---- multi-get failover, per server batch ---- */
 
-static void mget_answered(mr_req *req, mr_msg *msg)
+static void mget_failover(mr_req *req, mr_msg *msg)
 {
     mr_worker *w = req->worker;
     const mr_router *router = req->gen->router;
@@ -103,6 +110,20 @@ static void mget_answered(mr_req *req, mr_msg *msg)
     }
     for (uint32_t s = first_new; s < first_new + added; s++)
         send_to(w, req, &req->msgs[s]);
+}
+
+/* Warm-up (a window open on the request's generation, which reserved a
+ * lookup slot per key at dispatch): a lookup's answer is warm-up's; a
+ * batch's keys that still miss after failover try their previous set. */
+static void mget_answered(mr_req *req, mr_msg *msg)
+{
+    mr_worker *w = req->worker;
+    bool warm = __builtin_expect(req->gen == w->gen && mr_warm_open(w), 0);
+    if (warm && mr_warm_repl_answered(req, msg))
+        return;
+    mget_failover(req, msg);
+    if (warm && msg->retrieval && !msg_failed(msg))
+        mr_warm_repl_batch_missed(req, msg);
 }
 
 const mr_req_ops mr_repl_mget_ops = {.answered = mget_answered};

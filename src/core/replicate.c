@@ -20,6 +20,7 @@
 #include "memrelay/replicate.h"
 
 #include "memrelay/rng.h"
+#include "memrelay/warmup.h"
 #include "repl_internal.h"
 
 /* ---- multi-get failover ---- */
@@ -62,11 +63,16 @@ void mr_replicate_keyed(mr_req *req, const mr_pool *pool, const char *key, size_
     /* One key always uses one connection per server, so writes to a key
      * from any client reach every replica in the same order (and a read
      * follows them). The hint also names the key's lock stripe and write
-     * generation slot, which only writes use: a read on a pool with one
-     * connection per server skips the second hash of the key (~90
-     * instructions, 2.5% of a get). */
+     * generation slot, which writes and warm-up use: a read on a pool with
+     * one connection per server and no warm-up window skips the second hash
+     * of the key (~90 instructions, 2.5% of a get). */
+    bool warm = __builtin_expect(mr_warm_open(w), 0);
     req->conn_hint =
-        write || pool->conf->server_connections > 1 ? mr_hash(MR_HASH_FNV1A_32, key, key_len) : 0;
+        write || warm || pool->conf->server_connections > 1 ? mr_hash(MR_HASH_FNV1A_32, key, key_len) : 0;
+    /* Warm-up: a write's previous replica set forgets the key (before the
+     * write may park, so a warm copy that starts later sees it). */
+    if (warm && write && !req->warm_copy)
+        mr_warm_repl_write(req, pool, key, key_len);
     /* A write waits while another worker has one in flight on the key's
      * stripe (key_locks.h): the replicas then see every key's writes in one
      * order whatever the number of workers. */
@@ -106,6 +112,10 @@ static void start(mr_req *req, const mr_pool *pool, repl_op op)
     mr_worker *w = req->worker;
     const mr_request_head *h = &req->head;
     uint32_t nmsgs = 1, cap = 1;
+    if (__builtin_expect(req->warm_copy, 0) && !mr_warm_repl_copy_may_start(req)) {
+        mr_req_fail_local(req, MR_ERR_UNAVAILABLE); /* a write raced it: that write wins */
+        return;
+    }
     if (op != OP_READ && op != OP_READ_PRIMARY)
         req->write_gen = ++*gen_slot(w, req);
     if (op == OP_FANOUT) {
@@ -114,7 +124,8 @@ static void start(mr_req *req, const mr_pool *pool, repl_op op)
         req->acks_needed = mr_repl_acks_needed(pool->conf, nmsgs);
         POOL_STAT_INC(w, pool->slot, repl_writes);
     } else if (op == OP_READ) {
-        cap = req->nreplicas;
+        /* Warm-up: one more for a lookup on the previous replica set. */
+        cap = req->nreplicas + (__builtin_expect(mr_warm_open(w), 0) ? mr_warm_repl_read_slots(req) : 0);
         req->ops = &mr_repl_read_ops;
         mr_repl_reads_avoid_quarantine(w, req);
     } else if (op != OP_READ_PRIMARY) {

@@ -232,6 +232,7 @@ static const struct {
     C(warm_hits, "Warm-up lookups the previous owner answered with a value."),
     C(warm_copies, "Values copied from the previous owner to the new one."),
     C(warm_stale_deletes, "Deletes sent to a moved key's previous owner after a write."),
+    C(warm_races, "Warm-up lookups and copies given up or undone because a write to the key raced them."),
 #undef C
 #undef G
 };

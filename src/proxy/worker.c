@@ -21,6 +21,7 @@
 #include "memrelay/net.h"
 #include "memrelay/replicate.h"
 #include "memrelay/tls.h"
+#include "memrelay/warmup.h"
 
 /* Connections accepted per readiness event, so one listener cannot starve the loop. */
 #define ACCEPTS_PER_EVENT 64
@@ -479,6 +480,7 @@ void mr_worker_destroy(mr_worker *w)
     if (w->shared->key_locks)
         mr_key_locks_register(w->shared->key_locks, w->index, NULL, NULL);
     mr_replicate_drop_parked(w);
+    mr_warm_release_all(w);
     while (w->clients)
         mr_client_close(w->clients);
     /* Every backend is closed before any is freed: closing one fails its

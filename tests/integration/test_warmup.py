@@ -14,6 +14,7 @@ What is checked, through the built binary against real memcached:
 """
 
 import hashlib
+import time
 
 import pytest
 
@@ -274,3 +275,325 @@ def test_a_binary_getkq_run_is_warmed_too(factory):
     assert all(p[7][:4] == b"\0\0\0\3" for p in ps[:-1])  # the flags
     moved = [k for k in keys if ring(mcs).server_for(k) == 3]
     assert moved and mcs[3].get_raw(moved) == {k: (3, b"v-" + k) for k in moved}
+
+
+def mg_many(conn, keys, flags):
+    """The reply (line and value, or the line alone) of `mg <key> <flags>` for
+    every key, pipelined in batches ended by `mn`."""
+    out = []
+    for i in range(0, len(keys), 100):
+        chunk = keys[i:i + 100]
+        conn.send(b"".join(b"mg %s %s\r\n" % (k, flags) for k in chunk) + b"mn\r\n")
+        rest = conn.recv_until_endswith(b"MN\r\n", timeout=10)
+        for _ in chunk:
+            line, _, rest = rest.partition(b"\r\n")
+            if line.startswith(b"VA "):
+                n = int(line.split()[1])
+                line, rest = line + b"\r\n" + rest[:n], rest[n + 2:]
+            out.append(line)
+        assert rest == b"MN\r\n", rest[:300]
+    return out
+
+
+def test_an_mg_of_a_moved_key_is_warmed_with_memcacheds_reply_for_the_flags_asked(factory):
+    mcs = [factory.memcached() for _ in range(4)]
+    relay = factory.relay({"alpha": Pool(mcs[:3])})
+    keys = keys_of(NKEYS, b"mg")
+    with relay.conn() as c:
+        store_many(c, [(k, b"v-" + k) for k in keys], flags=7)
+        before = ring(mcs[:3])
+        relay.reconfigure({"alpha": Pool(mcs)})
+        wait_generation(relay, 2)
+        after = ring(mcs)
+        moved = [k for k in keys if after.server_for(k) != before.server_for(k)]
+        assert len(moved) > 0.05 * NKEYS
+        flags = b"v f t k s c O123"
+        got = mg_many(c, keys, flags)
+        assert not [k for k, r in zip(keys, got) if not r.startswith(b"VA ")]  # 0 misses
+        # Exactly what the key's owner now answers itself: the moved keys with
+        # their copy's CAS, flags, size and key.
+        for i, mc in enumerate(mcs):
+            mine = [(k, r) for k, r in zip(keys, got) if after.server_for(k) == i]
+            with mc.conn() as direct:
+                assert mg_many(direct, [k for k, _ in mine], flags) == [r for _, r in mine], i
+        st = pool_stats(relay)
+        assert st["alpha:warm_lookups"] == len(moved), st
+        assert st["alpha:warm_copies"] == len(moved), st
+        assert st["alpha:warm_races"] == 0, st
+        # Read again: hits on the new owner, no more warm-up traffic.
+        assert mg_many(c, moved, b"v") == [b"VA %d\r\nv-%s" % (len(k) + 2, k) for k in moved]
+        assert pool_stats(relay)["alpha:warm_lookups"] == len(moved)
+    assert relay.running
+
+
+def test_an_mg_after_a_running_server_is_removed_costs_no_misses(factory):
+    mcs = [factory.memcached() for _ in range(3)]
+    relay = factory.relay({"alpha": Pool(mcs)})
+    keys = keys_of(NKEYS, b"mgrm")
+    with relay.conn() as c:
+        store_many(c, [(k, b"v-" + k) for k in keys])
+        relay.reconfigure({"alpha": Pool(mcs[1:])})
+        wait_generation(relay, 2)
+        moved = [k for k in keys if ring(mcs).server_for(k) == 0]
+        assert moved
+        # A base64 key (b) is warmed the same way; without v: HD for a hit.
+        import base64
+        b64 = [base64.b64encode(k) for k in moved[:50]]
+        assert mg_many(c, b64, b"b v k") == [b"VA %d k%s b\r\nv-%s" % (len(k) + 2, e, k)
+                                             for e, k in zip(b64, moved[:50])]
+        # With q: hits still answer, misses are silent.
+        assert mg_many(c, moved, b"") == [b"HD"] * len(moved)
+        assert mg_many(c, keys, b"v q") == [b"VA %d\r\nv-%s" % (len(k) + 2, k) for k in keys]
+        assert pool_stats(relay)["alpha:warm_copies"] == len(moved)
+    assert relay.running
+
+
+def test_a_binary_get_is_warmed_too(factory):
+    from test_binary import GET, GETK, packets, req
+
+    mcs = [factory.memcached() for _ in range(4)]
+    relay = factory.relay({"alpha": Pool(mcs[:3])})
+    keys = keys_of(300, b"bget")
+    with relay.conn() as c:
+        store_many(c, [(k, b"v-" + k) for k in keys], flags=3)
+        relay.reconfigure({"alpha": Pool(mcs)})
+        wait_generation(relay, 2)
+        moved = [k for k in keys if ring(mcs).server_for(k) == 3]
+        assert moved
+    with relay.conn() as c:  # a connection speaks the protocol of its first byte
+        for i, k in enumerate(moved):
+            c.send(req(GET if i % 2 else GETK, k, opaque=i))
+            head = c.recv_exact(24, timeout=5.0)
+            (p,) = packets(head + c.recv_exact(int.from_bytes(head[8:12], "big"), timeout=5.0))
+            assert p[4] == 0, (k, p)  # status: found
+            assert p[7] == b"\0\0\0\3" + (b"" if i % 2 else k) + b"v-" + k
+            assert p[6] != 0  # the new owner's CAS
+    assert mcs[3].get_raw(moved) == {k: (3, b"v-" + k) for k in moved}
+    assert relay.running
+
+
+@pytest.mark.parametrize("replicas", [1, 2])
+def test_a_delete_or_set_racing_warm_reads_never_brings_the_old_value_back(factory, replicas):
+    """Per moved key: an old value on its previous owner only (replicated:
+    on every old server), readers on several connections (two workers)
+    reading it through the warm-up path with get and mg, and a write
+    (delete, or set) sent while they read. Every read sent after the write
+    was acknowledged must see the write: never the old value."""
+    import random
+    import threading
+    import time
+
+    mcs = [factory.memcached() for _ in range(4)]
+    # Replicated: write_ack all, so that an acknowledged write has reached
+    # every replica (with `one`, a read may still find the value it replaced
+    # on a replica the write has not reached yet: replication's own rule).
+    repl = {"replicas": 2, "write_ack": "all"} if replicas > 1 else {}
+    relay = factory.relay({"alpha": Pool(mcs[:3], **repl)}, threads=2)
+    keys = keys_of(NKEYS, b"race")
+    before, after = ring(mcs[:3]), ring(mcs)
+    relay.reconfigure({"alpha": Pool(mcs, **repl)})
+    wait_generation(relay, 2)
+    moved = [k for k in keys if after.server_for(k) != before.server_for(k)]
+    assert len(moved) > 300
+    current = [None]  # (key, old value) being raced
+    stop = threading.Event()
+    seen = []  # (key, sent at, reply)
+    errors = []
+
+    def reader(n):
+        try:
+            with relay.conn() as c:
+                while not stop.is_set():
+                    cur = current[0]
+                    if cur is None:
+                        time.sleep(0.0002)
+                        continue
+                    k = cur[0]
+                    t = time.monotonic()
+                    if n % 2:
+                        c.send(b"mg " + k + b" v\r\n")
+                        r = c.recv_until_term(b"\r\n", timeout=10)
+                        if r.startswith(b"VA "):
+                            r = c.recv_exact(int(r.split()[1]) + 2, timeout=10)[:-2]
+                        else:
+                            r = None
+                    else:  # a single-key get, or a multi-get (with a key nobody has)
+                        c.send(b"get " + k + (b" race:none" if n == 2 else b"") + b"\r\n")
+                        r = c.recv_until_endswith(b"END\r\n", timeout=10)
+                        r = r.split(b"\r\n")[1] if r.startswith(b"VALUE ") else None
+                    seen.append((k, t, r))
+        except Exception as e:  # noqa: BLE001 - reported by the main thread
+            errors.append(e)
+
+    threads = [threading.Thread(target=reader, args=(n,)) for n in range(4)]
+    for t in threads:
+        t.start()
+    acked = {}  # key -> (acknowledged at, value a later read must see: None for a miss)
+    rng = random.Random(20)
+    deadline = time.monotonic() + 30
+    try:
+        with relay.conn() as w:
+            for i, k in enumerate(moved[:400]):
+                if time.monotonic() > deadline:
+                    break
+                old = b"old-%d" % i
+                for mc in [mcs[before.server_for(k)]] if replicas == 1 else mcs[:3]:
+                    with mc.conn() as direct:
+                        assert direct.request(b"set %s 0 0 %d\r\n%s\r\n" % (k, len(old), old)) == b"STORED\r\n"
+                current[0] = (k, old)
+                time.sleep(rng.random() * 0.002)
+                if i % 3 == 2:
+                    assert w.request(b"set %s 0 0 3\r\nnew\r\n" % k) == b"STORED\r\n"
+                    acked[k] = (time.monotonic(), b"new", old)
+                else:
+                    assert w.request(b"delete " + k + b"\r\n") in (b"DELETED\r\n", b"NOT_FOUND\r\n")
+                    acked[k] = (time.monotonic(), None, old)
+                time.sleep(0.003)  # reads after the ack
+                assert w.request(b"get " + k + b"\r\n").startswith(b"VALUE" if i % 3 == 2 else b"END")
+    finally:
+        current[0] = None
+        stop.set()
+        for t in threads:
+            t.join(10)
+    assert not errors, errors
+    late = [(k, r, round((t - acked[k][0]) * 1e6)) for k, t, r in seen
+            if k in acked and t > acked[k][0] and r != acked[k][1]]
+    assert not late, late[:5]
+    reads_after = sum(1 for k, t, _ in seen if k in acked and t > acked[k][0])
+    assert reads_after > len(acked)
+    # The old values are gone from every server (replicated: every server
+    # of the key's sets; a third old server was never in them).
+    for mc in mcs if replicas == 1 else []:
+        held = mc.get_raw(list(acked))
+        assert not [k for k, (_, v) in held.items() if v.startswith(b"old-")]
+    st = pool_stats(relay)
+    print("warm-up race:", len(acked), "keys,", len(seen), "reads,", reads_after, "after the ack;",
+          {k: st["alpha:" + k] for k in ("warm_lookups", "warm_hits", "warm_copies", "warm_races")})
+    assert relay.running
+
+
+def test_a_modula_pool_is_warmed_too_and_a_random_one_gets_no_window(factory):
+    mcs = [factory.memcached() for _ in range(4)]
+    relay = factory.relay({"alpha": Pool(mcs[:3], distribution="modula"),
+                           "beta": Pool(mcs[:3], distribution="random")})
+    keys = keys_of(NKEYS, b"mod")
+    with relay.conn() as c:
+        store_many(c, [(k, b"v-" + k) for k in keys])
+        held = [mc.keys_held(keys) for mc in mcs[:3]]
+        relay.reconfigure({"alpha": Pool(mcs, distribution="modula"),
+                           "beta": Pool(mcs, distribution="random")})
+        wait_generation(relay, 2)
+        assert "warm-up window opened for pool alpha" in relay.stderr()
+        assert "warm-up window opened for pool beta" not in relay.stderr()
+        assert get_many(c, keys) == {k: (0, b"v-" + k) for k in keys}  # 0 misses
+        # Modula moves most keys (3 -> 4 servers: three in four); read again,
+        # every key hits its new owner: no more lookups.
+        st = pool_stats(relay)
+        assert get_many(c, keys) == {k: (0, b"v-" + k) for k in keys}
+        assert pool_stats(relay)["alpha:warm_lookups"] == st["alpha:warm_lookups"]
+        assert st["alpha:warm_copies"] == st["alpha:warm_lookups"] > NKEYS // 2, st
+        assert st["beta:warmup_window_left_ms"] == 0 and st["beta:warm_lookups"] == 0, st
+        assert sum(len(h) for h in held) == NKEYS
+    assert relay.running
+
+
+def get_each(conn, keys):
+    """{key: value} of single-key gets, pipelined in batches."""
+    out = {}
+    for i in range(0, len(keys), 100):
+        chunk = keys[i:i + 100]
+        conn.send(b"".join(b"get " + k + b"\r\n" for k in chunk))
+        for k in chunk:
+            head = conn.recv_until_term(b"\r\n", timeout=10)
+            if head == b"END\r\n":
+                continue
+            assert head.startswith(b"VALUE " + k + b" "), head
+            n = int(head.split()[3])
+            out[k] = conn.recv_exact(n + 2, timeout=10)[:-2]
+            assert conn.recv_until_term(b"\r\n", timeout=10) == b"END\r\n"
+    return out
+
+
+@pytest.mark.parametrize("reads", ["get", "multi-get"])
+@pytest.mark.parametrize("change", ["add", "remove"])
+def test_a_replicated_pool_is_warmed_from_the_previous_replica_set(factory, change, reads):
+    if reads == "multi-get":
+        def get_each(c, keys):  # noqa: F811 - the same reads, 100 keys a request
+            return {k: v for k, (_, v) in get_many(c, keys).items()}
+    else:
+        get_each = globals()["get_each"]
+    mcs = [factory.memcached() for _ in range(4)]
+    first, then = (mcs[:3], mcs) if change == "add" else (mcs, mcs[1:])
+    relay = factory.relay({"alpha": Pool(first, replicas=2)})
+    keys = keys_of(NKEYS, b"repl" + change.encode())
+    with relay.conn() as c:
+        store_many(c, [(k, b"v-" + k) for k in keys])
+        relay.reconfigure({"alpha": Pool(then, replicas=2)})
+        wait_generation(relay, 2)
+        assert "warm-up window opened for pool alpha" in relay.stderr()
+        assert get_each(c, keys) == {k: b"v-" + k for k in keys}  # 0 misses
+        st = pool_stats(relay)
+        on_new = [k for k in keys if ring(then).server_for(k) == 3] if change == "add" else []
+        if change == "add":
+            # Keys whose new primary is the new server miss there and are read
+            # from the member of their previous set that is not in the new one.
+            assert len(on_new) > 0.05 * NKEYS
+            assert st["alpha:warm_lookups"] == len(on_new), st
+        # (A removed server's keys have their next replica as new primary: they hit.)
+        assert st["alpha:warm_hits"] == st["alpha:warm_lookups"], st
+        assert st["alpha:warm_copies"] == st["alpha:warm_lookups"], st
+        # The copies went through replication: read again, every key hits its
+        # new primary (no more lookups), and each key is on two servers of the
+        # new set at least.
+        deadline = time.monotonic() + 5
+        while pool_stats(relay)["alpha:repl_background_pending"] and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert get_each(c, keys) == {k: b"v-" + k for k in keys}
+        assert pool_stats(relay)["alpha:warm_lookups"] == st["alpha:warm_lookups"]
+        if change == "add":  # the new primary holds its keys now
+            assert mcs[3].get_raw(on_new) == {k: (0, b"v-" + k) for k in on_new}
+    assert relay.running
+
+
+def test_a_replicated_write_to_a_moved_key_is_not_undone_by_the_previous_set(factory):
+    mcs = [factory.memcached() for _ in range(4)]
+    relay = factory.relay({"alpha": Pool(mcs[:3], replicas=2)})
+    keys = keys_of(400, b"replw")
+    with relay.conn() as c:
+        store_many(c, [(k, b"old") for k in keys])
+        relay.reconfigure({"alpha": Pool(mcs, replicas=2)})
+        wait_generation(relay, 2)
+        for i, k in enumerate(keys):
+            if i % 2:
+                assert c.request(b"delete " + k + b"\r\n") in (b"DELETED\r\n", b"NOT_FOUND\r\n")
+            else:
+                assert c.request(b"set %s 0 0 3\r\nnew\r\n" % k) == b"STORED\r\n"
+        got = get_each(c, keys)
+        assert got == {k: b"new" for i, k in enumerate(keys) if i % 2 == 0}
+        # No server holds a deleted key or an old value any more.
+        for mc in mcs:
+            assert not {k: v for k, v in mc.get_raw(keys).items() if v[1] == b"old" or keys.index(k) % 2}
+        st = pool_stats(relay)
+        assert st["alpha:warm_stale_deletes"] > 0, st
+        assert st["alpha:warm_copies"] == 0, st
+    assert relay.running
+
+
+def test_an_mg_in_a_replicated_pool_is_warmed_with_the_new_primarys_reply(factory):
+    mcs = [factory.memcached() for _ in range(4)]
+    relay = factory.relay({"alpha": Pool(mcs[:3], replicas=2)})
+    keys = keys_of(NKEYS, b"replmg")
+    with relay.conn() as c:
+        store_many(c, [(k, b"v-" + k) for k in keys], flags=5)
+        relay.reconfigure({"alpha": Pool(mcs, replicas=2)})
+        wait_generation(relay, 2)
+        flags = b"v f t k s c O7"
+        got = mg_many(c, keys, flags)
+        assert not [k for k, r in zip(keys, got) if not r.startswith(b"VA ")]  # 0 misses
+        on_new = [(k, r) for k, r in zip(keys, got) if ring(mcs).server_for(k) == 3]
+        assert len(on_new) > 0.05 * NKEYS
+        with mcs[3].conn() as direct:  # exactly the new primary's reply, its CAS included
+            assert mg_many(direct, [k for k, _ in on_new], flags) == [r for _, r in on_new]
+        st = pool_stats(relay)
+        assert st["alpha:warm_lookups"] == st["alpha:warm_copies"] == len(on_new), st
+    assert relay.running

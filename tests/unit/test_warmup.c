@@ -288,3 +288,285 @@ Test(warmup, gat_copies_with_the_touch_exptime_and_gats_carries_the_cas)
     cr_assert_str_eq(fb_output(f), want);
     fb_free(f);
 }
+
+Test(warmup, an_mg_miss_is_warmed_and_the_clients_line_answers_after_the_copy)
+{
+    fb *f = resized();
+    char key[32], line[64], want[160];
+    moved_key(f, key);
+    uint32_t old = prev_owner(f, key);
+    snprintf(line, sizeof(line), "mg %s v f c k\r\n", key);
+    fb_request(f, line);
+    fb_reply(f, fb_to(f, NEW_SERVER), "EN\r\n");
+    fb_sent *mg = fb_to(f, old);
+    snprintf(want, sizeof(want), "mg %s v f t\r\n", key);
+    cr_assert_str_eq(mg->bytes, want);
+    cr_assert_str_eq(fb_output(f), "", "the client waits for the warm-up");
+    fb_reply(f, mg, "VA 2 f5 t-1\r\nhi\r\n");
+    cr_assert_eq(fb_pending_to(f, NEW_SERVER), 2, "the copy, and the client's line behind it");
+    fb_sent *ms = fb_sent_at(f, fb_nsent(f) - 2), *again = fb_sent_at(f, fb_nsent(f) - 1);
+    snprintf(want, sizeof(want), "ms %s 2 F5 T0 ME c\r\nhi\r\n", key);
+    cr_assert_str_eq(ms->bytes, want);
+    cr_assert_str_eq(again->bytes, line, "the client's own line");
+    cr_assert_eq(ms->conn_hint, again->conn_hint, "on one connection, in order");
+    fb_reply(f, ms, "HD c9\r\n");
+    snprintf(want, sizeof(want), "VA 2 f5 c9 k%s\r\nhi\r\n", key);
+    fb_reply(f, again, want);
+    cr_assert_str_eq(fb_output(f), want, "memcached's reply for the hit, flags as asked");
+    mr_pool_stats *ps = &f->w.pool_stats[f->gen->router->pools[0].slot];
+    cr_assert_eq(ps->warm_lookups, 1);
+    cr_assert_eq(ps->warm_copies, 1);
+    fb_free(f);
+}
+
+Test(warmup, an_mg_that_misses_on_the_previous_owner_too_is_the_miss)
+{
+    fb *f = resized();
+    char key[32], line[64];
+    moved_key(f, key);
+    snprintf(line, sizeof(line), "mg %s v\r\n", key);
+    fb_request(f, line);
+    fb_reply(f, fb_to(f, NEW_SERVER), "EN\r\n");
+    fb_reply(f, fb_to(f, prev_owner(f, key)), "EN\r\n");
+    cr_assert_str_eq(fb_output(f), "EN\r\n");
+    /* mg with N creates the item on a miss: not warmed. */
+    snprintf(line, sizeof(line), "mg %s v N30\r\n", key);
+    uint32_t before = fb_nsent(f);
+    fb_request(f, line);
+    fb_reply(f, fb_to(f, NEW_SERVER), "EN W\r\n");
+    cr_assert_eq(fb_nsent(f), before + 1);
+    cr_assert_str_eq(fb_output(f), "EN W\r\n");
+    fb_free(f);
+}
+
+Test(warmup, a_lookup_waits_for_no_stale_delete_in_flight_it_misses_instead)
+{
+    fb *f = resized();
+    char key[32], line[64];
+    moved_key(f, key);
+    uint32_t old = prev_owner(f, key);
+    snprintf(line, sizeof(line), "delete %s\r\n", key);
+    fb_request(f, line);
+    fb_sent *del = fb_to(f, old); /* not answered yet */
+    fb_reply(f, fb_to(f, NEW_SERVER), "NOT_FOUND\r\n");
+    cr_assert_str_eq(fb_output(f), "NOT_FOUND\r\n");
+    snprintf(line, sizeof(line), "get %s\r\n", key);
+    fb_request(f, line);
+    uint32_t before = fb_nsent(f);
+    fb_reply(f, fb_to(f, NEW_SERVER), "END\r\n");
+    cr_assert_eq(fb_nsent(f), before, "no lookup while the delete may not have run there");
+    cr_assert_str_eq(fb_output(f), "END\r\n");
+    cr_assert_eq(f->w.pool_stats[f->gen->router->pools[0].slot].warm_races, 1);
+    fb_reply(f, del, "DELETED\r\n");
+    fb_request(f, line);
+    fb_reply(f, fb_to(f, NEW_SERVER), "END\r\n");
+    fb_reply(f, fb_to(f, old), "EN\r\n"); /* once it ran, lookups read there again */
+    cr_assert_str_eq(fb_output(f), "END\r\n");
+    fb_free(f);
+}
+
+Test(warmup, a_write_between_the_lookup_and_the_copy_gives_the_copy_up)
+{
+    fb *f = resized();
+    char key[32], line[64];
+    moved_key(f, key);
+    uint32_t old = prev_owner(f, key);
+    snprintf(line, sizeof(line), "get %s\r\n", key);
+    fb_request(f, line);
+    fb_reply(f, fb_to(f, NEW_SERVER), "END\r\n");
+    fb_sent *mg = fb_to(f, old);
+    snprintf(line, sizeof(line), "delete %s\r\n", key);
+    fb_request(f, line);
+    fb_reply(f, fb_sent_at(f, fb_nsent(f) - 1), "NOT_FOUND\r\n"); /* the new owner's */
+    fb_reply(f, fb_sent_at(f, fb_nsent(f) - 2), "DELETED\r\n");   /* the previous owner's */
+    uint32_t before = fb_nsent(f);
+    fb_reply(f, mg, "VA 3 f0 t-1\r\nold\r\n"); /* read before the delete ran there */
+    cr_assert_eq(fb_nsent(f), before, "no copy");
+    cr_assert_str_eq(fb_output(f), "END\r\nNOT_FOUND\r\n");
+    fb_free(f);
+}
+
+Test(warmup, a_write_after_the_copy_was_sent_undoes_the_copy_by_its_cas_before_it_is_answered)
+{
+    fb *f = resized();
+    char key[32], line[64], want[96];
+    moved_key(f, key);
+    uint32_t old = prev_owner(f, key);
+    snprintf(line, sizeof(line), "get %s\r\n", key);
+    fb_request(f, line);
+    fb_reply(f, fb_to(f, NEW_SERVER), "END\r\n");
+    fb_reply(f, fb_to(f, old), "VA 3 f0 t-1\r\nold\r\n");
+    fb_sent *ms = fb_to(f, NEW_SERVER);
+    snprintf(line, sizeof(line), "delete %s\r\n", key);
+    fb_request(f, line); /* may reach the new owner before the copy: another connection */
+    fb_sent *del_new = fb_sent_at(f, fb_nsent(f) - 1), *del_old = fb_sent_at(f, fb_nsent(f) - 2);
+    cr_assert_eq(del_new->server, NEW_SERVER);
+    fb_reply(f, del_new, "NOT_FOUND\r\n");
+    fb_reply(f, del_old, "DELETED\r\n");
+    fb_reply(f, ms, "HD c41\r\n");
+    fb_sent *undo = fb_to(f, NEW_SERVER);
+    snprintf(want, sizeof(want), "md %s C41\r\n", key);
+    cr_assert_str_eq(undo->bytes, want, "the copy, and only the copy, is deleted again");
+    cr_assert_eq(undo->conn_hint, ms->conn_hint, "behind the copy");
+    cr_assert_str_eq(fb_output(f), "END\r\n", "the reader gets the miss; the delete waits for the undo");
+    fb_reply(f, undo, "HD\r\n");
+    cr_assert_str_eq(fb_output(f), "NOT_FOUND\r\n", "the copy is gone: now the delete is done");
+    cr_assert_eq(f->w.pool_stats[f->gen->router->pools[0].slot].warm_races, 1);
+    fb_free(f);
+}
+
+Test(warmup, a_write_with_no_copy_in_flight_is_answered_at_once)
+{
+    fb *f = resized();
+    char key[32], line[64];
+    moved_key(f, key);
+    snprintf(line, sizeof(line), "get %s\r\n", key);
+    fb_request(f, line);
+    fb_reply(f, fb_to(f, NEW_SERVER), "END\r\n");
+    fb_reply(f, fb_to(f, prev_owner(f, key)), "VA 3 f0 t-1\r\nold\r\n");
+    cr_assert_eq(f->shared.warm_writes[mr_key_stripe(mr_hash(MR_HASH_FNV1A_32, key, strlen(key)))].copies, 1);
+    fb_reply(f, fb_to(f, NEW_SERVER), "HD c3\r\n"); /* the copy is over */
+    cr_assert_eq(f->shared.warm_writes[mr_key_stripe(mr_hash(MR_HASH_FNV1A_32, key, strlen(key)))].copies, 0);
+    snprintf(line, sizeof(line), "delete %s\r\n", key);
+    fb_request(f, line);
+    fb_reply(f, fb_sent_at(f, fb_nsent(f) - 1), "DELETED\r\n");
+    char want[128];
+    snprintf(want, sizeof(want), "VALUE %s 0 3\r\nold\r\nEND\r\nDELETED\r\n", key);
+    cr_assert_str_eq(fb_output(f), want, "nothing to wait for");
+    fb_free(f);
+}
+
+/* ---- replicated pools ---- */
+
+static const char four_r[] = "alpha:\n"
+                             "  listen: 127.0.0.1:22400\n"
+                             "  hash: md5\n"
+                             "  distribution: ketama\n"
+                             "  replicas: 2\n"
+                             "  servers:\n"
+                             "    - 127.0.0.1:22401:1\n"
+                             "    - 127.0.0.1:22402:1\n"
+                             "    - 127.0.0.1:22403:1\n"
+                             "    - 127.0.0.1:22404:1\n";
+
+static const char three_r[] = "alpha:\n"
+                              "  listen: 127.0.0.1:22400\n"
+                              "  hash: md5\n"
+                              "  distribution: ketama\n"
+                              "  replicas: 2\n"
+                              "  servers:\n"
+                              "    - 127.0.0.1:22401:1\n"
+                              "    - 127.0.0.1:22402:1\n"
+                              "    - 127.0.0.1:22403:1\n";
+
+static fb *resized_replicated(void)
+{
+    fb *f = fb_new(four_r);
+    mr_config_error err;
+    mr_gen *prev = calloc(1, sizeof(*prev));
+    cr_assert_not_null(prev);
+    prev->cfg = mr_config_load_string(three_r, strlen(three_r), "three.yml", &err);
+    cr_assert_not_null(prev->cfg, "%s", err.message);
+    prev->router = mr_router_build_ids(prev->cfg, mr_health_server_id, f->health);
+    cr_assert_not_null(prev->router);
+    prev->refs = 1;
+    cr_assert_eq(mr_gen_warm_open(f->gen, prev, ev_now(f->w.loop)), 1, "a replicated pool warms too");
+    mr_gen_release(prev);
+    return f;
+}
+
+/* The member of the key's previous set that is not in its new one. */
+static uint32_t prev_only_member(fb *f, const char *key)
+{
+    uint32_t was[8], now[8];
+    uint32_t nwas = mr_router_replicas_for_key(f->gen->warm[0].prev, key, strlen(key), 0, was, 8);
+    uint32_t nnow = fb_replicas(f, 0, key, now);
+    for (uint32_t i = 0; i < nwas; i++) {
+        bool in = false;
+        for (uint32_t j = 0; j < nnow; j++)
+            in |= was[i] == now[j];
+        if (!in)
+            return was[i];
+    }
+    return UINT32_MAX;
+}
+
+Test(warmup, a_replicated_get_is_read_from_the_previous_set_and_copied_through_replication)
+{
+    fb *f = resized_replicated();
+    char key[32], line[64], want[128];
+    moved_key(f, key);
+    uint32_t from = prev_only_member(f, key), now[8];
+    cr_assert_neq(from, UINT32_MAX);
+    cr_assert_eq(fb_replicas(f, 0, key, now), 2);
+    cr_assert_eq(now[0], NEW_SERVER);
+    snprintf(line, sizeof(line), "get %s\r\n", key);
+    fb_request(f, line);
+    fb_reply(f, fb_to(f, NEW_SERVER), "END\r\n");
+    fb_sent *mg = fb_to(f, from);
+    snprintf(want, sizeof(want), "mg %s v f t\r\n", key);
+    cr_assert_str_eq(mg->bytes, want);
+    fb_reply(f, mg, "VA 2 f3 t-1\r\nhi\r\n");
+    snprintf(want, sizeof(want), "VALUE %s 3 2\r\nhi\r\nEND\r\n", key);
+    cr_assert_str_eq(fb_output(f), want, "the value at once");
+    fb_sent *add = fb_to(f, NEW_SERVER);
+    snprintf(want, sizeof(want), "add %s 3 0 2\r\nhi\r\n", key);
+    cr_assert_str_eq(add->bytes, want, "the copy: an add to the new primary");
+    fb_reply(f, add, "STORED\r\n");
+    fb_sent *set = fb_to(f, now[1]);
+    snprintf(want, sizeof(want), "set %s 3 0 2\r\nhi\r\n", key);
+    cr_assert_str_eq(set->bytes, want, "then a set to the other replica (replication's repair)");
+    fb_reply(f, set, "STORED\r\n");
+    cr_assert_eq(f->w.pool_stats[f->gen->router->pools[0].slot].warm_copies, 1);
+    fb_free(f);
+}
+
+Test(warmup, a_replicated_write_deletes_on_the_previous_set_and_a_raced_lookup_copies_nothing)
+{
+    fb *f = resized_replicated();
+    char key[32], line[64], want[64];
+    moved_key(f, key);
+    uint32_t from = prev_only_member(f, key), now[8];
+    fb_replicas(f, 0, key, now);
+    snprintf(line, sizeof(line), "get %s\r\n", key);
+    fb_request(f, line);
+    fb_reply(f, fb_to(f, NEW_SERVER), "END\r\n");
+    fb_sent *mg = fb_to(f, from);
+    snprintf(line, sizeof(line), "delete %s\r\n", key);
+    fb_request(f, line);
+    uint32_t n = fb_nsent(f);
+    fb_sent *stale = fb_sent_at(f, n - 3);
+    snprintf(want, sizeof(want), "delete %s\r\n", key);
+    cr_assert_eq(stale->server, from, "the previous set's member not in the new one");
+    cr_assert_str_eq(stale->bytes, want);
+    fb_reply(f, stale, "DELETED\r\n");
+    fb_reply(f, fb_sent_at(f, n - 2), "NOT_FOUND\r\n");
+    fb_reply(f, fb_sent_at(f, n - 1), "DELETED\r\n");
+    uint32_t before = fb_nsent(f);
+    fb_reply(f, mg, "VA 3 f0 t-1\r\nold\r\n"); /* read before the delete ran there */
+    cr_assert_eq(fb_nsent(f), before, "no copy");
+    cr_assert_str_eq(fb_output(f), "END\r\nNOT_FOUND\r\n");
+    cr_assert_eq(f->w.pool_stats[f->gen->router->pools[0].slot].warm_races, 1);
+    fb_free(f);
+}
+
+Test(warmup, a_stale_delete_that_fails_ends_warm_up_for_its_stripe)
+{
+    fb *f = resized();
+    char key[32], line[64];
+    moved_key(f, key);
+    uint32_t old = prev_owner(f, key);
+    fb_set_down(f, old, MR_ERR_UNAVAILABLE); /* the delete there fails: it may still hold the old value */
+    snprintf(line, sizeof(line), "delete %s\r\n", key);
+    fb_request(f, line);
+    fb_reply(f, fb_to(f, NEW_SERVER), "NOT_FOUND\r\n");
+    cr_assert_str_eq(fb_output(f), "NOT_FOUND\r\n");
+    fb_set_down(f, old, MR_ERR_NONE); /* back, with whatever it held */
+    snprintf(line, sizeof(line), "get %s\r\n", key);
+    fb_request(f, line);
+    uint32_t before = fb_nsent(f);
+    fb_reply(f, fb_to(f, NEW_SERVER), "END\r\n");
+    cr_assert_eq(fb_nsent(f), before, "not read there again in this window");
+    cr_assert_str_eq(fb_output(f), "END\r\n");
+    fb_free(f);
+}
