@@ -20,6 +20,7 @@
 #include "memrelay/health.h"
 #include "memrelay/key_locks.h"
 #include "memrelay/mbuf.h"
+#include "memrelay/membudget.h"
 #include "memrelay/request.h"
 #include "memrelay/router.h"
 #include "memrelay/stats.h"
@@ -49,6 +50,7 @@ typedef struct {
         *discovery;          /* pools whose servers come from DNS (discovery.h): their counters */
     mr_key_locks *key_locks; /* replicated writes: one worker per key stripe at a time (key_locks.h);
                                        NULL with one worker */
+    mr_membudget *membudget; /* memory_limit: bytes buffered for clients, all workers (membudget.h) */
 } mr_shared;
 
 typedef struct mr_worker {
@@ -90,6 +92,10 @@ typedef struct mr_worker {
     uint32_t write_gen[MR_WRITE_GEN_SLOTS]; /* bumped by every replicated write a key gets on this worker */
     mr_key_waits key_waits;                 /* its holds of key stripes and its requests waiting for one */
     ev_async key_wake;                      /* a key stripe it waits for was let go (key_locks.h) */
+    mr_memcredit mem;                       /* its clients' share of memory_limit (membudget.h) */
+    ev_async mem_wake;                      /* another worker gave budget back: retry mem_wait_head */
+    struct mr_client *mem_wait_head;        /* clients not read until budget frees, oldest first */
+    struct mr_client *mem_wait_tail;
 } mr_worker;
 
 /* Free-list bounds per worker. They are sized for the working set of a busy

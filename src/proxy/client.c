@@ -37,6 +37,7 @@ static void idle_cb(struct ev_loop *loop, ev_timer *t, int revents);
 static void auth_wait_cb(struct ev_loop *loop, ev_timer *t, int revents);
 static void stuck_cb(struct ev_loop *loop, ev_timer *t, int revents);
 static const char *peer_text(int fd, char *buf, size_t cap);
+static void mem_wait_unlink(mr_client *c);
 
 void mr_client_accept(mr_worker *w, int fd, uint32_t listen_pool, uint32_t pool_slot, SSL_CTX *tls)
 {
@@ -122,6 +123,10 @@ void mr_client_close(mr_client *c)
     }
     mr_outq_release(&c->out);
     mr_inbuf_release(&c->in);
+    if (c->mem_wait)
+        mem_wait_unlink(c);
+    if (c->mem && w->shared->membudget)
+        mr_memcredit_give(w->shared->membudget, &w->mem, c->mem, w->index);
     if (c->prev)
         c->prev->next = c->next;
     else
@@ -221,6 +226,181 @@ static uint32_t window(const mr_client *c, const mr_pool_conf *pc)
     return n < pc->client_queue_limit ? (uint32_t)n : pc->client_queue_limit;
 }
 
+/* ---- memory_limit (membudget.h; docs/reliability.md) ----
+ *
+ * A client's charge (c->mem) is what memrelay holds for it: the data block
+ * it is sending (reserved whole, c->block), its requests waiting for
+ * replies (queued_bytes, silent_bytes) and its replies not yet written
+ * (out.bytes). It is brought up to date after each read and each flush
+ * (mem_sync), against the worker's credit: no atomic per request.
+ *
+ * A request larger than a standard input block reserves its whole size
+ * before more of it is read; with no budget left the client is not read
+ * (its bytes wait in its socket) and joins the worker's wait list, oldest
+ * first. An admitted block can always complete, so budget always comes
+ * back. While the budget is used up (replies, small requests), clients
+ * holding more than MEM_PRESSURE_FLOOR besides an admitted block are not
+ * read either; servers are always read. */
+#define BLOCK_RESERVE_MIN MR_MBUF_SIZE
+#define MEM_PRESSURE_FLOOR (64u * 1024u)
+#define MEM_REFUSED "SERVER_ERROR out of memory storing object\r\n"
+
+static inline void mem_sync(mr_client *c)
+{
+    mr_worker *w = c->worker;
+    uint64_t want = (uint64_t)c->block + c->queued_bytes + c->silent_bytes + c->out.bytes;
+    if (want == c->mem || !w->shared->membudget)
+        return;
+    if (want > c->mem)
+        mr_memcredit_add(w->shared->membudget, &w->mem, want - c->mem);
+    else
+        mr_memcredit_sub(w->shared->membudget, &w->mem, c->mem - want, w->index);
+    c->mem = want;
+}
+
+/* Does the client wait for a block reservation, or is it held back by a
+ * used-up budget? Reserves the block when it can. */
+static bool mem_blocked(mr_client *c, mr_membudget *b, bool queue_behind)
+{
+    mr_worker *w = c->worker;
+    if (c->need > BLOCK_RESERVE_MIN && c->block < c->need) {
+        uint64_t extra = c->need - c->block;
+        if (queue_behind || !mr_memcredit_take(b, &w->mem, extra))
+            return true;
+        c->block = c->need;
+        c->mem += extra;
+        return false;
+    }
+    return c->mem - c->block > MEM_PRESSURE_FLOOR && mr_membudget_exhausted(b);
+}
+
+static void mem_wait_push(mr_client *c, mr_membudget *b)
+{
+    mr_worker *w = c->worker;
+    mr_membudget_view v;
+    mr_membudget_read(b, &v);
+    c->mem_wait = true;
+    ev_io_stop(w->loop, &c->rio);
+    c->next_mem_wait = NULL;
+    if (w->mem_wait_tail)
+        w->mem_wait_tail->next_mem_wait = c;
+    else
+        w->mem_wait_head = c;
+    w->mem_wait_tail = c;
+    mr_membudget_waiting(b, w->index, true);
+    MR_STAT_INC(&w->stats, memory_waits);
+    mr_log_warn("memory_limit (%llu bytes) used up (%llu in use): reading paused for clients waiting for "
+                "memory (memory_waits)",
+                (unsigned long long)v.limit, (unsigned long long)v.used);
+}
+
+static void mem_wait_unlink(mr_client *c)
+{
+    mr_worker *w = c->worker;
+    mr_client *prev = NULL;
+    for (mr_client *p = w->mem_wait_head; p; prev = p, p = p->next_mem_wait) {
+        if (p != c)
+            continue;
+        if (prev)
+            prev->next_mem_wait = c->next_mem_wait;
+        else
+            w->mem_wait_head = c->next_mem_wait;
+        if (w->mem_wait_tail == c)
+            w->mem_wait_tail = prev;
+        break;
+    }
+    c->mem_wait = false;
+    if (!w->mem_wait_head && w->shared->membudget)
+        mr_membudget_waiting(w->shared->membudget, w->index, false);
+}
+
+/* A block that can never fit the budget (a reload raised item_size_max
+ * past memory_limit): pushing back cannot help. A text client gets
+ * memcached's reply for it and the rest of the block is swallowed; a
+ * binary one is closed. Counted in memory_refused. */
+static void mem_refuse(mr_client *c, uint64_t limit)
+{
+    mr_worker *w = c->worker;
+    MR_STAT_INC(&w->stats, memory_refused);
+    mr_log_warn("client (pool %s): a %u-byte request can never fit memory_limit (%llu bytes): refused",
+                w->gen->cfg->pools[c->listen_pool].name, (unsigned)c->need, (unsigned long long)limit);
+    if (c->binary) {
+        c->closing = true;
+        ev_io_stop(w->loop, &c->rio);
+        mr_client_mark_dirty(c);
+        return;
+    }
+    uint32_t have = mr_inbuf_len(&c->in);
+    mr_req *err = local_reply(c, MEM_REFUSED);
+    if (err && c->need > have) {
+        err->done = false; /* sent once the block is swallowed, as memcached */
+        c->swallow_req = err;
+        c->swallow = c->need - have;
+    }
+    mr_inbuf_consume(&c->in, have);
+    c->need = 0;
+}
+
+/* Before a read: false when the client must not be read now (it waits on
+ * the worker's list, or was refused and closes). */
+static bool mem_admit(mr_client *c)
+{
+    mr_worker *w = c->worker;
+    mr_membudget *b = w->shared->membudget;
+    if (!b)
+        return true;
+    if (c->mem_wait) {
+        ev_io_stop(w->loop, &c->rio);
+        return false;
+    }
+    if (!mem_blocked(c, b, w->mem_wait_head != NULL))
+        return true;
+    mr_membudget_view v;
+    mr_membudget_read(b, &v);
+    if (c->need > BLOCK_RESERVE_MIN && c->block < c->need && c->need > v.limit) {
+        mem_refuse(c, v.limit);
+        return !c->closing;
+    }
+    mem_wait_push(c, b);
+    return false;
+}
+
+void mr_client_mem_retry(mr_worker *w)
+{
+    mr_membudget *b = w->shared->membudget;
+    while (b && w->mem_wait_head) {
+        mr_client *c = w->mem_wait_head;
+        if (mem_blocked(c, b, false))
+            return;
+        w->mem_wait_head = c->next_mem_wait;
+        if (!w->mem_wait_head)
+            w->mem_wait_tail = NULL;
+        c->mem_wait = false;
+        if (!c->paused && !c->closing) {
+            ev_io_start(w->loop, &c->rio);
+            ev_feed_event(w->loop, &c->rio, EV_READ);
+        }
+    }
+    if (b)
+        mr_membudget_waiting(b, w->index, false);
+}
+
+/* client_output_timeout's clock runs while the undelivered output is above
+ * client_output_limit, and stops as soon as it is not. */
+static inline void output_clock(mr_client *c)
+{
+    const mr_pool_conf *pc = &c->worker->gen->cfg->pools[c->listen_pool];
+    bool over = c->out.bytes > pc->client_output_limit;
+    if (over == (bool)ev_is_active(&c->stuck))
+        return;
+    if (!over) {
+        ev_timer_stop(c->worker->loop, &c->stuck);
+    } else if (pc->client_output_timeout_ms) {
+        ev_timer_set(&c->stuck, pc->client_output_timeout_ms / 1000.0, 0);
+        ev_timer_start(c->worker->loop, &c->stuck);
+    }
+}
+
 static bool over_bounds(const mr_client *c)
 {
     const mr_pool_conf *pc = &c->worker->gen->cfg->pools[c->listen_pool];
@@ -242,8 +422,9 @@ static void note_reply_size(mr_client *c, uint64_t bytes)
         c->reply_avg -= (c->reply_avg - b) / 16;
 }
 
-/* client_output_timeout: paused by its own output, and not one byte of it
- * written for that long: the client is not reading. Closed, logged, counted. */
+/* client_output_timeout: its undelivered output stayed above
+ * client_output_limit for that long (output_clock), whether it reads
+ * nothing or trickles: closed, logged, counted. */
 static void stuck_cb(struct ev_loop *loop, ev_timer *t, int revents)
 {
     (void)loop;
@@ -253,9 +434,10 @@ static void stuck_cb(struct ev_loop *loop, ev_timer *t, int revents)
     const mr_pool_conf *pc = &w->gen->cfg->pools[c->listen_pool];
     char peer[INET6_ADDRSTRLEN + 16];
     mr_log_warn(
-        "client %s (pool %s): read none of its %llu reply bytes for %u ms (client_output_timeout): closed",
+        "client %s (pool %s): %llu reply bytes unread, above client_output_limit (%u) for %u ms "
+        "(client_output_timeout): closed",
         peer_text(c->conn.fd, peer, sizeof(peer)), pc->name, (unsigned long long)c->out.bytes,
-        (unsigned)pc->client_output_timeout_ms);
+        (unsigned)pc->client_output_limit, (unsigned)pc->client_output_timeout_ms);
     MR_STAT_INC(&w->stats, client_output_closed);
     mr_client_close(c);
 }
@@ -686,8 +868,20 @@ static int bin_process(mr_client *c, const char *p, uint32_t avail)
     return 0;
 }
 
-/* Parse and dispatch every complete request in the input. */
+static void client_parse(mr_client *c);
+
+/* Parse and dispatch every complete request in the input. A reserved block
+ * is always the request at the head of the input, so once anything was
+ * consumed it has become a queued request (counted as such) or swallowed. */
 static void client_process(mr_client *c)
+{
+    uint32_t before = mr_inbuf_len(&c->in);
+    client_parse(c);
+    if (c->block && mr_inbuf_len(&c->in) < before)
+        c->block = 0;
+}
+
+static void client_parse(mr_client *c)
 {
     mr_worker *w = c->worker;
     const mr_pool_conf *pc = &w->gen->cfg->pools[c->listen_pool];
@@ -802,6 +996,7 @@ static void client_got(mr_client *c, ssize_t n)
     c->last_active = ev_now(w->loop);
     MR_STAT_ADD(&w->stats, bytes_read, (uint64_t)n);
     client_process(c);
+    mem_sync(c);
     if (c->closing) {
         ev_io_stop(w->loop, &c->rio);
         mr_client_mark_dirty(c);
@@ -879,6 +1074,8 @@ static void client_read_cb(struct ev_loop *loop, ev_io *io, int revents)
             return;
         }
     }
+    if (!mem_admit(c))
+        return;
     if (mr_inbuf_reserve(&c->in, &c->worker->mbufs, c->need, 1) < 0) {
         mr_log_error("client: out of memory reading a request");
         mr_client_close(c);
@@ -942,8 +1139,6 @@ static void client_wrote(mr_client *c, size_t wr)
     MR_STAT_ADD(&w->stats, bytes_written, (uint64_t)wr);
     c->last_active = ev_now(w->loop);
     mr_outq_wrote(&c->out, wr);
-    if (wr > 0)
-        ev_timer_stop(w->loop, &c->stuck); /* it reads */
 }
 
 /* Write the output: 0 all written, 1 waiting for the socket, -1 closed.
@@ -986,14 +1181,10 @@ void mr_client_flush(mr_client *c)
     int wrc = client_write(c);
     if (wrc < 0)
         return;
-    if (wrc > 0) {
-        uint32_t to = w->gen->cfg->pools[c->listen_pool].client_output_timeout_ms;
-        if (c->paused && to && !ev_is_active(&c->stuck)) {
-            ev_timer_set(&c->stuck, to / 1000.0, 0);
-            ev_timer_start(w->loop, &c->stuck);
-        }
+    mem_sync(c);
+    output_clock(c);
+    if (wrc > 0)
         return;
-    }
     ev_io_stop(w->loop, &c->wio);
     if (c->closing && !c->q_head) {
         mr_client_close(c);
@@ -1003,7 +1194,8 @@ void mr_client_flush(mr_client *c)
         /* Caught up: resume reading (a drain reads on too: what the client
          * already sent is answered), and parse what is already buffered. */
         c->paused = false;
-        ev_io_start(w->loop, &c->rio);
+        if (!c->mem_wait) /* else mr_client_mem_retry resumes it */
+            ev_io_start(w->loop, &c->rio);
         if (mr_conn_pending_input(&c->conn)) /* decrypted while paused: libev cannot tell */
             ev_feed_event(w->loop, &c->rio, EV_READ);
         client_process(c);

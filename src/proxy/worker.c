@@ -117,6 +117,11 @@ static void flush_cb(struct ev_loop *loop, ev_prepare *p, int revents)
             mr_client_flush(c);
         }
     }
+    /* After the flushes, which give budget back: admit what waits for it.
+     * Also the retry that follows a client's announcing it waits
+     * (membudget.c: no wake-up is lost). */
+    if (w->mem_wait_head)
+        mr_client_mem_retry(w);
     if (w->draining)
         drain_step(w);
     if (w->holds_done)
@@ -390,6 +395,14 @@ static void key_wake_cb(struct ev_loop *loop, ev_async *a, int revents)
     mr_replicate_resume(a->data);
 }
 
+/* Another worker gave memory_limit budget back (membudget.h). */
+static void mem_wake_cb(struct ev_loop *loop, ev_async *a, int revents)
+{
+    (void)loop;
+    (void)revents;
+    mr_client_mem_retry(a->data);
+}
+
 int mr_worker_init(mr_worker *w, uint32_t index, mr_shared *shared, mr_gen *gen)
 {
     memset(w, 0, sizeof(*w));
@@ -439,6 +452,13 @@ int mr_worker_init(mr_worker *w, uint32_t index, mr_shared *shared, mr_gen *gen)
     ev_async_start(w->loop, &w->key_wake);
     if (shared->key_locks)
         mr_key_locks_register(shared->key_locks, index, w->loop, &w->key_wake);
+    ev_async_init(&w->mem_wake, mem_wake_cb);
+    w->mem_wake.data = w;
+    ev_async_start(w->loop, &w->mem_wake);
+    if (shared->membudget) {
+        mr_memcredit_init(shared->membudget, &w->mem);
+        mr_membudget_register(shared->membudget, index, w->loop, &w->mem_wake);
+    }
     ev_prepare_init(&w->flush, flush_cb);
     w->flush.data = w;
     ev_prepare_start(w->loop, &w->flush);
@@ -478,6 +498,8 @@ void mr_worker_destroy(mr_worker *w)
         return;
     if (w->shared->key_locks)
         mr_key_locks_register(w->shared->key_locks, w->index, NULL, NULL);
+    if (w->shared->membudget)
+        mr_membudget_register(w->shared->membudget, w->index, NULL, NULL);
     mr_replicate_drop_parked(w);
     while (w->clients)
         mr_client_close(w->clients);
