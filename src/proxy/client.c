@@ -232,7 +232,10 @@ static uint32_t window(const mr_client *c, const mr_pool_conf *pc)
  * it is sending (reserved whole, c->block), its requests waiting for
  * replies (queued_bytes, silent_bytes) and its replies not yet written
  * (out.bytes). It is brought up to date after each read and each flush
- * (mem_sync), against the worker's credit: no atomic per request.
+ * (mem_sync), against the worker's credit: no atomic per request. A
+ * client's first MEM_UNCOUNTED bytes are not charged, so a client doing
+ * small round trips costs the budget nothing (as its input block, at most
+ * one standard block, is not charged either).
  *
  * A request larger than a standard input block reserves its whole size
  * before more of it is read; with no budget left the client is not read
@@ -243,19 +246,28 @@ static uint32_t window(const mr_client *c, const mr_pool_conf *pc)
  * read either; servers are always read. */
 #define BLOCK_RESERVE_MIN MR_MBUF_SIZE
 #define MEM_PRESSURE_FLOOR (64u * 1024u)
+#define MEM_UNCOUNTED 4096u
 #define MEM_REFUSED "SERVER_ERROR out of memory storing object\r\n"
 
-static inline void mem_sync(mr_client *c)
+static void mem_charge(mr_client *c, uint64_t want)
 {
     mr_worker *w = c->worker;
-    uint64_t want = (uint64_t)c->block + c->queued_bytes + c->silent_bytes + c->out.bytes;
-    if (want == c->mem || !w->shared->membudget)
+    if (!w->shared->membudget)
         return;
     if (want > c->mem)
         mr_memcredit_add(w->shared->membudget, &w->mem, want - c->mem);
     else
         mr_memcredit_sub(w->shared->membudget, &w->mem, c->mem - want, w->index);
     c->mem = want;
+}
+
+static inline void mem_sync(mr_client *c)
+{
+    uint64_t want = (uint64_t)c->block + c->queued_bytes + c->silent_bytes + c->out.bytes;
+    if (want <= MEM_UNCOUNTED)
+        want = 0;
+    if (__builtin_expect(want != c->mem, 0))
+        mem_charge(c, want);
 }
 
 /* Does the client wait for a block reservation, or is it held back by a
@@ -343,7 +355,7 @@ static void mem_refuse(mr_client *c, uint64_t limit)
 
 /* Before a read: false when the client must not be read now (it waits on
  * the worker's list, or was refused and closes). */
-static bool mem_admit(mr_client *c)
+static bool mem_admit_slow(mr_client *c)
 {
     mr_worker *w = c->worker;
     mr_membudget *b = w->shared->membudget;
@@ -363,6 +375,13 @@ static bool mem_admit(mr_client *c)
     }
     mem_wait_push(c, b);
     return false;
+}
+
+static inline bool mem_admit(mr_client *c)
+{
+    if (__builtin_expect(c->need <= BLOCK_RESERVE_MIN && c->mem <= MEM_PRESSURE_FLOOR && !c->mem_wait, 1))
+        return true;
+    return mem_admit_slow(c);
 }
 
 void mr_client_mem_retry(mr_worker *w)
@@ -389,6 +408,8 @@ void mr_client_mem_retry(mr_worker *w)
  * client_output_limit, and stops as soon as it is not. */
 static inline void output_clock(mr_client *c)
 {
+    if (__builtin_expect(c->out.bytes == 0 && !ev_is_active(&c->stuck), 1))
+        return;
     const mr_pool_conf *pc = &c->worker->gen->cfg->pools[c->listen_pool];
     bool over = c->out.bytes > pc->client_output_limit;
     if (over == (bool)ev_is_active(&c->stuck))
@@ -563,6 +584,7 @@ static int auth_gate(mr_client *c, const char *p, uint32_t avail)
     c->authed = st.outcome == MR_AUTH_GRANTED;
     local_reply(c, st.reply);
     mr_inbuf_consume(&c->in, st.consumed);
+    c->block = 0;
     if (st.outcome == MR_AUTH_DENIED)
         return auth_denied(c);
     return 0;
@@ -759,6 +781,7 @@ static int bin_run(mr_client *c, const char *p, uint32_t avail, const mr_bin_opt
     req->bin_out = heads;
     req->client = c;
     mr_inbuf_consume(&c->in, off);
+    c->block = 0;
     queue_push(c, req);
     mr_dispatch(req);
     return 0;
@@ -793,6 +816,7 @@ static int bin_process(mr_client *c, const char *p, uint32_t avail)
                 mr_dispatch_unlink(w, c->listen_pool, c->id, key, (uint32_t)kn, b64);
         }
         mr_inbuf_consume(&c->in, r.consumed);
+        c->block = 0;
         if (r.after == MR_BIN_AFTER_SWALLOW)
             c->swallow = r.swallow;
         else if (r.after == MR_BIN_AFTER_CLOSE)
@@ -831,6 +855,7 @@ static int bin_process(mr_client *c, const char *p, uint32_t avail)
     }
     mb->len = (uint32_t)(line + total - mb->data);
     mr_inbuf_consume(&c->in, r.consumed);
+    c->block = 0;
     if (bs != MR_BIN_SUCCESS) {
         bin_local(c, req, mb, head, mr_bin_status_reply(plan, bs, NULL, head, MR_BIN_REPLY_HEAD_MAX));
         return 0;
@@ -868,20 +893,11 @@ static int bin_process(mr_client *c, const char *p, uint32_t avail)
     return 0;
 }
 
-static void client_parse(mr_client *c);
-
 /* Parse and dispatch every complete request in the input. A reserved block
- * is always the request at the head of the input, so once anything was
- * consumed it has become a queued request (counted as such) or swallowed. */
+ * (c->block) is always the request at the head of the input: where a whole
+ * request is consumed it has become a queued request (counted as such) or
+ * was dropped, and the reservation ends. */
 static void client_process(mr_client *c)
-{
-    uint32_t before = mr_inbuf_len(&c->in);
-    client_parse(c);
-    if (c->block && mr_inbuf_len(&c->in) < before)
-        c->block = 0;
-}
-
-static void client_parse(mr_client *c)
 {
     mr_worker *w = c->worker;
     const mr_pool_conf *pc = &w->gen->cfg->pools[c->listen_pool];
@@ -956,12 +972,14 @@ static void client_parse(mr_client *c)
             if (bad)
                 local_reply(c, bad);
             mr_inbuf_consume(&c->in, total);
+            c->block = 0;
             continue;
         }
         mr_req *req = mr_req_new(w);
         if (!req) {
             local_reply(c, mr_error_reply(MR_ERR_NOMEM));
             mr_inbuf_consume(&c->in, total);
+            c->block = 0;
             continue;
         }
         req->cmd = h.cmd;
@@ -971,6 +989,7 @@ static void client_parse(mr_client *c)
         req->head = h;
         req->line = mr_slice_ref(c->in.mb, p, total);
         mr_inbuf_consume(&c->in, total);
+        c->block = 0;
         /* A noreply request needs nothing from the client's queue: replies
          * behind it do not wait for it. It stays on the client's silent
          * list until answered, so its bytes count (client_input_limit). */
