@@ -39,19 +39,19 @@ typedef struct mr_client {
     mr_req *s_head, *s_tail; /* its noreply requests not yet answered (they emit nothing), in arrival order */
     uint64_t silent_bytes;   /* their request bytes: client_input_limit too */
     mr_outq out;             /* reply bytes to write, in order (references into the servers' replies) */
-    ev_timer stuck; /* client_output_timeout: running while out.bytes stays above client_output_limit */
-    uint32_t reply_avg;      /* its replies' running size: bounds its requests in flight (window) */
-    bool paused;             /* not reading: too much queued (backpressure) */
-    bool closing;            /* close once the queued replies are written */
-    bool eof;                /* peer closed its side */
-    bool started;            /* its first bytes have been looked at (binary protocol check) */
-    bool binary;             /* its first byte was 0x80: memcached's binary protocol for its whole life */
-    mr_bin_sasl_state sasl;  /* binary: where its SASL exchange is */
-    bool authed;             /* may send commands: authenticated, or its pool has no auth_file */
-    bool dirty;              /* on the worker's flush list */
-    bool mem_wait;           /* on the worker's memory_limit wait list: not read until budget frees */
-    uint32_t block;          /* bytes reserved from memory_limit for the data block being read, 0 none */
-    uint64_t mem;            /* bytes charged to memory_limit: block + queued + silent + output */
+    ev_timer stuck;     /* client_output_timeout: running while out.bytes stays above client_output_limit */
+    uint32_t reply_avg; /* its replies' running size: bounds its requests in flight (window) */
+    bool paused;        /* not reading: too much queued (backpressure) */
+    bool closing;       /* close once the queued replies are written */
+    bool eof;           /* peer closed its side */
+    bool started;       /* its first bytes have been looked at (binary protocol check) */
+    bool binary;        /* its first byte was 0x80: memcached's binary protocol for its whole life */
+    mr_bin_sasl_state sasl; /* binary: where its SASL exchange is */
+    bool authed;            /* may send commands: authenticated, or its pool has no auth_file */
+    bool dirty;             /* on the worker's flush list */
+    bool mem_wait;          /* on the worker's memory_limit wait list: not read until budget frees */
+    uint32_t block;         /* bytes reserved from memory_limit for the data block being read, 0 none */
+    uint64_t mem;           /* bytes charged to memory_limit: block + queued + silent + output */
     struct mr_client *next_mem_wait;
     struct mr_client *next_dirty;
     struct mr_client *prev, *next; /* worker's client list */

@@ -22,10 +22,10 @@ typedef struct {
 } waiter;
 
 struct mr_membudget {
-    uint64_t limit; /* atomic */
-    uint64_t used;  /* atomic: credit held by the workers */
-    uint64_t peak;  /* atomic */
-    uint64_t chunk; /* credit taken at once; a worker keeps at most two idle */
+    uint64_t limit;    /* atomic */
+    uint64_t used;     /* atomic: credit held by the workers */
+    uint64_t peak;     /* atomic */
+    uint64_t chunk;    /* credit taken at once; a worker keeps at most two idle */
     uint32_t nwaiting; /* atomic: workers with the flag set */
     uint32_t nworkers;
     waiter workers[];
@@ -79,7 +79,8 @@ void mr_membudget_set_limit(mr_membudget *b, uint64_t limit)
 static void note_peak(mr_membudget *b, uint64_t used)
 {
     uint64_t p = __atomic_load_n(&b->peak, __ATOMIC_RELAXED);
-    while (used > p && !__atomic_compare_exchange_n(&b->peak, &p, used, true, __ATOMIC_RELAXED, __ATOMIC_RELAXED)) {
+    while (used > p &&
+           !__atomic_compare_exchange_n(&b->peak, &p, used, true, __ATOMIC_RELAXED, __ATOMIC_RELAXED)) {
     }
 }
 

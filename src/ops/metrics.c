@@ -172,12 +172,15 @@ static void put_process(text *t, const mr_admin_view *v)
     if (v->membudget) {
         mr_membudget_view m;
         mr_membudget_read(v->membudget, &m);
-        put_family(t, "memrelay_memory_limit_bytes", GAUGE, "memory_limit: bytes memrelay may buffer for clients.");
+        put_family(t, "memrelay_memory_limit_bytes", GAUGE,
+                   "memory_limit: bytes memrelay may buffer for clients.");
         put(t, "memrelay_memory_limit_bytes %llu\n", (unsigned long long)m.limit);
-        put_family(t, "memrelay_memory_used_bytes", GAUGE,
-                   "Bytes of memory_limit in use: client input, queued requests, replies waiting for clients.");
+        put_family(
+            t, "memrelay_memory_used_bytes", GAUGE,
+            "Bytes of memory_limit in use: client input, queued requests, replies waiting for clients.");
         put(t, "memrelay_memory_used_bytes %llu\n", (unsigned long long)m.used);
-        put_family(t, "memrelay_memory_peak_bytes", GAUGE, "The most memory_used_bytes has been since start.");
+        put_family(t, "memrelay_memory_peak_bytes", GAUGE,
+                   "The most memory_used_bytes has been since start.");
         put(t, "memrelay_memory_peak_bytes %llu\n", (unsigned long long)m.peak);
     }
     put_family(t, "memrelay_build_info", GAUGE, "Always 1; the version is in the label.");

@@ -454,11 +454,10 @@ static void stuck_cb(struct ev_loop *loop, ev_timer *t, int revents)
     mr_worker *w = c->worker;
     const mr_pool_conf *pc = &w->gen->cfg->pools[c->listen_pool];
     char peer[INET6_ADDRSTRLEN + 16];
-    mr_log_warn(
-        "client %s (pool %s): %llu reply bytes unread, above client_output_limit (%u) for %u ms "
-        "(client_output_timeout): closed",
-        peer_text(c->conn.fd, peer, sizeof(peer)), pc->name, (unsigned long long)c->out.bytes,
-        (unsigned)pc->client_output_limit, (unsigned)pc->client_output_timeout_ms);
+    mr_log_warn("client %s (pool %s): %llu reply bytes unread, above client_output_limit (%u) for %u ms "
+                "(client_output_timeout): closed",
+                peer_text(c->conn.fd, peer, sizeof(peer)), pc->name, (unsigned long long)c->out.bytes,
+                (unsigned)pc->client_output_limit, (unsigned)pc->client_output_timeout_ms);
     MR_STAT_INC(&w->stats, client_output_closed);
     mr_client_close(c);
 }
