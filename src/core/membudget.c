@@ -38,7 +38,7 @@ static uint64_t chunk_for(uint64_t limit, uint32_t nworkers)
     uint64_t c = limit / (16u * (uint64_t)(nworkers ? nworkers : 1));
     if (c > MR_MEMBUDGET_CHUNK)
         c = MR_MEMBUDGET_CHUNK;
-    return c < 4096 ? 4096 : c;
+    return c < 1024 ? 1024 : c;
 }
 
 mr_membudget *mr_membudget_new(uint64_t limit, uint32_t nworkers)
