@@ -697,3 +697,14 @@ def test_memory_limit_below_twice_item_size_max_is_refused(factory, tmp_path):
     out = subprocess.run([MEMRELAY_BIN, "--check-config", "-c", str(path)], capture_output=True, text=True, timeout=10)
     assert out.returncode != 0
     assert "memory_limit (1048576 bytes) must be at least twice item_size_max of pool 'p'" in out.stderr, out.stderr
+
+
+def test_a_reload_applies_a_new_memory_limit(factory):
+    backend = factory.memcached()
+    relay = factory.relay({"p": Pool([backend])}, process_settings={"memory_limit": "64m"})
+    assert stat_values(relay)["memory_limit"] == str(64 << 20)
+    relay.process_settings = {"memory_limit": "128m"}
+    relay.reconfigure({"p": Pool([backend])})
+    assert wait_for(lambda: stat_values(relay)["memory_limit"] == str(128 << 20), 10.0, 0.05)
+    with relay.conn() as c:
+        assert c.request(b"set k 0 0 1\r\nv\r\n") == b"STORED\r\n"
