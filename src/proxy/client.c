@@ -270,6 +270,18 @@ static inline void mem_sync(mr_client *c)
         mem_charge(c, want);
 }
 
+/* Held back by a used-up budget: it holds more than MEM_PRESSURE_FLOOR
+ * besides an admitted block (counted live: queued requests and output).
+ * Also one of over_bounds', so requests already buffered are not sent on
+ * either (each would bring a reply). */
+static inline bool mem_pressed(const mr_client *c)
+{
+    if (__builtin_expect(c->queued_bytes + c->silent_bytes + c->out.bytes <= MEM_PRESSURE_FLOOR, 1))
+        return false;
+    const mr_membudget *b = c->worker->shared->membudget;
+    return b && mr_membudget_exhausted(b);
+}
+
 /* Does the client wait for a block reservation, or is it held back by a
  * used-up budget? Reserves the block when it can. */
 static bool mem_blocked(mr_client *c, mr_membudget *b, bool queue_behind)
@@ -283,7 +295,7 @@ static bool mem_blocked(mr_client *c, mr_membudget *b, bool queue_behind)
         c->mem += extra;
         return false;
     }
-    return c->mem - c->block > MEM_PRESSURE_FLOOR && mr_membudget_exhausted(b);
+    return mem_pressed(c);
 }
 
 static void mem_wait_push(mr_client *c, mr_membudget *b)
@@ -395,7 +407,9 @@ void mr_client_mem_retry(mr_worker *w)
         if (!w->mem_wait_head)
             w->mem_wait_tail = NULL;
         c->mem_wait = false;
-        if (!c->paused && !c->closing) {
+        if (c->paused) {
+            mr_client_mark_dirty(c); /* the flush resumes it once nothing else holds it back */
+        } else if (!c->closing) {
             ev_io_start(w->loop, &c->rio);
             ev_feed_event(w->loop, &c->rio, EV_READ);
         }
@@ -426,7 +440,8 @@ static bool over_bounds(const mr_client *c)
 {
     const mr_pool_conf *pc = &c->worker->gen->cfg->pools[c->listen_pool];
     return c->nqueued >= window(c, pc) || c->out.bytes >= pc->client_output_limit ||
-           c->queued_bytes + c->silent_bytes >= pc->client_input_limit || ev_is_active(&c->auth_wait);
+           c->queued_bytes + c->silent_bytes >= pc->client_input_limit || ev_is_active(&c->auth_wait) ||
+           mem_pressed(c);
 }
 
 /* A reply of `bytes` went out to the client's output: rise to a larger
@@ -919,6 +934,10 @@ static void client_process(mr_client *c)
             MR_STAT_INC(&w->stats, client_backpressure);
             c->paused = true;
             ev_io_stop(w->loop, &c->rio);
+            /* Held back by the budget: mr_client_mem_retry lets it go on
+             * (through the flush) once the budget frees. */
+            if (!c->mem_wait && mem_pressed(c))
+                mem_wait_push(c, w->shared->membudget);
             return;
         }
         if (!c->started) {

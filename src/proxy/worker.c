@@ -98,11 +98,33 @@ static void trim_cb(struct ev_loop *loop, ev_timer *t, int revents)
     w->reqs_freed_bytes = 0;
 }
 
+static void flush_dirty(mr_worker *w);
+
 static void flush_cb(struct ev_loop *loop, ev_prepare *p, int revents)
 {
     mr_worker *w = p->data;
     /* Backends first: requests go out before the loop sleeps. Flushing a
-     * client can parse more buffered input and dirty more backends, so loop. */
+     * client can parse more buffered input and dirty more backends, so loop.
+     * After the flushes, which give budget back, admit what waits for it
+     * (memory_limit); that may dirty clients again. This is also the retry
+     * that follows a client's announcing it waits (membudget.c: no wake-up
+     * is lost). Four rounds at most; each ends with a flush, so nothing
+     * is left dirty while the loop sleeps. */
+    flush_dirty(w);
+    for (int round = 0; round < 4 && w->mem_wait_head; round++) {
+        mr_client_mem_retry(w);
+        if (!w->dirty_clients && !w->dirty_bconns)
+            break;
+        flush_dirty(w);
+    }
+    if (w->draining)
+        drain_step(w);
+    if (w->holds_done)
+        release_done_holds(w);
+}
+
+static void flush_dirty(mr_worker *w)
+{
     while (w->dirty_bconns || w->dirty_clients) {
         while (w->dirty_bconns) {
             mr_bconn *bc = w->dirty_bconns;
@@ -117,15 +139,6 @@ static void flush_cb(struct ev_loop *loop, ev_prepare *p, int revents)
             mr_client_flush(c);
         }
     }
-    /* After the flushes, which give budget back: admit what waits for it.
-     * Also the retry that follows a client's announcing it waits
-     * (membudget.c: no wake-up is lost). */
-    if (w->mem_wait_head)
-        mr_client_mem_retry(w);
-    if (w->draining)
-        drain_step(w);
-    if (w->holds_done)
-        release_done_holds(w);
 }
 
 static void accept_cb(struct ev_loop *loop, ev_io *io, int revents)
