@@ -81,6 +81,8 @@ static inline void mr_memcredit_sub(mr_membudget *b, mr_memcredit *cr, uint64_t 
 
 /* Is the budget used up (more taken than the limit allows)? A relaxed load. */
 bool mr_membudget_exhausted(const mr_membudget *b);
+/* The same, were `extra` more bytes charged to cr (beyond its unused credit). */
+bool mr_memcredit_exhausted(const mr_membudget *b, const mr_memcredit *cr, uint64_t extra);
 
 /* For `stats` and /metrics. */
 typedef struct {

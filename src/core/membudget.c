@@ -164,6 +164,13 @@ bool mr_membudget_exhausted(const mr_membudget *b)
     return __atomic_load_n(&b->used, __ATOMIC_RELAXED) >= __atomic_load_n(&b->limit, __ATOMIC_RELAXED);
 }
 
+bool mr_memcredit_exhausted(const mr_membudget *b, const mr_memcredit *cr, uint64_t extra)
+{
+    uint64_t spare = cr->credit > cr->held ? cr->credit - cr->held : 0;
+    uint64_t more = extra > spare ? extra - spare : 0;
+    return __atomic_load_n(&b->used, __ATOMIC_RELAXED) + more >= __atomic_load_n(&b->limit, __ATOMIC_RELAXED);
+}
+
 void mr_membudget_read(const mr_membudget *b, mr_membudget_view *out)
 {
     out->limit = __atomic_load_n(&b->limit, __ATOMIC_RELAXED);

@@ -52,6 +52,7 @@ void mr_client_accept(mr_worker *w, int fd, uint32_t listen_pool, uint32_t pool_
     c->listen_pool = listen_pool;
     c->pool_slot = pool_slot;
     c->authed = w->gen->cfg->pools[listen_pool].auth == NULL;
+    c->reply_est = w->gen->cfg->pools[listen_pool].item_size_max;
     ev_io_init(&c->rio, client_read_cb, fd, EV_READ);
     ev_io_init(&c->wio, client_write_cb, fd, EV_WRITE);
     c->rio.data = c->wio.data = c;
@@ -156,6 +157,12 @@ void mr_client_mark_dirty(mr_client *c)
     w->dirty_clients = c;
 }
 
+/* A request whose reply may carry a value (memory_limit counts it owed). */
+static inline uint32_t brings_value(const mr_req *req)
+{
+    return req->cls == MR_CLASS_RETRIEVAL || req->cls == MR_CLASS_META_KEYED;
+}
+
 static void queue_push(mr_client *c, mr_req *req)
 {
     MR_CHECK(req->client == c);
@@ -166,6 +173,7 @@ static void queue_push(mr_client *c, mr_req *req)
         c->q_head = req;
     c->q_tail = req;
     c->nqueued++;
+    c->nowed += brings_value(req);
     c->queued_bytes += req->line.len;
 }
 
@@ -230,8 +238,10 @@ static uint32_t window(const mr_client *c, const mr_pool_conf *pc)
  *
  * A client's charge (c->mem) is what memrelay holds for it: the data block
  * it is sending (reserved whole, c->block), its requests waiting for
- * replies (queued_bytes, silent_bytes) and its replies not yet written
- * (out.bytes). It is brought up to date after each read and each flush
+ * replies (queued_bytes, silent_bytes), the values its retrieval and meta
+ * requests will bring (nowed, each guessed at reply_est: the running size
+ * of its replies, the pool's item_size_max before its first) and its
+ * replies not yet written (out.bytes). It is brought up to date after each read and each flush
  * (mem_sync), against the worker's credit: no atomic per request. A
  * client's first MEM_UNCOUNTED bytes are not charged, so a client doing
  * small round trips costs the budget nothing (as its input block, at most
@@ -261,25 +271,33 @@ static void mem_charge(mr_client *c, uint64_t want)
     c->mem = want;
 }
 
+/* What the client holds or is owed, its admitted block aside. */
+static inline uint64_t mem_held(const mr_client *c)
+{
+    return c->queued_bytes + c->silent_bytes + c->out.bytes + (uint64_t)c->nowed * c->reply_est;
+}
+
 static inline void mem_sync(mr_client *c)
 {
-    uint64_t want = (uint64_t)c->block + c->queued_bytes + c->silent_bytes + c->out.bytes;
+    uint64_t want = c->block + mem_held(c);
     if (want <= MEM_UNCOUNTED)
         want = 0;
     if (__builtin_expect(want != c->mem, 0))
         mem_charge(c, want);
 }
 
-/* Held back by a used-up budget: it holds more than MEM_PRESSURE_FLOOR
- * besides an admitted block (counted live: queued requests and output).
- * Also one of over_bounds', so requests already buffered are not sent on
- * either (each would bring a reply). */
+/* Held back by a used-up budget: it holds or is owed more than
+ * MEM_PRESSURE_FLOOR besides an admitted block (counted live). Also one of
+ * over_bounds', so requests already buffered are not sent on either (each
+ * would bring a reply). */
 static inline bool mem_pressed(const mr_client *c)
 {
-    if (__builtin_expect(c->queued_bytes + c->silent_bytes + c->out.bytes <= MEM_PRESSURE_FLOOR, 1))
+    uint64_t held = mem_held(c);
+    if (__builtin_expect(held <= MEM_PRESSURE_FLOOR, 1))
         return false;
     const mr_membudget *b = c->worker->shared->membudget;
-    return b && mr_membudget_exhausted(b);
+    uint64_t charged = c->mem > c->block ? c->mem - c->block : 0; /* what mem_sync last charged */
+    return b && mr_memcredit_exhausted(b, &c->worker->mem, held > charged ? held - charged : 0);
 }
 
 /* Does the client wait for a block reservation, or is it held back by a
@@ -456,6 +474,7 @@ static void note_reply_size(mr_client *c, uint64_t bytes)
         c->reply_avg = b;
     else
         c->reply_avg -= (c->reply_avg - b) / 16;
+    c->reply_est = c->reply_avg;
 }
 
 /* client_output_timeout: its undelivered output stayed above
@@ -1153,6 +1172,7 @@ static int emit_ready(mr_client *c)
         if (!c->q_head)
             c->q_tail = NULL;
         c->nqueued--;
+        c->nowed -= brings_value(req) && c->nowed > 0;
         c->queued_bytes -= req->line.len < c->queued_bytes ? req->line.len : c->queued_bytes;
         uint64_t before = c->out.bytes;
         int rc = mr_emit(&c->out, req, &c->worker->stats);

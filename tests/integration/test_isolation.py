@@ -708,3 +708,44 @@ def test_a_reload_applies_a_new_memory_limit(factory):
     assert wait_for(lambda: stat_values(relay)["memory_limit"] == str(128 << 20), 10.0, 0.05)
     with relay.conn() as c:
         assert c.request(b"set k 0 0 1\r\nv\r\n") == b"STORED\r\n"
+
+
+@pytest.mark.time_limit(60)
+def test_non_reading_clients_together_are_bounded_by_memory_limit(factory):
+    """5 clients pipelining 5,000 gets of 1 MB and reading nothing: each alone may hold about twice
+    client_output_limit (8 MiB), 5 about 85 MiB; with memory_limit 16 MiB, once the budget is used up
+    they send no more requests to the server (their replies owed count, guessed from their replies'
+    size), so together they hold about the limit plus a value each; another client is served meanwhile."""
+    import time
+    backend = factory.memcached(memory_mb=64)
+    relay = factory.relay({"p": Pool([backend], timeout=1000, server_failure_limit=2)},
+                          process_settings={"memory_limit": "16m"})
+    vlen = 1000 * 1000
+    with relay.conn() as c:
+        c.send(b"set big 0 0 %d\r\n%s\r\n" % (vlen, b"v" * vlen))
+        assert c.recv_until_term(b"\r\n") == b"STORED\r\n"
+    rss0 = rss_kib(relay.proc.pid)
+    hogs = []
+    try:
+        peak = rss0
+        for _ in range(5):
+            hogs.append(non_reader(relay.addr("p"), b"get big\r\n" * 5000))
+            time.sleep(0.2)
+            peak = max(peak, rss_kib(relay.proc.pid))
+        with relay.conn() as other:
+            for i in range(50):
+                other.send(b"set o 0 0 1\r\nx\r\nget o\r\n")
+                want = b"STORED\r\nVALUE o 0 1\r\nx\r\nEND\r\n"
+                assert other.recv_exact(len(want), timeout=5.0) == want
+                peak = max(peak, rss_kib(relay.proc.pid))
+                time.sleep(0.01)
+        st = stat_values(relay)
+    finally:
+        for s in hogs:
+            s.close()
+    growth = (peak - rss0) / 1024.0
+    print("5 non-reading clients, memory_limit 16 MiB: RSS +%.1f MiB, memory_peak %.1f MiB, memory_waits %s"
+          % (growth, int(st["memory_peak"]) / 1048576.0, st["memory_waits"]))
+    assert int(st["memory_waits"]) > 0, st
+    assert int(st["memory_peak"]) <= (16 + 8) << 20, st
+    assert growth < 16 + 40 + _rss_allowance(), "RSS grew %.1f MiB" % growth
