@@ -35,14 +35,13 @@ typedef struct mr_client {
     mr_req *swallow_req;   /* its error reply, held back until the swallow ends (as memcached) */
     mr_req *q_head, *q_tail; /* requests awaiting their turn to reply, in arrival order */
     uint32_t nqueued;
-    uint64_t queued_bytes;   /* request bytes (line and data) of the queued requests: client_input_limit */
     mr_req *s_head, *s_tail; /* its noreply requests not yet answered (they emit nothing), in arrival order */
-    uint64_t silent_bytes;   /* their request bytes: client_input_limit too */
-    mr_outq out;             /* reply bytes to write, in order (references into the servers' replies) */
+    uint64_t
+        request_bytes; /* bytes (line and data) of its queued and unanswered noreply requests: client_input_limit */
+    mr_outq out;       /* reply bytes to write, in order (references into the servers' replies) */
     ev_timer stuck;     /* client_output_timeout: running while out.bytes stays above client_output_limit */
     uint32_t reply_avg; /* its replies' running size: bounds its requests in flight (window) */
-    uint32_t reply_est; /* memory_limit's guess of each reply owed: reply_avg, item_size_max before one */
-    uint32_t nowed;     /* queued requests that may bring a value (retrieval, meta): owed replies */
+    uint32_t reply_est; /* memory_limit's guess of each reply owed: reply_avg, 16 KiB before one */
     bool paused;        /* not reading: too much queued (backpressure) */
     bool closing;       /* close once the queued replies are written */
     bool eof;           /* peer closed its side */

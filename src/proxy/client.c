@@ -52,7 +52,7 @@ void mr_client_accept(mr_worker *w, int fd, uint32_t listen_pool, uint32_t pool_
     c->listen_pool = listen_pool;
     c->pool_slot = pool_slot;
     c->authed = w->gen->cfg->pools[listen_pool].auth == NULL;
-    c->reply_est = w->gen->cfg->pools[listen_pool].item_size_max;
+    c->reply_est = MR_MBUF_SIZE; /* until its first reply tells */
     ev_io_init(&c->rio, client_read_cb, fd, EV_READ);
     ev_io_init(&c->wio, client_write_cb, fd, EV_WRITE);
     c->rio.data = c->wio.data = c;
@@ -157,12 +157,6 @@ void mr_client_mark_dirty(mr_client *c)
     w->dirty_clients = c;
 }
 
-/* A request whose reply may carry a value (memory_limit counts it owed). */
-static inline uint32_t brings_value(const mr_req *req)
-{
-    return req->cls == MR_CLASS_RETRIEVAL || req->cls == MR_CLASS_META_KEYED;
-}
-
 static void queue_push(mr_client *c, mr_req *req)
 {
     MR_CHECK(req->client == c);
@@ -173,8 +167,7 @@ static void queue_push(mr_client *c, mr_req *req)
         c->q_head = req;
     c->q_tail = req;
     c->nqueued++;
-    c->nowed += brings_value(req);
-    c->queued_bytes += req->line.len;
+    c->request_bytes += req->line.len;
 }
 
 static void silent_push(mr_client *c, mr_req *req)
@@ -185,7 +178,7 @@ static void silent_push(mr_client *c, mr_req *req)
     else
         c->s_head = req;
     c->s_tail = req;
-    c->silent_bytes += req->line.len;
+    c->request_bytes += req->line.len;
 }
 
 /* Answered noreply requests at the head of the silent list leave it (they
@@ -197,7 +190,7 @@ static void silent_sweep(mr_client *c)
         c->s_head = req->next;
         if (!c->s_head)
             c->s_tail = NULL;
-        c->silent_bytes -= req->line.len < c->silent_bytes ? req->line.len : c->silent_bytes;
+        c->request_bytes -= req->line.len < c->request_bytes ? req->line.len : c->request_bytes;
         mr_req_client_done(req);
     }
 }
@@ -238,10 +231,9 @@ static uint32_t window(const mr_client *c, const mr_pool_conf *pc)
  *
  * A client's charge (c->mem) is what memrelay holds for it: the data block
  * it is sending (reserved whole, c->block), its requests waiting for
- * replies (queued_bytes, silent_bytes), the values its retrieval and meta
- * requests will bring (nowed, each guessed at reply_est: the running size
- * of its replies, the pool's item_size_max before its first) and its
- * replies not yet written (out.bytes). It is brought up to date after each read and each flush
+ * replies (request_bytes), the replies they will bring (each guessed at
+ * reply_est: the running size of its replies, a standard block before its
+ * first) and its replies not yet written (out.bytes). It is brought up to date after each read and each flush
  * (mem_sync), against the worker's credit: no atomic per request. A
  * client's first MEM_UNCOUNTED bytes are not charged, so a client doing
  * small round trips costs the budget nothing (as its input block, at most
@@ -274,7 +266,7 @@ static void mem_charge(mr_client *c, uint64_t want)
 /* What the client holds or is owed, its admitted block aside. */
 static inline uint64_t mem_held(const mr_client *c)
 {
-    return c->queued_bytes + c->silent_bytes + c->out.bytes + (uint64_t)c->nowed * c->reply_est;
+    return c->request_bytes + c->out.bytes + (uint64_t)c->nqueued * c->reply_est;
 }
 
 static inline void mem_sync(mr_client *c)
@@ -289,7 +281,9 @@ static inline void mem_sync(mr_client *c)
 /* Held back by a used-up budget: it holds or is owed more than
  * MEM_PRESSURE_FLOOR besides an admitted block (counted live). Also one of
  * over_bounds', so requests already buffered are not sent on either (each
- * would bring a reply). */
+ * would bring a reply); there only when the worker's credit says the
+ * budget was used up lately (mem.tight): until its credit runs out a worker
+ * spends it, and then it learns (membudget.h). */
 static inline bool mem_pressed(const mr_client *c)
 {
     uint64_t held = mem_held(c);
@@ -458,8 +452,8 @@ static bool over_bounds(const mr_client *c)
 {
     const mr_pool_conf *pc = &c->worker->gen->cfg->pools[c->listen_pool];
     return c->nqueued >= window(c, pc) || c->out.bytes >= pc->client_output_limit ||
-           c->queued_bytes + c->silent_bytes >= pc->client_input_limit || ev_is_active(&c->auth_wait) ||
-           mem_pressed(c);
+           c->request_bytes >= pc->client_input_limit || ev_is_active(&c->auth_wait) ||
+           (c->worker->mem.tight && mem_pressed(c));
 }
 
 /* A reply of `bytes` went out to the client's output: rise to a larger
@@ -1172,8 +1166,7 @@ static int emit_ready(mr_client *c)
         if (!c->q_head)
             c->q_tail = NULL;
         c->nqueued--;
-        c->nowed -= brings_value(req) && c->nowed > 0;
-        c->queued_bytes -= req->line.len < c->queued_bytes ? req->line.len : c->queued_bytes;
+        c->request_bytes -= req->line.len < c->request_bytes ? req->line.len : c->request_bytes;
         uint64_t before = c->out.bytes;
         int rc = mr_emit(&c->out, req, &c->worker->stats);
         note_reply_size(c, c->out.bytes - before);
