@@ -41,7 +41,8 @@ typedef struct mr_client {
     mr_outq out;       /* reply bytes to write, in order (references into the servers' replies) */
     ev_timer stuck;     /* client_output_timeout: running while out.bytes stays above client_output_limit */
     uint32_t reply_avg; /* its replies' running size: bounds its requests in flight (window) */
-    uint32_t reply_est; /* memory_limit's guess of each reply owed: reply_avg, 16 KiB before one */
+    uint32_t reply_est; /* memory_limit's guess of each reply owed: reply_avg, item_size_max before one */
+    uint32_t nowed;     /* queued requests that may bring a value (retrieval, meta): replies owed */
     bool paused;        /* not reading: too much queued (backpressure) */
     bool closing;       /* close once the queued replies are written */
     bool eof;           /* peer closed its side */

@@ -37,8 +37,6 @@ typedef struct {
     uint64_t held;   /* charged by this worker's clients */
     uint64_t credit; /* taken from the budget (>= held) */
     uint64_t keep;   /* unused credit kept beyond this goes back (two chunks; mr_memcredit_init) */
-    bool tight;      /* the budget was used up when this worker last took or gave credit back: a hint
-                        that makes the precise check (mr_memcredit_exhausted) worth its shared load */
 } mr_memcredit;
 
 /* A budget of `limit` bytes for `nworkers` workers; NULL when out of memory. */

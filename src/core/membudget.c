@@ -94,15 +94,12 @@ static bool grant(mr_membudget *b, mr_memcredit *cr, uint64_t need, bool force)
     for (;;) {
         uint64_t g = round;
         if (cur + g > limit) {
-            if (!force && cur + need > limit) {
-                cr->tight = true;
+            if (!force && cur + need > limit)
                 return false;
-            }
             g = need;
         }
         if (__atomic_compare_exchange_n(&b->used, &cur, cur + g, true, __ATOMIC_SEQ_CST, __ATOMIC_RELAXED)) {
             cr->credit += g;
-            cr->tight = cur + g >= limit;
             note_peak(b, cur + g);
             return true;
         }
@@ -113,7 +110,6 @@ void mr_memcredit_init(const mr_membudget *b, mr_memcredit *cr)
 {
     cr->held = cr->credit = 0;
     cr->keep = 2 * b->chunk;
-    cr->tight = false;
 }
 
 bool mr_memcredit_take(mr_membudget *b, mr_memcredit *cr, uint64_t n)
@@ -139,8 +135,7 @@ void mr_memcredit_give(mr_membudget *b, mr_memcredit *cr, uint64_t n, uint32_t m
         return;
     uint64_t back = spare - b->chunk;
     cr->credit -= back;
-    cr->tight =
-        __atomic_sub_fetch(&b->used, back, __ATOMIC_SEQ_CST) >= __atomic_load_n(&b->limit, __ATOMIC_RELAXED);
+    __atomic_sub_fetch(&b->used, back, __ATOMIC_SEQ_CST);
     if (__atomic_load_n(&b->nwaiting, __ATOMIC_SEQ_CST) == 0)
         return;
     for (uint32_t i = 0; i < b->nworkers; i++) {

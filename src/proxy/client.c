@@ -52,7 +52,7 @@ void mr_client_accept(mr_worker *w, int fd, uint32_t listen_pool, uint32_t pool_
     c->listen_pool = listen_pool;
     c->pool_slot = pool_slot;
     c->authed = w->gen->cfg->pools[listen_pool].auth == NULL;
-    c->reply_est = MR_MBUF_SIZE; /* until its first reply tells */
+    c->reply_est = w->gen->cfg->pools[listen_pool].item_size_max; /* until its first reply tells */
     ev_io_init(&c->rio, client_read_cb, fd, EV_READ);
     ev_io_init(&c->wio, client_write_cb, fd, EV_WRITE);
     c->rio.data = c->wio.data = c;
@@ -157,6 +157,13 @@ void mr_client_mark_dirty(mr_client *c)
     w->dirty_clients = c;
 }
 
+/* A request whose reply may carry a value: memory_limit counts its reply
+ * owed (storage and the rest bring a line). */
+static inline uint32_t brings_value(const mr_req *req)
+{
+    return ((1u << MR_CLASS_RETRIEVAL | 1u << MR_CLASS_META_KEYED) >> req->cls) & 1u;
+}
+
 static void queue_push(mr_client *c, mr_req *req)
 {
     MR_CHECK(req->client == c);
@@ -167,6 +174,7 @@ static void queue_push(mr_client *c, mr_req *req)
         c->q_head = req;
     c->q_tail = req;
     c->nqueued++;
+    c->nowed += brings_value(req);
     c->request_bytes += req->line.len;
 }
 
@@ -231,9 +239,10 @@ static uint32_t window(const mr_client *c, const mr_pool_conf *pc)
  *
  * A client's charge (c->mem) is what memrelay holds for it: the data block
  * it is sending (reserved whole, c->block), its requests waiting for
- * replies (request_bytes), the replies they will bring (each guessed at
- * reply_est: the running size of its replies, a standard block before its
- * first) and its replies not yet written (out.bytes). It is brought up to date after each read and each flush
+ * replies (request_bytes), the values its retrieval and meta requests will
+ * bring (nowed, each guessed at reply_est: the running size of its
+ * replies, the pool's item_size_max before its first, as window() does)
+ * and its replies not yet written (out.bytes). It is brought up to date after each read and each flush
  * (mem_sync), against the worker's credit: no atomic per request. A
  * client's first MEM_UNCOUNTED bytes are not charged, so a client doing
  * small round trips costs the budget nothing (as its input block, at most
@@ -266,7 +275,7 @@ static void mem_charge(mr_client *c, uint64_t want)
 /* What the client holds or is owed, its admitted block aside. */
 static inline uint64_t mem_held(const mr_client *c)
 {
-    return c->request_bytes + c->out.bytes + (uint64_t)c->nqueued * c->reply_est;
+    return c->request_bytes + c->out.bytes + (uint64_t)c->nowed * c->reply_est;
 }
 
 static inline void mem_sync(mr_client *c)
@@ -281,9 +290,8 @@ static inline void mem_sync(mr_client *c)
 /* Held back by a used-up budget: it holds or is owed more than
  * MEM_PRESSURE_FLOOR besides an admitted block (counted live). Also one of
  * over_bounds', so requests already buffered are not sent on either (each
- * would bring a reply); there only when the worker's credit says the
- * budget was used up lately (mem.tight): until its credit runs out a worker
- * spends it, and then it learns (membudget.h). */
+ * would bring a reply). Counted live, the client's own growth since its
+ * last charge included, so a window dispatched at once cannot overshoot. */
 static inline bool mem_pressed(const mr_client *c)
 {
     uint64_t held = mem_held(c);
@@ -452,8 +460,7 @@ static bool over_bounds(const mr_client *c)
 {
     const mr_pool_conf *pc = &c->worker->gen->cfg->pools[c->listen_pool];
     return c->nqueued >= window(c, pc) || c->out.bytes >= pc->client_output_limit ||
-           c->request_bytes >= pc->client_input_limit || ev_is_active(&c->auth_wait) ||
-           (c->worker->mem.tight && mem_pressed(c));
+           c->request_bytes >= pc->client_input_limit || ev_is_active(&c->auth_wait) || mem_pressed(c);
 }
 
 /* A reply of `bytes` went out to the client's output: rise to a larger
@@ -1166,6 +1173,7 @@ static int emit_ready(mr_client *c)
         if (!c->q_head)
             c->q_tail = NULL;
         c->nqueued--;
+        c->nowed -= brings_value(req); /* the class queue_push counted */
         c->request_bytes -= req->line.len < c->request_bytes ? req->line.len : c->request_bytes;
         uint64_t before = c->out.bytes;
         int rc = mr_emit(&c->out, req, &c->worker->stats);
