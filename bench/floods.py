@@ -1,7 +1,7 @@
 #!/usr/bin/python3
 """bench/floods.py: memory under the floods of issue 18, memrelay next to memcached.
 
-    bench/floods.py [--memrelay build/memrelay] [--only NAME]
+    bench/floods.py [--memrelay build/memrelay] [--only NAME] [--memory-limit 64m]
 
 Starts one memcached and memrelay (one worker, one-server pool, timeout 1000 ms) on free 127.0.0.1
 ports, and for each flood measures the peak growth of the target's anonymous resident memory (RssAnon:
@@ -12,7 +12,9 @@ memrelay, then straight at memcached. Floods (the flooding clients never read):
   noreply       1 client sending 20,000 `set ... noreply` of 100 KB
   stopped_sets  the server stopped (SIGSTOP): 1 client pipelining 300 sets of 1 MB
   unfinished    300 connections each sending 900 KB of a 1 MB set, never the rest
-Prints one line per flood and target. Everything listens on 127.0.0.1 only and is stopped by pid.
+--memory-limit sets memrelay's memory_limit (default: memrelay's own, 1 GiB); the memrelay line then also
+gives memrelay's own memory_peak (`stats`: the most memory_limit's budget held). Prints one line per flood
+and target. Everything listens on 127.0.0.1 only and is stopped by pid.
 """
 
 import argparse
@@ -121,6 +123,22 @@ def flood(name, port, pid, mc):
     return (peak - base) / 1024.0, len(senders)
 
 
+def memory_peak(port):
+    """memrelay's `stats` memory_peak, in bytes (0 if absent)."""
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as s:
+        s.sendall(b"stats\r\n")
+        buf = b""
+        while not buf.endswith(b"END\r\n"):
+            d = s.recv(65536)
+            if not d:
+                break
+            buf += d
+    for line in buf.split(b"\r\n"):
+        if line.startswith(b"STAT memory_peak "):
+            return int(line.split()[2])
+    return 0
+
+
 def stop(p):
     if p.poll() is None:
         p.send_signal(signal.SIGTERM)
@@ -135,6 +153,7 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--memrelay", default=os.path.join(ROOT, "build", "memrelay"))
     ap.add_argument("--only", action="append", help="run only this flood (repeatable)")
+    ap.add_argument("--memory-limit", help="memrelay's memory_limit, e.g. 64m (default: memrelay's default)")
     args = ap.parse_args()
     names = args.only or ["nonreader", "nonreaders5", "noreply", "stopped_sets", "unfinished"]
     work = tempfile.mkdtemp(prefix="memrelay-floods-")
@@ -150,14 +169,16 @@ def main():
             wait_port(mc_port, mc)
             conf = os.path.join(work, "memrelay.yaml")
             with open(conf, "w") as f:
-                f.write("memrelay:\n  threads: 1\nmem:\n  listen: 127.0.0.1:%d\n  timeout: 1000\n"
-                        "  servers:\n    - 127.0.0.1:%d:1\n" % (port, mc_port))
+                f.write("memrelay:\n  threads: 1\n%smem:\n  listen: 127.0.0.1:%d\n  timeout: 1000\n"
+                        "  servers:\n    - 127.0.0.1:%d:1\n"
+                        % ("  memory_limit: %s\n" % args.memory_limit if args.memory_limit else "", port, mc_port))
             relay = subprocess.Popen([args.memrelay, "-c", conf], stdout=subprocess.DEVNULL,
                                      stderr=subprocess.DEVNULL, start_new_session=True)
             procs.append(relay)
             wait_port(port, relay)
             grow, n = flood(name, port, relay.pid, mc)
-            print("%-13s memrelay  peak +%7.1f MiB (%6.1f per client)" % (name, grow, grow / n), flush=True)
+            print("%-13s memrelay  peak +%7.1f MiB (%6.1f per client), memory_peak %.1f MiB"
+                  % (name, grow, grow / n, memory_peak(port) / 1048576.0), flush=True)
             stop(relay)
             if name != "stopped_sets":
                 grow, n = flood(name, mc_port, mc.pid, mc)

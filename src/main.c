@@ -15,6 +15,7 @@
 #include "memrelay/listener.h"
 #include "memrelay/log.h"
 #include "memrelay/membership.h"
+#include "memrelay/membudget.h"
 #include "memrelay/reload.h"
 #include "memrelay/router.h"
 #include "memrelay/stats_reply.h"
@@ -236,6 +237,7 @@ typedef struct {
     mr_health *health;
     double started;
     const mr_discovery *discovery;
+    const mr_membudget *membudget;
 } admin_ctx;
 
 static bool admin_acquire(void *arg, mr_admin_view *v)
@@ -249,6 +251,7 @@ static bool admin_acquire(void *arg, mr_admin_view *v)
     v->gen = gen;
     v->health = a->health;
     v->discovery = a->discovery;
+    v->membudget = a->membudget;
     v->started = a->started;
     v->reload = &a->reloader->status;
     v->draining = __atomic_load_n(&shutdown_ctl.draining, __ATOMIC_ACQUIRE);
@@ -297,10 +300,15 @@ static void on_log_tick(struct ev_loop *loop, ev_timer *w, int revents)
     mr_log_flush_suppressed();
 }
 
-/* A reload took a new config: its logging settings apply now. */
+/* memory_limit's budget, made once at start-up (set before any worker runs). */
+static mr_membudget *membudget;
+
+/* A reload took a new config: its logging settings and memory_limit apply now. */
 static void on_config(void *ctx, const mr_config *cfg)
 {
     apply_logging(cfg, ctx);
+    if (membudget)
+        mr_membudget_set_limit(membudget, cfg->memory_limit);
 }
 
 int main(int argc, char **argv)
@@ -395,6 +403,11 @@ int main(int argc, char **argv)
         fprintf(stderr, "memrelay: out of memory\n");
         return 1;
     }
+    if (!(membudget = mr_membudget_new(cfg->memory_limit, (uint32_t)nworkers))) {
+        fprintf(stderr, "memrelay: out of memory\n");
+        return 1;
+    }
+    shared.membudget = membudget;
     shared.health = health;
     shared.hooks = &core_hooks;
     /* The health checker's async watcher, and the reloader's, must exist
@@ -426,7 +439,7 @@ int main(int argc, char **argv)
     else if (cfg->has_admin_listen)
         admin_addr = &cfg->admin_listen;
     static admin_ctx admin_arg;
-    admin_arg = (admin_ctx){&reloader, health, shared.started, shared.discovery};
+    admin_arg = (admin_ctx){&reloader, health, shared.started, shared.discovery, membudget};
     mr_admin_source admin_source = {admin_acquire, admin_release, &admin_arg};
     mr_admin_http *admin = NULL;
     if (admin_addr && !mr_addr_is_loopback(admin_addr))
@@ -475,6 +488,7 @@ int main(int argc, char **argv)
     free(workers);
     mr_health_free(health);
     mr_key_locks_free(shared.key_locks);
+    mr_membudget_free(membudget);
     free(opt.admin.host);
     return rc;
 }

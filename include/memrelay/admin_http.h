@@ -36,6 +36,7 @@ typedef struct mr_admin_view {
     mr_reload_status *reload;             /* reload counters (generation.h), or NULL */
     bool draining;                        /* a graceful shutdown has begun: not ready */
     const struct mr_discovery *discovery; /* pools found in DNS (discovery.h), or NULL */
+    const struct mr_membudget *membudget; /* memory_limit's budget (membudget.h), or NULL */
     void *token;                          /* the source's: what release() lets go */
 } mr_admin_view;
 

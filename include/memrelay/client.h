@@ -35,20 +35,26 @@ typedef struct mr_client {
     mr_req *swallow_req;   /* its error reply, held back until the swallow ends (as memcached) */
     mr_req *q_head, *q_tail; /* requests awaiting their turn to reply, in arrival order */
     uint32_t nqueued;
-    uint64_t queued_bytes;   /* request bytes (line and data) of the queued requests: client_input_limit */
     mr_req *s_head, *s_tail; /* its noreply requests not yet answered (they emit nothing), in arrival order */
-    uint64_t silent_bytes;   /* their request bytes: client_input_limit too */
-    mr_outq out;             /* reply bytes to write, in order (references into the servers' replies) */
-    ev_timer stuck;          /* client_output_timeout: running while paused with a write blocked */
-    uint32_t reply_avg;      /* its replies' running size: bounds its requests in flight (window) */
-    bool paused;             /* not reading: too much queued (backpressure) */
-    bool closing;            /* close once the queued replies are written */
-    bool eof;                /* peer closed its side */
-    bool started;            /* its first bytes have been looked at (binary protocol check) */
-    bool binary;             /* its first byte was 0x80: memcached's binary protocol for its whole life */
-    mr_bin_sasl_state sasl;  /* binary: where its SASL exchange is */
-    bool authed;             /* may send commands: authenticated, or its pool has no auth_file */
-    bool dirty;              /* on the worker's flush list */
+    uint64_t
+        request_bytes; /* bytes (line and data) of its queued and unanswered noreply requests: client_input_limit */
+    mr_outq out;       /* reply bytes to write, in order (references into the servers' replies) */
+    ev_timer stuck;     /* client_output_timeout: running while out.bytes stays above client_output_limit */
+    uint32_t reply_avg; /* its replies' running size: bounds its requests in flight (window) */
+    uint32_t reply_est; /* memory_limit's guess of each reply owed: reply_avg, item_size_max before one */
+    uint32_t nowed;     /* queued requests that may bring a value (retrieval, meta): replies owed */
+    bool paused;        /* not reading: too much queued (backpressure) */
+    bool closing;       /* close once the queued replies are written */
+    bool eof;           /* peer closed its side */
+    bool started;       /* its first bytes have been looked at (binary protocol check) */
+    bool binary;        /* its first byte was 0x80: memcached's binary protocol for its whole life */
+    mr_bin_sasl_state sasl; /* binary: where its SASL exchange is */
+    bool authed;            /* may send commands: authenticated, or its pool has no auth_file */
+    bool dirty;             /* on the worker's flush list */
+    bool mem_wait;          /* on the worker's memory_limit wait list: not read until budget frees */
+    uint32_t block;         /* bytes reserved from memory_limit for the data block being read, 0 none */
+    uint64_t mem;           /* bytes charged to memory_limit: block + queued + silent + output */
+    struct mr_client *next_mem_wait;
     struct mr_client *next_dirty;
     struct mr_client *prev, *next; /* worker's client list */
 } mr_client;
@@ -70,5 +76,9 @@ void mr_client_mark_dirty(mr_client *c);
 /* Write queued replies (called from the worker's flush). */
 void mr_client_flush(mr_client *c);
 void mr_client_close(mr_client *c);
+/* Budget may have freed (memory_limit): resume the worker's waiting
+ * clients, oldest first, while it lets them (from the worker's flush and
+ * its mem_wake watcher). */
+void mr_client_mem_retry(struct mr_worker *w);
 
 #endif

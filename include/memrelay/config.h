@@ -148,6 +148,13 @@ static inline bool mr_pool_tls_clients(const mr_pool_conf *p)
     return p->tls || p->has_tls_listen;
 }
 
+/* memrelay.memory_limit: its default and range (bytes). It must also be at
+ * least twice every pool's item_size_max, so a whole largest block always
+ * fits beside what the workers keep at hand (membudget.h). */
+#define MR_MEMORY_LIMIT_DEFAULT (1024ull * 1024 * 1024)
+#define MR_MEMORY_LIMIT_MIN (1024ull * 1024)
+#define MR_MEMORY_LIMIT_MAX (1024ull * 1024 * 1024 * 1024)
+
 typedef struct {
     char *path;                   /* file it came from */
     char hash[33];                /* md5 of the file's bytes, hex (`stats config`, reload change detection) */
@@ -162,6 +169,7 @@ typedef struct {
     size_t text_len;
     bool has_admin_listen;     /* memrelay.admin_listen given (the --admin flag overrides it) */
     mr_addr_conf admin_listen; /* the HTTP admin listener's address (TCP only) */
+    uint64_t memory_limit;     /* memrelay.memory_limit: bytes buffered for all clients; default 1 GiB */
     mr_pool_conf *pools;
     size_t npools;
 } mr_config;

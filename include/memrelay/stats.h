@@ -34,6 +34,8 @@
     X(client_backpressure)            \
     X(client_idle_closed)             \
     X(client_output_closed)           \
+    X(memory_waits)                   \
+    X(memory_refused)                 \
     X(backend_queue_full)             \
     X(tls_handshakes)                 \
     X(tls_handshake_failures)         \

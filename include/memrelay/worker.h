@@ -20,6 +20,7 @@
 #include "memrelay/health.h"
 #include "memrelay/key_locks.h"
 #include "memrelay/mbuf.h"
+#include "memrelay/membudget.h"
 #include "memrelay/request.h"
 #include "memrelay/router.h"
 #include "memrelay/stats.h"
@@ -50,6 +51,7 @@ typedef struct {
     mr_key_locks *key_locks; /* replicated writes: one worker per key stripe at a time (key_locks.h);
                                        NULL with one worker */
     mr_key_writes warm_writes[MR_KEY_STRIPES]; /* writes to moved keys in a warm-up window (key_locks.h) */
+    mr_membudget *membudget; /* memory_limit: bytes buffered for clients, all workers (membudget.h) */
 } mr_shared;
 
 typedef struct mr_worker {
@@ -93,6 +95,10 @@ typedef struct mr_worker {
     ev_async key_wake;                      /* a key stripe it waits for was let go (key_locks.h) */
     struct mr_req *warm_held;               /* writes holding their reply for warm copies (warmup.c) */
     ev_timer warm_poll;                     /* while warm_held is not empty: looks at their copies again */
+    mr_memcredit mem;                       /* its clients' share of memory_limit (membudget.h) */
+    ev_async mem_wake;                      /* another worker gave budget back: retry mem_wait_head */
+    struct mr_client *mem_wait_head;        /* clients not read until budget frees, oldest first */
+    struct mr_client *mem_wait_tail;
 } mr_worker;
 
 /* Free-list bounds per worker. They are sized for the working set of a busy

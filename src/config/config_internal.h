@@ -36,6 +36,7 @@ typedef struct {
     mr_conf_marks *marks;           /* cfg->npools entries (capacity: pool keys in the file) */
     mr_conf_pos root;               /* position of the top-level node */
     mr_conf_pos admin_listen;       /* the memrelay.admin_listen value */
+    mr_conf_pos memory_limit;       /* the memrelay.memory_limit value (0: not given) */
     const mr_pool_members *members; /* servers found in DNS, by pool (mr_config_load_members) */
     size_t nmembers;
 } mr_conf_ctx;

@@ -1210,6 +1210,35 @@ static int mkey_dns_timeout(parser *ps, mr_config *cfg, const yaml_node_t *v, co
     return 0;
 }
 
+/* memory_limit: bytes, with k, m or g (1024-based), e.g. 512m, 2g. Its
+ * relation to item_size_max is checked once every pool is read
+ * (config_validate.c). */
+static int mkey_memory_limit(parser *ps, mr_config *cfg, const yaml_node_t *v, const char *what)
+{
+    const char *s = scalar(ps, v, what);
+    if (s == NULL)
+        return -1;
+    size_t len = strlen(s);
+    uint64_t unit = 1, n = 0;
+    char last = len > 0 ? s[len - 1] : 0;
+    if (last == 'k' || last == 'K')
+        unit = 1024, len--;
+    else if (last == 'm' || last == 'M')
+        unit = 1024 * 1024, len--;
+    else if (last == 'g' || last == 'G')
+        unit = 1024 * 1024 * 1024, len--;
+    int rc = decimal(s, len, MR_MEMORY_LIMIT_MAX, &n);
+    if (rc == -1)
+        return mr_conf_fail(ps->ctx, pos_of(v),
+                            "%s must be a plain decimal number of bytes, optionally with k, m or g, got '%s'",
+                            what, s);
+    if (rc == -2 || n * unit < MR_MEMORY_LIMIT_MIN || n * unit > MR_MEMORY_LIMIT_MAX)
+        return mr_conf_fail(ps->ctx, pos_of(v), "%s must be between 1m and 1024g bytes, got %s", what, s);
+    cfg->memory_limit = n * unit;
+    ps->ctx->memory_limit = pos_of(v);
+    return 0;
+}
+
 static const struct memrelay_key {
     const char *name;
     int (*parse)(parser *ps, mr_config *cfg, const yaml_node_t *v, const char *what);
@@ -1217,7 +1246,7 @@ static const struct memrelay_key {
     {"threads", mkey_threads},           {"shutdown_timeout", mkey_shutdown_timeout},
     {"log_file", mkey_log_file},         {"log_level", mkey_log_level},
     {"admin_listen", mkey_admin_listen}, {"dns_servers", mkey_dns_servers},
-    {"dns_timeout", mkey_dns_timeout},
+    {"dns_timeout", mkey_dns_timeout},   {"memory_limit", mkey_memory_limit},
 };
 #define NMEMRELAY_KEYS (sizeof(memrelay_keys) / sizeof(memrelay_keys[0]))
 
@@ -1358,6 +1387,7 @@ int mr_conf_parse(mr_conf_ctx *ctx, const char *yaml, size_t len)
     ctx->cfg->shutdown_timeout_ms = 10000;
     ctx->cfg->dns_timeout_ms = 2000;
     ctx->cfg->log_level = MR_LOG_INFO;
+    ctx->cfg->memory_limit = MR_MEMORY_LIMIT_DEFAULT;
     if (!yaml_parser_initialize(&yp))
         return mr_conf_fail(ctx, (mr_conf_pos){0, 0}, "out of memory");
     yaml_parser_set_input_string(&yp, (const unsigned char *)yaml, len);

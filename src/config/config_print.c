@@ -153,6 +153,7 @@ void mr_config_print(FILE *out, const mr_config *cfg)
             cfg->npools, cfg->npools == 1 ? "" : "s", cfg->threads, cfg->threads == 1 ? "" : "s");
     fprintf(out, "logging: level %s, to %s\n", mr_log_level_name((mr_log_level)cfg->log_level),
             cfg->log_file ? cfg->log_file : "stderr");
+    fprintf(out, "memory_limit: %llu bytes buffered for clients\n", (unsigned long long)cfg->memory_limit);
     if (cfg->has_admin_listen) {
         char buf[160];
         fprintf(out, "admin HTTP listener (admin_listen): %s\n",

@@ -200,6 +200,16 @@ static int check_listeners(mr_conf_ctx *ctx)
     }
     if (listening == 0)
         return mr_conf_fail(ctx, ctx->root, "no pool has a listen address: nothing would accept clients");
+    /* memory_limit admits a data block only whole: the largest must fit twice
+     * (once beside the credit the workers keep at hand, membudget.h). */
+    for (size_t i = 0; i < cfg->npools; i++) {
+        const mr_pool_conf *p = &cfg->pools[i];
+        if (cfg->memory_limit < 2ull * p->item_size_max)
+            return mr_conf_fail(ctx, ctx->memory_limit.line ? ctx->memory_limit : ctx->root,
+                                "memory_limit (%llu bytes) must be at least twice item_size_max of pool "
+                                "'%s' (%u bytes)",
+                                (unsigned long long)cfg->memory_limit, p->name, (unsigned)p->item_size_max);
+    }
     /* The admin listener needs an address of its own, and is no server. */
     if (cfg->has_admin_listen) {
         for (size_t i = 0; i < cfg->npools; i++) {

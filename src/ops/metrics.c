@@ -22,6 +22,7 @@
 #include "memrelay/generation.h"
 #include "memrelay/health.h"
 #include "memrelay/latency.h"
+#include "memrelay/membudget.h"
 #include "memrelay/stats.h"
 
 /* ---- a bounded growing text buffer ---- */
@@ -125,7 +126,12 @@ static const struct {
     ROW(client_idle_closed, "memrelay_client_idle_closed_total", COUNTER,
         "Client connections closed by client_idle_timeout."),
     ROW(client_output_closed, "memrelay_client_output_closed_total", COUNTER,
-        "Client connections closed by client_output_timeout (held back by their output, reading nothing)."),
+        "Client connections closed by client_output_timeout (undelivered output above client_output_limit "
+        "for that long)."),
+    ROW(memory_waits, "memrelay_memory_waits_total", COUNTER,
+        "Times reading from a client paused because memory_limit was used up."),
+    ROW(memory_refused, "memrelay_memory_refused_total", COUNTER,
+        "Data blocks refused with SERVER_ERROR out of memory because they can never fit memory_limit."),
     ROW(backend_queue_full, "memrelay_backend_queue_full_total", COUNTER,
         "Requests refused because a server connection's queue was full."),
     ROW(tls_handshakes, "memrelay_tls_handshakes_total", COUNTER, "Client TLS handshakes completed."),
@@ -163,6 +169,20 @@ static void put_process(text *t, const mr_admin_view *v)
     double uptime = (double)now.tv_sec + now.tv_usec / 1e6 - v->started;
     put_family(t, "memrelay_uptime_seconds", GAUGE, "Seconds since memrelay started.");
     put(t, "memrelay_uptime_seconds %.3f\n", uptime > 0 ? uptime : 0.0);
+    if (v->membudget) {
+        mr_membudget_view m;
+        mr_membudget_read(v->membudget, &m);
+        put_family(t, "memrelay_memory_limit_bytes", GAUGE,
+                   "memory_limit: bytes memrelay may buffer for clients.");
+        put(t, "memrelay_memory_limit_bytes %llu\n", (unsigned long long)m.limit);
+        put_family(
+            t, "memrelay_memory_used_bytes", GAUGE,
+            "Bytes of memory_limit in use: client input, queued requests, replies waiting for clients.");
+        put(t, "memrelay_memory_used_bytes %llu\n", (unsigned long long)m.used);
+        put_family(t, "memrelay_memory_peak_bytes", GAUGE,
+                   "The most memory_used_bytes has been since start.");
+        put(t, "memrelay_memory_peak_bytes %llu\n", (unsigned long long)m.peak);
+    }
     put_family(t, "memrelay_build_info", GAUGE, "Always 1; the version is in the label.");
     put(t, "memrelay_build_info{");
     put_label(t, "version", MEMRELAY_VERSION);

@@ -18,6 +18,7 @@
 #include "memrelay/latency.h"
 #include "memrelay/limits.h"
 #include "memrelay/log.h"
+#include "memrelay/membudget.h"
 #include "memrelay/request.h"
 #include "memrelay/stats.h"
 #include "memrelay/worker.h"
@@ -73,6 +74,13 @@ static int full_stats(mr_worker *w, mr_mbuf *mb)
                  (unsigned long long)(is_gauge(#name) ? total.name : total.name - base.name));
     MR_STATS(MR_STAT_LINE)
 #undef MR_STAT_LINE
+    if (w->shared->membudget) {
+        mr_membudget_view m;
+        mr_membudget_read(w->shared->membudget, &m);
+        rc |= append(mb, "STAT memory_limit %llu\r\n", (unsigned long long)m.limit);
+        rc |= append(mb, "STAT memory_used %llu\r\n", (unsigned long long)m.used);
+        rc |= append(mb, "STAT memory_peak %llu\r\n", (unsigned long long)m.peak);
+    }
     rc |= append(mb, "END\r\n");
     return rc;
 }

@@ -37,6 +37,7 @@ static void idle_cb(struct ev_loop *loop, ev_timer *t, int revents);
 static void auth_wait_cb(struct ev_loop *loop, ev_timer *t, int revents);
 static void stuck_cb(struct ev_loop *loop, ev_timer *t, int revents);
 static const char *peer_text(int fd, char *buf, size_t cap);
+static void mem_wait_unlink(mr_client *c);
 
 void mr_client_accept(mr_worker *w, int fd, uint32_t listen_pool, uint32_t pool_slot, SSL_CTX *tls)
 {
@@ -51,6 +52,7 @@ void mr_client_accept(mr_worker *w, int fd, uint32_t listen_pool, uint32_t pool_
     c->listen_pool = listen_pool;
     c->pool_slot = pool_slot;
     c->authed = w->gen->cfg->pools[listen_pool].auth == NULL;
+    c->reply_est = w->gen->cfg->pools[listen_pool].item_size_max; /* until its first reply tells */
     ev_io_init(&c->rio, client_read_cb, fd, EV_READ);
     ev_io_init(&c->wio, client_write_cb, fd, EV_WRITE);
     c->rio.data = c->wio.data = c;
@@ -122,6 +124,10 @@ void mr_client_close(mr_client *c)
     }
     mr_outq_release(&c->out);
     mr_inbuf_release(&c->in);
+    if (c->mem_wait)
+        mem_wait_unlink(c);
+    if (c->mem && w->shared->membudget)
+        mr_memcredit_give(w->shared->membudget, &w->mem, c->mem, w->index);
     if (c->prev)
         c->prev->next = c->next;
     else
@@ -151,6 +157,13 @@ void mr_client_mark_dirty(mr_client *c)
     w->dirty_clients = c;
 }
 
+/* A request whose reply may carry a value: memory_limit counts its reply
+ * owed (storage and the rest bring a line). */
+static inline uint32_t brings_value(const mr_req *req)
+{
+    return ((1u << MR_CLASS_RETRIEVAL | 1u << MR_CLASS_META_KEYED) >> req->cls) & 1u;
+}
+
 static void queue_push(mr_client *c, mr_req *req)
 {
     MR_CHECK(req->client == c);
@@ -161,7 +174,8 @@ static void queue_push(mr_client *c, mr_req *req)
         c->q_head = req;
     c->q_tail = req;
     c->nqueued++;
-    c->queued_bytes += req->line.len;
+    c->nowed += brings_value(req);
+    c->request_bytes += req->line.len;
 }
 
 static void silent_push(mr_client *c, mr_req *req)
@@ -172,7 +186,7 @@ static void silent_push(mr_client *c, mr_req *req)
     else
         c->s_head = req;
     c->s_tail = req;
-    c->silent_bytes += req->line.len;
+    c->request_bytes += req->line.len;
 }
 
 /* Answered noreply requests at the head of the silent list leave it (they
@@ -184,7 +198,7 @@ static void silent_sweep(mr_client *c)
         c->s_head = req->next;
         if (!c->s_head)
             c->s_tail = NULL;
-        c->silent_bytes -= req->line.len < c->silent_bytes ? req->line.len : c->silent_bytes;
+        c->request_bytes -= req->line.len < c->request_bytes ? req->line.len : c->request_bytes;
         mr_req_client_done(req);
     }
 }
@@ -221,11 +235,232 @@ static uint32_t window(const mr_client *c, const mr_pool_conf *pc)
     return n < pc->client_queue_limit ? (uint32_t)n : pc->client_queue_limit;
 }
 
+/* ---- memory_limit (membudget.h; docs/reliability.md) ----
+ *
+ * A client's charge (c->mem) is what memrelay holds for it: the data block
+ * it is sending (reserved whole, c->block), its requests waiting for
+ * replies (request_bytes), the values its retrieval and meta requests will
+ * bring (nowed, each guessed at reply_est: the running size of its
+ * replies, the pool's item_size_max before its first, as window() does)
+ * and its replies not yet written (out.bytes). It is brought up to date after each read and each flush
+ * (mem_sync), against the worker's credit: no atomic per request. A
+ * client's first MEM_UNCOUNTED bytes are not charged, so a client doing
+ * small round trips costs the budget nothing (as its input block, at most
+ * one standard block, is not charged either).
+ *
+ * A request larger than a standard input block reserves its whole size
+ * before more of it is read; with no budget left the client is not read
+ * (its bytes wait in its socket) and joins the worker's wait list, oldest
+ * first. An admitted block can always complete, so budget always comes
+ * back. While the budget is used up (replies, small requests), clients
+ * holding more than MEM_PRESSURE_FLOOR besides an admitted block are not
+ * read either; servers are always read. */
+#define BLOCK_RESERVE_MIN MR_MBUF_SIZE
+#define MEM_PRESSURE_FLOOR (64u * 1024u)
+#define MEM_UNCOUNTED 4096u
+#define MEM_REFUSED "SERVER_ERROR out of memory storing object\r\n"
+
+static void mem_charge(mr_client *c, uint64_t want)
+{
+    mr_worker *w = c->worker;
+    if (!w->shared->membudget)
+        return;
+    if (want > c->mem)
+        mr_memcredit_add(w->shared->membudget, &w->mem, want - c->mem);
+    else
+        mr_memcredit_sub(w->shared->membudget, &w->mem, c->mem - want, w->index);
+    c->mem = want;
+}
+
+/* What the client holds or is owed, its admitted block aside. */
+static inline uint64_t mem_held(const mr_client *c)
+{
+    return c->request_bytes + c->out.bytes + (uint64_t)c->nowed * c->reply_est;
+}
+
+static inline void mem_sync(mr_client *c)
+{
+    uint64_t want = c->block + mem_held(c);
+    if (want <= MEM_UNCOUNTED)
+        want = 0;
+    if (__builtin_expect(want != c->mem, 0))
+        mem_charge(c, want);
+}
+
+/* Held back by a used-up budget: it holds or is owed more than
+ * MEM_PRESSURE_FLOOR besides an admitted block (counted live). Also one of
+ * over_bounds', so requests already buffered are not sent on either (each
+ * would bring a reply). Counted live, the client's own growth since its
+ * last charge included, so a window dispatched at once cannot overshoot. */
+static inline bool mem_pressed(const mr_client *c)
+{
+    uint64_t held = mem_held(c);
+    if (__builtin_expect(held <= MEM_PRESSURE_FLOOR, 1))
+        return false;
+    const mr_membudget *b = c->worker->shared->membudget;
+    uint64_t charged = c->mem > c->block ? c->mem - c->block : 0; /* what mem_sync last charged */
+    return b && mr_memcredit_exhausted(b, &c->worker->mem, held > charged ? held - charged : 0);
+}
+
+/* Does the client wait for a block reservation, or is it held back by a
+ * used-up budget? Reserves the block when it can. */
+static bool mem_blocked(mr_client *c, mr_membudget *b, bool queue_behind)
+{
+    mr_worker *w = c->worker;
+    if (c->need > BLOCK_RESERVE_MIN && c->block < c->need) {
+        uint64_t extra = c->need - c->block;
+        if (queue_behind || !mr_memcredit_take(b, &w->mem, extra))
+            return true;
+        c->block = c->need;
+        c->mem += extra;
+        return false;
+    }
+    return mem_pressed(c);
+}
+
+static void mem_wait_push(mr_client *c, mr_membudget *b)
+{
+    mr_worker *w = c->worker;
+    mr_membudget_view v;
+    mr_membudget_read(b, &v);
+    c->mem_wait = true;
+    ev_io_stop(w->loop, &c->rio);
+    c->next_mem_wait = NULL;
+    if (w->mem_wait_tail)
+        w->mem_wait_tail->next_mem_wait = c;
+    else
+        w->mem_wait_head = c;
+    w->mem_wait_tail = c;
+    mr_membudget_waiting(b, w->index, true);
+    MR_STAT_INC(&w->stats, memory_waits);
+    mr_log_warn("memory_limit (%llu bytes) used up (%llu in use): reading paused for clients waiting for "
+                "memory (memory_waits)",
+                (unsigned long long)v.limit, (unsigned long long)v.used);
+}
+
+static void mem_wait_unlink(mr_client *c)
+{
+    mr_worker *w = c->worker;
+    mr_client *prev = NULL;
+    for (mr_client *p = w->mem_wait_head; p; prev = p, p = p->next_mem_wait) {
+        if (p != c)
+            continue;
+        if (prev)
+            prev->next_mem_wait = c->next_mem_wait;
+        else
+            w->mem_wait_head = c->next_mem_wait;
+        if (w->mem_wait_tail == c)
+            w->mem_wait_tail = prev;
+        break;
+    }
+    c->mem_wait = false;
+    if (!w->mem_wait_head && w->shared->membudget)
+        mr_membudget_waiting(w->shared->membudget, w->index, false);
+}
+
+/* A block that can never fit the budget (a reload raised item_size_max
+ * past memory_limit): pushing back cannot help. A text client gets
+ * memcached's reply for it and the rest of the block is swallowed; a
+ * binary one is closed. Counted in memory_refused. */
+static void mem_refuse(mr_client *c, uint64_t limit)
+{
+    mr_worker *w = c->worker;
+    MR_STAT_INC(&w->stats, memory_refused);
+    mr_log_warn("client (pool %s): a %u-byte request can never fit memory_limit (%llu bytes): refused",
+                w->gen->cfg->pools[c->listen_pool].name, (unsigned)c->need, (unsigned long long)limit);
+    if (c->binary) {
+        c->closing = true;
+        ev_io_stop(w->loop, &c->rio);
+        mr_client_mark_dirty(c);
+        return;
+    }
+    uint32_t have = mr_inbuf_len(&c->in);
+    mr_req *err = local_reply(c, MEM_REFUSED);
+    if (err && c->need > have) {
+        err->done = false; /* sent once the block is swallowed, as memcached */
+        c->swallow_req = err;
+        c->swallow = c->need - have;
+    }
+    mr_inbuf_consume(&c->in, have);
+    c->need = 0;
+}
+
+/* Before a read: false when the client must not be read now (it waits on
+ * the worker's list, or was refused and closes). */
+static bool mem_admit_slow(mr_client *c)
+{
+    mr_worker *w = c->worker;
+    mr_membudget *b = w->shared->membudget;
+    if (!b)
+        return true;
+    if (c->mem_wait) {
+        ev_io_stop(w->loop, &c->rio);
+        return false;
+    }
+    if (!mem_blocked(c, b, w->mem_wait_head != NULL))
+        return true;
+    mr_membudget_view v;
+    mr_membudget_read(b, &v);
+    if (c->need > BLOCK_RESERVE_MIN && c->block < c->need && c->need > v.limit) {
+        mem_refuse(c, v.limit);
+        return !c->closing;
+    }
+    mem_wait_push(c, b);
+    return false;
+}
+
+static inline bool mem_admit(mr_client *c)
+{
+    if (__builtin_expect(c->need <= BLOCK_RESERVE_MIN && c->mem <= MEM_PRESSURE_FLOOR && !c->mem_wait, 1))
+        return true;
+    return mem_admit_slow(c);
+}
+
+void mr_client_mem_retry(mr_worker *w)
+{
+    mr_membudget *b = w->shared->membudget;
+    while (b && w->mem_wait_head) {
+        mr_client *c = w->mem_wait_head;
+        if (mem_blocked(c, b, false))
+            return;
+        w->mem_wait_head = c->next_mem_wait;
+        if (!w->mem_wait_head)
+            w->mem_wait_tail = NULL;
+        c->mem_wait = false;
+        if (c->paused) {
+            mr_client_mark_dirty(c); /* the flush resumes it once nothing else holds it back */
+        } else if (!c->closing) {
+            ev_io_start(w->loop, &c->rio);
+            ev_feed_event(w->loop, &c->rio, EV_READ);
+        }
+    }
+    if (b)
+        mr_membudget_waiting(b, w->index, false);
+}
+
+/* client_output_timeout's clock runs while the undelivered output is above
+ * client_output_limit, and stops as soon as it is not. */
+static inline void output_clock(mr_client *c)
+{
+    if (__builtin_expect(c->out.bytes == 0 && !ev_is_active(&c->stuck), 1))
+        return;
+    const mr_pool_conf *pc = &c->worker->gen->cfg->pools[c->listen_pool];
+    bool over = c->out.bytes > pc->client_output_limit;
+    if (over == (bool)ev_is_active(&c->stuck))
+        return;
+    if (!over) {
+        ev_timer_stop(c->worker->loop, &c->stuck);
+    } else if (pc->client_output_timeout_ms) {
+        ev_timer_set(&c->stuck, pc->client_output_timeout_ms / 1000.0, 0);
+        ev_timer_start(c->worker->loop, &c->stuck);
+    }
+}
+
 static bool over_bounds(const mr_client *c)
 {
     const mr_pool_conf *pc = &c->worker->gen->cfg->pools[c->listen_pool];
     return c->nqueued >= window(c, pc) || c->out.bytes >= pc->client_output_limit ||
-           c->queued_bytes + c->silent_bytes >= pc->client_input_limit || ev_is_active(&c->auth_wait);
+           c->request_bytes >= pc->client_input_limit || ev_is_active(&c->auth_wait) || mem_pressed(c);
 }
 
 /* A reply of `bytes` went out to the client's output: rise to a larger
@@ -240,10 +475,12 @@ static void note_reply_size(mr_client *c, uint64_t bytes)
         c->reply_avg = b;
     else
         c->reply_avg -= (c->reply_avg - b) / 16;
+    c->reply_est = c->reply_avg;
 }
 
-/* client_output_timeout: paused by its own output, and not one byte of it
- * written for that long: the client is not reading. Closed, logged, counted. */
+/* client_output_timeout: its undelivered output stayed above
+ * client_output_limit for that long (output_clock), whether it reads
+ * nothing or trickles: closed, logged, counted. */
 static void stuck_cb(struct ev_loop *loop, ev_timer *t, int revents)
 {
     (void)loop;
@@ -252,10 +489,10 @@ static void stuck_cb(struct ev_loop *loop, ev_timer *t, int revents)
     mr_worker *w = c->worker;
     const mr_pool_conf *pc = &w->gen->cfg->pools[c->listen_pool];
     char peer[INET6_ADDRSTRLEN + 16];
-    mr_log_warn(
-        "client %s (pool %s): read none of its %llu reply bytes for %u ms (client_output_timeout): closed",
-        peer_text(c->conn.fd, peer, sizeof(peer)), pc->name, (unsigned long long)c->out.bytes,
-        (unsigned)pc->client_output_timeout_ms);
+    mr_log_warn("client %s (pool %s): %llu reply bytes unread, above client_output_limit (%u) for %u ms "
+                "(client_output_timeout): closed",
+                peer_text(c->conn.fd, peer, sizeof(peer)), pc->name, (unsigned long long)c->out.bytes,
+                (unsigned)pc->client_output_limit, (unsigned)pc->client_output_timeout_ms);
     MR_STAT_INC(&w->stats, client_output_closed);
     mr_client_close(c);
 }
@@ -381,6 +618,7 @@ static int auth_gate(mr_client *c, const char *p, uint32_t avail)
     c->authed = st.outcome == MR_AUTH_GRANTED;
     local_reply(c, st.reply);
     mr_inbuf_consume(&c->in, st.consumed);
+    c->block = 0;
     if (st.outcome == MR_AUTH_DENIED)
         return auth_denied(c);
     return 0;
@@ -577,6 +815,7 @@ static int bin_run(mr_client *c, const char *p, uint32_t avail, const mr_bin_opt
     req->bin_out = heads;
     req->client = c;
     mr_inbuf_consume(&c->in, off);
+    c->block = 0;
     queue_push(c, req);
     mr_dispatch(req);
     return 0;
@@ -611,6 +850,7 @@ static int bin_process(mr_client *c, const char *p, uint32_t avail)
                 mr_dispatch_unlink(w, c->listen_pool, c->id, key, (uint32_t)kn, b64);
         }
         mr_inbuf_consume(&c->in, r.consumed);
+        c->block = 0;
         if (r.after == MR_BIN_AFTER_SWALLOW)
             c->swallow = r.swallow;
         else if (r.after == MR_BIN_AFTER_CLOSE)
@@ -649,6 +889,7 @@ static int bin_process(mr_client *c, const char *p, uint32_t avail)
     }
     mb->len = (uint32_t)(line + total - mb->data);
     mr_inbuf_consume(&c->in, r.consumed);
+    c->block = 0;
     if (bs != MR_BIN_SUCCESS) {
         bin_local(c, req, mb, head, mr_bin_status_reply(plan, bs, NULL, head, MR_BIN_REPLY_HEAD_MAX));
         return 0;
@@ -686,7 +927,10 @@ static int bin_process(mr_client *c, const char *p, uint32_t avail)
     return 0;
 }
 
-/* Parse and dispatch every complete request in the input. */
+/* Parse and dispatch every complete request in the input. A reserved block
+ * (c->block) is always the request at the head of the input: where a whole
+ * request is consumed it has become a queued request (counted as such) or
+ * was dropped, and the reservation ends. */
 static void client_process(mr_client *c)
 {
     mr_worker *w = c->worker;
@@ -710,6 +954,10 @@ static void client_process(mr_client *c)
             MR_STAT_INC(&w->stats, client_backpressure);
             c->paused = true;
             ev_io_stop(w->loop, &c->rio);
+            /* Held back by the budget: mr_client_mem_retry lets it go on
+             * (through the flush) once the budget frees. */
+            if (!c->mem_wait && mem_pressed(c))
+                mem_wait_push(c, w->shared->membudget);
             return;
         }
         if (!c->started) {
@@ -762,12 +1010,14 @@ static void client_process(mr_client *c)
             if (bad)
                 local_reply(c, bad);
             mr_inbuf_consume(&c->in, total);
+            c->block = 0;
             continue;
         }
         mr_req *req = mr_req_new(w);
         if (!req) {
             local_reply(c, mr_error_reply(MR_ERR_NOMEM));
             mr_inbuf_consume(&c->in, total);
+            c->block = 0;
             continue;
         }
         req->cmd = h.cmd;
@@ -777,6 +1027,7 @@ static void client_process(mr_client *c)
         req->head = h;
         req->line = mr_slice_ref(c->in.mb, p, total);
         mr_inbuf_consume(&c->in, total);
+        c->block = 0;
         /* A noreply request needs nothing from the client's queue: replies
          * behind it do not wait for it. It stays on the client's silent
          * list until answered, so its bytes count (client_input_limit). */
@@ -802,6 +1053,7 @@ static void client_got(mr_client *c, ssize_t n)
     c->last_active = ev_now(w->loop);
     MR_STAT_ADD(&w->stats, bytes_read, (uint64_t)n);
     client_process(c);
+    mem_sync(c);
     if (c->closing) {
         ev_io_stop(w->loop, &c->rio);
         mr_client_mark_dirty(c);
@@ -879,6 +1131,8 @@ static void client_read_cb(struct ev_loop *loop, ev_io *io, int revents)
             return;
         }
     }
+    if (!mem_admit(c))
+        return;
     if (mr_inbuf_reserve(&c->in, &c->worker->mbufs, c->need, 1) < 0) {
         mr_log_error("client: out of memory reading a request");
         mr_client_close(c);
@@ -919,7 +1173,8 @@ static int emit_ready(mr_client *c)
         if (!c->q_head)
             c->q_tail = NULL;
         c->nqueued--;
-        c->queued_bytes -= req->line.len < c->queued_bytes ? req->line.len : c->queued_bytes;
+        c->nowed -= brings_value(req); /* the class queue_push counted */
+        c->request_bytes -= req->line.len < c->request_bytes ? req->line.len : c->request_bytes;
         uint64_t before = c->out.bytes;
         int rc = mr_emit(&c->out, req, &c->worker->stats);
         note_reply_size(c, c->out.bytes - before);
@@ -942,8 +1197,6 @@ static void client_wrote(mr_client *c, size_t wr)
     MR_STAT_ADD(&w->stats, bytes_written, (uint64_t)wr);
     c->last_active = ev_now(w->loop);
     mr_outq_wrote(&c->out, wr);
-    if (wr > 0)
-        ev_timer_stop(w->loop, &c->stuck); /* it reads */
 }
 
 /* Write the output: 0 all written, 1 waiting for the socket, -1 closed.
@@ -986,14 +1239,10 @@ void mr_client_flush(mr_client *c)
     int wrc = client_write(c);
     if (wrc < 0)
         return;
-    if (wrc > 0) {
-        uint32_t to = w->gen->cfg->pools[c->listen_pool].client_output_timeout_ms;
-        if (c->paused && to && !ev_is_active(&c->stuck)) {
-            ev_timer_set(&c->stuck, to / 1000.0, 0);
-            ev_timer_start(w->loop, &c->stuck);
-        }
+    mem_sync(c);
+    output_clock(c);
+    if (wrc > 0)
         return;
-    }
     ev_io_stop(w->loop, &c->wio);
     if (c->closing && !c->q_head) {
         mr_client_close(c);
@@ -1003,7 +1252,8 @@ void mr_client_flush(mr_client *c)
         /* Caught up: resume reading (a drain reads on too: what the client
          * already sent is answered), and parse what is already buffered. */
         c->paused = false;
-        ev_io_start(w->loop, &c->rio);
+        if (!c->mem_wait) /* else mr_client_mem_retry resumes it */
+            ev_io_start(w->loop, &c->rio);
         if (mr_conn_pending_input(&c->conn)) /* decrypted while paused: libev cannot tell */
             ev_feed_event(w->loop, &c->rio, EV_READ);
         client_process(c);

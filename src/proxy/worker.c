@@ -99,11 +99,33 @@ static void trim_cb(struct ev_loop *loop, ev_timer *t, int revents)
     w->reqs_freed_bytes = 0;
 }
 
+static void flush_dirty(mr_worker *w);
+
 static void flush_cb(struct ev_loop *loop, ev_prepare *p, int revents)
 {
     mr_worker *w = p->data;
     /* Backends first: requests go out before the loop sleeps. Flushing a
-     * client can parse more buffered input and dirty more backends, so loop. */
+     * client can parse more buffered input and dirty more backends, so loop.
+     * After the flushes, which give budget back, admit what waits for it
+     * (memory_limit); that may dirty clients again. This is also the retry
+     * that follows a client's announcing it waits (membudget.c: no wake-up
+     * is lost). Four rounds at most; each ends with a flush, so nothing
+     * is left dirty while the loop sleeps. */
+    flush_dirty(w);
+    for (int round = 0; round < 4 && w->mem_wait_head; round++) {
+        mr_client_mem_retry(w);
+        if (!w->dirty_clients && !w->dirty_bconns)
+            break;
+        flush_dirty(w);
+    }
+    if (w->draining)
+        drain_step(w);
+    if (w->holds_done)
+        release_done_holds(w);
+}
+
+static void flush_dirty(mr_worker *w)
+{
     while (w->dirty_bconns || w->dirty_clients) {
         while (w->dirty_bconns) {
             mr_bconn *bc = w->dirty_bconns;
@@ -118,10 +140,6 @@ static void flush_cb(struct ev_loop *loop, ev_prepare *p, int revents)
             mr_client_flush(c);
         }
     }
-    if (w->draining)
-        drain_step(w);
-    if (w->holds_done)
-        release_done_holds(w);
 }
 
 static void accept_cb(struct ev_loop *loop, ev_io *io, int revents)
@@ -391,6 +409,14 @@ static void key_wake_cb(struct ev_loop *loop, ev_async *a, int revents)
     mr_replicate_resume(a->data);
 }
 
+/* Another worker gave memory_limit budget back (membudget.h). */
+static void mem_wake_cb(struct ev_loop *loop, ev_async *a, int revents)
+{
+    (void)loop;
+    (void)revents;
+    mr_client_mem_retry(a->data);
+}
+
 int mr_worker_init(mr_worker *w, uint32_t index, mr_shared *shared, mr_gen *gen)
 {
     memset(w, 0, sizeof(*w));
@@ -440,6 +466,13 @@ int mr_worker_init(mr_worker *w, uint32_t index, mr_shared *shared, mr_gen *gen)
     ev_async_start(w->loop, &w->key_wake);
     if (shared->key_locks)
         mr_key_locks_register(shared->key_locks, index, w->loop, &w->key_wake);
+    ev_async_init(&w->mem_wake, mem_wake_cb);
+    w->mem_wake.data = w;
+    ev_async_start(w->loop, &w->mem_wake);
+    if (shared->membudget) {
+        mr_memcredit_init(shared->membudget, &w->mem);
+        mr_membudget_register(shared->membudget, index, w->loop, &w->mem_wake);
+    }
     ev_prepare_init(&w->flush, flush_cb);
     w->flush.data = w;
     ev_prepare_start(w->loop, &w->flush);
@@ -479,6 +512,8 @@ void mr_worker_destroy(mr_worker *w)
         return;
     if (w->shared->key_locks)
         mr_key_locks_register(w->shared->key_locks, w->index, NULL, NULL);
+    if (w->shared->membudget)
+        mr_membudget_register(w->shared->membudget, w->index, NULL, NULL);
     mr_replicate_drop_parked(w);
     mr_warm_release_all(w);
     while (w->clients)

@@ -543,3 +543,212 @@ def test_binary_sasl_guesses_are_bounded_as_ascii_ones(factory, creds):
     assert statuses == [0x20] * 5, statuses
     st = stats_of(relay.addr("p"))
     assert st["auth_failure_closes"] == "1" and st["auth_delays"] == "2"
+
+
+# --------------------------------------------------------------------------
+# 3b. memory_limit: one bound for the whole process
+
+
+def _send_some(socks, views, upto):
+    """One non-blocking pass: each socket sends what it can of its data, up to upto[i] bytes in all."""
+    progress = 0
+    for i, s in enumerate(socks):
+        while views[i][0] < upto[i]:
+            off = views[i][0]
+            try:
+                n = s.send(views[i][1][off:min(upto[i], off + 65536)])
+            except BlockingIOError:
+                break
+            views[i][0] += n
+            progress += n
+    return progress
+
+
+@pytest.mark.time_limit(180)
+@pytest.mark.parametrize("threads", [1, 2])
+def test_unfinished_large_sets_of_many_clients_are_bounded_by_memory_limit_and_all_stored(factory, threads):
+    """300 connections each send 900 KB of a 1 MB set and stop: with memory_limit 64 MiB memrelay holds
+    about the limit (each reserves its block whole before reading it; the others wait, unread, in their
+    sockets), another client's small set and get are answered meanwhile, and once the 300 send the rest
+    every set is STORED (whole-block reservations: every admitted block completes and frees its bytes).
+    With 2 workers the budget is shared: one worker's freed bytes wake the other's waiting clients."""
+    import select
+    import time
+    backend = factory.memcached(memory_mb=64)
+    relay = factory.relay({"p": Pool([backend], timeout=5000, server_failure_limit=1000)}, threads=threads,
+                          process_settings={"memory_limit": "64m"})
+    pid = relay.proc.pid
+    with relay.conn() as c:
+        assert c.request(b"version\r\n").startswith(b"VERSION")
+    rss0 = rss_kib(pid)
+    n, vlen, first = 300, 1000 * 1000, 900 * 1000
+    datas = [memoryview(b"set m%d 0 0 %d\r\n%s\r\n" % (i, vlen, b"m" * vlen)) for i in range(n)]
+    socks = []
+    for _ in range(n):
+        s = socket.socket()
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 65536)
+        s.connect(relay.addr("p"))
+        s.setblocking(False)
+        socks.append(s)
+    views = [[0, d] for d in datas]
+    peak = rss0
+    try:
+        # Phase 1: up to 900 KB each, until nothing more is taken for a second (bounded: 30 s).
+        end, idle_since = time.monotonic() + 30.0, time.monotonic()
+        while time.monotonic() < end and time.monotonic() - idle_since < 1.0:
+            if _send_some(socks, views, [first] * n):
+                idle_since = time.monotonic()
+            peak = max(peak, rss_kib(pid))
+            time.sleep(0.01)
+        held = peak
+        st = stat_values(relay)
+        # A well-behaved client meanwhile.
+        with relay.conn() as c:
+            c.send(b"set small 0 0 5\r\nhello\r\nget small\r\n")
+            want = b"STORED\r\nVALUE small 0 5\r\nhello\r\nEND\r\n"
+            assert c.recv_exact(len(want), timeout=20.0) == want
+        # Phase 2: everything, and every reply (bounded: 120 s).
+        replies = [b""] * n
+        end = time.monotonic() + 120.0
+        while time.monotonic() < end and not all(r.endswith(b"\r\n") for r in replies):
+            _send_some(socks, views, [len(d) for d in datas])
+            ready, _, _ = select.select([s for i, s in enumerate(socks) if not replies[i].endswith(b"\r\n")],
+                                        [], [], 0.01)
+            for s in ready:
+                i = socks.index(s)
+                try:
+                    replies[i] += s.recv(4096)
+                except BlockingIOError:
+                    pass
+            peak = max(peak, rss_kib(pid))
+    finally:
+        for s in socks:
+            s.close()
+    stored = sum(1 for r in replies if r == b"STORED\r\n")
+    growth, held_growth = (peak - rss0) / 1024.0, (held - rss0) / 1024.0
+    print("%d worker(s), 300 x 900 KB of unfinished 1 MB sets, memory_limit 64 MiB: RSS +%.1f MiB while held, +%.1f MiB peak;"
+          " %d/%d STORED; memory_waits %s, memory_peak %s" % (threads, held_growth, growth, stored, n,
+                                                            st.get("memory_waits"), st.get("memory_peak")))
+    assert stored == n, [r for r in replies if r != b"STORED\r\n"][:5]
+    assert int(st["memory_waits"]) > 0, st
+    assert int(st["memory_limit"]) == 64 << 20, st
+    # The limit, plus per connection one standard input block (16 KiB), and
+    # per worker its free lists and malloc arena's slack (+69 MiB measured
+    # with 1 worker, +94 MiB with 2): well under the +260 MiB of no bound.
+    assert growth < 64 + 40 * threads + _rss_allowance(), "RSS grew %.1f MiB" % growth
+    after = stat_values(relay)
+    assert int(after["memory_peak"]) <= (64 << 20) + (1 << 20), after
+
+
+@pytest.mark.time_limit(60)
+def test_a_trickling_reader_above_the_output_limit_is_closed_after_the_timeout(factory):
+    """client_output_timeout runs while the undelivered output stays above client_output_limit, whether
+    the client reads nothing or a trickle: a client reading 32 KB every 100 ms (a write reaches it far more
+    often than the timeout) is closed, logged once, counted; a normal client goes on meanwhile."""
+    import time
+    backend = factory.memcached(memory_mb=64)
+    relay = factory.relay({"p": Pool([backend], client_output_timeout=500, client_output_limit=65536)})
+    vlen = 100 * 1000
+    with relay.conn() as c:
+        c.send(b"set big 0 0 %d\r\n%s\r\n" % (vlen, b"v" * vlen))
+        assert c.recv_until_term(b"\r\n") == b"STORED\r\n"
+    s = socket.socket()
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 65536)
+    s.connect(relay.addr("p"))
+    s.sendall(b"get big\r\n" * 200)
+    s.setblocking(False)
+    got, rounds, counted = 0, 0, False
+    try:
+        with relay.conn() as other:
+            end = time.monotonic() + 30.0
+            while time.monotonic() < end and not counted:
+                try:
+                    got += len(s.recv(32768))
+                except (BlockingIOError, OSError):
+                    pass
+                other.send(b"set o 0 0 1\r\nx\r\nget o\r\n")
+                want = b"STORED\r\nVALUE o 0 1\r\nx\r\nEND\r\n"
+                assert other.recv_exact(len(want), timeout=5.0) == want
+                rounds += 1
+                counted = stat_values(relay).get("client_output_closed") == "1"
+                time.sleep(0.1)
+
+        def closed():  # what memrelay had sent is drained at once now, to see the close
+            try:
+                return s.recv(1 << 20) == b""
+            except BlockingIOError:
+                return False
+            except OSError:
+                return True
+        assert counted, "the trickling reader was never closed"
+        assert wait_for(closed, 10.0, 0.01)
+    finally:
+        s.close()
+    print("trickling reader: read %d bytes before the close; the other client made %d round trips" % (got, rounds))
+    assert got > 0, "it read nothing: not a trickle"
+    err = relay.stderr()
+    assert err.count("above client_output_limit (65536) for 500 ms (client_output_timeout): closed") == 1, err[-2000:]
+
+
+def test_memory_limit_below_twice_item_size_max_is_refused(factory, tmp_path):
+    path = tmp_path / "m.yaml"
+    path.write_text("memrelay:\n  memory_limit: 1m\np:\n  listen: 127.0.0.1:1\n  servers:\n    - 127.0.0.1:2:1\n")
+    from conftest import MEMRELAY_BIN
+    out = subprocess.run([MEMRELAY_BIN, "--check-config", "-c", str(path)], capture_output=True, text=True, timeout=10)
+    assert out.returncode != 0
+    assert "memory_limit (1048576 bytes) must be at least twice item_size_max of pool 'p'" in out.stderr, out.stderr
+
+
+def test_a_reload_applies_a_new_memory_limit(factory):
+    backend = factory.memcached()
+    relay = factory.relay({"p": Pool([backend])}, process_settings={"memory_limit": "64m"})
+    assert stat_values(relay)["memory_limit"] == str(64 << 20)
+    relay.process_settings = {"memory_limit": "128m"}
+    relay.reconfigure({"p": Pool([backend])})
+    assert wait_for(lambda: stat_values(relay)["memory_limit"] == str(128 << 20), 10.0, 0.05)
+    with relay.conn() as c:
+        assert c.request(b"set k 0 0 1\r\nv\r\n") == b"STORED\r\n"
+
+
+@pytest.mark.time_limit(60)
+def test_non_reading_clients_together_are_bounded_by_memory_limit(factory):
+    """5 clients pipelining 5,000 gets of 1 MB and reading nothing: each alone may hold about twice
+    client_output_limit (8 MiB), 5 about 85 MiB; with memory_limit 16 MiB, once the budget is used up
+    they send no more requests to the server (their replies owed count, guessed from their replies'
+    size), so together they hold about the limit plus a few values each; another client is served
+    meanwhile."""
+    import time
+    backend = factory.memcached(memory_mb=64)
+    relay = factory.relay({"p": Pool([backend], timeout=1000, server_failure_limit=2)},
+                          process_settings={"memory_limit": "16m"})
+    vlen = 1000 * 1000
+    with relay.conn() as c:
+        c.send(b"set big 0 0 %d\r\n%s\r\n" % (vlen, b"v" * vlen))
+        assert c.recv_until_term(b"\r\n") == b"STORED\r\n"
+    rss0 = rss_kib(relay.proc.pid)
+    hogs = []
+    try:
+        peak = rss0
+        for _ in range(5):
+            hogs.append(non_reader(relay.addr("p"), b"get big\r\n" * 5000))
+            time.sleep(0.2)
+            peak = max(peak, rss_kib(relay.proc.pid))
+        with relay.conn() as other:
+            for i in range(50):
+                other.send(b"set o 0 0 1\r\nx\r\nget o\r\n")
+                want = b"STORED\r\nVALUE o 0 1\r\nx\r\nEND\r\n"
+                assert other.recv_exact(len(want), timeout=5.0) == want
+                peak = max(peak, rss_kib(relay.proc.pid))
+                time.sleep(0.01)
+        st = stat_values(relay)
+    finally:
+        for s in hogs:
+            s.close()
+    growth = (peak - rss0) / 1024.0
+    print("5 non-reading clients, memory_limit 16 MiB: RSS +%.1f MiB, memory_peak %.1f MiB, memory_waits %s"
+          % (growth, int(st["memory_peak"]) / 1048576.0, st["memory_waits"]))
+    assert int(st["memory_waits"]) > 0, st
+    # The limit, plus what each client had asked for when the budget ran out
+    # (its replies owed are guessed at 16 KiB each until its first reply).
+    assert int(st["memory_peak"]) <= (16 + 16) << 20, st
+    assert growth < 16 + 40 + _rss_allowance(), "RSS grew %.1f MiB" % growth
