@@ -637,7 +637,10 @@ def test_unfinished_large_sets_of_many_clients_are_bounded_by_memory_limit_and_a
     # with 1 worker, +94 MiB with 2): well under the +260 MiB of no bound.
     assert growth < 64 + 40 * threads + _rss_allowance(), "RSS grew %.1f MiB" % growth
     after = stat_values(relay)
-    assert int(after["memory_peak"]) <= (64 << 20) + (1 << 20), after
+    # memory_peak may pass the limit by what each worker charges between two looks at the shared count
+    # (its credit: two 256 KiB chunks) and the small reads charged as they come (docs/reliability.md,
+    # "Not counted exactly"): 1 MiB per worker. Seen: +1 MiB + 35 bytes with 2 workers.
+    assert int(after["memory_peak"]) <= (64 << 20) + threads * (1 << 20), after
 
 
 @pytest.mark.time_limit(60)
