@@ -40,6 +40,7 @@ typedef struct mr_client {
         request_bytes; /* bytes (line and data) of its queued and unanswered noreply requests: client_input_limit */
     mr_outq out;       /* reply bytes to write, in order (references into the servers' replies) */
     ev_timer stuck;     /* client_output_timeout: running while out.bytes stays above client_output_limit */
+    ev_timer stalled;   /* client_block_timeout: running while it holds a reserved block (c->block) */
     uint32_t reply_avg; /* its replies' running size: bounds its requests in flight (window) */
     uint32_t reply_est; /* memory_limit's guess of each reply owed: reply_avg, item_size_max before one */
     uint32_t nowed;     /* queued requests that may bring a value (retrieval, meta): replies owed */

@@ -110,6 +110,8 @@ typedef struct {
     uint32_t server_queue_limit;  /* requests queued per backend connection; default 65536 */
     uint32_t client_idle_timeout_ms;   /* close a client idle this long; 0 (default): never */
     uint32_t client_output_timeout_ms; /* close a client blocked on output this long; default 60000 */
+    uint32_t client_block_timeout_ms;  /* close a client stalled this long inside a reserved data block
+                                          while others wait for memory_limit; default 30000 (0: never) */
     bool on_rejoin_quarantine;         /* on_rejoin: quarantine (else flush, the default) */
     uint32_t quarantine_ms;            /* quarantine_period; default 60000 */
     uint32_t

@@ -79,6 +79,9 @@ static inline void mr_memcredit_sub(mr_membudget *b, mr_memcredit *cr, uint64_t 
         mr_memcredit_give(b, cr, n, me);
 }
 
+/* Has any worker clients waiting for budget? (client_block_timeout only
+ * closes a stalled block while somebody waits for its bytes.) */
+bool mr_membudget_has_waiters(const mr_membudget *b);
 /* Is the budget used up (more taken than the limit allows)? A relaxed load. */
 bool mr_membudget_exhausted(const mr_membudget *b);
 /* The same, were `extra` more bytes charged to cr (beyond its unused credit). */

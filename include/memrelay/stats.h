@@ -34,6 +34,7 @@
     X(client_backpressure)            \
     X(client_idle_closed)             \
     X(client_output_closed)           \
+    X(client_block_closed)            \
     X(memory_waits)                   \
     X(memory_refused)                 \
     X(backend_queue_full)             \

@@ -990,6 +990,7 @@ static const struct pool_key pool_keys[] = {
     {"server_queue_limit", key_u32, FIELD(server_queue_limit), 1, 10000000},
     {"client_idle_timeout", key_u32, FIELD(client_idle_timeout_ms), 0, INT32_MAX},
     {"client_output_timeout", key_u32, FIELD(client_output_timeout_ms), 0, INT32_MAX},
+    {"client_block_timeout", key_u32, FIELD(client_block_timeout_ms), 0, INT32_MAX},
     {"quarantine_period", key_u32, FIELD(quarantine_ms), 1, INT32_MAX},
     {"warmup_window", key_u32, FIELD(warmup_window_ms), 0, INT32_MAX},
     /* TLS (docs/security.md) */
@@ -1049,6 +1050,7 @@ static void pool_defaults(mr_pool_conf *p)
     p->server_queue_limit = 65536;
     p->client_idle_timeout_ms = 0;
     p->client_output_timeout_ms = 60000;
+    p->client_block_timeout_ms = 30000;
     p->tls_min_version = 12;
     p->server_tls_verify = true;
     p->dns_refresh_ms = 30000;

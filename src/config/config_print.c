@@ -111,6 +111,7 @@ static void print_pool(FILE *out, const mr_config *cfg, const mr_pool_conf *p)
     row_u(out, "server_queue_limit", (unsigned)p->server_queue_limit, " requests per connection");
     row_u(out, "client_idle_timeout", (unsigned)p->client_idle_timeout_ms, " ms (0: never)");
     row_u(out, "client_output_timeout", (unsigned)p->client_output_timeout_ms, " ms (0: never)");
+    row_u(out, "client_block_timeout", (unsigned)p->client_block_timeout_ms, " ms (0: never)");
     row(out, "on_rejoin", p->on_rejoin_quarantine ? "quarantine" : "flush");
     row_u(out, "quarantine_period", (unsigned)p->quarantine_ms, " ms");
     row_u(out, "warmup_window", (unsigned)p->warmup_window_ms, " ms (0: off)");

@@ -147,6 +147,11 @@ void mr_memcredit_give(mr_membudget *b, mr_memcredit *cr, uint64_t n, uint32_t m
     }
 }
 
+bool mr_membudget_has_waiters(const mr_membudget *b)
+{
+    return __atomic_load_n(&b->nwaiting, __ATOMIC_RELAXED) != 0;
+}
+
 void mr_membudget_waiting(mr_membudget *b, uint32_t me, bool waiting)
 {
     MR_CHECK(me < b->nworkers);

@@ -128,6 +128,9 @@ static const struct {
     ROW(client_output_closed, "memrelay_client_output_closed_total", COUNTER,
         "Client connections closed by client_output_timeout (undelivered output above client_output_limit "
         "for that long)."),
+    ROW(client_block_closed, "memrelay_client_block_closed_total", COUNTER,
+        "Client connections closed by client_block_timeout (stalled inside a reserved data block while "
+        "others waited for memory_limit)."),
     ROW(memory_waits, "memrelay_memory_waits_total", COUNTER,
         "Times reading from a client paused because memory_limit was used up."),
     ROW(memory_refused, "memrelay_memory_refused_total", COUNTER,

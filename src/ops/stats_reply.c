@@ -272,6 +272,7 @@ static int settings_stats(mr_worker *w, uint32_t listen_pool, mr_mbuf *mb)
     rc |= append(mb, "STAT client_input_limit %u\r\n", (unsigned)p->client_input_limit);
     rc |= append(mb, "STAT client_idle_timeout %u\r\n", (unsigned)p->client_idle_timeout_ms);
     rc |= append(mb, "STAT client_output_timeout %u\r\n", (unsigned)p->client_output_timeout_ms);
+    rc |= append(mb, "STAT client_block_timeout %u\r\n", (unsigned)p->client_block_timeout_ms);
     rc |= append(mb, "STAT server_queue_limit %u\r\n", (unsigned)p->server_queue_limit);
     rc |= append(mb, "STAT multiget_errors %s\r\n",
                  p->multiget_errors == MR_MULTIGET_ERRORS_FAIL ? "fail" : "miss");

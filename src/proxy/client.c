@@ -36,6 +36,7 @@ static void client_write_cb(struct ev_loop *loop, ev_io *io, int revents);
 static void idle_cb(struct ev_loop *loop, ev_timer *t, int revents);
 static void auth_wait_cb(struct ev_loop *loop, ev_timer *t, int revents);
 static void stuck_cb(struct ev_loop *loop, ev_timer *t, int revents);
+static void stalled_cb(struct ev_loop *loop, ev_timer *t, int revents);
 static const char *peer_text(int fd, char *buf, size_t cap);
 static void mem_wait_unlink(mr_client *c);
 
@@ -64,6 +65,8 @@ void mr_client_accept(mr_worker *w, int fd, uint32_t listen_pool, uint32_t pool_
     c->auth_wait.data = c;
     ev_init(&c->stuck, stuck_cb);
     c->stuck.data = c;
+    ev_init(&c->stalled, stalled_cb);
+    c->stalled.data = c;
     uint32_t idle_ms = w->gen->cfg->pools[listen_pool].client_idle_timeout_ms;
     /* A TLS client has its idle timeout, or MR_TLS_HANDSHAKE_TIMEOUT, to
      * finish the handshake (idle_cb). */
@@ -110,6 +113,7 @@ void mr_client_close(mr_client *c)
     ev_timer_stop(w->loop, &c->idle);
     ev_timer_stop(w->loop, &c->auth_wait);
     ev_timer_stop(w->loop, &c->stuck);
+    ev_timer_stop(w->loop, &c->stalled);
     mr_conn_close(&c->conn);
     /* Requests still waiting on backends become orphans; their replies are dropped. */
     for (mr_req *r = c->q_head; r;) {
@@ -302,6 +306,48 @@ static inline bool mem_pressed(const mr_client *c)
     return b && mr_memcredit_exhausted(b, &c->worker->mem, held > charged ? held - charged : 0);
 }
 
+/* client_block_timeout: a client holding a reserved block holds budget
+ * other clients may wait for; one that stops sending inside its block (a
+ * slow-loris, a hung client) must not keep it forever. The timer runs while
+ * a block is reserved, re-armed lazily from last_active (as idle_cb), and
+ * closes the client only while somebody waits for budget: without waiters
+ * its block costs nobody anything, and memcached would wait too. */
+static void block_clock(mr_client *c)
+{
+    uint32_t ms = c->worker->gen->cfg->pools[c->listen_pool].client_block_timeout_ms;
+    if (ms && !ev_is_active(&c->stalled)) {
+        ev_timer_set(&c->stalled, ms / 1000.0, 0);
+        ev_timer_start(c->worker->loop, &c->stalled);
+    }
+}
+
+static void stalled_cb(struct ev_loop *loop, ev_timer *t, int revents)
+{
+    (void)revents;
+    mr_client *c = t->data;
+    mr_worker *w = c->worker;
+    const mr_pool_conf *pc = &w->gen->cfg->pools[c->listen_pool];
+    mr_membudget *b = w->shared->membudget;
+    if (!c->block || !pc->client_block_timeout_ms || !b)
+        return; /* its block is complete (or the key was turned off by a reload) */
+    ev_tstamp timeout = pc->client_block_timeout_ms / 1000.0;
+    if (!ev_is_active(&c->rio) || c->paused || c->mem_wait || c->closing)
+        c->last_active = ev_now(loop); /* memrelay is not reading it: its silence is not its own */
+    ev_tstamp left = c->last_active + timeout - ev_now(loop);
+    if (left > 0 || !(w->mem_wait_head || mr_membudget_has_waiters(b))) {
+        ev_timer_set(t, left > 0 ? left : timeout, 0);
+        ev_timer_start(loop, t);
+        return;
+    }
+    char peer[INET6_ADDRSTRLEN + 16];
+    mr_log_warn("client %s (pool %s): sent nothing for %u ms inside a %u-byte data block it holds "
+                "memory_limit for, while other clients wait for memory (client_block_timeout): closed",
+                peer_text(c->conn.fd, peer, sizeof(peer)), pc->name, (unsigned)pc->client_block_timeout_ms,
+                (unsigned)c->block);
+    MR_STAT_INC(&w->stats, client_block_closed);
+    mr_client_close(c);
+}
+
 /* Does the client wait for a block reservation, or is it held back by a
  * used-up budget? Reserves the block when it can. */
 static bool mem_blocked(mr_client *c, mr_membudget *b, bool queue_behind)
@@ -313,6 +359,7 @@ static bool mem_blocked(mr_client *c, mr_membudget *b, bool queue_behind)
             return true;
         c->block = c->need;
         c->mem += extra;
+        block_clock(c);
         return false;
     }
     return mem_pressed(c);

@@ -755,3 +755,52 @@ def test_non_reading_clients_together_are_bounded_by_memory_limit(factory):
     # (its replies owed are guessed at 16 KiB each until its first reply).
     assert int(st["memory_peak"]) <= (16 + 16) << 20, st
     assert growth < 16 + 40 + _rss_allowance(), "RSS grew %.1f MiB" % growth
+
+
+@pytest.mark.time_limit(90)
+def test_clients_stalled_inside_reserved_blocks_are_closed_only_while_others_wait_for_memory(factory):
+    """client_block_timeout: clients that send 900 KB of a 1 MB set and then nothing hold memory_limit's
+    budget; while another client's set waits for that budget, each staller silent for the timeout is
+    closed (logged, counted), and the waiting set is STORED. A staller nobody waits behind stays open."""
+    import time
+    backend = factory.memcached(memory_mb=64)
+    relay = factory.relay({"p": Pool([backend], client_block_timeout=500)},
+                          process_settings={"memory_limit": "4m"})
+    vlen, first = 1000 * 1000, 900 * 1000
+
+    def staller(key):
+        s = socket.create_connection(relay.addr("p"))
+        s.sendall(b"set %s 0 0 %d\r\n" % (key, vlen) + b"s" * first)
+        return s
+
+    # Alone: nobody waits for its bytes, so it is not closed, however long it stalls (3 timeouts here).
+    lone = staller(b"lone")
+    time.sleep(1.5)
+    assert stat_values(relay)["client_block_closed"] == "0"
+    lone.sendall(b"s" * (vlen - first) + b"\r\n")
+    lone.settimeout(10.0)
+    assert lone.recv(64) == b"STORED\r\n"
+    lone.close()
+
+    # Four stallers fill the 4 MiB budget; a fifth client's whole set must wait for it.
+    stallers = [staller(b"st%d" % i) for i in range(4)]
+    time.sleep(0.3)
+    with relay.conn() as c:
+        c.send(b"set waiter 0 0 %d\r\n%s\r\n" % (vlen, b"w" * vlen))
+        assert c.recv_exact(len(b"STORED\r\n"), timeout=30.0) == b"STORED\r\n"
+        c.send(b"get waiter\r\n")
+        assert c.recv_until_term(b"END\r\n").startswith(b"VALUE waiter 0 %d\r\nwwww" % vlen)
+    st = stat_values(relay)
+    assert int(st["memory_waits"]) > 0, st
+    assert int(st["client_block_closed"]) >= 1, st
+    closed = 0
+    for s in stallers:
+        s.settimeout(0.2)
+        try:
+            closed += s.recv(64) == b""
+        except socket.timeout:
+            pass
+        s.close()
+    assert closed == int(st["client_block_closed"]), (closed, st)
+    assert "client_block_timeout): closed" in relay.stderr(), relay.stderr()[-2000:]
+    relay.assert_running()
