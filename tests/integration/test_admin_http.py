@@ -146,8 +146,10 @@ def test_metrics_parse_and_counters_match_the_traffic_sent(factory):
     hits, misses = stored[:20], absent[2:]
     multi = stored[20:24] + absent[:2]  # one multi-get: 4 hits, 2 misses
     per_server = [0, 0, 0]
-    # The harness's start-up check connected once already; count from here.
-    accepted_before = value(scrape(port), "memrelay_connections")
+    # The harness's start-up check connected once already (memrelay may accept it only after the check
+    # has returned: wait until it is counted); count from here.
+    accepted_before = value(wait_value(port, lambda f: value(f, "memrelay_connections") >= 1,
+                                       "the start-up check's connection counted"), "memrelay_connections")
     with relay.conn() as c:
         harness.store_many(c, {k: b"v-" + k for k in stored})
         for k in stored:
