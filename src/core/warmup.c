@@ -36,11 +36,16 @@
  * until they are over (mr_warm_dispatched), so no copy lands after a
  * write's reply.
  *
- * Replicated pools (the last section): a get that misses on the new replica
+ * Replicated pools (the last sections): a get that misses on the new replica
  * set reads a member of the previous set that is not in the new one; the
  * copy is an `add` handed to replication (mr_replicate_keyed), which orders
  * it with the key's writes by its stripe; it is dropped when it starts
- * after a write of the key started since its lookup.
+ * after a write of the key started since its lookup. An mg, and the
+ * primary-only reads gets/gat/gats (per key of a batch) and mg with T or E,
+ * then send the client's command for the key again to the new primary on
+ * the key's connection, behind the copy's add: its answer (the new
+ * primary's CAS, the touch applied) is the client's. A gat/gats or mg T
+ * copy carries the touch's exptime, so the whole new set has it.
  */
 #include "memrelay/warmup.h"
 
