@@ -996,6 +996,8 @@ static void repl_batch_lookups(mr_req *req, mr_msg *msg)
         if (repeated)
             continue;
         const mr_pool *pool = mr_router_pool_for_key(req->gen->router, req->listen_pool, key, len);
+        if (req->cmd != MR_CMD_GET && !mr_pool_replicated(pool))
+            continue; /* a key routed to a pool not replicated: its writes take no stripe to order a copy */
         uint32_t set[MR_MAX_REPLICAS];
         uint32_t n = mr_router_replicas_for_key(pool, key, len, mr_rng_next(&w->rng), set, MR_MAX_REPLICAS);
         repl_lookup(req, key, len, set, n);
@@ -1231,6 +1233,8 @@ uint32_t mr_warm_repl_retrieval_slots(const mr_req *req)
         const char *key = req->line.p + req->keys[k].off;
         uint32_t len = req->keys[k].len, set[MR_MAX_REPLICAS], from[MR_MAX_REPLICAS];
         const mr_pool *pool = mr_router_pool_for_key(w->gen->router, req->listen_pool, key, len);
+        if (!mr_pool_replicated(pool))
+            continue; /* not warmed here (repl_batch_lookups) */
         uint32_t n = mr_router_replicas_for_key(pool, key, len, mr_rng_next(&w->rng), set, MR_MAX_REPLICAS);
         if (prev_only(w, w->gen, pool, key, len, set, n, from))
             moved++;
