@@ -375,11 +375,13 @@ def test_a_binary_get_is_warmed_too(factory):
     assert relay.running
 
 
+@pytest.mark.parametrize("reads", ["get/mg", "gets/gat"])
 @pytest.mark.parametrize("replicas", [1, 2])
-def test_a_delete_or_set_racing_warm_reads_never_brings_the_old_value_back(factory, replicas):
+def test_a_delete_or_set_racing_warm_reads_never_brings_the_old_value_back(factory, replicas, reads):
     """Per moved key: an old value on its previous owner only (replicated:
     on every old server), readers on several connections (two workers)
-    reading it through the warm-up path with get and mg, and a write
+    reading it through the warm-up path with get and mg (or gets, gat and
+    mg with T), and a write
     (delete, or set) sent while they read. Every read sent after the write
     was acknowledged must see the write: never the old value."""
     import random
@@ -413,15 +415,17 @@ def test_a_delete_or_set_racing_warm_reads_never_brings_the_old_value_back(facto
                         continue
                     k = cur[0]
                     t = time.monotonic()
+                    primary = reads == "gets/gat"
                     if n % 2:
-                        c.send(b"mg " + k + b" v\r\n")
+                        c.send(b"mg " + k + (b" v T100\r\n" if primary and n == 3 else b" v\r\n"))
                         r = c.recv_until_term(b"\r\n", timeout=10)
                         if r.startswith(b"VA "):
                             r = c.recv_exact(int(r.split()[1]) + 2, timeout=10)[:-2]
                         else:
                             r = None
                     else:  # a single-key get, or a multi-get (with a key nobody has)
-                        c.send(b"get " + k + (b" race:none" if n == 2 else b"") + b"\r\n")
+                        cmd = (b"gets " if n == 2 else b"gat 100 ") if primary else b"get "
+                        c.send(cmd + k + (b" race:none" if n == 2 else b"") + b"\r\n")
                         r = c.recv_until_endswith(b"END\r\n", timeout=10)
                         r = r.split(b"\r\n")[1] if r.startswith(b"VALUE ") else None
                     seen.append((k, t, r))
