@@ -10,7 +10,7 @@ What is checked, through the built binary against real memcached:
 - gets of a warmed key carries the new owner's CAS, and a cas with it works;
 - a previous owner that is down answers as a miss, not an error;
 - warmup_window: 0 is today's behaviour (moved keys miss);
-- replicated pools: get, gets, gat, gats and mg (T included) of a moved key
+- replicated pools: get, gets, gat, gats, mg (T included) and binary GAT of a moved key
   are read from the previous replica set; gets/gat/gats answer with the new
   primary's CAS and touch;
 - the counters in `stats pools` and the log lines.
@@ -661,7 +661,8 @@ def test_a_replicated_mg_with_t_is_warmed_and_touches_the_new_primary(factory):
         assert len(on_new) > 0.05 * NKEYS
         with mcs[3].conn() as direct:  # the new primary's reply, its CAS included
             assert mg_many(direct, on_new, b"v f c") == [r for k, r in zip(keys, got) if k in set(on_new)]
-        assert all(490 <= t <= 500 for t in mg_ttl(mcs[3], on_new).values())
+        left = mg_ttl(mcs[3], on_new)
+        assert set(left) == set(on_new) and all(490 <= t <= 500 for t in left.values()), left
         st = pool_stats(relay)
         assert st["alpha:warm_lookups"] == st["alpha:warm_copies"] == len(on_new), st
     assert relay.running
@@ -681,4 +682,33 @@ def test_a_replicated_gets_or_gat_with_window_zero_misses_as_before(factory, cmd
         assert set(get_many(c, keys, cmd)) == set(keys) - set(on_new)  # they miss on the new primary
         st = pool_stats(relay)
         assert st["alpha:warm_lookups"] == 0, st
+    assert relay.running
+
+
+def test_a_binary_gat_in_a_replicated_pool_is_warmed_and_touches_the_new_primary(factory):
+    import struct
+
+    from test_binary import GAT, GATK, packets, req
+
+    mcs = [factory.memcached() for _ in range(4)]
+    relay = factory.relay({"alpha": Pool(mcs[:3], replicas=2)})
+    keys = keys_of(300, b"bgat")
+    with relay.conn() as c:
+        store_many(c, [(k, b"v-" + k) for k in keys], flags=3)
+        relay.reconfigure({"alpha": Pool(mcs, replicas=2)})
+        wait_generation(relay, 2)
+        moved = [k for k in keys if ring(mcs).server_for(k) == 3]
+        assert moved
+    with relay.conn() as c:  # a connection speaks the protocol of its first byte
+        for i, k in enumerate(moved):
+            c.send(req(GAT if i % 2 else GATK, k, extras=struct.pack(">I", 700), opaque=i))
+            head = c.recv_exact(24, timeout=5.0)
+            (p,) = packets(head + c.recv_exact(int.from_bytes(head[8:12], "big"), timeout=5.0))
+            assert p[4] == 0, (k, p)  # status: found
+            assert p[7] == b"\0\0\0\3" + (b"" if i % 2 else k) + b"v-" + k
+            assert p[6] != 0  # the new primary's CAS
+    assert mcs[3].get_raw(moved) == {k: (3, b"v-" + k) for k in moved}
+    left = mg_ttl(mcs[3], moved)
+    assert set(left) == set(moved) and all(690 <= t <= 700 for t in left.values()), left
+    assert pool_stats(relay)["alpha:warm_copies"] == len(moved)
     assert relay.running
