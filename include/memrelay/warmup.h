@@ -40,9 +40,11 @@ static inline bool mr_warm_open(const mr_worker *w)
     return until > 0 && until > ev_now(w->loop); /* a generation without a window: no clock read */
 }
 
-/* Replicated pools: a `get` or `mg` that misses on a key's new replica set
- * is read from its previous set's members not in the new one, and the copy
- * is an `add` through replication (mr_warm_repl_*, below). */
+/* Replicated pools: a get, gets, gat, gats or mg that misses on a key's
+ * new replica set is read from its previous set's members not in the new
+ * one, and the copy is an `add` through replication (mr_warm_repl_*,
+ * below); gets/gat/gats and mg then send the client's command again to the
+ * new primary, whose reply the client gets. */
 
 /* Dispatch of a get/gets/gat/gats over servers not replicated, window open, after
  * pass 1 (key_msg[k] holds each key's owner id): how many more message
@@ -89,11 +91,32 @@ void mr_warm_repl_missed(mr_req *req, mr_msg *msg);
  * each key still on it that missed is read from a live member of its
  * previous set (the request reserved a slot per key at dispatch). */
 void mr_warm_repl_batch_missed(mr_req *req, mr_msg *msg);
-/* Was msg such a lookup (single- or multi-key get)? Then it is handled: on
- * a hit the value is the client's reply for the key and is copied to the
- * new set (an `add` through replication, so the key stripe and the
- * per-key order hold). */
+/* Was msg such a lookup (single- or multi-key get; gets gat gats; mg) or
+ * an mg's line sent again? Then it is handled: on a hit the value is
+ * copied to the new set (an `add` through replication, so the key stripe
+ * and the per-key order hold) and is the client's reply for the key (get),
+ * or the client's command for it is sent again behind the copy. */
 bool mr_warm_repl_answered(mr_req *req, mr_msg *msg);
+/* Dispatch of a multi-key read (get gets gat gats, any number of keys)
+ * over a replicated pool, window open, after pass 1: how many more message
+ * slots its warm-up may use. get: one per key (the lookup); gets/gat/gats:
+ * two per key whose previous set has a member not in its new one (the
+ * lookup, and the key's line sent again to the new primary behind the
+ * copy); 0 for a binary GETQ/GETKQ run. */
+uint32_t mr_warm_repl_retrieval_slots(const mr_req *req);
+/* A replicated gets/gat/gats with those slots (get is armed by
+ * replication, mr_replicate_retrieval_arm): a key that misses on its new
+ * primary and moved is read from its previous set, copied (an `add`
+ * through replication, with the exptime gat/gats sets), and its line is
+ * sent again to the new primary, whose answer (its CAS; the touch applied)
+ * is the client's for the key. */
+void mr_warm_repl_retrieval_arm(mr_req *req);
+/* A replicated primary read (replicate.c, OP_READ_PRIMARY), window open,
+ * before its messages are allocated: how many more slots it may use. An
+ * mg with T or E and without N is warmed as a replicated mg is (2, and
+ * armed: the copy takes T's exptime, and the line sent again applies the
+ * touch on the new primary); 0 for the rest (N creates the item). */
+uint32_t mr_warm_repl_primary_slots(mr_req *req);
 /* A warm copy (req->warm_copy) is about to start, holding its key stripe:
  * false when a write to the key started since its lookup began (the copy
  * is then dropped: that write wins). */

@@ -223,8 +223,8 @@ static void dispatch_retrieval(mr_req *req)
     bool replicated = max_replicas > 1;
     uint32_t extra = replicated ? mr_replicate_retrieval_slots(req, router->nservers, max_replicas) : 0;
     uint32_t warm = 0;
-    if (__builtin_expect(mr_warm_open(w), 0)) /* replicated get: a lookup per key at most */
-        warm = !replicated ? mr_warm_retrieval_slots(req) : req->cmd == MR_CMD_GET ? req->nkeys : 0;
+    if (__builtin_expect(mr_warm_open(w), 0))
+        warm = !replicated ? mr_warm_retrieval_slots(req) : mr_warm_repl_retrieval_slots(req);
     extra += warm;
     if (mr_req_alloc_msgs_cap(req, nservers, nservers + extra) < 0) {
         for (uint32_t i = 0; i < k; i++)
@@ -249,6 +249,8 @@ static void dispatch_retrieval(mr_req *req)
         mr_replicate_retrieval_arm(req);
     else if (warm && !replicated)
         mr_warm_retrieval_arm(req); /* misses of moved keys try their previous owner */
+    else if (warm)
+        mr_warm_repl_retrieval_arm(req); /* gets gat gats: their previous set, then the new primary again */
 
     if (one_server) {
         /* The common case: forward the client's line untouched. */

@@ -15,7 +15,8 @@
  * - read: get mg: first replica, failing over to the next at once on an
  *   error (and on a miss with read_miss_failover).
  * - primary read: gets gat gats me, mg with N/T/E: the owner alone, so
- *   CAS values and TTL updates stay meaningful.
+ *   CAS values and TTL updates stay meaningful (in a warm-up window, gets
+ *   gat gats and mg without N that miss there are warmed: warmup.h).
  */
 #include "memrelay/replicate.h"
 
@@ -131,6 +132,8 @@ static void start(mr_req *req, const mr_pool *pool, repl_op op)
     } else if (op != OP_READ_PRIMARY) {
         req->ops = &mr_repl_primary_ops;
         POOL_STAT_INC(w, pool->slot, repl_writes);
+    } else if (__builtin_expect(mr_warm_open(w), 0)) {
+        cap += mr_warm_repl_primary_slots(req); /* mg with T or E: a lookup, and its line again */
     }
     if (mr_req_alloc_msgs_cap(req, nmsgs, cap) < 0) {
         mr_req_fail_local(req, MR_ERR_NOMEM);

@@ -36,11 +36,16 @@
  * until they are over (mr_warm_dispatched), so no copy lands after a
  * write's reply.
  *
- * Replicated pools (the last section): a get that misses on the new replica
+ * Replicated pools (the last sections): a get that misses on the new replica
  * set reads a member of the previous set that is not in the new one; the
  * copy is an `add` handed to replication (mr_replicate_keyed), which orders
  * it with the key's writes by its stripe; it is dropped when it starts
- * after a write of the key started since its lookup.
+ * after a write of the key started since its lookup. An mg, and the
+ * primary-only reads gets/gat/gats (per key of a batch) and mg with T or E,
+ * then send the client's command for the key again to the new primary on
+ * the key's connection, behind the copy's add: its answer (the new
+ * primary's CAS, the touch applied) is the client's. A gat/gats or mg T
+ * copy carries the touch's exptime, so the whole new set has it.
  */
 #include "memrelay/warmup.h"
 
@@ -967,10 +972,12 @@ void mr_warm_repl_missed(mr_req *req, mr_msg *msg)
     repl_lookup(req, req->line.p + req->head.key_off, req->head.key_len, req->replicas, req->nreplicas);
 }
 
-void mr_warm_repl_batch_missed(mr_req *req, mr_msg *msg)
+/* A batch of a replicated multi-key read answered: each key still on it
+ * that missed is read from a live member of its previous set. */
+static void repl_batch_lookups(mr_req *req, mr_msg *msg)
 {
     mr_worker *w = req->worker;
-    if (req->cmd != MR_CMD_GET || msg->line.len > 0)
+    if (msg->line.len > 0)
         return;
     uint32_t idx = (uint32_t)(msg - req->msgs), cursor = 0;
     for (uint32_t k = 0; k < req->nkeys; k++) {
@@ -989,28 +996,33 @@ void mr_warm_repl_batch_missed(mr_req *req, mr_msg *msg)
         if (repeated)
             continue;
         const mr_pool *pool = mr_router_pool_for_key(req->gen->router, req->listen_pool, key, len);
+        if (req->cmd != MR_CMD_GET && !mr_pool_replicated(pool))
+            continue; /* a key routed to a pool not replicated: its writes take no stripe to order a copy */
         uint32_t set[MR_MAX_REPLICAS];
         uint32_t n = mr_router_replicas_for_key(pool, key, len, mr_rng_next(&w->rng), set, MR_MAX_REPLICAS);
         repl_lookup(req, key, len, set, n);
     }
 }
 
+void mr_warm_repl_batch_missed(mr_req *req, mr_msg *msg)
+{
+    if (req->cmd == MR_CMD_GET)
+        repl_batch_lookups(req, msg);
+}
+
 /* A hit on the previous set: the copy is an `add` of the value with its
- * flags and remaining TTL, written to the new set through replication
+ * flags and `exptime` (add's: 0 never), written to the new set through replication
  * (replicate.c: the primary, then a `set` to the others), in the key's
  * stripe like any write to it. */
 static void repl_copy(mr_req *req, const mr_pool *pool, const char *key, uint32_t len, unsigned long flags,
-                      long ttl, const char *data, uint32_t data_len, uint32_t seq)
+                      long exptime, const char *data, uint32_t data_len, uint32_t seq)
 {
     mr_worker *w = req->worker;
     mr_req *bg = mr_req_new_background(w, NULL);
     if (!bg)
         return;
     mr_mbuf *mb = mr_mbuf_get(&w->mbufs, len + 64 + data_len);
-    int n = mb ? snprintf(mb->data, mb->cap, "add %.*s %lu %ld %u\r\n", (int)len, key, flags,
-                          ttl < 0    ? 0
-                          : ttl == 0 ? 1
-                                     : ttl,
+    int n = mb ? snprintf(mb->data, mb->cap, "add %.*s %lu %ld %u\r\n", (int)len, key, flags, exptime,
                           data_len - 2)
                : -1;
     if (n < 0 || (uint32_t)n + data_len > mb->cap) {
@@ -1063,6 +1075,64 @@ static void repl_mg_again(mr_req *req, const mr_pool *pool, const char *key, uin
     mr_forward_send(w, req->conn_hint, again);
 }
 
+/* add's exptime for a value memcached's `mg t` said has `ttl` seconds left
+ * (-1: never). One about to expire keeps one second. */
+static long ttl_exptime(long ttl)
+{
+    return ttl < 0 ? 0 : ttl == 0 ? 1 : ttl;
+}
+
+/* The exptime the client's own command sets on a hit (gat/gats: its
+ * exptime; mg: its T flag), when it sets one that is not negative. A
+ * negative one has memcached answer and then expire the item: the copy
+ * keeps the remaining TTL, and the line sent again applies the touch. */
+static bool touch_exptime(const mr_req *req, long *exptime)
+{
+    const char *p = NULL, *end = NULL;
+    if (req->cmd == MR_CMD_GAT || req->cmd == MR_CMD_GATS) {
+        p = req->line.p + req->head.arg_off;
+        end = p + req->head.arg_len;
+    } else if (req->cmd == MR_CMD_MG) {
+        const mr_request_head *h = &req->head;
+        const char *q = req->line.p + h->key_off + h->key_len, *e = req->line.p + h->end_off;
+        for (; q + 1 < e && !p; q++)
+            if (q[0] == ' ' && q[1] == 'T')
+                p = q + 2;
+        for (end = p; end && end < e && *end >= '0' && *end <= '9'; end++)
+            ;
+    }
+    if (!p || end == p || *p < '0' || *p > '9')
+        return false;
+    *exptime = strtol(p, NULL, 10);
+    return true;
+}
+
+/* A replicated gets/gat/gats hit on the previous set, copied: the client's
+ * command for this key alone (its own command word and, for gat/gats, its
+ * exptime), sent to the new primary on the key's connection, behind the
+ * copy's add. Its answer is memcached's: gets with the new primary's CAS,
+ * gat/gats with the touch applied. (When the copy had to wait for the
+ * key's stripe, this line comes first and misses: the key is a miss.) */
+static void repl_key_again(mr_req *req, const mr_pool *pool, const char *key, uint32_t len)
+{
+    mr_worker *w = req->worker;
+    uint32_t set[MR_MAX_REPLICAS];
+    if (mr_router_replicas_for_key(pool, key, len, mr_rng_next(&w->rng), set, MR_MAX_REPLICAS) == 0)
+        return;
+    mr_msg *again = mr_req_add_msg(req);
+    if (!again)
+        return;
+    again->server = set[0]; /* the copy's primary */
+    again->retrieval = true;
+    if (make_line(w, &again->out[0], 0, "%.*s%.*s\r\n", (int)req->head.keys_off, req->line.p, (int)len, key) <
+        0) {
+        mr_msg_finish(again, MR_ERR_NOMEM);
+        return;
+    }
+    again->nout = 1;
+    mr_forward_send(w, key_hint(key, len), again);
+}
+
 bool mr_warm_repl_answered(mr_req *req, mr_msg *msg)
 {
     uint32_t idx = (uint32_t)(msg - req->msgs);
@@ -1072,7 +1142,8 @@ bool mr_warm_repl_answered(mr_req *req, mr_msg *msg)
             req->reply_msg = idx; /* the new primary's own reply for the hit */
         return true;
     }
-    if ((req->cmd != MR_CMD_GET && req->cmd != MR_CMD_MG) || msg->out[0].len < 3 ||
+    bool again = req->cmd == MR_CMD_GETS || req->cmd == MR_CMD_GAT || req->cmd == MR_CMD_GATS;
+    if ((req->cmd != MR_CMD_GET && req->cmd != MR_CMD_MG && !again) || msg->out[0].len < 3 ||
         memcmp(msg->out[0].p, "mg ", 3) != 0 || (req->cmd == MR_CMD_MG && in_set(req, msg->server)))
         return false;
     mr_worker *w = req->worker;
@@ -1103,9 +1174,15 @@ bool mr_warm_repl_answered(mr_req *req, mr_msg *msg)
     uint32_t head = (uint32_t)(eol - va->p) + 2, data_len = va->len - head;
     if (bytes + 2 != data_len)
         return true;
-    if (req->cmd == MR_CMD_MG) {
-        repl_copy(req, pool, key, len, flags, ttl, va->p + head, data_len, msg->warm_seq);
-        repl_mg_again(req, pool, key, len);
+    long exptime;
+    if (!touch_exptime(req, &exptime)) /* gat/gats, mg T: the whole new set takes the touch's exptime */
+        exptime = ttl_exptime(ttl);
+    if (req->cmd == MR_CMD_MG || again) {
+        repl_copy(req, pool, key, len, flags, exptime, va->p + head, data_len, msg->warm_seq);
+        if (again)
+            repl_key_again(req, pool, key, len);
+        else
+            repl_mg_again(req, pool, key, len);
         return true;
     }
     mr_slice item;
@@ -1131,13 +1208,103 @@ bool mr_warm_repl_answered(mr_req *req, mr_msg *msg)
     }
     if (given) {
         msg->retrieval = true;
-        repl_copy(req, pool, key, len, flags, ttl, va->p + head, data_len, msg->warm_seq);
+        repl_copy(req, pool, key, len, flags, exptime, va->p + head, data_len, msg->warm_seq);
         /* The line was ours (VA), not the client's: what is left is the item. */
         mr_slice_release(&msg->line);
         msg->line = (mr_slice){0};
     }
     mr_slice_release(&item);
     return true;
+}
+
+/* ---- replicated primary reads: gets gat gats, mg with T or E ---- */
+
+uint32_t mr_warm_repl_retrieval_slots(const mr_req *req)
+{
+    if (req->bin_run)
+        return 0; /* a binary GETQ/GETKQ run fails over as get does, and is not warmed */
+    if (req->cmd == MR_CMD_GET)
+        return req->nkeys; /* a lookup per key at most */
+    if (req->cmd != MR_CMD_GETS && req->cmd != MR_CMD_GAT && req->cmd != MR_CMD_GATS)
+        return 0;
+    mr_worker *w = req->worker;
+    uint32_t moved = 0;
+    for (uint32_t k = 0; k < req->nkeys; k++) {
+        const char *key = req->line.p + req->keys[k].off;
+        uint32_t len = req->keys[k].len, set[MR_MAX_REPLICAS], from[MR_MAX_REPLICAS];
+        const mr_pool *pool = mr_router_pool_for_key(w->gen->router, req->listen_pool, key, len);
+        if (!mr_pool_replicated(pool))
+            continue; /* not warmed here (repl_batch_lookups) */
+        uint32_t n = mr_router_replicas_for_key(pool, key, len, mr_rng_next(&w->rng), set, MR_MAX_REPLICAS);
+        if (prev_only(w, w->gen, pool, key, len, set, n, from))
+            moved++;
+    }
+    return 2 * moved; /* the lookup, and the key's line sent again */
+}
+
+/* A message of a warmed replicated gets/gat/gats: a lookup (mg), a batch
+ * (some key takes its reply from it: its misses that moved are looked up),
+ * or a key's line sent again after its copy (no key uses it yet: on a hit,
+ * every copy of the key in the client's line takes its reply from it). */
+static void repl_primary_get_answered(mr_req *req, mr_msg *msg)
+{
+    if (!msg->retrieval) {
+        mr_warm_repl_answered(req, msg);
+        return;
+    }
+    uint32_t at = (uint32_t)(msg - req->msgs);
+    bool batch = false;
+    for (uint32_t k = 0; k < req->nkeys && !batch; k++)
+        batch = req->key_msg[k] == at;
+    if (batch) {
+        mr_worker *w = req->worker;
+        if (req->gen == w->gen && mr_warm_open(w) && msg->error == MR_ERR_NONE)
+            repl_batch_lookups(req, msg);
+        return;
+    }
+    if (msg->error != MR_ERR_NONE || msg->line.len > 0 || msg->nitems != 1 ||
+        msg->out[0].len < req->head.keys_off + 2)
+        return; /* a miss (the copy lost to a write, or waited), or a failure: the miss stands */
+    const char *key = msg->out[0].p + req->head.keys_off;
+    uint32_t len = msg->out[0].len - req->head.keys_off - 2;
+    mr_slice item = msg->items[0]; /* its block stays referenced by items[0] */
+    uint32_t given = 0;
+    for (uint32_t k = 0; k < req->nkeys; k++) {
+        if (!key_is(req, k, key, len) || req->key_msg[k] == at)
+            continue;
+        if (given && mr_msg_add_item(msg, item.mb, item.p, item.len) < 0)
+            break; /* out of memory: the copies left miss */
+        req->key_msg[k] = at;
+        given++;
+    }
+}
+
+static const mr_req_ops warm_repl_primary_get_ops = {.answered = repl_primary_get_answered};
+
+void mr_warm_repl_retrieval_arm(mr_req *req)
+{
+    req->ops = &warm_repl_primary_get_ops;
+}
+
+/* A warmed primary-read mg: the lookup and the line sent again are
+ * warm-up's; a miss (EN) of the client's line reads the previous set. */
+static void repl_primary_mg_answered(mr_req *req, mr_msg *msg)
+{
+    if (mr_warm_repl_answered(req, msg))
+        return;
+    if (msg == &req->msgs[0] && msg->error == MR_ERR_NONE && code_is(&msg->line, "EN"))
+        mr_warm_repl_missed(req, msg);
+}
+
+static const mr_req_ops warm_repl_primary_mg_ops = {.answered = repl_primary_mg_answered};
+
+uint32_t mr_warm_repl_primary_slots(mr_req *req)
+{
+    /* N: a miss creates the item on the new primary, nothing to warm. */
+    if (req->cmd != MR_CMD_MG || mg_has_flag(req, 'N') || mr_warm_repl_read_slots(req) == 0)
+        return 0;
+    req->ops = &warm_repl_primary_mg_ops;
+    return mr_warm_repl_read_slots(req);
 }
 
 bool mr_warm_repl_copy_may_start(mr_req *req)

@@ -10,6 +10,9 @@ What is checked, through the built binary against real memcached:
 - gets of a warmed key carries the new owner's CAS, and a cas with it works;
 - a previous owner that is down answers as a miss, not an error;
 - warmup_window: 0 is today's behaviour (moved keys miss);
+- replicated pools: get, gets, gat, gats, mg (T included) and binary GAT of a moved key
+  are read from the previous replica set; gets/gat/gats answer with the new
+  primary's CAS and touch;
 - the counters in `stats pools` and the log lines.
 """
 
@@ -36,11 +39,11 @@ def ring(servers):
     return Ketama([(mc.ident(), 1) for mc in servers])
 
 
-def get_many(conn, keys, cmd=b"get"):
+def get_many(conn, keys, cmd=b"get", batch=100):
     """{key: (flags, value[, cas])} of a multi-get, in batches."""
     out = {}
-    for i in range(0, len(keys), 100):
-        chunk = keys[i:i + 100]
+    for i in range(0, len(keys), batch):
+        chunk = keys[i:i + batch]
         conn.send(cmd + b" " + b" ".join(chunk) + b"\r\n")
         reply = conn.recv_until_endswith(b"END\r\n", timeout=10)
         assert reply.endswith(b"END\r\n"), reply[-300:]
@@ -372,11 +375,13 @@ def test_a_binary_get_is_warmed_too(factory):
     assert relay.running
 
 
+@pytest.mark.parametrize("reads", ["get/mg", "gets/gat"])
 @pytest.mark.parametrize("replicas", [1, 2])
-def test_a_delete_or_set_racing_warm_reads_never_brings_the_old_value_back(factory, replicas):
+def test_a_delete_or_set_racing_warm_reads_never_brings_the_old_value_back(factory, replicas, reads):
     """Per moved key: an old value on its previous owner only (replicated:
     on every old server), readers on several connections (two workers)
-    reading it through the warm-up path with get and mg, and a write
+    reading it through the warm-up path with get and mg (or gets, gat and
+    mg with T), and a write
     (delete, or set) sent while they read. Every read sent after the write
     was acknowledged must see the write: never the old value."""
     import random
@@ -410,15 +415,17 @@ def test_a_delete_or_set_racing_warm_reads_never_brings_the_old_value_back(facto
                         continue
                     k = cur[0]
                     t = time.monotonic()
+                    primary = reads == "gets/gat"
                     if n % 2:
-                        c.send(b"mg " + k + b" v\r\n")
+                        c.send(b"mg " + k + (b" v T100\r\n" if primary and n == 3 else b" v\r\n"))
                         r = c.recv_until_term(b"\r\n", timeout=10)
                         if r.startswith(b"VA "):
                             r = c.recv_exact(int(r.split()[1]) + 2, timeout=10)[:-2]
                         else:
                             r = None
                     else:  # a single-key get, or a multi-get (with a key nobody has)
-                        c.send(b"get " + k + (b" race:none" if n == 2 else b"") + b"\r\n")
+                        cmd = (b"gets " if n == 2 else b"gat 100 ") if primary else b"get "
+                        c.send(cmd + k + (b" race:none" if n == 2 else b"") + b"\r\n")
                         r = c.recv_until_endswith(b"END\r\n", timeout=10)
                         r = r.split(b"\r\n")[1] if r.startswith(b"VALUE ") else None
                     seen.append((k, t, r))
@@ -596,4 +603,112 @@ def test_an_mg_in_a_replicated_pool_is_warmed_with_the_new_primarys_reply(factor
             assert mg_many(direct, [k for k, _ in on_new], flags) == [r for _, r in on_new]
         st = pool_stats(relay)
         assert st["alpha:warm_lookups"] == st["alpha:warm_copies"] == len(on_new), st
+    assert relay.running
+
+
+def mg_ttl(mc, keys):
+    """{key: seconds left} on one memcached (`mg <key> t`, -1: never)."""
+    with mc.conn() as direct:
+        return {k: int(r.split()[1][1:]) for k, r in zip(keys, mg_many(direct, keys, b"t")) if r.startswith(b"HD")}
+
+
+@pytest.mark.parametrize("cmd,batch", [(b"gets", 100), (b"gets", 1), (b"gat 1000", 100), (b"gats 1000", 1)])
+def test_a_replicated_gets_or_gat_is_warmed_with_the_new_primarys_cas_and_touch(factory, cmd, batch):
+    mcs = [factory.memcached() for _ in range(4)]
+    relay = factory.relay({"alpha": Pool(mcs[:3], replicas=2)})
+    keys = keys_of(NKEYS, b"replgets")
+    with relay.conn() as c:
+        store_many(c, [(k, b"v-" + k) for k in keys], flags=9)
+        relay.reconfigure({"alpha": Pool(mcs, replicas=2)})
+        wait_generation(relay, 2)
+        got = get_many(c, keys, cmd, batch)
+        assert {k: v[:2] for k, v in got.items()} == {k: (9, b"v-" + k) for k in keys}  # 0 misses
+        on_new = [k for k in keys if ring(mcs).server_for(k) == 3]
+        assert len(on_new) > 0.05 * NKEYS
+        st = pool_stats(relay)
+        assert st["alpha:warm_lookups"] == st["alpha:warm_hits"] == st["alpha:warm_copies"] == len(on_new), st
+        if b"gat" in cmd:
+            # The touch reached the new primary (and the copy carried it):
+            # 1000 s left there, where the key had no TTL before.
+            left = mg_ttl(mcs[3], on_new)
+            assert set(left) == set(on_new)
+            assert all(990 <= t <= 1000 for t in left.values()), left
+        if cmd != b"gat 1000":
+            # The CAS is the new primary's: exactly what it answers itself,
+            # and a cas with it works through the proxy.
+            with mcs[3].conn() as direct:
+                assert get_many(direct, on_new, b"gets") == {k: got[k] for k in on_new}
+            for k in on_new[:50]:
+                assert c.request(b"cas %s 0 0 1 %d\r\nz\r\n" % (k, got[k][2])) == b"STORED\r\n"
+            assert get_many(c, on_new[:50]) == {k: (0, b"z") for k in on_new[:50]}
+        # Read again: every key hits its new primary, no more lookups.
+        assert set(get_many(c, keys, b"gets")) == set(keys)
+        assert pool_stats(relay)["alpha:warm_lookups"] == len(on_new)
+    assert relay.running
+
+
+def test_a_replicated_mg_with_t_is_warmed_and_touches_the_new_primary(factory):
+    mcs = [factory.memcached() for _ in range(4)]
+    relay = factory.relay({"alpha": Pool(mcs[:3], replicas=2)})
+    keys = keys_of(NKEYS, b"replmgt")
+    with relay.conn() as c:
+        store_many(c, [(k, b"v-" + k) for k in keys], flags=5)
+        relay.reconfigure({"alpha": Pool(mcs, replicas=2)})
+        wait_generation(relay, 2)
+        got = mg_many(c, keys, b"v f c T500")
+        assert not [k for k, r in zip(keys, got) if not r.startswith(b"VA ")]  # 0 misses
+        on_new = [k for k in keys if ring(mcs).server_for(k) == 3]
+        assert len(on_new) > 0.05 * NKEYS
+        with mcs[3].conn() as direct:  # the new primary's reply, its CAS included
+            assert mg_many(direct, on_new, b"v f c") == [r for k, r in zip(keys, got) if k in set(on_new)]
+        left = mg_ttl(mcs[3], on_new)
+        assert set(left) == set(on_new) and all(490 <= t <= 500 for t in left.values()), left
+        st = pool_stats(relay)
+        assert st["alpha:warm_lookups"] == st["alpha:warm_copies"] == len(on_new), st
+    assert relay.running
+
+
+@pytest.mark.parametrize("cmd", [b"gets", b"gat 1000"])
+def test_a_replicated_gets_or_gat_with_window_zero_misses_as_before(factory, cmd):
+    mcs = [factory.memcached() for _ in range(4)]
+    relay = factory.relay({"alpha": Pool(mcs[:3], replicas=2, warmup_window=0)})
+    keys = keys_of(NKEYS, b"replcold")
+    with relay.conn() as c:
+        store_many(c, [(k, b"v-" + k) for k in keys])
+        relay.reconfigure({"alpha": Pool(mcs, replicas=2, warmup_window=0)})
+        wait_generation(relay, 2)
+        on_new = [k for k in keys if ring(mcs).server_for(k) == 3]
+        assert on_new
+        assert set(get_many(c, keys, cmd)) == set(keys) - set(on_new)  # they miss on the new primary
+        st = pool_stats(relay)
+        assert st["alpha:warm_lookups"] == 0, st
+    assert relay.running
+
+
+def test_a_binary_gat_in_a_replicated_pool_is_warmed_and_touches_the_new_primary(factory):
+    import struct
+
+    from test_binary import GAT, GATK, packets, req
+
+    mcs = [factory.memcached() for _ in range(4)]
+    relay = factory.relay({"alpha": Pool(mcs[:3], replicas=2)})
+    keys = keys_of(300, b"bgat")
+    with relay.conn() as c:
+        store_many(c, [(k, b"v-" + k) for k in keys], flags=3)
+        relay.reconfigure({"alpha": Pool(mcs, replicas=2)})
+        wait_generation(relay, 2)
+        moved = [k for k in keys if ring(mcs).server_for(k) == 3]
+        assert moved
+    with relay.conn() as c:  # a connection speaks the protocol of its first byte
+        for i, k in enumerate(moved):
+            c.send(req(GAT if i % 2 else GATK, k, extras=struct.pack(">I", 700), opaque=i))
+            head = c.recv_exact(24, timeout=5.0)
+            (p,) = packets(head + c.recv_exact(int.from_bytes(head[8:12], "big"), timeout=5.0))
+            assert p[4] == 0, (k, p)  # status: found
+            assert p[7] == b"\0\0\0\3" + (b"" if i % 2 else k) + b"v-" + k
+            assert p[6] != 0  # the new primary's CAS
+    assert mcs[3].get_raw(moved) == {k: (3, b"v-" + k) for k in moved}
+    left = mg_ttl(mcs[3], moved)
+    assert set(left) == set(moved) and all(690 <= t <= 700 for t in left.values()), left
+    assert pool_stats(relay)["alpha:warm_copies"] == len(moved)
     assert relay.running

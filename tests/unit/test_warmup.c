@@ -570,3 +570,146 @@ Test(warmup, a_stale_delete_that_fails_ends_warm_up_for_its_stripe)
     cr_assert_str_eq(fb_output(f), "END\r\n");
     fb_free(f);
 }
+
+/* A replicated primary read (gets/gat/gats, mg with T) of a moved key that
+ * missed on its new primary, read from the previous set: the last two sends
+ * are the copy's add and the client's command again, both to the new primary. */
+static void repl_primary_miss(fb *f, const char *key, const char *line, const char *miss, uint32_t *from)
+{
+    *from = prev_only_member(f, key);
+    cr_assert_neq(*from, UINT32_MAX);
+    fb_request(f, line);
+    fb_reply(f, fb_to(f, NEW_SERVER), miss);
+}
+
+Test(warmup, a_replicated_gets_is_copied_then_sent_again_and_answers_with_the_new_primarys_cas)
+{
+    fb *f = resized_replicated();
+    char key[32], line[64], want[128];
+    uint32_t from, now[8];
+    moved_key(f, key);
+    fb_replicas(f, 0, key, now);
+    snprintf(line, sizeof(line), "gets %s\r\n", key);
+    repl_primary_miss(f, key, line, "END\r\n", &from);
+    fb_sent *mg = fb_to(f, from);
+    snprintf(want, sizeof(want), "mg %s v f t\r\n", key);
+    cr_assert_str_eq(mg->bytes, want);
+    fb_reply(f, mg, "VA 2 f3 t-1\r\nhi\r\n");
+    cr_assert_str_eq(fb_output(f), "", "the client waits for the new primary's CAS");
+    uint32_t n = fb_nsent(f);
+    fb_sent *add = fb_sent_at(f, n - 2), *again = fb_sent_at(f, n - 1);
+    snprintf(want, sizeof(want), "add %s 3 0 2\r\nhi\r\n", key);
+    cr_assert_eq(add->server, NEW_SERVER);
+    cr_assert_str_eq(add->bytes, want, "the copy: an add through replication");
+    cr_assert_eq(again->server, NEW_SERVER);
+    cr_assert_str_eq(again->bytes, line, "the client's command again, behind the copy");
+    fb_reply(f, add, "STORED\r\n");
+    fb_reply(f, fb_to(f, now[1]), "STORED\r\n");
+    snprintf(want, sizeof(want), "VALUE %s 3 2 77\r\nhi\r\nEND\r\n", key);
+    fb_reply(f, again, want);
+    cr_assert_str_eq(fb_output(f), want, "memcached's reply, with the new primary's CAS");
+    cr_assert_eq(f->w.pool_stats[f->gen->router->pools[0].slot].warm_copies, 1);
+    fb_free(f);
+}
+
+Test(warmup, a_replicated_multi_key_gat_copies_with_the_touch_exptime_and_keeps_the_client_order)
+{
+    fb *f = resized_replicated();
+    char keys[2][32], other[32], line[160], want[256];
+    fb_keys_on(f, 0, NEW_SERVER, "g", keys, 2);
+    uint32_t now[8];
+    fb_replicas(f, 0, keys[1], now);
+    char hit[1][32];
+    fb_keys_on(f, 0, 0, "h", hit, 1); /* a key of another server that hits there */
+    memcpy(other, hit[0], 32);
+    uint32_t other_owner = fb_owner(f, 0, other);
+    cr_assert_neq(other_owner, NEW_SERVER);
+    snprintf(line, sizeof(line), "gat 300 %s %s %s\r\n", keys[0], other, keys[1]);
+    fb_request(f, line);
+    snprintf(want, sizeof(want), "VALUE %s 0 1\r\no\r\nEND\r\n", other);
+    fb_reply(f, fb_to(f, other_owner), want);
+    fb_reply(f, fb_to(f, NEW_SERVER), "END\r\n"); /* both moved keys miss */
+    uint32_t from0 = prev_only_member(f, keys[0]), from1 = prev_only_member(f, keys[1]);
+    cr_assert_neq(from0, UINT32_MAX);
+    cr_assert_neq(from1, UINT32_MAX);
+    /* The second key first: its lookup answers a miss, it stays one. */
+    fb_sent *mg1 = NULL, *mg0 = NULL;
+    for (uint32_t i = 0; i < fb_nsent(f); i++) {
+        fb_sent *s = fb_sent_at(f, i);
+        if (strncmp(s->bytes, "mg ", 3) == 0 && strstr(s->bytes, keys[1]))
+            mg1 = s;
+        else if (strncmp(s->bytes, "mg ", 3) == 0 && strstr(s->bytes, keys[0]))
+            mg0 = s;
+    }
+    cr_assert(mg0 && mg1);
+    fb_reply(f, mg1, "EN\r\n");
+    fb_reply(f, mg0, "VA 1 f2 t-1\r\nx\r\n");
+    uint32_t n = fb_nsent(f);
+    fb_sent *add = fb_sent_at(f, n - 2), *again = fb_sent_at(f, n - 1);
+    snprintf(want, sizeof(want), "add %s 2 300 1\r\nx\r\n", keys[0]);
+    cr_assert_str_eq(add->bytes, want, "the copy carries the touch's exptime");
+    snprintf(want, sizeof(want), "gat 300 %s\r\n", keys[0]);
+    cr_assert_str_eq(again->bytes, want, "the key's gat again, which touches the new primary");
+    fb_reply(f, add, "STORED\r\n");
+    snprintf(want, sizeof(want), "VALUE %s 2 1\r\nx\r\nEND\r\n", keys[0]);
+    fb_reply(f, again, want);
+    for (uint32_t i = 0; i < fb_nsent(f); i++) {
+        fb_sent *s = fb_sent_at(f, i);
+        if (strncmp(s->bytes, "set ", 4) == 0)
+            fb_reply(f, s, "STORED\r\n");
+    }
+    snprintf(want, sizeof(want), "VALUE %s 2 1\r\nx\r\nVALUE %s 0 1\r\no\r\nEND\r\n", keys[0], other);
+    cr_assert_str_eq(fb_output(f), want, "the client's key order, the miss left out");
+    fb_free(f);
+}
+
+Test(warmup, a_replicated_gets_whose_lookup_a_write_raced_copies_nothing_and_misses)
+{
+    fb *f = resized_replicated();
+    char key[32], line[64];
+    uint32_t from;
+    moved_key(f, key);
+    snprintf(line, sizeof(line), "gets %s\r\n", key);
+    repl_primary_miss(f, key, line, "END\r\n", &from);
+    fb_sent *mg = fb_to(f, from);
+    snprintf(line, sizeof(line), "delete %s\r\n", key);
+    fb_request(f, line);
+    uint32_t n = fb_nsent(f);
+    fb_reply(f, fb_sent_at(f, n - 3), "DELETED\r\n");
+    fb_reply(f, fb_sent_at(f, n - 2), "NOT_FOUND\r\n");
+    fb_reply(f, fb_sent_at(f, n - 1), "DELETED\r\n");
+    uint32_t before = fb_nsent(f);
+    fb_reply(f, mg, "VA 3 f0 t-1\r\nold\r\n");
+    cr_assert_eq(fb_nsent(f), before, "no copy, no line again");
+    cr_assert_str_eq(fb_output(f), "END\r\nNOT_FOUND\r\n");
+    fb_free(f);
+}
+
+Test(warmup, a_replicated_mg_with_t_is_warmed_and_an_mg_with_n_is_not)
+{
+    fb *f = resized_replicated();
+    char key[32], line[64], want[128];
+    uint32_t from;
+    moved_key(f, key);
+    snprintf(line, sizeof(line), "mg %s v c T30\r\n", key);
+    repl_primary_miss(f, key, line, "EN\r\n", &from);
+    fb_sent *mg = fb_to(f, from);
+    fb_reply(f, mg, "VA 2 f1 t-1\r\nhi\r\n");
+    uint32_t n = fb_nsent(f);
+    fb_sent *add = fb_sent_at(f, n - 2), *again = fb_sent_at(f, n - 1);
+    snprintf(want, sizeof(want), "add %s 1 30 2\r\nhi\r\n", key);
+    cr_assert_str_eq(add->bytes, want, "the copy carries T's exptime");
+    cr_assert_eq(again->server, NEW_SERVER);
+    cr_assert_str_eq(again->bytes, line);
+    fb_reply(f, add, "STORED\r\n");
+    fb_reply(f, again, "VA 2 c91\r\nhi\r\n");
+    cr_assert_str_eq(fb_output(f), "VA 2 c91\r\nhi\r\n", "the new primary's reply");
+    char other[2][32];
+    fb_keys_on(f, 0, NEW_SERVER, "n", other, 2);
+    snprintf(line, sizeof(line), "mg %s v N30\r\n", other[1]);
+    fb_request(f, line);
+    uint32_t sent = fb_nsent(f);
+    fb_reply(f, fb_sent_at(f, sent - 1), "EN\r\n");
+    cr_assert_eq(fb_nsent(f), sent, "N: nothing to warm");
+    fb_free(f);
+}
