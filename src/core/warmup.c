@@ -1058,17 +1058,25 @@ static bool in_set(const mr_req *req, uint32_t server)
  * line to the new primary on the key's connection, behind the copy's add
  * (when the copy had to wait for the key's stripe, the line comes first
  * and misses). Its answer, a hit, is memcached's reply for the flags asked. */
+/* A message of req to the key's new primary, the copy's (NULL: none). */
+static mr_msg *again_to_new_primary(mr_req *req, const mr_pool *pool, const char *key, uint32_t len)
+{
+    uint32_t set[MR_MAX_REPLICAS];
+    if (mr_router_replicas_for_key(pool, key, len, mr_rng_next(&req->worker->rng), set, MR_MAX_REPLICAS) == 0)
+        return NULL;
+    mr_msg *again = mr_req_add_msg(req);
+    if (again)
+        again->server = set[0];
+    return again;
+}
+
 static void repl_mg_again(mr_req *req, const mr_pool *pool, const char *key, uint32_t len)
 {
     mr_worker *w = req->worker;
-    uint32_t set[MR_MAX_REPLICAS];
-    if (mr_router_replicas_for_key(pool, key, len, mr_rng_next(&w->rng), set, MR_MAX_REPLICAS) == 0)
-        return;
-    mr_msg *again = mr_req_add_msg(req);
+    mr_msg *again = again_to_new_primary(req, pool, key, len);
     if (!again)
         return;
     const mr_msg *first = &req->msgs[0];
-    again->server = set[0]; /* the copy's primary */
     again->out[0] = mr_slice_ref(first->out[0].mb, first->out[0].p, first->out[0].len);
     again->nout = 1;
     req->warm_again = (uint8_t)(again - req->msgs + 1);
@@ -1116,13 +1124,9 @@ static bool touch_exptime(const mr_req *req, long *exptime)
 static void repl_key_again(mr_req *req, const mr_pool *pool, const char *key, uint32_t len)
 {
     mr_worker *w = req->worker;
-    uint32_t set[MR_MAX_REPLICAS];
-    if (mr_router_replicas_for_key(pool, key, len, mr_rng_next(&w->rng), set, MR_MAX_REPLICAS) == 0)
-        return;
-    mr_msg *again = mr_req_add_msg(req);
+    mr_msg *again = again_to_new_primary(req, pool, key, len);
     if (!again)
         return;
-    again->server = set[0]; /* the copy's primary */
     again->retrieval = true;
     if (make_line(w, &again->out[0], 0, "%.*s%.*s\r\n", (int)req->head.keys_off, req->line.p, (int)len, key) <
         0) {
