@@ -229,6 +229,37 @@ uint32_t mr_warm_retrieval_slots(const mr_req *req)
     return 2 * moved;
 }
 
+/* What send_lookup did. */
+typedef enum { LOOKUP_SENT, LOOKUP_SKIPPED, LOOKUP_NOMEM } lookup_result;
+
+/* Read `key` (spelled `spelled` on the wire, base64 when `b64`) from
+ * `from`, its previous owner, as a new message of req: `mg <key> v f t`.
+ * Skipped while a write's delete there is in flight (the miss stands,
+ * counted as a race); LOOKUP_NOMEM when req has no message slot left. */
+static lookup_result send_lookup(mr_req *req, const mr_pool *pool, uint32_t from, const char *key,
+                                 uint32_t len, const char *spelled, uint32_t spelled_len, bool b64)
+{
+    mr_worker *w = req->worker;
+    uint32_t seq;
+    if (!writes_settled(w, req->gen, key_hint(key, len), &seq)) {
+        WARM_STAT(w, pool->slot, warm_races);
+        return LOOKUP_SKIPPED;
+    }
+    mr_msg *m = mr_req_add_msg(req);
+    if (!m)
+        return LOOKUP_NOMEM;
+    m->server = from;
+    m->warm_seq = seq;
+    WARM_STAT(w, pool->slot, warm_lookups);
+    if (make_line(w, &m->out[0], 0, "mg %.*s v f t%s\r\n", (int)spelled_len, spelled, b64 ? " b" : "") < 0) {
+        mr_msg_finish(m, MR_ERR_NOMEM);
+        return LOOKUP_SKIPPED;
+    }
+    m->nout = 1;
+    mr_forward_send(w, key_hint(key, len), m); /* the key's connection, as its writes */
+    return LOOKUP_SENT;
+}
+
 static const mr_req_ops warm_ops;
 
 void mr_warm_retrieval_arm(mr_req *req)
@@ -285,25 +316,9 @@ static void batch_answered(mr_req *req, mr_msg *msg)
         if (repeated)
             continue; /* one lookup answers every copy of the key */
         const mr_pool *pool = mr_router_pool_for_key(router, req->listen_pool, key, len);
-        uint32_t from = prev_owner(w, req->gen, pool, key, len, msg->server), seq;
-        if (from == NO_SERVER)
-            continue;
-        if (!writes_settled(w, req->gen, key_hint(key, len), &seq)) {
-            WARM_STAT(w, pool->slot, warm_races); /* a write's delete there is in flight: the miss stands */
-            continue;
-        }
-        mr_msg *m = mr_req_add_msg(req);
-        if (!m)
+        uint32_t from = prev_owner(w, req->gen, pool, key, len, msg->server);
+        if (from != NO_SERVER && send_lookup(req, pool, from, key, len, key, len, false) == LOOKUP_NOMEM)
             return;
-        m->server = from;
-        m->warm_seq = seq;
-        WARM_STAT(w, pool->slot, warm_lookups);
-        if (make_line(w, &m->out[0], 0, "mg %.*s v f t\r\n", (int)len, key) < 0) {
-            mr_msg_finish(m, MR_ERR_NOMEM);
-            continue;
-        }
-        m->nout = 1;
-        mr_forward_send(w, key_hint(key, len), m);
     }
 }
 
@@ -561,31 +576,14 @@ static void mg_missed(mr_req *req, mr_msg *msg)
         return;
     char buf[MR_KEY_MAX * 2];
     const char *key;
-    uint32_t len, seq;
+    uint32_t len;
     if (!request_key(req, buf, sizeof(buf), &key, &len))
         return;
     const mr_pool *pool = mr_router_pool_for_key(req->gen->router, req->listen_pool, key, len);
     uint32_t from = prev_owner(w, req->gen, pool, key, len, msg->server);
-    if (from == NO_SERVER)
-        return;
-    if (!writes_settled(w, req->gen, key_hint(key, len), &seq)) {
-        WARM_STAT(w, pool->slot, warm_races);
-        return;
-    }
-    mr_msg *m = mr_req_add_msg(req);
-    if (!m)
-        return;
-    m->server = from;
-    m->warm_seq = seq;
-    WARM_STAT(w, pool->slot, warm_lookups);
     const mr_request_head *h = &req->head;
-    if (make_line(w, &m->out[0], 0, "mg %.*s v f t%s\r\n", (int)h->key_len, req->line.p + h->key_off,
-                  h->meta_base64 ? " b" : "") < 0) {
-        mr_msg_finish(m, MR_ERR_NOMEM);
-        return;
-    }
-    m->nout = 1;
-    mr_forward_send(w, key_hint(key, len), m);
+    if (from != NO_SERVER)
+        send_lookup(req, pool, from, key, len, req->line.p + h->key_off, h->key_len, h->meta_base64);
 }
 
 /* The previous owner answered: on a hit, send the copy (`ms ... ME c`) and
@@ -929,30 +927,14 @@ void mr_warm_repl_write(mr_req *req, const mr_pool *pool, const char *key, size_
 static void repl_lookup(mr_req *req, const char *key, uint32_t len, const uint32_t *set, uint32_t n)
 {
     mr_worker *w = req->worker;
-    uint32_t from[MR_MAX_REPLICAS], seq;
+    uint32_t from[MR_MAX_REPLICAS];
     const mr_pool *pool = mr_router_pool_for_key(req->gen->router, req->listen_pool, key, len);
     uint32_t nfrom = prev_only(w, req->gen, pool, key, len, set, n, from), pick = NO_SERVER;
     for (uint32_t i = 0; i < nfrom && pick == NO_SERVER; i++)
         if (readable(w, from[i]))
             pick = from[i]; /* any live member: one that is down or ejected answers as a miss */
-    if (pick == NO_SERVER)
-        return;
-    if (!writes_settled(w, req->gen, key_hint(key, len), &seq)) {
-        WARM_STAT(w, pool->slot, warm_races);
-        return;
-    }
-    mr_msg *m = mr_req_add_msg(req);
-    if (!m)
-        return;
-    m->server = pick;
-    m->warm_seq = seq;
-    WARM_STAT(w, pool->slot, warm_lookups);
-    if (make_line(w, &m->out[0], 0, "mg %.*s v f t\r\n", (int)len, key) < 0) {
-        mr_msg_finish(m, MR_ERR_NOMEM);
-        return;
-    }
-    m->nout = 1;
-    mr_forward_send(w, key_hint(key, len), m); /* the key's connection, as its replicated writes */
+    if (pick != NO_SERVER)
+        send_lookup(req, pool, pick, key, len, key, len, false);
 }
 
 uint32_t mr_warm_repl_read_slots(const mr_req *req)
