@@ -65,15 +65,22 @@ void mr_membudget_register(mr_membudget *b, uint32_t index, struct ev_loop *loop
     __atomic_store_n(&b->workers[index].wake, wake, __ATOMIC_SEQ_CST);
 }
 
+/* Wake every worker with clients waiting for budget, `me` aside. */
+static void wake_waiters(mr_membudget *b, uint32_t me)
+{
+    for (uint32_t i = 0; i < b->nworkers; i++) {
+        if (i == me || !__atomic_load_n(&b->workers[i].waiting, __ATOMIC_SEQ_CST))
+            continue;
+        ev_async *a = __atomic_load_n(&b->workers[i].wake, __ATOMIC_SEQ_CST);
+        if (a)
+            ev_async_send(__atomic_load_n(&b->workers[i].loop, __ATOMIC_SEQ_CST), a);
+    }
+}
+
 void mr_membudget_set_limit(mr_membudget *b, uint64_t limit)
 {
     __atomic_store_n(&b->limit, limit, __ATOMIC_SEQ_CST);
-    /* A higher limit may admit waiting blocks at once. */
-    for (uint32_t i = 0; i < b->nworkers; i++) {
-        ev_async *a = __atomic_load_n(&b->workers[i].wake, __ATOMIC_SEQ_CST);
-        if (a && __atomic_load_n(&b->workers[i].waiting, __ATOMIC_SEQ_CST))
-            ev_async_send(__atomic_load_n(&b->workers[i].loop, __ATOMIC_SEQ_CST), a);
-    }
+    wake_waiters(b, UINT32_MAX); /* a higher limit may admit waiting blocks at once */
 }
 
 static void note_peak(mr_membudget *b, uint64_t used)
@@ -136,15 +143,8 @@ void mr_memcredit_give(mr_membudget *b, mr_memcredit *cr, uint64_t n, uint32_t m
     uint64_t back = spare - b->chunk;
     cr->credit -= back;
     __atomic_sub_fetch(&b->used, back, __ATOMIC_SEQ_CST);
-    if (__atomic_load_n(&b->nwaiting, __ATOMIC_SEQ_CST) == 0)
-        return;
-    for (uint32_t i = 0; i < b->nworkers; i++) {
-        if (i == me || !__atomic_load_n(&b->workers[i].waiting, __ATOMIC_SEQ_CST))
-            continue;
-        ev_async *a = __atomic_load_n(&b->workers[i].wake, __ATOMIC_SEQ_CST);
-        if (a)
-            ev_async_send(__atomic_load_n(&b->workers[i].loop, __ATOMIC_SEQ_CST), a);
-    }
+    if (__atomic_load_n(&b->nwaiting, __ATOMIC_SEQ_CST) != 0)
+        wake_waiters(b, me);
 }
 
 bool mr_membudget_has_waiters(const mr_membudget *b)
