@@ -26,9 +26,12 @@
 #define MEMRELAY_KEY_LOCKS_H
 
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 
 #include <ev.h>
+
+#include "memrelay/hash.h"
 
 struct mr_req;
 struct mr_worker;
@@ -74,6 +77,14 @@ void mr_key_locks_free(mr_key_locks *kl);
 /* Worker `index` is woken through `wake` on `loop` when a stripe it waits
  * for is let go; NULL unregisters it (before its loop is destroyed). */
 void mr_key_locks_register(mr_key_locks *kl, uint32_t index, struct ev_loop *loop, ev_async *wake);
+
+/* A key's hash for its connection, stripe and write slots: the same for
+ * every pool and worker, so all of a key's writes meet on one connection
+ * per server and one stripe. */
+static inline uint32_t mr_key_hint(const char *key, size_t len)
+{
+    return mr_hash(MR_HASH_FNV1A_32, key, len);
+}
 
 static inline uint32_t mr_key_stripe(uint32_t key_hash)
 {

@@ -392,9 +392,8 @@ void mr_dispatch_unlink(mr_worker *w, uint32_t listen_pool, uint32_t conn_hint, 
         return;
     req->cls = MR_CLASS_KEYED;
     req->cmd = MR_CMD_DELETE;
-    req->conn_hint = pool->conf->replicas > 1 || pool->conf->nreplicate_to
-                         ? mr_hash(MR_HASH_FNV1A_32, rkey, rlen)
-                         : conn_hint;
+    req->conn_hint =
+        pool->conf->replicas > 1 || pool->conf->nreplicate_to ? mr_key_hint(rkey, rlen) : conn_hint;
     mr_mbuf *mb = mr_mbuf_get(&w->mbufs, key_len + 16);
     if (!mb || mr_req_alloc_msgs(req, n) < 0) {
         mr_mbuf_unref(mb);

@@ -68,8 +68,7 @@ void mr_replicate_keyed(mr_req *req, const mr_pool *pool, const char *key, size_
      * one connection per server and no warm-up window skips the second hash
      * of the key (~90 instructions, 2.5% of a get). */
     bool warm = __builtin_expect(mr_warm_open(w), 0);
-    req->conn_hint =
-        write || warm || pool->conf->server_connections > 1 ? mr_hash(MR_HASH_FNV1A_32, key, key_len) : 0;
+    req->conn_hint = write || warm || pool->conf->server_connections > 1 ? mr_key_hint(key, key_len) : 0;
     /* Warm-up: a write's previous replica set forgets the key (before the
      * write may park, so a warm copy that starts later sees it). */
     if (warm && write && !req->warm_copy)

@@ -69,11 +69,6 @@ static void pool_stat(mr_worker *w, uint32_t slot, size_t off)
 }
 #define WARM_STAT(w, slot, field) pool_stat(w, slot, offsetof(mr_pool_stats, field))
 
-static uint32_t key_hint(const char *key, size_t len)
-{
-    return mr_hash(MR_HASH_FNV1A_32, key, len);
-}
-
 /* ---- writes to moved keys, per key stripe (key_locks.h, mr_key_writes) ---- */
 
 static mr_key_writes *writes_of(mr_worker *w, uint32_t hint)
@@ -241,7 +236,7 @@ static lookup_result send_lookup(mr_req *req, const mr_pool *pool, uint32_t from
 {
     mr_worker *w = req->worker;
     uint32_t seq;
-    if (!writes_settled(w, req->gen, key_hint(key, len), &seq)) {
+    if (!writes_settled(w, req->gen, mr_key_hint(key, len), &seq)) {
         WARM_STAT(w, pool->slot, warm_races);
         return LOOKUP_SKIPPED;
     }
@@ -256,7 +251,7 @@ static lookup_result send_lookup(mr_req *req, const mr_pool *pool, uint32_t from
         return LOOKUP_SKIPPED;
     }
     m->nout = 1;
-    mr_forward_send(w, key_hint(key, len), m); /* the key's connection, as its writes */
+    mr_forward_send(w, mr_key_hint(key, len), m); /* the key's connection, as its writes */
     return LOOKUP_SENT;
 }
 
@@ -346,7 +341,7 @@ static void lookup_answered(mr_req *req, mr_msg *msg)
     if (batch == NO_SERVER || !eol)
         return;
     WARM_STAT(w, pool_slot_of(w, req->msgs[batch].server), warm_hits);
-    if (write_raced(w, key_hint(key, len), msg->warm_seq)) {
+    if (write_raced(w, mr_key_hint(key, len), msg->warm_seq)) {
         WARM_STAT(w, pool_slot_of(w, req->msgs[batch].server), warm_races); /* what was read may be gone */
         return;
     }
@@ -383,13 +378,13 @@ static void lookup_answered(mr_req *req, mr_msg *msg)
     }
     m->out[1] = mr_slice_ref(va->mb, va->p + head, va->len - head);
     m->nout = 2;
-    if (!copy_begin(w, m, key_hint(key, len))) {
+    if (!copy_begin(w, m, mr_key_hint(key, len))) {
         WARM_STAT(w, pool_slot_of(w, m->server), warm_races);
         m->warm_raced = true;
         mr_msg_finish(m, MR_ERR_UNAVAILABLE);
         return;
     }
-    mr_forward_send(w, key_hint(key, len), m);
+    mr_forward_send(w, mr_key_hint(key, len), m);
 }
 
 /* The undo of a raced copy is over: so is the copy. */
@@ -410,7 +405,7 @@ static const mr_req_ops undo_ops = {.finished = undo_finished};
 static bool copy_raced_raw(mr_worker *w, mr_msg *copy, const char *key, uint32_t len, const char *raw,
                            uint32_t raw_len, bool b64, unsigned long long cas)
 {
-    uint32_t hint = key_hint(key, len);
+    uint32_t hint = mr_key_hint(key, len);
     if (!write_raced(w, hint, copy->warm_seq))
         return false;
     copy->warm_raced = true;
@@ -513,7 +508,7 @@ static void copy_over(mr_req *req, mr_msg *msg, void (*answered)(mr_req *, mr_ms
     uint32_t len;
     if (msg->warm_counted && warm_key(msg, &key, &len)) {
         msg->warm_counted = false;
-        copy_end(req->worker, key_hint(key, len));
+        copy_end(req->worker, mr_key_hint(key, len));
     }
 }
 
@@ -603,7 +598,7 @@ static void mg_lookup_answered(mr_req *req, mr_msg *msg)
     if (!request_key(req, buf, sizeof(buf), &key, &len))
         return;
     const mr_msg *first = &req->msgs[MG_FIRST];
-    uint32_t slot = pool_slot_of(w, first->server), hint = key_hint(key, len);
+    uint32_t slot = pool_slot_of(w, first->server), hint = mr_key_hint(key, len);
     WARM_STAT(w, slot, warm_hits);
     if (write_raced(w, hint, msg->warm_seq)) {
         WARM_STAT(w, slot, warm_races);
@@ -773,7 +768,7 @@ static void stale_delete_to(mr_req *req, const mr_pool *pool, uint32_t hint, uin
 static bool stale_delete(mr_req *req, const mr_pool *pool, const char *key, size_t key_len, uint32_t owner)
 {
     mr_worker *w = req->worker;
-    uint32_t from = moved_from(w, w->gen, pool, key, key_len, owner), hint = key_hint(key, key_len);
+    uint32_t from = moved_from(w, w->gen, pool, key, key_len, owner), hint = mr_key_hint(key, key_len);
     if (from == NO_SERVER)
         return false;
     mr_key_writes *kw = writes_of(w, hint);
@@ -867,7 +862,7 @@ uint32_t mr_warm_keyed(mr_req *req, const mr_pool *pool, const char *key, size_t
         return 0; /* a read */
     default:
         *hold = stale_delete(req, pool, key, key_len, owner);
-        req->warm_hint = key_hint(key, key_len);
+        req->warm_hint = mr_key_hint(key, key_len);
         return 0;
     }
 }
@@ -913,7 +908,7 @@ void mr_warm_repl_write(mr_req *req, const mr_pool *pool, const char *key, size_
     mr_worker *w = req->worker;
     uint32_t from[MR_MAX_REPLICAS];
     uint32_t n = prev_only(w, w->gen, pool, key, key_len, req->replicas, req->nreplicas, from);
-    uint32_t hint = key_hint(key, key_len);
+    uint32_t hint = mr_key_hint(key, key_len);
     mr_key_writes *kw = writes_of(w, hint);
     for (uint32_t i = 0; i < n; i++) {
         if (kw) /* before the delete goes out, and before the write may take its stripe */
@@ -1116,7 +1111,7 @@ static void repl_key_again(mr_req *req, const mr_pool *pool, const char *key, ui
         return;
     }
     again->nout = 1;
-    mr_forward_send(w, key_hint(key, len), again);
+    mr_forward_send(w, mr_key_hint(key, len), again);
 }
 
 bool mr_warm_repl_answered(mr_req *req, mr_msg *msg)
@@ -1143,7 +1138,7 @@ bool mr_warm_repl_answered(mr_req *req, mr_msg *msg)
         return true; /* a multi-key get: the key its line names */
     const mr_pool *pool = mr_router_pool_for_key(req->gen->router, req->listen_pool, key, len);
     WARM_STAT(w, pool->slot, warm_hits);
-    if (write_raced(w, key_hint(key, len), msg->warm_seq)) {
+    if (write_raced(w, mr_key_hint(key, len), msg->warm_seq)) {
         WARM_STAT(w, pool->slot, warm_races);
         return true;
     }
