@@ -5,7 +5,7 @@
     bench/run.py --full          5 rounds x 5 s (about 10 minutes)
     bench/run.py --callgrind     user-space instructions per request (valgrind), memrelay and nutcracker
     bench/run.py --callgrind --only large,multiget    the same on those workloads
-    bench/run.py --syscalls --only small,pipelined     system calls per request (strace -c)
+    bench/run.py --syscalls --only small,pipelined     system calls per request (perf, else strace)
     bench/run.py --only small,pipelined --rounds 2 --seconds 2
 
 Starts 4 memcached on free 127.0.0.1 ports, nutcracker (-v 4, stats on 127.0.0.1) and memrelay with
@@ -763,35 +763,43 @@ class Callgrind:
         return f"{ir:,} Ir / {n:,} requests = {ir / n:,.0f}"
 
 
+PERF_SYSCALLS = ("read", "readv", "recvfrom", "recvmsg", "write", "writev", "sendto", "sendmsg", "epoll_wait",
+                 "epoll_pwait", "epoll_ctl", "accept4", "futex", "clock_gettime", "getsockopt", "setsockopt")
+
+
 class Syscalls:
-    """System calls of every thread, counted by `strace -c -f -p` attached only for the measured run.
-    strace slows the process down, which changes how many requests each wake-up finds: the counts
-    compare builds and proxies under the same handicap, they are not what an untraced run makes."""
+    """System calls of every thread of the measured process, and of the memcached servers behind it,
+    counted only for the measured run. With perf (the kernel's syscall tracepoints, `perf stat -p`) the
+    processes run at full speed, so the counts are what an untraced run makes, batching included. Without
+    perf, `strace -c -f -p`: strace slows the process down, which changes how many requests each wake-up
+    finds, so those counts compare builds and proxies under the same handicap only."""
     name = "syscalls"
     wrap = None
 
-    def __init__(self, outdir):
+    def __init__(self, outdir, servers, tool):
         self.outdir = outdir
+        self.servers = servers  # () -> the memcached processes behind the proxy
+        self.tool = tool
         self.n = 0
 
-    def __call__(self, proc, run):
-        self.n += 1
-        path = os.path.join(self.outdir, f"strace-{self.n}.txt")
-        st = subprocess.Popen(["strace", "-c", "-f", "-q", "-o", path, "-p", str(proc.pid)],
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
-        try:
-            time.sleep(1.0)  # attach to every thread before the load starts
-            if st.poll() is not None:
-                raise BenchError("strace could not attach (ptrace not permitted?)")
-            out = run()
-        finally:
-            if st.poll() is None:
-                st.send_signal(signal.SIGINT)
-            try:
-                st.wait(30)
-            except subprocess.TimeoutExpired:
-                st.kill()
-                st.wait(5)
+    def _perf(self, pids, path):
+        events = ",".join(f"syscalls:sys_enter_{c}" for c in PERF_SYSCALLS)
+        return subprocess.Popen(["perf", "stat", "-x", ",", "-o", path, "-e", events,
+                                 "-p", ",".join(map(str, pids))],
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+
+    @staticmethod
+    def _read_perf(path):
+        calls = {}
+        with open(path) as f:
+            for line in f:
+                parts = line.strip().split(",")
+                if len(parts) >= 3 and parts[0].isdigit() and parts[2].startswith("syscalls:sys_enter_"):
+                    calls[parts[2][len("syscalls:sys_enter_"):]] = int(parts[0])
+        return {k: v for k, v in calls.items() if v}
+
+    @staticmethod
+    def _read_strace(path):
         calls = {}
         with open(path) as f:
             for line in f:
@@ -799,33 +807,77 @@ class Syscalls:
                 # % time, seconds, usecs/call, calls, [errors], syscall
                 if len(parts) >= 5 and parts[0][0].isdigit() and parts[3].isdigit() and parts[-1] != "total":
                     calls[parts[-1]] = int(parts[3])
-        return calls, out
+        return calls
+
+    def __call__(self, proc, run):
+        self.n += 1
+        paths, tracers = [], []
+        if self.tool == "perf":
+            # The proxy, and the servers apart (memcached direct: the proxy is one of them).
+            direct = proc.name.startswith("memcached")
+            groups = [[proc.pid]] + ([] if direct else [[p.pid for p in self.servers()]])
+            for i, pids in enumerate(groups):
+                paths.append(os.path.join(self.outdir, f"perf-{self.n}-{i}.txt"))
+                tracers.append(self._perf(pids, paths[-1]))
+        else:
+            paths.append(os.path.join(self.outdir, f"strace-{self.n}.txt"))
+            tracers.append(subprocess.Popen(["strace", "-c", "-f", "-q", "-o", paths[-1], "-p", str(proc.pid)],
+                                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                                            start_new_session=True))
+        try:
+            time.sleep(1.0)  # attach to every thread before the load starts
+            if any(t.poll() is not None for t in tracers):
+                raise BenchError(f"{self.tool} could not attach (perf_event_paranoid or ptrace not permitted?)")
+            out = run()
+        finally:
+            for t in tracers:
+                if t.poll() is None:
+                    t.send_signal(signal.SIGINT)
+                try:
+                    t.wait(30)
+                except subprocess.TimeoutExpired:
+                    t.kill()
+                    t.wait(5)
+        read = self._read_perf if self.tool == "perf" else self._read_strace
+        return dict(proxy=read(paths[0]), servers=read(paths[1]) if len(paths) > 1 else None), out
 
     @staticmethod
-    def show(calls, n):
+    def show(fig, n):
+        calls = fig["proxy"]
         total = sum(calls.values())
         top = ", ".join(f"{k} {v / n:.2f}" for k, v in sorted(calls.items(), key=lambda kv: -kv[1])[:5])
-        return f"{total / n:.2f} syscalls per request ({top})"
+        srv = "" if fig["servers"] is None else f"; memcached servers {sum(fig['servers'].values()) / n:.2f}"
+        return f"{total / n:.2f} syscalls per request ({top}){srv}"
+
+
+def syscall_columns(calls, n):
+    get = lambda *names: sum(calls.get(k, 0) for k in names)
+    main = [get("read", "recvfrom", "readv", "recvmsg"), get("writev", "write", "sendmsg", "sendto"),
+            get("epoll_wait", "epoll_pwait"), get("epoll_ctl")]
+    other = sum(calls.values()) - sum(main)
+    return " | ".join(f"{v / n:.2f}" for v in [sum(calls.values())] + main + [other])
 
 
 def profile_table(rows, measure):
     if measure.name == "callgrind":
         out = ["| workload | process | Ir per request | total Ir | requests |", "|---|---|---|---|---|"]
     else:
-        out = ["| workload | process | syscalls per request | read | writev / write | epoll_wait | epoll_ctl | other | requests |",
-               "|---|---|---|---|---|---|---|---|---|"]
+        out = [f"System calls per request, counted by {measure.tool}"
+               + (" (processes at full speed)" if measure.tool == "perf" else
+                  " (which slows the traced process: see Syscalls in bench/run.py)")
+               + "; the memcached columns are the servers' calls behind the proxy, added up.", "",
+               "| workload | process | syscalls per request | read | writev / write | epoll_wait | epoll_ctl | other "
+               "| memcached syscalls | memcached read | memcached write | memcached epoll_wait | requests |",
+               "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for w, title, fig, n, err in rows:
         if fig is None:
             out.append(f"| {w['name']} | {title} | {err} |")
         elif measure.name == "callgrind":
             out.append(f"| {w['name']} | {title} | {fig / n:,.0f} | {fig:,} | {n:,} |")
         else:
-            get = lambda *names: sum(fig.get(k, 0) for k in names)
-            main = dict(read=get("read", "recvfrom", "readv"), write=get("writev", "write", "sendmsg", "sendto"),
-                        wait=get("epoll_wait", "epoll_pwait"), ctl=get("epoll_ctl"))
-            other = sum(fig.values()) - sum(main.values())
-            out.append(f"| {w['name']} | {title} | {sum(fig.values()) / n:.2f} | {main['read'] / n:.2f} | "
-                       f"{main['write'] / n:.2f} | {main['wait'] / n:.2f} | {main['ctl'] / n:.2f} | {other / n:.2f} | {n:,} |")
+            srv = "— | — | — | —" if fig["servers"] is None else \
+                " | ".join(syscall_columns(fig["servers"], n).split(" | ")[:4])
+            out.append(f"| {w['name']} | {title} | {syscall_columns(fig['proxy'], n)} | {srv} | {n:,} |")
     return "\n".join(out)
 
 
@@ -854,6 +906,18 @@ def versions(bench):
         except (OSError, IndexError, subprocess.SubprocessError):
             v[name] = "not available"
     return v
+
+
+def perf_counts_syscalls():
+    """Can perf count this machine's syscall tracepoints (installed, permitted, tracefs mounted)?"""
+    if not shutil.which("perf"):
+        return False
+    try:
+        r = subprocess.run(["perf", "stat", "-x", ",", "-e", "syscalls:sys_enter_read", "--", "true"],
+                           capture_output=True, text=True, timeout=30)
+    except (OSError, subprocess.SubprocessError):
+        return False
+    return r.returncode == 0 and "syscalls:sys_enter_read" in r.stderr and "not supported" not in r.stderr
 
 
 def build_loadgen(args):
@@ -896,7 +960,9 @@ def main():
     ap.add_argument("--seconds", type=float, help="measured seconds per run")
     ap.add_argument("--only", help="comma-separated workloads: " + ",".join(w["name"] for w in WORKLOADS))
     ap.add_argument("--callgrind", action="store_true", help="instructions per request instead of throughput")
-    ap.add_argument("--syscalls", action="store_true", help="system calls per request (strace -c) instead of throughput")
+    ap.add_argument("--syscalls", action="store_true",
+                    help="system calls per request (perf's syscall tracepoints, else strace -c) instead of throughput")
+    ap.add_argument("--syscalls-tool", choices=("perf", "strace"), help="what --syscalls counts with (perf if it can)")
     ap.add_argument("--requests", type=int, default=20000,
                     help="requests per workload and proxy in --callgrind and --syscalls mode (20000)")
     ap.add_argument("--proxies", default="memcached,nutcracker,memrelay",
@@ -945,9 +1011,12 @@ def main():
         if profile:
             if args.callgrind and not (shutil.which("valgrind") and shutil.which("callgrind_control")):
                 raise BenchError("valgrind is not installed (apt-get install valgrind)")
-            if args.syscalls and not shutil.which("strace"):
-                raise BenchError("strace is not installed (apt-get install strace)")
-            measure = Callgrind(bench.dir) if args.callgrind else Syscalls(bench.dir)
+            tool = None
+            if args.syscalls:
+                tool = args.syscalls_tool or ("perf" if perf_counts_syscalls() else "strace")
+                if not shutil.which(tool):
+                    raise BenchError(f"{tool} is not installed (apt-get install {'linux-perf' if tool == 'perf' else tool})")
+            measure = Callgrind(bench.dir) if args.callgrind else Syscalls(bench.dir, lambda: bench.mc, tool)
             rows = run_profiled(bench, workloads, args.requests, measure)
             body = profile_table(rows, measure)
             raw = {measure.name: [dict(workload=w["name"], process=t, figures=f, requests=n, error=e)

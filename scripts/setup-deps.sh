@@ -12,7 +12,8 @@
 #          PHP and its memcached extension, Perl's Cache::Memcached::Fast, Node.js and npm (the tests
 #          install npm's memcached and memjs packages themselves, under build/), sasl2-bin
 #          (saslpasswd2: test_binary.py compares SASL with memcached -S)
-#   bench  nutcracker (twemproxy), to compare against
+#   bench  nutcracker (twemproxy), to compare against; linux-perf and strace (bench/run.py
+#          --syscalls counts with perf's syscall tracepoints, with strace where perf cannot)
 #
 # Idempotent: packages already installed are left alone, and `apt-get update`
 # runs only when something is missing. Needs root (or sudo) only then.
@@ -27,7 +28,7 @@ declare -A GROUP_PACKAGES=(
     [build]="cmake gcc libc6-dev make pkg-config libev-dev libyaml-dev libmicrohttpd-dev libssl-dev libc-ares-dev"
     [run]="memcached libmicrohttpd12 libssl3 libc-ares2"
     [test]="libcriterion-dev clang-format memcached libmemcached-dev libmemcached-tools python3 python3-pytest python3-pymemcache python3-yaml python3-prometheus-client python3-pylibmc openssl dpkg-dev netcat-openbsd dnsmasq-base golang-go golang-github-bradfitz-gomemcache-dev php-cli php-memcached libcache-memcached-fast-perl nodejs npm sasl2-bin"
-    [bench]="nutcracker"
+    [bench]="nutcracker linux-perf strace"
 )
 
 # A package that counts as present when its command is on PATH, whatever dpkg says: NodeSource's
