@@ -15,7 +15,7 @@
  *     before it is buffered; whole, so every admitted block can complete);
  *   - mr_memcredit_force: always (bytes already in memory: a reply read
  *     from a server, a small request read), so the used figure is true even
- *     above the limit, and mr_membudget_exhausted says to push back.
+ *     above the limit, and mr_memcredit_exhausted says to push back.
  * Workers with clients waiting for budget are woken through their ev_async
  * (mr_membudget_register) when another worker gives credit back.
  */
@@ -82,9 +82,8 @@ static inline void mr_memcredit_sub(mr_membudget *b, mr_memcredit *cr, uint64_t 
 /* Has any worker clients waiting for budget? (client_block_timeout only
  * closes a stalled block while somebody waits for its bytes.) */
 bool mr_membudget_has_waiters(const mr_membudget *b);
-/* Is the budget used up (more taken than the limit allows)? A relaxed load. */
-bool mr_membudget_exhausted(const mr_membudget *b);
-/* The same, were `extra` more bytes charged to cr (beyond its unused credit). */
+/* Would the budget be used up (taken up to the limit) were `extra` more
+ * bytes charged to cr, beyond its unused credit? Relaxed loads. */
 bool mr_memcredit_exhausted(const mr_membudget *b, const mr_memcredit *cr, uint64_t extra);
 
 /* For `stats` and /metrics. */

@@ -164,11 +164,6 @@ void mr_membudget_waiting(mr_membudget *b, uint32_t me, bool waiting)
     }
 }
 
-bool mr_membudget_exhausted(const mr_membudget *b)
-{
-    return __atomic_load_n(&b->used, __ATOMIC_RELAXED) >= __atomic_load_n(&b->limit, __ATOMIC_RELAXED);
-}
-
 bool mr_memcredit_exhausted(const mr_membudget *b, const mr_memcredit *cr, uint64_t extra)
 {
     uint64_t spare = cr->credit > cr->held ? cr->credit - cr->held : 0;
