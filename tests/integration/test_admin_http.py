@@ -387,7 +387,9 @@ def test_admin_listen_bare_port_in_the_config_listens_on_loopback(factory):
     harness.wait_accepting(("127.0.0.1", port), relay.proc)
     assert http_request(port, "GET", "/healthz")[0] == 200
     assert listening_ports(relay.proc.pid) == {relay.addr()[1], port}
-    assert "admin listener on 127.0.0.1:%d" % port in relay.stderr()
+    # Logged once the daemon runs, which may be after it answered.
+    line = "admin listener on 127.0.0.1:%d" % port
+    assert harness.wait_for(lambda: line in relay.stderr(), 10), relay.stderr()
 
 
 def test_admin_flag_overrides_admin_listen(factory):

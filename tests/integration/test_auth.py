@@ -309,6 +309,9 @@ def _start_and_read_log(memrelay_bin, tmp_path, listen_host, extra=""):
     relay = _Started(memrelay_bin, config, str(tmp_path / "memrelay.stderr"))
     try:
         wait_accepting(("127.0.0.1", port), relay.proc)
+        # The listeners accept before main logs "started" (and the listeners
+        # after it): read the log once start-up has written it all.
+        wait_for(lambda: "started" in relay.stderr(), 10)
         return relay.stderr()
     finally:
         relay.stop()
