@@ -856,11 +856,12 @@ class Syscalls:
 
 
 def syscall_columns(calls, n):
+    """Per request: all, read, write, epoll_wait, epoll_ctl, the rest (the table's column order)."""
     get = lambda *names: sum(calls.get(k, 0) for k in names)
     main = [get("read", "recvfrom", "readv", "recvmsg"), get("writev", "write", "sendmsg", "sendto"),
             get("epoll_wait", "epoll_pwait"), get("epoll_ctl")]
-    other = sum(calls.values()) - sum(main)
-    return " | ".join(f"{v / n:.2f}" for v in [sum(calls.values())] + main + [other])
+    total = sum(calls.values())
+    return [f"{v / n:.2f}" for v in [total] + main + [total - sum(main)]]
 
 
 def profile_table(rows, measure):
@@ -880,9 +881,10 @@ def profile_table(rows, measure):
         elif measure.name == "callgrind":
             out.append(f"| {w['name']} | {title} | {fig / n:,.0f} | {fig:,} | {n:,} |")
         else:
-            srv = "— | — | — | —" if fig["servers"] is None else \
-                " | ".join(syscall_columns(fig["servers"], n).split(" | ")[:4])
-            out.append(f"| {w['name']} | {title} | {syscall_columns(fig['proxy'], n)} | {srv} | {n:,} |")
+            # The servers' columns: all, read, write, epoll_wait.
+            srv = ["—"] * 4 if fig["servers"] is None else syscall_columns(fig["servers"], n)[:4]
+            cells = [w["name"], title] + syscall_columns(fig["proxy"], n) + srv + [f"{n:,}"]
+            out.append("| " + " | ".join(cells) + " |")
     return "\n".join(out)
 
 
