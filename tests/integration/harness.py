@@ -53,12 +53,25 @@ class HarnessError(Exception):
 # ports and readiness
 
 
+# Ports free_port has handed out in this process. A port handed out but not
+# yet bound (a RefusedPort, a listener about to start) looks free to the
+# kernel, which may pick it again: a memrelay then listened on the port of
+# its own "refused" server and refused to start (requests would loop back).
+_handed_out = set()
+
+
 def free_port(host="127.0.0.1"):
-    """An ephemeral port that was free a moment ago (the kernel picks it)."""
+    """An ephemeral port that was free a moment ago (the kernel picks it),
+    never one this process was given before."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    with socket.socket(family, socket.SOCK_STREAM) as s:
-        s.bind((host, 0))
-        return s.getsockname()[1]
+    for _ in range(1000):  # ~28,000 ephemeral ports; a test run uses a few thousand
+        with socket.socket(family, socket.SOCK_STREAM) as s:
+            s.bind((host, 0))
+            port = s.getsockname()[1]
+        if port not in _handed_out:
+            _handed_out.add(port)
+            return port
+    raise HarnessError("no ephemeral port left that this test run has not handed out already")
 
 
 def ipv6_loopback_available():
