@@ -165,7 +165,9 @@ class Dnsmasq:
 
 class SlowDns:
     """A UDP relay that forwards each query to `upstream_port` and sends the
-    answer back `delay` seconds later: a DNS server that is slow to answer."""
+    answer back `delay` seconds later: a DNS server that is slow to answer.
+    After hold(), queries wait for release() instead: a DNS server that does
+    not answer for as long as the test needs, however slow the machine."""
 
     def __init__(self, upstream_port, delay):
         self.upstream = ("127.0.0.1", upstream_port)
@@ -177,6 +179,7 @@ class SlowDns:
         self.lock = threading.Lock()
         self.held = 0           # queries received with a delay, not yet answered
         self.held_answered = 0  # queries that were held and then answered
+        self.gate = None        # threading.Event while holding (hold/release)
         self.thread = threading.Thread(target=self._run, daemon=True)
         self.thread.start()
 
@@ -184,12 +187,24 @@ class SlowDns:
     def server(self):
         return "127.0.0.1:%d" % self.port
 
+    def hold(self):
+        """From now on no query is answered until release()."""
+        self.gate = threading.Event()
+
+    def release(self):
+        if self.gate is not None:
+            self.gate.set()
+
     def _answer(self, data, client):
-        delay = self.delay  # as it was when the query came
+        gate = self.gate  # as it was when the query came
+        delay = self.delay if gate is None else 1.0
         with self.lock:
             self.held += delay > 0
         try:
-            time.sleep(delay)
+            if gate is not None:
+                gate.wait(120)  # bounded: a test that forgot release() still ends
+            else:
+                time.sleep(delay)
             with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as up:
                 up.settimeout(2)
                 up.sendto(data, self.upstream)
@@ -218,5 +233,6 @@ class SlowDns:
 
     def stop(self):
         self.stopping = True
+        self.release()
         self.thread.join(timeout=2)
         self.sock.close()
