@@ -164,22 +164,21 @@ class Dnsmasq:
 
 
 class SlowDns:
-    """A UDP relay that forwards each query to `upstream_port` and sends the
-    answer back `delay` seconds later: a DNS server that is slow to answer.
-    After hold(), queries wait for release() instead: a DNS server that does
-    not answer for as long as the test needs, however slow the machine."""
+    """A UDP relay that forwards each query to `upstream_port` and sends its
+    answer back: at once, or after hold() only when release() is called (a
+    DNS server that does not answer for as long as the test needs, however
+    slow the machine)."""
 
-    def __init__(self, upstream_port, delay):
+    def __init__(self, upstream_port):
         self.upstream = ("127.0.0.1", upstream_port)
-        self.delay = delay
         self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         self.sock.bind(("127.0.0.1", 0))
         self.port = self.sock.getsockname()[1]
         self.stopping = False
         self.lock = threading.Lock()
-        self.held = 0           # queries received with a delay, not yet answered
-        self.held_answered = 0  # queries that were held and then answered
         self.gate = None        # threading.Event while holding (hold/release)
+        self.held = 0           # queries held, not yet answered
+        self.held_answered = 0  # queries that were held and then answered
         self.thread = threading.Thread(target=self._run, daemon=True)
         self.thread.start()
 
@@ -197,14 +196,12 @@ class SlowDns:
 
     def _answer(self, data, client):
         gate = self.gate  # as it was when the query came
-        delay = self.delay if gate is None else 1.0
+        held = gate is not None
         with self.lock:
-            self.held += delay > 0
+            self.held += held
         try:
-            if gate is not None:
+            if held:
                 gate.wait(120)  # bounded: a test that forgot release() still ends
-            else:
-                time.sleep(delay)
             with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as up:
                 up.settimeout(2)
                 up.sendto(data, self.upstream)
@@ -215,10 +212,10 @@ class SlowDns:
             if not self.stopping:
                 self.sock.sendto(reply, client)
                 with self.lock:
-                    self.held_answered += delay > 0
+                    self.held_answered += held
         finally:
             with self.lock:
-                self.held -= delay > 0
+                self.held -= held
 
     def _run(self):
         while not self.stopping:

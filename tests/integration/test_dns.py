@@ -59,8 +59,8 @@ class Memrelay:
         # The listeners accept while memrelay still waits for its first DNS
         # answers (ops/membership.c); a test that changes DNS must not start
         # before they are in, or it changes what memrelay starts with.
-        if not wait_for(lambda: " started: " in self.log() or self.proc.poll() is not None, 30.0, 0.02) \
-                or self.proc.poll() is not None:
+        wait_for(lambda: " started: " in self.log() or self.proc.poll() is not None, 30.0, 0.02)
+        if self.proc.poll() is not None or " started: " not in self.log():
             raise harness.HarnessError("memrelay did not start:\n" + self.log())
 
     @property
@@ -315,7 +315,7 @@ def test_a_slow_dns_server_does_not_delay_requests_for_other_servers(dns, mcs, r
     static = mcs("127.0.0.2")
     named = mcs("127.0.0.3")
     dns.start(hosts={"slow.pool.test": ["127.0.0.3"]})
-    slow = SlowDns(dns.port, delay=0.0)
+    slow = SlowDns(dns.port)
     try:
         r = relay("memrelay:\n  dns_servers: [%s]\n  dns_timeout: 60000\n"
                   "fast:\n  listen: 127.0.0.1:PORT\n  servers:\n    - %s\n"
